@@ -1,0 +1,72 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything here is idempotent.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+MOBILITY  := $(VENV)/bin/mobility
+STAMP     := $(VENV)/.installed
+
+export MOBILITY_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/mobility
+export MOBILITY_REDIS_URL    ?= redis://127.0.0.1:6379/0
+
+# The test suite owns its own database and Redis db, so `make test` never touches demo data.
+TEST_ENV := MOBILITY_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/mobility_test \
+            MOBILITY_REDIS_URL=redis://127.0.0.1:6379/15 MOBILITY_ENVIRONMENT=test
+
+.PHONY: help install system venv migrate demo run serve test lint typecheck schema bench bench-quick clean
+
+help:
+	@echo "make run    - set everything up, register + sync the demo operators, serve http://127.0.0.1:8000/graphql"
+	@echo "make test   - set everything up, run the whole test suite against PostgreSQL/PostGIS and Redis"
+	@echo "make install | migrate | demo | serve | lint | typecheck | schema | bench | bench-quick | clean"
+
+install: system venv
+
+system:
+	@bash scripts/install-system.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+	@echo "python environment ready in $(VENV)"
+
+migrate: install
+	@$(MOBILITY) migrate
+
+demo: migrate
+	@$(MOBILITY) demo
+
+run: demo
+	@$(MOBILITY) serve --host 127.0.0.1 --port 8000
+
+serve: install
+	@$(MOBILITY) serve --host 127.0.0.1 --port 8000
+
+test: install
+	@$(TEST_ENV) $(MOBILITY) migrate
+	@$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	@$(VENV)/bin/mypy
+
+schema: install
+	@$(PY) -m graphql_schema.export
+
+bench: migrate
+	@$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-quick: migrate
+	@$(PY) -m bench.run --quick $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

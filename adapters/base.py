@@ -1,0 +1,71 @@
+"""Adapter contracts (``typing.Protocol``) and the entry-point registry.
+
+An adapter package registers a class under the ``mobility.adapters`` entry-point group; the class
+implements :class:`AvailabilityAdapter`. Core code never names a concrete adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import httpx
+
+from adapters.dto import Snapshot
+from adapters.http import FeedCache
+
+ENTRY_POINT_GROUP = "mobility.adapters"
+
+
+class AdapterError(Exception):
+    """A provider's feed could not be read: the sync fails and the last good data stays."""
+
+    def __init__(self, message: str, *, feed: str | None = None, url: str | None = None) -> None:
+        super().__init__(message)
+        self.feed = feed
+        self.url = url
+
+
+class AdapterConfigError(ValueError):
+    """A provider's configuration is unusable (bad URL, missing feed, unknown option)."""
+
+
+@dataclass(slots=True)
+class FetchContext:
+    http: httpx.AsyncClient
+    cache: FeedCache
+    preferred_language: str = "en"
+
+
+@runtime_checkable
+class AvailabilityAdapter(Protocol):
+    """Reads an operator's availability and returns the canonical :class:`Snapshot`."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> AvailabilityAdapter:
+        """Validate the stored provider config; raise :class:`AdapterConfigError` if unusable."""
+        ...
+
+    async def fetch_snapshot(self, ctx: FetchContext) -> Snapshot:
+        """The provider's full current state. Raise :class:`AdapterError` if a feed fails."""
+        ...
+
+
+def available_adapters() -> dict[str, type[AvailabilityAdapter]]:
+    """Every adapter installed in this environment, by its entry-point name."""
+    found: dict[str, type[AvailabilityAdapter]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = ep.load()
+    return found
+
+
+def load_adapter(name: str, config: Mapping[str, Any]) -> AvailabilityAdapter:
+    adapters = available_adapters()
+    if name not in adapters:
+        known = ", ".join(sorted(adapters)) or "none"
+        raise AdapterConfigError(f"unknown adapter {name!r} (installed: {known})")
+    return adapters[name].from_config(config)

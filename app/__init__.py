@@ -1,0 +1,1 @@
+"""The service: settings, app factory, DB/Redis plumbing, ORM models, domain services, CLI."""

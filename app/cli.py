@@ -1,0 +1,294 @@
+"""The ``mobility`` command: how operators of the service and scripts drive it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from app.errors import DomainError
+from app.settings import Settings, get_settings
+
+
+def _print(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def _progress(prefix: str) -> Callable[[str], None]:
+    return lambda message: _print(f"{prefix}: {message}")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+# --- migrate ---------------------------------------------------------------------------------
+
+
+async def _migrate(settings: Settings) -> int:
+    from sqlalchemy.engine import make_url
+
+    from app import migrate
+
+    name = make_url(settings.database_url).database
+    _print(f"[1/2] database {name!r} and PostGIS extension...")
+    created = await migrate.ensure_database(settings.database_url)
+    _print(f"      {'created' if created else 'already present'}")
+    _print("[2/2] applying migrations...")
+    # Alembic runs its own event loop for the async engine: run it off this one.
+    await asyncio.to_thread(migrate.upgrade, settings.database_url)
+    _print("      schema at head")
+    return 0
+
+
+# --- providers ----------------------------------------------------------------------------
+
+
+def _parse_feeds(pairs: Sequence[str]) -> dict[str, str]:
+    feeds: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, url = pair.partition("=")
+        if not sep or not name or not url:
+            raise DomainError(f"--feed takes NAME=URL, got {pair!r}", code="INVALID_ARGUMENTS")
+        feeds[name.strip()] = url.strip()
+    return feeds
+
+
+async def _providers_add(settings: Settings, args: argparse.Namespace) -> int:
+    from app.db import create_engine, session_factory, transaction
+    from providers.service import register_provider
+
+    config: dict[str, Any] = {}
+    if args.url and args.feed:
+        return _fail("give either --url or --feed, not both")
+    if args.url:
+        config["discovery_url"] = args.url
+    elif args.feed:
+        config["feeds"] = _parse_feeds(args.feed)
+    else:
+        return _fail("give --url DISCOVERY_URL or at least one --feed NAME=URL")
+    if args.language:
+        config["language"] = args.language
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            provider, created = await register_provider(
+                session, slug=args.slug, name=args.name, adapter=args.adapter, config=config
+            )
+        _print(f"{'added' if created else 'updated'} provider {provider.id} ({provider.name})")
+        _print(f"sync it now with: mobility sync {provider.id}")
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def _providers_list(settings: Settings) -> int:
+    from app.db import create_engine, session_factory
+    from app.search.repository import provider_summaries
+
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with session_factory(engine)() as session:
+            rows = await provider_summaries(session)
+    finally:
+        await engine.dispose()
+    if not rows:
+        _print("no providers yet: add one with `mobility providers add` or run `mobility demo`")
+        return 0
+    header = f"{'id':<24} {'gbfs':<5} {'vehicles':>8} {'stations':>8}  {'status':<8} last sync"
+    _print(header)
+    _print("-" * len(header))
+    for p in rows:
+        status = "disabled" if not p.enabled else ("stale" if p.stale else "ok")
+        if p.last_synced_at is None:
+            status = "new"
+        last = p.last_synced_at.strftime("%Y-%m-%d %H:%M:%S") if p.last_synced_at else "never"
+        _print(
+            f"{p.id:<24} {p.gbfs_version or '-':<5} {p.vehicle_count:>8} {p.station_count:>8}  "
+            f"{status:<8} {last}"
+        )
+        if p.error:
+            _print(f"{'':<24} last error: {p.error}")
+    return 0
+
+
+async def _providers_remove(settings: Settings, slug: str) -> int:
+    from app.db import transaction
+    from app.runtime import open_runtime
+    from providers import repository
+
+    async with open_runtime(settings) as rt:
+        async with transaction(rt.sessions) as session:
+            provider = await repository.get(session, slug)
+            if provider is None:
+                return _fail(f"unknown provider {slug!r}", 1)
+            await session.delete(provider)
+        try:
+            await rt.index.remove_provider(slug)
+        except Exception as exc:  # the index is rebuilt from PostGIS at the next start
+            _print(f"warning: could not clear the search index: {exc}")
+    _print(f"removed provider {slug} and all its data")
+    return 0
+
+
+# --- sync ---------------------------------------------------------------------------------
+
+
+def print_report(report: Any) -> None:
+    status = "ok" if report.ok else "FAILED"
+    _print(f"sync {report.provider_id}: {status} in {report.duration_seconds:.2f}s")
+    if report.error:
+        _print(f"  error: {report.error}")
+        _print("  the previous data is kept; the provider is marked stale")
+    if report.counts:
+        _print(f"  {'':<15}{'created':>9}{'updated':>9}{'removed':>9}{'total':>9}")
+        for name, c in report.counts.items():
+            _print(
+                f"  {name:<15}{c['created']:>9}{c['updated']:>9}{c['removed']:>9}{c['total']:>9}"
+            )
+    if report.ok:
+        _print(f"  validation: {report.error_count} error(s), {report.warning_count} warning(s)")
+        for f in report.findings[:20]:
+            rid = f" [{f.record_id}]" if f.record_id else ""
+            _print(f"    {f.severity:<7} {f.code:<28} {f.feed}{rid}: {f.message}")
+        if len(report.findings) > 20:
+            _print(f"    ... and {len(report.findings) - 20} more (see Provider.validation)")
+
+
+async def _sync(settings: Settings, slugs: Sequence[str], sync_all: bool) -> int:
+    from app.runtime import open_runtime
+    from providers import repository
+    from providers.sync import ProviderNotFound
+
+    failures = 0
+    async with open_runtime(settings) as rt:
+        if sync_all:
+            async with rt.sessions() as session:
+                slugs = [p.id for p in await repository.list_all(session, enabled_only=True)]
+        for i, slug in enumerate(slugs, 1):
+            prefix = f"[{i}/{len(slugs)}] {slug}"
+            try:
+                report = await rt.sync.sync(slug, progress=_progress(prefix))
+            except ProviderNotFound:
+                _print(f"error: unknown provider {slug!r} (see `mobility providers list`)")
+                failures += 1
+                continue
+            print_report(report)
+            failures += 0 if report.ok else 1
+    return 1 if failures else 0
+
+
+# --- demo ---------------------------------------------------------------------------------
+
+
+async def _demo(settings: Settings, sync: bool) -> int:
+    from app.db import transaction
+    from app.runtime import open_runtime
+    from providers.demo_runtime import register_demo_providers, serve_demo_feeds
+
+    async with open_runtime(settings) as rt:
+        async with transaction(rt.sessions) as session:
+            slugs = await register_demo_providers(session, settings)
+        _print(f"registered demo providers: {', '.join(slugs)}")
+        if not sync:
+            return 0
+        failures = 0
+        async with serve_demo_feeds(settings, required=True):
+            for i, slug in enumerate(slugs, 1):
+                prefix = f"[{i}/{len(slugs)}] {slug}"
+                report = await rt.sync.sync(slug, progress=_progress(prefix))
+                print_report(report)
+                failures += 0 if report.ok else 1
+    return 1 if failures else 0
+
+
+# --- serve --------------------------------------------------------------------------------
+
+
+def _serve(settings: Settings, host: str, port: int, no_sync: bool) -> int:
+    import os
+
+    import uvicorn
+
+    if no_sync:
+        os.environ["MOBILITY_BACKGROUND_SYNC"] = "false"
+        get_settings.cache_clear()
+    _print(f"serving GraphQL at http://{host}:{port}/graphql (Ctrl-C to stop)")
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
+    return 0
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mobility", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="create the database + PostGIS if missing, then migrate")
+
+    serve = sub.add_parser("serve", help="serve the API (with background sync)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-sync", action="store_true", help="do not run background sync")
+
+    providers = sub.add_parser("providers", help="manage providers")
+    psub = providers.add_subparsers(dest="providers_command", required=True)
+    add = psub.add_parser("add", help="add (or update) a provider")
+    add.add_argument("slug", help="provider id, e.g. getaround-stavanger")
+    add.add_argument("--adapter", default="gbfs")
+    add.add_argument("--url", help="GBFS discovery URL (gbfs.json or manifest.json)")
+    add.add_argument("--feed", action="append", metavar="NAME=URL", help="explicit feed URL")
+    add.add_argument("--name", help="display name")
+    add.add_argument("--language", help="preferred language for localized strings")
+    psub.add_parser("list", help="list providers and their sync state")
+    remove = psub.add_parser("remove", help="remove a provider and all its data")
+    remove.add_argument("slug")
+
+    sync = sub.add_parser("sync", help="sync providers now, once")
+    sync.add_argument("slugs", nargs="*", metavar="SLUG")
+    sync.add_argument("--all", action="store_true", help="every enabled provider")
+
+    demo = sub.add_parser("demo", help="register the bundled demo providers and sync them")
+    demo.add_argument("--no-sync", action="store_true", help="only register them")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    try:
+        if args.command == "migrate":
+            return asyncio.run(_migrate(settings))
+        if args.command == "serve":
+            return _serve(settings, args.host, args.port, args.no_sync)
+        if args.command == "providers":
+            if args.providers_command == "add":
+                return asyncio.run(_providers_add(settings, args))
+            if args.providers_command == "list":
+                return asyncio.run(_providers_list(settings))
+            return asyncio.run(_providers_remove(settings, args.slug))
+        if args.command == "sync":
+            if not args.slugs and not args.all:
+                return _fail("name at least one provider, or use --all")
+            started = time.perf_counter()
+            code = asyncio.run(_sync(settings, args.slugs, args.all))
+            _print(f"done in {time.perf_counter() - started:.1f}s")
+            return code
+        if args.command == "demo":
+            return asyncio.run(_demo(settings, not args.no_sync))
+    except DomainError as exc:
+        return _fail(f"{exc.message} [{exc.code}]")
+    except OSError as exc:
+        return _fail(f"{exc} (are PostgreSQL and Redis running? see `make install`)", 1)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Database plumbing: the async engine, sessions, and the transaction boundary."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+
+def async_url(database_url: str) -> str:
+    """``postgresql://...`` (what operators configure) to the asyncpg dialect SQLAlchemy needs."""
+    url = make_url(database_url)
+    return url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        async_url(database_url), pool_size=pool_size, max_overflow=10, pool_pre_ping=True
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """The boundary: commit on success, roll back on error. Services only flush."""
+    async with factory() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise

@@ -1,0 +1,80 @@
+"""App factory: ``create_app(settings)``. The lifespan owns pools, clients and background sync."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import ORJSONResponse
+from strawberry.fastapi import GraphQLRouter
+
+from app.runtime import Runtime, open_runtime
+from app.settings import Settings, get_settings
+from graphql_schema.context import Context
+from graphql_schema.schema import build_schema
+from providers import repository
+from providers.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+
+async def _rebuild_index(runtime: Runtime) -> None:
+    """Redis keeps nothing on disk here: rebuild the index from PostGIS at start."""
+    try:
+        async with runtime.sessions() as session:
+            providers = await repository.list_all(session, enabled_only=True)
+        for p in providers:
+            await runtime.sync.rebuild_index(p.id)
+    except Exception as exc:  # Redis down at start: search falls back to PostGIS
+        log.warning("could not rebuild the search index at start: %s", exc)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(settings) as runtime, contextlib.AsyncExitStack() as stack:
+            app.state.runtime = runtime
+            if settings.demo_feeds:
+                from providers.demo_runtime import serve_demo_feeds
+
+                await stack.enter_async_context(serve_demo_feeds(settings, required=False))
+            await _rebuild_index(runtime)
+            scheduler: Scheduler | None = None
+            if settings.background_sync:
+                scheduler = Scheduler(runtime.sync, settings)
+                scheduler.start()
+            try:
+                yield
+            finally:
+                if scheduler is not None:
+                    await scheduler.stop()
+
+    app = FastAPI(
+        title="Mobility aggregator",
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+
+    async def get_context(request: Request) -> Context:
+        runtime: Runtime = request.app.state.runtime
+        return Context(sessions=runtime.sessions, settings=settings, search=runtime.search)
+
+    graphql = GraphQLRouter(
+        build_schema(settings),
+        context_getter=get_context,
+        graphql_ide="graphiql" if settings.graphiql_enabled else None,
+        subscription_protocols=(),
+    )
+    app.include_router(graphql, prefix="/graphql")
+
+    @app.get("/health")
+    async def health(request: Request) -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,178 @@
+"""ORM models: the system of record. The schema itself changes only through ``migrations/``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _provider_fk() -> Mapped[str]:
+    return mapped_column(
+        String, ForeignKey("providers.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+
+
+class Provider(Base):
+    __tablename__ = "providers"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)  # slug, e.g. "getaround-stavanger"
+    name: Mapped[str] = mapped_column(String, nullable=False)
+    adapter: Mapped[str] = mapped_column(String, nullable=False)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # What the last good snapshot said about the system.
+    gbfs_version: Mapped[str | None] = mapped_column(String)
+    system_info: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    global_rules: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False, default=list)
+    ttl_seconds: Mapped[int | None] = mapped_column(Integer)
+    # Sync health.
+    last_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    stale: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class VehicleType(Base):
+    __tablename__ = "vehicle_types"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    provider_id: Mapped[str] = _provider_fk()
+    external_id: Mapped[str] = mapped_column(String, nullable=False)
+    form_factor: Mapped[str] = mapped_column(String, nullable=False)
+    propulsion_type: Mapped[str] = mapped_column(String, nullable=False)
+    name: Mapped[str | None] = mapped_column(String)
+    max_range_meters: Mapped[float | None] = mapped_column(Float)
+    rider_capacity: Mapped[int | None] = mapped_column(Integer)
+    default_pricing_plan_id: Mapped[str | None] = mapped_column(String)
+    return_constraint: Mapped[str | None] = mapped_column(String)
+    co2_grams_per_km: Mapped[float | None] = mapped_column(Float)
+    default_reserve_time_minutes: Mapped[int | None] = mapped_column(Integer)
+    raw_form_factor: Mapped[str | None] = mapped_column(String)
+
+
+class PricingPlan(Base):
+    __tablename__ = "pricing_plans"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    provider_id: Mapped[str] = _provider_fk()
+    external_id: Mapped[str] = mapped_column(String, nullable=False)
+    name: Mapped[str] = mapped_column(String, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    price_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    is_taxable: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    per_km_pricing: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
+    per_min_pricing: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
+    surge_pricing: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    url: Mapped[str | None] = mapped_column(String)
+
+
+class Station(Base):
+    __tablename__ = "stations"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    provider_id: Mapped[str] = _provider_fk()
+    external_id: Mapped[str] = mapped_column(String, nullable=False)
+    name: Mapped[str] = mapped_column(String, nullable=False)
+    short_name: Mapped[str | None] = mapped_column(String)
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", 4326, spatial_index=False), nullable=False)
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    region_id: Mapped[str | None] = mapped_column(String)
+    is_virtual: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    rental_uris: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    num_vehicles_available: Mapped[int | None] = mapped_column(Integer)
+    num_vehicles_disabled: Mapped[int | None] = mapped_column(Integer)
+    num_docks_available: Mapped[int | None] = mapped_column(Integer)
+    is_installed: Mapped[bool | None] = mapped_column(Boolean)
+    is_renting: Mapped[bool | None] = mapped_column(Boolean)
+    is_returning: Mapped[bool | None] = mapped_column(Boolean)
+    vehicle_types_available: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
+    last_reported: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Vehicle(Base):
+    """Current snapshot of one vehicle; ``pricing_plan_id`` is the effective plan."""
+
+    __tablename__ = "vehicles"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    provider_id: Mapped[str] = _provider_fk()
+    external_id: Mapped[str] = mapped_column(String, nullable=False)
+    vehicle_type_id: Mapped[str | None] = mapped_column(String)
+    pricing_plan_id: Mapped[str | None] = mapped_column(String)
+    station_id: Mapped[str | None] = mapped_column(String)
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", 4326, spatial_index=False), nullable=False)
+    form_factor: Mapped[str] = mapped_column(String, nullable=False)
+    propulsion_type: Mapped[str] = mapped_column(String, nullable=False)
+    is_reserved: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    is_disabled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    current_range_meters: Mapped[float | None] = mapped_column(Float)
+    current_fuel_percent: Mapped[float | None] = mapped_column(Float)
+    rental_uris: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    last_reported: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class GeofencingZone(Base):
+    __tablename__ = "geofencing_zones"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)  # "<provider>:zone-<ordinal>"
+    provider_id: Mapped[str] = _provider_fk()
+    ordinal: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str | None] = mapped_column(String)
+    geom: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", 4326, spatial_index=False), nullable=False
+    )
+    rules: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
+    starts_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SystemRegion(Base):
+    __tablename__ = "system_regions"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    provider_id: Mapped[str] = _provider_fk()
+    external_id: Mapped[str] = mapped_column(String, nullable=False)
+    name: Mapped[str] = mapped_column(String, nullable=False)
+
+
+class SyncRun(Base):
+    """One sync attempt and its validation report."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    provider_id: Mapped[str] = _provider_fk()
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String, nullable=False)  # succeeded | failed
+    error: Mapped[str | None] = mapped_column(Text)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    error_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    warning_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    findings: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False, default=list)

@@ -1,0 +1,69 @@
+"""The process's long-lived resources, built from settings and closed together.
+
+The API lifespan, the CLI and the tests all build the same :class:`Runtime`, so every path
+talks to PostgreSQL, Redis and operators exactly the way production does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.db import create_engine, session_factory
+from app.redis import RedisKeys, create_redis
+from app.search.service import SearchService
+from app.settings import Settings
+from app.vehicle_index import VehicleIndex
+from providers.sync import SyncEngine
+
+USER_AGENT = "mobility-aggregator/0.1 (+https://github.com/)"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis
+    keys: RedisKeys
+    index: VehicleIndex
+    http: httpx.AsyncClient
+    sync: SyncEngine
+    search: SearchService
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    redis = create_redis(settings.redis_url)
+    keys = RedisKeys(settings.redis_prefix)
+    index = VehicleIndex(redis, keys)
+    timeout = settings.sync_http_timeout_seconds
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=True,
+    )
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        redis=redis,
+        keys=keys,
+        index=index,
+        http=http,
+        sync=SyncEngine(sessions=sessions, index=index, http=http, settings=settings),
+        search=SearchService(settings, index),
+    )
+    try:
+        yield runtime
+    finally:
+        await http.aclose()
+        await redis.aclose()
+        await engine.dispose()

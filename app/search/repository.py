@@ -1,0 +1,368 @@
+"""PostGIS SQL for search. Clauses are composed one at a time; every value is bound."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import PricingPlan, Provider, VehicleType
+from app.search.schemas import (
+    ProviderSummary,
+    StationFilter,
+    StationRow,
+    VehicleFilter,
+    VehicleHit,
+    ZoneRow,
+)
+from app.vehicle_index import VehicleDoc
+from geo.areas import BBox, Near
+
+_POINT = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"
+_ENVELOPE = "ST_MakeEnvelope(:min_lon, :min_lat, :max_lon, :max_lat, 4326)"
+
+
+class _Where:
+    """Accumulates WHERE clauses and their bound parameters."""
+
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.params: dict[str, Any] = {}
+
+    def add(self, clause: str, **params: Any) -> None:
+        self.clauses.append(clause)
+        self.params.update(params)
+
+    def sql(self) -> str:
+        return " AND ".join(self.clauses) if self.clauses else "TRUE"
+
+
+def _area(where: _Where, alias: str, near: Near | None, bbox: BBox | None) -> str:
+    """Adds the area clause; returns the distance expression (or NULL)."""
+    if near is not None:
+        where.add(
+            f"ST_DWithin({alias}.geom::geography, {_POINT}::geography, :radius)",
+            lat=near.lat,
+            lon=near.lon,
+            radius=near.radius_meters,
+        )
+        return f"ST_Distance({alias}.geom::geography, {_POINT}::geography)"
+    assert bbox is not None
+    where.add(
+        f"{alias}.geom && {_ENVELOPE}",
+        min_lon=bbox.min_lon,
+        min_lat=bbox.min_lat,
+        max_lon=bbox.max_lon,
+        max_lat=bbox.max_lat,
+    )
+    return "NULL::float8"
+
+
+def _vehicle_where(where: _Where, f: VehicleFilter) -> None:
+    where.add("p.enabled")
+    if not f.include_reserved:
+        where.add("NOT v.is_reserved")
+    if not f.include_disabled:
+        where.add("NOT v.is_disabled")
+    if f.form_factors is not None:
+        where.add("v.form_factor = ANY(:form_factors)", form_factors=sorted(f.form_factors))
+    if f.propulsion_types is not None:
+        where.add(
+            "v.propulsion_type = ANY(:propulsion_types)",
+            propulsion_types=sorted(f.propulsion_types),
+        )
+    if f.providers is not None:
+        where.add("v.provider_id = ANY(:providers)", providers=sorted(f.providers))
+    if f.min_range_meters is not None:
+        where.add("v.current_range_meters >= :min_range", min_range=f.min_range_meters)
+
+
+_VEHICLE_COLUMNS = """
+    v.id, v.provider_id, v.form_factor, v.propulsion_type, ST_Y(v.geom) AS lat,
+    ST_X(v.geom) AS lon, v.is_reserved, v.is_disabled, v.vehicle_type_id, v.pricing_plan_id,
+    v.station_id, v.current_range_meters, v.current_fuel_percent, v.rental_uris, v.last_reported
+"""
+
+
+def _vehicle_hit(row: Any) -> VehicleHit:
+    doc = VehicleDoc(
+        id=row.id,
+        provider_id=row.provider_id,
+        form_factor=row.form_factor,
+        propulsion_type=row.propulsion_type,
+        lat=row.lat,
+        lon=row.lon,
+        is_reserved=row.is_reserved,
+        is_disabled=row.is_disabled,
+        vehicle_type_id=row.vehicle_type_id,
+        pricing_plan_id=row.pricing_plan_id,
+        station_id=row.station_id,
+        current_range_meters=row.current_range_meters,
+        current_fuel_percent=row.current_fuel_percent,
+        rental_uris=row.rental_uris,
+        last_reported=row.last_reported,
+    )
+    return VehicleHit(doc, row.distance)
+
+
+async def search_vehicles(
+    session: AsyncSession, *, near: Near | None, bbox: BBox | None, flt: VehicleFilter, first: int
+) -> list[VehicleHit]:
+    where = _Where()
+    distance = _area(where, "v", near, bbox)
+    _vehicle_where(where, flt)
+    order = "distance, v.id" if near is not None else "v.id"
+    rows = await session.execute(
+        text(
+            f"SELECT {_VEHICLE_COLUMNS}, {distance} AS distance FROM vehicles v "
+            f"JOIN providers p ON p.id = v.provider_id WHERE {where.sql()} "
+            f"ORDER BY {order} LIMIT :first"
+        ),
+        {**where.params, "first": first},
+    )
+    return [_vehicle_hit(r) for r in rows]
+
+
+async def vehicle_by_id(session: AsyncSession, vehicle_id: str) -> VehicleHit | None:
+    rows = await session.execute(
+        text(
+            f"SELECT {_VEHICLE_COLUMNS}, NULL::float8 AS distance FROM vehicles v "
+            "JOIN providers p ON p.id = v.provider_id WHERE v.id = :id AND p.enabled"
+        ),
+        {"id": vehicle_id},
+    )
+    row = rows.first()
+    return _vehicle_hit(row) if row is not None else None
+
+
+_STATION_COLUMNS = """
+    s.id, s.provider_id, s.name, s.short_name, ST_Y(s.geom) AS lat, ST_X(s.geom) AS lon,
+    s.capacity, s.num_vehicles_available, s.num_docks_available, s.vehicle_types_available,
+    s.is_renting, s.is_returning, s.is_installed, s.rental_uris, s.last_reported
+"""
+
+
+def _station(row: Any) -> StationRow:
+    return StationRow(
+        id=row.id,
+        provider_id=row.provider_id,
+        name=row.name,
+        short_name=row.short_name,
+        lat=row.lat,
+        lon=row.lon,
+        distance_meters=row.distance,
+        capacity=row.capacity,
+        num_vehicles_available=row.num_vehicles_available,
+        num_docks_available=row.num_docks_available,
+        vehicle_types_available=row.vehicle_types_available or [],
+        is_renting=row.is_renting,
+        is_returning=row.is_returning,
+        is_installed=row.is_installed,
+        rental_uris=row.rental_uris,
+        last_reported=row.last_reported,
+    )
+
+
+async def search_stations(
+    session: AsyncSession, *, near: Near | None, bbox: BBox | None, flt: StationFilter, first: int
+) -> list[StationRow]:
+    where = _Where()
+    distance = _area(where, "s", near, bbox)
+    where.add("p.enabled")
+    if flt.providers is not None:
+        where.add("s.provider_id = ANY(:providers)", providers=sorted(flt.providers))
+    if flt.min_vehicles_available is not None:
+        where.add("s.num_vehicles_available >= :min_veh", min_veh=flt.min_vehicles_available)
+    if flt.min_docks_available is not None:
+        where.add("s.num_docks_available >= :min_docks", min_docks=flt.min_docks_available)
+    order = "distance, s.id" if near is not None else "s.id"
+    rows = await session.execute(
+        text(
+            f"SELECT {_STATION_COLUMNS}, {distance} AS distance FROM stations s "
+            f"JOIN providers p ON p.id = s.provider_id WHERE {where.sql()} "
+            f"ORDER BY {order} LIMIT :first"
+        ),
+        {**where.params, "first": first},
+    )
+    return [_station(r) for r in rows]
+
+
+async def stations_by_ids(session: AsyncSession, ids: Sequence[str]) -> dict[str, StationRow]:
+    rows = await session.execute(
+        text(
+            f"SELECT {_STATION_COLUMNS}, NULL::float8 AS distance FROM stations s "
+            "WHERE s.id = ANY(:ids)"
+        ),
+        {"ids": list(ids)},
+    )
+    return {r.id: _station(r) for r in rows}
+
+
+_ZONE_COLUMNS = """
+    z.id, z.provider_id, z.ordinal, z.name, ST_AsGeoJSON(z.geom) AS geojson, z.rules,
+    z.starts_at, z.ends_at
+"""
+
+
+def _zone(row: Any) -> ZoneRow:
+    return ZoneRow(
+        id=row.id,
+        provider_id=row.provider_id,
+        ordinal=row.ordinal,
+        name=row.name,
+        geometry=orjson.loads(row.geojson),
+        rules=row.rules,
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+    )
+
+
+async def search_zones(
+    session: AsyncSession,
+    *,
+    near: Near | None,
+    bbox: BBox | None,
+    providers: frozenset[str] | None,
+    first: int,
+) -> list[ZoneRow]:
+    where = _Where()
+    where.add("p.enabled")
+    if near is not None:
+        where.add(
+            f"ST_DWithin(z.geom::geography, {_POINT}::geography, :radius)",
+            lat=near.lat,
+            lon=near.lon,
+            radius=near.radius_meters,
+        )
+    elif bbox is not None:
+        where.add(
+            f"ST_Intersects(z.geom, {_ENVELOPE})",
+            min_lon=bbox.min_lon,
+            min_lat=bbox.min_lat,
+            max_lon=bbox.max_lon,
+            max_lat=bbox.max_lat,
+        )
+    if providers is not None:
+        where.add("z.provider_id = ANY(:providers)", providers=sorted(providers))
+    rows = await session.execute(
+        text(
+            f"SELECT {_ZONE_COLUMNS} FROM geofencing_zones z "
+            f"JOIN providers p ON p.id = z.provider_id WHERE {where.sql()} "
+            "ORDER BY z.provider_id, z.ordinal LIMIT :first"
+        ),
+        {**where.params, "first": first},
+    )
+    return [_zone(r) for r in rows]
+
+
+async def zones_covering(
+    session: AsyncSession, *, provider_id: str, lat: float, lon: float
+) -> list[ZoneRow]:
+    rows = await session.execute(
+        text(
+            f"SELECT {_ZONE_COLUMNS} FROM geofencing_zones z WHERE z.provider_id = :provider "
+            f"AND ST_Covers(z.geom, {_POINT}) ORDER BY z.ordinal"
+        ),
+        {"provider": provider_id, "lat": lat, "lon": lon},
+    )
+    return [_zone(r) for r in rows]
+
+
+async def provider_summaries(
+    session: AsyncSession, ids: Sequence[str] | None = None
+) -> list[ProviderSummary]:
+    where = "TRUE" if ids is None else "p.id = ANY(:ids)"
+    rows = await session.execute(
+        text(
+            f"""
+            SELECT p.id, p.name, p.adapter, p.enabled, p.last_sync_at, p.last_success_at,
+                   p.stale, p.last_error, p.gbfs_version, p.system_info,
+                   (SELECT count(*) FROM vehicles v WHERE v.provider_id = p.id) AS vehicle_count,
+                   (SELECT count(*) FROM stations s WHERE s.provider_id = p.id) AS station_count,
+                   (SELECT array_agg(DISTINCT ff) FROM (
+                        SELECT form_factor AS ff FROM vehicle_types t WHERE t.provider_id = p.id
+                        UNION SELECT form_factor FROM vehicles v WHERE v.provider_id = p.id
+                   ) f) AS form_factors,
+                   e.extent
+            FROM providers p
+            LEFT JOIN LATERAL (
+                SELECT ST_Extent(g) AS extent FROM (
+                    SELECT geom AS g FROM vehicles v WHERE v.provider_id = p.id
+                    UNION ALL SELECT geom FROM stations s WHERE s.provider_id = p.id
+                ) pts
+            ) e ON TRUE
+            WHERE {where}
+            ORDER BY p.id
+            """
+        ),
+        {} if ids is None else {"ids": list(ids)},
+    )
+    out: list[ProviderSummary] = []
+    for r in rows:
+        extent = _parse_box2d(r.extent) if r.extent is not None else None
+        form_factors = [f for f in (r.form_factors or []) if f]
+        if not form_factors and r.station_count:
+            form_factors = ["bicycle"]  # GBFS: a system without vehicle_types is bicycles
+        out.append(
+            ProviderSummary(
+                id=r.id,
+                name=r.name,
+                adapter=r.adapter,
+                enabled=r.enabled,
+                form_factors=sorted(form_factors),
+                vehicle_count=r.vehicle_count,
+                station_count=r.station_count,
+                last_synced_at=r.last_sync_at,
+                last_success_at=r.last_success_at,
+                stale=r.stale,
+                error=r.last_error,
+                gbfs_version=r.gbfs_version,
+                system_info=r.system_info or {},
+                min_lat=extent[1] if extent else None,
+                min_lon=extent[0] if extent else None,
+                max_lat=extent[3] if extent else None,
+                max_lon=extent[2] if extent else None,
+            )
+        )
+    return out
+
+
+def _parse_box2d(box: str) -> tuple[float, float, float, float]:
+    # box2d arrives as text "BOX(minx miny,maxx maxy)"; parse rather than a second query.
+    inner = box[box.index("(") + 1 : box.rindex(")")]
+    lo, hi = inner.split(",")
+    minx, miny = (float(x) for x in lo.split())
+    maxx, maxy = (float(x) for x in hi.split())
+    return minx, miny, maxx, maxy
+
+
+async def known_provider_ids(session: AsyncSession) -> set[str]:
+    rows = await session.execute(text("SELECT id FROM providers"))
+    return {r.id for r in rows}
+
+
+async def providers_by_ids(session: AsyncSession, ids: Sequence[str]) -> dict[str, Provider]:
+    result = await session.scalars(select(Provider).where(Provider.id.in_(list(ids))))
+    return {p.id: p for p in result}
+
+
+async def vehicle_types_by_ids(session: AsyncSession, ids: Sequence[str]) -> dict[str, VehicleType]:
+    result = await session.scalars(select(VehicleType).where(VehicleType.id.in_(list(ids))))
+    return {t.id: t for t in result}
+
+
+async def vehicle_types_of(
+    session: AsyncSession, provider_id: str, form_factor: str | None = None
+) -> list[VehicleType]:
+    query = select(VehicleType).where(VehicleType.provider_id == provider_id)
+    if form_factor is not None:
+        query = query.where(VehicleType.form_factor == form_factor)
+    return list(await session.scalars(query.order_by(VehicleType.id)))
+
+
+async def pricing_plans_by_ids(session: AsyncSession, ids: Sequence[str]) -> dict[str, PricingPlan]:
+    result = await session.scalars(select(PricingPlan).where(PricingPlan.id.in_(list(ids))))
+    return {p.id: p for p in result}

@@ -1,0 +1,106 @@
+"""Search filters and results as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app.vehicle_index import VehicleDoc
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleFilter:
+    form_factors: frozenset[str] | None = None
+    propulsion_types: frozenset[str] | None = None
+    providers: frozenset[str] | None = None
+    min_range_meters: float | None = None
+    include_reserved: bool = False
+    include_disabled: bool = False
+
+    def matches(self, doc: VehicleDoc) -> bool:
+        if doc.is_reserved and not self.include_reserved:
+            return False
+        if doc.is_disabled and not self.include_disabled:
+            return False
+        if self.form_factors is not None and doc.form_factor not in self.form_factors:
+            return False
+        if self.propulsion_types is not None and doc.propulsion_type not in self.propulsion_types:
+            return False
+        if self.providers is not None and doc.provider_id not in self.providers:
+            return False
+        if self.min_range_meters is not None and (
+            doc.current_range_meters is None or doc.current_range_meters < self.min_range_meters
+        ):
+            return False
+        return True
+
+    @property
+    def available_only(self) -> bool:
+        return not self.include_reserved and not self.include_disabled
+
+
+@dataclass(frozen=True, slots=True)
+class StationFilter:
+    providers: frozenset[str] | None = None
+    min_vehicles_available: int | None = None
+    min_docks_available: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleHit:
+    vehicle: VehicleDoc
+    distance_meters: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StationRow:
+    id: str
+    provider_id: str
+    name: str
+    short_name: str | None
+    lat: float
+    lon: float
+    distance_meters: float | None
+    capacity: int | None
+    num_vehicles_available: int | None
+    num_docks_available: int | None
+    vehicle_types_available: list[dict[str, Any]]
+    is_renting: bool | None
+    is_returning: bool | None
+    is_installed: bool | None
+    rental_uris: dict[str, str | None] | None
+    last_reported: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneRow:
+    id: str
+    provider_id: str
+    ordinal: int
+    name: str | None
+    geometry: dict[str, Any]
+    rules: list[dict[str, Any]]
+    starts_at: datetime | None
+    ends_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSummary:
+    id: str
+    name: str
+    adapter: str
+    enabled: bool
+    form_factors: list[str]
+    vehicle_count: int
+    station_count: int
+    last_synced_at: datetime | None
+    last_success_at: datetime | None
+    stale: bool
+    error: str | None
+    gbfs_version: str | None
+    system_info: dict[str, Any]
+    min_lat: float | None
+    min_lon: float | None
+    max_lat: float | None
+    max_lon: float | None

@@ -1,0 +1,275 @@
+"""Search service: validates every request, answers from the Redis GEO index when it can and
+from PostGIS otherwise (complex filters, bounding boxes, or Redis unavailable)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import InvalidInput, NotFound, UnknownProvider
+from app.search import repository
+from app.search.schemas import (
+    StationFilter,
+    StationRow,
+    VehicleFilter,
+    VehicleHit,
+    ZoneRow,
+)
+from app.settings import Settings
+from app.vehicle_index import SPHERE_MARGIN, VehicleIndex
+from geo.areas import BBox, Near, valid_lat, valid_lon
+from geo.distance import geodesic_meters
+from geo.zones import Rule, ZoneCandidate, decide
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Area:
+    near: Near | None
+    bbox: BBox | None
+
+
+def _check_point(lat: float, lon: float, what: str) -> None:
+    if not (math.isfinite(lat) and valid_lat(lat)):
+        raise InvalidInput(
+            f"{what}: latitude {lat} is out of range; use a value from -90 to 90",
+            code="INVALID_COORDINATES",
+        )
+    if not (math.isfinite(lon) and valid_lon(lon)):
+        raise InvalidInput(
+            f"{what}: longitude {lon} is out of range; use a value from -180 to 180",
+            code="INVALID_COORDINATES",
+        )
+
+
+def validate_area(
+    settings: Settings, near: Near | None, bbox: BBox | None, *, required: bool = True
+) -> Area:
+    if near is not None and bbox is not None:
+        raise InvalidInput("give either `near` or `within`, not both", code="INVALID_AREA")
+    if near is None and bbox is None:
+        if required:
+            raise InvalidInput(
+                "give exactly one of `near` (a point and radius) or `within` (a bounding box)",
+                code="INVALID_AREA",
+            )
+        return Area(None, None)
+    if near is not None:
+        _check_point(near.lat, near.lon, "near")
+        cap = settings.max_radius_meters
+        if not math.isfinite(near.radius_meters) or not 0 < near.radius_meters <= cap:
+            raise InvalidInput(
+                f"radiusMeters must be greater than 0 and at most {cap:g}; "
+                f"got {near.radius_meters:g}",
+                code="INVALID_RADIUS",
+            )
+    if bbox is not None:
+        _check_point(bbox.min_lat, bbox.min_lon, "within (min corner)")
+        _check_point(bbox.max_lat, bbox.max_lon, "within (max corner)")
+        if bbox.min_lat > bbox.max_lat or bbox.min_lon > bbox.max_lon:
+            raise InvalidInput(
+                "within: the bounding box is inverted; minLat must be <= maxLat and "
+                "minLon <= maxLon",
+                code="INVALID_BOUNDING_BOX",
+            )
+        span = settings.max_bbox_span_degrees
+        if bbox.max_lat - bbox.min_lat > span or bbox.max_lon - bbox.min_lon > span:
+            raise InvalidInput(
+                f"within: the bounding box may span at most {span:g} degrees each way; "
+                "zoom in or search `near` a point",
+                code="INVALID_BOUNDING_BOX",
+            )
+    return Area(near, bbox)
+
+
+def validate_first(settings: Settings, first: int | None) -> int:
+    if first is None:
+        return settings.default_first
+    if not 0 < first <= settings.max_first:
+        raise InvalidInput(
+            f"first must be between 1 and {settings.max_first}; got {first}", code="INVALID_FIRST"
+        )
+    return first
+
+
+async def validate_providers(
+    session: AsyncSession, providers: Sequence[str] | None
+) -> frozenset[str] | None:
+    if providers is None:
+        return None
+    wanted = frozenset(providers)
+    unknown = wanted - await repository.known_provider_ids(session)
+    if unknown:
+        raise UnknownProvider(
+            f"unknown provider(s): {', '.join(sorted(unknown))}; list them with `providers`"
+        )
+    return wanted
+
+
+class SearchService:
+    def __init__(self, settings: Settings, index: VehicleIndex | None) -> None:
+        self.settings = settings
+        self.index = index
+
+    async def vehicles(
+        self, session: AsyncSession, *, area: Area, flt: VehicleFilter, first: int
+    ) -> list[VehicleHit]:
+        if flt.min_range_meters is not None and flt.min_range_meters < 0:
+            raise InvalidInput("minRangeMeters must be >= 0", code="INVALID_FILTER")
+        # The index holds available vehicles only; reserved/disabled requests go to PostGIS.
+        if area.near is not None and flt.available_only and self.index is not None:
+            try:
+                return await self._vehicles_from_index(area.near, flt, first)
+            except (RedisError, OSError) as exc:
+                log.warning("redis search failed, answering from PostGIS: %s", exc)
+        return await repository.search_vehicles(
+            session, near=area.near, bbox=area.bbox, flt=flt, first=first
+        )
+
+    async def _vehicles_from_index(
+        self, near: Near, flt: VehicleFilter, first: int
+    ) -> list[VehicleHit]:
+        assert self.index is not None
+        candidates = await self.index.search_radius(near.lat, near.lon, near.radius_meters)
+        hits: list[VehicleHit] = []
+        threshold: float | None = None  # once `first` are found: how far swaps could reach
+        chunk = max(first * 2, 64)
+        for start in range(0, len(candidates), chunk):
+            window = candidates[start : start + chunk]
+            if threshold is not None and window[0][1] > threshold:
+                break
+            docs = await self.index.documents([vid for vid, _ in window])
+            for (_, sphere_distance), doc in zip(window, docs, strict=True):
+                if threshold is not None and sphere_distance > threshold:
+                    break
+                if doc is None or not flt.matches(doc):
+                    continue
+                distance = geodesic_meters(near.lat, near.lon, doc.lat, doc.lon)
+                if distance > near.radius_meters:
+                    continue
+                hits.append(VehicleHit(doc, distance))
+                if threshold is None and len(hits) >= first:
+                    # Spherical and geodesic order can differ by a hair: keep reading
+                    # candidates that could still belong in the first `first`.
+                    threshold = max(h.distance_meters or 0.0 for h in hits) * SPHERE_MARGIN
+        hits.sort(key=lambda h: (h.distance_meters, h.vehicle.id))
+        return hits[:first]
+
+    async def vehicle(self, session: AsyncSession, vehicle_id: str) -> VehicleHit | None:
+        return await repository.vehicle_by_id(session, vehicle_id)
+
+    async def stations(
+        self, session: AsyncSession, *, area: Area, flt: StationFilter, first: int
+    ) -> list[StationRow]:
+        return await repository.search_stations(
+            session, near=area.near, bbox=area.bbox, flt=flt, first=first
+        )
+
+    async def zones(
+        self,
+        session: AsyncSession,
+        *,
+        area: Area,
+        providers: frozenset[str] | None,
+        first: int,
+    ) -> list[ZoneRow]:
+        return await repository.search_zones(
+            session, near=area.near, bbox=area.bbox, providers=providers, first=first
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RideEndAnswer:
+    allowed: bool
+    reason: str
+    zone: ZoneRow | None
+    vehicle_type_ids: list[str]
+
+
+async def ride_end_check(
+    session: AsyncSession,
+    *,
+    lat: float,
+    lon: float,
+    vehicle_type_id: str | None,
+    provider_id: str | None,
+    form_factor: str | None,
+    now: datetime | None = None,
+) -> RideEndAnswer:
+    """May a ride end here? GBFS precedence: first matching zone's rules, then global rules."""
+    _check_point(lat, lon, "rideEndCheck")
+    now = now or datetime.now(UTC)
+    if vehicle_type_id is not None:
+        if provider_id is not None or form_factor is not None:
+            raise InvalidInput(
+                "give either vehicleTypeId, or providerId with formFactor; not both",
+                code="INVALID_ARGUMENTS",
+            )
+        types = await repository.vehicle_types_by_ids(session, [vehicle_type_id])
+        if vehicle_type_id not in types:
+            raise NotFound(f"unknown vehicle type {vehicle_type_id!r}", code="UNKNOWN_VEHICLE_TYPE")
+        provider_id = types[vehicle_type_id].provider_id
+        type_ids: list[str | None] = [vehicle_type_id]
+    else:
+        if provider_id is None or form_factor is None:
+            raise InvalidInput(
+                "give vehicleTypeId, or providerId together with formFactor",
+                code="INVALID_ARGUMENTS",
+            )
+        await validate_providers(session, [provider_id])
+        of_kind = await repository.vehicle_types_of(session, provider_id, form_factor)
+        all_types = await repository.vehicle_types_of(session, provider_id)
+        if all_types and not of_kind:
+            raise InvalidInput(
+                f"provider {provider_id!r} has no vehicles of form factor {form_factor}",
+                code="UNKNOWN_VEHICLE_TYPE",
+            )
+        # No vehicle_types at all: rules can only be the untyped ones.
+        type_ids = [t.id for t in of_kind] if of_kind else [None]
+
+    providers = await repository.providers_by_ids(session, [provider_id])
+    global_rules = [Rule.from_json(r) for r in providers[provider_id].global_rules]
+    zone_rows = await repository.zones_covering(session, provider_id=provider_id, lat=lat, lon=lon)
+    candidates = [
+        ZoneCandidate(
+            zone_id=z.id,
+            ordinal=z.ordinal,
+            rules=tuple(Rule.from_json(r) for r in z.rules),
+            start=z.starts_at,
+            end=z.ends_at,
+        )
+        for z in zone_rows
+    ]
+    by_id = {z.id: z for z in zone_rows}
+    # With several types of one form factor, the ride may end only if it may for each of them.
+    for type_id in type_ids:
+        decision = decide(candidates, global_rules, type_id, now)
+        zone = by_id.get(decision.zone_id) if decision.zone_id else None
+        if decision.rule is not None and not decision.rule.ride_end_allowed:
+            where = (
+                f"inside zone {zone.name or zone.id!r}"
+                if zone is not None
+                else "outside every zone, under the operator's global rules"
+            )
+            return RideEndAnswer(
+                False,
+                f"ending a ride is not allowed {where}",
+                zone,
+                [t for t in type_ids if t],
+            )
+    decision = decide(candidates, global_rules, type_ids[0], now)
+    zone = by_id.get(decision.zone_id) if decision.zone_id else None
+    if decision.source == "zone":
+        reason = f"ending a ride is allowed inside zone {zone.name or zone.id if zone else ''!r}"
+    elif decision.source == "global":
+        reason = "ending a ride is allowed here under the operator's global rules"
+    else:
+        reason = "no geofencing rule of the operator restricts ending a ride here"
+    return RideEndAnswer(True, reason, zone, [t for t in type_ids if t])

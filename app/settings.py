@@ -1,0 +1,71 @@
+"""Settings from the environment, prefix ``MOBILITY_``. Tests build ``Settings(...)`` explicitly."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MOBILITY_", env_nested_delimiter="__")
+
+    environment: Literal["development", "test", "production"] = "development"
+    # A plain libpq-style URL; the async driver is chosen in app.db.
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/mobility"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Namespaces every Redis key, so several deployments (or test runs) can share one server.
+    redis_prefix: str = "mob"
+
+    # Search limits: every request is bounded.
+    max_radius_meters: float = 5_000.0
+    max_first: int = 200
+    default_first: int = 50
+    max_bbox_span_degrees: float = 2.0
+
+    # GraphQL hardening.
+    max_query_depth: int = 10
+    max_aliases: int = 30
+    max_tokens: int = 2_000
+    graphiql: bool | None = None  # None: on outside production
+
+    # Sync cadence: a provider is polled at its feeds' ttl, bounded by these.
+    sync_min_interval_seconds: float = 10.0
+    sync_max_interval_seconds: float = 300.0
+    sync_http_timeout_seconds: float = 10.0
+    sync_deadline_seconds: float = 60.0
+    background_sync: bool = True
+    # Preferred language for GBFS v3 localized strings (then the feed's first, then any).
+    preferred_language: str = "en"
+
+    # Demo operators: feeds this project writes, served on their own local port.
+    demo_feeds: bool = True
+    demo_feeds_host: str = "127.0.0.1"
+    demo_feeds_port: int = 8001
+
+    conformance_dir: Path = Field(default=PROJECT_ROOT.parent / "shared" / "conformance")
+
+    @field_validator("database_url")
+    @classmethod
+    def _plain_postgres_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
+            raise ValueError("MOBILITY_DATABASE_URL must be a postgresql:// URL")
+        return value
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.environment != "production" if self.graphiql is None else self.graphiql
+
+    @property
+    def demo_feeds_base_url(self) -> str:
+        return f"http://{self.demo_feeds_host}:{self.demo_feeds_port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

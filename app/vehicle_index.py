@@ -1,0 +1,208 @@
+"""The Redis GEO index of available vehicles: document format, writes, reads.
+
+One GEO set holds every *available* vehicle (not reserved, not disabled) of every provider; a hash
+holds each indexed vehicle's document with every field search returns or filters on, so the hot
+path answers from Redis alone. PostgreSQL stays the system of record: the index can always be
+rebuilt from it (``rebuild_provider``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from app.redis import RedisKeys
+
+# Redis GEO distances are spherical; ask for a slightly larger radius so that nothing within the
+# geodesic radius is missed, then filter on the geodesic distance.
+SPHERE_MARGIN = 1.006
+_BATCH = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleDoc:
+    id: str
+    provider_id: str
+    form_factor: str
+    propulsion_type: str
+    lat: float
+    lon: float
+    is_reserved: bool
+    is_disabled: bool
+    vehicle_type_id: str | None
+    pricing_plan_id: str | None
+    station_id: str | None
+    current_range_meters: float | None
+    current_fuel_percent: float | None
+    rental_uris: dict[str, str | None] | None
+    last_reported: datetime | None
+
+    @property
+    def is_available(self) -> bool:
+        return not self.is_reserved and not self.is_disabled
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            [
+                self.id,
+                self.provider_id,
+                self.form_factor,
+                self.propulsion_type,
+                self.lat,
+                self.lon,
+                self.is_reserved,
+                self.is_disabled,
+                self.vehicle_type_id,
+                self.pricing_plan_id,
+                self.station_id,
+                self.current_range_meters,
+                self.current_fuel_percent,
+                self.rental_uris,
+                self.last_reported.isoformat() if self.last_reported else None,
+            ]
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> VehicleDoc:
+        v = orjson.loads(raw)
+        return cls(
+            id=v[0],
+            provider_id=v[1],
+            form_factor=v[2],
+            propulsion_type=v[3],
+            lat=v[4],
+            lon=v[5],
+            is_reserved=v[6],
+            is_disabled=v[7],
+            vehicle_type_id=v[8],
+            pricing_plan_id=v[9],
+            station_id=v[10],
+            current_range_meters=v[11],
+            current_fuel_percent=v[12],
+            rental_uris=v[13],
+            last_reported=datetime.fromisoformat(v[14]) if v[14] else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape published on the delta channel."""
+        return {
+            "id": self.id,
+            "providerId": self.provider_id,
+            "formFactor": self.form_factor,
+            "propulsionType": self.propulsion_type,
+            "lat": self.lat,
+            "lon": self.lon,
+            "isReserved": self.is_reserved,
+            "isDisabled": self.is_disabled,
+            "vehicleTypeId": self.vehicle_type_id,
+            "pricingPlanId": self.pricing_plan_id,
+            "stationId": self.station_id,
+            "currentRangeMeters": self.current_range_meters,
+            "currentFuelPercent": self.current_fuel_percent,
+            "lastReported": self.last_reported.isoformat() if self.last_reported else None,
+        }
+
+
+class VehicleIndex:
+    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    async def apply(
+        self, provider_id: str, upserted: Sequence[VehicleDoc], removed_ids: Iterable[str]
+    ) -> None:
+        """Make the index match: upserted vehicles in (if available) or out, removed ones out."""
+        k = self.keys
+        members = k.provider_members(provider_id)
+        ops = 0
+        pipe = self.redis.pipeline(transaction=False)
+        for doc in upserted:
+            if doc.is_available:
+                pipe.geoadd(k.vehicle_geo, (doc.lon, doc.lat, doc.id))
+                pipe.hset(k.vehicle_docs, doc.id, doc.encode())
+                pipe.sadd(members, doc.id)
+            else:
+                pipe.zrem(k.vehicle_geo, doc.id)
+                pipe.hdel(k.vehicle_docs, doc.id)
+                pipe.srem(members, doc.id)
+            ops += 1
+            if ops % _BATCH == 0:
+                await pipe.execute()
+        for vid in removed_ids:
+            pipe.zrem(k.vehicle_geo, vid)
+            pipe.hdel(k.vehicle_docs, vid)
+            pipe.srem(members, vid)
+            ops += 1
+            if ops % _BATCH == 0:
+                await pipe.execute()
+        await pipe.execute()
+
+    async def remove_provider(self, provider_id: str) -> None:
+        members_key = self.keys.provider_members(provider_id)
+        members: set[bytes] = await self.redis.smembers(members_key)  # type: ignore[assignment]
+        ids = [m.decode() for m in members]
+        for start in range(0, len(ids), _BATCH):
+            chunk = ids[start : start + _BATCH]
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zrem(self.keys.vehicle_geo, *chunk)
+            pipe.hdel(self.keys.vehicle_docs, *chunk)
+            await pipe.execute()
+        await self.redis.delete(members_key)
+
+    async def rebuild_provider(self, provider_id: str, docs: Sequence[VehicleDoc]) -> None:
+        await self.remove_provider(provider_id)
+        await self.apply(provider_id, docs, ())
+
+    async def publish_delta(
+        self,
+        provider_id: str,
+        created: Sequence[VehicleDoc],
+        updated: Sequence[VehicleDoc],
+        removed_ids: Sequence[str],
+        *,
+        batch_size: int = 500,
+    ) -> int:
+        """Publish the delta in batches; returns the number of messages sent."""
+        messages = 0
+        items: list[tuple[str, Any]] = [("created", d.to_json()) for d in created]
+        items += [("updated", d.to_json()) for d in updated]
+        items += [("removed", vid) for vid in removed_ids]
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            message: dict[str, Any] = {
+                "provider": provider_id,
+                "created": [v for kind, v in batch if kind == "created"],
+                "updated": [v for kind, v in batch if kind == "updated"],
+                "removed": [v for kind, v in batch if kind == "removed"],
+            }
+            await self.redis.publish(self.keys.vehicle_deltas, orjson.dumps(message))
+            messages += 1
+        return messages
+
+    async def search_radius(
+        self, lat: float, lon: float, radius_meters: float
+    ) -> list[tuple[str, float]]:
+        """Indexed vehicle ids within (a hair more than) the radius, nearest first."""
+        rows: list[Any] = await self.redis.geosearch(
+            self.keys.vehicle_geo,
+            longitude=lon,
+            latitude=lat,
+            radius=radius_meters * SPHERE_MARGIN,
+            unit="m",
+            sort="ASC",
+            withdist=True,
+        )
+        return [(m.decode(), float(d)) for m, d in rows]
+
+    async def documents(self, ids: Sequence[str]) -> list[VehicleDoc | None]:
+        if not ids:
+            return []
+        raws: list[bytes | None] = await self.redis.hmget(  # type: ignore[assignment]
+            self.keys.vehicle_docs, list(ids)
+        )
+        return [VehicleDoc.decode(r) if r is not None else None for r in raws]

@@ -1,0 +1,1 @@
+"""Pure geometry and geodesy: distances, areas, zone rules. Imports nothing of ours."""

@@ -1,0 +1,1 @@
+"""The public GraphQL API: thin resolvers that parse arguments, call one service, map results."""

@@ -1,0 +1,75 @@
+"""Per-request context: the DB session, the services, fresh DataLoaders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from strawberry.dataloader import DataLoader
+from strawberry.fastapi import BaseContext
+
+from app.models import PricingPlan, VehicleType
+from app.search import repository
+from app.search.schemas import ProviderSummary, StationRow
+from app.search.service import SearchService
+from app.settings import Settings
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _ordered(keys: Sequence[K], found: dict[K, V]) -> list[V | None]:
+    return [found.get(k) for k in keys]
+
+
+@dataclass
+class Loaders:
+    # Each batch opens its own short session: GraphQL resolves sibling fields concurrently, and
+    # one AsyncSession must never be used by two coroutines at once.
+    sessions: async_sessionmaker[AsyncSession]
+    provider: DataLoader[str, ProviderSummary | None] = field(init=False)
+    vehicle_type: DataLoader[str, VehicleType | None] = field(init=False)
+    pricing_plan: DataLoader[str, PricingPlan | None] = field(init=False)
+    station: DataLoader[str, StationRow | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        sessions = self.sessions
+
+        async def providers(keys: list[str]) -> list[ProviderSummary | None]:
+            async with sessions() as s:
+                rows = await repository.provider_summaries(s, keys)
+            return _ordered(keys, {p.id: p for p in rows})
+
+        async def vehicle_types(keys: list[str]) -> list[VehicleType | None]:
+            async with sessions() as s:
+                return _ordered(keys, await repository.vehicle_types_by_ids(s, keys))
+
+        async def pricing_plans(keys: list[str]) -> list[PricingPlan | None]:
+            async with sessions() as s:
+                return _ordered(keys, await repository.pricing_plans_by_ids(s, keys))
+
+        async def stations(keys: list[str]) -> list[StationRow | None]:
+            async with sessions() as s:
+                return _ordered(keys, await repository.stations_by_ids(s, keys))
+
+        self.provider = DataLoader(load_fn=providers)
+        self.vehicle_type = DataLoader(load_fn=vehicle_types)
+        self.pricing_plan = DataLoader(load_fn=pricing_plans)
+        self.station = DataLoader(load_fn=stations)
+
+
+class Context(BaseContext):
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        search: SearchService,
+    ) -> None:
+        super().__init__()
+        self.sessions = sessions
+        self.settings = settings
+        self.search = search
+        self.loaders = Loaders(sessions)

@@ -1,0 +1,83 @@
+"""Every GraphQL error gets a stable ``extensions.code``; unexpected errors are masked.
+
+Codes are assigned in ``MobilitySchema.process_errors``, which Strawberry calls for parse,
+validation and execution errors alike (an extension's ``on_operation`` does not see parse errors
+when ``ParserCache`` is on). Masking replaces unexpected errors after execution.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import strawberry
+from graphql.error import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
+
+from app.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+INTERNAL = "INTERNAL_SERVER_ERROR"
+
+# graphql-core and Strawberry's limiters report without codes; classify by their wording.
+_GRAPHQL_CODES = (
+    ("more than", "TOO_MANY_TOKENS"),  # "Syntax Error: Document contains more than N tokens"
+    ("Syntax Error", "GRAPHQL_PARSE_FAILED"),
+    ("exceeds maximum operation depth", "QUERY_TOO_DEEP"),
+    ("aliases found", "TOO_MANY_ALIASES"),
+    ("Variable '$", "BAD_USER_INPUT"),
+)
+
+
+def error_code(error: GraphQLError) -> str:
+    original = error.original_error
+    if isinstance(original, DomainError):
+        return original.code
+    if original is None or isinstance(original, GraphQLError):
+        for needle, code in _GRAPHQL_CODES:
+            if needle in error.message:
+                return code
+        return "GRAPHQL_VALIDATION_FAILED"
+    return INTERNAL
+
+
+def assign_code(error: GraphQLError) -> str:
+    code = (error.extensions or {}).get("code") or error_code(error)
+    error.extensions = {**(error.extensions or {}), "code": code}
+    return str(code)
+
+
+class MobilitySchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            if assign_code(error) == INTERNAL:
+                log.error("unexpected error at %s", error.path, exc_info=error.original_error)
+
+
+class MaskUnexpectedErrors(SchemaExtension):
+    """Clients see "Unexpected error." for anything that is not ours to explain."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result: Any = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if result is not None and errors:
+            result.errors = [_masked(e) for e in errors]
+
+
+def _masked(error: GraphQLError) -> GraphQLError:
+    if assign_code(error) != INTERNAL:
+        return error
+    return GraphQLError(
+        "Unexpected error.",
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": INTERNAL},
+    )

@@ -1,0 +1,68 @@
+"""Input types, and their conversion to the search service's plain data."""
+
+from __future__ import annotations
+
+import strawberry
+
+from app.search.schemas import StationFilter, VehicleFilter
+from geo.areas import BBox, Near
+from graphql_schema.enums import FormFactor, PropulsionType
+
+
+@strawberry.input(description="A point and a radius around it (metres, geodesic).")
+class NearInput:
+    lat: float
+    lon: float
+    radius_meters: float = 500.0
+
+    def to_domain(self) -> Near:
+        return Near(self.lat, self.lon, self.radius_meters)
+
+
+@strawberry.input(description="A bounding box in WGS84 degrees.")
+class WithinInput:
+    min_lat: float
+    min_lon: float
+    max_lat: float
+    max_lon: float
+
+    def to_domain(self) -> BBox:
+        return BBox(self.min_lat, self.min_lon, self.max_lat, self.max_lon)
+
+
+@strawberry.input
+class VehicleFilterInput:
+    form_factors: list[FormFactor] | None = None
+    propulsion_types: list[PropulsionType] | None = None
+    providers: list[strawberry.ID] | None = None
+    min_range_meters: float | None = None
+    include_reserved: bool = False
+    include_disabled: bool = False
+
+    def to_domain(self, providers: frozenset[str] | None) -> VehicleFilter:
+        return VehicleFilter(
+            form_factors=frozenset(f.value for f in self.form_factors)
+            if self.form_factors is not None
+            else None,
+            propulsion_types=frozenset(p.value for p in self.propulsion_types)
+            if self.propulsion_types is not None
+            else None,
+            providers=providers,
+            min_range_meters=self.min_range_meters,
+            include_reserved=self.include_reserved,
+            include_disabled=self.include_disabled,
+        )
+
+
+@strawberry.input
+class StationFilterInput:
+    providers: list[strawberry.ID] | None = None
+    min_vehicles_available: int | None = None
+    min_docks_available: int | None = None
+
+    def to_domain(self, providers: frozenset[str] | None) -> StationFilter:
+        return StationFilter(
+            providers=providers,
+            min_vehicles_available=self.min_vehicles_available,
+            min_docks_available=self.min_docks_available,
+        )

@@ -1,0 +1,145 @@
+"""Root query: each resolver validates through the service, calls it once, maps the result."""
+
+from __future__ import annotations
+
+import strawberry
+
+from app.search import repository
+from app.search.service import (
+    ride_end_check,
+    validate_area,
+    validate_first,
+    validate_providers,
+)
+from graphql_schema.context import Context
+from graphql_schema.enums import FormFactor
+from graphql_schema.inputs import NearInput, StationFilterInput, VehicleFilterInput, WithinInput
+from graphql_schema.types import (
+    GeofencingZone,
+    Provider,
+    RideEndCheck,
+    Station,
+    Vehicle,
+)
+
+Info = strawberry.Info[Context, None]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Every operator this service aggregates.")
+    async def providers(self, info: Info) -> list[Provider]:
+        async with info.context.sessions() as session:
+            rows = await repository.provider_summaries(session)
+        return [Provider.from_summary(p) for p in rows]
+
+    @strawberry.field(
+        description="Vehicles near a point (nearest first, with geodesic distance) or inside a "
+        "bounding box. Give exactly one of `near` / `within`; `first` applies after every filter."
+    )
+    async def vehicles(
+        self,
+        info: Info,
+        near: NearInput | None = None,
+        within: WithinInput | None = None,
+        filter: VehicleFilterInput | None = None,
+        first: int | None = None,
+    ) -> list[Vehicle]:
+        ctx = info.context
+        area = validate_area(
+            ctx.settings, near.to_domain() if near else None, within.to_domain() if within else None
+        )
+        limit = validate_first(ctx.settings, first)
+        flt = filter or VehicleFilterInput()
+        async with ctx.sessions() as session:
+            providers = await validate_providers(
+                session, [str(p) for p in flt.providers] if flt.providers is not None else None
+            )
+            hits = await ctx.search.vehicles(
+                session, area=area, flt=flt.to_domain(providers), first=limit
+            )
+        return [Vehicle.from_hit(h) for h in hits]
+
+    @strawberry.field(description="One vehicle by its provider-scoped id.")
+    async def vehicle(self, info: Info, id: strawberry.ID) -> Vehicle | None:
+        async with info.context.sessions() as session:
+            hit = await info.context.search.vehicle(session, str(id))
+        return Vehicle.from_hit(hit) if hit else None
+
+    @strawberry.field(description="Stations near a point (nearest first) or inside a box.")
+    async def stations(
+        self,
+        info: Info,
+        near: NearInput | None = None,
+        within: WithinInput | None = None,
+        filter: StationFilterInput | None = None,
+        first: int | None = None,
+    ) -> list[Station]:
+        ctx = info.context
+        area = validate_area(
+            ctx.settings, near.to_domain() if near else None, within.to_domain() if within else None
+        )
+        limit = validate_first(ctx.settings, first)
+        flt = filter or StationFilterInput()
+        async with ctx.sessions() as session:
+            providers = await validate_providers(
+                session, [str(p) for p in flt.providers] if flt.providers is not None else None
+            )
+            rows = await ctx.search.stations(
+                session, area=area, flt=flt.to_domain(providers), first=limit
+            )
+        return [Station.from_row(s) for s in rows]
+
+    @strawberry.field(description="Geofencing zones touching an area, or every zone of providers.")
+    async def geofencing_zones(
+        self,
+        info: Info,
+        near: NearInput | None = None,
+        within: WithinInput | None = None,
+        providers: list[strawberry.ID] | None = None,
+        first: int | None = None,
+    ) -> list[GeofencingZone]:
+        ctx = info.context
+        area = validate_area(
+            ctx.settings,
+            near.to_domain() if near else None,
+            within.to_domain() if within else None,
+            required=providers is None,
+        )
+        limit = validate_first(ctx.settings, first)
+        async with ctx.sessions() as session:
+            wanted = await validate_providers(
+                session, [str(p) for p in providers] if providers is not None else None
+            )
+            rows = await ctx.search.zones(session, area=area, providers=wanted, first=limit)
+        return [GeofencingZone.from_row(z) for z in rows]
+
+    @strawberry.field(
+        description="May a ride end at this point? Give `vehicleTypeId`, or `providerId` with "
+        "`formFactor`. Evaluated with GBFS precedence: the first zone (in feed order) with a rule "
+        "for the vehicle type, then the operator's global rules."
+    )
+    async def ride_end_check(
+        self,
+        info: Info,
+        lat: float,
+        lon: float,
+        vehicle_type_id: strawberry.ID | None = None,
+        provider_id: strawberry.ID | None = None,
+        form_factor: FormFactor | None = None,
+    ) -> RideEndCheck:
+        async with info.context.sessions() as session:
+            answer = await ride_end_check(
+                session,
+                lat=lat,
+                lon=lon,
+                vehicle_type_id=str(vehicle_type_id) if vehicle_type_id is not None else None,
+                provider_id=str(provider_id) if provider_id is not None else None,
+                form_factor=form_factor.value if form_factor is not None else None,
+            )
+        return RideEndCheck(
+            allowed=answer.allowed,
+            reason=answer.reason,
+            zone=GeofencingZone.from_row(answer.zone) if answer.zone else None,
+            vehicle_type_ids=[strawberry.ID(t) for t in answer.vehicle_type_ids],
+        )

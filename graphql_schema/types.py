@@ -1,0 +1,457 @@
+"""Strawberry output types. Hot fields are plain attributes; relations go through DataLoaders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, cast
+
+import strawberry
+from strawberry.scalars import JSON
+
+from adapters.money import currency_exponent
+from app import models
+from app.search.schemas import ProviderSummary, StationRow, VehicleHit, ZoneRow
+from graphql_schema.enums import FormFactor, PropulsionType
+
+if TYPE_CHECKING:
+    from graphql_schema.context import Context
+
+
+def form_factor(value: str) -> FormFactor:
+    return FormFactor(value)
+
+
+def propulsion_type(value: str) -> PropulsionType:
+    return PropulsionType(value)
+
+
+@strawberry.type(description="Money in integer minor units (cents) of an ISO 4217 currency.")
+class Money:
+    amount_minor: int
+    currency: str
+
+    @strawberry.field(description='Decimal amount in major units, as a string, e.g. "1.50".')
+    def amount(self) -> str:
+        exponent = currency_exponent(self.currency)
+        return str(
+            (Decimal(self.amount_minor) / (Decimal(10) ** exponent)).quantize(
+                Decimal(1).scaleb(-exponent)
+            )
+        )
+
+
+@strawberry.type
+class RentalUris:
+    android: str | None
+    ios: str | None
+    web: str | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, str | None] | None) -> RentalUris | None:
+        if not data:
+            return None
+        return cls(android=data.get("android"), ios=data.get("ios"), web=data.get("web"))
+
+
+@strawberry.type
+class BoundingBox:
+    min_lat: float
+    min_lon: float
+    max_lat: float
+    max_lon: float
+
+
+@strawberry.type
+class PricingSegment:
+    start: int
+    rate: Money
+    interval: int
+    end: int | None
+
+
+def _segments(raw: list[dict[str, Any]], currency: str) -> list[PricingSegment]:
+    return [
+        PricingSegment(
+            start=s["start"],
+            rate=Money(amount_minor=s["rate_minor"], currency=currency),
+            interval=s["interval"],
+            end=s.get("end"),
+        )
+        for s in raw
+    ]
+
+
+@strawberry.type(description="A GBFS pricing plan; every amount is in minor units.")
+class PricingPlan:
+    id: strawberry.ID
+    provider_id: strawberry.Private[str]
+    name: str
+    description: str | None
+    currency: str
+    price: Money = strawberry.field(description="Base (unlock) fee, charged once.")
+    is_taxable: bool
+    per_km_pricing: list[PricingSegment]
+    per_min_pricing: list[PricingSegment]
+    surge_pricing: bool
+    url: str | None
+
+    @classmethod
+    def from_model(cls, p: models.PricingPlan) -> PricingPlan:
+        currency = p.currency.strip()
+        return cls(
+            id=strawberry.ID(p.id),
+            provider_id=p.provider_id,
+            name=p.name,
+            description=p.description,
+            currency=currency,
+            price=Money(amount_minor=p.price_minor, currency=currency),
+            is_taxable=p.is_taxable,
+            per_km_pricing=_segments(p.per_km_pricing, currency),
+            per_min_pricing=_segments(p.per_min_pricing, currency),
+            surge_pricing=p.surge_pricing,
+            url=p.url,
+        )
+
+    @strawberry.field
+    async def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
+        return await _provider(info, self.provider_id)
+
+
+@strawberry.type
+class VehicleType:
+    id: strawberry.ID
+    provider_id: strawberry.Private[str]
+    default_pricing_plan_id: strawberry.Private[str | None]
+    form_factor: FormFactor
+    propulsion_type: PropulsionType
+    name: str | None
+    max_range_meters: float | None
+    rider_capacity: int | None
+    return_constraint: str | None
+    co2_grams_per_km: float | None
+    default_reserve_time_minutes: int | None
+
+    @classmethod
+    def from_model(cls, t: models.VehicleType) -> VehicleType:
+        return cls(
+            id=strawberry.ID(t.id),
+            provider_id=t.provider_id,
+            default_pricing_plan_id=t.default_pricing_plan_id,
+            form_factor=form_factor(t.form_factor),
+            propulsion_type=propulsion_type(t.propulsion_type),
+            name=t.name,
+            max_range_meters=t.max_range_meters,
+            rider_capacity=t.rider_capacity,
+            return_constraint=t.return_constraint,
+            co2_grams_per_km=t.co2_grams_per_km,
+            default_reserve_time_minutes=t.default_reserve_time_minutes,
+        )
+
+    @strawberry.field
+    async def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
+        return await _provider(info, self.provider_id)
+
+    @strawberry.field
+    async def default_pricing_plan(
+        self, info: strawberry.Info[Context, None]
+    ) -> PricingPlan | None:
+        return await _pricing_plan(info, self.default_pricing_plan_id)
+
+
+@strawberry.type
+class ValidationFinding:
+    severity: str
+    code: str
+    feed: str
+    message: str
+    record_id: str | None
+
+
+@strawberry.type(description="The validation report of the provider's latest sync.")
+class ValidationReport:
+    sync_status: str
+    started_at: datetime
+    error_count: int
+    warning_count: int
+    findings: list[ValidationFinding]
+
+
+@strawberry.type(description="A shared-mobility operator this service aggregates.")
+class Provider:
+    id: strawberry.ID
+    name: str
+    form_factors: list[FormFactor]
+    vehicle_count: int
+    station_count: int
+    last_synced_at: datetime | None
+    last_success_at: datetime | None
+    stale: bool = strawberry.field(
+        description="True when the latest sync failed: data shown is the last good snapshot."
+    )
+    error: str | None
+    gbfs_version: str | None
+    timezone: str | None
+    bounding_box: BoundingBox | None
+
+    @classmethod
+    def from_summary(cls, p: ProviderSummary) -> Provider:
+        box = None
+        if p.min_lat is not None and p.min_lon is not None and p.max_lat is not None:
+            assert p.max_lon is not None
+            box = BoundingBox(
+                min_lat=p.min_lat, min_lon=p.min_lon, max_lat=p.max_lat, max_lon=p.max_lon
+            )
+        return cls(
+            id=strawberry.ID(p.id),
+            name=p.name,
+            form_factors=[form_factor(f) for f in p.form_factors],
+            vehicle_count=p.vehicle_count,
+            station_count=p.station_count,
+            last_synced_at=p.last_synced_at,
+            last_success_at=p.last_success_at,
+            stale=p.stale,
+            error=p.error,
+            gbfs_version=p.gbfs_version,
+            timezone=p.system_info.get("timezone"),
+            bounding_box=box,
+        )
+
+    @strawberry.field
+    async def validation(
+        self, info: strawberry.Info[Context, None], first: int = 20
+    ) -> ValidationReport | None:
+        from providers import repository as provider_repository
+
+        first = max(0, min(first, 200))
+        async with info.context.sessions() as session:
+            run = await provider_repository.latest_run(session, str(self.id))
+        if run is None:
+            return None
+        return ValidationReport(
+            sync_status=run.status,
+            started_at=run.started_at,
+            error_count=run.error_count,
+            warning_count=run.warning_count,
+            findings=[
+                ValidationFinding(
+                    severity=f["severity"],
+                    code=f["code"],
+                    feed=f["feed"],
+                    message=f["message"],
+                    record_id=f.get("record_id"),
+                )
+                for f in run.findings[:first]
+            ],
+        )
+
+
+@strawberry.type
+class VehicleTypeCount:
+    vehicle_type_id: strawberry.Private[str]
+    count: int
+
+    @strawberry.field
+    async def vehicle_type(self, info: strawberry.Info[Context, None]) -> VehicleType | None:
+        return await _vehicle_type(info, self.vehicle_type_id)
+
+
+@strawberry.type
+class Station:
+    id: strawberry.ID
+    provider_id: strawberry.Private[str]
+    name: str
+    short_name: str | None
+    lat: float
+    lon: float
+    distance_meters: float | None
+    capacity: int | None
+    num_vehicles_available: int | None
+    num_docks_available: int | None
+    vehicle_types_available: list[VehicleTypeCount]
+    is_installed: bool | None
+    is_renting: bool | None
+    is_returning: bool | None
+    rental_uris: RentalUris | None
+    last_reported: datetime | None
+
+    @classmethod
+    def from_row(cls, s: StationRow) -> Station:
+        return cls(
+            id=strawberry.ID(s.id),
+            provider_id=s.provider_id,
+            name=s.name,
+            short_name=s.short_name,
+            lat=s.lat,
+            lon=s.lon,
+            distance_meters=s.distance_meters,
+            capacity=s.capacity,
+            num_vehicles_available=s.num_vehicles_available,
+            num_docks_available=s.num_docks_available,
+            vehicle_types_available=[
+                VehicleTypeCount(vehicle_type_id=c["vehicle_type_id"], count=c["count"])
+                for c in s.vehicle_types_available
+            ],
+            is_installed=s.is_installed,
+            is_renting=s.is_renting,
+            is_returning=s.is_returning,
+            rental_uris=RentalUris.from_json(s.rental_uris),
+            last_reported=s.last_reported,
+        )
+
+    @strawberry.field
+    async def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
+        return await _provider(info, self.provider_id)
+
+
+@strawberry.type(description="A shared vehicle available (or, if asked, reserved/disabled).")
+class Vehicle:
+    id: strawberry.ID
+    provider_id: strawberry.Private[str]
+    vehicle_type_id: strawberry.Private[str | None]
+    pricing_plan_id: strawberry.Private[str | None]
+    station_id: strawberry.Private[str | None]
+    form_factor: FormFactor
+    propulsion_type: PropulsionType
+    lat: float
+    lon: float
+    distance_meters: float | None = strawberry.field(
+        description="Geodesic (WGS84) distance from the `near` point; null for `within`."
+    )
+    current_range_meters: float | None
+    current_fuel_percent: float | None = strawberry.field(
+        description="Fuel or battery level as a fraction from 0 to 1."
+    )
+    is_reserved: bool
+    is_disabled: bool
+    rental_uris: RentalUris | None
+    last_reported: datetime | None
+
+    @classmethod
+    def from_hit(cls, hit: VehicleHit) -> Vehicle:
+        v = hit.vehicle
+        return cls(
+            id=strawberry.ID(v.id),
+            provider_id=v.provider_id,
+            vehicle_type_id=v.vehicle_type_id,
+            pricing_plan_id=v.pricing_plan_id,
+            station_id=v.station_id,
+            form_factor=form_factor(v.form_factor),
+            propulsion_type=propulsion_type(v.propulsion_type),
+            lat=v.lat,
+            lon=v.lon,
+            distance_meters=hit.distance_meters,
+            current_range_meters=v.current_range_meters,
+            current_fuel_percent=v.current_fuel_percent,
+            is_reserved=v.is_reserved,
+            is_disabled=v.is_disabled,
+            rental_uris=RentalUris.from_json(v.rental_uris),
+            last_reported=v.last_reported,
+        )
+
+    @strawberry.field
+    async def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
+        return await _provider(info, self.provider_id)
+
+    @strawberry.field
+    async def vehicle_type(self, info: strawberry.Info[Context, None]) -> VehicleType | None:
+        return await _vehicle_type(info, self.vehicle_type_id)
+
+    @strawberry.field
+    async def pricing_plan(self, info: strawberry.Info[Context, None]) -> PricingPlan | None:
+        return await _pricing_plan(info, self.pricing_plan_id)
+
+    @strawberry.field
+    async def station(self, info: strawberry.Info[Context, None]) -> Station | None:
+        if self.station_id is None:
+            return None
+        row = await info.context.loaders.station.load(self.station_id)
+        return Station.from_row(row) if row else None
+
+
+@strawberry.type
+class GeofencingRule:
+    vehicle_type_ids: list[strawberry.ID] | None = strawberry.field(
+        description="The vehicle types this rule applies to; null means every type."
+    )
+    ride_start_allowed: bool
+    ride_end_allowed: bool
+    ride_through_allowed: bool
+    maximum_speed_kph: int | None
+    station_parking: bool | None
+
+
+def rules_from_json(rules: list[dict[str, Any]]) -> list[GeofencingRule]:
+    return [
+        GeofencingRule(
+            vehicle_type_ids=[strawberry.ID(i) for i in r["vehicle_type_ids"]]
+            if r.get("vehicle_type_ids") is not None
+            else None,
+            ride_start_allowed=r["ride_start_allowed"],
+            ride_end_allowed=r["ride_end_allowed"],
+            ride_through_allowed=r["ride_through_allowed"],
+            maximum_speed_kph=r.get("maximum_speed_kph"),
+            station_parking=r.get("station_parking"),
+        )
+        for r in rules
+    ]
+
+
+@strawberry.type(description="A geofencing zone; earlier zones (lower order) take precedence.")
+class GeofencingZone:
+    id: strawberry.ID
+    provider_id: strawberry.Private[str]
+    order: int
+    name: str | None
+    geometry: JSON = strawberry.field(description="GeoJSON MultiPolygon (WGS84).")
+    rules: list[GeofencingRule]
+    start: datetime | None
+    end: datetime | None
+
+    @classmethod
+    def from_row(cls, z: ZoneRow) -> GeofencingZone:
+        return cls(
+            id=strawberry.ID(z.id),
+            provider_id=z.provider_id,
+            order=z.ordinal,
+            name=z.name,
+            geometry=cast(JSON, z.geometry),
+            rules=rules_from_json(z.rules),
+            start=z.starts_at,
+            end=z.ends_at,
+        )
+
+    @strawberry.field
+    async def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
+        return await _provider(info, self.provider_id)
+
+
+@strawberry.type
+class RideEndCheck:
+    allowed: bool
+    reason: str
+    zone: GeofencingZone | None
+    vehicle_type_ids: list[strawberry.ID]
+
+
+async def _provider(info: strawberry.Info[Context, None], provider_id: str) -> Provider | None:
+    summary = await info.context.loaders.provider.load(provider_id)
+    return Provider.from_summary(summary) if summary else None
+
+
+async def _vehicle_type(
+    info: strawberry.Info[Context, None], type_id: str | None
+) -> VehicleType | None:
+    if type_id is None:
+        return None
+    model = await info.context.loaders.vehicle_type.load(type_id)
+    return VehicleType.from_model(model) if model else None
+
+
+async def _pricing_plan(
+    info: strawberry.Info[Context, None], plan_id: str | None
+) -> PricingPlan | None:
+    if plan_id is None:
+        return None
+    model = await info.context.loaders.pricing_plan.load(plan_id)
+    return PricingPlan.from_model(model) if model else None

@@ -1,0 +1,1 @@
+"""Which operators this deployment aggregates and keeping them in sync."""

@@ -1,0 +1,116 @@
+"""SQL for provider records, their health and their sync runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Provider, SyncRun
+
+
+async def get(session: AsyncSession, provider_id: str) -> Provider | None:
+    return await session.get(Provider, provider_id)
+
+
+async def list_all(session: AsyncSession, *, enabled_only: bool = False) -> Sequence[Provider]:
+    query = select(Provider).order_by(Provider.id)
+    if enabled_only:
+        query = query.where(Provider.enabled.is_(True))
+    return (await session.scalars(query)).all()
+
+
+async def upsert(
+    session: AsyncSession, *, provider_id: str, name: str, adapter: str, config: dict[str, Any]
+) -> tuple[Provider, bool]:
+    """Create the provider, or update its name/adapter/config. Returns (provider, created)."""
+    existing = await session.get(Provider, provider_id)
+    if existing is None:
+        provider = Provider(id=provider_id, name=name, adapter=adapter, config=config)
+        session.add(provider)
+        await session.flush()
+        return provider, True
+    existing.name = name
+    existing.adapter = adapter
+    existing.config = config
+    await session.flush()
+    return existing, False
+
+
+async def start_run(session: AsyncSession, provider_id: str, started_at: datetime) -> SyncRun:
+    run = SyncRun(provider_id=provider_id, started_at=started_at, status="running")
+    session.add(run)
+    await session.flush()
+    return run
+
+
+async def record_failure(
+    session: AsyncSession, *, provider_id: str, run_id: int, error: str, at: datetime
+) -> None:
+    await session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id)
+        .values(status="failed", error=error, finished_at=at, error_count=1)
+    )
+    await session.execute(
+        update(Provider)
+        .where(Provider.id == provider_id)
+        .values(
+            last_sync_at=at,
+            last_error=error,
+            stale=True,
+            consecutive_failures=Provider.consecutive_failures + 1,
+        )
+    )
+
+
+async def record_success(
+    session: AsyncSession,
+    *,
+    provider_id: str,
+    run_id: int,
+    at: datetime,
+    counts: dict[str, Any],
+    findings: list[dict[str, Any]],
+    error_count: int,
+    warning_count: int,
+    provider_values: dict[str, Any],
+) -> None:
+    await session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id)
+        .values(
+            status="succeeded",
+            finished_at=at,
+            counts=counts,
+            findings=findings,
+            error_count=error_count,
+            warning_count=warning_count,
+        )
+    )
+    await session.execute(
+        update(Provider)
+        .where(Provider.id == provider_id)
+        .values(
+            last_sync_at=at,
+            last_success_at=at,
+            last_error=None,
+            stale=False,
+            consecutive_failures=0,
+            **provider_values,
+        )
+    )
+
+
+async def latest_run(session: AsyncSession, provider_id: str) -> SyncRun | None:
+    return (
+        await session.scalars(
+            select(SyncRun)
+            .where(SyncRun.provider_id == provider_id)
+            .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+            .limit(1)
+        )
+    ).first()

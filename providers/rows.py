@@ -1,0 +1,219 @@
+"""Canonical snapshot -> provider-scoped table rows and index documents.
+
+This is where external ids become public ids (``<provider>:<external id>``), where a vehicle's
+effective pricing plan is resolved, and where references the snapshot cannot satisfy are reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from adapters.dto import Finding, FormFactor, PropulsionType, RentalUris, Snapshot
+from app.vehicle_index import VehicleDoc
+
+
+def scoped(provider_id: str, external_id: str) -> str:
+    return f"{provider_id}:{external_id}"
+
+
+def _uris_json(uris: RentalUris | None) -> str | None:
+    if uris is None or not (uris.android or uris.ios or uris.web):
+        return None
+    return orjson.dumps(asdict(uris)).decode()
+
+
+def _uris_dict(uris: RentalUris | None) -> dict[str, str | None] | None:
+    if uris is None or not (uris.android or uris.ios or uris.web):
+        return None
+    return asdict(uris)
+
+
+@dataclass(slots=True)
+class SnapshotRows:
+    vehicle_types: list[tuple[Any, ...]] = field(default_factory=list)
+    pricing_plans: list[tuple[Any, ...]] = field(default_factory=list)
+    stations: list[tuple[Any, ...]] = field(default_factory=list)
+    vehicles: list[tuple[Any, ...]] = field(default_factory=list)
+    zones: list[tuple[Any, ...]] = field(default_factory=list)
+    regions: list[tuple[Any, ...]] = field(default_factory=list)
+    vehicle_docs: dict[str, VehicleDoc] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+
+def build_rows(provider_id: str, snap: Snapshot) -> SnapshotRows:
+    out = SnapshotRows()
+    p = provider_id
+
+    plan_ids = {plan.external_id for plan in snap.pricing_plans}
+    for plan in snap.pricing_plans:
+        out.pricing_plans.append(
+            (
+                scoped(p, plan.external_id),
+                p,
+                plan.external_id,
+                plan.name,
+                plan.description,
+                plan.currency.upper(),
+                plan.price_minor,
+                plan.is_taxable,
+                orjson.dumps([asdict(s) for s in plan.per_km_pricing]).decode(),
+                orjson.dumps([asdict(s) for s in plan.per_min_pricing]).decode(),
+                plan.surge_pricing,
+                plan.url,
+            )
+        )
+
+    types = {t.external_id: t for t in snap.vehicle_types}
+    for t in snap.vehicle_types:
+        default_plan = t.default_pricing_plan_id if t.default_pricing_plan_id in plan_ids else None
+        out.vehicle_types.append(
+            (
+                scoped(p, t.external_id),
+                p,
+                t.external_id,
+                t.form_factor.value,
+                t.propulsion_type.value,
+                t.name,
+                t.max_range_meters,
+                t.rider_capacity,
+                scoped(p, default_plan) if default_plan else None,
+                t.return_constraint,
+                t.co2_grams_per_km,
+                t.default_reserve_time_minutes,
+                t.raw_form_factor,
+            )
+        )
+
+    station_ids = set()
+    for s in snap.stations:
+        station_ids.add(s.external_id)
+        out.stations.append(
+            (
+                scoped(p, s.external_id),
+                p,
+                s.external_id,
+                s.name,
+                s.short_name,
+                s.lat,
+                s.lon,
+                s.capacity,
+                s.region_id,
+                s.is_virtual,
+                _uris_json(s.rental_uris),
+                s.num_vehicles_available,
+                s.num_vehicles_disabled,
+                s.num_docks_available,
+                s.is_installed,
+                s.is_renting,
+                s.is_returning,
+                orjson.dumps(
+                    [
+                        {"vehicle_type_id": scoped(p, c.vehicle_type_id), "count": c.count}
+                        for c in s.vehicle_types_available
+                    ]
+                ).decode(),
+                s.last_reported,
+            )
+        )
+
+    unknown_types: dict[str, int] = {}
+    for v in snap.vehicles:
+        vtype = types.get(v.vehicle_type_id) if v.vehicle_type_id else None
+        if v.vehicle_type_id and vtype is None:
+            # A vehicle whose type we do not know cannot be classified or priced: skip it.
+            unknown_types[v.vehicle_type_id] = unknown_types.get(v.vehicle_type_id, 0) + 1
+            continue
+        form_factor = vtype.form_factor if vtype else FormFactor.BICYCLE
+        propulsion = vtype.propulsion_type if vtype else PropulsionType.HUMAN
+        # The vehicle's own plan overrides its type's default (GBFS 2.2+).
+        plan_ext = v.pricing_plan_id if v.pricing_plan_id in plan_ids else None
+        if plan_ext is None and vtype is not None and vtype.default_pricing_plan_id in plan_ids:
+            plan_ext = vtype.default_pricing_plan_id
+        vid = scoped(p, v.external_id)
+        type_id = scoped(p, vtype.external_id) if vtype else None
+        plan_id = scoped(p, plan_ext) if plan_ext else None
+        station_id = (
+            scoped(p, v.station_id) if v.station_id and v.station_id in station_ids else None
+        )
+        out.vehicles.append(
+            (
+                vid,
+                p,
+                v.external_id,
+                type_id,
+                plan_id,
+                station_id,
+                v.lat,
+                v.lon,
+                form_factor.value,
+                propulsion.value,
+                v.is_reserved,
+                v.is_disabled,
+                v.current_range_meters,
+                v.current_fuel_percent,
+                _uris_json(v.rental_uris),
+                v.last_reported,
+            )
+        )
+        out.vehicle_docs[vid] = VehicleDoc(
+            id=vid,
+            provider_id=p,
+            form_factor=form_factor.value,
+            propulsion_type=propulsion.value,
+            lat=v.lat,
+            lon=v.lon,
+            is_reserved=v.is_reserved,
+            is_disabled=v.is_disabled,
+            vehicle_type_id=type_id,
+            pricing_plan_id=plan_id,
+            station_id=station_id,
+            current_range_meters=v.current_range_meters,
+            current_fuel_percent=v.current_fuel_percent,
+            rental_uris=_uris_dict(v.rental_uris),
+            last_reported=v.last_reported,
+        )
+    for type_id, count in unknown_types.items():
+        out.findings.append(
+            Finding(
+                "error",
+                "UNKNOWN_VEHICLE_TYPE",
+                "vehicle_status",
+                f"{count} vehicle(s) reference vehicle_type_id {type_id!r}, which vehicle_types "
+                "does not declare; skipped",
+                record_id=type_id,
+            )
+        )
+
+    for zone in snap.zones:
+        out.zones.append(
+            (
+                f"{p}:zone-{zone.ordinal}",
+                p,
+                zone.ordinal,
+                zone.name,
+                orjson.dumps(zone.geometry).decode(),
+                orjson.dumps([rule_json(p, r) for r in zone.rules]).decode(),
+                zone.start,
+                zone.end,
+            )
+        )
+
+    for region in snap.regions:
+        out.regions.append((scoped(p, region.external_id), p, region.external_id, region.name))
+    return out
+
+
+def rule_json(provider_id: str, rule: Any) -> dict[str, Any]:
+    return {
+        "vehicle_type_ids": [scoped(provider_id, t) for t in rule.vehicle_type_ids]
+        if rule.vehicle_type_ids is not None
+        else None,
+        "ride_start_allowed": rule.ride_start_allowed,
+        "ride_end_allowed": rule.ride_end_allowed,
+        "ride_through_allowed": rule.ride_through_allowed,
+        "maximum_speed_kph": rule.maximum_speed_kph,
+        "station_parking": rule.station_parking,
+    }

@@ -1,0 +1,278 @@
+"""A local GBFS feed server: a real HTTP endpoint that plays an operator for tests, demo and bench.
+
+It owns serving feed documents over HTTP the way a well-behaved operator does (strong ETag,
+Last-Modified, 304 answers to conditional GETs) plus fault injection per path, so the sync
+pipeline's error handling is tested against real sockets rather than mocked transports.
+:func:`serve_in_background` runs any ASGI app on a free local port inside the caller's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Generator
+from dataclasses import dataclass
+from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+__all__ = ["DocumentFactory", "FeedServer", "serve_in_background"]
+
+logger = logging.getLogger(__name__)
+
+#: Produces a feed document at request time: raw bytes are served as-is, dicts as JSON.
+DocumentFactory: TypeAlias = Callable[[], bytes | dict[str, Any]]
+_Source: TypeAlias = bytes | DocumentFactory
+
+_JSON = "application/json"
+
+
+@dataclass(slots=True)
+class _Fault:
+    """What a test asked to go wrong on one path; the fields combine (delay, then fail)."""
+
+    status: int | None = None
+    delay_seconds: float = 0.0
+    body: bytes | None = None
+
+
+@dataclass(slots=True)
+class _Validators:
+    """The validators of the body last served on a path."""
+
+    etag: str
+    last_modified: float  # whole seconds: HTTP dates carry no fractions
+
+
+class FeedServer:
+    """Routes ``/<system>/<file>.json`` to static bytes or to a document factory.
+
+    Counters (``request_counts``, ``not_modified_counts``) are keyed by request path, so a test
+    can assert that a client revalidated instead of refetching.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock  # dates Last-Modified; injectable so tests need no sleeping
+        self._routes: dict[str, _Source] = {}
+        self._faults: dict[str, _Fault] = {}
+        self._validators: dict[str, _Validators] = {}
+        self._app: Starlette | None = None
+        self.request_counts: Counter[str] = Counter()
+        self.not_modified_counts: Counter[str] = Counter()
+
+    # -- routes -------------------------------------------------------------------------------
+
+    @property
+    def paths(self) -> list[str]:
+        return sorted(self._routes)
+
+    def add_static(self, path: str, body: bytes) -> None:
+        self._routes[_normalize(path)] = bytes(body)
+
+    def add_dynamic(self, path: str, fn: DocumentFactory) -> None:
+        self._routes[_normalize(path)] = fn
+
+    def add_directory(self, system: str, directory: Path) -> list[str]:
+        """Serve every ``*.json`` file of ``directory`` unchanged under ``/<system>/<name>``.
+
+        Files are read once, now: a snapshot folder is immutable test material. Returns the
+        registered paths.
+        """
+        if not directory.is_dir():
+            raise NotADirectoryError(f"not a directory: {directory}")
+        added = []
+        for file in sorted(directory.glob("*.json")):
+            path = f"/{system.strip('/')}/{file.name}"
+            self.add_static(path, file.read_bytes())
+            added.append(path)
+        if not added:
+            raise FileNotFoundError(f"no *.json files in {directory}")
+        return added
+
+    # -- fault injection ----------------------------------------------------------------------
+
+    def fail(self, path: str, status: int = 500) -> None:
+        """Answer ``status`` with a JSON error body (instead of the document) until reset."""
+        self._fault(path).status = status
+
+    def delay(self, path: str, seconds: float) -> None:
+        """Wait ``seconds`` before answering, e.g. to trip a client's timeout."""
+        self._fault(path).delay_seconds = seconds
+
+    def set_body(self, path: str, raw_bytes: bytes) -> None:
+        """Serve these exact bytes with status 200, e.g. malformed or schema-breaking JSON."""
+        self._fault(path).body = bytes(raw_bytes)
+
+    def reset(self, path: str | None = None) -> None:
+        """Clear injected faults on ``path``, or on every path. Counters are kept."""
+        if path is None:
+            self._faults.clear()
+        else:
+            self._faults.pop(_normalize(path), None)
+
+    def reset_counts(self) -> None:
+        self.request_counts.clear()
+        self.not_modified_counts.clear()
+
+    def _fault(self, path: str) -> _Fault:
+        return self._faults.setdefault(_normalize(path), _Fault())
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    @property
+    def app(self) -> Starlette:
+        if self._app is None:
+            self._app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET"])])
+        return self._app
+
+    async def _handle(self, request: Request) -> Response:
+        path: str = request.scope["path"]
+        self.request_counts[path] += 1
+
+        fault = self._faults.get(path)
+        if fault is not None and fault.delay_seconds > 0:
+            await asyncio.sleep(fault.delay_seconds)
+        if fault is not None and fault.status is not None:
+            return _error(fault.status, f"injected failure on {path}")
+
+        if fault is not None and fault.body is not None:
+            body = fault.body
+        else:
+            source = self._routes.get(path)
+            if source is None:
+                return _error(404, f"no feed at {path}")
+            try:
+                body = _render(source)
+            except Exception:
+                # A broken generator is a bug in the simulator, not a feed fault: log it loudly
+                # and answer like a broken operator would, so the client's error path runs.
+                logger.exception("feed generator for %s failed", path)
+                return _error(500, f"feed generator for {path} failed")
+
+        validators = self._validators_for(path, body)
+        headers = {
+            "ETag": validators.etag,
+            "Last-Modified": formatdate(validators.last_modified, usegmt=True),
+        }
+        if _not_modified(request, validators):
+            self.not_modified_counts[path] += 1
+            return Response(status_code=304, headers=headers)
+        return Response(body, status_code=200, headers=headers, media_type=_JSON)
+
+    def _validators_for(self, path: str, body: bytes) -> _Validators:
+        etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+        known = self._validators.get(path)
+        # Only the latest body per path is remembered: dynamic feeds change every few seconds
+        # for as long as the demo runs, and a per-body history would grow without bound.
+        if known is None or known.etag != etag:
+            known = _Validators(etag=etag, last_modified=float(int(self._clock())))
+            self._validators[path] = known
+        return known
+
+
+def _normalize(path: str) -> str:
+    return path if path.startswith("/") else "/" + path
+
+
+def _render(source: _Source) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    document = source()
+    return document if isinstance(document, bytes) else orjson.dumps(document)
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(
+        orjson.dumps({"error": message, "status": status}), status_code=status, media_type=_JSON
+    )
+
+
+def _not_modified(request: Request, validators: _Validators) -> bool:
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        # RFC 9110 §13.1.2: If-None-Match uses the weak comparison, and when present it wins
+        # over If-Modified-Since.
+        candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+        return "*" in candidates or validators.etag in candidates
+    if_modified_since = request.headers.get("if-modified-since")
+    if if_modified_since is None:
+        return False
+    try:
+        since = parsedate_to_datetime(if_modified_since).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return False  # an unparseable date is ignored, as RFC 9110 requires
+    return since >= validators.last_modified
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the process that embeds it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # uvicorn 0.54 has no config switch for this; its default swaps the process-wide
+        # SIGINT/SIGTERM handlers, which would steal Ctrl+C from pytest or the CLI.
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve_in_background(
+    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, shutdown_timeout: int = 5
+) -> AsyncIterator[str]:
+    """Serve ``app`` on ``host:port`` in the current event loop; yield its base URL.
+
+    ``port=0`` binds a free port chosen by the OS. On exit the server stops accepting, lets
+    in-flight requests finish for up to ``shutdown_timeout`` seconds, and is awaited.
+    """
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        log_config=None,  # never reconfigure the embedding process's logging
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=shutdown_timeout,
+    )
+    server = _EmbeddedServer(config)
+
+    async def run() -> None:
+        try:
+            await server.serve()
+        except SystemExit as exc:
+            # uvicorn exits the process when it cannot bind; inside a task that would escape
+            # the event loop and end the whole test session.
+            raise RuntimeError(f"uvicorn could not start on {host}:{port}") from exc
+
+    task = asyncio.create_task(run(), name=f"feed-server {host}:{port}")
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # raises the startup error
+                raise RuntimeError("uvicorn stopped before it started")
+            await asyncio.sleep(0.01)
+        yield _base_url(server)
+    finally:
+        server.should_exit = True
+        await task
+
+
+def _base_url(server: uvicorn.Server) -> str:
+    sockname = server.servers[0].sockets[0].getsockname()
+    bound_host, bound_port = str(sockname[0]), int(sockname[1])
+    if bound_host in ("0.0.0.0", "::", ""):
+        bound_host = "127.0.0.1"  # a wildcard bind is reachable on loopback
+    elif ":" in bound_host:
+        bound_host = f"[{bound_host}]"
+    return f"http://{bound_host}:{bound_port}"

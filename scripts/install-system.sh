@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# System prerequisites: PostGIS for PostgreSQL 15, and the two services running.
+# Idempotent: installs only what is missing, starts only what is stopped.
+set -euo pipefail
+
+if ! dpkg -s postgresql-15-postgis-3 >/dev/null 2>&1; then
+  echo "installing postgresql-15-postgis-3 (Debian package)..."
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-15-postgis-3 >/dev/null
+fi
+
+if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  echo "starting PostgreSQL..."
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+fi
+
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  echo "starting Redis..."
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+  for _ in $(seq 1 30); do redis-cli ping >/dev/null 2>&1 && break; sleep 1; done
+fi

@@ -1,0 +1,110 @@
+"""Shared fixtures: real PostgreSQL/PostGIS and Redis, migrated with Alembic, cleaned per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from app import migrate
+from app.main import create_app
+from app.runtime import Runtime, open_runtime
+from app.settings import PROJECT_ROOT, Settings
+from providers.simulators.feed_server import FeedServer, serve_in_background
+
+TEST_DATABASE_URL = os.environ.get(
+    "MOBILITY_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/mobility_test"
+)
+TEST_REDIS_URL = os.environ.get("MOBILITY_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def conformance_root() -> Path:
+    return Path(
+        os.environ.get("MOBILITY_CONFORMANCE_DIR", PROJECT_ROOT.parent / "shared" / "conformance")
+    )
+
+
+def require_conformance() -> Path:
+    """The reference folder; a loud failure in CI, a visible skip on a developer machine."""
+    root = conformance_root()
+    if not root.is_dir():
+        message = f"conformance material not found at {root} (set MOBILITY_CONFORMANCE_DIR)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return root
+
+
+def test_settings(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "environment": "test",
+        "database_url": TEST_DATABASE_URL,
+        "redis_url": TEST_REDIS_URL,
+        "redis_prefix": "test",
+        "demo_feeds": False,
+        "background_sync": False,
+        "sync_http_timeout_seconds": 2.0,
+        "sync_deadline_seconds": 10.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    name = make_url(TEST_DATABASE_URL).database or ""
+    # The suite truncates tables: never let it near a database that is not a test database.
+    if not name.endswith("_test"):
+        pytest.exit(f"refusing to run tests against database {name!r}: its name must end in _test")
+    return test_settings()
+
+
+@pytest.fixture(scope="session")
+async def migrated(settings: Settings) -> None:
+    await migrate.ensure_database(settings.database_url)
+    # Alembic's env runs its own event loop: keep it off this one.
+    await asyncio.to_thread(migrate.upgrade, settings.database_url)
+
+
+@pytest.fixture(scope="session")
+async def session_runtime(settings: Settings, migrated: None) -> AsyncIterator[Runtime]:
+    async with open_runtime(settings) as runtime:
+        yield runtime
+
+
+async def reset_state(runtime: Runtime) -> None:
+    async with runtime.engine.begin() as conn:
+        await conn.execute(text("TRUNCATE providers CASCADE"))
+    await runtime.redis.flushdb()
+
+
+@pytest.fixture
+async def runtime(session_runtime: Runtime) -> AsyncIterator[Runtime]:
+    """The runtime with an empty database and an empty Redis db before each test."""
+    await reset_state(session_runtime)
+    session_runtime.sync._caches.clear()
+    session_runtime.sync._index_dirty.clear()
+    yield session_runtime
+
+
+@pytest.fixture
+async def feed_server() -> AsyncIterator[tuple[FeedServer, str]]:
+    server = FeedServer()
+    async with serve_in_background(server.app) as base_url:
+        yield server, base_url
+
+
+@pytest.fixture
+async def api(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app over ASGI, sharing the test runtime (no lifespan: no background sync)."""
+    app = create_app(runtime.settings)
+    app.state.runtime = runtime
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        yield client
