@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import ORJSONResponse
 from strawberry.fastapi import GraphQLRouter
 
 from app.runtime import Runtime, open_runtime
@@ -22,12 +21,15 @@ log = logging.getLogger(__name__)
 
 
 async def _rebuild_index(runtime: Runtime) -> None:
-    """Redis keeps nothing on disk here: rebuild the index from PostGIS at start."""
+    """Redis may have lost the index (a restart without persistence): rebuild from PostGIS the
+    providers whose entries are missing. Providers already indexed are left alone, so starting
+    several API processes does not rebuild the same index several times."""
     try:
         async with runtime.sessions() as session:
             providers = await repository.list_all(session, enabled_only=True)
         for p in providers:
-            await runtime.sync.rebuild_index(p.id)
+            if not await runtime.redis.exists(runtime.keys.provider_members(p.id)):
+                await runtime.sync.rebuild_index(p.id)
     except Exception as exc:  # Redis down at start: search falls back to PostGIS
         log.warning("could not rebuild the search index at start: %s", exc)
 
@@ -58,7 +60,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Mobility aggregator",
         version="0.1.0",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
 
     async def get_context(request: Request) -> Context:

@@ -124,7 +124,9 @@ class GbfsAdapter:
         version_hint: str | None = None
 
         if self.discovery_url is not None:
-            urls, version_hint = await self._discover(ctx, language, documents, fetched)
+            urls, version_hint = await self._discover(
+                ctx, self.discovery_url, language, documents, fetched
+            )
         else:
             urls = {name: url for name, url in (self.feeds or {}).items() if name in USED_FEEDS}
 
@@ -173,14 +175,18 @@ class GbfsAdapter:
     async def _discover(
         self,
         ctx: FetchContext,
+        discovery_url: str,
         language: str,
         documents: dict[str, object],
         fetched: dict[str, FetchedFeed],
     ) -> tuple[dict[str, str], str | None]:
-        """Feed URLs listed by the discovery file (through a manifest if that is what we got)."""
-        assert self.discovery_url is not None
+        """Feed URLs listed by the discovery file (through a manifest if that is what we got).
+
+        Adds the discovery documents to ``documents`` / ``fetched``; returns the URLs to read
+        and the version a manifest announced, if any.
+        """
         version_hint: str | None = None
-        discovery = await self._fetch(ctx, "gbfs", self.discovery_url)
+        discovery = await self._fetch(ctx, "gbfs", discovery_url)
         if is_manifest(discovery.document):
             documents["manifest"], fetched["manifest"] = discovery.document, discovery
             gbfs_url, version_hint = manifest_gbfs_url(
@@ -237,15 +243,14 @@ def _validated_feeds(feeds: Mapping[str, str]) -> dict[str, str]:
     for name, url in feeds.items():
         if not is_http_url(url):
             raise AdapterConfigError(f"gbfs: feed {name!r} must be an http(s) URL: {url!r}")
-    missing: list[str] = []
-    if "system_information" not in feeds:
-        missing.append("system_information")
-    if not any(name in feeds for name in (*_VEHICLE_FEEDS, "station_status")):
-        missing.append("vehicle_status (or free_bike_status) or station_status")
-    if "station_status" in feeds and "station_information" not in feeds:
-        missing.append("station_information (station_status alone has no locations)")
-    if missing:
-        raise AdapterConfigError(f"gbfs: `feeds` is missing {'; '.join(missing)}")
+    # Partial feed sets are accepted (real operators publish them, e.g. zones only, or status
+    # only); what they lack is reported in every sync's validation report. A set with nothing
+    # to show on a map is a configuration mistake.
+    content = (*_VEHICLE_FEEDS, "station_information", "station_status", "geofencing_zones")
+    if not any(name in feeds for name in content):
+        raise AdapterConfigError(
+            "gbfs: `feeds` has nothing to aggregate; give at least one of " + ", ".join(content)
+        )
     return dict(feeds)
 
 

@@ -68,8 +68,16 @@ def parse_snapshot(
         if name in documents
     }
     system_data = data.get("system_information")
+    system_missing = system_data is None
     if system_data is None:
-        raise AdapterError("no system_information document", feed="system_information")
+        # A partial feed set (e.g. only station_status, as some operators publish) is still
+        # worth ingesting; the provider's registered name stands in for the system's.
+        findings.error(
+            "MISSING_FEED",
+            "system_information",
+            "no system_information document: system name, time zone and languages are unknown",
+        )
+        system_data = {}
 
     version, major = _snapshot_version(documents, version_hint, system_data, findings)
     picker = _language_picker(system_data, preferred_language)
@@ -85,7 +93,11 @@ def parse_snapshot(
         for name in _READ_FEEDS
     }
     feeds = [_feed_meta(name, documents[name], readers[name], urls) for name in data]
-    system = _system(system_data, readers["system_information"], picker)
+    system = (
+        SystemInfo(system_id="", name="")
+        if system_missing
+        else _system(system_data, readers["system_information"], picker)
+    )
 
     plans = (
         parse_pricing_plans(data["system_pricing_plans"], readers["system_pricing_plans"])

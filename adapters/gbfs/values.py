@@ -5,6 +5,8 @@ Real feeds break the schema in small ways that still carry meaning: booleans as 
 the ``T``), sentinel timestamps, localized arrays where a plain string is expected. A
 :class:`Reader` accepts those and tallies a warning for each; a value that cannot be understood
 raises :class:`RecordSkipped`, which the record loops turn into an ``error`` finding.
+Also here: :func:`records` (main-array iteration with id, duplicate and shape checks) and
+:func:`coordinates` (range-checked lat/lon), shared by every per-file reader.
 """
 
 from __future__ import annotations

@@ -239,7 +239,8 @@ async def serve_in_background(
         app,
         host=host,
         port=port,
-        log_level="warning",
+        # None: leave the levels of uvicorn's loggers alone (the API server shares them).
+        log_level=None,
         log_config=None,  # never reconfigure the embedding process's logging
         access_log=False,
         lifespan="off",

@@ -516,9 +516,23 @@ def test_version_hint_overrides_headers() -> None:
     assert snapshot.version == "2.3"
 
 
-def test_missing_system_information_fails_the_whole_snapshot() -> None:
+def test_missing_system_information_is_reported_not_fatal() -> None:
+    snapshot = parse_snapshot(
+        {"free_bike_status": envelope({"bikes": [bike("b1"), bike("b2")]})}
+    )
+    assert [v.external_id for v in snapshot.vehicles] == ["b1", "b2"]
+    missing = [f for f in snapshot.findings if f.code == "MISSING_FEED"]
+    assert [(f.severity, f.feed) for f in missing] == [("error", "system_information")]
+
+
+def test_broken_system_information_fails_the_whole_snapshot() -> None:
     with pytest.raises(AdapterError) as excinfo:
-        parse_snapshot({"free_bike_status": envelope({"bikes": []})})
+        parse_snapshot(
+            {
+                "system_information": envelope({"name": "no id"}),
+                "free_bike_status": envelope({"bikes": []}),
+            }
+        )
     assert excinfo.value.feed == "system_information"
 
 
