@@ -7,13 +7,13 @@ from typing import Any
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
+    CHAR,
     BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
     Integer,
-    String,
     Text,
     func,
 )
@@ -27,22 +27,22 @@ class Base(DeclarativeBase):
 
 def _provider_fk() -> Mapped[str]:
     return mapped_column(
-        String, ForeignKey("providers.id", ondelete="CASCADE"), index=True, nullable=False
+        Text, ForeignKey("providers.id", ondelete="CASCADE"), index=True, nullable=False
     )
 
 
 class Provider(Base):
     __tablename__ = "providers"
 
-    id: Mapped[str] = mapped_column(String, primary_key=True)  # slug, e.g. "getaround-stavanger"
-    name: Mapped[str] = mapped_column(String, nullable=False)
-    adapter: Mapped[str] = mapped_column(String, nullable=False)
+    id: Mapped[str] = mapped_column(Text, primary_key=True)  # slug, e.g. "getaround-stavanger"
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    adapter: Mapped[str] = mapped_column(Text, nullable=False)
     config: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # What the last good snapshot said about the system.
-    gbfs_version: Mapped[str | None] = mapped_column(String)
+    gbfs_version: Mapped[str | None] = mapped_column(Text)
     system_info: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     global_rules: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False, default=list)
     ttl_seconds: Mapped[int | None] = mapped_column(Integer)
@@ -58,49 +58,49 @@ class Provider(Base):
 class VehicleType(Base):
     __tablename__ = "vehicle_types"
 
-    id: Mapped[str] = mapped_column(String, primary_key=True)
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
     provider_id: Mapped[str] = _provider_fk()
-    external_id: Mapped[str] = mapped_column(String, nullable=False)
-    form_factor: Mapped[str] = mapped_column(String, nullable=False)
-    propulsion_type: Mapped[str] = mapped_column(String, nullable=False)
-    name: Mapped[str | None] = mapped_column(String)
+    external_id: Mapped[str] = mapped_column(Text, nullable=False)
+    form_factor: Mapped[str] = mapped_column(Text, nullable=False)
+    propulsion_type: Mapped[str] = mapped_column(Text, nullable=False)
+    name: Mapped[str | None] = mapped_column(Text)
     max_range_meters: Mapped[float | None] = mapped_column(Float)
     rider_capacity: Mapped[int | None] = mapped_column(Integer)
-    default_pricing_plan_id: Mapped[str | None] = mapped_column(String)
-    return_constraint: Mapped[str | None] = mapped_column(String)
+    default_pricing_plan_id: Mapped[str | None] = mapped_column(Text)
+    return_constraint: Mapped[str | None] = mapped_column(Text)
     co2_grams_per_km: Mapped[float | None] = mapped_column(Float)
     default_reserve_time_minutes: Mapped[int | None] = mapped_column(Integer)
-    raw_form_factor: Mapped[str | None] = mapped_column(String)
+    raw_form_factor: Mapped[str | None] = mapped_column(Text)
 
 
 class PricingPlan(Base):
     __tablename__ = "pricing_plans"
 
-    id: Mapped[str] = mapped_column(String, primary_key=True)
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
     provider_id: Mapped[str] = _provider_fk()
-    external_id: Mapped[str] = mapped_column(String, nullable=False)
-    name: Mapped[str] = mapped_column(String, nullable=False)
+    external_id: Mapped[str] = mapped_column(Text, nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
-    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    currency: Mapped[str] = mapped_column(CHAR(3), nullable=False)
     price_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
     is_taxable: Mapped[bool] = mapped_column(Boolean, nullable=False)
     per_km_pricing: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
     per_min_pricing: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
     surge_pricing: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    url: Mapped[str | None] = mapped_column(String)
+    url: Mapped[str | None] = mapped_column(Text)
 
 
 class Station(Base):
     __tablename__ = "stations"
 
-    id: Mapped[str] = mapped_column(String, primary_key=True)
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
     provider_id: Mapped[str] = _provider_fk()
-    external_id: Mapped[str] = mapped_column(String, nullable=False)
-    name: Mapped[str] = mapped_column(String, nullable=False)
-    short_name: Mapped[str | None] = mapped_column(String)
+    external_id: Mapped[str] = mapped_column(Text, nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    short_name: Mapped[str | None] = mapped_column(Text)
     geom: Mapped[Any] = mapped_column(Geometry("POINT", 4326, spatial_index=False), nullable=False)
     capacity: Mapped[int | None] = mapped_column(Integer)
-    region_id: Mapped[str | None] = mapped_column(String)
+    region_id: Mapped[str | None] = mapped_column(Text)
     is_virtual: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     rental_uris: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     num_vehicles_available: Mapped[int | None] = mapped_column(Integer)
@@ -119,15 +119,15 @@ class Vehicle(Base):
 
     __tablename__ = "vehicles"
 
-    id: Mapped[str] = mapped_column(String, primary_key=True)
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
     provider_id: Mapped[str] = _provider_fk()
-    external_id: Mapped[str] = mapped_column(String, nullable=False)
-    vehicle_type_id: Mapped[str | None] = mapped_column(String)
-    pricing_plan_id: Mapped[str | None] = mapped_column(String)
-    station_id: Mapped[str | None] = mapped_column(String)
+    external_id: Mapped[str] = mapped_column(Text, nullable=False)
+    vehicle_type_id: Mapped[str | None] = mapped_column(Text)
+    pricing_plan_id: Mapped[str | None] = mapped_column(Text)
+    station_id: Mapped[str | None] = mapped_column(Text)
     geom: Mapped[Any] = mapped_column(Geometry("POINT", 4326, spatial_index=False), nullable=False)
-    form_factor: Mapped[str] = mapped_column(String, nullable=False)
-    propulsion_type: Mapped[str] = mapped_column(String, nullable=False)
+    form_factor: Mapped[str] = mapped_column(Text, nullable=False)
+    propulsion_type: Mapped[str] = mapped_column(Text, nullable=False)
     is_reserved: Mapped[bool] = mapped_column(Boolean, nullable=False)
     is_disabled: Mapped[bool] = mapped_column(Boolean, nullable=False)
     current_range_meters: Mapped[float | None] = mapped_column(Float)
@@ -140,10 +140,10 @@ class Vehicle(Base):
 class GeofencingZone(Base):
     __tablename__ = "geofencing_zones"
 
-    id: Mapped[str] = mapped_column(String, primary_key=True)  # "<provider>:zone-<ordinal>"
+    id: Mapped[str] = mapped_column(Text, primary_key=True)  # "<provider>:zone-<ordinal>"
     provider_id: Mapped[str] = _provider_fk()
     ordinal: Mapped[int] = mapped_column(Integer, nullable=False)
-    name: Mapped[str | None] = mapped_column(String)
+    name: Mapped[str | None] = mapped_column(Text)
     geom: Mapped[Any] = mapped_column(
         Geometry("MULTIPOLYGON", 4326, spatial_index=False), nullable=False
     )
@@ -155,10 +155,10 @@ class GeofencingZone(Base):
 class SystemRegion(Base):
     __tablename__ = "system_regions"
 
-    id: Mapped[str] = mapped_column(String, primary_key=True)
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
     provider_id: Mapped[str] = _provider_fk()
-    external_id: Mapped[str] = mapped_column(String, nullable=False)
-    name: Mapped[str] = mapped_column(String, nullable=False)
+    external_id: Mapped[str] = mapped_column(Text, nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
 
 
 class SyncRun(Base):
@@ -170,7 +170,7 @@ class SyncRun(Base):
     provider_id: Mapped[str] = _provider_fk()
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String, nullable=False)  # succeeded | failed
+    status: Mapped[str] = mapped_column(Text, nullable=False)  # succeeded | failed
     error: Mapped[str | None] = mapped_column(Text)
     counts: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     error_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

@@ -41,7 +41,7 @@ def require_conformance() -> Path:
     return root
 
 
-def test_settings(**overrides: object) -> Settings:
+def make_settings(**overrides: object) -> Settings:
     values: dict[str, object] = {
         "environment": "test",
         "database_url": TEST_DATABASE_URL,
@@ -62,7 +62,7 @@ def settings() -> Settings:
     # The suite truncates tables: never let it near a database that is not a test database.
     if not name.endswith("_test"):
         pytest.exit(f"refusing to run tests against database {name!r}: its name must end in _test")
-    return test_settings()
+    return make_settings()
 
 
 @pytest.fixture(scope="session")

@@ -517,9 +517,7 @@ def test_version_hint_overrides_headers() -> None:
 
 
 def test_missing_system_information_is_reported_not_fatal() -> None:
-    snapshot = parse_snapshot(
-        {"free_bike_status": envelope({"bikes": [bike("b1"), bike("b2")]})}
-    )
+    snapshot = parse_snapshot({"free_bike_status": envelope({"bikes": [bike("b1"), bike("b2")]})})
     assert [v.external_id for v in snapshot.vehicles] == ["b1", "b2"]
     missing = [f for f in snapshot.findings if f.code == "MISSING_FEED"]
     assert [(f.severity, f.feed) for f in missing] == [("error", "system_information")]

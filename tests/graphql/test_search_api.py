@@ -388,9 +388,9 @@ async def test_alias_and_token_limits_are_enforced(api: httpx.AsyncClient) -> No
 
 async def test_depth_limit_is_enforced(runtime: Runtime) -> None:
     from app.main import create_app
-    from tests.conftest import test_settings
+    from tests.conftest import make_settings
 
-    app = create_app(test_settings(max_query_depth=2))
+    app = create_app(make_settings(max_query_depth=2))
     app.state.runtime = runtime
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api"

@@ -1,0 +1,99 @@
+"""The `mobility` command, run as a real process against the test database and feed server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from pathlib import Path
+
+from app.runtime import Runtime
+from providers.simulators.feed_server import FeedServer
+from tests.helpers import feed_dir, raw
+
+MOBILITY = str(Path(sys.executable).with_name("mobility"))
+
+
+async def mobility(runtime: Runtime, *args: str) -> tuple[int, str, str]:
+    env = {
+        **os.environ,
+        "MOBILITY_DATABASE_URL": runtime.settings.database_url,
+        "MOBILITY_REDIS_URL": runtime.settings.redis_url,
+        "MOBILITY_REDIS_PREFIX": runtime.settings.redis_prefix,
+    }
+    process = await asyncio.create_subprocess_exec(
+        MOBILITY,
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_add_sync_and_list_a_provider_from_the_command_line(
+    runtime: Runtime, feed_server: tuple[FeedServer, str]
+) -> None:
+    server, base_url = feed_server
+    paths = server.add_directory("lillestrom", feed_dir("lillestrom-bysykkel"))
+    feeds = [f"--feed={Path(p).stem}={base_url}{p}" for p in paths if Path(p).stem != "gbfs"]
+    stations = len(raw("lillestrom-bysykkel", "station_information")["data"]["stations"])
+
+    code, out, err = await mobility(runtime, "providers", "add", "lillestrom", *feeds)
+    assert code == 0, err
+    assert "added provider lillestrom" in out
+
+    code, out, err = await mobility(runtime, "sync", "lillestrom")
+    assert code == 0, err + out
+    row = re.search(r"^\s+stations\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", out, re.MULTILINE)
+    assert row is not None, out
+    assert [int(n) for n in row.groups()] == [stations, 0, 0, stations]
+    assert "validation:" in out
+
+    code, out, _ = await mobility(runtime, "providers", "list")
+    assert code == 0
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("lillestrom ")]
+    assert line.split()[3] == str(stations)  # id, gbfs, vehicles, stations
+
+
+async def test_command_line_errors_are_clear_and_exit_non_zero(runtime: Runtime) -> None:
+    code, _, err = await mobility(
+        runtime, "providers", "add", "Bad Slug!", "--url", "http://x/gbfs.json"
+    )
+    assert code == 2
+    assert "INVALID_PROVIDER_ID" in err
+
+    code, _, err = await mobility(runtime, "providers", "add", "ok", "--url", "ftp://x/gbfs.json")
+    assert code == 2
+    assert "INVALID_PROVIDER_CONFIG" in err
+
+    code, _, err = await mobility(runtime, "providers", "add", "ok", "--feed", "nonsense")
+    assert code == 2
+    assert "NAME=URL" in err
+
+    code, out, _ = await mobility(runtime, "sync", "nobody")
+    assert code == 1
+    assert "unknown provider 'nobody'" in out
+
+
+async def test_sync_of_an_unreachable_provider_reports_the_failure(
+    runtime: Runtime, feed_server: tuple[FeedServer, str]
+) -> None:
+    server, base_url = feed_server
+    server.fail("/down/free_bike_status.json", 502)
+    code, _, err = await mobility(
+        runtime,
+        "providers",
+        "add",
+        "down",
+        f"--feed=free_bike_status={base_url}/down/free_bike_status.json",
+    )
+    assert code == 0, err
+
+    code, out, _ = await mobility(runtime, "sync", "down")
+
+    assert code == 1
+    assert "FAILED" in out and "HTTP 502" in out
