@@ -10,7 +10,9 @@ import pytest
 from geographiclib.geodesic import Geodesic
 from shapely.geometry import Point, shape
 
+from app.redis import create_redis
 from app.runtime import Runtime
+from app.vehicle_index import VehicleIndex
 from providers.simulators.feed_server import FeedServer
 from tests.helpers import add_conformance_provider, raw
 
@@ -84,13 +86,17 @@ async def test_search_answers_from_postgis_when_redis_index_is_unavailable(
         "{ id distanceMeters } }"
     )
     from_index = (await gql(api, query))["data"]["vehicles"]
-    await runtime.redis.flushdb()  # the index is gone; the service must not notice by failing
+    # A Redis that refuses connections (nothing listens on port 1): a real outage, not a stub.
+    unreachable = create_redis("redis://127.0.0.1:1/0")
     original = runtime.search.index
     try:
-        runtime.search.index = None
-        from_postgis = (await gql(api, query))["data"]["vehicles"]
+        runtime.search.index = VehicleIndex(unreachable, runtime.keys)
+        body = await gql(api, query)
     finally:
         runtime.search.index = original
+        await unreachable.aclose()
+    assert "errors" not in body, body
+    from_postgis = body["data"]["vehicles"]
     assert from_index, "the query point should have vehicles around it"
     assert [v["id"] for v in from_postgis] == [v["id"] for v in from_index]
     for a, b in zip(from_postgis, from_index, strict=True):
