@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 from adapters.money import currency_exponent
 from app import models
 from app.search.schemas import ProviderSummary, StationRow, VehicleHit, ZoneRow
+from app.search.service import latest_sync_run
 from graphql_schema.enums import FormFactor, PropulsionType
 
 if TYPE_CHECKING:
@@ -221,11 +222,9 @@ class Provider:
     async def validation(
         self, info: strawberry.Info[Context, None], first: int = 20
     ) -> ValidationReport | None:
-        from providers import repository as provider_repository
-
         first = max(0, min(first, 200))
         async with info.context.sessions() as session:
-            run = await provider_repository.latest_run(session, str(self.id))
+            run = await latest_sync_run(session, str(self.id))
         if run is None:
             return None
         return ValidationReport(

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInput, NotFound, UnknownProvider
+from app.models import SyncRun
 from app.search import repository
 from app.search.schemas import (
     StationFilter,
@@ -26,6 +27,7 @@ from app.vehicle_index import SPHERE_MARGIN, VehicleIndex
 from geo.areas import BBox, Near, valid_lat, valid_lon
 from geo.distance import geodesic_meters
 from geo.zones import Rule, ZoneCandidate, decide
+from providers import repository as provider_repository
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +185,11 @@ class SearchService:
         return await repository.search_zones(
             session, near=area.near, bbox=area.bbox, providers=providers, first=first
         )
+
+
+async def latest_sync_run(session: AsyncSession, provider_id: str) -> SyncRun | None:
+    """The provider's latest sync and its validation report."""
+    return await provider_repository.latest_run(session, provider_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -414,3 +414,19 @@ def test_committed_schema_matches_the_code() -> None:
     assert committed.read_text().strip() == schema.as_str().strip(), (
         "schema.graphql is out of date: run `make schema` and commit the diff"
     )
+
+
+async def test_provider_validation_report_lists_the_skipped_zones(
+    api: httpx.AsyncClient, almere: str
+) -> None:
+    body = await gql(
+        api,
+        "{ providers { id validation(first: 200) { syncStatus errorCount warningCount "
+        "findings { severity code feed recordId } } } }",
+    )
+    (provider,) = body["data"]["providers"]
+    report = provider["validation"]
+    missing = [f for f in report["findings"] if f["code"] == "GEOMETRY_MISSING"]
+    assert report["syncStatus"] == "succeeded"
+    assert len(missing) == 2
+    assert report["errorCount"] == sum(1 for f in report["findings"] if f["severity"] == "error")
