@@ -103,17 +103,18 @@ async def _providers_list(settings: Settings) -> int:
     header = f"{'id':<24} {'gbfs':<5} {'vehicles':>8} {'stations':>8}  {'status':<8} last sync"
     _print(header)
     _print("-" * len(header))
-    for p in rows:
+    for row in rows:
+        p, stats = row.provider, row.stats
         status = "disabled" if not p.enabled else ("stale" if p.stale else "ok")
-        if p.last_synced_at is None:
+        if p.last_sync_at is None:
             status = "new"
-        last = p.last_synced_at.strftime("%Y-%m-%d %H:%M:%S") if p.last_synced_at else "never"
+        last = p.last_sync_at.strftime("%Y-%m-%d %H:%M:%S") if p.last_sync_at else "never"
         _print(
-            f"{p.id:<24} {p.gbfs_version or '-':<5} {p.vehicle_count:>8} {p.station_count:>8}  "
-            f"{status:<8} {last}"
+            f"{p.id:<24} {p.gbfs_version or '-':<5} {stats.vehicle_count:>8} "
+            f"{stats.station_count:>8}  {status:<8} {last}"
         )
-        if p.error:
-            _print(f"{'':<24} last error: {p.error}")
+        if p.last_error:
+            _print(f"{'':<24} last error: {p.last_error}")
     return 0
 
 

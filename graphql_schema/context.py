@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
-from app.models import PricingPlan, VehicleType
+from app.models import PricingPlan, Provider, VehicleType
 from app.search import repository
-from app.search.schemas import ProviderSummary, StationRow
+from app.search.schemas import ProviderStats, StationRow
 from app.search.service import SearchService
 from app.settings import Settings
 
@@ -29,7 +29,8 @@ class Loaders:
     # Each batch opens its own short session: GraphQL resolves sibling fields concurrently, and
     # one AsyncSession must never be used by two coroutines at once.
     sessions: async_sessionmaker[AsyncSession]
-    provider: DataLoader[str, ProviderSummary | None] = field(init=False)
+    provider: DataLoader[str, Provider | None] = field(init=False)
+    provider_stats: DataLoader[str, ProviderStats | None] = field(init=False)
     vehicle_type: DataLoader[str, VehicleType | None] = field(init=False)
     pricing_plan: DataLoader[str, PricingPlan | None] = field(init=False)
     station: DataLoader[str, StationRow | None] = field(init=False)
@@ -37,10 +38,14 @@ class Loaders:
     def __post_init__(self) -> None:
         sessions = self.sessions
 
-        async def providers(keys: list[str]) -> list[ProviderSummary | None]:
+        async def providers(keys: list[str]) -> list[Provider | None]:
             async with sessions() as s:
-                rows = await repository.provider_summaries(s, keys)
+                rows = await repository.provider_records(s, keys)
             return _ordered(keys, {p.id: p for p in rows})
+
+        async def provider_stats(keys: list[str]) -> list[ProviderStats | None]:
+            async with sessions() as s:
+                return _ordered(keys, await repository.provider_stats(s, keys))
 
         async def vehicle_types(keys: list[str]) -> list[VehicleType | None]:
             async with sessions() as s:
@@ -55,6 +60,7 @@ class Loaders:
                 return _ordered(keys, await repository.stations_by_ids(s, keys))
 
         self.provider = DataLoader(load_fn=providers)
+        self.provider_stats = DataLoader(load_fn=provider_stats)
         self.vehicle_type = DataLoader(load_fn=vehicle_types)
         self.pricing_plan = DataLoader(load_fn=pricing_plans)
         self.station = DataLoader(load_fn=stations)

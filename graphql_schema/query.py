@@ -30,8 +30,8 @@ class Query:
     @strawberry.field(description="Every operator this service aggregates.")
     async def providers(self, info: Info) -> list[Provider]:
         async with info.context.sessions() as session:
-            rows = await repository.provider_summaries(session)
-        return [Provider.from_summary(p) for p in rows]
+            rows = await repository.provider_records(session)
+        return [Provider.from_model(p) for p in rows]
 
     @strawberry.field(
         description="Vehicles near a point (nearest first, with geodesic distance) or inside a "

@@ -11,7 +11,7 @@ from strawberry.scalars import JSON
 
 from adapters.money import currency_exponent
 from app import models
-from app.search.schemas import ProviderSummary, StationRow, VehicleHit, ZoneRow
+from app.search.schemas import ProviderStats, StationRow, VehicleHit, ZoneRow
 from app.search.service import latest_sync_run
 from graphql_schema.enums import FormFactor, PropulsionType
 
@@ -182,9 +182,6 @@ class ValidationReport:
 class Provider:
     id: strawberry.ID
     name: str
-    form_factors: list[FormFactor]
-    vehicle_count: int
-    station_count: int
     last_synced_at: datetime | None
     last_success_at: datetime | None
     stale: bool = strawberry.field(
@@ -193,29 +190,46 @@ class Provider:
     error: str | None
     gbfs_version: str | None
     timezone: str | None
-    bounding_box: BoundingBox | None
 
     @classmethod
-    def from_summary(cls, p: ProviderSummary) -> Provider:
-        box = None
-        if p.min_lat is not None and p.min_lon is not None and p.max_lat is not None:
-            assert p.max_lon is not None
-            box = BoundingBox(
-                min_lat=p.min_lat, min_lon=p.min_lon, max_lat=p.max_lat, max_lon=p.max_lon
-            )
+    def from_model(cls, p: models.Provider) -> Provider:
         return cls(
             id=strawberry.ID(p.id),
             name=p.name,
-            form_factors=[form_factor(f) for f in p.form_factors],
-            vehicle_count=p.vehicle_count,
-            station_count=p.station_count,
-            last_synced_at=p.last_synced_at,
+            last_synced_at=p.last_sync_at,
             last_success_at=p.last_success_at,
             stale=p.stale,
-            error=p.error,
+            error=p.last_error,
             gbfs_version=p.gbfs_version,
-            timezone=p.system_info.get("timezone"),
-            bounding_box=box,
+            timezone=(p.system_info or {}).get("timezone"),
+        )
+
+    async def _stats(self, info: strawberry.Info[Context, None]) -> ProviderStats | None:
+        return await info.context.loaders.provider_stats.load(str(self.id))
+
+    @strawberry.field(description="Form factors of the provider's vehicle types and vehicles.")
+    async def form_factors(self, info: strawberry.Info[Context, None]) -> list[FormFactor]:
+        stats = await self._stats(info)
+        return [form_factor(f) for f in stats.form_factors] if stats else []
+
+    @strawberry.field
+    async def vehicle_count(self, info: strawberry.Info[Context, None]) -> int:
+        stats = await self._stats(info)
+        return stats.vehicle_count if stats else 0
+
+    @strawberry.field
+    async def station_count(self, info: strawberry.Info[Context, None]) -> int:
+        stats = await self._stats(info)
+        return stats.station_count if stats else 0
+
+    @strawberry.field(description="Extent of the provider's current vehicles and stations.")
+    async def bounding_box(self, info: strawberry.Info[Context, None]) -> BoundingBox | None:
+        stats = await self._stats(info)
+        if stats is None or stats.extent is None:
+            return None
+        e = stats.extent
+        return BoundingBox(
+            min_lat=e.min_lat, min_lon=e.min_lon, max_lat=e.max_lat, max_lon=e.max_lon
         )
 
     @strawberry.field
@@ -434,8 +448,8 @@ class RideEndCheck:
 
 
 async def _provider(info: strawberry.Info[Context, None], provider_id: str) -> Provider | None:
-    summary = await info.context.loaders.provider.load(provider_id)
-    return Provider.from_summary(summary) if summary else None
+    model = await info.context.loaders.provider.load(provider_id)
+    return Provider.from_model(model) if model else None
 
 
 async def _vehicle_type(

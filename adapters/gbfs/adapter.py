@@ -47,8 +47,9 @@ class GbfsAdapter:
       ``"system_id"`` when the manifest lists several datasets (its highest supported version
       is used);
     * ``{"feeds": {"system_information": "https://…", "vehicle_status": "https://…", …}}``:
-      explicit URLs by GBFS file name; ``system_information`` and a vehicle or station status
-      feed are required (``station_status`` needs ``station_information``).
+      explicit URLs by GBFS file name; at least one feed with something to aggregate
+      (vehicles, stations or zones). What a partial set lacks (e.g. ``system_information``)
+      is reported as a finding on every sync, as it is when discovery lists too little.
 
     Optional: ``"language"`` (BCP 47; overrides the deployment default for this provider) and
     ``"headers"`` (extra HTTP headers such as an API key; never logged or shown in ``repr``).
@@ -203,10 +204,6 @@ class GbfsAdapter:
             # Both listed (a v2→v3 migration): read the one of the discovery file's version.
             parsed = version_tuple(normalize_version(_version_of(discovery.document))[0])
             del urls["free_bike_status" if parsed and parsed[0] >= 3 else "vehicle_status"]
-        if "system_information" not in urls:
-            raise AdapterError(
-                "gbfs.json does not list system_information", feed="gbfs", url=discovery.url
-            )
         for name, url in urls.items():
             if not is_http_url(url):
                 raise AdapterError(f"gbfs.json lists a non-http URL for {name}", feed=name, url=url)

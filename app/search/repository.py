@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import PricingPlan, Provider, VehicleType
 from app.search.schemas import (
+    Extent,
+    ProviderStats,
     ProviderSummary,
     StationFilter,
     StationRow,
@@ -271,15 +273,21 @@ async def zones_covering(
     return [_zone(r) for r in rows]
 
 
-async def provider_summaries(
+async def provider_records(
     session: AsyncSession, ids: Sequence[str] | None = None
-) -> list[ProviderSummary]:
-    where = "TRUE" if ids is None else "p.id = ANY(:ids)"
+) -> list[Provider]:
+    query = select(Provider).order_by(Provider.id)
+    if ids is not None:
+        query = query.where(Provider.id.in_(list(ids)))
+    return list(await session.scalars(query))
+
+
+async def provider_stats(session: AsyncSession, ids: Sequence[str]) -> dict[str, ProviderStats]:
+    """Counts, form factors and extent of the providers' current data: one query, all ids."""
     rows = await session.execute(
         text(
-            f"""
-            SELECT p.id, p.name, p.adapter, p.enabled, p.last_sync_at, p.last_success_at,
-                   p.stale, p.last_error, p.gbfs_version, p.system_info,
+            """
+            SELECT p.id,
                    (SELECT count(*) FROM vehicles v WHERE v.provider_id = p.id) AS vehicle_count,
                    (SELECT count(*) FROM stations s WHERE s.provider_id = p.id) AS station_count,
                    (SELECT array_agg(DISTINCT ff) FROM (
@@ -294,49 +302,38 @@ async def provider_summaries(
                     UNION ALL SELECT geom FROM stations s WHERE s.provider_id = p.id
                 ) pts
             ) e ON TRUE
-            WHERE {where}
-            ORDER BY p.id
+            WHERE p.id = ANY(:ids)
             """
         ),
-        {} if ids is None else {"ids": list(ids)},
+        {"ids": list(ids)},
     )
-    out: list[ProviderSummary] = []
+    out: dict[str, ProviderStats] = {}
     for r in rows:
-        extent = _parse_box2d(r.extent) if r.extent is not None else None
         form_factors = [f for f in (r.form_factors or []) if f]
         if not form_factors and r.station_count:
             form_factors = ["bicycle"]  # GBFS: a system without vehicle_types is bicycles
-        out.append(
-            ProviderSummary(
-                id=r.id,
-                name=r.name,
-                adapter=r.adapter,
-                enabled=r.enabled,
-                form_factors=sorted(form_factors),
-                vehicle_count=r.vehicle_count,
-                station_count=r.station_count,
-                last_synced_at=r.last_sync_at,
-                last_success_at=r.last_success_at,
-                stale=r.stale,
-                error=r.last_error,
-                gbfs_version=r.gbfs_version,
-                system_info=r.system_info or {},
-                min_lat=extent[1] if extent else None,
-                min_lon=extent[0] if extent else None,
-                max_lat=extent[3] if extent else None,
-                max_lon=extent[2] if extent else None,
-            )
+        out[r.id] = ProviderStats(
+            vehicle_count=r.vehicle_count,
+            station_count=r.station_count,
+            form_factors=sorted(form_factors),
+            extent=_parse_box2d(r.extent) if r.extent is not None else None,
         )
     return out
 
 
-def _parse_box2d(box: str) -> tuple[float, float, float, float]:
+async def provider_summaries(session: AsyncSession) -> list[ProviderSummary]:
+    providers = await provider_records(session)
+    stats = await provider_stats(session, [p.id for p in providers])
+    return [ProviderSummary(p, stats[p.id]) for p in providers]
+
+
+def _parse_box2d(box: str) -> Extent:
     # box2d arrives as text "BOX(minx miny,maxx maxy)"; parse rather than a second query.
     inner = box[box.index("(") + 1 : box.rindex(")")]
     lo, hi = inner.split(",")
     minx, miny = (float(x) for x in lo.split())
     maxx, maxy = (float(x) for x in hi.split())
-    return minx, miny, maxx, maxy
+    return Extent(min_lat=miny, min_lon=minx, max_lat=maxy, max_lon=maxx)
 
 
 async def known_provider_ids(session: AsyncSession) -> set[str]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from app.models import Provider
 from app.vehicle_index import VehicleDoc
 
 
@@ -86,21 +87,22 @@ class ZoneRow:
 
 
 @dataclass(frozen=True, slots=True)
-class ProviderSummary:
-    id: str
-    name: str
-    adapter: str
-    enabled: bool
-    form_factors: list[str]
+class Extent:
+    min_lat: float
+    min_lon: float
+    max_lat: float
+    max_lon: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderStats:
     vehicle_count: int
     station_count: int
-    last_synced_at: datetime | None
-    last_success_at: datetime | None
-    stale: bool
-    error: str | None
-    gbfs_version: str | None
-    system_info: dict[str, Any]
-    min_lat: float | None
-    min_lon: float | None
-    max_lat: float | None
-    max_lon: float | None
+    form_factors: list[str]
+    extent: Extent | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSummary:
+    provider: Provider
+    stats: ProviderStats
