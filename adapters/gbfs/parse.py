@@ -9,7 +9,8 @@ Leniency contract: a deviation that still carries meaning is accepted and report
 ``warning`` finding (tallied, one per kind); a record that cannot be understood is skipped with
 an ``error`` finding; a missing ``system_information`` is an ``error`` finding; a document that
 cannot be read at all (not an object, no ``data``, no main array) raises
-:class:`~adapters.base.AdapterError`, because reading it as empty would delete the provider's data instead of keeping the last good copy.
+:class:`~adapters.base.AdapterError`, because reading it as empty would delete the provider's
+data instead of keeping the last good copy.
 """
 
 from __future__ import annotations
@@ -55,10 +56,11 @@ def parse_snapshot(
     """Parse one provider's GBFS documents (file name → parsed JSON) into a Snapshot.
 
     ``documents`` may hold any of ``gbfs``, ``manifest``, ``system_information`` (its absence
-    is reported), ``vehicle_types``, ``system_pricing_plans``, ``system_regions``, ``station_information``,
-    ``station_status``, ``vehicle_status`` / ``free_bike_status`` and ``geofencing_zones``; other
-    names are ignored. ``feed_urls`` only fills :attr:`FeedMeta.url`. ``version_hint`` (e.g. the
-    version a manifest announced) overrides the ``version`` headers.
+    is reported), ``vehicle_types``, ``system_pricing_plans``, ``system_regions``,
+    ``station_information``, ``station_status``, ``vehicle_status`` / ``free_bike_status``
+    and ``geofencing_zones``; other names are ignored. ``feed_urls`` only fills
+    :attr:`FeedMeta.url`. ``version_hint`` (e.g. the version a manifest announced) overrides the
+    ``version`` headers.
     """
     findings = FindingCollector()
     urls = feed_urls or {}
