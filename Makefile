@@ -62,10 +62,11 @@ typecheck: install
 schema: install
 	@$(PY) -m graphql_schema.export
 
-bench: migrate
+# The benchmark creates and migrates its own database (mobility_bench), not the demo one.
+bench: install
 	@$(PY) -m bench.run $(BENCH_ARGS)
 
-bench-quick: migrate
+bench-quick: install
 	@$(PY) -m bench.run --quick $(BENCH_ARGS)
 
 clean:

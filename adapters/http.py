@@ -5,11 +5,32 @@ The cache lives as long as the process that syncs; a new process simply fetches 
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
+
+_URL = re.compile(r"https?://[^\s'\"<>]+")
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials or query string: feeds often carry API keys there."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<url>"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    query = "…" if parts.query else ""
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))
+
+
+def redact_urls(text: str) -> str:
+    return _URL.sub(lambda m: redact_url(m.group(0)), text)
 
 
 class FeedFetchError(Exception):

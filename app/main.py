@@ -14,24 +14,16 @@ from app.runtime import Runtime, open_runtime
 from app.settings import Settings, get_settings
 from graphql_schema.context import Context
 from graphql_schema.schema import build_schema
-from providers import repository
 from providers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
 
-async def _rebuild_index(runtime: Runtime) -> None:
-    """Redis may have lost the index (a restart without persistence): rebuild from PostGIS the
-    providers whose entries are missing. Providers already indexed are left alone, so starting
-    several API processes does not rebuild the same index several times."""
+async def _ensure_index(runtime: Runtime) -> None:
     try:
-        async with runtime.sessions() as session:
-            providers = await repository.list_all(session, enabled_only=True)
-        for p in providers:
-            if not await runtime.redis.exists(runtime.keys.provider_members(p.id)):
-                await runtime.sync.rebuild_index(p.id)
+        await runtime.sync.ensure_index_ready()
     except Exception as exc:  # Redis down at start: search falls back to PostGIS
-        log.warning("could not rebuild the search index at start: %s", exc)
+        log.warning("could not build the search index at start: %s", exc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,7 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 from providers.demo_runtime import serve_demo_feeds
 
                 await stack.enter_async_context(serve_demo_feeds(settings, required=False))
-            await _rebuild_index(runtime)
+            await _ensure_index(runtime)
             scheduler: Scheduler | None = None
             if settings.background_sync:
                 scheduler = Scheduler(runtime.sync, settings)

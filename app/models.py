@@ -17,7 +17,7 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -46,6 +46,8 @@ class Provider(Base):
     system_info: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     global_rules: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False, default=list)
     ttl_seconds: Mapped[int | None] = mapped_column(Integer)
+    # Feeds the last good snapshot came from (see migration 0002).
+    feed_names: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list)
     # Sync health.
     last_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

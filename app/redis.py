@@ -6,12 +6,19 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+# Bumped whenever the index's document format changes: a deploy then builds a fresh index under
+# new keys instead of misreading documents written by the previous version.
+INDEX_FORMAT = "v1"
 
-def create_redis(redis_url: str) -> Redis:
+
+def create_redis(redis_url: str, *, timeout_seconds: float = 1.0) -> Redis:
     # Short timeouts: Redis is the hot path, and search must fall back to PostGIS quickly when
     # Redis does not answer rather than hang a request.
     return Redis.from_url(
-        redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=30
+        redis_url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=1.0,
+        health_check_interval=30,
     )
 
 
@@ -20,14 +27,28 @@ class RedisKeys:
     prefix: str
 
     @property
+    def _index(self) -> str:
+        return f"{self.prefix}:{INDEX_FORMAT}"
+
+    @property
     def vehicle_geo(self) -> str:
         """GEO set of *available* vehicles (not reserved, not disabled)."""
-        return f"{self.prefix}:vehicles:geo"
+        return f"{self._index}:vehicles:geo"
 
     @property
     def vehicle_docs(self) -> str:
-        """Hash: vehicle id -> JSON document with every field search returns and filters on."""
-        return f"{self.prefix}:vehicles:docs"
+        """Hash: vehicle id -> document with every field search returns and filters on."""
+        return f"{self._index}:vehicles:docs"
+
+    @property
+    def index_ready(self) -> str:
+        """Set once the index was fully built from PostGIS; absent after Redis lost its data,
+        and search then answers from PostGIS until the index is rebuilt."""
+        return f"{self._index}:ready"
+
+    @property
+    def index_rebuild_lock(self) -> str:
+        return f"{self._index}:rebuild-lock"
 
     @property
     def vehicle_deltas(self) -> str:
@@ -36,4 +57,9 @@ class RedisKeys:
 
     def provider_members(self, provider_id: str) -> str:
         """Set of a provider's vehicle ids present in the index (for rebuilds and removals)."""
-        return f"{self.prefix}:provider:{provider_id}:vehicles"
+        return f"{self._index}:provider:{provider_id}:vehicles"
+
+    def provider_indexed_run(self, provider_id: str) -> str:
+        """Id of the sync run whose result the index holds for this provider. A sync applies
+        its delta only when this is the provider's previous good run; otherwise it rebuilds."""
+        return f"{self._index}:provider:{provider_id}:indexed-run"

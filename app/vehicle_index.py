@@ -22,6 +22,13 @@ from app.redis import RedisKeys
 # geodesic radius is missed, then filter on the geodesic distance.
 SPHERE_MARGIN = 1.006
 _BATCH = 2_000
+# Redis GEO covers the Web Mercator band only; vehicles beyond it stay searchable in PostGIS.
+GEO_MAX_LAT = 85.05112878
+
+
+class IndexUnavailable(Exception):
+    """The index cannot answer right now (not built yet, or holding unreadable documents):
+    search answers from PostGIS instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,10 @@ class VehicleDoc:
     def is_available(self) -> bool:
         return not self.is_reserved and not self.is_disabled
 
+    @property
+    def indexable(self) -> bool:
+        return self.is_available and abs(self.lat) <= GEO_MAX_LAT
+
     def encode(self) -> bytes:
         return orjson.dumps(
             [
@@ -69,7 +80,13 @@ class VehicleDoc:
 
     @classmethod
     def decode(cls, raw: bytes) -> VehicleDoc:
-        v = orjson.loads(raw)
+        try:
+            return cls._decode(orjson.loads(raw))
+        except (orjson.JSONDecodeError, IndexError, TypeError, ValueError) as exc:
+            raise IndexUnavailable(f"unreadable index document: {exc}") from exc
+
+    @classmethod
+    def _decode(cls, v: list[Any]) -> VehicleDoc:
         return cls(
             id=v[0],
             provider_id=v[1],
@@ -122,7 +139,7 @@ class VehicleIndex:
         ops = 0
         pipe = self.redis.pipeline(transaction=False)
         for doc in upserted:
-            if doc.is_available:
+            if doc.indexable:
                 pipe.geoadd(k.vehicle_geo, (doc.lon, doc.lat, doc.id))
                 pipe.hset(k.vehicle_docs, doc.id, doc.encode())
                 pipe.sadd(members, doc.id)
@@ -152,7 +169,7 @@ class VehicleIndex:
             pipe.zrem(self.keys.vehicle_geo, *chunk)
             pipe.hdel(self.keys.vehicle_docs, *chunk)
             await pipe.execute()
-        await self.redis.delete(members_key)
+        await self.redis.delete(members_key, self.keys.provider_indexed_run(provider_id))
 
     async def rebuild_provider(self, provider_id: str, docs: Sequence[VehicleDoc]) -> None:
         await self.remove_provider(provider_id)
@@ -185,19 +202,38 @@ class VehicleIndex:
         return messages
 
     async def search_radius(
-        self, lat: float, lon: float, radius_meters: float
+        self, lat: float, lon: float, radius_meters: float, *, count: int
     ) -> list[tuple[str, float]]:
-        """Indexed vehicle ids within (a hair more than) the radius, nearest first."""
-        rows: list[Any] = await self.redis.geosearch(
+        """The ``count`` nearest indexed vehicles within (a hair more than) the radius."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(self.keys.index_ready)
+        pipe.geosearch(
             self.keys.vehicle_geo,
             longitude=lon,
             latitude=lat,
             radius=radius_meters * SPHERE_MARGIN,
             unit="m",
             sort="ASC",
+            count=count,
             withdist=True,
         )
+        ready, rows = await pipe.execute()
+        if not ready:
+            raise IndexUnavailable("the index is not built")
         return [(m.decode(), float(d)) for m, d in rows]
+
+    async def is_ready(self) -> bool:
+        return bool(await self.redis.exists(self.keys.index_ready))
+
+    async def mark_ready(self) -> None:
+        await self.redis.set(self.keys.index_ready, "1")
+
+    async def indexed_run(self, provider_id: str) -> int | None:
+        raw = await self.redis.get(self.keys.provider_indexed_run(provider_id))
+        return int(raw) if raw is not None else None
+
+    async def set_indexed_run(self, provider_id: str, run_id: int) -> None:
+        await self.redis.set(self.keys.provider_indexed_run(provider_id), str(run_id))
 
     async def documents(self, ids: Sequence[str]) -> list[VehicleDoc | None]:
         if not ids:

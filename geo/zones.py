@@ -18,6 +18,8 @@ class Rule:
     ride_end_allowed: bool
     ride_through_allowed: bool
     maximum_speed_kph: int | None = None
+    # GBFS 2.3+: vehicles may only be parked at stations here.
+    station_parking: bool | None = None
 
     def applies_to(self, vehicle_type_id: str | None) -> bool:
         return self.vehicle_type_ids is None or (
@@ -33,6 +35,7 @@ class Rule:
             ride_end_allowed=bool(data["ride_end_allowed"]),
             ride_through_allowed=bool(data["ride_through_allowed"]),
             maximum_speed_kph=data.get("maximum_speed_kph"),
+            station_parking=data.get("station_parking"),
         )
 
 

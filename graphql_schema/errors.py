@@ -37,6 +37,9 @@ def error_code(error: GraphQLError) -> str:
     if isinstance(original, DomainError):
         return original.code
     if original is None or isinstance(original, GraphQLError):
+        if error.path is not None:
+            # Raised while executing a field (e.g. a value that does not serialize): ours.
+            return INTERNAL
         for needle, code in _GRAPHQL_CODES:
             if needle in error.message:
                 return code

@@ -115,15 +115,16 @@ class Query:
         return [GeofencingZone.from_row(z) for z in rows]
 
     @strawberry.field(
-        description="May a ride end at this point? Give `vehicleTypeId`, or `providerId` with "
-        "`formFactor`. Evaluated with GBFS precedence: the first zone (in feed order) with a rule "
-        "for the vehicle type, then the operator's global rules."
+        description="May a ride end at this point? Give `vehicleId`, `vehicleTypeId`, or "
+        "`providerId` with `formFactor`. Evaluated with GBFS precedence: the first zone (in feed "
+        "order) with a rule for the vehicle type, then the operator's global rules."
     )
     async def ride_end_check(
         self,
         info: Info,
         lat: float,
         lon: float,
+        vehicle_id: strawberry.ID | None = None,
         vehicle_type_id: strawberry.ID | None = None,
         provider_id: strawberry.ID | None = None,
         form_factor: FormFactor | None = None,
@@ -133,6 +134,7 @@ class Query:
                 session,
                 lat=lat,
                 lon=lon,
+                vehicle_id=str(vehicle_id) if vehicle_id is not None else None,
                 vehicle_type_id=str(vehicle_type_id) if vehicle_type_id is not None else None,
                 provider_id=str(provider_id) if provider_id is not None else None,
                 form_factor=form_factor.value if form_factor is not None else None,

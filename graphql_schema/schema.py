@@ -10,15 +10,18 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.schema.config import StrawberryConfig
 
 from app.settings import Settings, get_settings
 from graphql_schema.errors import MaskUnexpectedErrors, MobilitySchema
 from graphql_schema.query import Query
+from graphql_schema.scalars import SCALAR_MAP
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
     return MobilitySchema(
         query=Query,
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[
             MaskUnexpectedErrors,
             lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),

@@ -12,8 +12,9 @@ from strawberry.scalars import JSON
 from adapters.money import currency_exponent
 from app import models
 from app.search.schemas import ProviderStats, StationRow, VehicleHit, ZoneRow
-from app.search.service import latest_sync_run
+from app.search.service import latest_sync_run, validate_first
 from graphql_schema.enums import FormFactor, PropulsionType
+from graphql_schema.scalars import Long
 
 if TYPE_CHECKING:
     from graphql_schema.context import Context
@@ -29,8 +30,8 @@ def propulsion_type(value: str) -> PropulsionType:
 
 @strawberry.type(description="Money in integer minor units (cents) of an ISO 4217 currency.")
 class Money:
-    amount_minor: int
-    currency: str
+    amount_minor: Long = strawberry.field(description="Amount in minor units (e.g. cents).")
+    currency: str = strawberry.field(description="ISO 4217 currency code.")
 
     @strawberry.field(description='Decimal amount in major units, as a string, e.g. "1.50".')
     def amount(self) -> str:
@@ -63,7 +64,11 @@ class BoundingBox:
     max_lon: float
 
 
-@strawberry.type
+@strawberry.type(
+    description="A GBFS pricing segment: from `start` (inclusive) to `end` (exclusive), `rate` is "
+    "charged per started `interval` (0: once). Units are minutes for perMinPricing and "
+    "kilometres for perKmPricing."
+)
 class PricingSegment:
     start: int
     rate: Money
@@ -75,7 +80,7 @@ def _segments(raw: list[dict[str, Any]], currency: str) -> list[PricingSegment]:
     return [
         PricingSegment(
             start=s["start"],
-            rate=Money(amount_minor=s["rate_minor"], currency=currency),
+            rate=Money(amount_minor=Long(s["rate_minor"]), currency=currency),
             interval=s["interval"],
             end=s.get("end"),
         )
@@ -106,7 +111,7 @@ class PricingPlan:
             name=p.name,
             description=p.description,
             currency=currency,
-            price=Money(amount_minor=p.price_minor, currency=currency),
+            price=Money(amount_minor=Long(p.price_minor), currency=currency),
             is_taxable=p.is_taxable,
             per_km_pricing=_segments(p.per_km_pricing, currency),
             per_min_pricing=_segments(p.per_min_pricing, currency),
@@ -232,11 +237,11 @@ class Provider:
             min_lat=e.min_lat, min_lon=e.min_lon, max_lat=e.max_lat, max_lon=e.max_lon
         )
 
-    @strawberry.field
+    @strawberry.field(description="The report of the latest finished sync.")
     async def validation(
         self, info: strawberry.Info[Context, None], first: int = 20
     ) -> ValidationReport | None:
-        first = max(0, min(first, 200))
+        first = validate_first(info.context.settings, first)
         async with info.context.sessions() as session:
             run = await latest_sync_run(session, str(self.id))
         if run is None:
@@ -320,7 +325,7 @@ class Station:
 @strawberry.type(description="A shared vehicle available (or, if asked, reserved/disabled).")
 class Vehicle:
     id: strawberry.ID
-    provider_id: strawberry.Private[str]
+    provider_id: strawberry.ID
     vehicle_type_id: strawberry.Private[str | None]
     pricing_plan_id: strawberry.Private[str | None]
     station_id: strawberry.Private[str | None]
@@ -345,7 +350,7 @@ class Vehicle:
         v = hit.vehicle
         return cls(
             id=strawberry.ID(v.id),
-            provider_id=v.provider_id,
+            provider_id=strawberry.ID(v.provider_id),
             vehicle_type_id=v.vehicle_type_id,
             pricing_plan_id=v.pricing_plan_id,
             station_id=v.station_id,

@@ -36,6 +36,8 @@ async def upsert(
     existing.name = name
     existing.adapter = adapter
     existing.config = config
+    # New configuration, new baseline: feeds the old configuration had are not expected.
+    existing.feed_names = []
     await session.flush()
     return existing, False
 
@@ -105,12 +107,24 @@ async def record_success(
     )
 
 
-async def latest_run(session: AsyncSession, provider_id: str) -> SyncRun | None:
+async def latest_finished_run(session: AsyncSession, provider_id: str) -> SyncRun | None:
+    """The latest sync that ended (succeeded or failed): the current validation report."""
     return (
         await session.scalars(
             select(SyncRun)
-            .where(SyncRun.provider_id == provider_id)
-            .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+            .where(SyncRun.provider_id == provider_id, SyncRun.status != "running")
+            .order_by(SyncRun.id.desc())
+            .limit(1)
+        )
+    ).first()
+
+
+async def latest_successful_run_id(session: AsyncSession, provider_id: str) -> int | None:
+    return (
+        await session.scalars(
+            select(SyncRun.id)
+            .where(SyncRun.provider_id == provider_id, SyncRun.status == "succeeded")
+            .order_by(SyncRun.id.desc())
             .limit(1)
         )
     ).first()

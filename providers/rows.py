@@ -14,6 +14,30 @@ import orjson
 from adapters.dto import Finding, FormFactor, PropulsionType, RentalUris, Snapshot
 from app.vehicle_index import VehicleDoc
 
+_INT4 = 2**31 - 1
+
+
+class _IntGuard:
+    """Integers that do not fit their int4 column become unknown (NULL) and are reported,
+    instead of failing the whole merge."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        self.findings = findings
+
+    def __call__(self, value: int | None, feed: str, field_name: str, record: str) -> int | None:
+        if value is None or -_INT4 - 1 <= value <= _INT4:
+            return value
+        self.findings.append(
+            Finding(
+                "warning",
+                "VALUE_OUT_OF_RANGE",
+                feed,
+                f"{field_name} {value} is out of range; stored as unknown",
+                record_id=record,
+            )
+        )
+        return None
+
 
 def scoped(provider_id: str, external_id: str) -> str:
     return f"{provider_id}:{external_id}"
@@ -46,6 +70,7 @@ class SnapshotRows:
 def build_rows(provider_id: str, snap: Snapshot) -> SnapshotRows:
     out = SnapshotRows()
     p = provider_id
+    int4 = _IntGuard(out.findings)
 
     plan_ids = {plan.external_id for plan in snap.pricing_plans}
     for plan in snap.pricing_plans:
@@ -78,11 +103,16 @@ def build_rows(provider_id: str, snap: Snapshot) -> SnapshotRows:
                 t.propulsion_type.value,
                 t.name,
                 t.max_range_meters,
-                t.rider_capacity,
+                int4(t.rider_capacity, "vehicle_types", "rider_capacity", t.external_id),
                 scoped(p, default_plan) if default_plan else None,
                 t.return_constraint,
                 t.co2_grams_per_km,
-                t.default_reserve_time_minutes,
+                int4(
+                    t.default_reserve_time_minutes,
+                    "vehicle_types",
+                    "default_reserve_time",
+                    t.external_id,
+                ),
                 t.raw_form_factor,
             )
         )
@@ -99,13 +129,23 @@ def build_rows(provider_id: str, snap: Snapshot) -> SnapshotRows:
                 s.short_name,
                 s.lat,
                 s.lon,
-                s.capacity,
+                int4(s.capacity, "station_information", "capacity", s.external_id),
                 s.region_id,
                 s.is_virtual,
                 _uris_json(s.rental_uris),
-                s.num_vehicles_available,
-                s.num_vehicles_disabled,
-                s.num_docks_available,
+                int4(
+                    s.num_vehicles_available,
+                    "station_status",
+                    "num_vehicles_available",
+                    s.external_id,
+                ),
+                int4(
+                    s.num_vehicles_disabled,
+                    "station_status",
+                    "num_vehicles_disabled",
+                    s.external_id,
+                ),
+                int4(s.num_docks_available, "station_status", "num_docks_available", s.external_id),
                 s.is_installed,
                 s.is_renting,
                 s.is_returning,

@@ -18,7 +18,7 @@ from app.db import transaction
 from app.models import Provider
 from app.settings import Settings
 from providers import repository
-from providers.sync import SyncEngine, SyncReport
+from providers.sync import SyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,10 @@ class Scheduler:
     async def _loop(self) -> None:
         while True:
             try:
+                await self.engine.ensure_index_ready()
+            except Exception as exc:  # Redis down: search uses PostGIS; try again next round
+                log.debug("index check failed: %s", exc)
+            try:
                 await self._dispatch_due()
             except Exception:  # keep scheduling whatever one round did
                 log.exception("scheduler round failed")
@@ -76,16 +80,21 @@ class Scheduler:
     async def _run(self, provider_id: str) -> None:
         try:
             async with self._semaphore:
-                report = await self.engine.sync(provider_id)
-            await self._schedule_next(report)
+                await self.engine.sync(provider_id)
         except Exception:
             log.exception("sync task for %s crashed", provider_id)
         finally:
+            # Whatever happened, the next attempt is scheduled (with backoff after failures):
+            # a provider must never be retried in a tight loop.
+            try:
+                await self._schedule_next(provider_id)
+            except Exception:
+                log.exception("could not schedule the next sync of %s", provider_id)
             self._running.pop(provider_id, None)
 
-    async def _schedule_next(self, report: SyncReport) -> None:
+    async def _schedule_next(self, provider_id: str) -> None:
         async with transaction(self.engine.sessions) as session:
-            provider = await repository.get(session, report.provider_id)
+            provider = await repository.get(session, provider_id)
             if provider is None:
                 return
             seconds = next_interval(

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 import httpx
@@ -23,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.base import AdapterConfigError, AdapterError, FetchContext, load_adapter
 from adapters.dto import Finding, Snapshot
-from adapters.http import FeedCache
+from adapters.http import FeedCache, redact_urls
 from app.db import transaction
 from app.models import Vehicle
 from app.settings import Settings
@@ -39,7 +38,7 @@ from providers.merge import (
     MergeOutcome,
     merge_table,
 )
-from providers.rows import build_rows, rule_json
+from providers.rows import SnapshotRows, build_rows, rule_json
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +60,7 @@ class SyncReport:
     duration_seconds: float = 0.0
     delta_messages: int = 0
     index_updated: bool = False
+    skipped: bool = False  # another process was syncing this provider
 
     @property
     def error_count(self) -> int:
@@ -73,6 +73,25 @@ class SyncReport:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+# GBFS renamed free_bike_status to vehicle_status in 3.0: a provider migrating keeps its data.
+_FEED_ALIASES = {"free_bike_status": "vehicle_status"}
+# Feeds whose disappearance would empty a table (or orphan the rows that reference it).
+_GUARDED_FEEDS = frozenset(
+    {
+        "vehicle_status",
+        "station_information",
+        "station_status",
+        "geofencing_zones",
+        "vehicle_types",
+        "system_pricing_plans",
+    }
+)
+
+
+def _feed_names(snapshot: Snapshot) -> list[str]:
+    return sorted({_FEED_ALIASES.get(f.name, f.name) for f in snapshot.feeds})
 
 
 class SyncEngine:
@@ -89,17 +108,35 @@ class SyncEngine:
         self.http = http
         self.settings = settings
         self._caches: dict[str, FeedCache] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._index_dirty: set[str] = set()
-
-    def _lock(self, provider_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(provider_id, asyncio.Lock())
 
     async def sync(self, provider_id: str, *, progress: Progress | None = None) -> SyncReport:
-        """One full sync of one provider. Never raises for feed problems: see the report."""
+        """One full sync of one provider. Never raises for feed problems: see the report.
+
+        A PostgreSQL advisory lock makes it exactly one sync per provider at a time across all
+        processes (API servers, CLI, workers); a second caller gets a report saying so.
+        """
         say = progress or (lambda _msg: None)
-        async with self._lock(provider_id):
-            return await self._sync_locked(provider_id, say)
+        async with self.sessions() as lock_session:
+            locked = (
+                await lock_session.execute(
+                    text("SELECT pg_try_advisory_lock(hashtext('sync:' || :p))"),
+                    {"p": provider_id},
+                )
+            ).scalar_one()
+            if not locked:
+                return SyncReport(
+                    provider_id=provider_id,
+                    ok=False,
+                    error="another sync of this provider is running; try again when it ends",
+                    skipped=True,
+                )
+            try:
+                return await self._sync_locked(provider_id, say)
+            finally:
+                await lock_session.execute(
+                    text("SELECT pg_advisory_unlock(hashtext('sync:' || :p))"), {"p": provider_id}
+                )
+                await lock_session.commit()
 
     async def _sync_locked(self, provider_id: str, say: Progress) -> SyncReport:
         started = time.perf_counter()
@@ -108,6 +145,8 @@ class SyncEngine:
             if provider is None:
                 raise ProviderNotFound(provider_id)
             adapter_name, config = provider.adapter, dict(provider.config)
+            previous_feeds = set(provider.feed_names or ())
+            previous_run = await repository.latest_successful_run_id(session, provider_id)
             run = await repository.start_run(session, provider_id, _now())
             run_id = run.id
 
@@ -123,37 +162,61 @@ class SyncEngine:
             )
             async with asyncio.timeout(self.settings.sync_deadline_seconds):
                 snapshot = await adapter.fetch_snapshot(ctx)
-        except (AdapterError, AdapterConfigError, TimeoutError) as exc:
-            message = str(exc) or "sync deadline exceeded"
-            if isinstance(exc, TimeoutError):
-                message = f"sync deadline of {self.settings.sync_deadline_seconds:g}s exceeded"
+        except (AdapterError, AdapterConfigError) as exc:
+            return await self._fail(report, run_id, str(exc), started)
+        except TimeoutError:
+            message = f"sync deadline of {self.settings.sync_deadline_seconds:g}s exceeded"
             return await self._fail(report, run_id, message, started)
         except Exception as exc:  # an adapter bug must not stop the other providers
             log.exception("adapter %s crashed for provider %s", adapter_name, provider_id)
-            return await self._fail(report, run_id, f"adapter error: {exc!r}", started)
+            return await self._fail(
+                report, run_id, f"adapter error ({exc.__class__.__name__}); see the logs", started
+            )
+
+        feeds = _feed_names(snapshot)
+        vanished = sorted((previous_feeds & _GUARDED_FEEDS) - set(feeds))
+        if vanished:
+            # Reading a vanished feed as empty would delete its data; an operator's outage or
+            # a broken discovery file is far likelier than a deliberate removal.
+            message = (
+                f"feed(s) {', '.join(vanished)} published at the last good sync are missing now; "
+                "keeping the last good data (re-register the provider if the change is intended)"
+            )
+            return await self._fail(report, run_id, message, started)
 
         say(
             f"fetched {len(snapshot.vehicles)} vehicles, {len(snapshot.stations)} stations, "
             f"{len(snapshot.zones)} zones; merging"
         )
-        rows = build_rows(provider_id, snapshot)
-        report.findings = [*snapshot.findings, *rows.findings]
         try:
-            outcomes = await self._merge(provider_id, run_id, snapshot, rows, report)
-        except (asyncpg.PostgresError, OSError) as exc:
+            rows = build_rows(provider_id, snapshot)
+            report.findings = [*snapshot.findings, *rows.findings]
+            outcomes = await self._merge(provider_id, run_id, snapshot, rows, report, feeds)
+        except Exception as exc:  # nothing is committed: the last good data stays
             log.exception("merge failed for provider %s", provider_id)
-            return await self._fail(report, run_id, f"database error: {exc}", started)
+            detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            return await self._fail(
+                report, run_id, f"could not store the snapshot: {detail}", started
+            )
 
         vehicles = outcomes["vehicles"]
         report.counts = {name: o.counts() for name, o in outcomes.items()}
         report.ok = True
         say("updating the search index")
-        await self._update_index(provider_id, rows.vehicle_docs, vehicles, report)
+        await self._update_index(
+            provider_id, run_id, previous_run, rows.vehicle_docs, vehicles, report
+        )
         report.duration_seconds = time.perf_counter() - started
         return report
 
     async def _merge(
-        self, provider_id: str, run_id: int, snap: Snapshot, rows: Any, report: SyncReport
+        self,
+        provider_id: str,
+        run_id: int,
+        snap: Snapshot,
+        rows: SnapshotRows,
+        report: SyncReport,
+        feeds: list[str],
     ) -> dict[str, MergeOutcome]:
         outcomes: dict[str, MergeOutcome] = {}
         async with transaction(self.sessions) as session:
@@ -163,24 +226,22 @@ class SyncEngine:
             await conn.execute(text("SELECT 1"))
             raw = await conn.get_raw_connection()
             pg: asyncpg.Connection = raw.driver_connection
-            outcomes["vehicle_types"] = await merge_table(
-                pg, VEHICLE_TYPES, provider_id, rows.vehicle_types
-            )
-            outcomes["pricing_plans"] = await merge_table(
-                pg, PRICING_PLANS, provider_id, rows.pricing_plans
-            )
-            outcomes["stations"] = await merge_table(pg, STATIONS, provider_id, rows.stations)
-            outcomes["vehicles"] = await merge_table(pg, VEHICLES, provider_id, rows.vehicles)
-            outcomes["zones"] = await merge_table(pg, ZONES, provider_id, rows.zones)
-            outcomes["regions"] = await merge_table(pg, REGIONS, provider_id, rows.regions)
-            findings = report.findings
+            for name, spec, records in (
+                ("vehicle_types", VEHICLE_TYPES, rows.vehicle_types),
+                ("pricing_plans", PRICING_PLANS, rows.pricing_plans),
+                ("stations", STATIONS, rows.stations),
+                ("vehicles", VEHICLES, rows.vehicles),
+                ("zones", ZONES, rows.zones),
+                ("regions", REGIONS, rows.regions),
+            ):
+                outcomes[name] = await merge_table(pg, spec, provider_id, records)
             await repository.record_success(
                 session,
                 provider_id=provider_id,
                 run_id=run_id,
                 at=_now(),
                 counts={name: o.counts() for name, o in outcomes.items()},
-                findings=[asdict(f) for f in findings[:MAX_STORED_FINDINGS]],
+                findings=[asdict(f) for f in report.findings[:MAX_STORED_FINDINGS]],
                 error_count=report.error_count,
                 warning_count=report.warning_count,
                 provider_values={
@@ -188,6 +249,7 @@ class SyncEngine:
                     "system_info": asdict(snap.system),
                     "global_rules": [rule_json(provider_id, r) for r in snap.global_rules],
                     "ttl_seconds": snap.min_ttl,
+                    "feed_names": feeds,
                 },
             )
         return outcomes
@@ -195,6 +257,8 @@ class SyncEngine:
     async def _update_index(
         self,
         provider_id: str,
+        run_id: int,
+        previous_run: int | None,
         docs: dict[str, VehicleDoc],
         vehicles: MergeOutcome,
         report: SyncReport,
@@ -202,24 +266,30 @@ class SyncEngine:
         created = [docs[i] for i in vehicles.created]
         updated = [docs[i] for i in vehicles.updated]
         try:
-            if provider_id in self._index_dirty:
-                await self.index.rebuild_provider(provider_id, list(docs.values()))
-                self._index_dirty.discard(provider_id)
-            else:
+            # The delta is only valid on top of the previous good run's index. If that is not
+            # what Redis holds (it lost data, a write failed, another process crashed between
+            # commit and index update), rebuild this provider from the full snapshot instead.
+            indexed = await self.index.indexed_run(provider_id)
+            if previous_run is not None and indexed == previous_run:
                 await self.index.apply(provider_id, [*created, *updated], vehicles.removed)
+            else:
+                await self.index.rebuild_provider(provider_id, list(docs.values()))
+            await self.index.set_indexed_run(provider_id, run_id)
             report.index_updated = True
             report.delta_messages = await self.index.publish_delta(
                 provider_id, created, updated, vehicles.removed
             )
         except (RedisError, OSError) as exc:
-            # PostGIS has the truth; search falls back to it, and the next sync rebuilds.
+            # PostGIS has the truth; search falls back to it, and the next sync rebuilds
+            # (the marker above no longer matches).
             log.warning("redis index update failed for %s: %s", provider_id, exc)
-            self._index_dirty.add(provider_id)
 
     async def _fail(
         self, report: SyncReport, run_id: int, message: str, started: float
     ) -> SyncReport:
         report.ok = False
+        # Errors are shown to API clients: feed URLs lose their query strings (API keys).
+        message = redact_urls(message)
         report.error = message
         async with transaction(self.sessions) as session:
             await repository.record_failure(
@@ -233,9 +303,36 @@ class SyncEngine:
         """Rebuild one provider's index entries from PostGIS. Returns the vehicles indexed."""
         async with self.sessions() as session:
             docs = await load_vehicle_docs(session, provider_id)
+            run_id = await repository.latest_successful_run_id(session, provider_id)
         await self.index.rebuild_provider(provider_id, docs)
-        self._index_dirty.discard(provider_id)
+        if run_id is not None:
+            await self.index.set_indexed_run(provider_id, run_id)
         return len(docs)
+
+    async def ensure_index_ready(self) -> bool:
+        """Rebuild the index if Redis lost it (restart, flush). One process rebuilds at a time;
+        until it is done, search answers from PostGIS. Returns True if this call rebuilt it."""
+        if await self.index.is_ready():
+            return False
+        lock = self.index.keys.index_rebuild_lock
+        if not await self.index.redis.set(lock, "1", nx=True, ex=300):
+            return False
+        try:
+            count = await self.rebuild_all_indexes()
+            log.info("search index rebuilt from PostGIS: %d vehicles", count)
+            return True
+        finally:
+            await self.index.redis.delete(lock)
+
+    async def rebuild_all_indexes(self) -> int:
+        """Rebuild the whole index from PostGIS and mark it ready. Returns vehicles indexed."""
+        async with self.sessions() as session:
+            providers = await repository.list_all(session, enabled_only=True)
+        total = 0
+        for p in providers:
+            total += await self.rebuild_index(p.id)
+        await self.index.mark_ready()
+        return total
 
 
 async def load_vehicle_docs(session: AsyncSession, provider_id: str) -> list[VehicleDoc]:

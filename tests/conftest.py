@@ -81,7 +81,12 @@ async def session_runtime(settings: Settings, migrated: None) -> AsyncIterator[R
 async def reset_state(runtime: Runtime) -> None:
     async with runtime.engine.begin() as conn:
         await conn.execute(text("TRUNCATE providers CASCADE"))
-    await runtime.redis.flushdb()
+    # Only this suite's keys: whatever else shares the Redis server is left alone.
+    keys = [k async for k in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}:*", count=1000)]
+    if keys:
+        await runtime.redis.delete(*keys)
+    # An empty database's index is complete: mark it ready, as the API's start-up would.
+    await runtime.index.mark_ready()
 
 
 @pytest.fixture
@@ -89,7 +94,6 @@ async def runtime(session_runtime: Runtime) -> AsyncIterator[Runtime]:
     """The runtime with an empty database and an empty Redis db before each test."""
     await reset_state(session_runtime)
     session_runtime.sync._caches.clear()
-    session_runtime.sync._index_dirty.clear()
     yield session_runtime
 
 

@@ -193,12 +193,22 @@ class Reader:
         return value
 
     def text(self, raw: object, field: str, record_id: str | None) -> str | None:
-        if raw is None or isinstance(raw, str):
+        if isinstance(raw, str):
+            return self._without_nul(raw, field, record_id)
+        if raw is None:
             return raw
         if isinstance(raw, int) and not isinstance(raw, bool):
             self.warn("COERCED_STRING", f"{field}: sent as a number, not a string", record_id)
             return str(raw)
         raise RecordSkipped("INVALID_FIELD", f"`{field}` is not a string: {raw!r:.40}")
+
+    def _without_nul(self, value: str, field: str, record_id: str | None) -> str:
+        # PostgreSQL text and jsonb cannot hold NUL: one such character would fail the whole
+        # merge, so it is dropped here, at the vendor boundary, and reported.
+        if "\x00" not in value:
+            return value
+        self.warn("NUL_CHARACTER_REMOVED", f"{field}: NUL character(s) removed", record_id)
+        return value.replace("\x00", "")
 
     def ident(self, raw: object, field: str, record_id: str | None) -> str | None:
         value = self.text(raw, field, record_id)
@@ -215,7 +225,7 @@ class Reader:
                 self.warn(
                     "LOCALIZED_STRING_SHAPE", f"{field}: plain string in a v3 feed", record_id
                 )
-            return raw
+            return self._without_nul(raw, field, record_id)
         if isinstance(raw, list):
             if self.major < 3:
                 self.warn(
@@ -224,7 +234,7 @@ class Reader:
             text = self.languages.pick([item for item in raw if isinstance(item, Mapping)])
             if text is None and raw:
                 raise RecordSkipped("INVALID_FIELD", f"`{field}` has no usable localized text")
-            return text
+            return self._without_nul(text, field, record_id) if text is not None else None
         raise RecordSkipped("INVALID_FIELD", f"`{field}` is not a string: {raw!r:.40}")
 
     def money(self, raw: object, field: str, record_id: str | None, currency: str) -> int | None:

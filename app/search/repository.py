@@ -116,7 +116,7 @@ async def search_vehicles(
     where = _Where()
     distance = _area(where, "v", near, bbox)
     _vehicle_where(where, flt)
-    order = "distance, v.id" if near is not None else "v.id"
+    order = 'distance, v.id COLLATE "C"' if near is not None else 'v.id COLLATE "C"'
     rows = await session.execute(
         text(
             f"SELECT {_VEHICLE_COLUMNS}, {distance} AS distance FROM vehicles v "
@@ -180,7 +180,7 @@ async def search_stations(
         where.add("s.num_vehicles_available >= :min_veh", min_veh=flt.min_vehicles_available)
     if flt.min_docks_available is not None:
         where.add("s.num_docks_available >= :min_docks", min_docks=flt.min_docks_available)
-    order = "distance, s.id" if near is not None else "s.id"
+    order = 'distance, s.id COLLATE "C"' if near is not None else 's.id COLLATE "C"'
     rows = await session.execute(
         text(
             f"SELECT {_STATION_COLUMNS}, {distance} AS distance FROM stations s "
@@ -334,6 +334,11 @@ def _parse_box2d(box: str) -> Extent:
     minx, miny = (float(x) for x in lo.split())
     maxx, maxy = (float(x) for x in hi.split())
     return Extent(min_lat=miny, min_lon=minx, max_lat=maxy, max_lon=maxx)
+
+
+async def enabled_provider_ids(session: AsyncSession) -> set[str]:
+    rows = await session.execute(text("SELECT id FROM providers WHERE enabled"))
+    return {r.id for r in rows}
 
 
 async def known_provider_ids(session: AsyncSession) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,13 +24,15 @@ from app.search.schemas import (
     ZoneRow,
 )
 from app.settings import Settings
-from app.vehicle_index import SPHERE_MARGIN, VehicleIndex
+from app.vehicle_index import SPHERE_MARGIN, IndexUnavailable, VehicleIndex
 from geo.areas import BBox, Near, valid_lat, valid_lon
 from geo.distance import geodesic_meters
 from geo.zones import Rule, ZoneCandidate, decide
 from providers import repository as provider_repository
 
 log = logging.getLogger(__name__)
+
+ENABLED_PROVIDERS_TTL_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,8 @@ class SearchService:
     def __init__(self, settings: Settings, index: VehicleIndex | None) -> None:
         self.settings = settings
         self.index = index
+        self._enabled: frozenset[str] = frozenset()
+        self._enabled_at = -math.inf
 
     async def vehicles(
         self, session: AsyncSession, *, area: Area, flt: VehicleFilter, first: int
@@ -128,30 +133,52 @@ class SearchService:
         # The index holds available vehicles only; reserved/disabled requests go to PostGIS.
         if area.near is not None and flt.available_only and self.index is not None:
             try:
-                return await self._vehicles_from_index(area.near, flt, first)
-            except (RedisError, OSError) as exc:
-                log.warning("redis search failed, answering from PostGIS: %s", exc)
+                return await self._vehicles_from_index(session, area.near, flt, first)
+            except (RedisError, OSError, IndexUnavailable) as exc:
+                log.warning("redis search unavailable, answering from PostGIS: %s", exc)
         return await repository.search_vehicles(
             session, near=area.near, bbox=area.bbox, flt=flt, first=first
         )
 
+    async def _enabled_providers(
+        self, session: AsyncSession, *, refresh: bool = False
+    ) -> frozenset[str]:
+        """Enabled provider ids, cached for a few seconds: the index may briefly hold vehicles
+        of a provider that was just disabled or removed, and search must not show them."""
+        now = time.monotonic()
+        if refresh or now - self._enabled_at > ENABLED_PROVIDERS_TTL_SECONDS:
+            self._enabled = frozenset(await repository.enabled_provider_ids(session))
+            self._enabled_at = now
+        return self._enabled
+
     async def _vehicles_from_index(
-        self, near: Near, flt: VehicleFilter, first: int
+        self, session: AsyncSession, near: Near, flt: VehicleFilter, first: int
     ) -> list[VehicleHit]:
         assert self.index is not None
-        candidates = await self.index.search_radius(near.lat, near.lon, near.radius_meters)
+        enabled = await self._enabled_providers(session)
+        refreshed = False
         hits: list[VehicleHit] = []
         threshold: float | None = None  # once `first` are found: how far swaps could reach
-        chunk = max(first * 2, 64)
-        for start in range(0, len(candidates), chunk):
-            window = candidates[start : start + chunk]
-            if threshold is not None and window[0][1] > threshold:
-                break
+        seen = 0
+        count = max(first * 4, 64)
+        while True:
+            # Nearest `count` first; widen only when filters rejected too many of them.
+            candidates = await self.index.search_radius(
+                near.lat, near.lon, near.radius_meters, count=count
+            )
+            window = candidates[seen:]
             docs = await self.index.documents([vid for vid, _ in window])
             for (_, sphere_distance), doc in zip(window, docs, strict=True):
+                seen += 1
                 if threshold is not None and sphere_distance > threshold:
                     break
                 if doc is None or not flt.matches(doc):
+                    continue
+                if doc.provider_id not in enabled and not refreshed:
+                    # A provider added since the cache was filled: look again, once.
+                    enabled = await self._enabled_providers(session, refresh=True)
+                    refreshed = True
+                if doc.provider_id not in enabled:
                     continue
                 distance = geodesic_meters(near.lat, near.lon, doc.lat, doc.lon)
                 if distance > near.radius_meters:
@@ -161,6 +188,11 @@ class SearchService:
                     # Spherical and geodesic order can differ by a hair: keep reading
                     # candidates that could still belong in the first `first`.
                     threshold = max(h.distance_meters or 0.0 for h in hits) * SPHERE_MARGIN
+            exhausted = len(candidates) < count
+            done = threshold is not None and (seen < len(candidates) or exhausted)
+            if done or exhausted:
+                break
+            count *= 4
         hits.sort(key=lambda h: (h.distance_meters, h.vehicle.id))
         return hits[:first]
 
@@ -189,7 +221,7 @@ class SearchService:
 
 async def latest_sync_run(session: AsyncSession, provider_id: str) -> SyncRun | None:
     """The provider's latest sync and its validation report."""
-    return await provider_repository.latest_run(session, provider_id)
+    return await provider_repository.latest_finished_run(session, provider_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,20 +237,29 @@ async def ride_end_check(
     *,
     lat: float,
     lon: float,
-    vehicle_type_id: str | None,
-    provider_id: str | None,
-    form_factor: str | None,
+    vehicle_id: str | None = None,
+    vehicle_type_id: str | None = None,
+    provider_id: str | None = None,
+    form_factor: str | None = None,
     now: datetime | None = None,
 ) -> RideEndAnswer:
     """May a ride end here? GBFS precedence: first matching zone's rules, then global rules."""
     _check_point(lat, lon, "rideEndCheck")
     now = now or datetime.now(UTC)
+    given = sum(x is not None for x in (vehicle_id, vehicle_type_id, provider_id or form_factor))
+    if given != 1:
+        raise InvalidInput(
+            "give exactly one of vehicleId, vehicleTypeId, or providerId with formFactor",
+            code="INVALID_ARGUMENTS",
+        )
+    if vehicle_id is not None:
+        hit = await repository.vehicle_by_id(session, vehicle_id)
+        if hit is None:
+            raise NotFound(f"unknown vehicle {vehicle_id!r}", code="UNKNOWN_VEHICLE")
+        vehicle_type_id = hit.vehicle.vehicle_type_id
+        if vehicle_type_id is None:
+            provider_id, form_factor = hit.vehicle.provider_id, hit.vehicle.form_factor
     if vehicle_type_id is not None:
-        if provider_id is not None or form_factor is not None:
-            raise InvalidInput(
-                "give either vehicleTypeId, or providerId with formFactor; not both",
-                code="INVALID_ARGUMENTS",
-            )
         types = await repository.vehicle_types_by_ids(session, [vehicle_type_id])
         if vehicle_type_id not in types:
             raise NotFound(f"unknown vehicle type {vehicle_type_id!r}", code="UNKNOWN_VEHICLE_TYPE")
@@ -226,17 +267,14 @@ async def ride_end_check(
         type_ids: list[str | None] = [vehicle_type_id]
     else:
         if provider_id is None or form_factor is None:
-            raise InvalidInput(
-                "give vehicleTypeId, or providerId together with formFactor",
-                code="INVALID_ARGUMENTS",
-            )
+            raise InvalidInput("providerId and formFactor go together", code="INVALID_ARGUMENTS")
         await validate_providers(session, [provider_id])
         of_kind = await repository.vehicle_types_of(session, provider_id, form_factor)
         all_types = await repository.vehicle_types_of(session, provider_id)
         if all_types and not of_kind:
             raise InvalidInput(
-                f"provider {provider_id!r} has no vehicles of form factor {form_factor}",
-                code="UNKNOWN_VEHICLE_TYPE",
+                f"provider {provider_id!r} has no vehicle type of form factor {form_factor}",
+                code="NO_SUCH_FORM_FACTOR",
             )
         # No vehicle_types at all: rules can only be the untyped ones.
         type_ids = [t.id for t in of_kind] if of_kind else [None]
@@ -255,28 +293,29 @@ async def ride_end_check(
         for z in zone_rows
     ]
     by_id = {z.id: z for z in zone_rows}
+    named_types = [t for t in type_ids if t]
     # With several types of one form factor, the ride may end only if it may for each of them.
-    for type_id in type_ids:
-        decision = decide(candidates, global_rules, type_id, now)
+    decisions = [decide(candidates, global_rules, type_id, now) for type_id in type_ids]
+    for decision in decisions:
         zone = by_id.get(decision.zone_id) if decision.zone_id else None
+        where = (
+            f"inside zone {zone.name or zone.id!r}"
+            if zone is not None
+            else "outside every zone, under the operator's global rules"
+        )
         if decision.rule is not None and not decision.rule.ride_end_allowed:
-            where = (
-                f"inside zone {zone.name or zone.id!r}"
-                if zone is not None
-                else "outside every zone, under the operator's global rules"
-            )
+            return RideEndAnswer(False, f"ending a ride is not allowed {where}", zone, named_types)
+        if decision.rule is not None and decision.rule.station_parking:
             return RideEndAnswer(
-                False,
-                f"ending a ride is not allowed {where}",
-                zone,
-                [t for t in type_ids if t],
+                False, f"{where}, vehicles may only be parked at a station", zone, named_types
             )
-    decision = decide(candidates, global_rules, type_ids[0], now)
+    decision = decisions[0]
     zone = by_id.get(decision.zone_id) if decision.zone_id else None
     if decision.source == "zone":
-        reason = f"ending a ride is allowed inside zone {zone.name or zone.id if zone else ''!r}"
+        label = zone.name or zone.id if zone is not None else ""
+        reason = f"ending a ride is allowed inside zone {label!r}"
     elif decision.source == "global":
         reason = "ending a ride is allowed here under the operator's global rules"
     else:
         reason = "no geofencing rule of the operator restricts ending a ride here"
-    return RideEndAnswer(True, reason, zone, [t for t in type_ids if t])
+    return RideEndAnswer(True, reason, zone, named_types)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,13 @@ async def test_filters_apply_before_first(
         and not truthy(c["is_disabled"])
     )
     expected = [vid for d, vid in electric if d <= 5000][:3]
-    assert expected
+    nearest_any = sorted(
+        (geodesic(lat, lon, float(c["lat"]), float(c["lon"])), f"{slug}:{c['vehicle_id']}")
+        for c in cars
+        if not truthy(c["is_reserved"]) and not truthy(c["is_disabled"])
+    )
+    # The filter must matter here: the nearest cars of any kind are not the nearest electric.
+    assert expected and expected != [vid for _, vid in nearest_any[:3]]
 
     body = await gql(
         api,
@@ -294,8 +301,32 @@ async def test_ride_end_check_by_provider_and_form_factor(
         '{ rideEndCheck(lat: 52.0, lon: 5.0, providerId: "check-almere", formFactor: MOPED) '
         "{ allowed vehicleTypeIds } }",
     )
-    assert body["data"]["rideEndCheck"]["allowed"] is False
-    assert body["data"]["rideEndCheck"]["vehicleTypeIds"]
+    types = raw("check-almere", "vehicle_types")["data"]["vehicle_types"]
+    mopeds = [t["vehicle_type_id"] for t in types if t["form_factor"] == "moped"]
+    assert mopeds
+    expected = all(expected_ride_end("check-almere", 52.0, 5.0, t) for t in mopeds)
+    assert body["data"]["rideEndCheck"]["allowed"] is expected
+    assert body["data"]["rideEndCheck"]["vehicleTypeIds"] == [f"{almere}:{t}" for t in mopeds]
+
+
+async def test_ride_end_check_for_a_vehicle_uses_its_type(
+    api: httpx.AsyncClient, almere: str
+) -> None:
+    vehicle = raw("check-almere", "vehicle_status")["data"]["vehicles"][0]
+    lat, lon = float(vehicle["lat"]), float(vehicle["lon"])
+    body = await gql(
+        api,
+        "query($v: ID!, $lat: Float!, $lon: Float!) { rideEndCheck(lat: $lat, lon: $lon, "
+        "vehicleId: $v) { allowed vehicleTypeIds } }",
+        v=f"{almere}:{vehicle['vehicle_id']}",
+        lat=lat,
+        lon=lon,
+    )
+    check = body["data"]["rideEndCheck"]
+    assert check["vehicleTypeIds"] == [f"{almere}:{vehicle['vehicle_type_id']}"]
+    assert check["allowed"] is expected_ride_end(
+        "check-almere", lat, lon, vehicle["vehicle_type_id"]
+    )
 
 
 async def test_geofencing_zones_by_provider_keep_feed_order(
@@ -430,3 +461,42 @@ async def test_provider_validation_report_lists_the_skipped_zones(
     assert report["syncStatus"] == "succeeded"
     assert len(missing) == 2
     assert report["errorCount"] == sum(1 for f in report["findings"] if f["severity"] == "error")
+
+
+async def test_vehicle_pricing_plan_money_is_in_minor_units(
+    runtime: Runtime, api: httpx.AsyncClient, feed_server: tuple[FeedServer, str]
+) -> None:
+    server, base_url = feed_server
+    slug = await add_conformance_provider(runtime, server, base_url, "getaround-stavanger")
+    assert (await runtime.sync.sync(slug)).ok
+    car = raw("getaround-stavanger", "vehicle_status")["data"]["vehicles"][0]
+    plans = {
+        p["plan_id"]: p for p in raw("getaround-stavanger", "system_pricing_plans")["data"]["plans"]
+    }
+    plan = plans[car["pricing_plan_id"]]
+
+    body = await gql(
+        api,
+        "query($id: ID!) { vehicle(id: $id) { pricingPlan { id currency "
+        "price { amountMinor currency amount } "
+        "perMinPricing { start interval rate { amountMinor } } "
+        "perKmPricing { start interval rate { amountMinor } } } } }",
+        id=f"{slug}:{car['vehicle_id']}",
+    )
+
+    got = body["data"]["vehicle"]["pricingPlan"]
+    minor = int(Decimal(str(plan["price"])) * 100)  # NOK has two decimals
+    assert got["id"] == f"{slug}:{plan['plan_id']}"
+    assert got["price"] == {
+        "amountMinor": minor,
+        "currency": plan["currency"],
+        "amount": f"{Decimal(minor) / 100:.2f}",
+    }
+    for key, field in (("per_min_pricing", "perMinPricing"), ("per_km_pricing", "perKmPricing")):
+        expected = [
+            (s["start"], s["interval"], int(Decimal(str(s["rate"])) * 100))
+            for s in plan.get(key, [])
+        ]
+        assert [
+            (s["start"], s["interval"], s["rate"]["amountMinor"]) for s in got[field]
+        ] == expected

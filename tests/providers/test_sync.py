@@ -186,6 +186,9 @@ async def _collect_deltas(
 ) -> None:
     pubsub = runtime.redis.pubsub()
     await pubsub.subscribe(runtime.keys.vehicle_deltas)
+    # Ready only once Redis confirmed the subscription: a delta published before is lost.
+    while await pubsub.get_message(timeout=1.0) is None:
+        pass
     ready.set()
     try:
         while True:
@@ -355,4 +358,5 @@ async def test_conditional_get_revalidates_instead_of_refetching(
     served = sum(server.request_counts.values())
     not_modified = sum(server.not_modified_counts.values())
     # Files whose last_updated + ttl has passed are revalidated (304), never re-downloaded.
+    assert served > 0
     assert served == not_modified

@@ -1,0 +1,194 @@
+"""Start the servers under test as process groups, wait until they serve, stop them for sure.
+
+Also reads CPU time from /proc, so each run can say where the CPU went per request: the server
+processes, the PostgreSQL backends serving the bench database, redis-server, and the machine
+as a whole (anything else running at the same time shows up there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from bench.progress import say
+from bench.targets import Target
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(slots=True)
+class Server:
+    target: Target
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.base_url + self.target.path
+
+    def start(self, *, workers: int, env: dict[str, str], cwd: Path) -> None:
+        command = self.target.uvicorn_command(self.port, workers)
+        say(f"starting {self.target.key}: {' '.join(command[1:])}")
+        log = self.log_path.open("wb")
+        self._log = log
+        # A session of its own: the supervisor and its workers form one process group that
+        # stop() can signal as a whole, and Ctrl-C in the terminal reaches only this script.
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_ready(self, *, workers: int, timeout_s: float = 120.0) -> None:
+        """Until /health answers and every worker has logged its startup as complete."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(
+                        f"{self.target.key} server exited with {self.process.returncode}:\n"
+                        + self.log_tail()
+                    )
+                started = self.log_path.read_bytes().count(b"Application startup complete.")
+                if started >= workers:
+                    with contextlib.suppress(httpx.HTTPError):
+                        if client.get(self.base_url + "/health").status_code == 200:
+                            say(f"{self.target.key} ready on {self.base_url}")
+                            return
+                time.sleep(0.2)
+        raise RuntimeError(
+            f"{self.target.key} not ready after {timeout_s:.0f}s:\n{self.log_tail()}"
+        )
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            say(f"stopping {self.target.key}")
+            # SIGTERM lets uvicorn shut its workers down and run the lifespan exit (pools
+            # closed); a group that is still there after the grace period is killed.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                say(f"{self.target.key} did not stop in {timeout_s:.0f}s; killing it")
+        # Workers may outlive the supervisor: always clear the whole group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        self.process = None
+
+
+# --- CPU accounting -------------------------------------------------------------------------
+
+
+def _stat_fields(pid: str) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may contain spaces: split after its last ')'.
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def _cpu_seconds(fields: list[str]) -> float:
+    # utime and stime are fields 14 and 15 of /proc/<pid>/stat (11 and 12 after the name).
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSample:
+    group: float  # the server's process group
+    postgres: float  # backends connected to the bench database
+    redis: float  # the whole redis-server
+    machine_busy: float  # all CPUs, everything
+    machine_total: float
+    monotonic: float
+
+    def minus(self, earlier: CpuSample) -> CpuSample:
+        return CpuSample(
+            group=self.group - earlier.group,
+            postgres=self.postgres - earlier.postgres,
+            redis=self.redis - earlier.redis,
+            machine_busy=self.machine_busy - earlier.machine_busy,
+            machine_total=self.machine_total - earlier.machine_total,
+            monotonic=self.monotonic - earlier.monotonic,
+        )
+
+
+def _machine_cpu() -> tuple[float, float]:
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # user .. steal; guest time is already counted in user
+    return (total - idle) / _TICKS, total / _TICKS
+
+
+def cpu_sample(pgid: int, database: str) -> CpuSample:
+    group = postgres = redis = 0.0
+    marker = f" {database} "
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        fields = _stat_fields(pid)
+        if fields is None:
+            continue
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5: process group
+            group += _cpu_seconds(fields)
+        elif comm.startswith("postgres") and marker in _cmdline(pid):
+            postgres += _cpu_seconds(fields)
+        elif comm.startswith("redis-server"):
+            redis += _cpu_seconds(fields)
+    busy, total = _machine_cpu()
+    return CpuSample(group, postgres, redis, busy, total, time.monotonic())
