@@ -25,7 +25,3 @@ class NotFound(DomainError):
 
 class UnknownProvider(InvalidInput):
     code = "UNKNOWN_PROVIDER"
-
-
-class Conflict(DomainError):
-    code = "CONFLICT"

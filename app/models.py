@@ -13,9 +13,11 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -25,9 +27,9 @@ class Base(DeclarativeBase):
     pass
 
 
-def _provider_fk() -> Mapped[str]:
+def _provider_fk(*, index: bool = True) -> Mapped[str]:
     return mapped_column(
-        Text, ForeignKey("providers.id", ondelete="CASCADE"), index=True, nullable=False
+        Text, ForeignKey("providers.id", ondelete="CASCADE"), index=index, nullable=False
     )
 
 
@@ -167,9 +169,12 @@ class SyncRun(Base):
     """One sync attempt and its validation report."""
 
     __tablename__ = "sync_runs"
+    __table_args__ = (
+        Index("ix_sync_runs_provider_started", "provider_id", text("started_at DESC")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    provider_id: Mapped[str] = _provider_fk()
+    provider_id: Mapped[str] = _provider_fk(index=False)  # led by the composite index
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(Text, nullable=False)  # succeeded | failed

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     sync_http_timeout_seconds: float = 10.0
     sync_deadline_seconds: float = 60.0
     background_sync: bool = True
+    # A provider whose last good sync is older than this is reported stale even if no sync
+    # failed (the scheduler may be stopped, or the provider disabled).
+    stale_after_seconds: float = 900.0
     # Preferred language for GBFS v3 localized strings (then the feed's first, then any).
     preferred_language: str = "en"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import strawberry
 
-from adapters.dto import FormFactor, PropulsionType
+from app.vocabulary import FormFactor, PropulsionType
 
 strawberry.enum(
     FormFactor,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
-from app.search import repository
 from app.search.service import (
+    list_providers,
     ride_end_check,
     validate_area,
     validate_first,
@@ -30,8 +30,8 @@ class Query:
     @strawberry.field(description="Every operator this service aggregates.")
     async def providers(self, info: Info) -> list[Provider]:
         async with info.context.sessions() as session:
-            rows = await repository.provider_records(session)
-        return [Provider.from_model(p) for p in rows]
+            rows = await list_providers(session)
+        return [Provider.from_model(p, info.context.settings) for p in rows]
 
     @strawberry.field(
         description="Vehicles near a point (nearest first, with geodesic distance) or inside a "

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any, cast
 import strawberry
 from strawberry.scalars import JSON
 
-from adapters.money import currency_exponent
 from app import models
 from app.search.schemas import ProviderStats, StationRow, VehicleHit, ZoneRow
-from app.search.service import latest_sync_run, validate_first
+from app.search.service import is_stale, latest_sync_run, validate_first
+from app.settings import Settings
+from app.vocabulary import currency_exponent
 from graphql_schema.enums import FormFactor, PropulsionType
 from graphql_schema.scalars import Long
 
@@ -190,20 +191,21 @@ class Provider:
     last_synced_at: datetime | None
     last_success_at: datetime | None
     stale: bool = strawberry.field(
-        description="True when the latest sync failed: data shown is the last good snapshot."
+        description="True when the latest sync failed or the last good one is too old: the "
+        "data shown is the last good snapshot."
     )
     error: str | None
     gbfs_version: str | None
     timezone: str | None
 
     @classmethod
-    def from_model(cls, p: models.Provider) -> Provider:
+    def from_model(cls, p: models.Provider, settings: Settings) -> Provider:
         return cls(
             id=strawberry.ID(p.id),
             name=p.name,
             last_synced_at=p.last_sync_at,
             last_success_at=p.last_success_at,
-            stale=p.stale,
+            stale=is_stale(p, settings),
             error=p.last_error,
             gbfs_version=p.gbfs_version,
             timezone=(p.system_info or {}).get("timezone"),
@@ -454,7 +456,7 @@ class RideEndCheck:
 
 async def _provider(info: strawberry.Info[Context, None], provider_id: str) -> Provider | None:
     model = await info.context.loaders.provider.load(provider_id)
-    return Provider.from_model(model) if model else None
+    return Provider.from_model(model, info.context.settings) if model else None
 
 
 async def _vehicle_type(

@@ -36,16 +36,22 @@ async def serve_demo_feeds(settings: Settings, *, required: bool) -> AsyncIterat
         yield settings.demo_feeds_base_url
         return
     server = build_demo_feed_server(lambda: settings.demo_feeds_base_url)
+    serving = serve_in_background(server.app, host=host, port=port)
     try:
-        async with serve_in_background(server.app, host=host, port=port) as url:
-            log.info("demo feeds served at %s", url)
-            yield url
+        url = await serving.__aenter__()
     except (OSError, RuntimeError) as exc:
         # Another process may have bound the port between the check and our bind.
         if required:
             raise
         log.warning("demo feeds not served here: %s", exc)
         yield None
+        return
+    # Only the start-up is guarded above: errors of the caller's block propagate unchanged.
+    try:
+        log.info("demo feeds served at %s", url)
+        yield url
+    finally:
+        await serving.__aexit__(None, None, None)
 
 
 async def register_demo_providers(session: AsyncSession, settings: Settings) -> list[str]:

@@ -48,7 +48,7 @@ async def merge_table(
 ) -> MergeOutcome:
     stage = f"stage_{spec.table}"
     columns_sql = ", ".join(f"{_quote(n)} {t}" for n, t in spec.stage_columns)
-    await conn.execute(f"DROP TABLE IF EXISTS {stage}")
+    await conn.execute(f"DROP TABLE IF EXISTS pg_temp.{stage}")
     await conn.execute(f"CREATE TEMP TABLE {stage} ({columns_sql}) ON COMMIT DROP")
     if records:
         await conn.copy_records_to_table(

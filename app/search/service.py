@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInput, NotFound, UnknownProvider
-from app.models import SyncRun
+from app.models import Provider, SyncRun
 from app.search import repository
 from app.search.schemas import (
     StationFilter,
@@ -217,6 +217,20 @@ class SearchService:
         return await repository.search_zones(
             session, near=area.near, bbox=area.bbox, providers=providers, first=first
         )
+
+
+def is_stale(provider: Provider, settings: Settings, now: datetime | None = None) -> bool:
+    """Stale: the latest sync failed, or the last good one is older than the limit."""
+    if provider.stale:
+        return True
+    if provider.last_success_at is None:
+        return provider.last_sync_at is not None
+    age = (now or datetime.now(UTC)) - provider.last_success_at
+    return age.total_seconds() > settings.stale_after_seconds
+
+
+async def list_providers(session: AsyncSession) -> Sequence[Provider]:
+    return await repository.provider_records(session)
 
 
 async def latest_sync_run(session: AsyncSession, provider_id: str) -> SyncRun | None:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from geographiclib.geodesic import Geodesic
 from shapely.geometry import Point, shape
+from sqlalchemy import text
 
 from app.redis import create_redis
 from app.runtime import Runtime
@@ -500,3 +501,24 @@ async def test_vehicle_pricing_plan_money_is_in_minor_units(
         assert [
             (s["start"], s["interval"], s["rate"]["amountMinor"]) for s in got[field]
         ] == expected
+
+
+async def test_provider_without_a_recent_good_sync_is_reported_stale(
+    runtime: Runtime, api: httpx.AsyncClient, wolfsburg: str
+) -> None:
+    query = "{ providers { id stale error } }"
+    assert (await gql(api, query))["data"]["providers"][0]["stale"] is False
+    limit = runtime.settings.stale_after_seconds
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE providers SET last_success_at = now() - make_interval(secs => :s) "
+                "WHERE id = :p"
+            ),
+            {"s": limit + 60, "p": wolfsburg},
+        )
+
+    provider = (await gql(api, query))["data"]["providers"][0]
+
+    assert provider["stale"] is True
+    assert provider["error"] is None  # nothing failed; the data is simply old

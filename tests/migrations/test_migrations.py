@@ -63,11 +63,14 @@ def _diff(connection: Connection) -> list[Any]:
         connection, opts={"compare_type": True, "compare_server_default": False}
     )
     diffs = compare_metadata(context, Base.metadata)
-    # Expression indexes (geom::geography) and PostGIS's own table are invisible to the models.
+    # The spatial indexes are written by hand in the migrations (on geom::geography and on
+    # geom); models do not declare them. PostGIS's own table is not ours either.
+    hand_written = {"ix_vehicles_geog", "ix_vehicles_geom", "ix_stations_geog", "ix_stations_geom"}
+    hand_written.add("ix_geofencing_zones_geom")
     return [
         d
         for d in diffs
-        if not (isinstance(d, tuple) and d[0] in ("remove_index", "add_index"))
+        if not (isinstance(d, tuple) and d[0] == "remove_index" and d[1].name in hand_written)
         and not (isinstance(d, tuple) and d[0] == "remove_table" and d[1].name == "spatial_ref_sys")
     ]
 
@@ -80,4 +83,4 @@ async def test_models_match_the_migrated_schema() -> None:
             diffs = await connection.run_sync(_diff)
     finally:
         await engine.dispose()
-    assert diffs == []
+    assert diffs == [], "\n".join(map(str, diffs))

@@ -1,0 +1,10 @@
+"""The domain vocabulary the API speaks, re-exported for the API layer.
+
+Form factors, propulsion types and currency minor units are defined once, where operator data is
+normalised (``adapters``); the public API reaches them through ``app`` like everything else.
+"""
+
+from adapters.dto import FormFactor, PropulsionType
+from adapters.money import currency_exponent
+
+__all__ = ["FormFactor", "PropulsionType", "currency_exponent"]
