@@ -15,12 +15,12 @@ import orjson
 
 from bench import config
 
-# What a map client asks for: the ten fields the later issue names. Provider and pricing plan
-# ids are only reachable through the related objects in this schema.
+# What a map client asks for: the ten fields the later issue names. The schema has no plain
+# pricing plan id field, so that one is read through the relation, as a client has to.
 GRAPHQL_QUERY = (
     "query Nearby($lat: Float!, $lon: Float!, $radius: Float!, $first: Int!) { "
     "vehicles(near: {lat: $lat, lon: $lon, radiusMeters: $radius}, first: $first) { "
-    "id provider { id } formFactor propulsionType lat lon distanceMeters currentRangeMeters "
+    "id providerId formFactor propulsionType lat lon distanceMeters currentRangeMeters "
     "isReserved pricingPlan { id } } }"
 )
 
@@ -62,7 +62,7 @@ def _graphql_rows(payload: Any) -> list[Row]:
     return [
         (
             v["id"],
-            v["provider"]["id"],
+            v["providerId"],
             v["formFactor"],
             v["propulsionType"],
             v["lat"],

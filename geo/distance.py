@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 # geopy's geodesic distance is geographiclib underneath; calling it directly avoids building
 # geopy Point objects per vehicle on the search hot path.
 from geographiclib.geodesic import Geodesic
@@ -12,3 +14,45 @@ _WGS84 = Geodesic.WGS84
 def geodesic_meters(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     result = _WGS84.Inverse(lat1, lon1, lat2, lon2, Geodesic.DISTANCE)
     return float(result["s12"])
+
+
+# WGS84 ellipsoid.
+_A = 6_378_137.0
+_F = 1 / 298.257223563
+_E2 = _F * (2 - _F)
+# Where the plane approximation below stays within a millimetre of the exact geodesic (checked
+# in tests/geo/test_distance.py); elsewhere the exact solution is used.
+SHORT_DISTANCE_LIMIT_M = 6_000.0
+SHORT_DISTANCE_MAX_LAT = 60.0
+
+
+def short_geodesic_meters(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Geodesic distance for points a few kilometres apart, about 50x cheaper than
+    :func:`geodesic_meters`.
+
+    Over such spans the ellipsoid is, to within a millimetre, a plane scaled by its two radii of
+    curvature at the mean latitude (meridional M and prime-vertical N). Towards the poles the
+    meridians converge too fast for that, so beyond ``SHORT_DISTANCE_MAX_LAT`` or
+    ``SHORT_DISTANCE_LIMIT_M`` it returns the exact solution: correct everywhere, fast where
+    shared vehicles are.
+    """
+    phi = math.radians((lat1 + lat2) / 2)
+    sin_phi = math.sin(phi)
+    w2 = 1 - _E2 * sin_phi * sin_phi
+    n = _A / math.sqrt(w2)  # prime-vertical radius of curvature
+    m = n * (1 - _E2) / w2  # meridional radius of curvature
+    dlon = lon2 - lon1
+    if dlon > 180:
+        dlon -= 360
+    elif dlon < -180:
+        dlon += 360
+    north = m * math.radians(lat2 - lat1)
+    east = n * math.cos(phi) * math.radians(dlon)
+    distance = math.hypot(north, east)
+    if (
+        distance > SHORT_DISTANCE_LIMIT_M
+        or abs(lat1) > SHORT_DISTANCE_MAX_LAT
+        or abs(lat2) > SHORT_DISTANCE_MAX_LAT
+    ):
+        return geodesic_meters(lat1, lon1, lat2, lon2)
+    return distance

@@ -26,7 +26,7 @@ from app.search.schemas import (
 from app.settings import Settings
 from app.vehicle_index import SPHERE_MARGIN, IndexUnavailable, VehicleIndex
 from geo.areas import BBox, Near, valid_lat, valid_lon
-from geo.distance import geodesic_meters
+from geo.distance import short_geodesic_meters
 from geo.zones import Rule, ZoneCandidate, decide
 from providers import repository as provider_repository
 
@@ -180,7 +180,7 @@ class SearchService:
                     refreshed = True
                 if doc.provider_id not in enabled:
                     continue
-                distance = geodesic_meters(near.lat, near.lon, doc.lat, doc.lon)
+                distance = short_geodesic_meters(near.lat, near.lon, doc.lat, doc.lon)
                 if distance > near.radius_meters:
                     continue
                 hits.append(VehicleHit(doc, distance))
