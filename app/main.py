@@ -56,7 +56,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def get_context(request: Request) -> Context:
         runtime: Runtime = request.app.state.runtime
-        return Context(sessions=runtime.sessions, settings=settings, search=runtime.search)
+        return Context(
+            sessions=runtime.sessions,
+            settings=settings,
+            search=runtime.search,
+            reference=runtime.reference,
+        )
 
     graphql = GraphQLRouter(
         build_schema(settings),

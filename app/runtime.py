@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import create_engine, session_factory
 from app.redis import RedisKeys, create_redis
+from app.reference import ReferenceCache
 from app.search.service import SearchService
 from app.settings import Settings
 from app.vehicle_index import VehicleIndex
@@ -35,6 +36,7 @@ class Runtime:
     http: httpx.AsyncClient
     sync: SyncEngine
     search: SearchService
+    reference: ReferenceCache
 
 
 @asynccontextmanager
@@ -50,6 +52,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         headers={"User-Agent": USER_AGENT},
         follow_redirects=True,
     )
+    reference = ReferenceCache(sessions, settings.reference_ttl_seconds)
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -58,8 +61,15 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         keys=keys,
         index=index,
         http=http,
-        sync=SyncEngine(sessions=sessions, index=index, http=http, settings=settings),
+        sync=SyncEngine(
+            sessions=sessions,
+            index=index,
+            http=http,
+            settings=settings,
+            on_reference_change=reference.invalidate,
+        ),
         search=SearchService(settings, index),
+        reference=reference,
     )
     try:
         yield runtime

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     max_first: int = 200
     default_first: int = 50
     max_bbox_span_degrees: float = 2.0
+    # Providers, vehicle types and pricing plans are cached per process this long (see
+    # app/reference.py); a sync in the same process invalidates at once.
+    reference_ttl_seconds: float = 5.0
 
     # GraphQL hardening.
     max_query_depth: int = 10

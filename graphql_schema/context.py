@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
-from app.models import PricingPlan, Provider, VehicleType
+from app.reference import ReferenceCache
 from app.search import repository
 from app.search.schemas import ProviderStats, StationRow
 from app.search.service import SearchService
@@ -29,40 +29,21 @@ class Loaders:
     # Each batch opens its own short session: GraphQL resolves sibling fields concurrently, and
     # one AsyncSession must never be used by two coroutines at once.
     sessions: async_sessionmaker[AsyncSession]
-    provider: DataLoader[str, Provider | None] = field(init=False)
     provider_stats: DataLoader[str, ProviderStats | None] = field(init=False)
-    vehicle_type: DataLoader[str, VehicleType | None] = field(init=False)
-    pricing_plan: DataLoader[str, PricingPlan | None] = field(init=False)
     station: DataLoader[str, StationRow | None] = field(init=False)
 
     def __post_init__(self) -> None:
         sessions = self.sessions
 
-        async def providers(keys: list[str]) -> list[Provider | None]:
-            async with sessions() as s:
-                rows = await repository.provider_records(s, keys)
-            return _ordered(keys, {p.id: p for p in rows})
-
         async def provider_stats(keys: list[str]) -> list[ProviderStats | None]:
             async with sessions() as s:
                 return _ordered(keys, await repository.provider_stats(s, keys))
-
-        async def vehicle_types(keys: list[str]) -> list[VehicleType | None]:
-            async with sessions() as s:
-                return _ordered(keys, await repository.vehicle_types_by_ids(s, keys))
-
-        async def pricing_plans(keys: list[str]) -> list[PricingPlan | None]:
-            async with sessions() as s:
-                return _ordered(keys, await repository.pricing_plans_by_ids(s, keys))
 
         async def stations(keys: list[str]) -> list[StationRow | None]:
             async with sessions() as s:
                 return _ordered(keys, await repository.stations_by_ids(s, keys))
 
-        self.provider = DataLoader(load_fn=providers)
         self.provider_stats = DataLoader(load_fn=provider_stats)
-        self.vehicle_type = DataLoader(load_fn=vehicle_types)
-        self.pricing_plan = DataLoader(load_fn=pricing_plans)
         self.station = DataLoader(load_fn=stations)
 
 
@@ -73,9 +54,11 @@ class Context(BaseContext):
         sessions: async_sessionmaker[AsyncSession],
         settings: Settings,
         search: SearchService,
+        reference: ReferenceCache,
     ) -> None:
         super().__init__()
         self.sessions = sessions
         self.settings = settings
         self.search = search
+        self.reference = reference
         self.loaders = Loaders(sessions)

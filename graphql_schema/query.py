@@ -58,13 +58,25 @@ class Query:
             hits = await ctx.search.vehicles(
                 session, area=area, flt=flt.to_domain(providers), first=limit
             )
-        return [Vehicle.from_hit(h) for h in hits]
+        ref = await ctx.reference.covering(
+            providers={h.vehicle.provider_id for h in hits},
+            types={h.vehicle.vehicle_type_id for h in hits},
+            plans={h.vehicle.pricing_plan_id for h in hits},
+        )
+        return [Vehicle.from_hit(h, ref) for h in hits]
 
     @strawberry.field(description="One vehicle by its provider-scoped id.")
     async def vehicle(self, info: Info, id: strawberry.ID) -> Vehicle | None:
         async with info.context.sessions() as session:
             hit = await info.context.search.vehicle(session, str(id))
-        return Vehicle.from_hit(hit) if hit else None
+        if hit is None:
+            return None
+        ref = await info.context.reference.covering(
+            providers=[hit.vehicle.provider_id],
+            types=[hit.vehicle.vehicle_type_id],
+            plans=[hit.vehicle.pricing_plan_id],
+        )
+        return Vehicle.from_hit(hit, ref)
 
     @strawberry.field(description="Stations near a point (nearest first) or inside a box.")
     async def stations(
@@ -88,7 +100,11 @@ class Query:
             rows = await ctx.search.stations(
                 session, area=area, flt=flt.to_domain(providers), first=limit
             )
-        return [Station.from_row(s) for s in rows]
+        ref = await ctx.reference.covering(
+            providers={s.provider_id for s in rows},
+            types={c["vehicle_type_id"] for s in rows for c in s.vehicle_types_available},
+        )
+        return [Station.from_row(s, ref) for s in rows]
 
     @strawberry.field(description="Geofencing zones touching an area, or every zone of providers.")
     async def geofencing_zones(
@@ -112,7 +128,8 @@ class Query:
                 session, [str(p) for p in providers] if providers is not None else None
             )
             rows = await ctx.search.zones(session, area=area, providers=wanted, first=limit)
-        return [GeofencingZone.from_row(z) for z in rows]
+        ref = await ctx.reference.covering(providers={z.provider_id for z in rows})
+        return [GeofencingZone.from_row(z, ref) for z in rows]
 
     @strawberry.field(
         description="May a ride end at this point? Give `vehicleId`, `vehicleTypeId`, or "
@@ -139,9 +156,11 @@ class Query:
                 provider_id=str(provider_id) if provider_id is not None else None,
                 form_factor=form_factor.value if form_factor is not None else None,
             )
+        zone = answer.zone
+        ref = await info.context.reference.covering(providers=[zone.provider_id] if zone else [])
         return RideEndCheck(
             allowed=answer.allowed,
             reason=answer.reason,
-            zone=GeofencingZone.from_row(answer.zone) if answer.zone else None,
+            zone=GeofencingZone.from_row(zone, ref) if zone else None,
             vehicle_type_ids=[strawberry.ID(t) for t in answer.vehicle_type_ids],
         )

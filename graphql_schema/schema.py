@@ -3,35 +3,46 @@
 from __future__ import annotations
 
 import strawberry
+from graphql import ASTValidationRule
 from strawberry.extensions import (
-    MaxAliasesLimiter,
+    AddValidationRules,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as alias_limit
+from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
 from strawberry.schema.config import StrawberryConfig
 
 from app.settings import Settings, get_settings
 from graphql_schema.errors import MaskUnexpectedErrors, MobilitySchema
+from graphql_schema.execution import CompiledExecutionContext
 from graphql_schema.query import Query
 from graphql_schema.scalars import SCALAR_MAP
 
 
-def build_schema(settings: Settings) -> strawberry.Schema:
+def build_schema(settings: Settings, *, compiled: bool = True) -> strawberry.Schema:
+    """``compiled=False`` executes through graphql-core alone (tests compare the two)."""
+    # The depth and alias rules are built once: ValidationCache keys on the rule classes, and
+    # QueryDepthLimiter / MaxAliasesLimiter build new ones per instance, so as per-request
+    # extensions they would make every request miss the cache and re-validate.
+    limits: list[type[ASTValidationRule]] = [
+        depth_limit(settings.max_query_depth, None),
+        alias_limit(settings.max_aliases),
+    ]
     return MobilitySchema(
         query=Query,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        execution_context_class=CompiledExecutionContext if compiled else None,
         extensions=[
             MaskUnexpectedErrors,
             lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-            lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+            lambda: AddValidationRules(limits),
             lambda: ParserCache(maxsize=256),
             lambda: ValidationCache(maxsize=256),
         ],
     )
 
 
-# For `strawberry export-schema graphql_schema.schema:schema`; limits don't change the SDL.
+# For `python -m graphql_schema.export`; limits don't change the SDL.
 schema = build_schema(get_settings())

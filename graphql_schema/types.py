@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
@@ -10,6 +11,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app import models
+from app.reference import ReferenceData
 from app.search.schemas import ProviderStats, StationRow, VehicleHit, ZoneRow
 from app.search.service import is_stale, latest_sync_run, validate_first
 from app.settings import Settings
@@ -92,6 +94,7 @@ def _segments(raw: list[dict[str, Any]], currency: str) -> list[PricingSegment]:
 @strawberry.type(description="A GBFS pricing plan; every amount is in minor units.")
 class PricingPlan:
     id: strawberry.ID
+    ref: strawberry.Private[ReferenceData]
     provider_id: strawberry.Private[str]
     name: str
     description: str | None
@@ -104,10 +107,11 @@ class PricingPlan:
     url: str | None
 
     @classmethod
-    def from_model(cls, p: models.PricingPlan) -> PricingPlan:
+    def from_model(cls, p: models.PricingPlan, ref: ReferenceData) -> PricingPlan:
         currency = p.currency.strip()
         return cls(
             id=strawberry.ID(p.id),
+            ref=ref,
             provider_id=p.provider_id,
             name=p.name,
             description=p.description,
@@ -121,13 +125,14 @@ class PricingPlan:
         )
 
     @strawberry.field
-    async def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
-        return await _provider(info, self.provider_id)
+    def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
+        return provider_view(self.ref, info.context.settings, self.provider_id)
 
 
 @strawberry.type
 class VehicleType:
     id: strawberry.ID
+    ref: strawberry.Private[ReferenceData]
     provider_id: strawberry.Private[str]
     default_pricing_plan_id: strawberry.Private[str | None]
     form_factor: FormFactor
@@ -140,9 +145,10 @@ class VehicleType:
     default_reserve_time_minutes: int | None
 
     @classmethod
-    def from_model(cls, t: models.VehicleType) -> VehicleType:
+    def from_model(cls, t: models.VehicleType, ref: ReferenceData) -> VehicleType:
         return cls(
             id=strawberry.ID(t.id),
+            ref=ref,
             provider_id=t.provider_id,
             default_pricing_plan_id=t.default_pricing_plan_id,
             form_factor=form_factor(t.form_factor),
@@ -156,14 +162,12 @@ class VehicleType:
         )
 
     @strawberry.field
-    async def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
-        return await _provider(info, self.provider_id)
+    def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
+        return provider_view(self.ref, info.context.settings, self.provider_id)
 
     @strawberry.field
-    async def default_pricing_plan(
-        self, info: strawberry.Info[Context, None]
-    ) -> PricingPlan | None:
-        return await _pricing_plan(info, self.default_pricing_plan_id)
+    def default_pricing_plan(self) -> PricingPlan | None:
+        return pricing_plan_view(self.ref, self.default_pricing_plan_id)
 
 
 @strawberry.type
@@ -268,17 +272,19 @@ class Provider:
 
 @strawberry.type
 class VehicleTypeCount:
+    ref: strawberry.Private[ReferenceData]
     vehicle_type_id: strawberry.Private[str]
     count: int
 
     @strawberry.field
-    async def vehicle_type(self, info: strawberry.Info[Context, None]) -> VehicleType | None:
-        return await _vehicle_type(info, self.vehicle_type_id)
+    def vehicle_type(self) -> VehicleType | None:
+        return vehicle_type_view(self.ref, self.vehicle_type_id)
 
 
 @strawberry.type
 class Station:
     id: strawberry.ID
+    ref: strawberry.Private[ReferenceData]
     provider_id: strawberry.Private[str]
     name: str
     short_name: str | None
@@ -296,9 +302,10 @@ class Station:
     last_reported: datetime | None
 
     @classmethod
-    def from_row(cls, s: StationRow) -> Station:
+    def from_row(cls, s: StationRow, ref: ReferenceData) -> Station:
         return cls(
             id=strawberry.ID(s.id),
+            ref=ref,
             provider_id=s.provider_id,
             name=s.name,
             short_name=s.short_name,
@@ -309,7 +316,7 @@ class Station:
             num_vehicles_available=s.num_vehicles_available,
             num_docks_available=s.num_docks_available,
             vehicle_types_available=[
-                VehicleTypeCount(vehicle_type_id=c["vehicle_type_id"], count=c["count"])
+                VehicleTypeCount(ref=ref, vehicle_type_id=c["vehicle_type_id"], count=c["count"])
                 for c in s.vehicle_types_available
             ],
             is_installed=s.is_installed,
@@ -320,17 +327,20 @@ class Station:
         )
 
     @strawberry.field
-    async def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
-        return await _provider(info, self.provider_id)
+    def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
+        return provider_view(self.ref, info.context.settings, self.provider_id)
 
 
 @strawberry.type(description="A shared vehicle available (or, if asked, reserved/disabled).")
 class Vehicle:
     id: strawberry.ID
+    ref: strawberry.Private[ReferenceData]
     provider_id: strawberry.ID
-    vehicle_type_id: strawberry.Private[str | None]
-    pricing_plan_id: strawberry.Private[str | None]
-    station_id: strawberry.Private[str | None]
+    vehicle_type_id: strawberry.ID | None
+    pricing_plan_id: strawberry.ID | None = strawberry.field(
+        description="The effective plan: the vehicle's own, else its type's default."
+    )
+    station_id: strawberry.ID | None
     form_factor: FormFactor
     propulsion_type: PropulsionType
     lat: float
@@ -348,14 +358,15 @@ class Vehicle:
     last_reported: datetime | None
 
     @classmethod
-    def from_hit(cls, hit: VehicleHit) -> Vehicle:
+    def from_hit(cls, hit: VehicleHit, ref: ReferenceData) -> Vehicle:
         v = hit.vehicle
         return cls(
             id=strawberry.ID(v.id),
+            ref=ref,
             provider_id=strawberry.ID(v.provider_id),
-            vehicle_type_id=v.vehicle_type_id,
-            pricing_plan_id=v.pricing_plan_id,
-            station_id=v.station_id,
+            vehicle_type_id=strawberry.ID(v.vehicle_type_id) if v.vehicle_type_id else None,
+            pricing_plan_id=strawberry.ID(v.pricing_plan_id) if v.pricing_plan_id else None,
+            station_id=strawberry.ID(v.station_id) if v.station_id else None,
             form_factor=form_factor(v.form_factor),
             propulsion_type=propulsion_type(v.propulsion_type),
             lat=v.lat,
@@ -370,23 +381,23 @@ class Vehicle:
         )
 
     @strawberry.field
-    async def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
-        return await _provider(info, self.provider_id)
+    def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
+        return provider_view(self.ref, info.context.settings, self.provider_id)
 
     @strawberry.field
-    async def vehicle_type(self, info: strawberry.Info[Context, None]) -> VehicleType | None:
-        return await _vehicle_type(info, self.vehicle_type_id)
+    def vehicle_type(self) -> VehicleType | None:
+        return vehicle_type_view(self.ref, self.vehicle_type_id)
 
     @strawberry.field
-    async def pricing_plan(self, info: strawberry.Info[Context, None]) -> PricingPlan | None:
-        return await _pricing_plan(info, self.pricing_plan_id)
+    def pricing_plan(self) -> PricingPlan | None:
+        return pricing_plan_view(self.ref, self.pricing_plan_id)
 
     @strawberry.field
     async def station(self, info: strawberry.Info[Context, None]) -> Station | None:
         if self.station_id is None:
             return None
         row = await info.context.loaders.station.load(self.station_id)
-        return Station.from_row(row) if row else None
+        return Station.from_row(row, self.ref) if row else None
 
 
 @strawberry.type
@@ -420,6 +431,7 @@ def rules_from_json(rules: list[dict[str, Any]]) -> list[GeofencingRule]:
 @strawberry.type(description="A geofencing zone; earlier zones (lower order) take precedence.")
 class GeofencingZone:
     id: strawberry.ID
+    ref: strawberry.Private[ReferenceData]
     provider_id: strawberry.Private[str]
     order: int
     name: str | None
@@ -429,9 +441,10 @@ class GeofencingZone:
     end: datetime | None
 
     @classmethod
-    def from_row(cls, z: ZoneRow) -> GeofencingZone:
+    def from_row(cls, z: ZoneRow, ref: ReferenceData) -> GeofencingZone:
         return cls(
             id=strawberry.ID(z.id),
+            ref=ref,
             provider_id=z.provider_id,
             order=z.ordinal,
             name=z.name,
@@ -442,8 +455,8 @@ class GeofencingZone:
         )
 
     @strawberry.field
-    async def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
-        return await _provider(info, self.provider_id)
+    def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
+        return provider_view(self.ref, info.context.settings, self.provider_id)
 
 
 @strawberry.type
@@ -454,24 +467,63 @@ class RideEndCheck:
     vehicle_type_ids: list[strawberry.ID]
 
 
-async def _provider(info: strawberry.Info[Context, None], provider_id: str) -> Provider | None:
-    model = await info.context.loaders.provider.load(provider_id)
-    return Provider.from_model(model, info.context.settings) if model else None
+# Relations resolve from the request's reference snapshot (app/reference.py): synchronous
+# dictionary reads, shared by the resolvers above and by the compiled execution plans.
 
 
-async def _vehicle_type(
-    info: strawberry.Info[Context, None], type_id: str | None
-) -> VehicleType | None:
+def provider_view(ref: ReferenceData, settings: Settings, provider_id: str) -> Provider | None:
+    key = ("provider", provider_id)
+    view = ref.views.get(key)
+    if view is None:
+        model = ref.providers.get(provider_id)
+        if model is None:
+            return None
+        view = ref.views[key] = Provider.from_model(model, settings)
+    return view
+
+
+def vehicle_type_view(ref: ReferenceData, type_id: str | None) -> VehicleType | None:
     if type_id is None:
         return None
-    model = await info.context.loaders.vehicle_type.load(type_id)
-    return VehicleType.from_model(model) if model else None
+    key = ("vehicle_type", type_id)
+    view = ref.views.get(key)
+    if view is None:
+        model = ref.vehicle_types.get(type_id)
+        if model is None:
+            return None
+        view = ref.views[key] = VehicleType.from_model(model, ref)
+    return view
 
 
-async def _pricing_plan(
-    info: strawberry.Info[Context, None], plan_id: str | None
-) -> PricingPlan | None:
+def pricing_plan_view(ref: ReferenceData, plan_id: str | None) -> PricingPlan | None:
     if plan_id is None:
         return None
-    model = await info.context.loaders.pricing_plan.load(plan_id)
-    return PricingPlan.from_model(model) if model else None
+    key = ("pricing_plan", plan_id)
+    view = ref.views.get(key)
+    if view is None:
+        model = ref.pricing_plans.get(plan_id)
+        if model is None:
+            return None
+        view = ref.views[key] = PricingPlan.from_model(model, ref)
+    return view
+
+
+def _settings(context: Context) -> Settings:
+    return context.settings
+
+
+# For graphql_schema/execution.py: relation fields a compiled plan may resolve itself, with the
+# same functions as the resolvers above. (type name, field name) -> f(source, context).
+FAST_RELATIONS: dict[tuple[str, str], Callable[[Any, Any], Any]] = {
+    ("Vehicle", "provider"): lambda v, c: provider_view(v.ref, _settings(c), v.provider_id),
+    ("Vehicle", "vehicleType"): lambda v, _c: vehicle_type_view(v.ref, v.vehicle_type_id),
+    ("Vehicle", "pricingPlan"): lambda v, _c: pricing_plan_view(v.ref, v.pricing_plan_id),
+    ("VehicleType", "provider"): lambda t, c: provider_view(t.ref, _settings(c), t.provider_id),
+    ("VehicleType", "defaultPricingPlan"): lambda t, _c: pricing_plan_view(
+        t.ref, t.default_pricing_plan_id
+    ),
+    ("PricingPlan", "provider"): lambda p, c: provider_view(p.ref, _settings(c), p.provider_id),
+    ("Station", "provider"): lambda s, c: provider_view(s.ref, _settings(c), s.provider_id),
+    ("VehicleTypeCount", "vehicleType"): lambda n, _c: vehicle_type_view(n.ref, n.vehicle_type_id),
+    ("GeofencingZone", "provider"): lambda z, c: provider_view(z.ref, _settings(c), z.provider_id),
+}

@@ -102,11 +102,13 @@ class SyncEngine:
         index: VehicleIndex,
         http: httpx.AsyncClient,
         settings: Settings,
+        on_reference_change: Callable[[], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.index = index
         self.http = http
         self.settings = settings
+        self._on_reference_change = on_reference_change
         self._caches: dict[str, FeedCache] = {}
 
     async def sync(self, provider_id: str, *, progress: Progress | None = None) -> SyncReport:
@@ -202,6 +204,9 @@ class SyncEngine:
         vehicles = outcomes["vehicles"]
         report.counts = {name: o.counts() for name, o in outcomes.items()}
         report.ok = True
+        if self._on_reference_change is not None:
+            # Names, plans or the provider row itself may have changed: drop cached copies.
+            self._on_reference_change()
         say("updating the search index")
         await self._update_index(
             provider_id, run_id, previous_run, rows.vehicle_docs, vehicles, report

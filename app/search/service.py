@@ -160,17 +160,29 @@ class SearchService:
         hits: list[VehicleHit] = []
         threshold: float | None = None  # once `first` are found: how far swaps could reach
         seen = 0
-        count = max(first * 4, 64)
+        count = max(first * 4, 64)  # ids and distances only: cheap to over-ask
+        window_size = first + 16  # documents: fetch about what is needed, widen if filtered
+        candidates = await self.index.search_radius(
+            near.lat, near.lon, near.radius_meters, count=count
+        )
         while True:
-            # Nearest `count` first; widen only when filters rejected too many of them.
-            candidates = await self.index.search_radius(
-                near.lat, near.lon, near.radius_meters, count=count
-            )
-            window = candidates[seen:]
+            if seen >= len(candidates):
+                if len(candidates) < count:
+                    break  # everything within the radius has been read
+                # Filters rejected too many of the nearest: ask Redis for more.
+                count *= 4
+                candidates = await self.index.search_radius(
+                    near.lat, near.lon, near.radius_meters, count=count
+                )
+                continue
+            window = candidates[seen : seen + window_size]
+            window_size *= 2
             docs = await self.index.documents([vid for vid, _ in window])
+            stop = False
             for (_, sphere_distance), doc in zip(window, docs, strict=True):
                 seen += 1
                 if threshold is not None and sphere_distance > threshold:
+                    stop = True
                     break
                 if doc is None or not flt.matches(doc):
                     continue
@@ -188,11 +200,8 @@ class SearchService:
                     # Spherical and geodesic order can differ by a hair: keep reading
                     # candidates that could still belong in the first `first`.
                     threshold = max(h.distance_meters or 0.0 for h in hits) * SPHERE_MARGIN
-            exhausted = len(candidates) < count
-            done = threshold is not None and (seen < len(candidates) or exhausted)
-            if done or exhausted:
+            if stop:
                 break
-            count *= 4
         hits.sort(key=lambda h: (h.distance_meters, h.vehicle.id))
         return hits[:first]
 

@@ -16,7 +16,14 @@ from app.redis import create_redis
 from app.runtime import Runtime
 from app.vehicle_index import VehicleIndex
 from providers.simulators.feed_server import FeedServer
-from tests.helpers import add_conformance_provider, raw
+from tests.helpers import (
+    add_conformance_provider,
+    add_provider,
+    raw,
+    scooter,
+    serve_documents,
+    synthetic_scooter_feeds,
+)
 
 VEHICLE_FIELDS = """
     id formFactor propulsionType lat lon distanceMeters currentRangeMeters currentFuelPercent
@@ -522,3 +529,40 @@ async def test_provider_without_a_recent_good_sync_is_reported_stale(
 
     assert provider["stale"] is True
     assert provider["error"] is None  # nothing failed; the data is simply old
+
+
+async def test_selective_filter_reads_past_many_rejected_neighbours(
+    runtime: Runtime, api: httpx.AsyncClient, feed_server: tuple[FeedServer, str]
+) -> None:
+    server, base_url = feed_server
+    centre = (52.52, 13.40)
+    # 400 scooters packed around the centre, 6 cars further out: the nearest several hundred
+    # candidates are all rejected by a CAR filter.
+    fleet = [
+        scooter(f"s{i}", centre[0] + (i % 20) * 0.00005, centre[1] + (i // 20) * 0.00005)
+        for i in range(400)
+    ]
+    cars = [
+        scooter(f"c{i}", centre[0] + 0.004 + i * 0.001, centre[1], vehicle_type_id="car")
+        for i in range(6)
+    ]
+    documents = synthetic_scooter_feeds(fleet + cars)
+    documents["vehicle_types"]["data"]["vehicle_types"].append(
+        {
+            "vehicle_type_id": "car",
+            "form_factor": "car",
+            "propulsion_type": "electric",
+            "max_range_meters": 300000,
+        }
+    )
+    await add_provider(runtime, "mixed", serve_documents(server, base_url, "mixed", documents))
+    assert (await runtime.sync.sync("mixed")).ok
+    ranked = sorted((geodesic(*centre, c["lat"], c["lon"]), f"mixed:{c['bike_id']}") for c in cars)
+
+    body = await gql(
+        api,
+        "{ vehicles(near: {lat: 52.52, lon: 13.40, radiusMeters: 2000}, first: 4, "
+        "filter: {formFactors: [CAR]}) { id distanceMeters } }",
+    )
+
+    assert [v["id"] for v in body["data"]["vehicles"]] == [vid for _, vid in ranked[:4]]

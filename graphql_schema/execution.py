@@ -1,0 +1,262 @@
+"""Compiled completion of lists: the GraphQL hot path without per-field dispatch.
+
+graphql-core completes every field of every object through the same generic machinery: a
+resolve-info object, a resolver call, an awaitable check and a completion step per field.
+For a 50-vehicle answer with ten fields that is hundreds of dynamic calls, and it is where the
+GraphQL path lost to a plain JSON endpoint (docs/performance.md).
+
+For a validated operation, the shape of a list's items is fixed by the selection set. This
+module turns that selection, once per document, into a plan: for each response key, how to read
+the value (a plain attribute, or a synchronous relation from the reference snapshot) and how to
+serialise it (the schema's own scalar and enum serialisers). The plan builds the same dicts
+graphql-core would.
+
+Semantics are kept by construction: a selection is only compiled when every field in it is a
+plain attribute or a registered pure relation, with no arguments, no directives, no deferral and
+no abstract types; anything else goes through graphql-core unchanged. Whenever a plan meets
+something it does not decide by itself (a null in a non-null position, a value a scalar refuses
+to serialise, any exception), it abandons the list and graphql-core completes it from scratch,
+producing exactly its own errors. Plan steps only read, so running the list twice is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    InlineFragmentNode,
+    SelectionSetNode,
+    is_leaf_type,
+)
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from graphql_schema.types import FAST_RELATIONS
+
+log = logging.getLogger(__name__)
+
+STRAWBERRY_DEFINITION = "strawberry-definition"
+_MAX_PLANS = 512
+
+Complete = Callable[[Any], Any]
+Getter = Callable[[Any], Any]
+
+
+class _Fallback(Exception):
+    """The plan cannot decide this value by itself: let graphql-core complete the list."""
+
+
+# Plans keyed by the identity of the field nodes (ParserCache hands out the same document for
+# the same query text). Each entry keeps its nodes alive, so an id cannot be reused while the
+# entry exists; None records "not compilable".
+_plans: OrderedDict[tuple[Any, ...], tuple[tuple[FieldNode, ...], Any]] = OrderedDict()
+
+
+class CompiledExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    def complete_list_value(
+        self,
+        return_type: GraphQLList[GraphQLOutputType],
+        field_details_list: Any,
+        info: Any,
+        path: Any,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        if type(result) is list:
+            plan = self._list_plan(return_type, field_details_list)
+            if plan is not None:
+                try:
+                    return plan(result)
+                except Exception:  # _Fallback, or anything the generic path must report
+                    pass
+        return super().complete_list_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def _list_plan(self, return_type: GraphQLList[Any], field_details_list: Any) -> Any:
+        nodes = tuple(fd.node for fd in field_details_list)
+        key = (return_type, *map(id, nodes))
+        cached = _plans.get(key)
+        if cached is not None:
+            _plans.move_to_end(key)
+            return self._bind(cached[1])
+        try:
+            template = self._compile_list(return_type, field_details_list)
+        except Exception:  # a planning bug must cost speed, never an answer
+            log.exception("could not compile a plan; graphql-core completes this selection")
+            template = None
+        _plans[key] = (nodes, template)
+        if len(_plans) > _MAX_PLANS:
+            _plans.popitem(last=False)
+        return self._bind(template)
+
+    def _bind(self, template: Any) -> Any:
+        # Templates are context-free so they can be cached across requests; relation steps
+        # need this request's context, bound here.
+        return None if template is None else template(self.context_value)
+
+    def _compilable_here(self, field_details_list: Any) -> bool:
+        if self.middleware_manager is not None and self.middleware_manager.middlewares:
+            return False  # field middleware must see every field: nothing may be skipped
+        for fd in field_details_list:
+            if fd.defer_usage is not None or fd.fragment_variable_values is not None:
+                return False
+            if fd.node.directives or _has_directives(fd.node.selection_set, self.fragments):
+                return False  # @include/@skip/@defer/@stream depend on variables or streaming
+        return True
+
+    def _compile_list(self, return_type: GraphQLList[Any], field_details_list: Any) -> Any:
+        if not self._compilable_here(field_details_list):
+            return None
+        item = self._compile_type(return_type.of_type, field_details_list)
+        if item is None:
+            return None
+        complete_item, item_non_null = item
+
+        def template(context: Any) -> Callable[[list[Any]], list[Any]]:
+            complete = complete_item(context)
+
+            def run(values: list[Any]) -> list[Any]:
+                out: list[Any] = []
+                append = out.append
+                for value in values:
+                    if value is None:
+                        if item_non_null:
+                            raise _Fallback
+                        append(None)
+                    else:
+                        append(complete(value))
+                return out
+
+            return run
+
+        return template
+
+    def _compile_type(
+        self, graphql_type: Any, field_details_list: Any
+    ) -> tuple[Callable[[Any], Complete], bool] | None:
+        """(context -> completer, non-null?) for values of this type, or None."""
+        non_null = isinstance(graphql_type, GraphQLNonNull)
+        inner = graphql_type.of_type if non_null else graphql_type
+        if is_leaf_type(inner):
+            serialize = inner.serialize
+
+            def leaf(value: Any) -> Any:
+                serialized = serialize(value)
+                if serialized is None:
+                    raise _Fallback  # graphql-core reports this as an error
+                return serialized
+
+            return (lambda _context: leaf), non_null
+        if isinstance(inner, GraphQLObjectType):
+            obj = self._compile_object(inner, field_details_list)
+            return (obj, non_null) if obj is not None else None
+        if isinstance(inner, GraphQLList):
+            template = self._compile_list(inner, field_details_list)
+            return (template, non_null) if template is not None else None
+        return None  # interfaces and unions: resolve_type is graphql-core's business
+
+    def _compile_object(
+        self, object_type: GraphQLObjectType, field_details_list: Any
+    ) -> Callable[[Any], Complete] | None:
+        if object_type.is_type_of is not None:
+            return None
+        collected = self.collect_subfields(object_type, field_details_list)
+        if collected.new_defer_usages:
+            return None
+        steps: list[tuple[str, Callable[[Any], Getter], Callable[[Any], Complete], bool]] = []
+        for response_key, sub_fields in collected.grouped_field_set.items():
+            node = sub_fields[0].node
+            name = node.name.value
+            if name == "__typename":
+                steps.append((response_key, *_typename_step(object_type.name), True))
+                continue
+            field_def = object_type.fields.get(name)
+            if field_def is None or field_def.args or node.arguments:
+                return None  # arguments need coercion: graphql-core's job
+            getter = _getter(object_type.name, name, field_def)
+            completion = self._compile_type(field_def.type, sub_fields)
+            if getter is None or completion is None:
+                return None
+            complete, non_null = completion
+            steps.append((response_key, getter, complete, non_null))
+
+        def template(context: Any) -> Complete:
+            bound = [(key, get(context), complete(context), nn) for key, get, complete, nn in steps]
+
+            def run(source: Any) -> dict[str, Any]:
+                out: dict[str, Any] = {}
+                for key, get, complete, non_null in bound:
+                    value = get(source)
+                    if value is None:
+                        if non_null:
+                            raise _Fallback
+                        out[key] = None
+                    else:
+                        out[key] = complete(value)
+                return out
+
+            return run
+
+        return template
+
+
+def _typename_step(
+    type_name: str,
+) -> tuple[Callable[[Any], Getter], Callable[[Any], Complete]]:
+    def read(_source: Any) -> str:
+        return type_name
+
+    def identity(value: Any) -> Any:
+        return value
+
+    return (lambda _context: read), (lambda _context: identity)
+
+
+def _getter(type_name: str, field_name: str, field_def: Any) -> Callable[[Any], Getter] | None:
+    """How a plan reads a field: the attribute Strawberry would read, or a pure relation."""
+    definition = (field_def.extensions or {}).get(STRAWBERRY_DEFINITION)
+    if definition is not None and getattr(field_def.resolve, "_is_default", False):
+        read = attrgetter(definition.python_name)
+        return lambda _context: read
+    relation = FAST_RELATIONS.get((type_name, field_name))
+    if relation is not None:
+        return lambda context: lambda source: relation(source, context)
+    return None
+
+
+def _has_directives(selection_set: SelectionSetNode | None, fragments: Any) -> bool:
+    if selection_set is None:
+        return False
+    stack: list[Iterable[Any]] = [selection_set.selections]
+    seen: set[str] = set()
+    while stack:
+        for selection in stack.pop():
+            if selection.directives:
+                return True
+            if isinstance(selection, FieldNode | InlineFragmentNode):
+                if selection.selection_set is not None:
+                    stack.append(selection.selection_set.selections)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                details = fragments.get(name)
+                if details is None or name in seen:
+                    continue
+                seen.add(name)
+                # graphql-core keeps FragmentDetails(definition, ...) per fragment name.
+                fragment = getattr(details, "definition", details)
+                if fragment.directives:
+                    return True
+                stack.append(fragment.selection_set.selections)
+    return False
