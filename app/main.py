@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from strawberry.fastapi import GraphQLRouter
 
 from app.runtime import Runtime, open_runtime
 from app.settings import Settings, get_settings
 from graphql_schema.context import Context
+from graphql_schema.http import MobilityGraphQLRouter
 from graphql_schema.schema import build_schema
 from providers.scheduler import Scheduler
 
@@ -61,9 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings,
             search=runtime.search,
             reference=runtime.reference,
+            persisted_queries=runtime.persisted_queries,
         )
 
-    graphql = GraphQLRouter(
+    graphql = MobilityGraphQLRouter(
         build_schema(settings),
         context_getter=get_context,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,

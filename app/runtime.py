@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import create_engine, session_factory
+from app.persisted_queries import PersistedQueries
 from app.redis import RedisKeys, create_redis
 from app.reference import ReferenceCache
 from app.search.service import SearchService
@@ -37,6 +38,7 @@ class Runtime:
     sync: SyncEngine
     search: SearchService
     reference: ReferenceCache
+    persisted_queries: PersistedQueries
 
 
 @asynccontextmanager
@@ -70,6 +72,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         ),
         search=SearchService(settings, index),
         reference=reference,
+        persisted_queries=PersistedQueries(redis, settings.redis_prefix),
     )
     try:
         yield runtime

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
+from app.persisted_queries import PersistedQueries
 from app.reference import ReferenceCache
 from app.search import repository
 from app.search.schemas import ProviderStats, StationRow
@@ -55,10 +56,12 @@ class Context(BaseContext):
         settings: Settings,
         search: SearchService,
         reference: ReferenceCache,
+        persisted_queries: PersistedQueries,
     ) -> None:
         super().__init__()
         self.sessions = sessions
         self.settings = settings
         self.search = search
         self.reference = reference
+        self.persisted_queries = persisted_queries
         self.loaders = Loaders(sessions)

@@ -42,6 +42,7 @@ async def _execute(runtime: Runtime, compiled: bool, query: str) -> dict[str, An
         settings=runtime.settings,
         search=runtime.search,
         reference=runtime.reference,
+        persisted_queries=runtime.persisted_queries,
     )
     result = await schema.execute(query, variable_values={"x": True}, context_value=context)
     return {

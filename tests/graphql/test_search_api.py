@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -566,3 +567,29 @@ async def test_selective_filter_reads_past_many_rejected_neighbours(
     )
 
     assert [v["id"] for v in body["data"]["vehicles"]] == [vid for _, vid in ranked[:4]]
+
+
+async def test_automatic_persisted_queries_follow_the_apollo_protocol(
+    runtime: Runtime, api: httpx.AsyncClient, wolfsburg: str
+) -> None:
+    query = "{ providers { id } }"
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    persisted = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+
+    unknown = (await api.post("/graphql", json={"extensions": persisted})).json()
+    registered = (await api.post("/graphql", json={"query": query, "extensions": persisted})).json()
+    by_hash = (await api.post("/graphql", json={"extensions": persisted})).json()
+    mismatch = (
+        await api.post("/graphql", json={"query": "{ __typename }", "extensions": persisted})
+    ).json()
+
+    assert [e["extensions"]["code"] for e in unknown["errors"]] == ["PERSISTED_QUERY_NOT_FOUND"]
+    assert unknown["errors"][0]["message"] == "PersistedQueryNotFound"
+    assert registered["data"] == by_hash["data"] == {"providers": [{"id": wolfsburg}]}
+    assert [e["extensions"]["code"] for e in mismatch["errors"]] == [
+        "PERSISTED_QUERY_HASH_MISMATCH"
+    ]
+    # Stored in Redis, so another API process knows the document too.
+    assert (
+        await runtime.redis.get(f"{runtime.settings.redis_prefix}:apq:{digest}") == query.encode()
+    )
