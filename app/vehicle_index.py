@@ -9,9 +9,8 @@ rebuilt from it (``rebuild_provider``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
@@ -31,8 +30,10 @@ class IndexUnavailable(Exception):
     search answers from PostGIS instead."""
 
 
-@dataclass(frozen=True, slots=True)
-class VehicleDoc:
+class VehicleDoc(NamedTuple):
+    """One vehicle as search returns it. A tuple, so that decoding the index's documents (the
+    search hot path) is a single C-level construction from the stored list."""
+
     id: str
     provider_id: str
     form_factor: str
@@ -58,52 +59,20 @@ class VehicleDoc:
         return self.is_available and abs(self.lat) <= GEO_MAX_LAT
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            [
-                self.id,
-                self.provider_id,
-                self.form_factor,
-                self.propulsion_type,
-                self.lat,
-                self.lon,
-                self.is_reserved,
-                self.is_disabled,
-                self.vehicle_type_id,
-                self.pricing_plan_id,
-                self.station_id,
-                self.current_range_meters,
-                self.current_fuel_percent,
-                self.rental_uris,
-                self.last_reported.isoformat() if self.last_reported else None,
-            ]
-        )
+        values = list(self)
+        values[_LAST_REPORTED] = self.last_reported.isoformat() if self.last_reported else None
+        return orjson.dumps(values)
 
     @classmethod
     def decode(cls, raw: bytes) -> VehicleDoc:
         try:
-            return cls._decode(orjson.loads(raw))
+            values = orjson.loads(raw)
+            reported = values[_LAST_REPORTED]
+            if reported is not None:
+                values[_LAST_REPORTED] = datetime.fromisoformat(reported)
+            return cls._make(values)
         except (orjson.JSONDecodeError, IndexError, TypeError, ValueError) as exc:
             raise IndexUnavailable(f"unreadable index document: {exc}") from exc
-
-    @classmethod
-    def _decode(cls, v: list[Any]) -> VehicleDoc:
-        return cls(
-            id=v[0],
-            provider_id=v[1],
-            form_factor=v[2],
-            propulsion_type=v[3],
-            lat=v[4],
-            lon=v[5],
-            is_reserved=v[6],
-            is_disabled=v[7],
-            vehicle_type_id=v[8],
-            pricing_plan_id=v[9],
-            station_id=v[10],
-            current_range_meters=v[11],
-            current_fuel_percent=v[12],
-            rental_uris=v[13],
-            last_reported=datetime.fromisoformat(v[14]) if v[14] else None,
-        )
 
     def to_json(self) -> dict[str, Any]:
         """The shape published on the delta channel."""
@@ -125,10 +94,31 @@ class VehicleDoc:
         }
 
 
+# KEYS: geo set, documents hash, ready flag. ARGV: lon, lat, radius (m), count, skip.
+# Returns {number of ids found, document...}; {-1} when the index is not built.
+_NEAREST_LUA = """
+if redis.call('EXISTS', KEYS[3]) == 0 then return {-1} end
+local ids = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2],
+                       'BYRADIUS', ARGV[3], 'm', 'ASC', 'COUNT', ARGV[4])
+local skip = tonumber(ARGV[5])
+local wanted = {}
+for i = skip + 1, #ids do wanted[#wanted + 1] = ids[i] end
+if #wanted == 0 then return {#ids} end
+local docs = redis.call('HMGET', KEYS[2], unpack(wanted))
+local reply = {#ids}
+for i = 1, #docs do reply[i + 1] = docs[i] end
+return reply
+"""
+
+
+_LAST_REPORTED = VehicleDoc._fields.index("last_reported")
+
+
 class VehicleIndex:
     def __init__(self, redis: Redis, keys: RedisKeys) -> None:
         self.redis = redis
         self.keys = keys
+        self._nearest = redis.register_script(_NEAREST_LUA)
 
     async def apply(
         self, provider_id: str, upserted: Sequence[VehicleDoc], removed_ids: Iterable[str]
@@ -201,26 +191,24 @@ class VehicleIndex:
             messages += 1
         return messages
 
-    async def search_radius(
-        self, lat: float, lon: float, radius_meters: float, *, count: int
-    ) -> list[tuple[str, float]]:
-        """The ``count`` nearest indexed vehicles within (a hair more than) the radius."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(self.keys.index_ready)
-        pipe.geosearch(
-            self.keys.vehicle_geo,
-            longitude=lon,
-            latitude=lat,
-            radius=radius_meters * SPHERE_MARGIN,
-            unit="m",
-            sort="ASC",
-            count=count,
-            withdist=True,
+    async def nearest_documents(
+        self, lat: float, lon: float, radius_meters: float, *, count: int, skip: int = 0
+    ) -> tuple[int, list[VehicleDoc | None]]:
+        """Documents of the ``count`` nearest indexed vehicles within (a hair more than) the
+        radius, nearest first, without the first ``skip`` of them; and how many ids the radius
+        search found (fewer than ``count``: there are no more).
+
+        One round trip: a server-side script runs GEOSEARCH and HMGET together, so neither the
+        ids nor their distances cross the wire or go through the client's reply parsing.
+        """
+        reply = await self._nearest(
+            keys=[self.keys.vehicle_geo, self.keys.vehicle_docs, self.keys.index_ready],
+            args=[lon, lat, radius_meters * SPHERE_MARGIN, count, skip],
         )
-        ready, rows = await pipe.execute()
-        if not ready:
+        found = int(reply[0])
+        if found < 0:
             raise IndexUnavailable("the index is not built")
-        return [(m.decode(), float(d)) for m, d in rows]
+        return found, [VehicleDoc.decode(r) if r is not None else None for r in reply[1:]]
 
     async def is_ready(self) -> bool:
         return bool(await self.redis.exists(self.keys.index_ready))

@@ -16,6 +16,20 @@ def geodesic_meters(lat1: float, lon1: float, lat2: float, lon2: float) -> float
     return float(result["s12"])
 
 
+# The sphere Redis GEO measures on (its GEOSEARCH distances and radius filter).
+_REDIS_EARTH_RADIUS_M = 6_372_797.560856
+
+
+def sphere_meters(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Haversine distance on Redis GEO's sphere: the order its radius searches return."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = (
+        math.sin((p2 - p1) / 2) ** 2
+        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    )
+    return 2 * _REDIS_EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
 # WGS84 ellipsoid.
 _A = 6_378_137.0
 _F = 1 / 298.257223563

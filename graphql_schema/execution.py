@@ -24,12 +24,15 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from math import isfinite
 from operator import attrgetter
 from typing import Any
 
 from graphql import (
     FieldNode,
     FragmentSpreadNode,
+    GraphQLEnumType,
+    GraphQLFloat,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -150,14 +153,7 @@ class CompiledExecutionContext(StrawberryGraphQLCoreExecutionContext):
         non_null = isinstance(graphql_type, GraphQLNonNull)
         inner = graphql_type.of_type if non_null else graphql_type
         if is_leaf_type(inner):
-            serialize = inner.serialize
-
-            def leaf(value: Any) -> Any:
-                serialized = serialize(value)
-                if serialized is None:
-                    raise _Fallback  # graphql-core reports this as an error
-                return serialized
-
+            leaf = _leaf_serializer(inner)
             return (lambda _context: leaf), non_null
         if isinstance(inner, GraphQLObjectType):
             obj = self._compile_object(inner, field_details_list)
@@ -210,6 +206,39 @@ class CompiledExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return run
 
         return template
+
+
+def _leaf_serializer(leaf_type: Any) -> Complete:
+    """The type's own serializer, short-circuited for the values that need no work: a float
+    that is finite, a string, a boolean, an int in range, a member of the enum."""
+    serialize = leaf_type.serialize
+
+    def checked(value: Any) -> Any:
+        serialized = serialize(value)
+        if serialized is None:
+            raise _Fallback  # graphql-core reports this as an error
+        return serialized
+
+    if isinstance(leaf_type, GraphQLEnumType):
+        names = {v.value: name for name, v in leaf_type.values.items()}
+
+        def enum(value: Any) -> Any:
+            name = names.get(value)
+            return name if name is not None else checked(value)
+
+        return enum
+    if leaf_type is GraphQLFloat or leaf_type.name == "Float":
+        return lambda v: v if type(v) is float and isfinite(v) else checked(v)
+    if leaf_type.name in ("String", "ID"):
+        return lambda v: v if type(v) is str else checked(v)
+    if leaf_type.name == "Boolean":
+        return lambda v: v if type(v) is bool else checked(v)
+    if leaf_type.name == "Int":
+        return lambda v: v if type(v) is int and _INT_MIN <= v <= _INT_MAX else checked(v)
+    return checked
+
+
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
 
 def _typename_step(

@@ -26,7 +26,7 @@ from app.search.schemas import (
 from app.settings import Settings
 from app.vehicle_index import SPHERE_MARGIN, IndexUnavailable, VehicleIndex
 from geo.areas import BBox, Near, valid_lat, valid_lon
-from geo.distance import short_geodesic_meters
+from geo.distance import short_geodesic_meters, sphere_meters
 from geo.zones import Rule, ZoneCandidate, decide
 from providers import repository as provider_repository
 
@@ -159,32 +159,21 @@ class SearchService:
         refreshed = False
         hits: list[VehicleHit] = []
         threshold: float | None = None  # once `first` are found: how far swaps could reach
-        seen = 0
-        count = max(first * 4, 64)  # ids and distances only: cheap to over-ask
-        window_size = first + 16  # documents: fetch about what is needed, widen if filtered
-        candidates = await self.index.search_radius(
-            near.lat, near.lon, near.radius_meters, count=count
-        )
+        count, skip = first + 16, 0  # about what is needed; widened when filters reject
         while True:
-            if seen >= len(candidates):
-                if len(candidates) < count:
-                    break  # everything within the radius has been read
-                # Filters rejected too many of the nearest: ask Redis for more.
-                count *= 4
-                candidates = await self.index.search_radius(
-                    near.lat, near.lon, near.radius_meters, count=count
-                )
-                continue
-            window = candidates[seen : seen + window_size]
-            window_size *= 2
-            docs = await self.index.documents([vid for vid, _ in window])
+            found, docs = await self.index.nearest_documents(
+                near.lat, near.lon, near.radius_meters, count=count, skip=skip
+            )
             stop = False
-            for (_, sphere_distance), doc in zip(window, docs, strict=True):
-                seen += 1
-                if threshold is not None and sphere_distance > threshold:
-                    stop = True
+            for doc in docs:
+                if doc is None:
+                    continue  # removed between the two commands of the script: skip it
+                if threshold is not None and (
+                    sphere_meters(near.lat, near.lon, doc.lat, doc.lon) > threshold
+                ):
+                    stop = True  # candidates come in spherical order: none further can win
                     break
-                if doc is None or not flt.matches(doc):
+                if not flt.matches(doc):
                     continue
                 if doc.provider_id not in enabled and not refreshed:
                     # A provider added since the cache was filled: look again, once.
@@ -200,8 +189,9 @@ class SearchService:
                     # Spherical and geodesic order can differ by a hair: keep reading
                     # candidates that could still belong in the first `first`.
                     threshold = max(h.distance_meters or 0.0 for h in hits) * SPHERE_MARGIN
-            if stop:
+            if stop or found < count:
                 break
+            count, skip = count * 4, count
         hits.sort(key=lambda h: (h.distance_meters, h.vehicle.id))
         return hits[:first]
 
