@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from app.runtime import Runtime, open_runtime
 from app.settings import Settings, get_settings
 from graphql_schema.context import Context
+from graphql_schema.fast_http import GraphQLFastPath
 from graphql_schema.http import MobilityGraphQLRouter
 from graphql_schema.schema import build_schema
 from providers.scheduler import Scheduler
@@ -26,7 +27,8 @@ async def _ensure_index(runtime: Runtime) -> None:
         log.warning("could not build the search index at start: %s", exc)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> FastAPI:
+    """``fast_path=False`` leaves every request to Strawberry's view (tests compare the two)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -64,13 +66,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             persisted_queries=runtime.persisted_queries,
         )
 
+    schema = build_schema(settings)
+    app.state.graphql_schema = schema
     graphql = MobilityGraphQLRouter(
-        build_schema(settings),
+        schema,
         context_getter=get_context,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         subscription_protocols=(),
     )
     app.include_router(graphql, prefix="/graphql")
+    if fast_path:
+        app.add_middleware(GraphQLFastPath, path="/graphql")
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, str]:

@@ -48,7 +48,17 @@ class VehicleDoc(NamedTuple):
     current_range_meters: float | None
     current_fuel_percent: float | None
     rental_uris: dict[str, str | None] | None
-    last_reported: datetime | None
+    # Documents read from the index keep the ISO string as stored: most answers never show it,
+    # so it is parsed only when asked for (reported_at()).
+    last_reported: datetime | str | None
+
+    def reported_at(self) -> datetime | None:
+        value = self.last_reported
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+    def reported_iso(self) -> str | None:
+        value = self.last_reported
+        return value.isoformat() if isinstance(value, datetime) else value
 
     @property
     def is_available(self) -> bool:
@@ -60,17 +70,13 @@ class VehicleDoc(NamedTuple):
 
     def encode(self) -> bytes:
         values = list(self)
-        values[_LAST_REPORTED] = self.last_reported.isoformat() if self.last_reported else None
+        values[_LAST_REPORTED] = self.reported_iso()
         return orjson.dumps(values)
 
     @classmethod
     def decode(cls, raw: bytes) -> VehicleDoc:
         try:
-            values = orjson.loads(raw)
-            reported = values[_LAST_REPORTED]
-            if reported is not None:
-                values[_LAST_REPORTED] = datetime.fromisoformat(reported)
-            return cls._make(values)
+            return cls._make(orjson.loads(raw))
         except (orjson.JSONDecodeError, IndexError, TypeError, ValueError) as exc:
             raise IndexUnavailable(f"unreadable index document: {exc}") from exc
 
@@ -90,7 +96,7 @@ class VehicleDoc(NamedTuple):
             "stationId": self.station_id,
             "currentRangeMeters": self.current_range_meters,
             "currentFuelPercent": self.current_fuel_percent,
-            "lastReported": self.last_reported.isoformat() if self.last_reported else None,
+            "lastReported": self.reported_iso(),
         }
 
 

@@ -15,6 +15,7 @@ from app.reference import ReferenceData
 from app.search.schemas import ProviderStats, StationRow, VehicleHit, ZoneRow
 from app.search.service import is_stale, latest_sync_run, validate_first
 from app.settings import Settings
+from app.vehicle_index import VehicleDoc
 from app.vocabulary import currency_exponent
 from graphql_schema.enums import FormFactor, PropulsionType
 from graphql_schema.scalars import Long
@@ -359,8 +360,17 @@ class Vehicle:
     )
     is_reserved: bool
     is_disabled: bool
-    rental_uris: RentalUris | None
-    last_reported: datetime | None
+    # Built only when selected (most map queries do not ask for them).
+    rental_uris_raw: strawberry.Private[dict[str, str | None] | None]
+    doc: strawberry.Private[VehicleDoc]
+
+    @strawberry.field
+    def rental_uris(self) -> RentalUris | None:
+        return RentalUris.from_json(self.rental_uris_raw)
+
+    @strawberry.field
+    def last_reported(self) -> datetime | None:
+        return self.doc.reported_at()
 
     @classmethod
     def from_hit(cls, hit: VehicleHit, ref: ReferenceData) -> Vehicle:
@@ -382,8 +392,8 @@ class Vehicle:
             current_fuel_percent=v.current_fuel_percent,
             is_reserved=v.is_reserved,
             is_disabled=v.is_disabled,
-            rental_uris=RentalUris.from_json(v.rental_uris) if v.rental_uris else None,
-            last_reported=v.last_reported,
+            rental_uris_raw=v.rental_uris,
+            doc=v,
         )
 
     @strawberry.field
@@ -522,6 +532,8 @@ def _settings(context: Context) -> Settings:
 # same functions as the resolvers above. (type name, field name) -> f(source, context).
 FAST_RELATIONS: dict[tuple[str, str], Callable[[Any, Any], Any]] = {
     ("Vehicle", "provider"): lambda v, c: provider_view(v.ref, _settings(c), v.provider_id),
+    ("Vehicle", "rentalUris"): lambda v, _c: RentalUris.from_json(v.rental_uris_raw),
+    ("Vehicle", "lastReported"): lambda v, _c: v.doc.reported_at(),
     ("Vehicle", "vehicleType"): lambda v, _c: vehicle_type_view(v.ref, v.vehicle_type_id),
     ("Vehicle", "pricingPlan"): lambda v, _c: pricing_plan_view(v.ref, v.pricing_plan_id),
     ("VehicleType", "provider"): lambda t, c: provider_view(t.ref, _settings(c), t.provider_id),

@@ -1,0 +1,162 @@
+"""The common GraphQL request, answered without the generic web stack.
+
+Almost every request a map client sends is the same: ``POST /graphql`` with a JSON object
+holding a query (or a persisted-query hash) and variables. For that request this middleware
+does what Strawberry's view does (parse, resolve the persisted query, execute the same schema
+with the same context, format the result the same way) without FastAPI's routing, dependency
+solving and the view's generic request handling, which cost as much as the search itself.
+
+Anything else (GraphiQL, GET, multipart, batches, malformed bodies, subscriptions over POST)
+is handed to the FastAPI app unchanged, with the body replayed, so its behaviour and its error
+answers stay exactly Strawberry's.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from graphql import GraphQLError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from app.persisted_queries import PersistedQueryError
+from graphql_schema.context import Context
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1_048_576
+_ALLOWED = frozenset({OperationType.QUERY, OperationType.MUTATION})
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class GraphQLFastPath:
+    def __init__(self, app: ASGIApp, *, path: str = "/graphql") -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] != self.path
+            or not _is_json(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client went away
+        if len(body) > MAX_BODY_BYTES:
+            await _send_json(send, 413, {"detail": f"request body over {MAX_BODY_BYTES} bytes"})
+            return
+        result = await self._execute(scope, body)
+        if result is None:
+            await self.app(scope, _replay(body), send)
+            return
+        await _respond(send, result)
+
+    async def _execute(self, scope: Scope, body: bytes) -> ExecutionResult | None:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        query = data.get("query")
+        variables = data.get("variables")
+        operation_name = data.get("operationName")
+        extensions = data.get("extensions")
+        if (
+            (query is not None and not isinstance(query, str))
+            or (variables is not None and not isinstance(variables, dict))
+            or (operation_name is not None and not isinstance(operation_name, str))
+            or (extensions is not None and not isinstance(extensions, dict))
+        ):
+            return None
+        runtime = scope["app"].state.runtime
+        context = Context(
+            sessions=runtime.sessions,
+            settings=runtime.settings,
+            search=runtime.search,
+            reference=runtime.reference,
+            persisted_queries=runtime.persisted_queries,
+        )
+        persisted = (extensions or {}).get("persistedQuery")
+        if persisted is not None:
+            try:
+                query = await context.persisted_queries.resolve(query, persisted)
+            except PersistedQueryError as exc:
+                error = GraphQLError(exc.message, extensions={"code": exc.code})
+                return ExecutionResult(data=None, errors=[error])
+        if query is None:
+            return None
+        schema = scope["app"].state.graphql_schema
+        try:
+            return await schema.execute(  # type: ignore[no-any-return]
+                query,
+                variable_values=variables,
+                context_value=context,
+                operation_name=operation_name,
+                allowed_operation_types=_ALLOWED,
+                operation_extensions=extensions,
+            )
+        except (MissingQueryError, InvalidOperationTypeError, CannotGetOperationTypeError):
+            return None  # raised before anything ran: the view gives its own answer
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bool(value.split(b";", 1)[0].strip().lower() == b"application/json")
+    return False
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return b"\0" * size  # the caller answers 413; the rest is not read
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _respond(send: Send, result: ExecutionResult) -> None:
+    # The shape Strawberry's view gives a single result.
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        payload["errors"] = [error.formatted for error in result.errors]
+    if result.extensions:
+        payload["extensions"] = result.extensions
+    await _send_json(send, 200, payload)
+
+
+async def _send_json(send: Send, status: int, payload: object) -> None:
+    body = orjson.dumps(payload)
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
