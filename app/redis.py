@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 # Bumped whenever the index's document format changes: a deploy then builds a fresh index under
 # new keys instead of misreading documents written by the previous version.
@@ -14,11 +16,14 @@ INDEX_FORMAT = "v1"
 def create_redis(redis_url: str, *, timeout_seconds: float = 1.0) -> Redis:
     # Short timeouts: Redis is the hot path, and search must fall back to PostGIS quickly when
     # Redis does not answer rather than hang a request.
+    # No retries: redis-py's default (three, with backoff) turns an outage into seconds of
+    # waiting per request; callers fall back to PostGIS or retry on their own schedule.
     return Redis.from_url(
         redis_url,
         socket_timeout=timeout_seconds,
         socket_connect_timeout=1.0,
         health_check_interval=30,
+        retry=Retry(NoBackoff(), 0),
     )
 
 

@@ -90,24 +90,28 @@ _VEHICLE_COLUMNS = """
 
 
 def _vehicle_hit(row: Any) -> VehicleHit:
+    """From an asyncpg Record or a SQLAlchemy row mapping."""
+    uris = row["rental_uris"]
+    if isinstance(uris, str):  # jsonb straight from asyncpg, without SQLAlchemy's codec
+        uris = orjson.loads(uris)
     doc = VehicleDoc(
-        id=row.id,
-        provider_id=row.provider_id,
-        form_factor=row.form_factor,
-        propulsion_type=row.propulsion_type,
-        lat=row.lat,
-        lon=row.lon,
-        is_reserved=row.is_reserved,
-        is_disabled=row.is_disabled,
-        vehicle_type_id=row.vehicle_type_id,
-        pricing_plan_id=row.pricing_plan_id,
-        station_id=row.station_id,
-        current_range_meters=row.current_range_meters,
-        current_fuel_percent=row.current_fuel_percent,
-        rental_uris=row.rental_uris,
-        last_reported=row.last_reported,
+        id=row["id"],
+        provider_id=row["provider_id"],
+        form_factor=row["form_factor"],
+        propulsion_type=row["propulsion_type"],
+        lat=row["lat"],
+        lon=row["lon"],
+        is_reserved=row["is_reserved"],
+        is_disabled=row["is_disabled"],
+        vehicle_type_id=row["vehicle_type_id"],
+        pricing_plan_id=row["pricing_plan_id"],
+        station_id=row["station_id"],
+        current_range_meters=row["current_range_meters"],
+        current_fuel_percent=row["current_fuel_percent"],
+        rental_uris=uris,
+        last_reported=row["last_reported"],
     )
-    return VehicleHit(doc, row.distance)
+    return VehicleHit(doc, row["distance"])
 
 
 async def search_vehicles(
@@ -125,7 +129,92 @@ async def search_vehicles(
         ),
         {**where.params, "first": first},
     )
-    return [_vehicle_hit(r) for r in rows]
+    return [_vehicle_hit(r._mapping) for r in rows]
+
+
+_NEAR_POINT = "ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography"
+# PostGIS orders geography KNN (<->) by spherical distance; answers are ordered by the geodesic
+# one, within 0.6% of it. Candidates are read nearest-by-sphere with a margin, re-ranked by the
+# spheroid distance, and read further in the rare case the margin did not reach far enough.
+_NEAR_SQL = """
+WITH candidates AS MATERIALIZED (
+    SELECT {columns}, v.geom AS g, v.geom::geography <-> {point} AS sphere_m
+    FROM vehicles v JOIN providers p ON p.id = v.provider_id
+    WHERE ST_DWithin(v.geom::geography, {point}, $3) AND {where}
+    ORDER BY v.geom::geography <-> {point}
+    LIMIT $4
+)
+SELECT {outer}, ST_Distance(c.g::geography, {point}) AS distance,
+       max(c.sphere_m) OVER () AS horizon, count(*) OVER () AS fetched
+FROM candidates c
+ORDER BY distance, c.id COLLATE "C"
+"""
+_VEHICLE_FIELDS = [
+    "id",
+    "provider_id",
+    "form_factor",
+    "propulsion_type",
+    "lat",
+    "lon",
+    "is_reserved",
+    "is_disabled",
+    "vehicle_type_id",
+    "pricing_plan_id",
+    "station_id",
+    "current_range_meters",
+    "current_fuel_percent",
+    "rental_uris",
+    "last_reported",
+]
+
+
+async def search_vehicles_near(
+    session: AsyncSession, *, near: Near, flt: VehicleFilter, first: int
+) -> list[VehicleHit]:
+    """Nearest vehicles from PostGIS: the fallback of the Redis path, and the path for
+    reserved/disabled vehicles. One prepared statement per filter shape, on asyncpg directly."""
+    params: list[Any] = [near.lon, near.lat, near.radius_meters, 0]
+    clauses = ["p.enabled"]
+
+    def bind(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    if not flt.include_reserved:
+        clauses.append("NOT v.is_reserved")
+    if not flt.include_disabled:
+        clauses.append("NOT v.is_disabled")
+    if flt.form_factors is not None:
+        clauses.append(f"v.form_factor = ANY({bind(sorted(flt.form_factors))})")
+    if flt.propulsion_types is not None:
+        clauses.append(f"v.propulsion_type = ANY({bind(sorted(flt.propulsion_types))})")
+    if flt.providers is not None:
+        clauses.append(f"v.provider_id = ANY({bind(sorted(flt.providers))})")
+    if flt.min_range_meters is not None:
+        clauses.append(f"v.current_range_meters >= {bind(flt.min_range_meters)}")
+    sql = _NEAR_SQL.format(
+        columns=_VEHICLE_COLUMNS,
+        outer=", ".join(f"c.{name}" for name in _VEHICLE_FIELDS),
+        point=_NEAR_POINT,
+        where=" AND ".join(clauses),
+    )
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    pg = raw.driver_connection
+    assert pg is not None
+    limit = first + max(8, first // 4)
+    while True:
+        params[3] = limit
+        rows = await pg.fetch(sql, *params)
+        if not rows:
+            return []
+        kept = rows[:first]
+        fetched, horizon = rows[0]["fetched"], rows[0]["horizon"]
+        # Complete when everything within the radius was read, or the candidates reach far
+        # enough past the farthest answer that no unread vehicle can be nearer.
+        if fetched < limit or horizon >= kept[-1]["distance"] * 1.006:
+            return [_vehicle_hit(r) for r in kept]
+        limit *= 4
 
 
 async def vehicle_by_id(session: AsyncSession, vehicle_id: str) -> VehicleHit | None:
@@ -137,7 +226,7 @@ async def vehicle_by_id(session: AsyncSession, vehicle_id: str) -> VehicleHit | 
         {"id": vehicle_id},
     )
     row = rows.first()
-    return _vehicle_hit(row) if row is not None else None
+    return _vehicle_hit(row._mapping) if row is not None else None
 
 
 _STATION_COLUMNS = """

@@ -33,6 +33,7 @@ from providers import repository as provider_repository
 log = logging.getLogger(__name__)
 
 ENABLED_PROVIDERS_TTL_SECONDS = 2.0
+INDEX_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,7 @@ class SearchService:
         self.index = index
         self._enabled: frozenset[str] = frozenset()
         self._enabled_at = -math.inf
+        self._index_retry_at = -math.inf
 
     async def vehicles(
         self, session: AsyncSession, *, area: Area, flt: VehicleFilter, first: int
@@ -131,13 +133,25 @@ class SearchService:
         if flt.min_range_meters is not None and flt.min_range_meters < 0:
             raise InvalidInput("minRangeMeters must be >= 0", code="INVALID_FILTER")
         # The index holds available vehicles only; reserved/disabled requests go to PostGIS.
-        if area.near is not None and flt.available_only and self.index is not None:
+        if (
+            area.near is not None
+            and flt.available_only
+            and self.index is not None
+            and time.monotonic() >= self._index_retry_at
+        ):
             try:
                 return await self._vehicles_from_index(session, area.near, flt, first)
             except (RedisError, OSError, IndexUnavailable) as exc:
+                # Do not knock on a dead Redis with every request: PostGIS answers for a
+                # moment, then the index is tried again (no restart needed when it is back).
+                self._index_retry_at = time.monotonic() + INDEX_RETRY_SECONDS
                 log.warning("redis search unavailable, answering from PostGIS: %s", exc)
+        if area.near is not None:
+            return await repository.search_vehicles_near(
+                session, near=area.near, flt=flt, first=first
+            )
         return await repository.search_vehicles(
-            session, near=area.near, bbox=area.bbox, flt=flt, first=first
+            session, near=None, bbox=area.bbox, flt=flt, first=first
         )
 
     async def _enabled_providers(

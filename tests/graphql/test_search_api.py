@@ -593,3 +593,22 @@ async def test_automatic_persisted_queries_follow_the_apollo_protocol(
     assert (
         await runtime.redis.get(f"{runtime.settings.redis_prefix}:apq:{digest}") == query.encode()
     )
+
+
+async def test_postgis_fallback_ranks_like_the_index_with_filters(
+    runtime: Runtime, api: httpx.AsyncClient, wolfsburg: str
+) -> None:
+    query = (
+        "{ vehicles(near: {lat: 52.4227, lon: 10.7865, radiusMeters: 3000}, first: 60, "
+        "filter: {minRangeMeters: 10000}) { id distanceMeters currentRangeMeters } }"
+    )
+    from_index = (await gql(api, query))["data"]["vehicles"]
+    original = runtime.search.index
+    try:
+        runtime.search.index = None  # what an open circuit to Redis does
+        from_postgis = (await gql(api, query))["data"]["vehicles"]
+    finally:
+        runtime.search.index = original
+    assert len(from_index) == 60
+    assert [v["id"] for v in from_postgis] == [v["id"] for v in from_index]
+    assert all(v["currentRangeMeters"] >= 10000 for v in from_postgis)
