@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -94,6 +95,10 @@ async def runtime(session_runtime: Runtime) -> AsyncIterator[Runtime]:
     """The runtime with an empty database and an empty Redis db before each test."""
     await reset_state(session_runtime)
     session_runtime.sync._caches.clear()
+    # Per-process caches and circuits start fresh, as in a new process.
+    session_runtime.search._index_retry_at = -math.inf
+    session_runtime.search._enabled_at = -math.inf
+    session_runtime.reference.invalidate()
     yield session_runtime
 
 

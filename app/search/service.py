@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 ENABLED_PROVIDERS_TTL_SECONDS = 2.0
 INDEX_RETRY_SECONDS = 1.0
+FIRST_PROBE_METERS = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +175,14 @@ class SearchService:
         hits: list[VehicleHit] = []
         threshold: float | None = None  # once `first` are found: how far swaps could reach
         count, skip = first + 16, 0  # about what is needed; widened when filters reject
+        # Redis's radius search examines every member inside the radius before it sorts and
+        # cuts: in a dense city centre that is thousands for 500 m. Start small and widen, so
+        # the search costs what the answer needs (the nearest `count` inside a smaller circle
+        # are the nearest `count` overall).
+        radius = min(near.radius_meters, max(FIRST_PROBE_METERS, near.radius_meters / 4))
         while True:
             found, docs = await self.index.nearest_documents(
-                near.lat, near.lon, near.radius_meters, count=count, skip=skip
+                near.lat, near.lon, radius, count=count, skip=skip
             )
             stop = False
             for doc in docs:
@@ -203,9 +209,14 @@ class SearchService:
                     # Spherical and geodesic order can differ by a hair: keep reading
                     # candidates that could still belong in the first `first`.
                     threshold = max(h.distance_meters or 0.0 for h in hits) * SPHERE_MARGIN
-            if stop or found < count:
+            if stop:
                 break
-            count, skip = count * 4, count
+            if found >= count:  # the circle holds more: read further into it
+                count, skip = count * 4, count
+            elif radius < near.radius_meters:  # the circle is exhausted: widen it
+                radius, skip = min(near.radius_meters, radius * 2), found
+            else:
+                break
         hits.sort(key=lambda h: (h.distance_meters, h.vehicle.id))
         return hits[:first]
 
