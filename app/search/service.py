@@ -182,7 +182,15 @@ class SearchService:
         radius = min(near.radius_meters, max(FIRST_PROBE_METERS, near.radius_meters / 4))
         while True:
             found, docs = await self.index.nearest_documents(
-                near.lat, near.lon, radius, count=count, skip=skip
+                near.lat,
+                near.lon,
+                radius,
+                count=count,
+                skip=skip,
+                form_factors=flt.form_factors,
+                propulsion_types=flt.propulsion_types,
+                providers=flt.providers,
+                min_range_meters=flt.min_range_meters,
             )
             stop = False
             for doc in docs:
