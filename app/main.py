@@ -15,6 +15,7 @@ from app.settings import Settings, get_settings
 from graphql_schema.context import Context
 from graphql_schema.fast_http import GraphQLFastPath
 from graphql_schema.http import MobilityGraphQLRouter
+from graphql_schema.operation import OperationPlans
 from graphql_schema.schema import build_schema
 from providers.scheduler import Scheduler
 
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
 
     schema = build_schema(settings)
     app.state.graphql_schema = schema
+    app.state.operation_plans = OperationPlans(schema)
     graphql = MobilityGraphQLRouter(
         schema,
         context_getter=get_context,

@@ -115,7 +115,7 @@ class CompiledExecutionContext(StrawberryGraphQLCoreExecutionContext):
         for fd in field_details_list:
             if fd.defer_usage is not None or fd.fragment_variable_values is not None:
                 return False
-            if fd.node.directives or _has_directives(fd.node.selection_set, self.fragments):
+            if fd.node.directives or has_directives(fd.node.selection_set, self.fragments):
                 return False  # @include/@skip/@defer/@stream depend on variables or streaming
         return True
 
@@ -265,7 +265,7 @@ def _getter(type_name: str, field_name: str, field_def: Any) -> Callable[[Any], 
     return None
 
 
-def _has_directives(selection_set: SelectionSetNode | None, fragments: Any) -> bool:
+def has_directives(selection_set: SelectionSetNode | None, fragments: Any) -> bool:
     if selection_set is None:
         return False
     stack: list[Iterable[Any]] = [selection_set.selections]

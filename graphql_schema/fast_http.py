@@ -95,9 +95,15 @@ class GraphQLFastPath:
                 return ExecutionResult(data=None, errors=[error])
         if query is None:
             return None
-        schema = scope["app"].state.graphql_schema
+        state = scope["app"].state
+        schema, plans = state.graphql_schema, state.operation_plans
+        plan = plans.get(query, operation_name)
+        if plan is not None:
+            planned: ExecutionResult | None = await plan.execute(schema._schema, context, variables)
+            if planned is not None:
+                return planned
         try:
-            return await schema.execute(  # type: ignore[no-any-return]
+            result: ExecutionResult = await schema.execute(
                 query,
                 variable_values=variables,
                 context_value=context,
@@ -107,6 +113,9 @@ class GraphQLFastPath:
             )
         except (MissingQueryError, InvalidOperationTypeError, CannotGetOperationTypeError):
             return None  # raised before anything ran: the view gives its own answer
+        if not result.errors and not plans.knows(query, operation_name):
+            plans.learn(query, operation_name, variables)
+        return result
 
 
 def _is_json(scope: Scope) -> bool:
