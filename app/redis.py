@@ -22,7 +22,9 @@ def create_redis(redis_url: str, *, timeout_seconds: float = 1.0) -> Redis:
         redis_url,
         socket_timeout=timeout_seconds,
         socket_connect_timeout=1.0,
-        health_check_interval=30,
+        # No per-command health bookkeeping on the hot path: a dead connection fails the
+        # command, and search falls back to PostGIS for a second (app/search/service.py).
+        health_check_interval=0,
         retry=Retry(NoBackoff(), 0),
     )
 
