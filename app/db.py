@@ -21,8 +21,11 @@ def async_url(database_url: str) -> str:
 
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+    # No pre-ping: it costs a round trip on every checkout, which the search fallback cannot
+    # afford; connections are recycled instead, and a connection broken by a server restart
+    # fails one request, not a request per checkout.
     return create_async_engine(
-        async_url(database_url), pool_size=pool_size, max_overflow=10, pool_pre_ping=True
+        async_url(database_url), pool_size=pool_size, max_overflow=10, pool_recycle=1800
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.redis import RedisKeys
 
@@ -243,20 +244,24 @@ class VehicleIndex:
         One round trip: a server-side script runs GEOSEARCH, HMGET and the filters together,
         so only the documents wanted cross the wire and go through the client's parsing.
         """
-        reply = await self._nearest(
-            keys=[self.keys.vehicle_geo, self.keys.vehicle_docs, self.keys.index_ready],
-            args=[
-                lon,
-                lat,
-                radius_meters * SPHERE_MARGIN,
-                count,
-                skip,
-                ",".join(form_factors) if form_factors is not None else "",
-                ",".join(propulsion_types) if propulsion_types is not None else "",
-                ",".join(providers) if providers is not None else "",
-                min_range_meters if min_range_meters is not None else "",
-            ],
-        )
+        keys = [self.keys.vehicle_geo, self.keys.vehicle_docs, self.keys.index_ready]
+        args: list[str | int | float] = [
+            lon,
+            lat,
+            radius_meters * SPHERE_MARGIN,
+            count,
+            skip,
+            ",".join(form_factors) if form_factors is not None else "",
+            ",".join(propulsion_types) if propulsion_types is not None else "",
+            ",".join(providers) if providers is not None else "",
+            min_range_meters if min_range_meters is not None else "",
+        ]
+        try:
+            reply = await self._nearest(keys=keys, args=args)
+        except RedisConnectionError:
+            # A pooled connection opened before a Redis restart fails on first use; one fresh
+            # attempt tells a stale connection from a Redis that is really down.
+            reply = await self._nearest(keys=keys, args=args)
         found = int(reply[0])
         if found < 0:
             raise IndexUnavailable("the index is not built")

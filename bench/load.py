@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,43 @@ from bench.targets import Target
 
 # Check every Nth answer's body (a cheap prefix test); the status of every answer is checked.
 SAMPLE_EVERY = 50
+# Where the latency distribution is read, HdrHistogram-style: dense towards the tail.
+PERCENTILES: tuple[float, ...] = (
+    0,
+    10,
+    20,
+    30,
+    40,
+    50,
+    55,
+    60,
+    65,
+    70,
+    75,
+    77.5,
+    80,
+    82.5,
+    85,
+    87.5,
+    90,
+    91.25,
+    92.5,
+    93.75,
+    95,
+    96,
+    97,
+    97.5,
+    98,
+    98.5,
+    99,
+    99.25,
+    99.5,
+    99.75,
+    99.9,
+    99.95,
+    99.99,
+    100,
+)
 
 _LUA = r"""
 -- Written by bench/load.py; one request per point, points in the same order for every target.
@@ -33,6 +71,7 @@ wrk.headers["Content-Type"] = "application/json"
 local template = [==[__TEMPLATE__]==]
 local ok_prefix = [==[__PREFIX__]==]
 local sample_every = __SAMPLE_EVERY__
+local percentiles = {__PERCENTILES__}
 
 local threads = {}
 local next_id = 0
@@ -85,19 +124,25 @@ function done(summary, latency, requests)
     if example == "" then example = t:get("first_bad") end
   end
   local e = summary.errors
+  -- The latency distribution for the chart: [percentile, microseconds] pairs.
+  local dist = {}
+  for _, p in ipairs(percentiles) do
+    dist[#dist + 1] = string.format("[%s,%.1f]", p, latency:percentile(p))
+  end
   io.write(string.format(
     'BENCH_RESULT {"requests":%d,"duration_us":%d,"bytes":%d,' ..
     '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
     '"latency_us":{"min":%.1f,"mean":%.1f,"stdev":%.1f,"max":%.1f,' ..
     '"p50":%.1f,"p75":%.1f,"p90":%.1f,"p99":%.1f,"p999":%.1f},' ..
-    '"responses":%d,"bad_status":%d,"checked":%d,"bad_body":%d,"example":"%s"}\n',
+    '"responses":%d,"bad_status":%d,"checked":%d,"bad_body":%d,"example":"%s",' ..
+    '"distribution_us":[%s]}\n',
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency.min, latency.mean, latency.stdev, latency.max,
     latency:percentile(50), latency:percentile(75), latency:percentile(90),
     latency:percentile(99), latency:percentile(99.9),
     s.responses, s.bad_status, s.checked, s.bad_body,
-    (example:gsub('[\\"]', ''):gsub('%c', ' '))))
+    (example:gsub('[\\"]', ''):gsub('%c', ' ')), table.concat(dist, ",")))
 end
 """
 
@@ -109,6 +154,8 @@ class WrkResult:
     bytes: int
     errors: dict[str, int]
     latency_ms: dict[str, float]
+    # (percentile, ms) pairs at PERCENTILES: what the latency chart draws.
+    distribution_ms: list[tuple[float, float]]
     responses: int
     bad_status: int
     checked: int
@@ -131,6 +178,7 @@ class WrkResult:
             "rps": self.rps,
             "errors": self.errors,
             "latency_ms": self.latency_ms,
+            "distribution_ms": [list(pair) for pair in self.distribution_ms],
             "responses": self.responses,
             "bad_status": self.bad_status,
             "checked": self.checked,
@@ -149,11 +197,13 @@ def ensure_wrk() -> str:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     say("installing wrk (apt-get install -y wrk)")
     install = ["apt-get", "install", "-y", "-qq", "wrk"]
-    if subprocess.run(install, env=env, check=False).returncode != 0:
+    # apt's output goes to stderr with the progress: stdout carries only the target lines.
+    quiet: dict[str, Any] = {"env": env, "stdout": sys.stderr, "stdin": subprocess.DEVNULL}
+    if subprocess.run(install, check=False, **quiet).returncode != 0:
         # A fresh machine has no package lists yet.
         say("apt-get update, then installing wrk again")
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True)
-        subprocess.run(install, env=env, check=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True, **quiet)
+        subprocess.run(install, check=True, **quiet)
     found = shutil.which("wrk")
     if not found:
         raise RuntimeError("wrk is still missing after apt-get install")
@@ -172,6 +222,7 @@ def write_script(target: Target, directory: Path) -> Path:
         _LUA.replace("__TEMPLATE__", target.body_template)
         .replace("__PREFIX__", target.ok_prefix)
         .replace("__SAMPLE_EVERY__", str(SAMPLE_EVERY))
+        .replace("__PERCENTILES__", ", ".join(f"{p:g}" for p in PERCENTILES))
     )
     path = directory / f"{target.key}.lua"
     path.write_text(script)
@@ -192,7 +243,8 @@ def run_wrk(
 ) -> WrkResult:
     command = [
         wrk,
-        f"--threads={threads}",
+        # wrk needs at least one connection per thread.
+        f"--threads={min(threads, connections)}",
         f"--connections={connections}",
         f"--duration={max(1, round(duration_s))}s",
         # Far above any latency we expect: a slow answer is measured, not counted as lost.
@@ -217,6 +269,7 @@ def run_wrk(
         bytes=raw["bytes"],
         errors=raw["errors"],
         latency_ms={k: v / 1000.0 for k, v in raw["latency_us"].items()},
+        distribution_ms=[(float(p), v / 1000.0) for p, v in raw["distribution_us"]],
         responses=raw["responses"],
         bad_status=raw["bad_status"],
         checked=raw["checked"],

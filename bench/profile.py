@@ -79,7 +79,7 @@ async def _run(requests: int, query: str, profile: bool) -> None:
     if profile:
         for order in ("cumulative", "tottime"):
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(25)
+            pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(70)
             print(out.getvalue())
 
 

@@ -132,8 +132,7 @@ def _ms(value: float) -> str:
 def _ratio(a: float, b: float) -> str:
     if not b:
         return "n/a"
-    r = a / b
-    return f"{r:.3f}x" if r < 1 else f"{r:.1f}x"
+    return f"{a / b:.2f}x"
 
 
 def _mm(metres: float) -> str:
@@ -146,44 +145,92 @@ class Rendered:
     markdown: str
 
 
-def render(result: dict[str, Any]) -> Rendered:
-    """The block for one run, from the JSON that run.py also writes to bench/results/."""
-    g, b = result["targets"]["graphql"], result["targets"]["baseline"]
-    gl, bl = g["wrk"]["latency_ms"], b["wrk"]["latency_ms"]
-    m, run, data, check = result["machine"], result["run"], result["data"], result["verify"]
+def _errors(w: dict[str, Any]) -> int:
+    return int(sum(w["errors"].values()) + w["bad_status"] + w["bad_body"])
+
+
+def _goal_rows(result: dict[str, Any]) -> list[str]:
+    goals = result.get("goals")
+    if not goals:
+        return []
     lines = [
-        f"Measured {result['finished_at']} with `{result['command']}`"
-        + (f" (`{result['make']}`)" if result.get("make") else "")
-        + (f" on a working tree based on commit `{m['commit']}`" if m.get("commit") else "")
-        + ".",
+        "**Targets.** What `make bench` prints last, one line per target of the issue "
+        "(`target <n> <name> <measured> <goal> <met|missed>`):",
         "",
-        "| target | requests/s | p50 | p90 | p99 | max | requests | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "```text",
+        *(g["line"] for g in goals),
+        "```",
+        "",
+        "| # | measured | goal | | what the figure is | what decided it |",
+        "|---:|---:|---:|---|---|---|",
     ]
-    for t in (g, b):
+    for g in goals:
+        measured = "n/a" if g["measured"] is None else g["line"].split()[3]
+        goal = ("≤ " if g["at_most"] else "≥ ") + g["line"].split()[4]
+        verdict = "**met**" if g["met"] else "missed"
+        lines.append(
+            f"| {g['number']} | {measured} | {goal} | {verdict} | {g['what']} | {g['why']} |"
+        )
+    return [*lines, ""]
+
+
+def _chart_lines(result: dict[str, Any]) -> list[str]:
+    found = result.get("charts") or {}
+    if not found:
+        return []
+    titles = {
+        "latency": "Latency distribution, GraphQL vs baseline",
+        "throughput": "Requests/s and p99 against concurrency",
+    }
+    if result["mode"] == "full":
+        # docs/benchmarks.md links its neighbours in docs/bench/ relatively.
+        return [
+            " ".join(
+                f"![{titles.get(name, name)}]({Path(path).relative_to('docs')})"
+                for name, path in found.items()
+            ),
+            "",
+        ]
+    listed = ", ".join(f"`{path}`" for path in found.values())
+    return [f"Charts of this run (not committed): {listed}.", ""]
+
+
+def _load_rows(result: dict[str, Any]) -> list[str]:
+    targets = result["targets"]
+    b = targets["baseline"]
+    order = ("graphql", "baseline", "graphql_cars", "graphql_apq", "graphql_redis_down")
+    lines = [
+        "| load | requests/s | vs baseline | p50 | p90 | p99 | max | requests | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key in order:
+        t = targets.get(key)
+        if not t:
+            continue
         w = t["wrk"]
         lat = w["latency_ms"]
-        errors = sum(w["errors"].values()) + w["bad_status"] + w["bad_body"]
         lines.append(
-            f"| {t['label']} | {w['rps']:,.0f} | {_ms(lat['p50'])} | {_ms(lat['p90'])} | "
-            f"{_ms(lat['p99'])} | {_ms(lat['max'])} | {w['requests']:,} | {errors} |"
+            f"| {t['label']} | {w['rps']:,.0f} | {_ratio(w['rps'], b['wrk']['rps'])} | "
+            f"{_ms(lat['p50'])} | {_ms(lat['p90'])} | {_ms(lat['p99'])} | {_ms(lat['max'])} | "
+            f"{w['requests']:,} | {_errors(w)} |"
         )
-    lines.append(
-        f"| **GraphQL / baseline** | **{_ratio(g['wrk']['rps'], b['wrk']['rps'])}** | "
-        f"**{_ratio(gl['p50'], bl['p50'])}** | {_ratio(gl['p90'], bl['p90'])} | "
-        f"**{_ratio(gl['p99'], bl['p99'])}** | {_ratio(gl['max'], bl['max'])} | | |"
-    )
-    lines += [
-        "",
+    return lines
+
+
+def _cpu_rows(result: dict[str, Any]) -> list[str]:
+    m = result["machine"]
+    lines = [
         "CPU time per request while under load, from /proc. The last column is machine time "
         "no process above accounts for: kernel network processing on the loopback, PostgreSQL's "
         "background processes, and anything else that ran at the same time.",
         "",
-        "| target | server processes | PostgreSQL (bench backends) | redis-server | wrk | "
+        "| load | server processes | PostgreSQL (bench backends) | redis-server | wrk | "
         "machine busy | of which unattributed |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for t in (g, b):
+    for t in result["targets"].values():
+        if not t:
+            continue
         c = t["cpu"]
         per_request = (
             c["server_ms_per_request"]
@@ -203,34 +250,208 @@ def render(result: dict[str, Any]) -> Rendered:
             f"{c['wrk_ms_per_request']:.2f} ms | {c['machine_busy_percent']:.0f}% of "
             f"{m['cpus']} CPUs | {other:.0f}% |"
         )
+    return lines
+
+
+def _sweep_rows(result: dict[str, Any]) -> list[str]:
+    sweep = result.get("sweep")
+    if not sweep:
+        return []
+    lines = [
+        "",
+        f"**Concurrency sweep** ({sweep['duration_s']:g} s per level, no warm-up, right after "
+        "the loads above):",
+        "",
+        "| connections | baseline req/s | GraphQL req/s | GraphQL / baseline | baseline p99 | "
+        "GraphQL p99 | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b, g in zip(sweep["baseline"], sweep["graphql"], strict=True):
+        lines.append(
+            f"| {b['connections']} | {b['rps']:,.0f} | {g['rps']:,.0f} | "
+            f"{_ratio(g['rps'], b['rps'])} | {_ms(b['p99_ms'])} | {_ms(g['p99_ms'])} | "
+            f"{b['errors'] + g['errors']} |"
+        )
+    return lines
+
+
+def _resume_rows(result: dict[str, Any]) -> list[str]:
+    resume = result.get("resume")
+    if not resume:
+        return []
+    lines = [
+        "",
+        "**Redis outage and return** (target 4's second half): an API on a private redis-server "
+        f"(port {resume.get('redis_port')}, no persistence) that the benchmark stops and starts; "
+        f"{result['run'].get('phase_s', 0):g} s of load per phase. "
+        + (
+            "Every request of every phase succeeded."
+            if resume.get("ok")
+            else f"**Check failed**: {resume.get('why')}."
+        ),
+        "",
+        "| phase | what happened | requests | req/s | p99 | max | errors | Redis commands "
+        "served | ≈ share of answers from Redis | fallback warnings logged |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in resume.get("phases", []):
+        commands = "server down" if p["redis_commands"] is None else f"{p['redis_commands']:,}"
+        share = p.get("redis_share")
+        lines.append(
+            f"| {p['phase']} | {p['what']} | {p['requests']:,} | {p['rps']:,.1f} | "
+            f"{_ms(p['p99_ms'])} | {_ms(p['max_ms'])} | {p['errors']} | {commands} | "
+            f"{'' if share is None else f'{100 * share:.0f}%'} | {p['fallbacks']:,} |"
+        )
+    if resume.get("phases"):
+        lines += [
+            "",
+            "The servers run without background sync, so nothing in the API rebuilds the index "
+            "an empty Redis lost: until the benchmark refilled it (the same fill "
+            f"`bench.generate` does, {resume.get('refill_s', 0):.0f} s), the API answered from "
+            "PostGIS. "
+            + (
+                "After the refill the same process answered from Redis again, without a restart."
+                if resume.get("hot_path_resumed")
+                else "After the refill the process did **not** go back to the Redis path."
+            )
+            + " The share is the phase's Redis commands per request relative to the *up* "
+            "phase's, where every answer came from Redis; the warnings are what the API logged "
+            "(a failed Redis attempt, not every answer it then gave from PostGIS).",
+        ]
+    return lines
+
+
+def _memory_rows(result: dict[str, Any]) -> list[str]:
+    memory = result.get("memory")
+    if not memory or not memory.get("samples"):
+        return []
+    after_graphql = {
+        p["pid"]: p for s in memory["samples"] if s["after"] == "graphql" for p in s["processes"]
+    }
+    last = memory["samples"][-1]
+    lines = [
+        "",
+        "**API process memory** (target 5), from /proc/<pid>/status of the GraphQL server's "
+        "process group; MiB:",
+        "",
+        "| process | VmRSS after the GraphQL load | peak VmHWM, whole run (last sample: after "
+        f"{last['after']}) |",
+        "|---|---:|---:|",
+    ]
+    for p in last["processes"]:
+        rss = after_graphql.get(p["pid"], {}).get("rss_kib")
+        lines.append(
+            f"| {p['role']} (pid {p['pid']}) | "
+            f"{'' if rss is None else f'{rss / 1024:.1f}'} | {p['peak_kib'] / 1024:.1f} |"
+        )
+    return lines
+
+
+def _check_lines(result: dict[str, Any]) -> list[str]:
+    checks = result.get("checks") or {"verify": result["verify"]}
+    check = checks["verify"]
+    lines = [
+        f"- **Correctness** (before the load): {check['points']} points, "
+        f"{check['vehicles']:,} vehicles compared, GraphQL and baseline give the same ids in the "
+        f"same order, largest distance difference {_mm(check['max_distance_diff_m'])}."
+    ]
+    f = checks.get("filtered")
+    if f:
+        full = ", ".join(f"{v} at `first: {k}`" for k, v in f["full"].items())
+        verdict = (
+            "every count right"
+            if f["ok"]
+            else f"**{len(f['mismatches'])}+ wrong**, e.g. {f['mismatches'][:1]}"
+        )
+        asked = "` and `first: ".join(map(str, f["firsts"]))
+        lines.append(
+            f"- **Car filter** (target 3): {f['points']} points "
+            f"({result['run'].get('verify_points')} of the query points and the ten city "
+            f"centres), each asked with `first: {asked}`: "
+            f"{f['requests']} answers, "
+            f"{f['vehicles']:,} cars; the number of results must equal min(first, available cars "
+            "within the radius) counted by a plain SQL `count(*)` in PostGIS, and they must be "
+            f"the nearest ones. Points with at least `first` cars (full answers): {full}; "
+            f"{verdict}."
+        )
+    a = checks.get("apq")
+    if a:
+        h = a["hash_only"]
+        lines.append(
+            f"- **Persisted queries** (target 6): an unknown hash answered "
+            f"`{a['not_found_code']}`; registering (query + hash) "
+            f"{'worked' if a['registered'] else 'failed'}; hash-only answers "
+            + (
+                f"equal the full query's at {h['points']} points."
+                if h.get("ok")
+                else f"**differ or failed**: {(a['problems'] or h['mismatches'])[:1]}."
+            )
+        )
+    d = checks.get("redis_down")
+    if d:
+        detail = (
+            f"the same answers as the baseline at {d.get('points')} points "
+            f"({d.get('fallbacks', 0):,} fallback warnings logged meanwhile)"
+            if d.get("ok")
+            else f"**failed**: {d.get('error') or d.get('mismatches', [])[:1]}"
+        )
+        down = result["targets"].get("graphql_redis_down") or {}
+        lines.append(
+            "- **Redis down** (target 4): the API started with `MOBILITY_REDIS_URL` "
+            f"`{down.get('redis_url', 'unreachable')}` (nothing listens there, checked before and "
+            f"after): {detail}."
+        )
+    return lines
+
+
+def render(result: dict[str, Any]) -> Rendered:
+    """The block for one run, from the JSON that run.py also writes to its results folder."""
+    m, run, data = result["machine"], result["run"], result["data"]
+    took = f" The run took {result['seconds'] / 60:.1f} min." if result.get("seconds") else ""
+    lines = [
+        f"Measured {result['finished_at']} with `{result['command']}`"
+        + (f" (`{result['make']}`)" if result.get("make") else "")
+        + (f" on a working tree based on commit `{m['commit']}`" if m.get("commit") else "")
+        + f".{took}",
+        "",
+        *_goal_rows(result),
+        *_chart_lines(result),
+        *_load_rows(result),
+        "",
+        *_cpu_rows(result),
+        *_sweep_rows(result),
+        *_resume_rows(result),
+        *_memory_rows(result),
+        "",
+    ]
     generation = (
         f"generated and loaded in {data['generate_seconds']:.0f} s "
         f"({', '.join(f'{k} {v:.0f} s' for k, v in data['phases'].items())})"
         if data["generated"]
         else "already present (reused; generation not timed in this run)"
     )
+    share = f"; cars are {100 * data['car_share']:.1f}% of them" if "car_share" in data else ""
     lines += [
-        "",
         f"- **Data**: {data['count']:,} vehicles (seed {data['seed']}), "
-        f"{data['indexed']:,} available and in the Redis GEO index; {generation}.",
+        f"{data['indexed']:,} available and in the Redis GEO index{share}; {generation}.",
         f"- **Query**: radius {config.RADIUS_METERS:g} m, first {config.FIRST}, ten fields; "
         f"{run['points']:,} random points inside the ten city boxes, the same sequence for "
-        "both targets.",
+        "every load.",
         f"- **Load**: {m['wrk']}, {run['connections']} connections, {run['threads']} threads, "
-        f"{run['warmup_s']:g} s warm-up then {run['duration_s']:g} s per target, one target "
+        f"{run['warmup_s']:g} s warm-up then {run['duration_s']:g} s per load, one load "
         f"at a time; every response's status checked, every {run['sample_every']}th body "
         "checked for errors.",
         f"- **Servers**: uvicorn {m['packages']['uvicorn']} with {run['workers']} workers each "
         "(uvloop, httptools, access log off); FastAPI "
         f"{m['packages']['fastapi']}, Strawberry {m['packages']['strawberry-graphql']}, "
         f"graphql-core {m['packages']['graphql-core']}, asyncpg {m['packages']['asyncpg']}.",
-        f"- **Correctness** (before the load): {check['points']} points, "
-        f"{check['vehicles']:,} vehicles compared, same ids in the same order, largest "
-        f"distance difference {_mm(check['max_distance_diff_m'])}.",
+        *_check_lines(result),
         f"- **Machine**: {m['cpus']} x {m['cpu_model']}, {m['memory_gib']:g} GiB RAM, Linux "
         f"{m['kernel']}; Python {m['python']}; PostgreSQL {m['postgres']} "
         f"(shared_buffers {m['shared_buffers']}) + PostGIS {m['postgis']}; Redis {m['redis']}; "
-        f"load average at start {' / '.join(str(x) for x in m['load_average'])}.",
+        f"load average at start {' / '.join(str(x) for x in m['load_average'])}"
+        + (f"; charts by matplotlib {m['matplotlib']}" if m.get("matplotlib") else "")
+        + ".",
         f"- Raw figures: `bench/results/{result['run_id']}/result.json` (not committed).",
     ]
     return Rendered(mode=result["mode"], markdown="\n".join(lines))
@@ -259,7 +480,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
     parser.add_argument("result", type=Path, help="bench/results/<run>/result.json")
     args = parser.parse_args(argv)
-    write_report(render(orjson.loads(args.result.read_bytes())))
+    result = orjson.loads(args.result.read_bytes())
+    if result["mode"] not in ("full", "quick"):
+        parser.error(f"a {result['mode']} run has no block in the document")
+    write_report(render(result))
     return 0
 
 

@@ -1,16 +1,28 @@
-"""The nearby-search benchmark: GraphQL API vs a plain FastAPI endpoint, same data, same run.
+"""The nearby-search benchmark: the GraphQL API against a plain FastAPI endpoint, same data, same
+run, and every search target of the issue measured around it.
 
-    python -m bench.run [--quick] [--duration S] [--connections 16] [--skip-generate]
+    python -m bench.run [--quick | --smoke] [--duration S] [--connections 16] [--skip-generate]
 
-1. makes sure the fleet is in ``mobility_bench`` and the Redis GEO index (``bench.generate``);
-2. starts both servers with uvicorn and the same settings (2 workers each, 127.0.0.1 only);
-3. checks that both give the same answer for a set of points;
-4. for each server in turn: a warm-up, then ``--duration`` seconds of wrk load over the same
-   points, with every status and a sample of the bodies checked;
-5. stops the servers (always), writes ``bench/results/<run>/result.json`` and replaces this
-   mode's block in ``docs/benchmarks.md``.
+1. makes sure the fleet is in the bench database and the Redis GEO index (``bench.generate``);
+2. starts the GraphQL API and the baseline with uvicorn and the same settings (2 workers each,
+   127.0.0.1 only) and checks that they give the same answer for a set of points; checks the
+   car filter's result counts against PostGIS and the persisted-query protocol;
+3. loads each in turn with wrk (a warm-up, then ``--duration`` seconds over the same points):
+   baseline, GraphQL, GraphQL filtered to cars, GraphQL by APQ hash; reads the API processes'
+   memory; then a short concurrency sweep of GraphQL and the baseline;
+4. the Redis targets: an API whose Redis is unreachable (checked, then loaded), and the outage
+   and return of a private redis-server under load (``bench.outage``);
+5. writes ``result.json`` and the charts, replaces this mode's block in ``docs/benchmarks.md``
+   and prints one ``target <n> <name> <measured> <goal> <met|missed>`` line per target on
+   stdout (progress goes to stderr).
 
-A run with errors or a failed correctness check exits non-zero and leaves the document alone.
+A run whose GraphQL-vs-baseline comparison cannot be trusted (a server that does not start,
+different answers, errors under their load, a PostGIS fallback in the API) exits non-zero and
+leaves the document alone. A missed target is a result, not a failure: its line says why.
+
+``--smoke`` is the few-seconds version ``make test`` runs: 20,000 vehicles in a database and
+Redis db of its own (``mobility_bench_smoke``, db 13, prefix ``smoke``), 2 s per load, no
+sweep, results in ``--results-dir``, the document untouched.
 """
 
 from __future__ import annotations
@@ -18,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import signal
 import sys
 import time
@@ -33,8 +44,9 @@ import orjson
 from redis.asyncio import Redis
 
 from app.redis import RedisKeys
-from bench import config
-from bench.fleet import query_points
+from app.vocabulary import FormFactor
+from bench import charts, config
+from bench.fleet import CITIES, query_points
 from bench.generate import (
     GenerateReport,
     available_in_database,
@@ -43,16 +55,23 @@ from bench.generate import (
     index_holds,
     prepare_database,
 )
-from bench.load import SAMPLE_EVERY, WrkResult, ensure_wrk, run_wrk, write_script, wrk_version
+from bench.goals import evaluate
+from bench.load import SAMPLE_EVERY, ensure_wrk, wrk_version
+from bench.measure import LoadPlan, error_total, measure
+from bench.outage import redis_down, resume
 from bench.progress import say
 from bench.report import machine_facts, render, write_report
-from bench.servers import CpuSample, Server, cpu_sample, free_port
-from bench.targets import BASELINE, GRAPHQL, AnswerError, Target
-from bench.verify import verify
+from bench.servers import Server, free_port, group_memory
+from bench.targets import BASELINE, GRAPHQL, GRAPHQL_APQ, GRAPHQL_CARS, AnswerError
+from bench.verify import check_apq, check_filtered, verify
 
-DATABASE_NAME = config.DATABASE_URL.rsplit("/", 1)[-1]
-# What app.search.service logs when it answers from PostGIS instead of the Redis index.
-FALLBACK_LOG_LINE = "answering from PostGIS"
+# Per mode: (vehicles, seconds per load, warm-up, sweep seconds per level, outage phase s).
+_MODES: dict[str, tuple[int, float, float, float, float]] = {
+    "full": (config.FULL_COUNT, 30.0, 5.0, 10.0, 10.0),
+    "quick": (config.QUICK_COUNT, 5.0, 2.0, 3.0, 4.0),
+    "smoke": (config.SMOKE_COUNT, 2.0, 0.0, 0.0, 2.0),
+}
+SWEEP_LEVELS = (1, 4, 16, 32)
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -61,10 +80,17 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
         "--quick",
         action="store_true",
-        help=f"smoke run: {config.QUICK_COUNT:,} vehicles, 5 s per target",
+        help=f"short run: {config.QUICK_COUNT:,} vehicles, 5 s per load, charts in the results",
+    )
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"test run: {config.SMOKE_COUNT:,} vehicles in the smoke stores, 2 s per load, "
+        "no sweep, document untouched",
     )
     parser.add_argument("--count", type=int, help=f"vehicles (default {config.FULL_COUNT:,})")
     parser.add_argument("--seed", type=int, default=config.DEFAULT_SEED)
@@ -73,22 +99,55 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per server")
-    parser.add_argument("--points", type=int, default=10_000, help="distinct query points")
-    parser.add_argument("--verify-points", type=int, default=25)
+    parser.add_argument("--points", type=int, help="distinct query points (10,000; smoke 2,000)")
+    parser.add_argument("--verify-points", type=int, help="points checked before the load (25)")
     parser.add_argument("--timeout", type=float, default=30.0, help="wrk per-request timeout")
+    parser.add_argument(
+        "--sweep",
+        help="connection counts of the concurrency sweep, comma-separated "
+        f"(default {','.join(map(str, SWEEP_LEVELS))}; 'none' skips it; smoke: none)",
+    )
+    parser.add_argument(
+        "--sweep-duration", type=float, help="seconds per sweep level (10; quick 3)"
+    )
+    parser.add_argument(
+        "--phase-duration", type=float, help="seconds per outage phase (10; quick 4; smoke 2)"
+    )
     parser.add_argument(
         "--skip-generate", action="store_true", help="use the fleet already loaded, as it is"
     )
     parser.add_argument("--force", action="store_true", help="regenerate the fleet")
     parser.add_argument("--no-report", action="store_true", help="do not touch docs/benchmarks.md")
+    parser.add_argument("--no-charts", action="store_true", help="do not draw the PNG charts")
+    parser.add_argument(
+        "--results-dir", type=Path, help="where the run's artifacts go (bench/results/<run>)"
+    )
     args = parser.parse_args(argv)
-    args.count = args.count or (config.QUICK_COUNT if args.quick else config.FULL_COUNT)
-    args.duration = args.duration or (5.0 if args.quick else 30.0)
-    args.warmup = args.warmup if args.warmup is not None else (2.0 if args.quick else 5.0)
+    args.mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    count, duration, warmup, sweep_s, phase_s = _MODES[args.mode]
+    args.count = args.count or count
+    args.duration = args.duration or duration
+    args.warmup = args.warmup if args.warmup is not None else warmup
+    args.sweep_duration = args.sweep_duration or sweep_s
+    args.phase_duration = args.phase_duration or phase_s
+    args.points = args.points or (2_000 if args.smoke else 10_000)
+    args.verify_points = args.verify_points or (5 if args.smoke else 25)
+    args.settle = 0.5 if args.smoke else 2.0
+    sweep = args.sweep or ("none" if args.smoke else ",".join(map(str, SWEEP_LEVELS)))
+    try:
+        args.sweep_levels = (
+            [] if sweep == "none" else sorted({int(c) for c in sweep.split(",") if c.strip()})
+        )
+    except ValueError:
+        parser.error("--sweep takes comma-separated connection counts, or 'none'")
+    if args.smoke:
+        args.no_report = True  # the test suite never rewrites the document
     if args.skip_generate and args.force:
         parser.error("--skip-generate and --force contradict each other")
     if min(args.count, args.connections, args.threads, args.workers, args.points) <= 0:
         parser.error("counts must be positive")
+    if any(c <= 0 for c in args.sweep_levels):
+        parser.error("sweep connection counts must be positive")
     if args.verify_points > args.points:
         parser.error("--verify-points must not exceed --points")
     return args
@@ -99,8 +158,9 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(1)
 
 
-async def _data(args: argparse.Namespace) -> tuple[GenerateReport | None, int]:
-    """Ensure the fleet (unless --skip-generate); returns the report and the indexed count."""
+async def _data(args: argparse.Namespace) -> tuple[GenerateReport | None, int, float]:
+    """Ensure the fleet (unless --skip-generate); returns the report, the indexed count and the
+    share of cars among the available vehicles (what target 3's filter selects)."""
     report: GenerateReport | None = None
     redis = Redis.from_url(config.REDIS_URL)
     try:
@@ -112,8 +172,8 @@ async def _data(args: argparse.Namespace) -> tuple[GenerateReport | None, int]:
             try:
                 if not await database_holds(conn, args.count, args.seed):
                     _fail(
-                        f"--skip-generate, but mobility_bench does not hold {args.count:,} "
-                        f"vehicles with seed {args.seed}; run without it"
+                        f"--skip-generate, but {config.database_name()} does not hold "
+                        f"{args.count:,} vehicles with seed {args.seed}; run without it"
                     )
                 available = await available_in_database(conn)
             finally:
@@ -126,15 +186,24 @@ async def _data(args: argparse.Namespace) -> tuple[GenerateReport | None, int]:
         indexed = int(await redis.zcard(keys.vehicle_geo))
     finally:
         await redis.aclose()
-    return report, indexed
+    conn = await asyncpg.connect(config.DATABASE_URL)
+    try:
+        cars, total = await conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE form_factor = $1), count(*) FROM vehicles "
+            "WHERE NOT is_reserved AND NOT is_disabled",
+            FormFactor.CAR.value,
+        )
+    finally:
+        await conn.close()
+    return report, indexed, cars / total if total else 0.0
 
 
 def _write_points(
-    points: list[tuple[float, float]], seed: int
+    points: list[tuple[float, float]], seed: int, directory: Path
 ) -> tuple[Path, list[tuple[str, str]]]:
-    # Written as text once: wrk sends these exact strings, and the check reads them back.
-    config.DATA_DIR.mkdir(parents=True, exist_ok=True)
-    path = config.DATA_DIR / f"points-{seed}-{len(points)}.txt"
+    # Written as text once: wrk sends these exact strings, and the checks read them back.
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"points-{seed}-{len(points)}.txt"
     texts = [(f"{lat:.6f}", f"{lon:.6f}") for lat, lon in points]
     path.write_text("".join(f"{lat} {lon}\n" for lat, lon in texts))
     return path, texts
@@ -158,100 +227,116 @@ def _server_env() -> dict[str, str]:
     return env
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _load(
-    args: argparse.Namespace, wrk: str, server: Server, points: Path, run_dir: Path
-) -> dict[str, Any]:
-    target = server.target
-    script = write_script(target, run_dir)
-    common: dict[str, Any] = {
-        "url": server.url,
-        "script": script,
-        "points": points,
-        "connections": args.connections,
-        "threads": args.threads,
-        "timeout_s": args.timeout,
-    }
-    warm: WrkResult | None = None
-    if args.warmup > 0:
-        say(f"{target.key}: warm-up {args.warmup:g}s")
-        warm = run_wrk(
-            wrk, duration_s=args.warmup, log=run_dir / f"{target.key}-warmup.txt", **common
-        )
-        time.sleep(1.0)
-    say(f"{target.key}: load {args.duration:g}s, {args.connections} connections")
+def _memory(server: Server, after: str) -> dict[str, Any]:
     assert server.process is not None
-    before: CpuSample = cpu_sample(server.process.pid, DATABASE_NAME)
-    wrk_before = _children_cpu()
-    result = run_wrk(wrk, duration_s=args.duration, log=run_dir / f"{target.key}.txt", **common)
-    wrk_cpu = _children_cpu() - wrk_before
-    used = cpu_sample(server.process.pid, DATABASE_NAME).minus(before)
-    n = max(result.requests, 1)
-    lat = result.latency_ms
+    processes = group_memory(server.process.pid)
     say(
-        f"{target.key}: {result.rps:,.1f} req/s, p50 {lat['p50']:.2f} ms, "
-        f"p99 {lat['p99']:.2f} ms, {result.requests:,} requests, {result.error_total} errors"
+        f"API processes after {after}: "
+        + ", ".join(f"{m.role} {m.pid} {m.rss_kib / 1024:.0f} MiB" for m in processes)
+    )
+    return {"after": after, "processes": [m.to_json() for m in processes]}
+
+
+def _memory_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    # VmHWM only grows: the last sample holds each process's peak over the whole run.
+    last = samples[-1]["processes"] if samples else []
+    after_graphql: list[dict[str, Any]] = next(
+        (s["processes"] for s in samples if s["after"] == "graphql"), []
     )
     return {
-        "label": target.label,
-        "url": server.url,
-        "wrk": result.to_json(),
-        "warmup": None if warm is None else {"requests": warm.requests, "rps": warm.rps},
-        "cpu": {
-            "server_ms_per_request": 1000 * used.group / n,
-            "postgres_ms_per_request": 1000 * used.postgres / n,
-            "redis_ms_per_request": 1000 * used.redis / n,
-            "wrk_ms_per_request": 1000 * wrk_cpu / n,
-            "machine_busy_percent": 100 * used.machine_busy / used.machine_total
-            if used.machine_total
-            else 0.0,
-            "seconds": used.monotonic,
-        },
+        "samples": samples,
+        "max_peak_mib": max((p["peak_kib"] for p in last), default=0) / 1024 or None,
+        "max_rss_after_graphql_mib": max((p["rss_kib"] for p in after_graphql), default=0) / 1024,
+        "workers": sum(1 for p in last if p["role"] == "worker"),
     }
 
 
-def _error_total(w: dict[str, Any]) -> int:
-    return int(sum(w["errors"].values()) + w["bad_status"] + w["bad_body"])
+def _sweep_level(load: dict[str, Any]) -> dict[str, Any]:
+    w = load["wrk"]
+    return {
+        "connections": load["connections"],
+        "rps": w["rps"],
+        "p50_ms": w["latency_ms"]["p50"],
+        "p99_ms": w["latency_ms"]["p99"],
+        "requests": w["requests"],
+        "errors": error_total(load),
+    }
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(config.PROJECT_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _sigterm(signum: int, frame: object) -> None:
-    # Turn `kill` into SystemExit, so the finally clause still stops the servers.
+    # Turn `kill` into SystemExit, so the finally clauses still stop the servers.
     raise SystemExit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
+    if args.smoke:
+        config.use_smoke_stores()
     signal.signal(signal.SIGTERM, _sigterm)
+    matplotlib_version = charts.available()
+    draw = not args.no_charts and matplotlib_version is not None
+    if not args.no_charts and matplotlib_version is None:
+        # The full run's charts are committed next to its figures: never leave stale ones.
+        if args.mode == "full":
+            _fail(
+                "matplotlib is not installed, so the charts cannot be drawn: "
+                "`.venv/bin/pip install matplotlib` or pass --no-charts"
+            )
+        say("matplotlib is not installed: no charts this run")
     started_at = datetime.now(UTC)
     load_average = [round(x, 2) for x in os.getloadavg()]
-    run_id = started_at.strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else "")
-    run_dir = config.RESULTS_DIR / run_id
+    suffix = "" if args.mode == "full" else f"-{args.mode}"
+    run_id = started_at.strftime("%Y%m%dT%H%M%SZ") + suffix
+    run_dir: Path = args.results_dir or config.RESULTS_DIR / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    say(f"run {run_id}: artifacts in {run_dir}")
+    say(f"run {run_id}: artifacts in {run_dir}; database {config.database_name()}")
 
     wrk = ensure_wrk()
-    generated, indexed = asyncio.run(_data(args))
+    generated, indexed, car_share = asyncio.run(_data(args))
     facts = asyncio.run(machine_facts(wrk_version(wrk)))
     facts["load_average"] = load_average
-    points_path, points = _write_points(query_points(args.points, args.seed), args.seed)
+    facts["matplotlib"] = matplotlib_version
+    points_dir = run_dir if args.smoke else config.DATA_DIR
+    points_path, points = _write_points(query_points(args.points, args.seed), args.seed, points_dir)
+    check_points = points[: args.verify_points]
+    # The filter check also asks at every city centre, where cars are densest.
+    filter_points = check_points + [(f"{c.lat:.6f}", f"{c.lon:.6f}") for c in CITIES]
 
+    plan = LoadPlan(
+        wrk=wrk,
+        points=points_path,
+        run_dir=run_dir,
+        connections=args.connections,
+        threads=args.threads,
+        timeout_s=args.timeout,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        settle_s=args.settle,
+    )
     env = _server_env()
     servers = {
         t.key: Server(t, free_port(), run_dir / f"{t.key}-server.log") for t in (GRAPHQL, BASELINE)
     }
-    targets: dict[str, dict[str, Any]] = {}
+    targets: dict[str, dict[str, Any] | None] = {}
+    checks: dict[str, Any] = {}
+    samples: list[dict[str, Any]] = []
+    sweep: dict[str, Any] | None = None
     try:
         for server in servers.values():
             server.start(workers=args.workers, env=env, cwd=config.PROJECT_ROOT)
         for server in servers.values():
             server.wait_ready(workers=args.workers)
-        say(f"checking both answers for {args.verify_points} points")
+        graphql, baseline = servers["graphql"], servers["baseline"]
+        say(f"checking both answers for {len(check_points)} points")
         try:
-            check = verify(servers["graphql"], servers["baseline"], points[: args.verify_points])
+            check, graphql_answers, baseline_answers = verify(graphql, baseline, check_points)
         except (AnswerError, RuntimeError, httpx.HTTPError) as exc:
             logs = ", ".join(str(s.log_path) for s in servers.values())
             _fail(f"a server did not answer the check: {exc}\n(server logs: {logs})")
@@ -262,37 +347,96 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"same answers: {check.vehicles:,} vehicles over {check.points} points, "
             f"largest distance difference {check.max_distance_diff_m * 1000:.3f} mm"
         )
+        checks["verify"] = check.to_json()
+        say(f"checking the car filter against PostGIS at {len(filter_points)} points")
+        filtered = check_filtered(graphql.url, filter_points)
+        checks["filtered"] = filtered.to_json()
+        say(
+            f"car filter: {filtered.requests} answers, {len(filtered.mismatches)} wrong; "
+            + ", ".join(f"first {k}: {v} full answers" for k, v in filtered.full.items())
+        )
+        say("checking the persisted-query protocol (unknown hash, register, hash only)")
+        apq = check_apq(graphql.url, check_points, graphql_answers)
+        checks["apq"] = apq.to_json()
+        say(f"APQ: {'ok' if apq.ok else 'FAILED: ' + '; '.join(apq.problems)}")
+
         # The baseline first: any warming of shared caches (PostgreSQL buffers, the OS page
-        # cache) then favours the GraphQL run, not the reference.
-        order: tuple[Target, ...] = (BASELINE, GRAPHQL)
-        for i, target in enumerate(order):
-            if i:
-                time.sleep(2.0)  # let the previous run's connections and backends settle
-            targets[target.key] = _load(args, wrk, servers[target.key], points_path, run_dir)
+        # cache) then favours the GraphQL runs, not the reference.
+        targets["baseline"] = measure(plan, baseline, BASELINE)
+        time.sleep(args.settle)
+        targets["graphql"] = measure(plan, graphql, GRAPHQL)
+        samples.append(_memory(graphql, "graphql"))
+        time.sleep(args.settle)
+        targets["graphql_cars"] = measure(plan, graphql, GRAPHQL_CARS)
+        samples.append(_memory(graphql, "graphql_cars"))
+        if apq.registered:
+            time.sleep(args.settle)
+            targets["graphql_apq"] = measure(plan, graphql, GRAPHQL_APQ)
+            samples.append(_memory(graphql, "graphql_apq"))
+        else:
+            targets["graphql_apq"] = None
+        if args.sweep_levels:
+            sweep = {"levels": args.sweep_levels, "duration_s": args.sweep_duration}
+            sweep_plan = plan.with_(duration_s=args.sweep_duration, warmup_s=0.0)
+            for key in ("baseline", "graphql"):
+                sweep[key] = []
+            for c in args.sweep_levels:
+                for key, target in (("baseline", BASELINE), ("graphql", GRAPHQL)):
+                    time.sleep(min(1.0, args.settle))
+                    load = measure(
+                        sweep_plan.with_(connections=c), servers[key], target, key=f"{key}-c{c}"
+                    )
+                    sweep[key].append(_sweep_level(load))
+            samples.append(_memory(graphql, "sweep"))
     finally:
         for server in servers.values():
             server.stop()
-    # The API degrades to PostGIS when Redis fails it; numbers from that path are not the
-    # ones this benchmark reports, so a fallback anywhere in the run invalidates it.
-    if FALLBACK_LOG_LINE in servers["graphql"].log_path.read_text(errors="replace"):
+
+    core = {k: targets[k] for k in ("baseline", "graphql")}
+    broken = {k: t["wrk"] for k, t in core.items() if t is not None and error_total(t)}
+    if broken:
+        detail = "; ".join(
+            f"{k}: {w['errors']}, bad status {w['bad_status']}, bad bodies {w['bad_body']} "
+            f"(e.g. {w['example']!r})"
+            for k, w in broken.items()
+        )
+        _fail(f"errors under load, report not written: {detail}")
+    # The API degrades to PostGIS when Redis fails it; the GraphQL figure must come from the
+    # Redis path, as production's does.
+    if core["graphql"] and core["graphql"]["fallbacks"]:
         _fail(
-            "the API fell back to PostGIS during the run (see "
+            "the API fell back to PostGIS during the GraphQL load (see "
             f"{servers['graphql'].log_path}); report not written"
         )
+
+    time.sleep(args.settle)
+    down, down_check = redis_down(
+        plan, env, workers=args.workers, points=check_points, expected=baseline_answers
+    )
+    targets["graphql_redis_down"] = down
+    checks["redis_down"] = down_check
+    time.sleep(args.settle)
+    resumed = resume(
+        plan.with_(duration_s=args.phase_duration, warmup_s=0.0),
+        env,
+        workers=args.workers,
+        count=args.count,
+        seed=args.seed,
+    )
 
     finished_at = datetime.now(UTC)
     command = "python -m bench.run" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:])
     )
+    make_target = {"full": "make bench", "quick": "make bench-quick"}.get(args.mode)
     result: dict[str, Any] = {
         "run_id": run_id,
-        "mode": "quick" if args.quick else "full",
+        "mode": args.mode,
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": finished_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "seconds": (finished_at - started_at).total_seconds(),
         "command": command,
-        "make": ("make bench-quick" if args.quick else "make bench")
-        if "MAKELEVEL" in os.environ
-        else None,
+        "make": make_target if "MAKELEVEL" in os.environ else None,
         "machine": facts,
         "run": {
             "duration_s": args.duration,
@@ -301,44 +445,47 @@ def main(argv: Sequence[str] | None = None) -> int:
             "threads": args.threads,
             "workers": args.workers,
             "points": args.points,
+            "verify_points": len(check_points),
+            "filter_points": len(filter_points),
             "sample_every": SAMPLE_EVERY,
             "timeout_s": args.timeout,
+            "phase_s": args.phase_duration,
         },
         "data": {
+            "database": config.database_name(),
             "count": args.count,
             "seed": args.seed,
             "indexed": indexed,
+            "car_share": car_share,
             "generated": bool(generated and generated.generated),
             "generate_seconds": generated.seconds if generated else None,
             "phases": generated.phases if generated else {},
         },
-        "verify": {
-            "points": check.points,
-            "vehicles": check.vehicles,
-            "max_distance_diff_m": check.max_distance_diff_m,
-            "min_results": check.min_results,
-        },
+        # Kept for `python -m bench.report` on older results.
+        "verify": checks["verify"],
+        "checks": checks,
         "targets": targets,
+        "memory": _memory_summary(samples),
+        "sweep": sweep,
+        "resume": resumed,
     }
+    goals = evaluate(result)
+    result["goals"] = [g.to_json() for g in goals]
+    if draw:
+        out = config.CHARTS_DIR if args.mode == "full" else run_dir / "charts"
+        written = charts.render_charts(result, out)
+        result["charts"] = {name: _relative(Path(p)) for name, p in written.items()}
+        say("charts: " + ", ".join(result["charts"].values()))
     (run_dir / "result.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     say(f"raw results: {run_dir / 'result.json'}")
-    broken = {k: t["wrk"] for k, t in targets.items() if _error_total(t["wrk"])}
-    if broken:
-        detail = "; ".join(
-            f"{k}: {w['errors']}, bad status {w['bad_status']}, bad bodies {w['bad_body']} "
-            f"(e.g. {w['example']!r})"
-            for k, w in broken.items()
-        )
-        _fail(f"errors under load, report not written: {detail}")
+    lines = [g.line() for g in goals]
+    (run_dir / "targets.txt").write_text("\n".join(lines) + "\n")
     if not args.no_report:
         write_report(render(result))
-        say(f"wrote {config.REPORT_PATH.relative_to(config.PROJECT_ROOT)} ({result['mode']} block)")
-    g, b = targets["graphql"]["wrk"], targets["baseline"]["wrk"]
-    say(
-        f"GraphQL {g['rps']:,.1f} req/s vs baseline {b['rps']:,.1f} req/s "
-        f"(ratio {g['rps'] / b['rps']:.2f}); p99 {g['latency_ms']['p99']:.1f} ms vs "
-        f"{b['latency_ms']['p99']:.1f} ms"
-    )
+        say(f"wrote {config.REPORT_PATH.relative_to(config.PROJECT_ROOT)} ({args.mode} block)")
+    for goal in goals:
+        say(f"target {goal.number}: {goal.why}")
+    print("\n".join(lines), flush=True)
     return 0
 
 

@@ -2,13 +2,16 @@
 
 Also reads CPU time from /proc, so each run can say where the CPU went per request: the server
 processes, the PostgreSQL backends serving the bench database, redis-server, and the machine
-as a whole (anything else running at the same time shows up there).
+as a whole (anything else running at the same time shows up there); and the resident memory
+of each process of a server. :class:`RedisServer` is a private, throw-away redis-server the
+outage scenario can stop and start without touching the shared one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,8 +39,14 @@ class Server:
     target: Target
     port: int
     log_path: Path
+    # How progress lines and the report call it; the target's key unless given.
+    name: str = ""
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> str:
+        return self.name or self.target.key
 
     @property
     def base_url(self) -> str:
@@ -49,7 +58,7 @@ class Server:
 
     def start(self, *, workers: int, env: dict[str, str], cwd: Path) -> None:
         command = self.target.uvicorn_command(self.port, workers)
-        say(f"starting {self.target.key}: {' '.join(command[1:])}")
+        say(f"starting {self.key}: {' '.join(command[1:])}")
         log = self.log_path.open("wb")
         self._log = log
         # A session of its own: the supervisor and its workers form one process group that
@@ -79,26 +88,24 @@ class Server:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     raise RuntimeError(
-                        f"{self.target.key} server exited with {self.process.returncode}:\n"
+                        f"{self.key} server exited with {self.process.returncode}:\n"
                         + self.log_tail()
                     )
                 started = self.log_path.read_bytes().count(b"Application startup complete.")
                 if started >= workers:
                     with contextlib.suppress(httpx.HTTPError):
                         if client.get(self.base_url + "/health").status_code == 200:
-                            say(f"{self.target.key} ready on {self.base_url}")
+                            say(f"{self.key} ready on {self.base_url}")
                             return
                 time.sleep(0.2)
-        raise RuntimeError(
-            f"{self.target.key} not ready after {timeout_s:.0f}s:\n{self.log_tail()}"
-        )
+        raise RuntimeError(f"{self.key} not ready after {timeout_s:.0f}s:\n{self.log_tail()}")
 
     def stop(self, timeout_s: float = 15.0) -> None:
         process = self.process
         if process is None:
             return
         if process.poll() is None:
-            say(f"stopping {self.target.key}")
+            say(f"stopping {self.key}")
             # SIGTERM lets uvicorn shut its workers down and run the lifespan exit (pools
             # closed); a group that is still there after the grace period is killed.
             with contextlib.suppress(ProcessLookupError):
@@ -106,7 +113,7 @@ class Server:
             try:
                 process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                say(f"{self.target.key} did not stop in {timeout_s:.0f}s; killing it")
+                say(f"{self.key} did not stop in {timeout_s:.0f}s; killing it")
         # Workers may outlive the supervisor: always clear the whole group.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -192,3 +199,134 @@ def cpu_sample(pgid: int, database: str) -> CpuSample:
             redis += _cpu_seconds(fields)
     busy, total = _machine_cpu()
     return CpuSample(group, postgres, redis, busy, total, time.monotonic())
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessMemory:
+    pid: int
+    role: str  # "supervisor", "worker", "resource tracker" or "other"
+    rss_kib: int  # VmRSS now
+    peak_kib: int  # VmHWM: the largest resident set the process has had
+
+    def to_json(self) -> dict[str, int | str]:
+        return {
+            "pid": self.pid,
+            "role": self.role,
+            "rss_kib": self.rss_kib,
+            "peak_kib": self.peak_kib,
+        }
+
+
+def _status_kib(pid: str) -> tuple[int, int] | None:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    values = {}
+    for line in lines:
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            values[name] = int(rest.split()[0])  # always in kB (KiB)
+    if "VmRSS" not in values:
+        return None  # a zombie, or a kernel thread
+    return values["VmRSS"], values.get("VmHWM", values["VmRSS"])
+
+
+def group_memory(pgid: int) -> list[ProcessMemory]:
+    """Resident memory of every process in the server's process group: uvicorn's supervisor
+    (the group leader) and its worker processes."""
+    found: list[ProcessMemory] = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        fields = _stat_fields(pid)
+        if fields is None or int(fields[2]) != pgid:
+            continue
+        memory = _status_kib(pid)
+        if memory is None:
+            continue
+        cmdline = _cmdline(pid)
+        if int(pid) == pgid:
+            role = "supervisor"
+        elif "resource_tracker" in cmdline:
+            role = "resource tracker"  # multiprocessing's helper, started with the workers
+        elif "multiprocessing" in cmdline:
+            role = "worker"  # uvicorn starts its workers with multiprocessing's spawn
+        else:
+            role = "other"
+        found.append(ProcessMemory(int(pid), role, memory[0], memory[1]))
+    return sorted(found, key=lambda m: m.pid)
+
+
+# --- a private redis-server -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RedisServer:
+    """A redis-server of the benchmark's own on 127.0.0.1:``port``, no persistence: stopping it
+    loses its data, and starting it again gives an empty server, as after a crash."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed")
+        self.starts += 1
+        log = self.directory / f"redis-{self.port}-{self.starts}.log"
+        command = [
+            binary,
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.directory),
+            "--logfile", str(log),
+            "--daemonize", "no",
+        ]  # fmt: skip
+        say(f"starting a private redis-server on port {self.port}")
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {log}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn,
+            ):
+                conn.sendall(b"PING\r\n")
+                if conn.recv(64).startswith(b"+PONG"):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not answer in {timeout_s:g}s")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        process = self.process
+        if process is None:
+            return
+        say(f"stopping the private redis-server on port {self.port}")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+        self.process = None
