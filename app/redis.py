@@ -10,7 +10,7 @@ from redis.backoff import NoBackoff
 
 # Bumped whenever the index's document format changes: a deploy then builds a fresh index under
 # new keys instead of misreading documents written by the previous version.
-INDEX_FORMAT = "v1"
+INDEX_FORMAT = "v2"
 
 
 def create_redis(redis_url: str, *, timeout_seconds: float = 1.0) -> Redis:
@@ -41,6 +41,11 @@ class RedisKeys:
     def vehicle_geo(self) -> str:
         """GEO set of *available* vehicles (not reserved, not disabled)."""
         return f"{self._index}:vehicles:geo"
+
+    def vehicle_geo_of(self, form_factor: str) -> str:
+        """GEO set of the available vehicles of one form factor: a search for cars (5% of a
+        fleet) reads cars only, instead of filtering its way through twenty times as many."""
+        return f"{self._index}:vehicles:geo:{form_factor}"
 
     @property
     def vehicle_docs(self) -> str:

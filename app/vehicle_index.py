@@ -16,6 +16,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from adapters.dto import FormFactor
 from app.redis import RedisKeys
 
 # Redis GEO distances are spherical; ask for a slightly larger radius so that nothing within the
@@ -144,6 +145,7 @@ return reply
 
 
 _LAST_REPORTED = VehicleDoc._fields.index("last_reported")
+_FORM_FACTORS = tuple(f.value for f in FormFactor)
 
 
 class VehicleIndex:
@@ -163,23 +165,31 @@ class VehicleIndex:
         for doc in upserted:
             if doc.indexable:
                 pipe.geoadd(k.vehicle_geo, (doc.lon, doc.lat, doc.id))
+                pipe.geoadd(k.vehicle_geo_of(doc.form_factor), (doc.lon, doc.lat, doc.id))
                 pipe.hset(k.vehicle_docs, doc.id, doc.encode())
                 pipe.sadd(members, doc.id)
             else:
-                pipe.zrem(k.vehicle_geo, doc.id)
-                pipe.hdel(k.vehicle_docs, doc.id)
+                self._unindex(pipe, doc.id)
                 pipe.srem(members, doc.id)
             ops += 1
             if ops % _BATCH == 0:
                 await pipe.execute()
         for vid in removed_ids:
-            pipe.zrem(k.vehicle_geo, vid)
-            pipe.hdel(k.vehicle_docs, vid)
+            self._unindex(pipe, vid)
             pipe.srem(members, vid)
             ops += 1
             if ops % _BATCH == 0:
                 await pipe.execute()
         await pipe.execute()
+
+    def _unindex(self, pipe: Any, *ids: str) -> None:
+        # The vehicle's previous form factor is not known here: leave no set holding it. (A
+        # vehicle whose form factor changed may linger in its old set; searches still filter
+        # on the document, so it is never shown under the wrong form factor.)
+        pipe.zrem(self.keys.vehicle_geo, *ids)
+        for form_factor in _FORM_FACTORS:
+            pipe.zrem(self.keys.vehicle_geo_of(form_factor), *ids)
+        pipe.hdel(self.keys.vehicle_docs, *ids)
 
     async def remove_provider(self, provider_id: str) -> None:
         members_key = self.keys.provider_members(provider_id)
@@ -188,8 +198,7 @@ class VehicleIndex:
         for start in range(0, len(ids), _BATCH):
             chunk = ids[start : start + _BATCH]
             pipe = self.redis.pipeline(transaction=False)
-            pipe.zrem(self.keys.vehicle_geo, *chunk)
-            pipe.hdel(self.keys.vehicle_docs, *chunk)
+            self._unindex(pipe, *chunk)
             await pipe.execute()
         await self.redis.delete(members_key, self.keys.provider_indexed_run(provider_id))
 
@@ -244,14 +253,20 @@ class VehicleIndex:
         One round trip: a server-side script runs GEOSEARCH, HMGET and the filters together,
         so only the documents wanted cross the wire and go through the client's parsing.
         """
-        keys = [self.keys.vehicle_geo, self.keys.vehicle_docs, self.keys.index_ready]
+        wanted_forms = list(form_factors) if form_factors is not None else None
+        geo = (
+            self.keys.vehicle_geo_of(wanted_forms[0])
+            if wanted_forms is not None and len(wanted_forms) == 1
+            else self.keys.vehicle_geo
+        )
+        keys = [geo, self.keys.vehicle_docs, self.keys.index_ready]
         args: list[str | int | float] = [
             lon,
             lat,
             radius_meters * SPHERE_MARGIN,
             count,
             skip,
-            ",".join(form_factors) if form_factors is not None else "",
+            ",".join(wanted_forms) if wanted_forms is not None else "",
             ",".join(propulsion_types) if propulsion_types is not None else "",
             ",".join(providers) if providers is not None else "",
             min_range_meters if min_range_meters is not None else "",

@@ -360,3 +360,39 @@ async def test_conditional_get_revalidates_instead_of_refetching(
     # Files whose last_updated + ttl has passed are revalidated (304), never re-downloaded.
     assert served > 0
     assert served == not_modified
+
+
+async def test_each_form_factor_has_its_own_geo_set(
+    runtime: Runtime, feed_server: tuple[FeedServer, str]
+) -> None:
+    server, base_url = feed_server
+    documents = synthetic_scooter_feeds([scooter("s1", 52.5, 13.4), scooter("s2", 52.51, 13.4)])
+    documents["vehicle_types"]["data"]["vehicle_types"].append(
+        {
+            "vehicle_type_id": "car",
+            "form_factor": "car",
+            "propulsion_type": "electric",
+            "max_range_meters": 300000,
+        }
+    )
+    documents["free_bike_status"]["data"]["bikes"].append(
+        scooter("c1", 52.52, 13.4, vehicle_type_id="car")
+    )
+    await add_provider(runtime, "mixed", serve_documents(server, base_url, "mixed", documents))
+    assert (await runtime.sync.sync("mixed")).ok
+
+    async def members(key: str) -> set[str]:
+        return {m.decode() for m in await runtime.redis.zrange(key, 0, -1)}
+
+    assert await members(runtime.keys.vehicle_geo_of("car")) == {"mixed:c1"}
+    assert await members(runtime.keys.vehicle_geo_of("scooter_standing")) == {
+        "mixed:s1",
+        "mixed:s2",
+    }
+    # Gone from every set when it leaves the feed.
+    documents["free_bike_status"] = {
+        **documents["free_bike_status"],
+        "data": {"bikes": documents["free_bike_status"]["data"]["bikes"][:2]},
+    }
+    assert (await runtime.sync.sync("mixed")).ok
+    assert await members(runtime.keys.vehicle_geo_of("car")) == set()
