@@ -487,41 +487,55 @@ class RideEndCheck:
 # dictionary reads, shared by the resolvers above and by the compiled execution plans.
 
 
-def provider_view(ref: ReferenceData, settings: Settings, provider_id: str) -> Provider | None:
-    key = ("provider", provider_id)
-    view = ref.views.get(key)
+def _view(ref: ReferenceData, kind: str, key: str, rows: dict[str, Any], build: Any) -> Any:
+    """The API object for one reference row, built once per reference snapshot."""
+    memo = (kind, key)
+    view = ref.views.get(memo)
     if view is None:
-        model = ref.providers.get(provider_id)
-        if model is None:
+        row = rows.get(key)
+        if row is None:
             return None
-        view = ref.views[key] = Provider.from_model(model, settings)
+        view = ref.views[memo] = build(row)
     return view
+
+
+def provider_view(ref: ReferenceData, settings: Settings, provider_id: str) -> Provider | None:
+    return cast(
+        Provider | None,
+        _view(
+            ref, "provider", provider_id, ref.providers, lambda m: Provider.from_model(m, settings)
+        ),
+    )
 
 
 def vehicle_type_view(ref: ReferenceData, type_id: str | None) -> VehicleType | None:
     if type_id is None:
         return None
-    key = ("vehicle_type", type_id)
-    view = ref.views.get(key)
-    if view is None:
-        model = ref.vehicle_types.get(type_id)
-        if model is None:
-            return None
-        view = ref.views[key] = VehicleType.from_model(model, ref)
-    return view
+    return cast(
+        VehicleType | None,
+        _view(
+            ref,
+            "vehicle_type",
+            type_id,
+            ref.vehicle_types,
+            lambda m: VehicleType.from_model(m, ref),
+        ),
+    )
 
 
 def pricing_plan_view(ref: ReferenceData, plan_id: str | None) -> PricingPlan | None:
     if plan_id is None:
         return None
-    key = ("pricing_plan", plan_id)
-    view = ref.views.get(key)
-    if view is None:
-        model = ref.pricing_plans.get(plan_id)
-        if model is None:
-            return None
-        view = ref.views[key] = PricingPlan.from_model(model, ref)
-    return view
+    return cast(
+        PricingPlan | None,
+        _view(
+            ref,
+            "pricing_plan",
+            plan_id,
+            ref.pricing_plans,
+            lambda m: PricingPlan.from_model(m, ref),
+        ),
+    )
 
 
 def _settings(context: Context) -> Settings:
