@@ -20,6 +20,12 @@ def async_url(database_url: str) -> str:
     return url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
+def plain_url(database_url: str) -> str:
+    """The libpq form asyncpg itself accepts (``postgresql://``)."""
+    url = make_url(database_url)
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     # No pre-ping: it costs a round trip on every checkout, which the search fallback cannot
     # afford; connections are recycled instead, and a connection broken by a server restart

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import asyncpg
 import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.db import create_engine, session_factory
+from app.db import create_engine, plain_url, session_factory
 from app.persisted_queries import PersistedQueries
 from app.redis import RedisKeys, create_redis
 from app.reference import ReferenceCache
@@ -55,6 +56,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         follow_redirects=True,
     )
     reference = ReferenceCache(sessions, settings.reference_ttl_seconds)
+    # The search's own pool: single reads on the hot path, without the ORM's session and
+    # transaction round trips (app/search/repository.py: search_vehicles_near).
+    search_pool = await asyncpg.create_pool(
+        plain_url(settings.database_url),
+        min_size=1,
+        max_size=10,
+        max_inactive_connection_lifetime=300,
+    )
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -70,13 +79,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             settings=settings,
             on_reference_change=reference.invalidate,
         ),
-        search=SearchService(settings, index),
+        search=SearchService(settings, index, search_pool),
         reference=reference,
         persisted_queries=PersistedQueries(redis, settings.redis_prefix),
     )
     try:
         yield runtime
     finally:
+        await search_pool.close()
         await http.aclose()
         await redis.aclose()
         await engine.dispose()

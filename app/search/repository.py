@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -169,10 +170,11 @@ _VEHICLE_FIELDS = [
 
 
 async def search_vehicles_near(
-    session: AsyncSession, *, near: Near, flt: VehicleFilter, first: int
+    pool: asyncpg.Pool, *, near: Near, flt: VehicleFilter, first: int
 ) -> list[VehicleHit]:
     """Nearest vehicles from PostGIS: the fallback of the Redis path, and the path for
-    reserved/disabled vehicles. One prepared statement per filter shape, on asyncpg directly."""
+    reserved/disabled vehicles. One prepared statement per filter shape, on a plain asyncpg
+    pool: no ORM session, no transaction around a single read, one round trip."""
     params: list[Any] = [near.lon, near.lat, near.radius_meters, 0]
     clauses = ["p.enabled"]
 
@@ -198,14 +200,10 @@ async def search_vehicles_near(
         point=_NEAR_POINT,
         where=" AND ".join(clauses),
     )
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    pg = raw.driver_connection
-    assert pg is not None
     limit = first + max(8, first // 4)
     while True:
         params[3] = limit
-        rows = await pg.fetch(sql, *params)
+        rows = await pool.fetch(sql, *params)
         if not rows:
             return []
         kept = rows[:first]

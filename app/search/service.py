@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import asyncpg
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -121,9 +122,10 @@ async def validate_providers(
 
 
 class SearchService:
-    def __init__(self, settings: Settings, index: VehicleIndex | None) -> None:
+    def __init__(self, settings: Settings, index: VehicleIndex | None, pool: asyncpg.Pool) -> None:
         self.settings = settings
         self.index = index
+        self.pool = pool
         self._enabled: frozenset[str] = frozenset()
         self._enabled_at = -math.inf
         self._index_retry_at = -math.inf
@@ -149,7 +151,7 @@ class SearchService:
                 log.warning("redis search unavailable, answering from PostGIS: %s", exc)
         if area.near is not None:
             return await repository.search_vehicles_near(
-                session, near=area.near, flt=flt, first=first
+                self.pool, near=area.near, flt=flt, first=first
             )
         return await repository.search_vehicles(
             session, near=None, bbox=area.bbox, flt=flt, first=first
