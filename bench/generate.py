@@ -45,6 +45,7 @@ from bench.fleet import (
     vehicle_type_rows,
 )
 from bench.progress import Progress, say
+from providers.merge import PRICING_PLANS, VEHICLE_TYPES
 
 COPY_BATCH = 50_000
 INDEX_BATCH = 10_000
@@ -77,35 +78,10 @@ _PROVIDER_COLUMNS = (
     "system_info",
     "ttl_seconds",
 )
-_TYPE_COLUMNS = (
-    "id",
-    "provider_id",
-    "external_id",
-    "form_factor",
-    "propulsion_type",
-    "name",
-    "max_range_meters",
-    "rider_capacity",
-    "default_pricing_plan_id",
-    "return_constraint",
-    "co2_grams_per_km",
-    "default_reserve_time_minutes",
-    "raw_form_factor",
-)
-_PLAN_COLUMNS = (
-    "id",
-    "provider_id",
-    "external_id",
-    "name",
-    "description",
-    "currency",
-    "price_minor",
-    "is_taxable",
-    "per_km_pricing",
-    "per_min_pricing",
-    "surge_pricing",
-    "url",
-)
+# The rows are written in the sync's own column order (providers/merge.py), so the bench loads
+# exactly the tables the sync pipeline fills.
+_TYPE_COLUMNS = tuple(column for column, _ in VEHICLE_TYPES.select)
+_PLAN_COLUMNS = tuple(column for column, _ in PRICING_PLANS.select)
 
 # Little-endian EWKB point with an SRID: byte order, type | SRID flag, SRID, x, y.
 _EWKB_POINT = struct.Struct("<BIidd")
