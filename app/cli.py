@@ -143,6 +143,8 @@ async def _providers_remove(settings: Settings, slug: str) -> int:
 def print_report(report: Any) -> None:
     status = "ok" if report.ok else "FAILED"
     _print(f"sync {report.provider_id}: {status} in {report.duration_seconds:.2f}s")
+    if report.phases:
+        _print("  time: " + ", ".join(f"{k} {v:.2f}s" for k, v in report.phases.items()))
     if report.error:
         _print(f"  error: {report.error}")
         _print("  the previous data is kept; the provider is marked stale")

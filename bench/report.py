@@ -347,6 +347,41 @@ def _memory_rows(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ingest_rows(result: dict[str, Any]) -> list[str]:
+    ingest = result.get("ingest")
+    if not ingest:
+        return []
+    if ingest.get("error"):
+        return ["", f"**Ingest** (target 7): failed: `{ingest['error']}`."]
+    lines = [
+        "",
+        f"**Ingest** (target 7): a {ingest['count']:,}-vehicle snapshot of one operator, "
+        f"{ingest['repeat']} round(s), medians; the steady state moves "
+        f"{ingest['moved']:,} vehicles. Seconds; phases as the sync reports them:",
+        "",
+        "| round | raw COPY | first load | ÷ COPY | its phases | steady state | ÷ COPY "
+        "| its phases |",
+        "|---:|---:|---:|---:|---|---:|---:|---|",
+    ]
+
+    def phases(values: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v:.2f}" for k, v in values.items())
+
+    for n, r in enumerate(ingest["rounds"], 1):
+        lines.append(
+            f"| {n} | {r['copy_s']:.2f} | {r['first_load_s']:.2f} | "
+            f"{r['first_load_s'] / r['copy_s']:.2f} | {phases(r['first_load_phases'])} | "
+            f"{r['steady_s']:.2f} | {r['steady_s'] / r['copy_s']:.2f} | "
+            f"{phases(r['steady_phases'])} |"
+        )
+    lines.append(
+        f"| **median** | **{ingest['copy_s']:.2f}** | **{ingest['first_load_s']:.2f}** | "
+        f"**{ingest['first_load_ratio']:.2f}** | | **{ingest['steady_s']:.2f}** | "
+        f"**{ingest['steady_ratio']:.2f}** | |"
+    )
+    return lines
+
+
 def _check_lines(result: dict[str, Any]) -> list[str]:
     checks = result.get("checks") or {"verify": result["verify"]}
     check = checks["verify"]
@@ -422,6 +457,7 @@ def render(result: dict[str, Any]) -> Rendered:
         *_sweep_rows(result),
         *_resume_rows(result),
         *_memory_rows(result),
+        *_ingest_rows(result),
         "",
     ]
     generation = (

@@ -56,6 +56,7 @@ from bench.generate import (
     prepare_database,
 )
 from bench.goals import evaluate
+from bench.ingest import measure as ingest_measure
 from bench.load import SAMPLE_EVERY, ensure_wrk, wrk_version
 from bench.measure import LoadPlan, error_total, measure
 from bench.outage import redis_down, resume
@@ -72,6 +73,12 @@ _MODES: dict[str, tuple[int, float, float, float, float]] = {
     "smoke": (config.SMOKE_COUNT, 2.0, 0.0, 0.0, 2.0),
 }
 SWEEP_LEVELS = (1, 4, 16, 32)
+# Per mode: the ingest benchmark's (snapshot size, rounds); the figure is at 100,000.
+_INGEST: dict[str, tuple[int, int]] = {
+    "full": (100_000, 3),
+    "quick": (20_000, 2),
+    "smoke": (2_000, 1),
+}
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -424,6 +431,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
     )
 
+    time.sleep(args.settle)
+    ingest_count, ingest_repeat = _INGEST[args.mode]
+    say(f"ingest: {ingest_count:,}-vehicle snapshot, {ingest_repeat} round(s)")
+    try:
+        ingest: dict[str, Any] = asyncio.run(ingest_measure(ingest_count, ingest_repeat, args.seed))
+    except Exception as exc:  # a result to report (target 7 missed), not a crashed run
+        say(f"ingest benchmark failed: {exc!r}")
+        ingest = {"error": f"{exc.__class__.__name__}: {exc}", "count": ingest_count}
+
     finished_at = datetime.now(UTC)
     command = "python -m bench.run" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:])
@@ -468,6 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "memory": _memory_summary(samples),
         "sweep": sweep,
         "resume": resumed,
+        "ingest": ingest,
     }
     goals = evaluate(result)
     result["goals"] = [g.to_json() for g in goals]

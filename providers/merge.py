@@ -22,6 +22,11 @@ class TableSpec:
     select: tuple[tuple[str, str], ...]
     touch_updated_at: bool = False
 
+    def __post_init__(self) -> None:
+        # merge_table reads a staged row's id as its first value.
+        if not self.stage_columns or self.stage_columns[0][0] != "id":
+            raise ValueError(f"{self.table}: the first staging column must be id")
+
 
 @dataclass(slots=True)
 class MergeOutcome:
@@ -57,6 +62,21 @@ async def merge_table(
     targets = [c for c, _ in spec.select]
     target_sql = ", ".join(_quote(c) for c in targets)
     select_sql = ", ".join(expr for _, expr in spec.select)
+    outcome = MergeOutcome(total=len(records))
+    # A provider with no rows in this table (its first sync, or after it was emptied) is a
+    # bulk load: a plain INSERT, without ON CONFLICT's speculative insertion per row, and the
+    # delta is every staged id. The per-provider sync lock keeps the table that way until
+    # commit; should a row appear anyway, the key violation fails this merge, nothing is lost.
+    empty = await conn.fetchval(
+        f"SELECT NOT EXISTS (SELECT 1 FROM {spec.table} WHERE provider_id = $1)", provider_id
+    )
+    if empty:
+        if records:
+            await conn.execute(
+                f"INSERT INTO {spec.table} ({target_sql}) SELECT {select_sql} FROM {stage} s"
+            )
+        outcome.created = [r[0] for r in records]
+        return outcome
     changing = [c for c in targets if c not in ("id", "provider_id")]
     set_sql = ", ".join(f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in changing)
     if spec.touch_updated_at:
@@ -72,7 +92,6 @@ async def merge_table(
         RETURNING t.id, (t.xmax = 0) AS inserted
         """
     )
-    outcome = MergeOutcome(total=len(records))
     for row in rows:
         (outcome.created if row["inserted"] else outcome.updated).append(row["id"])
     removed = await conn.fetch(

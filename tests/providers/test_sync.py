@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 import pytest
 from sqlalchemy import text
 
 from app.runtime import Runtime
+from app.vehicle_index import VehicleDelta
 from providers.simulators.feed_server import FeedServer
 from tests.helpers import (
     add_conformance_provider,
@@ -181,9 +181,7 @@ async def test_resync_of_the_same_data_rewrites_no_row(
     assert before == after  # same transaction ids: no row was rewritten
 
 
-async def _collect_deltas(
-    runtime: Runtime, ready: asyncio.Event, out: list[dict[str, Any]]
-) -> None:
+async def _collect_deltas(runtime: Runtime, ready: asyncio.Event, out: list[VehicleDelta]) -> None:
     pubsub = runtime.redis.pubsub()
     await pubsub.subscribe(runtime.keys.vehicle_deltas)
     # Ready only once Redis confirmed the subscription: a delta published before is lost.
@@ -194,7 +192,7 @@ async def _collect_deltas(
         while True:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if message is not None:
-                out.append(orjson.loads(message["data"]))
+                out.append(VehicleDelta.decode(message["data"]))
     finally:
         await pubsub.unsubscribe()
         await pubsub.aclose()
@@ -222,7 +220,7 @@ async def test_second_snapshot_produces_exactly_its_delta_everywhere(
         "last_updated": 1_700_000_060,
         "data": {"bikes": new_fleet},
     }
-    deltas: list[dict[str, Any]] = []
+    deltas: list[VehicleDelta] = []
     ready = asyncio.Event()
     listener = asyncio.create_task(_collect_deltas(runtime, ready, deltas))
     await ready.wait()
@@ -258,10 +256,14 @@ async def test_second_snapshot_produces_exactly_its_delta_everywhere(
     # The channel carried exactly that delta.
     assert len(deltas) == 1
     delta = deltas[0]
-    assert delta["provider"] == "synthetic"
-    assert [v["id"] for v in delta["created"]] == ["synthetic:s9"]
-    assert sorted(v["id"] for v in delta["updated"]) == ["synthetic:s0", "synthetic:s1"]
-    assert delta["removed"] == ["synthetic:s5"]
+    assert delta.provider_id == "synthetic"
+    assert [v.id for v in delta.created] == ["synthetic:s9"]
+    assert (delta.created[0].lat, delta.created[0].lon) == (52.54, 13.42)
+    assert sorted(v.id for v in delta.updated) == ["synthetic:s0", "synthetic:s1"]
+    assert {v.id: (v.lat, v.lon) for v in delta.updated} == {
+        f"synthetic:{vid}": position for vid, position in moved.items()
+    }
+    assert delta.removed == ["synthetic:s5"]
 
 
 async def test_vehicle_that_becomes_reserved_leaves_the_index(
