@@ -8,7 +8,10 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from app.errors import DomainError
 from app.settings import Settings, get_settings
@@ -59,18 +62,35 @@ def _parse_feeds(pairs: Sequence[str]) -> dict[str, str]:
     return feeds
 
 
+def _config_argument(value: str) -> dict[str, Any]:
+    """``--config``: a JSON object, or ``@FILE`` holding one."""
+    try:
+        raw = Path(value[1:]).read_bytes() if value.startswith("@") else value
+        loaded = orjson.loads(raw)
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ValueError(f"--config must be a JSON object or @FILE holding one: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ValueError("--config must be a JSON object")
+    return loaded
+
+
 async def _providers_add(settings: Settings, args: argparse.Namespace) -> int:
     from app.db import create_engine, session_factory, transaction
     from providers.service import register_provider
 
     config: dict[str, Any] = {}
+    if args.config:
+        try:
+            config = _config_argument(args.config)
+        except ValueError as exc:
+            return _fail(str(exc))
     if args.url and args.feed:
         return _fail("give either --url or --feed, not both")
     if args.url:
         config["discovery_url"] = args.url
     elif args.feed:
         config["feeds"] = _parse_feeds(args.feed)
-    else:
+    elif args.adapter == "gbfs" and not config:
         return _fail("give --url DISCOVERY_URL or at least one --feed NAME=URL")
     if args.language:
         config["language"] = args.language
@@ -84,6 +104,34 @@ async def _providers_add(settings: Settings, args: argparse.Namespace) -> int:
         _print(f"sync it now with: mobility sync {provider.id}")
     finally:
         await engine.dispose()
+    return 0
+
+
+async def _providers_push_secret(settings: Settings, slug: str, remove: bool) -> int:
+    from app.db import create_engine, session_factory, transaction
+    from providers import repository
+    from providers.push import new_secret
+
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            provider = await repository.get(session, slug)
+            if provider is None:
+                return _fail(f"unknown provider {slug!r}", 1)
+            had = provider.ingest_secret is not None
+            provider.ingest_secret = None if remove else new_secret()
+            secret = provider.ingest_secret
+    finally:
+        await engine.dispose()
+    if secret is None:
+        _print(f"provider {slug} can no longer push" if had else f"{slug} had no ingest secret")
+        return 0
+    _print(f"{'rotated' if had else 'created'} the ingest secret of {slug}; it is shown once:")
+    _print(f"  {secret}")
+    _print(
+        f"sign each POST /ingest/{slug}/vehicles as docs/push-ingest.md says; API processes "
+        f"pick a new secret up within {settings.reference_ttl_seconds:g} s"
+    )
     return 0
 
 
@@ -249,7 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--feed", action="append", metavar="NAME=URL", help="explicit feed URL")
     add.add_argument("--name", help="display name")
     add.add_argument("--language", help="preferred language for localized strings")
+    add.add_argument(
+        "--config",
+        help="adapter config as a JSON object, or @FILE (e.g. the push adapter's documents)",
+    )
     psub.add_parser("list", help="list providers and their sync state")
+    secret = psub.add_parser(
+        "push-secret", help="create or rotate a provider's push-ingest secret (shown once)"
+    )
+    secret.add_argument("slug")
+    secret.add_argument("--remove", action="store_true", help="stop the provider from pushing")
     remove = psub.add_parser("remove", help="remove a provider and all its data")
     remove.add_argument("slug")
 
@@ -276,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(_providers_add(settings, args))
             if args.providers_command == "list":
                 return asyncio.run(_providers_list(settings))
+            if args.providers_command == "push-secret":
+                return asyncio.run(_providers_push_secret(settings, args.slug, args.remove))
             return asyncio.run(_providers_remove(settings, args.slug))
         if args.command == "sync":
             if not args.slugs and not args.all:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
+from app.ingest_api import router as ingest_router
 from app.runtime import Runtime, open_runtime
 from app.settings import Settings, get_settings
 from graphql_schema.context import Context
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     app.include_router(graphql, prefix="/graphql")
     if fast_path:
         app.add_middleware(GraphQLFastPath, path="/graphql")
+
+    app.include_router(ingest_router)
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, str]:

@@ -50,6 +50,8 @@ class Provider(Base):
     ttl_seconds: Mapped[int | None] = mapped_column(Integer)
     # Feeds the last good snapshot came from (see migration 0002).
     feed_names: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list)
+    # Push ingest's HMAC key (migration 0003); NULL: the provider cannot push. Never exposed.
+    ingest_secret: Mapped[str | None] = mapped_column(Text)
     # Sync health.
     last_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -22,6 +22,7 @@ from app.reference import ReferenceCache
 from app.search.service import SearchService
 from app.settings import Settings
 from app.vehicle_index import VehicleIndex
+from providers.push import PushIngest
 from providers.sync import SyncEngine
 
 USER_AGENT = "mobility-aggregator/0.1 (+https://github.com/)"
@@ -40,6 +41,9 @@ class Runtime:
     search: SearchService
     reference: ReferenceCache
     persisted_queries: PersistedQueries
+    # Plain asyncpg pool: single statements on hot paths (search fallback, push ingest).
+    pg_pool: asyncpg.Pool
+    push: PushIngest
 
 
 @asynccontextmanager
@@ -82,6 +86,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         search=SearchService(settings, index, search_pool),
         reference=reference,
         persisted_queries=PersistedQueries(redis, settings.redis_prefix),
+        pg_pool=search_pool,
+        push=PushIngest(search_pool, index),
     )
     try:
         yield runtime

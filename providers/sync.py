@@ -110,6 +110,13 @@ _GUARDED_FEEDS = frozenset(
 )
 
 
+_VEHICLE_FEEDS = frozenset({"vehicle_status", "free_bike_status"})
+
+
+def _has_vehicle_feed(snapshot: Snapshot) -> bool:
+    return any(f.name in _VEHICLE_FEEDS for f in snapshot.feeds)
+
+
 def _feed_names(snapshot: Snapshot) -> list[str]:
     return sorted({_FEED_ALIASES.get(f.name, f.name) for f in snapshot.feeds})
 
@@ -277,6 +284,7 @@ class SyncEngine:
             )
 
         vehicles = outcomes["vehicles"]
+        vehicles_merged = _has_vehicle_feed(snapshot)
         report.counts = {name: o.counts() for name, o in outcomes.items()}
         report.ok = True
         if self._on_reference_change is not None:
@@ -284,7 +292,13 @@ class SyncEngine:
             self._on_reference_change()
         say("updating the search index")
         await self._update_index(
-            provider_id, run_id, previous_run, rows.vehicle_docs, vehicles, report
+            provider_id,
+            run_id,
+            previous_run,
+            rows.vehicle_docs,
+            vehicles,
+            report,
+            vehicles_merged=vehicles_merged,
         )
         report.duration_seconds = time.perf_counter() - started
         return report
@@ -314,6 +328,11 @@ class SyncEngine:
                 ("zones", ZONES, rows.zones),
                 ("regions", REGIONS, rows.regions),
             ):
+                if name == "vehicles" and not _has_vehicle_feed(snap):
+                    # Vehicles reach this provider some other way (push ingest), or not at
+                    # all: a snapshot without a vehicle feed says nothing about them.
+                    outcomes[name] = MergeOutcome()
+                    continue
                 outcomes[name] = await merge_table(pg, spec, provider_id, records)
             await repository.record_success(
                 session,
@@ -342,7 +361,11 @@ class SyncEngine:
         docs: dict[str, VehicleDoc],
         vehicles: MergeOutcome,
         report: SyncReport,
+        *,
+        vehicles_merged: bool = True,
     ) -> None:
+        if not vehicles_merged:
+            docs = {}  # the snapshot has none; what PostGIS holds is the truth
         created = [docs[i] for i in vehicles.created]
         updated = [docs[i] for i in vehicles.updated]
         try:
@@ -353,6 +376,10 @@ class SyncEngine:
             mark = time.perf_counter()
             if previous_run is not None and indexed == previous_run:
                 await self.index.apply(provider_id, [*created, *updated], vehicles.removed)
+            elif not vehicles_merged:
+                async with self.sessions() as session:
+                    stored = await load_vehicle_docs(session, provider_id)
+                await self.index.rebuild_provider(provider_id, stored)
             else:
                 await self.index.rebuild_provider(provider_id, list(docs.values()))
             await self.index.set_indexed_run(provider_id, run_id)

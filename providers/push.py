@@ -1,0 +1,561 @@
+"""Push ingest: operators and connected vehicles send us vehicle status, signed.
+
+The wire format is ours, close to a GBFS ``vehicle_status`` entry, and documented in
+``docs/push-ingest.md``:
+
+    POST /ingest/{provider}/vehicles
+    Content-Type: application/json
+    X-Mobility-Timestamp: 1764240000                (POSIX seconds, when the request was signed)
+    X-Mobility-Signature: v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>
+
+    {"vehicles": [{"vehicle_id": "car-17", "lat": 52.52, "lon": 13.40,
+                   "vehicle_type_id": "id3", "is_reserved": false, "is_disabled": false,
+                   "current_range_meters": 182000, "current_fuel_percent": 0.71,
+                   "last_reported": 1764239990}],
+     "removed": ["car-3"]}
+
+A batch is incremental: vehicles not named are left as they are. Each vehicle's status applies
+only if it is not older than the one stored (``last_reported``), so retries and out-of-order
+deliveries are harmless. Invalid records are reported and skipped; the others apply. Signature,
+timestamp and envelope problems reject the whole request before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+from redis.exceptions import RedisError
+
+from app.errors import DomainError
+from app.reference import ReferenceData
+from app.vehicle_index import VehicleDoc, VehicleIndex
+
+SIGNATURE_HEADER = "X-Mobility-Signature"
+TIMESTAMP_HEADER = "X-Mobility-Timestamp"
+SIGNATURE_SCHEME = "v1"
+# A signed request is good for this long (either way, for clock skew): a captured request
+# cannot be replayed later, and a retry within the window is harmless (see above).
+MAX_SKEW_SECONDS = 300
+MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_RECORDS = 5_000
+MAX_ID_LENGTH = 255
+# A status reported this far in the future is a clock error; storing it would block every
+# honest update until that time.
+MAX_FUTURE_SECONDS = 300
+
+
+def new_secret() -> str:
+    """A fresh signing secret for a provider: 256 random bits, URL-safe."""
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-Mobility-Signature`` value for ``body`` signed at ``timestamp``."""
+    mac = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256)
+    return f"{SIGNATURE_SCHEME}={mac.hexdigest()}"
+
+
+class PushRejected(DomainError):
+    """The whole request is refused; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+def verify(
+    secret: str,
+    timestamp_header: str | None,
+    signature_header: str | None,
+    body: bytes,
+    *,
+    now: float,
+) -> None:
+    """Raise :class:`PushRejected` (401) unless the signature and its timestamp are good."""
+    if not timestamp_header or not signature_header:
+        raise PushRejected(
+            401,
+            "SIGNATURE_MISSING",
+            f"sign the request: headers {TIMESTAMP_HEADER} and {SIGNATURE_HEADER} are required",
+        )
+    try:
+        timestamp = int(timestamp_header)
+    except ValueError:
+        raise PushRejected(
+            401, "BAD_TIMESTAMP", f"{TIMESTAMP_HEADER} must be POSIX seconds, an integer"
+        ) from None
+    if abs(now - timestamp) > MAX_SKEW_SECONDS:
+        raise PushRejected(
+            401,
+            "STALE_TIMESTAMP",
+            f"{TIMESTAMP_HEADER} is more than {MAX_SKEW_SECONDS} s from the server's clock; "
+            "sign each request when it is sent",
+        )
+    expected = sign(secret, timestamp, body)
+    # Several signatures may be sent (comma-separated) while a secret is being rotated.
+    offered = [s.strip() for s in signature_header.split(",")]
+    if not any(hmac.compare_digest(expected, s) for s in offered):
+        raise PushRejected(
+            401, "BAD_SIGNATURE", "the signature does not match the body and timestamp"
+        )
+
+
+# --- records ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordProblem:
+    index: int | None  # position in "vehicles" (None for "removed" entries)
+    vehicle_id: str | None
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "vehicleId": self.vehicle_id,
+            "code": self.code,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PushedVehicle:
+    index: int
+    vehicle_id: str
+    lat: float
+    lon: float
+    vehicle_type_id: str | None
+    pricing_plan_id: str | None
+    is_reserved: bool
+    is_disabled: bool
+    current_range_meters: float | None
+    current_fuel_percent: float | None
+    rental_uris: dict[str, str | None] | None
+    last_reported: datetime
+
+
+@dataclass(slots=True)
+class PushBatch:
+    vehicles: list[PushedVehicle] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    rejected: list[RecordProblem] = field(default_factory=list)
+    # Records superseded by a later status of the same vehicle in this batch.
+    ignored: list[RecordProblem] = field(default_factory=list)
+
+
+class _Invalid(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+
+
+def _number(raw: Mapping[str, Any], name: str, *, required: bool) -> float | None:
+    value = raw.get(name)
+    if value is None:
+        if required:
+            raise _Invalid("MISSING_FIELD", f"{name} is required")
+        return None
+    # bool is an int in Python; true/false is no coordinate.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid("INVALID_FIELD", f"{name} must be a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise _Invalid("INVALID_FIELD", f"{name} must be finite")
+    return number
+
+
+def _flag(raw: Mapping[str, Any], name: str) -> bool:
+    value = raw.get(name)
+    if not isinstance(value, bool):
+        raise _Invalid(
+            "INVALID_FIELD" if name in raw else "MISSING_FIELD", f"{name} must be true or false"
+        )
+    return value
+
+
+def _ident(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid("INVALID_FIELD", f"{name} must be a non-empty string")
+    if len(value) > MAX_ID_LENGTH or "\x00" in value:
+        raise _Invalid(
+            "INVALID_FIELD", f"{name} must be at most {MAX_ID_LENGTH} characters, no NUL"
+        )
+    return value
+
+
+def _timestamp(value: object, now: datetime) -> datetime:
+    if isinstance(value, bool) or value is None:
+        raise _Invalid(
+            "MISSING_FIELD" if value is None else "INVALID_FIELD",
+            "last_reported is required: POSIX seconds or an RFC 3339 time",
+        )
+    try:
+        if isinstance(value, int | float):
+            at = datetime.fromtimestamp(value, UTC)
+        elif isinstance(value, str):
+            at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if at.tzinfo is None:
+                raise ValueError("no UTC offset")
+            at = at.astimezone(UTC)
+        else:
+            raise ValueError(type(value).__name__)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise _Invalid(
+            "INVALID_FIELD", f"last_reported must be POSIX seconds or RFC 3339 with offset ({exc})"
+        ) from None
+    if (at - now).total_seconds() > MAX_FUTURE_SECONDS:
+        raise _Invalid("FUTURE_TIMESTAMP", "last_reported is in the future; check the clock")
+    return at
+
+
+def _uris(value: object) -> dict[str, str | None] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not set(value) <= {"android", "ios", "web"}:
+        raise _Invalid("INVALID_FIELD", "rental_uris must be an object of android, ios, web")
+    uris: dict[str, str | None] = {}
+    for key in ("android", "ios", "web"):
+        uri = value.get(key)
+        if uri is not None and (not isinstance(uri, str) or len(uri) > 2048):
+            raise _Invalid("INVALID_FIELD", f"rental_uris.{key} must be a string (≤ 2048)")
+        uris[key] = uri
+    return uris if any(uris.values()) else None
+
+
+def _record(index: int, raw: object, now: datetime) -> PushedVehicle:
+    if not isinstance(raw, dict):
+        raise _Invalid("INVALID_RECORD", "each vehicle must be a JSON object")
+    vehicle_id = _ident(raw.get("vehicle_id"), "vehicle_id")
+    lat = _number(raw, "lat", required=True)
+    lon = _number(raw, "lon", required=True)
+    assert lat is not None and lon is not None
+    if not -90 <= lat <= 90 or not -180 <= lon <= 180:
+        raise _Invalid("COORDINATES_OUT_OF_RANGE", "lat must be in [-90, 90], lon in [-180, 180]")
+    type_id = raw.get("vehicle_type_id")
+    plan_id = raw.get("pricing_plan_id")
+    current_range = _number(raw, "current_range_meters", required=False)
+    if current_range is not None and current_range < 0:
+        raise _Invalid("INVALID_FIELD", "current_range_meters must not be negative")
+    fuel = _number(raw, "current_fuel_percent", required=False)
+    if fuel is not None and not 0 <= fuel <= 1:
+        raise _Invalid("INVALID_FIELD", "current_fuel_percent must be between 0 and 1")
+    return PushedVehicle(
+        index=index,
+        vehicle_id=vehicle_id,
+        lat=lat,
+        lon=lon,
+        vehicle_type_id=None if type_id is None else _ident(type_id, "vehicle_type_id"),
+        pricing_plan_id=None if plan_id is None else _ident(plan_id, "pricing_plan_id"),
+        is_reserved=_flag(raw, "is_reserved"),
+        is_disabled=_flag(raw, "is_disabled"),
+        current_range_meters=current_range,
+        current_fuel_percent=fuel,
+        rental_uris=_uris(raw.get("rental_uris")),
+        last_reported=_timestamp(raw.get("last_reported"), now),
+    )
+
+
+def parse_batch(body: bytes, *, now: datetime) -> PushBatch:
+    """Validate a request body. Envelope problems raise :class:`PushRejected`; record problems
+    are collected in ``rejected`` and the record is skipped."""
+    if len(body) > MAX_BODY_BYTES:
+        raise PushRejected(413, "BODY_TOO_LARGE", f"the body is over {MAX_BODY_BYTES} bytes")
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise PushRejected(400, "MALFORMED_BODY", f"the body is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise PushRejected(400, "MALFORMED_BODY", "the body must be a JSON object")
+    vehicles = document.get("vehicles", [])
+    removed = document.get("removed", [])
+    if not isinstance(vehicles, list) or not isinstance(removed, list):
+        raise PushRejected(400, "MALFORMED_BODY", '"vehicles" and "removed" must be arrays')
+    if "vehicles" not in document and "removed" not in document:
+        raise PushRejected(400, "MALFORMED_BODY", 'give "vehicles", "removed" or both')
+    if len(vehicles) + len(removed) > MAX_RECORDS:
+        raise PushRejected(
+            413, "TOO_MANY_RECORDS", f"at most {MAX_RECORDS} records per request; split the batch"
+        )
+    batch = PushBatch()
+    latest: dict[str, PushedVehicle] = {}
+    for index, raw in enumerate(vehicles):
+        try:
+            vehicle = _record(index, raw, now)
+        except _Invalid as problem:
+            vid = raw.get("vehicle_id") if isinstance(raw, dict) else None
+            batch.rejected.append(
+                RecordProblem(
+                    index, vid if isinstance(vid, str) else None, problem.code, problem.message
+                )
+            )
+            continue
+        seen = latest.get(vehicle.vehicle_id)
+        if seen is not None:
+            # One status per vehicle and statement; the later report wins, as it would have
+            # in two requests.
+            older, vehicle = (
+                (vehicle, seen) if vehicle.last_reported < seen.last_reported else (seen, vehicle)
+            )
+            batch.ignored.append(
+                RecordProblem(
+                    older.index,
+                    older.vehicle_id,
+                    "SUPERSEDED",
+                    "a later status of this vehicle is in the same batch",
+                )
+            )
+        latest[vehicle.vehicle_id] = vehicle
+    batch.vehicles = sorted(latest.values(), key=lambda v: v.index)
+    for raw_id in removed:
+        try:
+            batch.removed.append(_ident(raw_id, "removed[]"))
+        except _Invalid as problem:
+            batch.rejected.append(RecordProblem(None, None, problem.code, problem.message))
+    return batch
+
+
+# --- applying a batch ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PushOutcome:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    rejected: list[RecordProblem] = field(default_factory=list)
+    ignored: list[RecordProblem] = field(default_factory=list)
+    index_updated: bool = True
+
+    @property
+    def applied(self) -> int:
+        return len(self.created) + len(self.updated) + len(self.removed)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "applied": self.applied,
+            "created": len(self.created),
+            "updated": len(self.updated),
+            "removed": len(self.removed),
+            "rejected": [p.to_json() for p in self.rejected],
+            "ignored": [p.to_json() for p in self.ignored],
+            "indexUpdated": self.index_updated,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TypeInfo:
+    """What a pushed vehicle takes from its type (ids provider-scoped)."""
+
+    type_id: str | None
+    form_factor: str
+    propulsion_type: str
+    default_plan_id: str | None
+
+
+# An untyped vehicle of a provider that declares no types: a bicycle, as GBFS 1.x implies.
+UNTYPED = TypeInfo(None, "bicycle", "human", None)
+
+_UPSERT = """
+INSERT INTO vehicles AS t (
+    id, provider_id, external_id, vehicle_type_id, pricing_plan_id, station_id, geom,
+    form_factor, propulsion_type, is_reserved, is_disabled, current_range_meters,
+    current_fuel_percent, rental_uris, last_reported)
+SELECT u.id, $1, u.external_id, u.type_id, u.plan_id, NULL,
+       ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326), u.form_factor, u.propulsion_type,
+       u.is_reserved, u.is_disabled, u.range_m, u.fuel, u.uris::jsonb, u.reported
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::float8[],
+            $8::text[], $9::text[], $10::bool[], $11::bool[], $12::float8[], $13::float8[],
+            $14::text[], $15::timestamptz[])
+     AS u(id, external_id, type_id, plan_id, lat, lon, form_factor, propulsion_type,
+          is_reserved, is_disabled, range_m, fuel, uris, reported)
+ON CONFLICT (id) DO UPDATE SET
+    vehicle_type_id = EXCLUDED.vehicle_type_id,
+    pricing_plan_id = EXCLUDED.pricing_plan_id,
+    station_id = NULL,
+    geom = EXCLUDED.geom,
+    form_factor = EXCLUDED.form_factor,
+    propulsion_type = EXCLUDED.propulsion_type,
+    is_reserved = EXCLUDED.is_reserved,
+    is_disabled = EXCLUDED.is_disabled,
+    current_range_meters = EXCLUDED.current_range_meters,
+    current_fuel_percent = EXCLUDED.current_fuel_percent,
+    -- A connected car reports position and fuel, not its deep links: keep the known ones.
+    rental_uris = COALESCE(EXCLUDED.rental_uris, t.rental_uris),
+    last_reported = EXCLUDED.last_reported,
+    updated_at = now()
+-- Never go back in time: a retry or a late delivery of an older status changes nothing.
+WHERE t.provider_id = EXCLUDED.provider_id
+  AND (t.last_reported IS NULL OR EXCLUDED.last_reported >= t.last_reported)
+RETURNING t.id, (t.xmax = 0) AS inserted, t.rental_uris
+"""
+
+_DELETE = "DELETE FROM vehicles WHERE provider_id = $1 AND id = ANY($2::text[]) RETURNING id"
+
+
+class PushIngest:
+    """Applies validated batches: one transaction (one upsert statement, one delete), then the
+    Redis index and the delta channel, like a sync but for the vehicles named only."""
+
+    def __init__(self, pool: asyncpg.Pool, index: VehicleIndex) -> None:
+        self.pool = pool
+        self.index = index
+
+    async def apply(
+        self,
+        provider_id: str,
+        batch: PushBatch,
+        types: Mapping[str, TypeInfo],
+        plans: frozenset[str],
+    ) -> PushOutcome:
+        """``types``: the provider's vehicle types by external id; ``plans``: its pricing plan
+        external ids."""
+        outcome = PushOutcome(rejected=list(batch.rejected), ignored=list(batch.ignored))
+        p = provider_id
+        columns: tuple[list[Any], ...] = tuple([] for _ in range(14))
+        docs: dict[str, VehicleDoc] = {}
+        for v in batch.vehicles:
+            try:
+                info = _type_for(v, types)
+                plan_id = info.default_plan_id
+                if v.pricing_plan_id is not None:
+                    if v.pricing_plan_id not in plans:
+                        raise _Invalid(
+                            "UNKNOWN_PRICING_PLAN",
+                            f"pricing_plan_id {v.pricing_plan_id!r} is not one of the "
+                            "provider's plans",
+                        )
+                    plan_id = f"{p}:{v.pricing_plan_id}"
+            except _Invalid as problem:
+                outcome.rejected.append(
+                    RecordProblem(v.index, v.vehicle_id, problem.code, problem.message)
+                )
+                continue
+            vid = f"{p}:{v.vehicle_id}"
+            for column, value in zip(
+                columns,
+                (
+                    vid,
+                    v.vehicle_id,
+                    info.type_id,
+                    plan_id,
+                    v.lat,
+                    v.lon,
+                    info.form_factor,
+                    info.propulsion_type,
+                    v.is_reserved,
+                    v.is_disabled,
+                    v.current_range_meters,
+                    v.current_fuel_percent,
+                    None if v.rental_uris is None else orjson.dumps(v.rental_uris).decode(),
+                    v.last_reported,
+                ),
+                strict=True,
+            ):
+                column.append(value)
+            docs[vid] = VehicleDoc(
+                vid,
+                p,
+                info.form_factor,
+                info.propulsion_type,
+                v.lat,
+                v.lon,
+                v.is_reserved,
+                v.is_disabled,
+                info.type_id,
+                plan_id,
+                None,
+                v.current_range_meters,
+                v.current_fuel_percent,
+                v.rental_uris,
+                v.last_reported,
+            )
+        removed_ids = [f"{p}:{vid}" for vid in batch.removed]
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_UPSERT, p, *columns) if docs else []
+            gone = await conn.fetch(_DELETE, p, removed_ids) if removed_ids else []
+            applied: list[VehicleDoc] = []
+            for row in rows:
+                doc = docs.pop(row["id"])
+                if doc.rental_uris is None and row["rental_uris"] is not None:
+                    doc = doc._replace(rental_uris=orjson.loads(row["rental_uris"]))
+                (outcome.created if row["inserted"] else outcome.updated).append(doc.id)
+                applied.append(doc)
+            outcome.removed = [r["id"] for r in gone]
+            # The index is written while the rows are still locked: two batches for the same
+            # vehicle reach Redis in the order PostgreSQL committed them, so the index can never
+            # end on the older position. A Redis failure does not undo the batch: PostgreSQL is
+            # the record and search falls back to it; the sender is told to send it again
+            # (503), which re-applies the same statuses and brings the index up to date.
+            created = set(outcome.created)
+            try:
+                await self.index.apply(p, applied, outcome.removed)
+                await self.index.publish_delta(
+                    p,
+                    [d for d in applied if d.id in created],
+                    [d for d in applied if d.id not in created],
+                    outcome.removed,
+                )
+            except (RedisError, OSError):
+                outcome.index_updated = False
+        for doc in docs.values():  # not returned: the stored status is newer
+            outcome.ignored.append(
+                RecordProblem(
+                    None,
+                    doc.id.split(":", 1)[1],
+                    "STALE_STATUS",
+                    "the stored status of this vehicle is newer; nothing changed",
+                )
+            )
+        return outcome
+
+
+def _type_for(v: PushedVehicle, types: Mapping[str, TypeInfo]) -> TypeInfo:
+    if v.vehicle_type_id is not None:
+        info = types.get(v.vehicle_type_id)
+        if info is None:
+            raise _Invalid(
+                "UNKNOWN_VEHICLE_TYPE",
+                f"vehicle_type_id {v.vehicle_type_id!r} is not one of the provider's types",
+            )
+        return info
+    if not types:
+        return UNTYPED
+    if len(types) == 1:
+        return next(iter(types.values()))
+    raise _Invalid(
+        "MISSING_VEHICLE_TYPE_ID", "vehicle_type_id is required: the provider has several types"
+    )
+
+
+def provider_catalog(
+    reference: ReferenceData, provider_id: str
+) -> tuple[dict[str, TypeInfo], frozenset[str]]:
+    """The provider's vehicle types by external id and its plans' external ids, worked out
+    once per reference snapshot (memoised in it)."""
+    key = ("push-catalog", provider_id)
+    cached = reference.views.get(key)
+    if cached is None:
+        types = {
+            t.external_id: TypeInfo(
+                t.id, t.form_factor, t.propulsion_type, t.default_pricing_plan_id
+            )
+            for t in reference.vehicle_types.values()
+            if t.provider_id == provider_id
+        }
+        plans = frozenset(
+            plan.external_id
+            for plan in reference.pricing_plans.values()
+            if plan.provider_id == provider_id
+        )
+        cached = reference.views[key] = (types, plans)
+    return cached
