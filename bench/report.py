@@ -382,6 +382,35 @@ def _ingest_rows(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _push_rows(result: dict[str, Any]) -> list[str]:
+    push = result.get("push")
+    if not push:
+        return []
+    if push.get("error"):
+        return ["", f"**Push ingest** (target 8): failed: `{push['error']}`."]
+    check = push["check"]
+    verdict = (
+        f"all {check['vehicles']:,} vehicles hold the last status sent"
+        if check["ok"]
+        else f"**wrong**: {check['problems'][:1]}"
+    )
+    return [
+        "",
+        f"**Push ingest** (target 8): {push['fleet']:,} vehicles, {push['senders']} concurrent "
+        f"writers, batches of {push['batch']}, {push['duration_s']:g} s each:",
+        "",
+        "| writer | updates | seconds | updates/s |",
+        "|---|---:|---:|---:|",
+        f"| `POST /ingest` (signed, validated, index + deltas) | {push['push_updates']:,} | "
+        f"{push['push_seconds']:.1f} | {push['push_rate']:,.0f} |",
+        f"| bare loop (prepared UPDATE + GEOADD) | {push['bare_updates']:,} | "
+        f"{push['bare_seconds']:.1f} | {push['bare_rate']:,.0f} |",
+        f"| **ratio** | | | **{push['ratio']:.2f}** |",
+        "",
+        f"Afterwards, in PostGIS and a sample of the index: {verdict}.",
+    ]
+
+
 def _check_lines(result: dict[str, Any]) -> list[str]:
     checks = result.get("checks") or {"verify": result["verify"]}
     check = checks["verify"]
@@ -458,6 +487,7 @@ def render(result: dict[str, Any]) -> Rendered:
         *_resume_rows(result),
         *_memory_rows(result),
         *_ingest_rows(result),
+        *_push_rows(result),
         "",
     ]
     generation = (

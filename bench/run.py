@@ -61,6 +61,9 @@ from bench.load import SAMPLE_EVERY, ensure_wrk, wrk_version
 from bench.measure import LoadPlan, error_total, measure
 from bench.outage import redis_down, resume
 from bench.progress import say
+from bench.push import DEFAULTS as PUSH_DEFAULTS
+from bench.push import SMOKE as PUSH_SMOKE
+from bench.push import measure as push_measure
 from bench.report import machine_facts, render, write_report
 from bench.servers import Server, free_port, group_memory
 from bench.targets import BASELINE, GRAPHQL, GRAPHQL_APQ, GRAPHQL_CARS, AnswerError
@@ -440,6 +443,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"ingest benchmark failed: {exc!r}")
         ingest = {"error": f"{exc.__class__.__name__}: {exc}", "count": ingest_count}
 
+    time.sleep(args.settle)
+    sizes = dict(PUSH_SMOKE if args.mode == "smoke" else PUSH_DEFAULTS)
+    if args.mode == "quick":
+        sizes["duration"] = 5.0
+    say(f"push ingest: {sizes['senders']} senders for {sizes['duration']:g} s against a bare loop")
+    try:
+        push: dict[str, Any] = push_measure(
+            fleet_size=int(sizes["fleet"]),
+            batch=int(sizes["batch"]),
+            senders=int(sizes["senders"]),
+            duration=float(sizes["duration"]),
+            seed=args.seed,
+            run_dir=run_dir,
+        )
+    except Exception as exc:  # a result to report (target 8 missed), not a crashed run
+        say(f"push benchmark failed: {exc!r}")
+        push = {"error": f"{exc.__class__.__name__}: {exc}"}
+
     finished_at = datetime.now(UTC)
     command = "python -m bench.run" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:])
@@ -485,6 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sweep": sweep,
         "resume": resumed,
         "ingest": ingest,
+        "push": push,
     }
     goals = evaluate(result)
     result["goals"] = [g.to_json() for g in goals]

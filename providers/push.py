@@ -399,7 +399,13 @@ WHERE t.provider_id = EXCLUDED.provider_id
 RETURNING t.id, (t.xmax = 0) AS inserted, t.rental_uris
 """
 
-_DELETE = "DELETE FROM vehicles WHERE provider_id = $1 AND id = ANY($2::text[]) RETURNING id"
+_DELETE = """
+DELETE FROM vehicles WHERE id IN (
+    SELECT id FROM vehicles WHERE provider_id = $1 AND id = ANY($2::text[])
+    ORDER BY id FOR UPDATE)
+RETURNING id
+"""
+_DEADLOCK_ATTEMPTS = 3
 
 
 class PushIngest:
@@ -423,7 +429,10 @@ class PushIngest:
         p = provider_id
         columns: tuple[list[Any], ...] = tuple([] for _ in range(14))
         docs: dict[str, VehicleDoc] = {}
-        for v in batch.vehicles:
+        positions: dict[str, int] = {}  # where each vehicle was in the request
+        # Rows are written (and locked) in id order, so two batches touching the same
+        # vehicles lock them in the same order instead of deadlocking.
+        for v in sorted(batch.vehicles, key=lambda v: v.vehicle_id):
             try:
                 info = _type_for(v, types)
                 plan_id = info.default_plan_id
@@ -441,6 +450,7 @@ class PushIngest:
                 )
                 continue
             vid = f"{p}:{v.vehicle_id}"
+            positions[vid] = v.index
             for column, value in zip(
                 columns,
                 (
@@ -479,44 +489,76 @@ class PushIngest:
                 v.rental_uris,
                 v.last_reported,
             )
-        removed_ids = [f"{p}:{vid}" for vid in batch.removed]
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_UPSERT, p, *columns) if docs else []
-            gone = await conn.fetch(_DELETE, p, removed_ids) if removed_ids else []
-            applied: list[VehicleDoc] = []
-            for row in rows:
-                doc = docs.pop(row["id"])
-                if doc.rental_uris is None and row["rental_uris"] is not None:
-                    doc = doc._replace(rental_uris=orjson.loads(row["rental_uris"]))
-                (outcome.created if row["inserted"] else outcome.updated).append(doc.id)
-                applied.append(doc)
-            outcome.removed = [r["id"] for r in gone]
-            # The index is written while the rows are still locked: two batches for the same
-            # vehicle reach Redis in the order PostgreSQL committed them, so the index can never
-            # end on the older position. A Redis failure does not undo the batch: PostgreSQL is
-            # the record and search falls back to it; the sender is told to send it again
-            # (503), which re-applies the same statuses and brings the index up to date.
-            created = set(outcome.created)
+        removed_ids = sorted(f"{p}:{vid}" for vid in batch.removed)
+        for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
             try:
-                await self.index.apply(p, applied, outcome.removed)
-                await self.index.publish_delta(
-                    p,
-                    [d for d in applied if d.id in created],
-                    [d for d in applied if d.id not in created],
-                    outcome.removed,
-                )
-            except (RedisError, OSError):
-                outcome.index_updated = False
-        for doc in docs.values():  # not returned: the stored status is newer
+                await _write_batch(self.pool, self.index, p, columns, docs, removed_ids, outcome)
+                break
+            except asyncpg.DeadlockDetectedError:
+                # Upserts lock in id order, but an upsert and a delete in two batches can
+                # still cross; PostgreSQL aborted one of them: run it again.
+                if attempt == _DEADLOCK_ATTEMPTS:
+                    raise
+                outcome.created, outcome.updated, outcome.removed = [], [], []
+                outcome.index_updated = True
+        applied = set(outcome.created) | set(outcome.updated)
+        for vid, doc in docs.items():
+            if vid in applied:
+                continue
             outcome.ignored.append(
                 RecordProblem(
-                    None,
+                    positions[vid],
                     doc.id.split(":", 1)[1],
                     "STALE_STATUS",
                     "the stored status of this vehicle is newer; nothing changed",
                 )
             )
+        # Reported in the order the sender wrote them ("removed" entries last).
+        outcome.rejected.sort(key=_position)
+        outcome.ignored.sort(key=_position)
         return outcome
+
+
+def _position(problem: RecordProblem) -> tuple[bool, int]:
+    return (problem.index is None, problem.index or 0)
+
+
+async def _write_batch(
+    pool: asyncpg.Pool,
+    index: VehicleIndex,
+    p: str,
+    columns: tuple[list[Any], ...],
+    docs: dict[str, VehicleDoc],
+    removed_ids: list[str],
+    outcome: PushOutcome,
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(_UPSERT, p, *columns) if docs else []
+        gone = await conn.fetch(_DELETE, p, removed_ids) if removed_ids else []
+        applied: list[VehicleDoc] = []
+        for row in rows:
+            doc = docs[row["id"]]
+            if doc.rental_uris is None and row["rental_uris"] is not None:
+                doc = doc._replace(rental_uris=orjson.loads(row["rental_uris"]))
+            (outcome.created if row["inserted"] else outcome.updated).append(doc.id)
+            applied.append(doc)
+        outcome.removed = [r["id"] for r in gone]
+        # The index is written while the rows are still locked: two batches for the same
+        # vehicle reach Redis in the order PostgreSQL committed them, so the index can never
+        # end on the older position. A Redis failure does not undo the batch: PostgreSQL is
+        # the record and search falls back to it; the sender is told to send it again (503),
+        # which re-applies the same statuses and brings the index up to date.
+        created = set(outcome.created)
+        try:
+            await index.apply(p, applied, outcome.removed)
+            await index.publish_delta(
+                p,
+                [d for d in applied if d.id in created],
+                [d for d in applied if d.id not in created],
+                outcome.removed,
+            )
+        except (RedisError, OSError):
+            outcome.index_updated = False
 
 
 def _type_for(v: PushedVehicle, types: Mapping[str, TypeInfo]) -> TypeInfo:

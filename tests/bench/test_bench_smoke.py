@@ -36,7 +36,6 @@ TARGETS = [
     (7, "snapshot_merge_vs_copy_steady_state"),
     (8, "push_ingest_vs_bare_loop"),
 ]
-PENDING = {8}  # push ingest arrives with the sync issue
 
 
 def _require_wrk() -> None:
@@ -84,9 +83,6 @@ def test_smoke_run_produces_every_target_figure(tmp_path: Path) -> None:
     assert [(int(m[1]), m[2]) for m in parsed if m] == TARGETS, proc.stdout
     for m, line in zip(parsed, lines, strict=True):
         assert m is not None
-        if int(m[1]) in PENDING:
-            assert (m[3], m[5]) == ("n/a", "missed")
-            continue
         measured = float(m[3])  # a figure, not "n/a"
         assert math.isfinite(measured) and measured > 0, line
         assert float(m[4]) > 0
@@ -110,6 +106,10 @@ def test_smoke_run_produces_every_target_figure(tmp_path: Path) -> None:
     assert "error" not in ingest, ingest
     assert ingest["count"] > 0 and len(ingest["rounds"]) == ingest["repeat"]
     assert ingest["moved"] == round(ingest["count"] * 0.10)
+    push = result["push"]
+    assert "error" not in push, push
+    assert push["push_updates"] > 0 and push["bare_updates"] > 0
+    assert push["check"]["ok"], push["check"]
     if _has_matplotlib():
         assert (tmp_path / "charts" / "latency.png").read_bytes().startswith(b"\x89PNG")
 
