@@ -119,6 +119,15 @@ async def _providers_push_secret(settings: Settings, slug: str, remove: bool) ->
             if provider is None:
                 return _fail(f"unknown provider {slug!r}", 1)
             had = provider.ingest_secret is not None
+            vehicle_feeds = {"vehicle_status", "free_bike_status"} & set(provider.feed_names)
+            if not remove and vehicle_feeds:
+                # Its syncs replace the whole fleet with the feed's: pushed vehicles would be
+                # deleted at the next sync, and pushes would race the sync's bulk writes.
+                return _fail(
+                    f"{slug} publishes {', '.join(sorted(vehicle_feeds))}: its vehicles come "
+                    "from that feed, so it cannot also push them (register the pushing "
+                    "operator as its own provider, e.g. with --adapter push)"
+                )
             provider.ingest_secret = None if remove else new_secret()
             secret = provider.ingest_secret
     finally:

@@ -6,12 +6,15 @@ fits it; nothing is written unless the signature, the timestamp and the envelope
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.runtime import Runtime
 from providers.push import (
@@ -24,6 +27,7 @@ from providers.push import (
     verify,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 
 
@@ -50,8 +54,27 @@ async def _body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+# The reference cache reads through SQLAlchemy; the batch through asyncpg.
+_DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, SQLAlchemyError, OSError)
+
+
 @router.post("/ingest/{provider_id}/vehicles")
 async def ingest_vehicles(provider_id: str, request: Request) -> Response:
+    try:
+        return await _ingest(provider_id, request)
+    except _DATABASE_ERRORS as exc:
+        # Before the transaction or inside it: either way nothing was committed.
+        log.warning("push batch for %s not stored: %s", provider_id, exc.__class__.__name__)
+        return _refusal(
+            PushRejected(
+                503,
+                "DATABASE_UNAVAILABLE",
+                "the batch could not be stored; nothing was written: send it again",
+            )
+        )
+
+
+async def _ingest(provider_id: str, request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     try:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -60,38 +83,38 @@ async def ingest_vehicles(provider_id: str, request: Request) -> Response:
                 415, "UNSUPPORTED_MEDIA_TYPE", "send the batch as Content-Type: application/json"
             )
         body = await _body(request)
-        reference = await runtime.reference.covering(providers=[provider_id])
-        provider = reference.providers.get(provider_id)
-        if provider is None:
+        # Read per request, not from the reference cache: a rotated or removed secret and a
+        # disabled provider take effect at once, and a flood of bad signatures costs one
+        # indexed lookup each instead of reloading shared caches.
+        credentials = await runtime.push.credentials(provider_id)
+        if credentials is None:
             raise PushRejected(404, "UNKNOWN_PROVIDER", f"no provider {provider_id!r}")
-        if provider.ingest_secret is None:
+        secret, enabled = credentials
+        if secret is None:
             raise PushRejected(
                 403,
                 "PUSH_NOT_ENABLED",
                 f"provider {provider_id!r} has no ingest secret: "
                 f"`mobility providers push-secret {provider_id}` creates one",
             )
-        timestamp = request.headers.get(TIMESTAMP_HEADER)
-        signature = request.headers.get(SIGNATURE_HEADER)
-        try:
-            verify(provider.ingest_secret, timestamp, signature, body, now=time.time())
-        except PushRejected as exc:
-            if exc.code != "BAD_SIGNATURE":
-                raise
-            # The secret may have been rotated since this process cached it: look once more.
-            runtime.reference.invalidate()
-            fresh = (await runtime.reference.current()).providers.get(provider_id)
-            if fresh is None or fresh.ingest_secret in (None, provider.ingest_secret):
-                raise
-            verify(fresh.ingest_secret, timestamp, signature, body, now=time.time())
-            reference, provider = await runtime.reference.current(), fresh
-        if not provider.enabled:
+        verify(
+            secret,
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            body,
+            now=time.time(),
+        )
+        if not enabled:
             raise PushRejected(
                 403, "PROVIDER_DISABLED", f"provider {provider_id!r} is disabled; enable it first"
             )
         batch = parse_batch(body, now=datetime.now(UTC))
     except PushRejected as exc:
         return _refusal(exc)
+    named_types = {
+        f"{provider_id}:{v.vehicle_type_id}" for v in batch.vehicles if v.vehicle_type_id
+    }
+    reference = await runtime.reference.covering(providers=[provider_id], types=named_types)
     types, plans = provider_catalog(reference, provider_id)
     outcome = await runtime.push.apply(provider_id, batch, types, plans)
     if not outcome.index_updated:

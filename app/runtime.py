@@ -41,8 +41,6 @@ class Runtime:
     search: SearchService
     reference: ReferenceCache
     persisted_queries: PersistedQueries
-    # Plain asyncpg pool: single statements on hot paths (search fallback, push ingest).
-    pg_pool: asyncpg.Pool
     push: PushIngest
 
 
@@ -68,6 +66,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         max_size=10,
         max_inactive_connection_lifetime=300,
     )
+    # Push ingest's own pool (providers/push.py says why); empty until a batch arrives.
+    ingest_pool = await asyncpg.create_pool(
+        plain_url(settings.database_url),
+        min_size=0,
+        max_size=5,
+        max_inactive_connection_lifetime=300,
+    )
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -86,13 +91,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         search=SearchService(settings, index, search_pool),
         reference=reference,
         persisted_queries=PersistedQueries(redis, settings.redis_prefix),
-        pg_pool=search_pool,
-        push=PushIngest(search_pool, index),
+        push=PushIngest(ingest_pool, index),
     )
     try:
         yield runtime
     finally:
         await search_pool.close()
+        await ingest_pool.close()
         await http.aclose()
         await redis.aclose()
         await engine.dispose()

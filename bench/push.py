@@ -409,27 +409,30 @@ def measure(
     *, fleet_size: int, batch: int, senders: int, duration: float, seed: int, run_dir: Any
 ) -> dict[str, Any]:
     asyncio.run(prepare_database())
-    asyncio.run(_setup())
     fleet = Fleet.make(fleet_size, seed)
     server = Server(GRAPHQL, free_port(), run_dir / "push-server.log", name="push-ingest")
     try:
-        server.start(workers=2, env=_server_env(), cwd=config.PROJECT_ROOT)
-        server.wait_ready(workers=2)
-        say(
-            f"push: {fleet_size:,} vehicles created through the API, then {senders} senders of "
-            f"{batch}-update batches for {duration:g} s"
-        )
-        pushed, push_s, _ = asyncio.run(
-            _measure_push(server.base_url, fleet, batch, senders, duration)
-        )
+        asyncio.run(_setup())
+        try:
+            server.start(workers=2, env=_server_env(), cwd=config.PROJECT_ROOT)
+            server.wait_ready(workers=2)
+            say(
+                f"push: {fleet_size:,} vehicles created through the API, then {senders} "
+                f"senders of {batch}-update batches for {duration:g} s"
+            )
+            pushed, push_s, _ = asyncio.run(
+                _measure_push(server.base_url, fleet, batch, senders, duration)
+            )
+        finally:
+            server.stop()
+        if pushed.errors:
+            raise RuntimeError(f"{pushed.errors} push batches failed, e.g. {pushed.example}")
+        problems = asyncio.run(_check_final(pushed.sent or {}))
+        say(f"push: bare loop, {senders} writers for {duration:g} s")
+        bare, bare_s = asyncio.run(_measure_bare(fleet, batch, senders, duration))
     finally:
-        server.stop()
-    if pushed.errors:
-        raise RuntimeError(f"{pushed.errors} push batches failed, e.g. {pushed.example}")
-    problems = asyncio.run(_check_final(pushed.sent or {}))
-    say(f"push: bare loop, {senders} writers for {duration:g} s")
-    bare, bare_s = asyncio.run(_measure_bare(fleet, batch, senders, duration))
-    asyncio.run(_teardown())
+        # Never leave behind an enabled operator whose secret is in this file.
+        asyncio.run(_teardown())
     push_rate = pushed.updates / push_s
     bare_rate = bare.updates / bare_s
     say(

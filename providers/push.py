@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ MAX_ID_LENGTH = 255
 # A status reported this far in the future is a clock error; storing it would block every
 # honest update until that time.
 MAX_FUTURE_SECONDS = 300
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 def new_secret() -> str:
@@ -87,12 +89,11 @@ def verify(
             "SIGNATURE_MISSING",
             f"sign the request: headers {TIMESTAMP_HEADER} and {SIGNATURE_HEADER} are required",
         )
-    try:
-        timestamp = int(timestamp_header)
-    except ValueError:
+    if not _TIMESTAMP.fullmatch(timestamp_header):
         raise PushRejected(
             401, "BAD_TIMESTAMP", f"{TIMESTAMP_HEADER} must be POSIX seconds, an integer"
-        ) from None
+        )
+    timestamp = int(timestamp_header)
     if abs(now - timestamp) > MAX_SKEW_SECONDS:
         raise PushRejected(
             401,
@@ -102,8 +103,10 @@ def verify(
         )
     expected = sign(secret, timestamp, body)
     # Several signatures may be sent (comma-separated) while a secret is being rotated.
-    offered = [s.strip() for s in signature_header.split(",")]
-    if not any(hmac.compare_digest(expected, s) for s in offered):
+    # Compared as bytes: headers arrive as latin-1 text, and compare_digest refuses str
+    # with non-ASCII characters (a 500 instead of a 401).
+    offered = [s.strip().encode("latin-1") for s in signature_header.split(",")]
+    if not any(hmac.compare_digest(expected.encode(), s) for s in offered):
         raise PushRejected(
             401, "BAD_SIGNATURE", "the signature does not match the body and timestamp"
         )
@@ -406,6 +409,10 @@ DELETE FROM vehicles WHERE id IN (
 RETURNING id
 """
 _DEADLOCK_ATTEMPTS = 3
+# Push batches take it shared, a rebuild of the provider's index exclusive (providers/sync.py).
+INDEX_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(hashtext('index:' || $1))"
+INDEX_LOCK = "SELECT pg_advisory_lock(hashtext('index:' || :p))"
+INDEX_UNLOCK = "SELECT pg_advisory_unlock(hashtext('index:' || :p))"
 
 
 class PushIngest:
@@ -413,8 +420,17 @@ class PushIngest:
     Redis index and the delta channel, like a sync but for the vehicles named only."""
 
     def __init__(self, pool: asyncpg.Pool, index: VehicleIndex) -> None:
+        # A pool of its own: a batch holds its connection while it writes the index, and
+        # must not take connections search needs (most of all while Redis is failing).
         self.pool = pool
         self.index = index
+
+    async def credentials(self, provider_id: str) -> tuple[str | None, bool] | None:
+        """(ingest secret, enabled) of the provider; None if there is no such provider."""
+        row = await self.pool.fetchrow(
+            "SELECT ingest_secret, enabled FROM providers WHERE id = $1", provider_id
+        )
+        return None if row is None else (row["ingest_secret"], row["enabled"])
 
     async def apply(
         self,
@@ -533,6 +549,10 @@ async def _write_batch(
     outcome: PushOutcome,
 ) -> None:
     async with pool.acquire() as conn, conn.transaction():
+        # Shared with other batches, exclusive to an index rebuild of this provider
+        # (SyncEngine.rebuild_index), which would otherwise write positions it read before
+        # this batch committed over the ones this batch writes.
+        await conn.execute(INDEX_LOCK_SHARED, p)
         rows = await conn.fetch(_UPSERT, p, *columns) if docs else []
         gone = await conn.fetch(_DELETE, p, removed_ids) if removed_ids else []
         applied: list[VehicleDoc] = []
@@ -550,7 +570,9 @@ async def _write_batch(
         # which re-applies the same statuses and brings the index up to date.
         created = set(outcome.created)
         try:
-            await index.apply(p, applied, outcome.removed)
+            # Every id asked to be removed leaves the index, not only those this DELETE found:
+            # a batch resent after a 503 finds no rows, but the index may still hold them.
+            await index.apply(p, applied, removed_ids)
             await index.publish_delta(
                 p,
                 [d for d in applied if d.id in created],

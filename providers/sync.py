@@ -41,6 +41,7 @@ from providers.merge import (
     MergeOutcome,
     merge_table,
 )
+from providers.push import INDEX_LOCK, INDEX_UNLOCK
 from providers.rows import SnapshotRows, build_rows, rule_json
 
 log = logging.getLogger(__name__)
@@ -377,9 +378,7 @@ class SyncEngine:
             if previous_run is not None and indexed == previous_run:
                 await self.index.apply(provider_id, [*created, *updated], vehicles.removed)
             elif not vehicles_merged:
-                async with self.sessions() as session:
-                    stored = await load_vehicle_docs(session, provider_id)
-                await self.index.rebuild_provider(provider_id, stored)
+                await self.rebuild_index(provider_id)
             else:
                 await self.index.rebuild_provider(provider_id, list(docs.values()))
             await self.index.set_indexed_run(provider_id, run_id)
@@ -411,13 +410,23 @@ class SyncEngine:
         return report
 
     async def rebuild_index(self, provider_id: str) -> int:
-        """Rebuild one provider's index entries from PostGIS. Returns the vehicles indexed."""
+        """Rebuild one provider's index entries from PostGIS. Returns the vehicles indexed.
+
+        Holds the provider's index lock exclusively from the read to the last write, so a push
+        batch (which holds it shared) cannot commit a newer position in between that the
+        rebuild would then overwrite with the one it read."""
         async with self.sessions() as session:
-            docs = await load_vehicle_docs(session, provider_id)
-            run_id = await repository.latest_successful_run_id(session, provider_id)
-        await self.index.rebuild_provider(provider_id, docs)
-        if run_id is not None:
-            await self.index.set_indexed_run(provider_id, run_id)
+            await session.execute(text(INDEX_LOCK), {"p": provider_id})
+            try:
+                docs = await load_vehicle_docs(session, provider_id)
+                run_id = await repository.latest_successful_run_id(session, provider_id)
+                await session.commit()  # end the read's transaction; the lock is the session's
+                await self.index.rebuild_provider(provider_id, docs)
+                if run_id is not None:
+                    await self.index.set_indexed_run(provider_id, run_id)
+            finally:
+                await session.execute(text(INDEX_UNLOCK), {"p": provider_id})
+                await session.commit()
         return len(docs)
 
     async def ensure_index_ready(self) -> bool:

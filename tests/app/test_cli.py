@@ -8,6 +8,8 @@ import re
 import sys
 from pathlib import Path
 
+import orjson
+
 from app.runtime import Runtime
 from providers.simulators.feed_server import FeedServer
 from tests.helpers import feed_dir, raw
@@ -97,3 +99,44 @@ async def test_sync_of_an_unreachable_provider_reports_the_failure(
 
     assert code == 1
     assert "FAILED" in out and "HTTP 502" in out
+
+
+async def test_push_secret_is_shown_once_stored_and_refused_for_a_feed_fed_fleet(
+    runtime: Runtime,
+) -> None:
+    from sqlalchemy import text
+
+    from app.db import transaction
+    from tests.providers.test_push_ingest import DOCUMENTS
+
+    config = '{"documents": ' + orjson.dumps(DOCUMENTS).decode() + "}"
+    code, out, err = await mobility(
+        runtime, "providers", "add", "pusher", "--adapter", "push", "--config", config
+    )
+    assert code == 0, err
+    code, out, err = await mobility(runtime, "providers", "push-secret", "pusher")
+    assert code == 0, err
+    (secret,) = re.findall(r"whsec_\S+", out)
+    async with runtime.sessions() as session:
+        stored = await session.scalar(
+            text("SELECT ingest_secret FROM providers WHERE id = 'pusher'")
+        )
+    assert stored == secret
+
+    # A provider whose feed publishes its vehicles cannot push them too.
+    code, _, err = await mobility(
+        runtime, "providers", "add", "feedfed", "--feed", "vehicle_status=http://127.0.0.1:9/v.json"
+    )
+    assert code == 0, err
+    async with transaction(runtime.sessions) as session:
+        await session.execute(
+            text("UPDATE providers SET feed_names = '{vehicle_status}' WHERE id = 'feedfed'")
+        )
+    code, out, err = await mobility(runtime, "providers", "push-secret", "feedfed")
+    assert code == 2
+    assert "cannot also push" in err + out
+    async with runtime.sessions() as session:
+        assert (
+            await session.scalar(text("SELECT ingest_secret FROM providers WHERE id = 'feedfed'"))
+            is None
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -73,10 +74,24 @@ async def test_apply_writes_every_key_across_batches(runtime: Runtime) -> None:
 async def test_apply_error_reply_is_raised_and_connection_not_reused(runtime: Runtime) -> None:
     # The docs hash key holding a string makes HSET fail on the server.
     await runtime.redis.set(runtime.keys.vehicle_docs, "not a hash")
-    with pytest.raises(Exception, match="WRONGTYPE"):
-        await runtime.index.apply("p", [_doc(1)], ())
+    pool = runtime.redis.connection_pool
+    released: list[Any] = []
+    release = pool.release
+
+    async def recording_release(connection: Any) -> None:
+        released.append(connection)
+        await release(connection)
+
+    pool.release = recording_release  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Exception, match="WRONGTYPE"):
+            await runtime.index.apply("p", [_doc(1)], ())
+    finally:
+        pool.release = release  # type: ignore[method-assign]
+    # The connection that saw the error (replies still unread behind it) was closed before it
+    # went back to the pool, so nobody can read those replies as their own.
+    assert len(released) == 1 and not released[0].is_connected
     await runtime.redis.delete(runtime.keys.vehicle_docs)
-    # The next command on the pool gets its own reply, not a leftover one.
     assert await runtime.redis.ping() is True
     await runtime.index.apply("p", [_doc(2)], ())
     assert await runtime.index.documents(["p:v2"]) != [None]

@@ -9,6 +9,7 @@ import random
 import time
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -17,10 +18,12 @@ from sqlalchemy import text
 from adapters.base import AdapterConfigError
 from adapters.push import PushAdapter
 from app.db import transaction
+from app.redis import create_redis
 from app.runtime import Runtime
-from app.vehicle_index import VehicleDelta
+from app.vehicle_index import VehicleDelta, VehicleIndex
 from providers import repository
 from providers.push import (
+    INDEX_LOCK_SHARED,
     MAX_BODY_BYTES,
     MAX_SKEW_SECONDS,
     SIGNATURE_HEADER,
@@ -439,3 +442,104 @@ async def test_overlapping_batches_in_any_order_neither_deadlock_nor_lose_the_ne
         elif vid in stored:
             assert stored[vid][:2] in {(v["lat"], v["lon"]) for v in sent}, vid
     assert len(removed & set(ids)) == 3  # the check above covers both cases
+
+
+async def test_redis_failure_answers_503_keeps_the_batch_and_a_resend_repairs_the_index(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    await _push_provider(runtime)
+    assert (await _post(api, {"vehicles": [_vehicle("car-1", 52.52, 13.40)]})).status_code == 200
+    moved = _vehicle("car-2", 52.53, 13.41)
+    batch = {"vehicles": [moved], "removed": ["car-1"]}
+    # A Redis that refuses connections (nothing listens on port 1): a real outage.
+    unreachable = create_redis("redis://127.0.0.1:1/0")
+    working = runtime.push.index
+    try:
+        runtime.push.index = VehicleIndex(unreachable, runtime.keys)
+        response = await _post(api, batch)
+    finally:
+        runtime.push.index = working
+        await unreachable.aclose()
+    assert response.status_code == 503, response.text
+    assert response.json()["indexUpdated"] is False
+    # PostgreSQL holds the batch; the index does not yet.
+    assert set(await _stored(runtime)) == {"car-2"}
+    geo = runtime.keys.vehicle_geo
+    assert await runtime.redis.zscore(geo, f"{SLUG}:car-1") is not None
+    assert await runtime.redis.zscore(geo, f"{SLUG}:car-2") is None
+
+    # The resend: the status applies again (same time), the removal finds no row, and the
+    # index ends matching PostgreSQL.
+    response = await _post(api, batch)
+    assert response.status_code == 200, response.text
+    assert (response.json()["updated"], response.json()["removed"]) == (1, 0)
+    members = {m.decode() for m in await runtime.redis.zrange(geo, 0, -1)}
+    assert members == {f"{SLUG}:car-2"}
+
+
+async def test_database_failure_answers_503_as_json(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    await _push_provider(runtime)
+    closed = await asyncpg.create_pool(runtime.settings.database_url, min_size=0, max_size=1)
+    await closed.close()
+    working = runtime.push.pool
+    try:
+        runtime.push.pool = closed
+        response = await _post(api, {"vehicles": [_vehicle("car-1", 52.52, 13.40)]})
+    finally:
+        runtime.push.pool = working
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "DATABASE_UNAVAILABLE"
+    await _nothing_written(runtime)
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({TIMESTAMP_HEADER: "now", SIGNATURE_HEADER: "v1=00"}, "BAD_TIMESTAMP"),
+        ({TIMESTAMP_HEADER: "9" * 400, SIGNATURE_HEADER: "v1=00"}, "BAD_TIMESTAMP"),
+        ({TIMESTAMP_HEADER: "-5", SIGNATURE_HEADER: "v1=00"}, "BAD_TIMESTAMP"),
+        ({SIGNATURE_HEADER: "v1=00"}, "SIGNATURE_MISSING"),
+    ],
+)
+async def test_malformed_signature_headers_are_401_not_500(
+    runtime: Runtime, api: httpx.AsyncClient, headers: dict[str, str], code: str
+) -> None:
+    await _push_provider(runtime)
+    response = await api.post(
+        f"/ingest/{SLUG}/vehicles",
+        content=b'{"vehicles": []}',
+        headers={"Content-Type": "application/json", **headers},
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == code
+
+
+async def test_non_ascii_signature_is_a_bad_signature(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    await _push_provider(runtime)
+    timestamp = str(int(time.time())).encode()
+    response = await api.post(
+        f"/ingest/{SLUG}/vehicles",
+        content=b'{"vehicles": []}',
+        headers=[
+            (b"Content-Type", b"application/json"),
+            (TIMESTAMP_HEADER.encode(), timestamp),
+            (SIGNATURE_HEADER.encode(), "v1=é".encode("latin-1")),
+        ],
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "BAD_SIGNATURE"
+
+
+async def test_a_rebuild_waits_for_a_push_batch_in_flight(runtime: Runtime) -> None:
+    """The index lock: a batch's transaction holds it shared, a rebuild exclusively."""
+    await _push_provider(runtime)
+    async with runtime.push.pool.acquire() as conn, conn.transaction():
+        await conn.execute(INDEX_LOCK_SHARED, SLUG)
+        rebuild = asyncio.create_task(runtime.sync.rebuild_index(SLUG))
+        await asyncio.sleep(0.3)
+        assert not rebuild.done()  # blocked behind the batch
+    assert await asyncio.wait_for(rebuild, 5) == 0
