@@ -88,7 +88,7 @@ _EWKB_POINT = struct.Struct("<BIidd")
 _EWKB_POINT_SRID = 0x20000001
 
 
-def _ewkb_point(lon: float, lat: float) -> bytes:
+def ewkb_point(lon: float, lat: float) -> bytes:
     return _EWKB_POINT.pack(1, _EWKB_POINT_SRID, 4326, lon, lat)
 
 
@@ -96,7 +96,7 @@ def _geometry_passthrough(value: bytes) -> bytes:
     return value
 
 
-async def _connect() -> asyncpg.Connection:
+async def connect() -> asyncpg.Connection:
     conn: asyncpg.Connection = await asyncpg.connect(config.DATABASE_URL)
     # Binary COPY sends geometry as EWKB, which PostGIS's receive function reads directly;
     # this saves a staging table and an INSERT ... SELECT ST_MakePoint over a million rows.
@@ -200,7 +200,7 @@ def _vehicle_record(v: Vehicle) -> tuple[Any, ...]:
         v.vehicle_type_id,
         v.pricing_plan_id,
         None,
-        _ewkb_point(v.lon, v.lat),
+        ewkb_point(v.lon, v.lat),
         v.form_factor,
         v.propulsion_type,
         v.is_reserved,
@@ -308,7 +308,7 @@ async def ensure_fleet(count: int, seed: int, *, force: bool = False) -> Generat
     phases: dict[str, float] = {}
     await prepare_database()
     redis = create_redis(config.REDIS_URL)
-    conn = await _connect()
+    conn = await connect()
     try:
         keys = RedisKeys(config.REDIS_PREFIX)
         holds = not force and await database_holds(conn, count, seed)

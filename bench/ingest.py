@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import random
 import statistics
-import struct
 import sys
 import time
 from collections.abc import Sequence
@@ -56,7 +55,7 @@ from app.settings import Settings
 from app.vehicle_index import VehicleIndex
 from bench import config
 from bench.fleet import CITIES
-from bench.generate import prepare_database
+from bench.generate import connect, ewkb_point, prepare_database
 from bench.progress import say
 from providers.merge import VEHICLES
 from providers.rows import build_rows
@@ -75,10 +74,6 @@ _TYPES = (
     ("moped", FormFactor.SCOOTER_SEATED, PropulsionType.ELECTRIC, 80_000.0),
     ("car", FormFactor.CAR, PropulsionType.COMBUSTION, 600_000.0),
 )
-
-# Little-endian EWKB point with an SRID, as PostGIS's binary receive function reads it.
-_EWKB_POINT = struct.Struct("<BIidd")
-_EWKB_POINT_SRID = 0x20000001
 
 
 def _redis_prefix() -> str:
@@ -179,7 +174,7 @@ def copy_rows(snap: Snapshot) -> tuple[list[str], list[tuple[Any, ...]]]:
     picks: list[int | None] = [None if c == "geom" else staged.index(c) for c in columns]
     records: list[tuple[Any, ...]] = []
     for row in build_rows(PROVIDER_ID, snap).vehicles:
-        geom = _EWKB_POINT.pack(1, _EWKB_POINT_SRID, 4326, row[lon_at], row[lat_at])
+        geom = ewkb_point(row[lon_at], row[lat_at])
         records.append(tuple(geom if i is None else row[i] for i in picks))
     return columns, records
 
@@ -194,22 +189,6 @@ class Round:
     steady_s: float
     first_load_phases: dict[str, float]
     steady_phases: dict[str, float]
-
-
-def _passthrough(value: bytes) -> bytes:
-    return value
-
-
-async def _connect() -> asyncpg.Connection:
-    conn: asyncpg.Connection = await asyncpg.connect(config.DATABASE_URL)
-    await conn.set_type_codec(
-        "geometry",
-        schema="public",
-        encoder=_passthrough,
-        decoder=_passthrough,
-        format="binary",
-    )
-    return conn
 
 
 async def _ensure_provider(conn: asyncpg.Connection) -> None:
@@ -283,7 +262,7 @@ async def measure(count: int, repeat: int, seed: int) -> dict[str, Any]:
     )
     db = create_engine(settings.database_url, pool_size=2)
     redis = create_redis(settings.redis_url, timeout_seconds=30.0)
-    conn = await _connect()
+    conn = await connect()  # geometry sent as EWKB, as the generator loads it
     rounds: list[Round] = []
     try:
         async with httpx.AsyncClient() as http:
