@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.db import create_engine, plain_url, session_factory
 from app.persisted_queries import PersistedQueries
 from app.redis import RedisKeys, create_redis
+from app.redis_pipelined import Endpoint, PipelinedRedis
 from app.reference import ReferenceCache
 from app.search.service import SearchService
 from app.settings import Settings
@@ -50,7 +51,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     sessions = session_factory(engine)
     redis = create_redis(settings.redis_url)
     keys = RedisKeys(settings.redis_prefix)
-    index = VehicleIndex(redis, keys)
+    endpoint = Endpoint.from_url(settings.redis_url)
+    search_client = PipelinedRedis(endpoint) if endpoint is not None else None
+    index = VehicleIndex(redis, keys, search_client=search_client)
     timeout = settings.sync_http_timeout_seconds
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
@@ -100,4 +103,6 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await ingest_pool.close()
         await http.aclose()
         await redis.aclose()
+        if search_client is not None:
+            await search_client.aclose()
         await engine.dispose()

@@ -196,8 +196,6 @@ class SearchService:
             )
             stop = False
             for doc in docs:
-                if doc is None:
-                    continue  # removed between the two commands of the script: skip it
                 if threshold is not None and (
                     sphere_meters(near.lat, near.lon, doc.lat, doc.lon) > threshold
                 ):

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import orjson
 import pytest
+import strawberry
 from sqlalchemy import text
 
 from app.runtime import Runtime
+from app.search.schemas import VehicleHit
+from app.vehicle_index import VehicleDoc
 from graphql_schema import execution
 from graphql_schema.context import Context
+from graphql_schema.enums import FormFactor
+from graphql_schema.execution import CompiledExecutionContext
 from graphql_schema.schema import build_schema
+from graphql_schema.types import Vehicle
 from providers.simulators.feed_server import FeedServer
 from tests.helpers import add_conformance_provider
 
@@ -102,3 +110,79 @@ async def test_a_value_the_plan_cannot_serialise_falls_back_to_graphql_core_erro
 
     assert generic["errors"], "the test needs a value graphql-core refuses"
     assert compiled == generic
+
+
+def test_vehicle_from_hit_fills_exactly_the_dataclass_fields() -> None:
+    # from_hit bypasses the dataclass __init__ for speed: a field added to Vehicle and not to
+    # from_hit would be an AttributeError at query time, so the two lists must match.
+    doc = VehicleDoc(
+        "v1",
+        "p1",
+        "scooter_standing",
+        "electric",
+        1.0,
+        2.0,
+        False,
+        False,
+        "t",
+        "pp",
+        None,
+        10,
+        0.5,
+        None,
+        None,
+    )
+    vehicle = Vehicle.from_hit(VehicleHit(doc, 3.0), ref=None)  # type: ignore[arg-type]
+    assert set(vars(vehicle)) == {f.name for f in dataclasses.fields(Vehicle) if f.init}
+    built = Vehicle(
+        **{f.name: getattr(vehicle, f.name) for f in dataclasses.fields(Vehicle) if f.init}
+    )
+    assert vars(built) == vars(vehicle)
+
+
+@strawberry.type
+class _Item:
+    f: float | None
+    i: int
+    s: str
+    b: bool
+    e: FormFactor
+    n: _Item | None = None
+
+
+@pytest.mark.parametrize(
+    ("values", "fails"),
+    [
+        # Python values of the scalar's own type pass through the inline checks as they are.
+        ({"f": 1.5, "i": 7, "s": "x", "b": False, "e": FormFactor.CAR}, False),
+        # Other Python types must be serialised by the scalar, exactly as graphql-core does:
+        # 3 -> 3.0 for a Float (orjson would write 3), True -> 1 for an Int, 5 -> "5".
+        ({"f": 3, "i": True, "s": 5, "b": 1, "e": FormFactor.MOPED}, False),
+        ({"f": None, "i": -(2**31), "s": "", "b": True, "e": FormFactor.BICYCLE}, False),
+        # Values no serialiser accepts: graphql-core's errors, from both paths.
+        ({"f": float("inf"), "i": 1, "s": "x", "b": True, "e": FormFactor.CAR}, True),
+        ({"f": 1.0, "i": 2**31, "s": "x", "b": True, "e": FormFactor.CAR}, True),
+        ({"f": 1.0, "i": 1, "s": None, "b": True, "e": FormFactor.CAR}, True),
+    ],
+)
+async def test_generated_completion_serialises_like_graphql_core(
+    values: dict[str, Any], fails: bool
+) -> None:
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def items(self) -> list[_Item]:
+            nested = _Item(**values)
+            return [_Item(**values, n=nested), _Item(**values)]
+
+    query = "{ items { f i s b e __typename again: i n { s e f } } }"
+    compiled_schema = strawberry.Schema(Query, execution_context_class=CompiledExecutionContext)
+    generic = await strawberry.Schema(Query).execute(query)
+    execution._plans.clear()
+    compiled = await compiled_schema.execute(query)
+    assert bool(generic.errors) == fails
+    assert compiled.data == generic.data
+    assert orjson.dumps(compiled.data) == orjson.dumps(generic.data)
+    assert [e.message for e in compiled.errors or []] == [e.message for e in generic.errors or []]
+    if not fails:  # the plan, not a fallback, produced the answer
+        assert any(template is not None for _, template in execution._plans.values())

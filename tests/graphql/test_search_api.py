@@ -14,6 +14,7 @@ from shapely.geometry import Point, shape
 from sqlalchemy import text
 
 from app.redis import create_redis
+from app.redis_pipelined import Endpoint, PipelinedRedis
 from app.runtime import Runtime
 from app.vehicle_index import VehicleIndex
 from providers.simulators.feed_server import FeedServer
@@ -97,14 +98,17 @@ async def test_search_answers_from_postgis_when_redis_index_is_unavailable(
     )
     from_index = (await gql(api, query))["data"]["vehicles"]
     # A Redis that refuses connections (nothing listens on port 1): a real outage, not a stub.
+    # Both clients the API uses: redis-py, and the hot path's pipelined connection.
     unreachable = create_redis("redis://127.0.0.1:1/0")
+    pipelined = PipelinedRedis(Endpoint("127.0.0.1", 1, 0, None, None))
     original = runtime.search.index
     try:
-        runtime.search.index = VehicleIndex(unreachable, runtime.keys)
+        runtime.search.index = VehicleIndex(unreachable, runtime.keys, search_client=pipelined)
         body = await gql(api, query)
     finally:
         runtime.search.index = original
         await unreachable.aclose()
+        await pipelined.aclose()
     assert "errors" not in body, body
     from_postgis = body["data"]["vehicles"]
     assert from_index, "the query point should have vehicles around it"
