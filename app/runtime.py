@@ -29,6 +29,16 @@ from providers.sync import SyncEngine
 USER_AGENT = "mobility-aggregator/0.1 (+https://github.com/)"
 
 
+class ReadOnlyConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg is untyped
+    """A connection of the search pool. It only ever runs single SELECTs outside a transaction
+    (no SET, LISTEN, cursors or advisory locks), so there is no session state to reset when it
+    goes back to the pool: asyncpg's default reset query would be one more round trip per
+    search (docs/performance.md). An open transaction is still rolled back by asyncpg."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -65,6 +75,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     # transaction round trips (app/search/repository.py: search_vehicles_near).
     search_pool = await asyncpg.create_pool(
         plain_url(settings.database_url),
+        connection_class=ReadOnlyConnection,
         min_size=1,
         max_size=10,
         max_inactive_connection_lifetime=300,

@@ -52,7 +52,9 @@ class VehicleDoc(NamedTuple):
     station_id: str | None
     current_range_meters: float | None
     current_fuel_percent: float | None
-    rental_uris: dict[str, str | None] | None
+    # Read from PostGIS by the search fallback, the JSON text as stored: most answers never
+    # show it, so it is decoded only when asked for (graphql_schema RentalUris.from_json).
+    rental_uris: dict[str, str | None] | str | None
     # Documents read from the index keep the ISO string as stored: most answers never show it,
     # so it is parsed only when asked for (reported_at()).
     last_reported: datetime | str | None

@@ -7,6 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
 import strawberry
 from strawberry.scalars import JSON
 
@@ -60,10 +61,12 @@ class RentalUris:
     web: str | None
 
     @classmethod
-    def from_json(cls, data: dict[str, str | None] | None) -> RentalUris | None:
-        if not data:
+    def from_json(cls, data: dict[str, str | None] | str | None) -> RentalUris | None:
+        # JSON text as PostGIS answered it: decoded only when the field is selected.
+        uris = orjson.loads(data) if isinstance(data, str) else data
+        if not uris:
             return None
-        return cls(android=data.get("android"), ios=data.get("ios"), web=data.get("web"))
+        return cls(android=uris.get("android"), ios=uris.get("ios"), web=uris.get("web"))
 
 
 @strawberry.type
@@ -362,7 +365,7 @@ class Vehicle:
     is_reserved: bool
     is_disabled: bool
     # Built only when selected (most map queries do not ask for them).
-    rental_uris_raw: strawberry.Private[dict[str, str | None] | None]
+    rental_uris_raw: strawberry.Private[dict[str, str | None] | str | None]
     doc: strawberry.Private[VehicleDoc]
 
     @strawberry.field

@@ -169,6 +169,11 @@ _VEHICLE_FIELDS = [
 ]
 
 
+_DOC_WIDTH = len(VehicleDoc._fields)
+_make_doc = VehicleDoc._make
+assert tuple(_VEHICLE_FIELDS) == VehicleDoc._fields
+
+
 async def search_vehicles_near(
     pool: asyncpg.Pool, *, near: Near, flt: VehicleFilter, first: int
 ) -> list[VehicleHit]:
@@ -211,7 +216,8 @@ async def search_vehicles_near(
         # Complete when everything within the radius was read, or the candidates reach far
         # enough past the farthest answer that no unread vehicle can be nearer.
         if fetched < limit or horizon >= kept[-1]["distance"] * 1.006:
-            return [_vehicle_hit(r) for r in kept]
+            # The first columns are VehicleDoc's fields in order; distance follows.
+            return [VehicleHit(_make_doc(r[:_DOC_WIDTH]), r[_DOC_WIDTH]) for r in kept]
         limit *= 4
 
 

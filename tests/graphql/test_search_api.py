@@ -94,7 +94,8 @@ async def test_search_answers_from_postgis_when_redis_index_is_unavailable(
 ) -> None:
     query = (
         "{ vehicles(near: {lat: 52.4227, lon: 10.7865, radiusMeters: 2000}, first: 30) "
-        "{ id distanceMeters } }"
+        "{ id distanceMeters rentalUris { android ios web } lastReported currentRangeMeters "
+        "pricingPlan { id } } }"
     )
     from_index = (await gql(api, query))["data"]["vehicles"]
     # A Redis that refuses connections (nothing listens on port 1): a real outage, not a stub.
@@ -115,6 +116,11 @@ async def test_search_answers_from_postgis_when_redis_index_is_unavailable(
     assert [v["id"] for v in from_postgis] == [v["id"] for v in from_index]
     for a, b in zip(from_postgis, from_index, strict=True):
         assert a["distanceMeters"] == pytest.approx(b["distanceMeters"], abs=0.01)
+        # Every other field is the same whichever store answered.
+        assert {k: v for k, v in a.items() if k != "distanceMeters"} == {
+            k: v for k, v in b.items() if k != "distanceMeters"
+        }
+    assert any(v["rentalUris"] for v in from_index), "the feed should give rental URIs"
 
 
 async def test_filters_apply_before_first(
