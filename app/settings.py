@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     # A provider whose last good sync is older than this is reported stale even if no sync
     # failed (the scheduler may be stopped, or the provider disabled).
     stale_after_seconds: float = 900.0
+    # Search leaves out the vehicles of a provider whose data is stale (above), instead of
+    # showing positions that may be long gone as if they were current (app/health.py).
+    hide_stale_vehicles: bool = True
+    # A stale provider whose last this many syncs failed in a row is reported DOWN.
+    provider_down_after_failures: int = Field(default=3, ge=1)
     # Preferred language for GBFS v3 localized strings (then the feed's first, then any).
     preferred_language: str = "en"
 

@@ -336,6 +336,13 @@ async def ensure_fleet(count: int, seed: int, *, force: bool = False) -> Generat
             index_filled = True
             if not await index_holds(redis, keys, available):
                 raise RuntimeError("the Redis index does not hold the available vehicles")
+        # The loaded fleet stands for a provider's last good sync: stamp it now, as the sync
+        # would, so search (which hides the vehicles of stale providers) serves it.
+        await conn.execute(
+            "UPDATE providers SET last_sync_at = now(), last_success_at = now(), stale = false "
+            "WHERE config->>'generator' = $1",
+            GENERATOR,
+        )
     finally:
         await conn.close()
         await redis.aclose()

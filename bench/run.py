@@ -229,6 +229,9 @@ def _server_env() -> dict[str, str]:
         MOBILITY_BACKGROUND_SYNC="false",
         MOBILITY_DEMO_FEEDS="false",
         MOBILITY_ENVIRONMENT="production",
+        # The fleet is stamped as synced when the run starts and nothing syncs it during the
+        # run: a day's limit keeps it fresh throughout, and search still checks freshness.
+        MOBILITY_STALE_AFTER_SECONDS="86400",
         BENCH_DATABASE_URL=config.DATABASE_URL,
         PYTHONPATH=os.pathsep.join(
             p for p in (str(config.PROJECT_ROOT), env.get("PYTHONPATH", "")) if p

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import strawberry
 
+from app.health import HealthStatus
 from app.vocabulary import FormFactor, PropulsionType
 
 strawberry.enum(
@@ -13,5 +14,12 @@ strawberry.enum(
     description="GBFS form factor; the deprecated `scooter` is reported as SCOOTER_STANDING.",
 )
 strawberry.enum(PropulsionType, description="GBFS propulsion type.")
+strawberry.enum(
+    HealthStatus,
+    name="ProviderHealthStatus",
+    description="OK; DEGRADED: fresh data, but the latest sync failed or found errors; STALE: "
+    "data older than the staleness limit (its vehicles are hidden from search); DOWN: stale and "
+    "failing repeatedly; DISABLED: switched off by staff.",
+)
 
-__all__ = ["FormFactor", "PropulsionType"]
+__all__ = ["FormFactor", "HealthStatus", "PropulsionType"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
@@ -12,13 +12,14 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app import models
+from app.health import SyncRecord, data_age_seconds, health_status
 from app.reference import ReferenceData
 from app.search.schemas import ProviderStats, StationRow, VehicleHit, ZoneRow
 from app.search.service import is_stale, latest_sync_run, validate_first
 from app.settings import Settings
 from app.vehicle_index import VehicleDoc
 from app.vocabulary import currency_exponent
-from graphql_schema.enums import FormFactor, PropulsionType
+from graphql_schema.enums import FormFactor, HealthStatus, PropulsionType
 from graphql_schema.scalars import Long
 
 if TYPE_CHECKING:
@@ -198,6 +199,43 @@ class ValidationReport:
     findings: list[ValidationFinding]
 
 
+@strawberry.type(description="Validation counts of the latest finished sync, with a sample.")
+class ValidationSummary:
+    errors: int
+    warnings: int
+    sample: list[ValidationFinding]
+
+
+@strawberry.type(description="How a provider's data is kept current (rules: app/health.py).")
+class ProviderHealth:
+    status: HealthStatus
+    last_sync_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    next_sync_at: datetime | None
+    data_age_seconds: float | None = strawberry.field(
+        description="Seconds since the last good data; null when there has been none."
+    )
+    stale_after_seconds: float
+    validation: ValidationSummary | None = strawberry.field(
+        description="The latest finished sync's findings; null before the first sync."
+    )
+
+
+_HEALTH_SAMPLE = 5
+
+
+def _finding(f: dict[str, Any]) -> ValidationFinding:
+    return ValidationFinding(
+        severity=f["severity"],
+        code=f["code"],
+        feed=f["feed"],
+        message=f["message"],
+        record_id=f.get("record_id"),
+    )
+
+
 @strawberry.type(description="A shared-mobility operator this service aggregates.")
 class Provider:
     id: strawberry.ID
@@ -267,16 +305,40 @@ class Provider:
             started_at=run.started_at,
             error_count=run.error_count,
             warning_count=run.warning_count,
-            findings=[
-                ValidationFinding(
-                    severity=f["severity"],
-                    code=f["code"],
-                    feed=f["feed"],
-                    message=f["message"],
-                    record_id=f.get("record_id"),
-                )
-                for f in run.findings[:first]
-            ],
+            findings=[_finding(f) for f in run.findings[:first]],
+        )
+
+    @strawberry.field(description="Sync health, read when asked (not from a cache).")
+    async def health(self, info: strawberry.Info[Context, None]) -> ProviderHealth | None:
+        settings = info.context.settings
+        async with info.context.sessions() as session:
+            row = await session.get(models.Provider, str(self.id))
+            run = await latest_sync_run(session, str(self.id))
+        if row is None:
+            return None  # deleted since this object was built
+        now = datetime.now(UTC)
+        record = SyncRecord(
+            enabled=row.enabled,
+            last_success_at=row.last_success_at,
+            consecutive_failures=row.consecutive_failures,
+            latest_errors=run.error_count if run is not None else 0,
+        )
+        return ProviderHealth(
+            status=health_status(record, settings, now),
+            last_sync_at=row.last_sync_at,
+            last_success_at=row.last_success_at,
+            last_error=row.last_error,
+            consecutive_failures=row.consecutive_failures,
+            next_sync_at=row.next_sync_at,
+            data_age_seconds=data_age_seconds(row.last_success_at, now),
+            stale_after_seconds=settings.stale_after_seconds,
+            validation=None
+            if run is None
+            else ValidationSummary(
+                errors=run.error_count,
+                warnings=run.warning_count,
+                sample=[_finding(f) for f in run.findings[:_HEALTH_SAMPLE]],
+            ),
         )
 
 

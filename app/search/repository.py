@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -66,6 +67,11 @@ def _area(where: _Where, alias: str, near: Near | None, bbox: BBox | None) -> st
 
 def _vehicle_where(where: _Where, f: VehicleFilter) -> None:
     where.add("p.enabled")
+    if f.fresh_within_seconds is not None:
+        where.add(
+            "p.last_success_at >= now() - make_interval(secs => :fresh_within)",
+            fresh_within=f.fresh_within_seconds,
+        )
     if not f.include_reserved:
         where.add("NOT v.is_reserved")
     if not f.include_disabled:
@@ -187,6 +193,10 @@ async def search_vehicles_near(
         params.append(value)
         return f"${len(params)}"
 
+    if flt.fresh_within_seconds is not None:
+        clauses.append(
+            f"p.last_success_at >= now() - make_interval(secs => {bind(flt.fresh_within_seconds)})"
+        )
     if not flt.include_reserved:
         clauses.append("NOT v.is_reserved")
     if not flt.include_disabled:
@@ -429,9 +439,10 @@ def _parse_box2d(box: str) -> Extent:
     return Extent(min_lat=miny, min_lon=minx, max_lat=maxy, max_lon=maxx)
 
 
-async def enabled_provider_ids(session: AsyncSession) -> set[str]:
-    rows = await session.execute(text("SELECT id FROM providers WHERE enabled"))
-    return {r.id for r in rows}
+async def enabled_providers(session: AsyncSession) -> dict[str, datetime | None]:
+    """Enabled providers and when each last synced successfully."""
+    rows = await session.execute(text("SELECT id, last_success_at FROM providers WHERE enabled"))
+    return {r.id: r.last_success_at for r in rows}
 
 
 async def known_provider_ids(session: AsyncSession) -> set[str]:

@@ -18,6 +18,9 @@ class VehicleFilter:
     min_range_meters: float | None = None
     include_reserved: bool = False
     include_disabled: bool = False
+    # Set by the search service, not by clients: only providers whose last good data is at
+    # most this old (app/health.py); None: any age.
+    fresh_within_seconds: float | None = None
 
     def matches(self, doc: VehicleDoc) -> bool:
         if doc.is_reserved and not self.include_reserved:

@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import asyncpg
@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInput, NotFound, UnknownProvider
+from app.health import is_fresh
 from app.models import Provider, SyncRun
 from app.search import repository
 from app.search.schemas import (
@@ -127,6 +128,7 @@ class SearchService:
         self.index = index
         self.pool = pool
         self._enabled: frozenset[str] = frozenset()
+        self._servable: frozenset[str] = frozenset()
         self._enabled_at = -math.inf
         self._index_retry_at = -math.inf
 
@@ -135,6 +137,8 @@ class SearchService:
     ) -> list[VehicleHit]:
         if flt.min_range_meters is not None and flt.min_range_meters < 0:
             raise InvalidInput("minRangeMeters must be >= 0", code="INVALID_FILTER")
+        if self.settings.hide_stale_vehicles:
+            flt = replace(flt, fresh_within_seconds=self.settings.stale_after_seconds)
         # The index holds available vehicles only; reserved/disabled requests go to PostGIS.
         if (
             area.near is not None
@@ -159,20 +163,30 @@ class SearchService:
 
     async def _enabled_providers(
         self, session: AsyncSession, *, refresh: bool = False
-    ) -> frozenset[str]:
-        """Enabled provider ids, cached for a few seconds: the index may briefly hold vehicles
-        of a provider that was just disabled or removed, and search must not show them."""
+    ) -> tuple[frozenset[str], frozenset[str]]:
+        """(servable, enabled): the providers whose vehicles search may show (enabled, and
+        with fresh data when stale ones are hidden), and every enabled one. Cached for a few
+        seconds: the index may briefly hold vehicles of a provider that was just disabled or
+        removed, and search must not show them."""
         now = time.monotonic()
         if refresh or now - self._enabled_at > ENABLED_PROVIDERS_TTL_SECONDS:
-            self._enabled = frozenset(await repository.enabled_provider_ids(session))
+            providers = await repository.enabled_providers(session)
+            self._enabled = frozenset(providers)
+            if self.settings.hide_stale_vehicles:
+                wall = datetime.now(UTC)
+                self._servable = frozenset(
+                    p for p, at in providers.items() if is_fresh(at, self.settings, wall)
+                )
+            else:
+                self._servable = self._enabled
             self._enabled_at = now
-        return self._enabled
+        return self._servable, self._enabled
 
     async def _vehicles_from_index(
         self, session: AsyncSession, near: Near, flt: VehicleFilter, first: int
     ) -> list[VehicleHit]:
         assert self.index is not None
-        enabled = await self._enabled_providers(session)
+        servable, enabled = await self._enabled_providers(session)
         refreshed = False
         hits: list[VehicleHit] = []
         threshold: float | None = None  # once `first` are found: how far swaps could reach
@@ -205,9 +219,9 @@ class SearchService:
                     continue
                 if doc.provider_id not in enabled and not refreshed:
                     # A provider added since the cache was filled: look again, once.
-                    enabled = await self._enabled_providers(session, refresh=True)
+                    servable, enabled = await self._enabled_providers(session, refresh=True)
                     refreshed = True
-                if doc.provider_id not in enabled:
+                if doc.provider_id not in servable:
                     continue
                 distance = short_geodesic_meters(near.lat, near.lon, doc.lat, doc.lon)
                 if distance > near.radius_meters:
