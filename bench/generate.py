@@ -303,6 +303,17 @@ async def prepare_database() -> None:
     await asyncio.to_thread(migrate.upgrade, config.DATABASE_URL)
 
 
+async def mark_synced(conn: asyncpg.Connection) -> None:
+    """The loaded fleet stands for its operators' last good sync: stamp it now, as a sync
+    would, so search (which hides the vehicles of stale providers) serves it. Every run does
+    this before its servers start, a reused fleet included."""
+    await conn.execute(
+        "UPDATE providers SET last_sync_at = now(), last_success_at = now(), stale = false "
+        "WHERE config->>'generator' = $1",
+        GENERATOR,
+    )
+
+
 async def ensure_fleet(count: int, seed: int, *, force: bool = False) -> GenerateReport:
     started = time.perf_counter()
     phases: dict[str, float] = {}
@@ -336,13 +347,7 @@ async def ensure_fleet(count: int, seed: int, *, force: bool = False) -> Generat
             index_filled = True
             if not await index_holds(redis, keys, available):
                 raise RuntimeError("the Redis index does not hold the available vehicles")
-        # The loaded fleet stands for a provider's last good sync: stamp it now, as the sync
-        # would, so search (which hides the vehicles of stale providers) serves it.
-        await conn.execute(
-            "UPDATE providers SET last_sync_at = now(), last_success_at = now(), stale = false "
-            "WHERE config->>'generator' = $1",
-            GENERATOR,
-        )
+        await mark_synced(conn)
     finally:
         await conn.close()
         await redis.aclose()

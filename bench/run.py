@@ -53,6 +53,7 @@ from bench.generate import (
     database_holds,
     ensure_fleet,
     index_holds,
+    mark_synced,
     prepare_database,
 )
 from bench.goals import evaluate
@@ -186,6 +187,7 @@ async def _data(args: argparse.Namespace) -> tuple[GenerateReport | None, int, f
                         f"{args.count:,} vehicles with seed {args.seed}; run without it"
                     )
                 available = await available_in_database(conn)
+                await mark_synced(conn)
             finally:
                 await conn.close()
             # An index that is not complete would send the API to PostGIS: a different path.
