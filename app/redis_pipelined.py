@@ -47,8 +47,8 @@ class Endpoint:
         """The endpoint of a plain ``redis://`` URL; None for what this client does not speak
         (TLS, unix sockets): callers then use redis-py."""
         parts = urlsplit(url)
-        if parts.scheme != "redis":
-            return None
+        if parts.scheme != "redis" or parts.query:
+            return None  # options in the query string (db=, password=...): redis-py reads them
         path = parts.path.strip("/")
         return cls(
             host=parts.hostname or "127.0.0.1",
@@ -133,12 +133,15 @@ class PipelinedRedis:
         self.timeout = timeout_seconds
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
+        self._closed = False
 
     async def execute(self, *args: Arg) -> Any:
         """Send one command and return its reply (bytes, int, list, None); an error reply is
         raised as :class:`redis.exceptions.ResponseError`."""
         protocol = self._protocol
         if protocol is None or protocol.closed:
+            if self._closed:
+                raise RedisConnectionError("client closed")
             protocol = await self._connect()
         return _raise_error(await self._send(protocol, args))
 
@@ -151,6 +154,7 @@ class PipelinedRedis:
             return await self.execute("EVAL", script.source, len(keys), *keys, *args)
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._protocol is not None:
             self._protocol.abort(RedisConnectionError("client closed"))
 
@@ -158,10 +162,16 @@ class PipelinedRedis:
         if protocol.closed or protocol.transport is None:
             # Never queue behind a dead connection: nothing would ever answer.
             raise RedisConnectionError("Redis connection closed")
+        command: tuple[Any, ...] = tuple(args)
+        packed = hiredis.pack_command(command)  # may raise: before anything is queued
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         protocol.waiting.append((future, time.monotonic() + self.timeout))
-        command: tuple[Any, ...] = tuple(args)
-        protocol.transport.write(hiredis.pack_command(command))
+        try:
+            protocol.transport.write(packed)
+        except Exception as exc:  # uvloop raises on a transport the server already closed
+            error = RedisConnectionError(f"Redis connection closed: {exc}")
+            protocol.abort(error)  # fails this command's future with the others
+            raise error from exc
         if protocol.watchdog is None:
             protocol.arm(self.timeout)
         return future
@@ -209,6 +219,9 @@ class PipelinedRedis:
         except BaseException:
             protocol.abort(RedisConnectionError("Redis handshake failed"))
             raise
+        if self._closed:  # closed while this connection was opening: do not keep it
+            protocol.abort(RedisConnectionError("client closed"))
+            raise RedisConnectionError("client closed")
         self._protocol = protocol
         return protocol
 

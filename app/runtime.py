@@ -76,6 +76,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     search_pool = await asyncpg.create_pool(
         plain_url(settings.database_url),
         connection_class=ReadOnlyConnection,
+        # The read-only assumption enforced, not only assumed: a write would fail loudly.
+        server_settings={"default_transaction_read_only": "on"},
         min_size=1,
         max_size=10,
         max_inactive_connection_lifetime=300,

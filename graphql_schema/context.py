@@ -10,12 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
+from app.models import Provider, SyncRun
 from app.persisted_queries import PersistedQueries
 from app.reference import ReferenceCache
 from app.search import repository
 from app.search.schemas import ProviderStats, StationRow
 from app.search.service import SearchService
 from app.settings import Settings
+from providers import repository as provider_repository
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -32,6 +34,7 @@ class Loaders:
     sessions: async_sessionmaker[AsyncSession]
     provider_stats: DataLoader[str, ProviderStats | None] = field(init=False)
     station: DataLoader[str, StationRow | None] = field(init=False)
+    provider_health: DataLoader[str, tuple[Provider, SyncRun | None] | None] = field(init=False)
 
     def __post_init__(self) -> None:
         sessions = self.sessions
@@ -44,7 +47,13 @@ class Loaders:
             async with sessions() as s:
                 return _ordered(keys, await repository.stations_by_ids(s, keys))
 
+        async def provider_health(keys: list[str]) -> list[tuple[Provider, SyncRun | None] | None]:
+            async with sessions() as s:
+                return _ordered(keys, await provider_repository.health_records(s, keys))
+
         self.provider_stats = DataLoader(load_fn=provider_stats)
+        # Not cached across requests (a loader lives one request): health is read when asked.
+        self.provider_health = DataLoader(load_fn=provider_health)
         self.station = DataLoader(load_fn=stations)
 
 

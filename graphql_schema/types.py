@@ -244,7 +244,9 @@ class Provider:
     last_success_at: datetime | None
     stale: bool = strawberry.field(
         description="True when the latest sync failed or the last good one is too old: the "
-        "data shown is the last good snapshot."
+        "data shown is the last good snapshot. `health.status` refines this: a failed sync "
+        "with data still within the staleness limit is DEGRADED there, and only data older "
+        "than the limit (or none yet) is STALE and hidden from search."
     )
     error: str | None
     gbfs_version: str | None
@@ -311,11 +313,11 @@ class Provider:
     @strawberry.field(description="Sync health, read when asked (not from a cache).")
     async def health(self, info: strawberry.Info[Context, None]) -> ProviderHealth | None:
         settings = info.context.settings
-        async with info.context.sessions() as session:
-            row = await session.get(models.Provider, str(self.id))
-            run = await latest_sync_run(session, str(self.id))
-        if row is None:
+        # Batched: `providers { health }` reads every provider's record in two queries.
+        found = await info.context.loaders.provider_health.load(str(self.id))
+        if found is None:
             return None  # deleted since this object was built
+        row, run = found
         now = datetime.now(UTC)
         record = SyncRecord(
             enabled=row.enabled,

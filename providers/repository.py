@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Provider, SyncRun
@@ -117,6 +117,29 @@ async def latest_finished_run(session: AsyncSession, provider_id: str) -> SyncRu
             .limit(1)
         )
     ).first()
+
+
+async def health_records(
+    session: AsyncSession, provider_ids: Sequence[str]
+) -> dict[str, tuple[Provider, SyncRun | None]]:
+    """Each provider's row with its latest finished sync, for many providers in two queries."""
+    providers = {
+        p.id: p
+        for p in await session.scalars(select(Provider).where(Provider.id.in_(provider_ids)))
+    }
+    runs = {
+        r.provider_id: r
+        for r in await session.scalars(
+            select(SyncRun).where(
+                SyncRun.id.in_(
+                    select(func.max(SyncRun.id))
+                    .where(SyncRun.provider_id.in_(list(providers)), SyncRun.status != "running")
+                    .group_by(SyncRun.provider_id)
+                )
+            )
+        )
+    }
+    return {pid: (p, runs.get(pid)) for pid, p in providers.items()}
 
 
 async def latest_successful_run_id(session: AsyncSession, provider_id: str) -> int | None:

@@ -166,3 +166,22 @@ async def test_stale_vehicles_are_served_when_hiding_is_off(
         assert await _vehicle_ids(api, include_reserved=True)
     finally:
         runtime.settings.hide_stale_vehicles = True
+
+
+async def test_health_of_many_providers_is_read_per_provider(
+    runtime: Runtime, api: httpx.AsyncClient, feed_server: tuple[FeedServer, str]
+) -> None:
+    server, base_url = feed_server
+    ok = await add_conformance_provider(runtime, server, base_url, "getaround-stavanger")
+    failing = await add_conformance_provider(runtime, server, base_url, "tier-wolfsburg")
+    assert (await runtime.sync.sync(ok)).ok
+    assert (await runtime.sync.sync(failing)).ok
+    server.fail(f"/{failing}/free_bike_status.json", 500)
+    for _ in range(2):
+        assert not (await runtime.sync.sync(failing)).ok
+    body = await gql(api, "{ providers { id health { consecutiveFailures lastError } } }")
+    assert "errors" not in body, body
+    health = {p["id"]: p["health"] for p in body["data"]["providers"]}
+    assert health[ok] == {"consecutiveFailures": 0, "lastError": None}
+    assert health[failing]["consecutiveFailures"] == 2
+    assert "500" in health[failing]["lastError"]

@@ -46,6 +46,9 @@ def test_endpoint_from_url() -> None:
     # What the lean client does not speak is left to redis-py.
     assert Endpoint.from_url("rediss://localhost:6380/0") is None
     assert Endpoint.from_url("unix:///run/redis.sock") is None
+    # Options in the query string are redis-py's to read; ignoring them would pick db 0.
+    assert Endpoint.from_url("redis://localhost:6379?db=3") is None
+    assert Endpoint.from_url("redis://localhost/2?password=secret") is None
 
 
 async def test_concurrent_commands_get_their_own_replies(
@@ -164,3 +167,28 @@ async def test_caller_cancelled_while_connecting_leaves_no_stale_connection(
         assert await asyncio.wait_for(client.execute("ECHO", "fresh"), 3) == b"fresh"
     finally:
         await client.aclose()
+
+
+async def test_argument_that_cannot_be_sent_leaves_the_reply_order_intact(
+    redis: Redis, pipelined: PipelinedRedis
+) -> None:
+    await redis.set(f"{PREFIX}x", "X")
+    with pytest.raises(TypeError):
+        await pipelined.execute("SET", f"{PREFIX}y", None)  # type: ignore[arg-type]
+    # Nothing was queued for the refused command: the next reply is the next caller's.
+    assert await pipelined.execute("GET", f"{PREFIX}x") == b"X"
+    assert await pipelined.execute("ECHO", "next") == b"next"
+
+
+async def test_close_while_connecting_keeps_no_connection() -> None:
+    endpoint = Endpoint.from_url(TEST_REDIS_URL)
+    assert endpoint is not None
+    client = PipelinedRedis(endpoint, timeout_seconds=1.0)
+    pending = asyncio.ensure_future(client.execute("PING"))
+    await asyncio.sleep(0)  # the command waits for the connection to open
+    await client.aclose()
+    with pytest.raises(RedisConnectionError):
+        await pending
+    assert client._protocol is None
+    with pytest.raises(RedisConnectionError):
+        await client.execute("PING")
