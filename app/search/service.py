@@ -243,7 +243,14 @@ class SearchService:
         return hits[:first]
 
     async def vehicle(self, session: AsyncSession, vehicle_id: str) -> VehicleHit | None:
-        return await repository.vehicle_by_id(session, vehicle_id)
+        """One vehicle by id; like search, not one of a provider whose data is stale."""
+        hit = await repository.vehicle_by_id(session, vehicle_id)
+        if hit is None or not self.settings.hide_stale_vehicles:
+            return hit
+        servable, enabled = await self._enabled_providers(session)
+        if hit.vehicle.provider_id not in enabled:  # a provider added since: look again
+            servable, enabled = await self._enabled_providers(session, refresh=True)
+        return hit if hit.vehicle.provider_id in servable else None
 
     async def stations(
         self, session: AsyncSession, *, area: Area, flt: StationFilter, first: int

@@ -128,6 +128,10 @@ async def test_health_in_graphql_and_stale_vehicles_hidden_from_search(
     assert health["dataAgeSeconds"] == pytest.approx(limit + 5, abs=30)
     assert await _vehicle_ids(api, include_reserved=False) == set()
     assert await _vehicle_ids(api, include_reserved=True) == set()
+    # Nor by id.
+    some_id = sorted(from_index)[0]
+    lookup = f'{{ vehicle(id: "{some_id}") {{ id }} }}'
+    assert (await gql(api, lookup))["data"]["vehicle"] is None
 
     # Failing for good: DOWN.
     for _ in range(2):
@@ -140,6 +144,7 @@ async def test_health_in_graphql_and_stale_vehicles_hidden_from_search(
     runtime.search._enabled_at = float("-inf")
     assert (await _health(api))["status"] == expected_status
     assert await _vehicle_ids(api, include_reserved=False) == from_index
+    assert (await gql(api, lookup))["data"]["vehicle"] == {"id": some_id}
 
     async with runtime.engine.begin() as conn:
         await conn.execute(text("UPDATE providers SET enabled = false WHERE id = :p"), {"p": slug})
