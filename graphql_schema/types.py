@@ -560,59 +560,44 @@ class RideEndCheck:
 # dictionary reads, shared by the resolvers above and by the compiled execution plans.
 
 
-def _view(ref: ReferenceData, kind: str, key: str, rows: dict[str, Any], build: Any) -> Any:
-    """The API object for one reference row, built once per reference snapshot."""
-    memo = (kind, key)
-    view = ref.views.get(memo)
+def _view(
+    ref: ReferenceData, kind: str, key: str, rows: dict[str, Any], build: Any, extra: Any
+) -> Any:
+    """The API object for one reference row, built once per reference snapshot as
+    ``build(row, extra)``. Every search result asks for a view, so a memo hit does nothing
+    else: no builder closure, no cast."""
+    view = ref.views.get((kind, key))
     if view is None:
         row = rows.get(key)
         if row is None:
             return None
-        view = ref.views[memo] = build(row)
+        view = ref.views[(kind, key)] = build(row, extra)
     return view
 
 
 def provider_view(ref: ReferenceData, settings: Settings, provider_id: str) -> Provider | None:
-    return cast(
-        Provider | None,
-        _view(
-            ref, "provider", provider_id, ref.providers, lambda m: Provider.from_model(m, settings)
-        ),
+    view: Provider | None = _view(
+        ref, "provider", provider_id, ref.providers, Provider.from_model, settings
     )
+    return view
 
 
 def vehicle_type_view(ref: ReferenceData, type_id: str | None) -> VehicleType | None:
     if type_id is None:
         return None
-    return cast(
-        VehicleType | None,
-        _view(
-            ref,
-            "vehicle_type",
-            type_id,
-            ref.vehicle_types,
-            lambda m: VehicleType.from_model(m, ref),
-        ),
+    view: VehicleType | None = _view(
+        ref, "vehicle_type", type_id, ref.vehicle_types, VehicleType.from_model, ref
     )
+    return view
 
 
 def pricing_plan_view(ref: ReferenceData, plan_id: str | None) -> PricingPlan | None:
     if plan_id is None:
         return None
-    # Every search result asks for its plan: the memoised view first, without a builder.
-    view = ref.views.get(("pricing_plan", plan_id))
-    if view is not None:
-        return view  # type: ignore[no-any-return]
-    return cast(
-        PricingPlan | None,
-        _view(
-            ref,
-            "pricing_plan",
-            plan_id,
-            ref.pricing_plans,
-            lambda m: PricingPlan.from_model(m, ref),
-        ),
+    view: PricingPlan | None = _view(
+        ref, "pricing_plan", plan_id, ref.pricing_plans, PricingPlan.from_model, ref
     )
+    return view
 
 
 def _settings(context: Context) -> Settings:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+
 from app.db import transaction
 from app.runtime import Runtime
 from providers.service import register_provider
@@ -115,3 +117,15 @@ def serve_documents(
         server.add_dynamic(path, lambda name=name: documents[name])
         feeds[name] = base_url + path
     return feeds
+
+
+async def age_last_success(runtime: Runtime, provider_id: str, seconds: float) -> None:
+    """Make the provider's last good sync ``seconds`` old, as if no sync had succeeded since."""
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE providers SET last_success_at = now() - make_interval(secs => :s) "
+                "WHERE id = :p"
+            ),
+            {"s": seconds, "p": provider_id},
+        )

@@ -15,7 +15,7 @@ from app.runtime import Runtime
 from providers.simulators.feed_server import FeedServer
 from tests.conftest import make_settings
 from tests.graphql.test_search_api import gql
-from tests.helpers import add_conformance_provider
+from tests.helpers import add_conformance_provider, age_last_success
 
 SETTINGS = make_settings(stale_after_seconds=600, provider_down_after_failures=3)
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -114,14 +114,7 @@ async def test_health_in_graphql_and_stale_vehicles_hidden_from_search(
     # The last good data is now older than the limit: STALE, and search shows none of it,
     # whichever store answers (the providers cache lives 2 s: start it afresh, as after 2 s).
     limit = runtime.settings.stale_after_seconds
-    async with runtime.engine.begin() as conn:
-        await conn.execute(
-            text(
-                "UPDATE providers SET last_success_at = now() - make_interval(secs => :s) "
-                "WHERE id = :p"
-            ),
-            {"s": limit + 5, "p": slug},
-        )
+    await age_last_success(runtime, slug, limit + 5)
     runtime.search._enabled_at = float("-inf")
     health = await _health(api)
     assert health["status"] == "STALE"
@@ -157,11 +150,7 @@ async def test_stale_vehicles_are_served_when_hiding_is_off(
     server, base_url = feed_server
     slug = await add_conformance_provider(runtime, server, base_url, "getaround-stavanger")
     assert (await runtime.sync.sync(slug)).ok
-    async with runtime.engine.begin() as conn:
-        await conn.execute(
-            text("UPDATE providers SET last_success_at = now() - interval '1 day' WHERE id = :p"),
-            {"p": slug},
-        )
+    await age_last_success(runtime, slug, 86_400)
     runtime.search._enabled_at = float("-inf")
     assert await _vehicle_ids(api, include_reserved=False) == set()
     runtime.settings.hide_stale_vehicles = False

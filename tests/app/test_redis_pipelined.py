@@ -30,11 +30,16 @@ async def redis() -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-@pytest.fixture
-async def pipelined() -> AsyncIterator[PipelinedRedis]:
+def _client(timeout_seconds: float = 1.0) -> PipelinedRedis:
+    """A client of the test Redis, not yet connected."""
     endpoint = Endpoint.from_url(TEST_REDIS_URL)
     assert endpoint is not None
-    client = PipelinedRedis(endpoint, timeout_seconds=1.0)
+    return PipelinedRedis(endpoint, timeout_seconds=timeout_seconds)
+
+
+@pytest.fixture
+async def pipelined() -> AsyncIterator[PipelinedRedis]:
+    client = _client()
     yield client
     await client.aclose()
 
@@ -103,9 +108,7 @@ async def test_killed_connection_fails_waiting_commands_then_reconnects(
 async def test_timeout_drops_the_connection_and_fails_every_waiting_command(
     redis: Redis,
 ) -> None:
-    endpoint = Endpoint.from_url(TEST_REDIS_URL)
-    assert endpoint is not None
-    client = PipelinedRedis(endpoint, timeout_seconds=0.3)
+    client = _client(0.3)
     try:
         first_id = await client.execute("CLIENT", "ID")
         # BLPOP holds the line: the commands behind it on the same connection wait too.
@@ -151,9 +154,7 @@ async def test_cancelled_caller_does_not_shift_replies(
 async def test_caller_cancelled_while_connecting_leaves_no_stale_connection(
     redis: Redis,
 ) -> None:
-    endpoint = Endpoint.from_url(TEST_REDIS_URL)
-    assert endpoint is not None
-    client = PipelinedRedis(endpoint, timeout_seconds=1.0)
+    client = _client()
     try:
         first = asyncio.ensure_future(client.execute("PING"))
         await asyncio.sleep(0)  # the command is now waiting for the connection to open
@@ -181,9 +182,7 @@ async def test_argument_that_cannot_be_sent_leaves_the_reply_order_intact(
 
 
 async def test_close_while_connecting_keeps_no_connection() -> None:
-    endpoint = Endpoint.from_url(TEST_REDIS_URL)
-    assert endpoint is not None
-    client = PipelinedRedis(endpoint, timeout_seconds=1.0)
+    client = _client()
     pending = asyncio.ensure_future(client.execute("PING"))
     await asyncio.sleep(0)  # the command waits for the connection to open
     await client.aclose()

@@ -11,7 +11,6 @@ import httpx
 import pytest
 from geographiclib.geodesic import Geodesic
 from shapely.geometry import Point, shape
-from sqlalchemy import text
 
 from app.redis import create_redis
 from app.redis_pipelined import Endpoint, PipelinedRedis
@@ -21,6 +20,7 @@ from providers.simulators.feed_server import FeedServer
 from tests.helpers import (
     add_conformance_provider,
     add_provider,
+    age_last_success,
     raw,
     scooter,
     serve_documents,
@@ -526,15 +526,7 @@ async def test_provider_without_a_recent_good_sync_is_reported_stale(
 ) -> None:
     query = "{ providers { id stale error } }"
     assert (await gql(api, query))["data"]["providers"][0]["stale"] is False
-    limit = runtime.settings.stale_after_seconds
-    async with runtime.engine.begin() as conn:
-        await conn.execute(
-            text(
-                "UPDATE providers SET last_success_at = now() - make_interval(secs => :s) "
-                "WHERE id = :p"
-            ),
-            {"s": limit + 60, "p": wolfsburg},
-        )
+    await age_last_success(runtime, wolfsburg, runtime.settings.stale_after_seconds + 60)
 
     provider = (await gql(api, query))["data"]["providers"][0]
 
