@@ -283,6 +283,51 @@ def _serve(settings: Settings, host: str, port: int, no_sync: bool) -> int:
     return 0
 
 
+# --- worker and scheduler -----------------------------------------------------------------
+
+
+def _worker(processes: int, concurrency: int | None, settings: Settings) -> int:
+    """taskiq workers on the sync queue (providers/tasks.py). Blocks until stopped."""
+    from taskiq.cli.worker.args import WorkerArgs
+    from taskiq.cli.worker.run import run_worker
+
+    _print(
+        f"sync worker: {processes} process(es), {concurrency or settings.sync_concurrency} "
+        f"sync(s) at a time each, queue {settings.redis_prefix}:tasks (Ctrl-C to stop)"
+    )
+    args = WorkerArgs(
+        broker="providers.tasks:worker_broker",
+        modules=[],
+        workers=processes,
+        max_async_tasks=concurrency or settings.sync_concurrency,
+        # A sync may take up to its deadline: let one in flight finish on shutdown.
+        wait_tasks_timeout=settings.sync_deadline_seconds,
+        shutdown_timeout=settings.sync_deadline_seconds + 5,
+    )
+    return run_worker(args) or 0
+
+
+async def _scheduler(settings: Settings) -> int:
+    """The scheduler alone: claims due providers and queues their syncs for the workers."""
+    import signal
+
+    from app.runtime import open_runtime
+    from providers.scheduler import start_scheduler
+
+    queued = settings.model_copy(update={"sync_dispatch": "queue"})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_runtime(queued) as rt, start_scheduler(rt):
+        _print(
+            f"sync scheduler: queueing due syncs on {queued.redis_prefix}:tasks (Ctrl-C to stop)"
+        )
+        await stop.wait()
+    _print("scheduler stopped")
+    return 0
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
@@ -296,6 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-sync", action="store_true", help="do not run background sync")
+
+    worker = sub.add_parser("worker", help="run sync workers (taskiq, Redis stream queue)")
+    worker.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
+    worker.add_argument(
+        "--concurrency", type=int, help="syncs at a time per process (MOBILITY_SYNC_CONCURRENCY)"
+    )
+    sub.add_parser("scheduler", help="run the sync scheduler alone (queues syncs for workers)")
 
     providers = sub.add_parser("providers", help="manage providers")
     psub = providers.add_subparsers(dest="providers_command", required=True)
@@ -337,6 +389,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_migrate(settings))
         if args.command == "serve":
             return _serve(settings, args.host, args.port, args.no_sync)
+        if args.command == "worker":
+            if args.processes < 1 or (args.concurrency is not None and args.concurrency < 1):
+                return _fail("--processes and --concurrency must be at least 1")
+            return _worker(args.processes, args.concurrency, settings)
+        if args.command == "scheduler":
+            return asyncio.run(_scheduler(settings))
         if args.command == "providers":
             if args.providers_command == "add":
                 return asyncio.run(_providers_add(settings, args))

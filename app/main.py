@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from starlette.requests import HTTPConnection
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from app.ingest_api import router as ingest_router
 from app.runtime import Runtime, open_runtime
@@ -18,7 +20,7 @@ from graphql_schema.fast_http import GraphQLFastPath
 from graphql_schema.http import MobilityGraphQLRouter
 from graphql_schema.operation import OperationPlans
 from graphql_schema.schema import build_schema
-from providers.scheduler import Scheduler
+from providers.scheduler import start_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +54,9 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             gc.collect()
             gc.freeze()
             gc.set_threshold(*GC_THRESHOLDS)
-            scheduler: Scheduler | None = None
             if settings.background_sync:
-                scheduler = Scheduler(runtime.sync, settings)
-                scheduler.start()
-            try:
-                yield
-            finally:
-                if scheduler is not None:
-                    await scheduler.stop()
+                await stack.enter_async_context(start_scheduler(runtime))
+            yield
 
     app = FastAPI(
         title="Mobility aggregator",
@@ -68,7 +64,8 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         lifespan=lifespan,
     )
 
-    async def get_context(request: Request) -> Context:
+    async def get_context(request: HTTPConnection) -> Context:
+        # HTTPConnection: the same getter serves HTTP requests and websockets.
         runtime: Runtime = request.app.state.runtime
         return Context(
             sessions=runtime.sessions,
@@ -76,6 +73,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             search=runtime.search,
             reference=runtime.reference,
             persisted_queries=runtime.persisted_queries,
+            live_updates=runtime.live_updates,
         )
 
     schema = build_schema(settings)
@@ -85,8 +83,10 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         schema,
         context_getter=get_context,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
-        subscription_protocols=(),
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        max_subscriptions_per_connection=settings.max_subscriptions_per_socket,
     )
+    graphql.ws_keepalive_seconds = settings.ws_keepalive_seconds
     app.include_router(graphql, prefix="/graphql")
     if fast_path:
         app.add_middleware(GraphQLFastPath, path="/graphql")

@@ -59,6 +59,9 @@ class Provider(Base):
     stale: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     next_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The outstanding dispatch of this provider's sync (migration 0004, providers/dispatch.py).
+    sync_token: Mapped[str | None] = mapped_column(Text)
+    sync_claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class VehicleType(Base):

@@ -75,3 +75,12 @@ class RedisKeys:
         """Id of the sync run whose result the index holds for this provider. A sync applies
         its delta only when this is the provider's previous good run; otherwise it rebuilds."""
         return f"{self._index}:provider:{provider_id}:indexed-run"
+
+    def provider_breaker(self, provider_id: str) -> str:
+        """Hash: the provider's circuit breaker (providers/breaker.py), shared by all workers."""
+        return f"{self.prefix}:breaker:{provider_id}"
+
+    @property
+    def task_stream(self) -> str:
+        """Redis stream of background tasks (providers/tasks.py: taskiq's RedisStreamBroker)."""
+        return f"{self.prefix}:tasks"

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import create_engine, plain_url, session_factory
+from app.live_updates import DeltaHub
 from app.persisted_queries import PersistedQueries
 from app.redis import RedisKeys, create_redis
 from app.redis_pipelined import Endpoint, PipelinedRedis
@@ -23,6 +24,7 @@ from app.reference import ReferenceCache
 from app.search.service import SearchService
 from app.settings import Settings
 from app.vehicle_index import VehicleIndex
+from providers.breaker import CircuitBreaker
 from providers.push import PushIngest
 from providers.sync import SyncEngine
 
@@ -53,6 +55,9 @@ class Runtime:
     reference: ReferenceCache
     persisted_queries: PersistedQueries
     push: PushIngest
+    breaker: CircuitBreaker
+    # This process's one subscription to the vehicle delta channel (started on first use).
+    live_updates: DeltaHub
 
 
 @asynccontextmanager
@@ -108,10 +113,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         reference=reference,
         persisted_queries=PersistedQueries(redis, settings.redis_prefix),
         push=PushIngest(ingest_pool, index),
+        breaker=CircuitBreaker(redis, keys, settings),
+        live_updates=DeltaHub(settings.redis_url, keys.vehicle_deltas),
     )
     try:
         yield runtime
     finally:
+        await runtime.live_updates.aclose()
         await search_pool.close()
         await ingest_pool.close()
         await http.aclose()

@@ -51,6 +51,32 @@ class Settings(BaseSettings):
     hide_stale_vehicles: bool = True
     # A stale provider whose last this many syncs failed in a row is reported DOWN.
     provider_down_after_failures: int = Field(default=3, ge=1)
+    # Where the scheduler sends a due sync (providers/dispatch.py): run it in the scheduler's
+    # own process ("inprocess", the one-machine default of `mobility serve`), or put it on the
+    # Redis stream that `mobility worker` processes consume ("queue").
+    sync_dispatch: Literal["inprocess", "queue"] = "inprocess"
+    # Syncs one process runs at the same time (in-process scheduler, or one worker).
+    sync_concurrency: int = Field(default=4, ge=1)
+    # How long a dispatched sync's claim stands before the provider may be claimed again (its
+    # worker presumed dead). Unset: twice the sync deadline plus 30 s.
+    sync_claim_lease_seconds: float | None = Field(default=None, gt=0)
+    # A failing provider is retried with exponential backoff and full jitter, capped here.
+    sync_max_backoff_seconds: float = 3600.0
+    # Circuit breaker per provider, its state in Redis so every worker shares it: after this
+    # many consecutive failures no call goes to the operator until a cool-down has passed
+    # (doubling on each failed trial, capped at the max), then one trial call is let through.
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_cooldown_seconds: float = 60.0
+    breaker_max_cooldown_seconds: float = 3600.0
+    # Live updates (subscription vehicleUpdates): deltas are gathered this long into one
+    # message; with nothing to send, a subscription re-checks which providers are servable
+    # this often (a provider turning stale is a change no delta announces).
+    subscription_batch_seconds: float = Field(default=0.25, ge=0)
+    subscription_recheck_seconds: float = Field(default=30.0, gt=0)
+    # Server pings on graphql-transport-ws sockets, so mobile networks and proxies keep idle
+    # sockets open; 0 turns them off.
+    ws_keepalive_seconds: float = Field(default=15.0, ge=0)
+    max_subscriptions_per_socket: int = Field(default=10, ge=1)
     # Preferred language for GBFS v3 localized strings (then the feed's first, then any).
     preferred_language: str = "en"
 

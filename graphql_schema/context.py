@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
+from app.live_updates import DeltaHub
 from app.models import Provider, SyncRun
 from app.persisted_queries import PersistedQueries
 from app.reference import ReferenceCache
@@ -66,6 +67,7 @@ class Context(BaseContext):
         search: SearchService,
         reference: ReferenceCache,
         persisted_queries: PersistedQueries,
+        live_updates: DeltaHub | None = None,
     ) -> None:
         super().__init__()
         self.sessions = sessions
@@ -73,4 +75,5 @@ class Context(BaseContext):
         self.search = search
         self.reference = reference
         self.persisted_queries = persisted_queries
+        self.live_updates = live_updates
         self.loaders = Loaders(sessions)

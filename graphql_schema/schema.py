@@ -19,6 +19,7 @@ from graphql_schema.errors import MaskUnexpectedErrors, MobilitySchema
 from graphql_schema.execution import CompiledExecutionContext
 from graphql_schema.query import Query
 from graphql_schema.scalars import SCALAR_MAP
+from graphql_schema.subscription import Subscription
 
 
 def build_schema(settings: Settings, *, compiled: bool = True) -> strawberry.Schema:
@@ -32,6 +33,7 @@ def build_schema(settings: Settings, *, compiled: bool = True) -> strawberry.Sch
     ]
     return MobilitySchema(
         query=Query,
+        subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         execution_context_class=CompiledExecutionContext if compiled else None,
         extensions=[

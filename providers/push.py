@@ -411,8 +411,7 @@ RETURNING id
 _DEADLOCK_ATTEMPTS = 3
 # Push batches take it shared, a rebuild of the provider's index exclusive (providers/sync.py).
 INDEX_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(hashtext('index:' || $1))"
-INDEX_LOCK = "SELECT pg_advisory_lock(hashtext('index:' || :p))"
-INDEX_UNLOCK = "SELECT pg_advisory_unlock(hashtext('index:' || :p))"
+INDEX_XACT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('index:' || :p))"
 
 
 class PushIngest:

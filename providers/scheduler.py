@@ -1,7 +1,16 @@
-"""In-process sync scheduler for the one-machine default: each provider at its own cadence.
+"""The sync scheduler: every second, claim the providers that are due and dispatch them.
 
-Cadence is the feeds' ``ttl`` bounded by the configured minimum and maximum; a failing provider
-backs off exponentially (capped at the maximum) so a dead operator is not hammered.
+Each provider is synced at its own cadence (its feeds' ``ttl``, bounded by settings; backoff
+after failures); the rules and the claim protocol are in providers/dispatch.py. Where a claimed
+sync runs is the dispatcher's business:
+
+- :class:`InProcessDispatcher`: in this process, at most ``sync_concurrency`` at a time (the
+  one-machine default: ``mobility serve`` runs the scheduler and the syncs);
+- :class:`QueueDispatcher`: onto the Redis stream that ``mobility worker`` processes consume
+  (providers/tasks.py), for a scheduler running alone (``mobility scheduler``).
+
+Claims are atomic in PostgreSQL, so a second scheduler (a standby, or two API processes with
+background sync on) cannot dispatch a provider twice; it only adds polling.
 """
 
 from __future__ import annotations
@@ -9,36 +18,117 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import update
+from redis.exceptions import RedisError
 
-from app.db import transaction
-from app.models import Provider
 from app.settings import Settings
-from providers import repository
+from providers.breaker import CircuitBreaker
+from providers.dispatch import Claim, claim_due, next_interval, release, run_claim
 from providers.sync import SyncEngine
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+
+__all__ = [
+    "Dispatcher",
+    "InProcessDispatcher",
+    "KickSync",
+    "QueueDispatcher",
+    "Scheduler",
+    "next_interval",
+    "start_scheduler",
+]
 
 log = logging.getLogger(__name__)
 
+#: Queues one sync task (the taskiq task's ``kiq``, providers/tasks.py).
+KickSync = Callable[[str, str], Awaitable[object]]
 
-def next_interval(settings: Settings, ttl: int | None, consecutive_failures: int) -> float:
-    base = max(settings.sync_min_interval_seconds, float(ttl or 0))
-    base = min(base, settings.sync_max_interval_seconds)
-    if consecutive_failures:
-        backoff = settings.sync_min_interval_seconds * (2 ** min(consecutive_failures, 16))
-        # Full jitter keeps many failing providers from retrying in lockstep.
-        return random.uniform(base, max(base, min(backoff, settings.sync_max_interval_seconds)))
-    return base
+# A claim that could not be queued (Redis down) is retried this much later.
+REQUEUE_DELAY_SECONDS = 5.0
+
+
+class Dispatcher(Protocol):
+    def capacity(self) -> int:
+        """How many claims to take this round."""
+        ...
+
+    async def dispatch(self, claim: Claim) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class InProcessDispatcher:
+    def __init__(
+        self, engine: SyncEngine, breaker: CircuitBreaker | None, settings: Settings
+    ) -> None:
+        self._engine = engine
+        self._breaker = breaker
+        self._settings = settings
+        self._running: set[asyncio.Task[None]] = set()
+
+    def capacity(self) -> int:
+        # Only claim what can start now: a claim waiting for a free slot would eat its lease.
+        return self._settings.sync_concurrency - len(self._running)
+
+    async def dispatch(self, claim: Claim) -> None:
+        task = asyncio.create_task(self._run(claim), name=f"sync-{claim.provider_id}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, claim: Claim) -> None:
+        try:
+            await run_claim(self._engine, self._breaker, self._settings, claim)
+        except Exception:
+            # The claim lapses after its lease and the provider is claimed again.
+            log.exception("sync of %s crashed", claim.provider_id)
+
+    async def aclose(self) -> None:
+        for task in list(self._running):
+            task.cancel()
+        for task in list(self._running):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class QueueDispatcher:
+    """Puts claims on the task stream. ``kick`` is the taskiq task's ``kiq``."""
+
+    def __init__(self, kick: KickSync, engine: SyncEngine, *, batch: int = 100) -> None:
+        self._kick = kick
+        self._engine = engine
+        self._batch = batch
+
+    def capacity(self) -> int:
+        return self._batch
+
+    async def dispatch(self, claim: Claim) -> None:
+        try:
+            await self._kick(claim.provider_id, claim.token)
+        except (RedisError, OSError) as exc:
+            log.warning("could not queue the sync of %s: %s", claim.provider_id, exc)
+            await release(self._engine.sessions, claim, retry_in_seconds=REQUEUE_DELAY_SECONDS)
+
+    async def aclose(self) -> None:
+        return None
 
 
 class Scheduler:
-    def __init__(self, engine: SyncEngine, settings: Settings, *, max_concurrent: int = 4) -> None:
+    def __init__(
+        self,
+        engine: SyncEngine,
+        settings: Settings,
+        dispatcher: Dispatcher | None = None,
+        *,
+        tick_seconds: float = 1.0,
+    ) -> None:
         self.engine = engine
         self.settings = settings
-        self._semaphore = asyncio.Semaphore(max_concurrent)
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self.dispatcher = dispatcher or InProcessDispatcher(engine, None, settings)
+        self._tick = tick_seconds
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -49,11 +139,16 @@ class Scheduler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for task in list(self._running.values()):
-            task.cancel()
-        for task in list(self._running.values()):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self.dispatcher.aclose()
+
+    async def run_once(self) -> list[Claim]:
+        """One round: claim what is due (within the dispatcher's capacity) and dispatch it."""
+        claims = await claim_due(
+            self.engine.sessions, self.settings, limit=self.dispatcher.capacity()
+        )
+        for claim in claims:
+            await self.dispatcher.dispatch(claim)
+        return claims
 
     async def _loop(self) -> None:
         while True:
@@ -62,46 +157,32 @@ class Scheduler:
             except Exception as exc:  # Redis down: search uses PostGIS; try again next round
                 log.debug("index check failed: %s", exc)
             try:
-                await self._dispatch_due()
+                await self.run_once()
             except Exception:  # keep scheduling whatever one round did
                 log.exception("scheduler round failed")
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self._tick)
 
-    async def _dispatch_due(self) -> None:
-        now = datetime.now(UTC)
-        async with self.engine.sessions() as session:
-            providers = await repository.list_all(session, enabled_only=True)
-        for p in providers:
-            if p.id in self._running:
-                continue
-            if p.next_sync_at is None or p.next_sync_at <= now:
-                self._running[p.id] = asyncio.create_task(self._run(p.id), name=f"sync-{p.id}")
 
-    async def _run(self, provider_id: str) -> None:
-        try:
-            async with self._semaphore:
-                await self.engine.sync(provider_id)
-        except Exception:
-            log.exception("sync task for %s crashed", provider_id)
-        finally:
-            # Whatever happened, the next attempt is scheduled (with backoff after failures):
-            # a provider must never be retried in a tight loop.
-            try:
-                await self._schedule_next(provider_id)
-            except Exception:
-                log.exception("could not schedule the next sync of %s", provider_id)
-            self._running.pop(provider_id, None)
+@asynccontextmanager
+async def start_scheduler(runtime: Runtime) -> AsyncIterator[Scheduler]:
+    """A running scheduler dispatching as ``sync_dispatch`` says; stopped on exit."""
+    settings = runtime.settings
+    dispatcher: Dispatcher
+    broker = None
+    if settings.sync_dispatch == "queue":
+        from providers.tasks import build_broker, kicker
 
-    async def _schedule_next(self, provider_id: str) -> None:
-        async with transaction(self.engine.sessions) as session:
-            provider = await repository.get(session, provider_id)
-            if provider is None:
-                return
-            seconds = next_interval(
-                self.settings, provider.ttl_seconds, provider.consecutive_failures
-            )
-            await session.execute(
-                update(Provider)
-                .where(Provider.id == provider.id)
-                .values(next_sync_at=datetime.now(UTC) + timedelta(seconds=seconds))
-            )
+        broker = build_broker(settings)
+        # Declares the workers' consumer group before the first task is queued.
+        await broker.startup()
+        dispatcher = QueueDispatcher(kicker(broker), runtime.sync)
+    else:
+        dispatcher = InProcessDispatcher(runtime.sync, runtime.breaker, settings)
+    scheduler = Scheduler(runtime.sync, settings, dispatcher)
+    scheduler.start()
+    try:
+        yield scheduler
+    finally:
+        await scheduler.stop()
+        if broker is not None:
+            await broker.shutdown()

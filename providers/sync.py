@@ -41,7 +41,7 @@ from providers.merge import (
     MergeOutcome,
     merge_table,
 )
-from providers.push import INDEX_LOCK, INDEX_UNLOCK
+from providers.push import INDEX_XACT_LOCK
 from providers.rows import SnapshotRows, build_rows, rule_json
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,9 @@ class SyncReport:
     skipped: bool = False  # another process was syncing this provider
     # Seconds per phase (fetch, rows, database, index, deltas): where a slow sync spends it.
     phases: dict[str, float] = field(default_factory=dict)
+    # The operator asked us to wait this long before the next attempt (HTTP 429 / 503 with
+    # Retry-After); the scheduler honours it. None when it did not say.
+    retry_after_seconds: float | None = None
 
     @property
     def error_count(self) -> int:
@@ -414,19 +417,20 @@ class SyncEngine:
 
         Holds the provider's index lock exclusively from the read to the last write, so a push
         batch (which holds it shared) cannot commit a newer position in between that the
-        rebuild would then overwrite with the one it read."""
-        async with self.sessions() as session:
-            await session.execute(text(INDEX_LOCK), {"p": provider_id})
-            try:
-                docs = await load_vehicle_docs(session, provider_id)
-                run_id = await repository.latest_successful_run_id(session, provider_id)
-                await session.commit()  # end the read's transaction; the lock is the session's
-                await self.index.rebuild_provider(provider_id, docs)
-                if run_id is not None:
-                    await self.index.set_indexed_run(provider_id, run_id)
-            finally:
-                await session.execute(text(INDEX_UNLOCK), {"p": provider_id})
-                await session.commit()
+        rebuild would then overwrite with the one it read.
+
+        The lock is the transaction's, held until the index is written: a session-level lock
+        taken here and released after a commit leaked, because the session hands its
+        connection back to the pool at commit and runs the unlock on whichever connection it
+        gets next (the lock then stayed with an idle pooled connection, and the provider's
+        next rebuild waited forever)."""
+        async with transaction(self.sessions) as session:
+            await session.execute(text(INDEX_XACT_LOCK), {"p": provider_id})
+            docs = await load_vehicle_docs(session, provider_id)
+            run_id = await repository.latest_successful_run_id(session, provider_id)
+            await self.index.rebuild_provider(provider_id, docs)
+            if run_id is not None:
+                await self.index.set_indexed_run(provider_id, run_id)
         return len(docs)
 
     async def ensure_index_ready(self) -> bool:

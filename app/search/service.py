@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -181,6 +181,16 @@ class SearchService:
                 self._servable = self._enabled
             self._enabled_at = now
         return self._servable, self._enabled
+
+    async def servable_providers(
+        self, session: AsyncSession, *, including: Iterable[str] = ()
+    ) -> frozenset[str]:
+        """The providers whose vehicles may be shown now (see :meth:`_enabled_providers`);
+        re-read at once if one of ``including`` is unknown (a provider added since)."""
+        servable, enabled = await self._enabled_providers(session)
+        if any(p not in enabled for p in including):
+            servable, enabled = await self._enabled_providers(session, refresh=True)
+        return servable
 
     async def _vehicles_from_index(
         self, session: AsyncSession, near: Near, flt: VehicleFilter, first: int

@@ -21,11 +21,18 @@ def test_cadence_is_the_feed_ttl_bounded_by_settings() -> None:
     assert next_interval(settings, ttl=None, consecutive_failures=0) == 10
 
 
-def test_failing_provider_backs_off_up_to_the_maximum() -> None:
-    settings = make_settings(sync_min_interval_seconds=10, sync_max_interval_seconds=300)
+def test_failing_provider_backs_off_exponentially_up_to_the_backoff_cap() -> None:
+    settings = make_settings(
+        sync_min_interval_seconds=10, sync_max_interval_seconds=300, sync_max_backoff_seconds=3600
+    )
+    seen_above_cadence_cap = False
     for failures in range(1, 30):
-        interval = next_interval(settings, ttl=10, consecutive_failures=failures)
-        assert 10 <= interval <= min(300, 10 * 2**failures)
+        for _ in range(20):
+            interval = next_interval(settings, ttl=10, consecutive_failures=failures)
+            assert 10 <= interval <= min(3600, 10 * 2**failures)
+            seen_above_cadence_cap |= interval > 300
+    # Backoff is not bounded by the healthy cadence's maximum, only by its own cap.
+    assert seen_above_cadence_cap
 
 
 async def test_scheduler_syncs_due_providers_and_schedules_the_next_run(

@@ -188,3 +188,32 @@ async def test_feed_urls_in_errors_lose_their_query_strings(
     assert not report.ok
     assert "s3cr3t" not in (report.error or "")
     assert "/secret/free_bike_status.json" in (report.error or "")
+
+
+async def test_an_index_rebuild_leaves_no_lock_behind(
+    runtime: Runtime, feed_server: tuple[FeedServer, str]
+) -> None:
+    """Regression: the rebuild released its lock on another pooled connection than the one
+    holding it, and the provider's next rebuild (its next sync) then waited forever."""
+    server, base_url = feed_server
+    slug = await add_conformance_provider(runtime, server, base_url, "lillestrom-bysykkel")
+    # Several idle connections in the pool, so a session may get a different one each time.
+    sessions = [runtime.sessions() for _ in range(4)]
+    for session in sessions:
+        await session.execute(text("SELECT 1"))
+    for session in sessions:
+        await session.close()
+
+    for _ in range(3):
+        await asyncio.wait_for(runtime.sync.rebuild_index(slug), timeout=10)
+        async with runtime.sessions() as session:
+            held = (
+                await session.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                        " WHERE l.locktype = 'advisory' AND l.granted"
+                        " AND a.datname = current_database()"
+                    )
+                )
+            ).scalar_one()
+        assert held == 0

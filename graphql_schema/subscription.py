@@ -1,0 +1,197 @@
+"""Root subscription: live vehicles on a map area, over ``graphql-transport-ws``.
+
+``vehicleUpdates`` first sends the current set (``SNAPSHOT``), then ``DELTA`` batches relative to
+what this subscriber has been sent: a vehicle entering the area or starting to match the filter
+is *created*, one that changed inside it *updated*, one that left, was reserved, stopped matching
+or vanished *removed*. Deltas arrive from every API process through Redis (app/live_updates.py);
+if some were missed (a slow socket, a Redis outage) a new ``SNAPSHOT`` replaces the client's
+whole set, so the client's view is never silently wrong.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncGenerator, Iterable
+from dataclasses import dataclass
+
+import strawberry
+
+from app.errors import DomainError
+from app.live_updates import RESYNC, DeltaHub
+from app.search.schemas import VehicleFilter, VehicleHit
+from app.search.service import Area, validate_area, validate_first, validate_providers
+from app.vehicle_index import VehicleDelta, VehicleDoc
+from geo.distance import short_geodesic_meters
+from graphql_schema.context import Context, Loaders
+from graphql_schema.inputs import NearInput, VehicleFilterInput, WithinInput
+from graphql_schema.types import Vehicle
+
+Info = strawberry.Info[Context, None]
+
+
+@strawberry.enum(description="SNAPSHOT: replace your whole set; DELTA: apply to it.")
+class VehicleUpdateKind(enum.Enum):
+    SNAPSHOT = "SNAPSHOT"
+    DELTA = "DELTA"
+
+
+@strawberry.type(description="One message of `vehicleUpdates`.")
+class VehicleUpdate:
+    kind: VehicleUpdateKind
+    created: list[Vehicle]
+    updated: list[Vehicle]
+    removed: list[strawberry.ID] = strawberry.field(description="Ids to drop from your set.")
+
+
+@dataclass(slots=True)
+class _Changes:
+    created: list[VehicleHit]
+    updated: list[VehicleHit]
+    removed: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.created or self.updated or self.removed)
+
+
+class _View:
+    """What one subscriber has been sent, and the rule deciding what it should see."""
+
+    def __init__(self, area: Area, flt: VehicleFilter, capacity: int) -> None:
+        self.area = area
+        self.flt = flt
+        self.capacity = capacity
+        self.visible: set[str] = set()
+        # The providers whose vehicles were servable when the snapshot was taken.
+        self.servable: frozenset[str] = frozenset()
+
+    def reset(self, hits: Iterable[VehicleHit]) -> None:
+        self.visible = {h.vehicle.id for h in hits}
+
+    def hit(self, doc: VehicleDoc, servable: frozenset[str]) -> VehicleHit | None:
+        """The vehicle as this subscriber should see it, or None if it should not."""
+        if doc.provider_id not in servable or not self.flt.matches(doc):
+            return None
+        near, bbox = self.area.near, self.area.bbox
+        if near is not None:
+            distance = short_geodesic_meters(near.lat, near.lon, doc.lat, doc.lon)
+            return VehicleHit(doc, distance) if distance <= near.radius_meters else None
+        if bbox is not None and bbox.contains(doc.lat, doc.lon):
+            return VehicleHit(doc, None)
+        return None
+
+    def apply(self, deltas: Iterable[VehicleDelta], servable: frozenset[str]) -> _Changes:
+        # Later messages win: a vehicle created then moved in the same batch is one change.
+        latest: dict[str, VehicleDoc | None] = {}
+        for delta in deltas:
+            for doc in delta.created:
+                latest[doc.id] = doc
+            for doc in delta.updated:
+                latest[doc.id] = doc
+            for vehicle_id in delta.removed:
+                latest[vehicle_id] = None
+        changes = _Changes([], [], [])
+        for vehicle_id, latest_doc in latest.items():
+            hit = self.hit(latest_doc, servable) if latest_doc is not None else None
+            if hit is None:
+                if vehicle_id in self.visible:
+                    self.visible.discard(vehicle_id)
+                    changes.removed.append(vehicle_id)
+            elif vehicle_id in self.visible:
+                changes.updated.append(hit)
+            elif len(self.visible) < self.capacity:
+                self.visible.add(vehicle_id)
+                changes.created.append(hit)
+        return changes
+
+
+async def _vehicles(info: Info, hits: list[VehicleHit]) -> list[Vehicle]:
+    ref = await info.context.reference.covering(
+        providers={h.vehicle.provider_id for h in hits},
+        types={h.vehicle.vehicle_type_id for h in hits},
+        plans={h.vehicle.pricing_plan_id for h in hits},
+    )
+    return [Vehicle.from_hit(h, ref) for h in hits]
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Vehicles on a map area, live: first a SNAPSHOT of the current set (at most "
+        "`first`, nearest first for `near`), then DELTA batches relative to what you were sent. "
+        "`first` also bounds how many vehicles are tracked at once. Give exactly one of `near` "
+        "/ `within`."
+    )
+    async def vehicle_updates(
+        self,
+        info: Info,
+        near: NearInput | None = None,
+        within: WithinInput | None = None,
+        filter: VehicleFilterInput | None = None,
+        first: int | None = None,
+    ) -> AsyncGenerator[VehicleUpdate, None]:
+        ctx = info.context
+        hub = ctx.live_updates
+        if hub is None:
+            raise DomainError("live updates are not available here", code="UNAVAILABLE")
+        area = validate_area(
+            ctx.settings, near.to_domain() if near else None, within.to_domain() if within else None
+        )
+        limit = validate_first(ctx.settings, first)
+        flt_input = filter or VehicleFilterInput()
+        async with ctx.sessions() as session:
+            providers = await validate_providers(
+                session,
+                [str(p) for p in flt_input.providers] if flt_input.providers is not None else None,
+            )
+        flt = flt_input.to_domain(providers)
+        view = _View(area, flt, limit)
+        settings = ctx.settings
+
+        # Subscribed before the snapshot is read: a delta published in between is then
+        # applied on top of it (and is at worst a repeat), never lost.
+        async with hub.subscribe() as subscriber:
+            yield await _snapshot(info, view)
+            while True:
+                items = await subscriber.next_batch(
+                    settings.subscription_batch_seconds,
+                    max_items=256,
+                    idle_seconds=settings.subscription_recheck_seconds,
+                )
+                # Each message is a fresh start for per-request caches (the context lives as
+                # long as the socket).
+                ctx.loaders = Loaders(ctx.sessions)
+                deltas = [i for i in items if isinstance(i, VehicleDelta)]
+                async with ctx.sessions() as session:
+                    servable = await ctx.search.servable_providers(
+                        session, including={d.provider_id for d in deltas}
+                    )
+                if RESYNC in items or servable != view.servable:
+                    # Missed deltas, or a provider's data turned stale or fresh (or it was
+                    # disabled, enabled, added): deltas cannot express that, a snapshot can.
+                    yield await _snapshot(info, view)
+                    continue
+                changes = view.apply(deltas, servable)
+                if changes:
+                    yield VehicleUpdate(
+                        kind=VehicleUpdateKind.DELTA,
+                        created=await _vehicles(info, changes.created),
+                        updated=await _vehicles(info, changes.updated),
+                        removed=[strawberry.ID(i) for i in changes.removed],
+                    )
+
+
+async def _snapshot(info: Info, view: _View) -> VehicleUpdate:
+    ctx = info.context
+    async with ctx.sessions() as session:
+        view.servable = await ctx.search.servable_providers(session)
+        hits = await ctx.search.vehicles(session, area=view.area, flt=view.flt, first=view.capacity)
+    view.reset(hits)
+    return VehicleUpdate(
+        kind=VehicleUpdateKind.SNAPSHOT,
+        created=await _vehicles(info, hits),
+        updated=[],
+        removed=[],
+    )
+
+
+__all__ = ["DeltaHub", "Subscription", "VehicleUpdate", "VehicleUpdateKind"]

@@ -1,0 +1,304 @@
+"""`vehicleUpdates` over graphql-transport-ws: a real server socket, real pushes, real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from app.live_updates import RESYNC, Subscriber
+from app.main import create_app
+from app.runtime import Runtime
+from app.settings import Settings
+from app.vehicle_index import VehicleDelta
+from geo.distance import geodesic_meters
+from providers.push import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from providers.simulators.feed_server import serve_in_background
+from tests.conftest import make_settings
+from tests.providers.test_push_ingest import SLUG, _push_provider, _vehicle
+
+CENTER = (59.9139, 10.7522)
+RADIUS = 500.0
+
+SUBSCRIPTION = """
+subscription Live($near: NearInput, $within: WithinInput, $filter: VehicleFilterInput,
+                  $first: Int) {
+  vehicleUpdates(near: $near, within: $within, filter: $filter, first: $first) {
+    kind
+    created { id lat lon distanceMeters isReserved provider { id } }
+    updated { id lat lon distanceMeters isReserved }
+    removed
+  }
+}
+"""
+
+
+def _offset(lat: float, lon: float, north_m: float, east_m: float) -> tuple[float, float]:
+    """A point roughly ``north_m``/``east_m`` metres away (the tests measure exactly)."""
+    return (
+        lat + north_m / 111_320.0,
+        lon + east_m / (111_320.0 * math.cos(math.radians(lat))),
+    )
+
+
+@asynccontextmanager
+async def served(runtime: Runtime, settings: Settings | None = None) -> AsyncIterator[str]:
+    app = create_app(settings or runtime.settings)
+    app.state.runtime = runtime
+    async with serve_in_background(app) as base_url:
+        yield base_url
+
+
+class Client:
+    """A minimal graphql-transport-ws client that answers the server's pings."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.pings = 0
+
+    async def receive(self, within_seconds: float = 10.0) -> dict[str, Any]:
+        async with asyncio.timeout(within_seconds):
+            while True:
+                message = json.loads(await self.ws.recv())
+                if message["type"] == "ping":
+                    self.pings += 1
+                    await self.ws.send(json.dumps({"type": "pong"}))
+                    continue
+                return message  # type: ignore[no-any-return]
+
+    async def subscribe(self, variables: dict[str, Any], op_id: str = "1") -> None:
+        await self.ws.send(
+            json.dumps(
+                {
+                    "id": op_id,
+                    "type": "subscribe",
+                    "payload": {"query": SUBSCRIPTION, "variables": variables},
+                }
+            )
+        )
+
+    async def next_update(self, within_seconds: float = 10.0) -> dict[str, Any]:
+        message = await self.receive(within_seconds)
+        assert message["type"] == "next", message
+        assert "errors" not in message["payload"], message
+        return message["payload"]["data"]["vehicleUpdates"]  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def connect(base_url: str) -> AsyncIterator[Client]:
+    url = base_url.replace("http://", "ws://") + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        client = Client(ws)
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert (await client.receive())["type"] == "connection_ack"
+        yield client
+
+
+async def push(base_url: str, secret: str, vehicles: list[dict[str, Any]]) -> None:
+    raw = orjson.dumps({"vehicles": vehicles})
+    ts = int(time.time())
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        response = await http.post(
+            f"/ingest/{SLUG}/vehicles",
+            content=raw,
+            headers={
+                "Content-Type": "application/json",
+                TIMESTAMP_HEADER: str(ts),
+                SIGNATURE_HEADER: sign(secret, ts, raw),
+            },
+        )
+    assert response.status_code == 200, response.text
+
+
+async def _hub_connections(runtime: Runtime) -> list[dict[str, Any]]:
+    """The live-update hubs' pub/sub connections to this suite's Redis db."""
+    db = str(runtime.redis.connection_pool.connection_kwargs.get("db", 0))
+    return [
+        c
+        for c in await runtime.redis.client_list(_type="pubsub")
+        if c.get("name") == "mobility-live-updates" and str(c.get("db")) == db
+    ]
+
+
+def _expected_inside(vehicles: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Provider-scoped id -> geodesic distance, for every vehicle within the radius."""
+    inside = {}
+    for vid, (lat, lon) in vehicles.items():
+        distance = geodesic_meters(CENTER[0], CENTER[1], lat, lon)
+        if distance <= RADIUS:
+            inside[f"{SLUG}:{vid}"] = distance
+    return inside
+
+
+async def test_snapshot_then_created_updated_removed_deltas(runtime: Runtime) -> None:
+    secret = await _push_provider(runtime)
+    assert secret is not None
+    positions = {
+        "a": _offset(*CENTER, 100, 0),
+        "b": _offset(*CENTER, -200, 150),
+        "c": _offset(*CENTER, 900, 0),  # outside
+    }
+    async with served(runtime) as base_url:
+        await push(base_url, secret, [_vehicle(v, *p) for v, p in positions.items()])
+        async with connect(base_url) as client:
+            near = {"lat": CENTER[0], "lon": CENTER[1], "radiusMeters": RADIUS}
+            await client.subscribe({"near": near})
+            snapshot = await client.next_update()
+            assert snapshot["kind"] == "SNAPSHOT"
+            expected = _expected_inside(positions)
+            assert {v["id"]: v["distanceMeters"] for v in snapshot["created"]} == pytest.approx(
+                expected, abs=0.01
+            )
+            # Nearest first, as the `vehicles` query orders them.
+            assert [v["id"] for v in snapshot["created"]] == sorted(expected, key=expected.get)  # type: ignore[arg-type]
+
+            # a moves within the area, b leaves it, c enters it.
+            moved = {
+                "a": _offset(*CENTER, 120, 10),
+                "b": _offset(*CENTER, -800, 0),
+                "c": _offset(*CENTER, 0, -300),
+            }
+            later = int(time.time())
+            await push(
+                base_url,
+                secret,
+                [_vehicle(v, *p, last_reported=later) for v, p in moved.items()],
+            )
+            created, updated, removed = {}, {}, set()
+            while {f"{SLUG}:a"} - updated.keys() or f"{SLUG}:b" not in removed or not created:
+                delta = await client.next_update()
+                assert delta["kind"] == "DELTA"
+                created.update({v["id"]: v for v in delta["created"]})
+                updated.update({v["id"]: v for v in delta["updated"]})
+                removed.update(delta["removed"])
+            now_inside = _expected_inside(moved)
+            assert set(created) == {f"{SLUG}:c"} == now_inside.keys() - {f"{SLUG}:a"}
+            assert set(updated) == {f"{SLUG}:a"}
+            assert removed == {f"{SLUG}:b"}
+            for vid, vehicle in {**created, **updated}.items():
+                assert vehicle["distanceMeters"] == pytest.approx(now_inside[vid], abs=0.01)
+                assert (vehicle["lat"], vehicle["lon"]) == pytest.approx(moved[vid.split(":")[1]])
+
+            # Reserved: gone from everyone's map at once (the default filter shows available).
+            await push(
+                base_url,
+                secret,
+                [_vehicle("a", *moved["a"], is_reserved=True, last_reported=later + 1)],
+            )
+            delta = await client.next_update()
+            assert delta == {
+                "kind": "DELTA",
+                "created": [],
+                "updated": [],
+                "removed": [f"{SLUG}:a"],
+            }
+
+
+async def test_a_filter_applies_to_deltas_too(runtime: Runtime) -> None:
+    secret = await _push_provider(runtime)
+    assert secret is not None
+    async with served(runtime) as base_url, connect(base_url) as client:
+        near = {"lat": CENTER[0], "lon": CENTER[1], "radiusMeters": RADIUS}
+        await client.subscribe({"near": near, "filter": {"minRangeMeters": 100000}})
+        assert (await client.next_update())["created"] == []
+        spot = _offset(*CENTER, 50, 50)
+        await push(
+            base_url,
+            secret,
+            [
+                _vehicle("far-reaching", *spot, current_range_meters=150000),
+                _vehicle("nearly-empty", *spot, current_range_meters=5000),
+            ],
+        )
+        delta = await client.next_update()
+        assert [v["id"] for v in delta["created"]] == [f"{SLUG}:far-reaching"]
+
+
+async def test_bad_arguments_are_a_coded_error(runtime: Runtime) -> None:
+    async with served(runtime) as base_url, connect(base_url) as client:
+        near = {"lat": CENTER[0], "lon": CENTER[1], "radiusMeters": RADIUS}
+        within = {"minLat": 59.9, "minLon": 10.7, "maxLat": 59.92, "maxLon": 10.76}
+        await client.subscribe({"near": near, "within": within})
+        message = await client.receive()
+        assert message["type"] in {"error", "next"}
+        errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+        assert errors[0]["extensions"]["code"] == "INVALID_AREA"
+
+
+async def test_the_server_pings_idle_sockets(runtime: Runtime) -> None:
+    settings = make_settings(ws_keepalive_seconds=0.2)
+    async with served(runtime, settings) as base_url, connect(base_url) as client:
+        near = {"lat": CENTER[0], "lon": CENTER[1], "radiusMeters": RADIUS}
+        await client.subscribe({"near": near})
+        await client.next_update()  # the snapshot
+        with pytest.raises(TimeoutError):
+            await client.receive(within_seconds=1.0)  # nothing but pings for a second
+        assert client.pings >= 3
+
+
+async def test_a_lost_redis_subscription_ends_in_a_fresh_snapshot(runtime: Runtime) -> None:
+    secret = await _push_provider(runtime)
+    assert secret is not None
+    async with served(runtime) as base_url, connect(base_url) as client:
+        near = {"lat": CENTER[0], "lon": CENTER[1], "radiusMeters": RADIUS}
+        await client.subscribe({"near": near})
+        assert (await client.next_update())["created"] == []
+        # Kill the hub's pub/sub connection, as a Redis failover would.
+        killed = 0
+        for info in await _hub_connections(runtime):
+            await runtime.redis.client_kill_filter(_id=info["id"])
+            killed += 1
+        assert killed >= 1
+        # A vehicle pushed while the hub is (re)connecting may be lost to pub/sub; the
+        # subscriber must end up with it anyway, through a fresh snapshot.
+        await push(base_url, secret, [_vehicle("during", *_offset(*CENTER, 10, 10))])
+        seen: set[str] = set()
+        kinds = []
+        while f"{SLUG}:during" not in seen:
+            update = await client.next_update(within_seconds=15)
+            kinds.append(update["kind"])
+            if update["kind"] == "SNAPSHOT":
+                seen = {v["id"] for v in update["created"]}
+            else:
+                seen |= {v["id"] for v in update["created"]}
+        assert "SNAPSHOT" in kinds
+
+
+async def test_a_subscriber_that_falls_behind_is_told_to_resync() -> None:
+    subscriber = Subscriber(max_pending=3)
+    deltas = [
+        VehicleDelta(provider_id=f"p{i}", created=[], updated=[], removed=[]) for i in range(5)
+    ]
+    for delta in deltas:
+        subscriber.offer(delta)
+    # The fourth found the queue full: what was pending is replaced by RESYNC (the snapshot it
+    # leads to covers them); later deltas queue behind it as usual.
+    batch = await subscriber.next_batch(0.01, max_items=10)
+    assert batch == [RESYNC, deltas[4]]
+
+
+async def test_websocket_connections_share_one_redis_subscription(runtime: Runtime) -> None:
+    async with (
+        served(runtime) as base_url,
+        connect(base_url) as first,
+        connect(base_url) as second,
+    ):
+        near = {"lat": CENTER[0], "lon": CENTER[1], "radiusMeters": RADIUS}
+        await first.subscribe({"near": near})
+        await second.subscribe({"near": near})
+        await first.next_update()
+        await second.next_update()
+        assert len(await _hub_connections(runtime)) == 1
+        assert runtime.live_updates.subscriber_count == 2
+    await asyncio.sleep(0.1)
+    assert runtime.live_updates.subscriber_count == 0
