@@ -14,18 +14,30 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import httpx
 
 from adapters.dto import Snapshot
-from adapters.http import FeedCache
+from adapters.http import DEFAULT_MAX_FEED_BYTES, FeedCache
 
 ENTRY_POINT_GROUP = "mobility.adapters"
 
 
 class AdapterError(Exception):
-    """A provider's feed could not be read: the sync fails and the last good data stays."""
+    """A provider's feed could not be read: the sync fails and the last good data stays.
 
-    def __init__(self, message: str, *, feed: str | None = None, url: str | None = None) -> None:
+    ``retry_after_seconds``: how long the operator asked us to wait before asking again (HTTP
+    429 / 503 with ``Retry-After``), when it said so; the scheduler honours it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        feed: str | None = None,
+        url: str | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.feed = feed
         self.url = url
+        self.retry_after_seconds = retry_after_seconds
 
 
 class AdapterConfigError(ValueError):
@@ -34,9 +46,14 @@ class AdapterConfigError(ValueError):
 
 @dataclass(slots=True)
 class FetchContext:
+    """What an adapter is given for one fetch. All HTTP goes through ``http`` (its timeouts,
+    headers and transport are the deployment's); no response body may exceed ``max_feed_bytes``
+    (:func:`adapters.http.fetch_json` enforces it)."""
+
     http: httpx.AsyncClient
     cache: FeedCache
     preferred_language: str = "en"
+    max_feed_bytes: int = DEFAULT_MAX_FEED_BYTES
 
 
 @runtime_checkable

@@ -1,13 +1,16 @@
-"""Polite feed fetching: per-file ``last_updated + ttl`` freshness and conditional GET.
+"""Polite, defensive feed fetching: per-file ``last_updated + ttl`` freshness, conditional GET,
+a size cap read as a stream, a content-type check, and the operator's ``Retry-After``.
 
 The cache lives as long as the process that syncs; a new process simply fetches everything once.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -33,10 +36,36 @@ def redact_urls(text: str) -> str:
     return _URL.sub(lambda m: redact_url(m.group(0)), text)
 
 
+#: Larger feed bodies are refused (settings: ``sync_max_feed_bytes``). The largest real GBFS
+#: files (a city's 10,000-vehicle ``vehicle_status``) are a few megabytes.
+DEFAULT_MAX_FEED_BYTES = 20 * 1024 * 1024
+
+# Media types a feed may come with. JSON under any name, and the generic types that
+# misconfigured static hosting sends for a ``.json`` file (S3's octet-stream, raw text):
+# refusing those would refuse working feeds. Anything else (above all an HTML error or login
+# page answered with 200) is not a feed. A missing Content-Type is tolerated.
+_TOLERATED_MEDIA_TYPES = frozenset(
+    {
+        "application/octet-stream",
+        "binary/octet-stream",
+        "text/plain",
+        "application/javascript",
+        "text/javascript",
+        "application/x-javascript",
+    }
+)
+# RFC 9110 §10.2.3: Retry-After is meaningful with 503 (and 429, RFC 6585 §4).
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
 class FeedFetchError(Exception):
-    def __init__(self, message: str, *, url: str) -> None:
+    """A feed could not be read. ``retry_after_seconds`` is what the operator asked us to wait
+    (429 / 503 with ``Retry-After``), if it said so."""
+
+    def __init__(self, message: str, *, url: str, retry_after_seconds: float | None = None) -> None:
         super().__init__(message)
         self.url = url
+        self.retry_after_seconds = retry_after_seconds
 
 
 @dataclass(slots=True)
@@ -65,9 +94,19 @@ class FeedCache:
 
 
 async def fetch_json(
-    client: httpx.AsyncClient, url: str, cache: FeedCache, *, headers: dict[str, str] | None = None
+    client: httpx.AsyncClient,
+    url: str,
+    cache: FeedCache,
+    *,
+    headers: dict[str, str] | None = None,
+    max_bytes: int = DEFAULT_MAX_FEED_BYTES,
 ) -> FetchedFeed:
-    """GET ``url`` as JSON, honouring freshness and validators from an earlier fetch."""
+    """GET ``url`` as JSON, honouring freshness and validators from an earlier fetch.
+
+    The body is read as a stream and refused once it passes ``max_bytes`` (decoded size, so a
+    compressed bomb is caught too): a broken or hostile operator cannot make us hold more.
+    Every failure is a :class:`FeedFetchError`.
+    """
     cached = cache.entries.get(url)
     if cached is not None and cached.fresh_until > time.monotonic():
         return FetchedFeed(url, orjson.loads(cached.body), not_modified=True)
@@ -79,17 +118,18 @@ async def fetch_json(
         if cached.last_modified:
             request_headers["If-Modified-Since"] = cached.last_modified
     try:
-        response = await client.get(url, headers=request_headers)
+        async with client.stream("GET", url, headers=request_headers) as response:
+            if response.status_code == 304 and cached is not None:
+                return FetchedFeed(url, orjson.loads(cached.body), not_modified=True)
+            if response.status_code != 200:
+                raise _status_error(response, url)
+            _check_content_type(response, url)
+            body = await _read_capped(response, url, max_bytes)
     except httpx.TimeoutException as exc:
         raise FeedFetchError(f"timed out fetching {url}", url=url) from exc
     except httpx.HTTPError as exc:
         raise FeedFetchError(f"could not fetch {url}: {exc.__class__.__name__}", url=url) from exc
 
-    if response.status_code == 304 and cached is not None:
-        return FetchedFeed(url, orjson.loads(cached.body), not_modified=True)
-    if response.status_code != 200:
-        raise FeedFetchError(f"HTTP {response.status_code} from {url}", url=url)
-    body = response.content
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -101,3 +141,71 @@ async def fetch_json(
         fresh_until=0.0,
     )
     return FetchedFeed(url, document, not_modified=False)
+
+
+def _status_error(response: httpx.Response, url: str) -> FeedFetchError:
+    status = response.status_code
+    retry_after = None
+    if status in _RETRY_AFTER_STATUSES:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    message = f"HTTP {status} from {url}"
+    if retry_after is not None:
+        message += f" (the operator asks to retry after {math.ceil(retry_after)}s)"
+    return FeedFetchError(message, url=url, retry_after_seconds=retry_after)
+
+
+def _check_content_type(response: httpx.Response, url: str) -> None:
+    content_type = response.headers.get("Content-Type")
+    if not content_type:
+        return
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if (
+        media_type.endswith(("/json", "+json"))
+        or media_type in _TOLERATED_MEDIA_TYPES
+        or not media_type  # e.g. "; charset=utf-8" alone: as good as missing
+    ):
+        return
+    hint = " (an error or login page?)" if "html" in media_type else ""
+    raise FeedFetchError(f"{url} answered with content type {media_type}, not JSON{hint}", url=url)
+
+
+async def _read_capped(response: httpx.Response, url: str, max_bytes: int) -> bytes:
+    declared = response.headers.get("Content-Length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        # Refused before reading a byte of it.
+        raise FeedFetchError(_too_large(url, max_bytes, f"declares {int(declared)} bytes"), url=url)
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            raise FeedFetchError(_too_large(url, max_bytes, "sent more"), url=url)
+    return bytes(body)
+
+
+def _too_large(url: str, max_bytes: int, detail: str) -> str:
+    return f"feed {url} is larger than the {max_bytes}-byte limit ({detail}); refused"
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP-date.
+
+    None when absent or unreadable; a date in the past is 0. ``now`` (POSIX seconds) is for
+    tests.
+    """
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None  # RFC 9110 dates are GMT; a date without a zone is not one
+        current = time.time() if now is None else now
+        return max(0.0, when.timestamp() - current)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     sync_max_interval_seconds: float = 300.0
     sync_http_timeout_seconds: float = 10.0
     sync_deadline_seconds: float = 60.0
+    # A feed body larger than this is refused, read as a stream and never held whole.
+    sync_max_feed_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     background_sync: bool = True
     # A provider whose last good sync is older than this is reported stale even if no sync
     # failed (the scheduler may be stopped, or the provider disabled).

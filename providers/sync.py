@@ -230,10 +230,13 @@ class SyncEngine:
                 http=self.http,
                 cache=cache,
                 preferred_language=str(config.get("language") or self.settings.preferred_language),
+                max_feed_bytes=self.settings.sync_max_feed_bytes,
             )
             async with asyncio.timeout(self.settings.sync_deadline_seconds):
                 snapshot = await adapter.fetch_snapshot(ctx)
         except (AdapterError, AdapterConfigError) as exc:
+            if isinstance(exc, AdapterError):
+                report.retry_after_seconds = exc.retry_after_seconds
             return await self._fail(report, run_id, str(exc), started)
         except TimeoutError:
             message = f"sync deadline of {self.settings.sync_deadline_seconds:g}s exceeded"

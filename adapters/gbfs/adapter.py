@@ -211,9 +211,17 @@ class GbfsAdapter:
 
     async def _fetch(self, ctx: FetchContext, name: str, url: str) -> FetchedFeed:
         try:
-            result = await fetch_json(ctx.http, url, ctx.cache, headers=self.headers or None)
+            result = await fetch_json(
+                ctx.http,
+                url,
+                ctx.cache,
+                headers=self.headers or None,
+                max_bytes=ctx.max_feed_bytes,
+            )
         except FeedFetchError as exc:
-            raise AdapterError(str(exc), feed=name, url=url) from exc
+            raise AdapterError(
+                str(exc), feed=name, url=url, retry_after_seconds=exc.retry_after_seconds
+            ) from exc
         document_data(name, result.document, url)  # raises AdapterError when unusable
         return result
 

@@ -14,8 +14,8 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Generator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
+from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -24,7 +24,7 @@ import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -37,6 +37,9 @@ DocumentFactory: TypeAlias = Callable[[], bytes | dict[str, Any]]
 _Source: TypeAlias = bytes | DocumentFactory
 
 _JSON = "application/json"
+# A hanging request gives up on its own after this long, so nothing outlives a forgotten test.
+_HANG_LIMIT_SECONDS = 300.0
+_STREAM_CHUNK = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -44,8 +47,13 @@ class _Fault:
     """What a test asked to go wrong on one path; the fields combine (delay, then fail)."""
 
     status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
     delay_seconds: float = 0.0
     body: bytes | None = None
+    content_type: str | None = _JSON
+    hang: bool = False
+    trickle: tuple[int, float] | None = None  # (bytes per chunk, seconds between chunks)
+    oversize: tuple[int, bool] | None = None  # (body bytes, declare Content-Length)
 
 
 @dataclass(slots=True)
@@ -71,6 +79,9 @@ class FeedServer:
         self._app: Starlette | None = None
         self.request_counts: Counter[str] = Counter()
         self.not_modified_counts: Counter[str] = Counter()
+        # Body bytes handed to the server for streamed answers (oversize, trickle): what a
+        # client that stopped reading early did not make us produce.
+        self.streamed_bytes: Counter[str] = Counter()
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -103,17 +114,41 @@ class FeedServer:
 
     # -- fault injection ----------------------------------------------------------------------
 
-    def fail(self, path: str, status: int = 500) -> None:
-        """Answer ``status`` with a JSON error body (instead of the document) until reset."""
-        self._fault(path).status = status
+    def fail(
+        self, path: str, status: int = 500, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Answer ``status`` with a JSON error body (instead of the document) until reset,
+        with extra ``headers`` (e.g. ``{"Retry-After": "120"}`` on a 429 or 503)."""
+        fault = self._fault(path)
+        fault.status = status
+        fault.headers = dict(headers or {})
 
     def delay(self, path: str, seconds: float) -> None:
         """Wait ``seconds`` before answering, e.g. to trip a client's timeout."""
         self._fault(path).delay_seconds = seconds
 
-    def set_body(self, path: str, raw_bytes: bytes) -> None:
-        """Serve these exact bytes with status 200, e.g. malformed or schema-breaking JSON."""
-        self._fault(path).body = bytes(raw_bytes)
+    def set_body(self, path: str, raw_bytes: bytes, *, content_type: str | None = _JSON) -> None:
+        """Serve these exact bytes with status 200, e.g. malformed or schema-breaking JSON, or
+        an HTML error page (``content_type="text/html"``); ``None`` sends no Content-Type."""
+        fault = self._fault(path)
+        fault.body = bytes(raw_bytes)
+        fault.content_type = content_type
+
+    def hang(self, path: str) -> None:
+        """Accept the request and answer nothing (not even headers) until the client gives up."""
+        self._fault(path).hang = True
+
+    def trickle(self, path: str, *, chunk_bytes: int = 16, interval_seconds: float = 0.25) -> None:
+        """Send the body ``chunk_bytes`` at a time, pausing between chunks: every read returns
+        within a read timeout, yet the whole body takes as long as the pauses add up to."""
+        self._fault(path).trickle = (max(1, chunk_bytes), interval_seconds)
+
+    def oversize(self, path: str, size_bytes: int, *, declare_length: bool = True) -> None:
+        """Answer 200 with a syntactically valid JSON document of ``size_bytes``, produced as it
+        is sent (the server never holds it); with or without a Content-Length header."""
+        if size_bytes < 64:
+            raise ValueError("an oversize body is at least 64 bytes")
+        self._fault(path).oversize = (size_bytes, declare_length)
 
     def reset(self, path: str | None = None) -> None:
         """Clear injected faults on ``path``, or on every path. Counters are kept."""
@@ -144,8 +179,13 @@ class FeedServer:
         fault = self._faults.get(path)
         if fault is not None and fault.delay_seconds > 0:
             await asyncio.sleep(fault.delay_seconds)
+        if fault is not None and fault.hang:
+            await _wait_for_disconnect(request)
+            return Response(status_code=504)  # nobody is listening any more
         if fault is not None and fault.status is not None:
-            return _error(fault.status, f"injected failure on {path}")
+            return _error(fault.status, f"injected failure on {path}", fault.headers)
+        if fault is not None and fault.oversize is not None:
+            return self._oversize(path, *fault.oversize)
 
         if fault is not None and fault.body is not None:
             body = fault.body
@@ -166,10 +206,49 @@ class FeedServer:
             "ETag": validators.etag,
             "Last-Modified": formatdate(validators.last_modified, usegmt=True),
         }
-        if _not_modified(request, validators):
+        trickle = fault.trickle if fault is not None else None
+        if trickle is None and _not_modified(request, validators):
             self.not_modified_counts[path] += 1
             return Response(status_code=304, headers=headers)
-        return Response(body, status_code=200, headers=headers, media_type=_JSON)
+        media_type = _JSON if fault is None else fault.content_type
+        if trickle is not None:  # always the full body: a slow answer, not a quick 304
+            return self._trickle(path, body, *trickle, headers, media_type)
+        return Response(body, status_code=200, headers=headers, media_type=media_type)
+
+    def _oversize(self, path: str, size: int, declare_length: bool) -> Response:
+        head = b'{"last_updated": 1700000000, "ttl": 0, "version": "2.3", "data": {"bikes": ['
+        tail = b"]}}"
+        padding = size - len(head) - len(tail)
+
+        async def body() -> AsyncIterator[bytes]:
+            for chunk in (head, *_spaces(padding), tail):
+                self.streamed_bytes[path] += len(chunk)
+                yield chunk
+                # Sending to a client that hung up does not suspend: without this the whole
+                # body would be produced before the disconnect is noticed.
+                await asyncio.sleep(0)
+
+        headers = {"Content-Length": str(size)} if declare_length else {}
+        return StreamingResponse(body(), headers=headers, media_type=_JSON)
+
+    def _trickle(
+        self,
+        path: str,
+        body: bytes,
+        chunk_bytes: int,
+        interval: float,
+        headers: dict[str, str],
+        media_type: str | None,
+    ) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(body), chunk_bytes):
+                if start:
+                    await asyncio.sleep(interval)
+                chunk = body[start : start + chunk_bytes]
+                self.streamed_bytes[path] += len(chunk)
+                yield chunk
+
+        return StreamingResponse(chunks(), headers=headers, media_type=media_type)
 
     def _validators_for(self, path: str, body: bytes) -> _Validators:
         etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
@@ -193,10 +272,28 @@ def _render(source: _Source) -> bytes:
     return document if isinstance(document, bytes) else orjson.dumps(document)
 
 
-def _error(status: int, message: str) -> Response:
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     return Response(
-        orjson.dumps({"error": message, "status": status}), status_code=status, media_type=_JSON
+        orjson.dumps({"error": message, "status": status}),
+        status_code=status,
+        headers=dict(headers or {}),
+        media_type=_JSON,
     )
+
+
+def _spaces(count: int) -> Generator[bytes, None, None]:
+    block = b" " * _STREAM_CHUNK
+    while count > 0:
+        yield block[: min(count, _STREAM_CHUNK)]
+        count -= _STREAM_CHUNK
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_HANG_LIMIT_SECONDS):
+            # A GET's one (empty) body message, then nothing until the client disconnects.
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
 
 
 def _not_modified(request: Request, validators: _Validators) -> bool:
