@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from starlette.requests import HTTPConnection
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from app.gbfs_publish import router as gbfs_router
 from app.ingest_api import router as ingest_router
 from app.runtime import Runtime, open_runtime
 from app.settings import Settings, get_settings
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         app.add_middleware(GraphQLFastPath, path="/graphql")
 
     app.include_router(ingest_router)
+    app.include_router(gbfs_router)
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, str]:
