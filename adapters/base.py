@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
 
 from adapters.dto import Snapshot
 from adapters.http import DEFAULT_MAX_FEED_BYTES, FeedCache
+
+if TYPE_CHECKING:
+    from adapters.credentials import OperatorAuth
 
 ENTRY_POINT_GROUP = "mobility.adapters"
 
@@ -54,6 +57,9 @@ class FetchContext:
     cache: FeedCache
     preferred_language: str = "en"
     max_feed_bytes: int = DEFAULT_MAX_FEED_BYTES
+    # The provider's operator credentials, set by staff (adapters/credentials.py): an adapter
+    # puts ``await auth.headers(http)`` on its requests to the operator. None: no credentials.
+    auth: OperatorAuth | None = None
 
 
 @runtime_checkable

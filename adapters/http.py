@@ -62,10 +62,18 @@ class FeedFetchError(Exception):
     """A feed could not be read. ``retry_after_seconds`` is what the operator asked us to wait
     (429 / 503 with ``Retry-After``), if it said so."""
 
-    def __init__(self, message: str, *, url: str, retry_after_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        retry_after_seconds: float | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.url = url
         self.retry_after_seconds = retry_after_seconds
+        self.status = status  # the HTTP status, when the operator answered with an error
 
 
 @dataclass(slots=True)
@@ -151,7 +159,7 @@ def _status_error(response: httpx.Response, url: str) -> FeedFetchError:
     message = f"HTTP {status} from {url}"
     if retry_after is not None:
         message += f" (the operator asks to retry after {math.ceil(retry_after)}s)"
-    return FeedFetchError(message, url=url, retry_after_seconds=retry_after)
+    return FeedFetchError(message, url=url, retry_after_seconds=retry_after, status=status)
 
 
 def _check_content_type(response: httpx.Response, url: str) -> None:

@@ -194,6 +194,105 @@ async def _providers_remove(settings: Settings, slug: str) -> int:
     return 0
 
 
+async def _providers_admin(settings: Settings, args: argparse.Namespace) -> int:
+    """enable / disable / sync-now / credentials: the same service the admin mutations use."""
+    from app.db import create_engine, session_factory, transaction
+    from providers import admin
+    from providers.dispatch import force_sync
+
+    engine = create_engine(settings.database_url, pool_size=1)
+    sessions = session_factory(engine)
+    try:
+        command = args.providers_command
+        if command in {"enable", "disable"}:
+            async with transaction(sessions) as session:
+                await admin.set_enabled(session, args.slug, command == "enable")
+            _print(f"provider {args.slug} {command}d")
+            return 0
+        if command == "sync-now":
+            if not await force_sync(sessions, [args.slug]):
+                return _fail(f"unknown provider {args.slug!r}", 1)
+            _print(f"{args.slug} is due now: the scheduler syncs it within a second")
+            return 0
+        kind, values = _credentials_arguments(args)
+        async with transaction(sessions) as session:
+            await admin.set_credentials(session, args.slug, kind, values)
+        _print(f"credentials of {args.slug}: {kind or 'removed'} (never shown again)")
+        return 0
+    finally:
+        await engine.dispose()
+
+
+def _secret_from(path: str) -> str:
+    """A secret is read from a file (or ``-`` for stdin), never from the command line, where
+    it would end up in shell history and in every process listing."""
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    return text.strip()
+
+
+def _credentials_arguments(args: argparse.Namespace) -> tuple[str | None, dict[str, Any] | None]:
+    if args.clear:
+        return None, None
+    if args.bearer_token_file:
+        return "bearer_token", {"token": _secret_from(args.bearer_token_file)}
+    if args.api_key_header:
+        if not args.api_key_file:
+            raise ValueError("--api-key-header needs --api-key-file")
+        return "api_key", {"header": args.api_key_header, "value": _secret_from(args.api_key_file)}
+    if args.oauth2_token_url:
+        if not (args.oauth2_client_id and args.oauth2_client_secret_file):
+            raise ValueError(
+                "--oauth2-token-url needs --oauth2-client-id and --oauth2-client-secret-file"
+            )
+        return "oauth2_client_credentials", {
+            "token_url": args.oauth2_token_url,
+            "client_id": args.oauth2_client_id,
+            "client_secret": _secret_from(args.oauth2_client_secret_file),
+            "scope": args.oauth2_scope,
+        }
+    raise ValueError(
+        "give --bearer-token-file, --api-key-header with --api-key-file, "
+        "--oauth2-token-url with its client options, or --clear"
+    )
+
+
+async def _staff_token(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from app.db import create_engine, session_factory, transaction
+    from app.models import StaffToken
+    from app.staff_auth import create_token, revoke_token
+
+    engine = create_engine(settings.database_url, pool_size=1)
+    sessions = session_factory(engine)
+    try:
+        if args.token_command == "create":
+            async with transaction(sessions) as session:
+                row, token = await create_token(session, args.name)
+            _print(f"staff token {row.id} ({row.name}, role {row.role}); it is shown once:")
+            _print(f"  {token}")
+            _print("use it as: Authorization: Bearer <token>")
+            return 0
+        if args.token_command == "revoke":
+            async with transaction(sessions) as session:
+                revoked = await revoke_token(session, args.id)
+            if not revoked:
+                return _fail(f"no active staff token {args.id}", 1)
+            _print(f"staff token {args.id} revoked")
+            return 0
+        async with sessions() as session:
+            rows = (await session.scalars(select(StaffToken).order_by(StaffToken.id))).all()
+        if not rows:
+            _print("no staff tokens: create one with `mobility staff-token create NAME`")
+        for t in rows:
+            state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
+            used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+            _print(f"{t.id:>4}  {t.prefix}…  {t.name:<24} {t.role:<6} {state:<18} used {used}")
+        return 0
+    finally:
+        await engine.dispose()
+
+
 # --- sync ---------------------------------------------------------------------------------
 
 
@@ -370,6 +469,31 @@ def build_parser() -> argparse.ArgumentParser:
     secret.add_argument("--remove", action="store_true", help="stop the provider from pushing")
     remove = psub.add_parser("remove", help="remove a provider and all its data")
     remove.add_argument("slug")
+    for name, text in (
+        ("enable", "enable a provider (synced and shown again)"),
+        ("disable", "disable a provider (not synced, its vehicles not shown)"),
+        ("sync-now", "make a provider due now; the running scheduler syncs it"),
+    ):
+        psub.add_parser(name, help=text).add_argument("slug")
+    creds = psub.add_parser(
+        "credentials", help="set the credentials its adapter uses to call the operator"
+    )
+    creds.add_argument("slug")
+    kind = creds.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--bearer-token-file", metavar="FILE", help="file holding the token, or -")
+    kind.add_argument("--api-key-header", metavar="NAME", help="header carrying the API key")
+    kind.add_argument("--oauth2-token-url", metavar="URL", help="OAuth2 client-credentials")
+    kind.add_argument("--clear", action="store_true", help="remove the credentials")
+    creds.add_argument("--api-key-file", metavar="FILE", help="file holding the API key, or -")
+    creds.add_argument("--oauth2-client-id")
+    creds.add_argument("--oauth2-client-secret-file", metavar="FILE")
+    creds.add_argument("--oauth2-scope")
+
+    tokens = sub.add_parser("staff-token", help="staff API tokens (the ADMIN role)")
+    tsub = tokens.add_subparsers(dest="token_command", required=True)
+    tsub.add_parser("create", help="create a token (shown once)").add_argument("name")
+    tsub.add_parser("revoke", help="revoke a token at once").add_argument("id", type=int)
+    tsub.add_parser("list", help="list tokens (prefixes only)")
 
     sync = sub.add_parser("sync", help="sync providers now, once")
     sync.add_argument("slugs", nargs="*", metavar="SLUG")
@@ -402,7 +526,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(_providers_list(settings))
             if args.providers_command == "push-secret":
                 return asyncio.run(_providers_push_secret(settings, args.slug, args.remove))
-            return asyncio.run(_providers_remove(settings, args.slug))
+            if args.providers_command == "remove":
+                return asyncio.run(_providers_remove(settings, args.slug))
+            try:
+                return asyncio.run(_providers_admin(settings, args))
+            except (ValueError, OSError) as exc:
+                return _fail(str(exc))
+        if args.command == "staff-token":
+            return asyncio.run(_staff_token(settings, args))
         if args.command == "sync":
             if not args.slugs and not args.all:
                 return _fail("name at least one provider, or use --all")

@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             reference=runtime.reference,
             persisted_queries=runtime.persisted_queries,
             live_updates=runtime.live_updates,
+            authorization=request.headers.get("authorization"),
         )
 
     schema = build_schema(settings)

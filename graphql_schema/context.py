@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -18,6 +18,7 @@ from app.search import repository
 from app.search.schemas import ProviderStats, StationRow
 from app.search.service import SearchService
 from app.settings import Settings
+from app.staff_auth import ANONYMOUS, Forbidden, Viewer, viewer_for
 from providers import repository as provider_repository
 
 K = TypeVar("K")
@@ -68,6 +69,7 @@ class Context(BaseContext):
         reference: ReferenceCache,
         persisted_queries: PersistedQueries,
         live_updates: DeltaHub | None = None,
+        authorization: str | None = None,
     ) -> None:
         super().__init__()
         self.sessions = sessions
@@ -76,4 +78,32 @@ class Context(BaseContext):
         self.reference = reference
         self.persisted_queries = persisted_queries
         self.live_updates = live_updates
+        # The raw Authorization header; resolved to a viewer only when a field needs a role,
+        # so the search hot path never reads the token table.
+        self.authorization = authorization
+        self._viewer: Viewer | None = None
         self.loaders = Loaders(sessions)
+
+    async def viewer(self) -> Viewer:
+        if self._viewer is None:
+            if not self.authorization:
+                self._viewer = ANONYMOUS
+            else:
+                async with self.sessions() as session:
+                    self._viewer = await viewer_for(session, self.authorization)
+                    await session.commit()  # last_used_at
+        return self._viewer
+
+    async def require_admin(self) -> Viewer:
+        viewer = await self.viewer()
+        if not viewer.is_admin:
+            raise Forbidden("this needs a staff token with the ADMIN role")
+        return viewer
+
+
+def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """One header of an ASGI scope, decoded (latin-1, as HTTP says)."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None

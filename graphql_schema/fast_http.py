@@ -25,7 +25,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from app.persisted_queries import PersistedQueryError
-from graphql_schema.context import Context
+from graphql_schema.context import Context, header
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class GraphQLFastPath:
             search=runtime.search,
             reference=runtime.reference,
             persisted_queries=runtime.persisted_queries,
+            authorization=header(scope["headers"], b"authorization"),
         )
         persisted = (extensions or {}).get("persistedQuery")
         if persisted is not None:

@@ -17,6 +17,7 @@ from strawberry.schema.config import StrawberryConfig
 from app.settings import Settings, get_settings
 from graphql_schema.errors import MaskUnexpectedErrors, MobilitySchema
 from graphql_schema.execution import CompiledExecutionContext
+from graphql_schema.mutation import Mutation
 from graphql_schema.query import Query
 from graphql_schema.scalars import SCALAR_MAP
 from graphql_schema.subscription import Subscription
@@ -33,6 +34,7 @@ def build_schema(settings: Settings, *, compiled: bool = True) -> strawberry.Sch
     ]
     return MobilitySchema(
         query=Query,
+        mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         execution_context_class=CompiledExecutionContext if compiled else None,

@@ -21,6 +21,7 @@ from app.vehicle_index import VehicleDoc
 from app.vocabulary import currency_exponent
 from graphql_schema.enums import FormFactor, HealthStatus, PropulsionType
 from graphql_schema.scalars import Long
+from providers.admin import credentials_kinds
 
 if TYPE_CHECKING:
     from graphql_schema.context import Context
@@ -251,12 +252,16 @@ class Provider:
     error: str | None
     gbfs_version: str | None
     timezone: str | None
+    enabled: bool = strawberry.field(
+        description="False: switched off by staff (not synced, its vehicles not shown)."
+    )
 
     @classmethod
     def from_model(cls, p: models.Provider, settings: Settings) -> Provider:
         return cls(
             id=strawberry.ID(p.id),
             name=p.name,
+            enabled=p.enabled,
             last_synced_at=p.last_sync_at,
             last_success_at=p.last_success_at,
             stale=is_stale(p, settings),
@@ -264,6 +269,19 @@ class Provider:
             gbfs_version=p.gbfs_version,
             timezone=(p.system_info or {}).get("timezone"),
         )
+
+    @strawberry.field(
+        description="The kind of credentials its adapter uses to call the operator "
+        "(BEARER_TOKEN, API_KEY, OAUTH2_CLIENT_CREDENTIALS), or null. Staff (ADMIN) only: "
+        "null for anyone else. The credentials themselves are never returned."
+    )
+    async def credentials_kind(self, info: strawberry.Info[Context, None]) -> str | None:
+        if not (await info.context.viewer()).is_admin:
+            return None
+        async with info.context.sessions() as session:
+            kinds = await credentials_kinds(session, [str(self.id)])
+        found = kinds.get(str(self.id))
+        return found[0].upper() if found else None
 
     async def _stats(self, info: strawberry.Info[Context, None]) -> ProviderStats | None:
         return await info.context.loaders.provider_stats.load(str(self.id))

@@ -184,10 +184,11 @@ async def run_claim(
                 state = decision.state
                 if decision.state is BreakerState.OPEN:
                     seconds = max(seconds, decision.retry_in_seconds)
-        retry_after = getattr(report, "retry_after_seconds", None)
-        if retry_after:
-            # The operator said when to come back (429/503 Retry-After): never sooner.
-            seconds = max(seconds, float(retry_after))
+        if report.retry_after_seconds:
+            # The operator said when to come back (429/503 Retry-After): never sooner, but
+            # no later than our own backoff cap (an operator may send any number).
+            retry_after = min(report.retry_after_seconds, settings.sync_max_backoff_seconds)
+            seconds = max(seconds, retry_after)
     if not await _complete(sessions, claim, seconds):
         log.info("sync of %s finished after its claim lapsed", claim.provider_id)
     return ClaimOutcome(claim, True, report, state, seconds)

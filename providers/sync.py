@@ -24,6 +24,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.base import AdapterConfigError, AdapterError, FetchContext, load_adapter
+from adapters.credentials import OperatorAuth, OperatorCredentials
 from adapters.dto import Finding, Snapshot
 from adapters.http import FeedCache, redact_urls
 from app.db import transaction
@@ -31,6 +32,7 @@ from app.models import Vehicle
 from app.settings import Settings
 from app.vehicle_index import VehicleDoc, VehicleIndex
 from providers import repository
+from providers.admin import credentials_for
 from providers.merge import (
     PRICING_PLANS,
     REGIONS,
@@ -141,6 +143,8 @@ class SyncEngine:
         self.settings = settings
         self._on_reference_change = on_reference_change
         self._caches: dict[str, FeedCache] = {}
+        # Per provider, kept across syncs so an OAuth2 token is reused until it expires.
+        self._auths: dict[str, OperatorAuth] = {}
 
     async def sync(self, provider_id: str, *, progress: Progress | None = None) -> SyncReport:
         """One full sync of one provider. Never raises for feed problems: see the report.
@@ -193,6 +197,7 @@ class SyncEngine:
             if provider is None:
                 raise ProviderNotFound(provider_id)
             adapter_name, config = provider.adapter, dict(provider.config)
+            credentials = await credentials_for(session, provider_id)
             previous_feeds = set(provider.feed_names or ())
             previous_run = await repository.latest_successful_run_id(session, provider_id)
             run = await repository.start_run(session, provider_id, _now())
@@ -202,7 +207,9 @@ class SyncEngine:
         if supplied is not None:
             snapshot = supplied
         else:
-            fetched = await self._fetch(report, run_id, adapter_name, config, say, started)
+            fetched = await self._fetch(
+                report, run_id, adapter_name, config, credentials, say, started
+            )
             report.phases["fetch"] = time.perf_counter() - started
             if isinstance(fetched, SyncReport):
                 return fetched
@@ -211,12 +218,24 @@ class SyncEngine:
             provider_id, run_id, previous_run, previous_feeds, snapshot, report, say, started
         )
 
+    def _auth_for(
+        self, provider_id: str, credentials: OperatorCredentials | None
+    ) -> OperatorAuth | None:
+        if credentials is None:
+            self._auths.pop(provider_id, None)
+            return None
+        auth = self._auths.get(provider_id)
+        if auth is None or auth.credentials != credentials:  # new or changed by staff
+            auth = self._auths[provider_id] = OperatorAuth(credentials)
+        return auth
+
     async def _fetch(
         self,
         report: SyncReport,
         run_id: int,
         adapter_name: str,
         config: dict[str, Any],
+        credentials: OperatorCredentials | None,
         say: Progress,
         started: float,
     ) -> Snapshot | SyncReport:
@@ -231,6 +250,7 @@ class SyncEngine:
                 cache=cache,
                 preferred_language=str(config.get("language") or self.settings.preferred_language),
                 max_feed_bytes=self.settings.sync_max_feed_bytes,
+                auth=self._auth_for(provider_id, credentials),
             )
             async with asyncio.timeout(self.settings.sync_deadline_seconds):
                 snapshot = await adapter.fetch_snapshot(ctx)

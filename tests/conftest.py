@@ -81,7 +81,7 @@ async def session_runtime(settings: Settings, migrated: None) -> AsyncIterator[R
 
 async def reset_state(runtime: Runtime) -> None:
     async with runtime.engine.begin() as conn:
-        await conn.execute(text("TRUNCATE providers CASCADE"))
+        await conn.execute(text("TRUNCATE providers, staff_tokens CASCADE"))
     # Only this suite's keys: whatever else shares the Redis server is left alone.
     keys = [k async for k in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}:*", count=1000)]
     if keys:

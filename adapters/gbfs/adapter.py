@@ -211,19 +211,32 @@ class GbfsAdapter:
 
     async def _fetch(self, ctx: FetchContext, name: str, url: str) -> FetchedFeed:
         try:
-            result = await fetch_json(
-                ctx.http,
-                url,
-                ctx.cache,
-                headers=self.headers or None,
-                max_bytes=ctx.max_feed_bytes,
-            )
+            headers = await self._headers(ctx)
+            try:
+                result = await self._get(ctx, url, headers)
+            except FeedFetchError as exc:
+                if ctx.auth is None or exc.status != 401:
+                    raise
+                # An OAuth2 token may have been revoked before it expired: one fresh token.
+                ctx.auth.invalidate(headers)
+                result = await self._get(ctx, url, await self._headers(ctx))
         except FeedFetchError as exc:
             raise AdapterError(
                 str(exc), feed=name, url=url, retry_after_seconds=exc.retry_after_seconds
             ) from exc
         document_data(name, result.document, url)  # raises AdapterError when unusable
         return result
+
+    async def _headers(self, ctx: FetchContext) -> dict[str, str]:
+        headers = dict(self.headers)
+        if ctx.auth is not None:
+            headers.update(await ctx.auth.headers(ctx.http))
+        return headers
+
+    async def _get(self, ctx: FetchContext, url: str, headers: dict[str, str]) -> FetchedFeed:
+        return await fetch_json(
+            ctx.http, url, ctx.cache, headers=headers or None, max_bytes=ctx.max_feed_bytes
+        )
 
 
 def _mark_fresh(ctx: FetchContext, snapshot: Snapshot) -> None:

@@ -9,9 +9,11 @@ pipeline's error handling is tested against real sockets rather than mocked tran
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import logging
+import secrets
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Generator, Mapping
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeAlias
+from urllib.parse import parse_qs
 
 import orjson
 import uvicorn
@@ -57,6 +60,14 @@ class _Fault:
 
 
 @dataclass(slots=True)
+class _OAuth2Endpoint:
+    path: str
+    client_id: str
+    client_secret: str
+    expires_in: int
+
+
+@dataclass(slots=True)
 class _Validators:
     """The validators of the body last served on a path."""
 
@@ -82,6 +93,12 @@ class FeedServer:
         # Body bytes handed to the server for streamed answers (oversize, trickle): what a
         # client that stopped reading early did not make us produce.
         self.streamed_bytes: Counter[str] = Counter()
+        # Access control like an operator's API: path prefix -> the headers a request must carry.
+        self._required: dict[str, dict[str, str]] = {}
+        self._oauth2: _OAuth2Endpoint | None = None
+        # Bearer tokens the OAuth2 endpoint issued and that are still valid (not revoked).
+        self.issued_tokens: list[str] = []
+        self.refused_requests: Counter[str] = Counter()
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -111,6 +128,61 @@ class FeedServer:
         if not added:
             raise FileNotFoundError(f"no *.json files in {directory}")
         return added
+
+    # -- access control -----------------------------------------------------------------------
+
+    def require_headers(self, prefix: str, headers: Mapping[str, str]) -> None:
+        """Answer 401 on paths under ``prefix`` unless the request carries these exact headers
+        (an API key header, or ``Authorization: Bearer …``)."""
+        self._required[_normalize(prefix)] = dict(headers)
+
+    def require_oauth2(self, prefix: str) -> None:
+        """Answer 401 on paths under ``prefix`` unless the request carries a bearer token the
+        OAuth2 endpoint issued and that was not revoked."""
+        self._required[_normalize(prefix)] = {}
+
+    def add_oauth2_token_endpoint(
+        self, path: str, *, client_id: str, client_secret: str, expires_in: int = 3600
+    ) -> None:
+        """An OAuth2 client-credentials token endpoint (RFC 6749 4.4, client_secret_basic)."""
+        self._oauth2 = _OAuth2Endpoint(_normalize(path), client_id, client_secret, expires_in)
+
+    def revoke_tokens(self) -> None:
+        self.issued_tokens.clear()
+
+    def _authorized(self, request: Request, path: str) -> bool:
+        for prefix, headers in self._required.items():
+            if not path.startswith(prefix):
+                continue
+            if not headers:  # OAuth2: any token we issued
+                scheme, _, token = request.headers.get("authorization", "").partition(" ")
+                if scheme.lower() != "bearer" or token not in self.issued_tokens:
+                    return False
+            elif any(request.headers.get(k) != v for k, v in headers.items()):
+                return False
+        return True
+
+    async def _token(self, request: Request) -> Response:
+        endpoint = self._oauth2
+        if endpoint is None or request.scope["path"] != endpoint.path:
+            return _error(404, "no token endpoint here")
+        expected = (
+            "Basic "
+            + base64.b64encode(f"{endpoint.client_id}:{endpoint.client_secret}".encode()).decode()
+        )
+        form = parse_qs((await request.body()).decode())
+        if request.headers.get("authorization") != expected:
+            return _error(401, "invalid_client")
+        if form.get("grant_type") != ["client_credentials"]:
+            return _error(400, "unsupported_grant_type")
+        token = secrets.token_urlsafe(16)
+        self.issued_tokens.append(token)
+        return Response(
+            orjson.dumps(
+                {"access_token": token, "token_type": "Bearer", "expires_in": endpoint.expires_in}
+            ),
+            media_type=_JSON,
+        )
 
     # -- fault injection ----------------------------------------------------------------------
 
@@ -169,12 +241,20 @@ class FeedServer:
     @property
     def app(self) -> Starlette:
         if self._app is None:
-            self._app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET"])])
+            self._app = Starlette(
+                routes=[
+                    Route("/{path:path}", self._handle, methods=["GET"]),
+                    Route("/{path:path}", self._token, methods=["POST"]),
+                ]
+            )
         return self._app
 
     async def _handle(self, request: Request) -> Response:
         path: str = request.scope["path"]
         self.request_counts[path] += 1
+        if not self._authorized(request, path):
+            self.refused_requests[path] += 1
+            return _error(401, "missing or invalid credentials")
 
         fault = self._faults.get(path)
         if fault is not None and fault.delay_seconds > 0:

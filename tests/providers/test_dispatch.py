@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
 
@@ -202,3 +203,24 @@ async def test_a_deleted_provider_claim_is_harmless(runtime: Runtime) -> None:
         await session.execute(text("DELETE FROM providers WHERE id = 'gone'"))
     outcome = await run_claim(runtime.sync, runtime.breaker, runtime.settings, claim)
     assert not outcome.ran and outcome.note == "superseded"
+
+
+@pytest.mark.parametrize(("retry_after", "expected"), [("120", 120.0), ("999999999", 3600.0)])
+async def test_retry_after_delays_the_next_sync_within_the_backoff_cap(
+    runtime: Runtime, feed_server: tuple[FeedServer, str], retry_after: str, expected: float
+) -> None:
+    server, base_url = feed_server
+    slug = await add_conformance_provider(runtime, server, base_url, FOLDER)
+    settings = make_settings(
+        sync_min_interval_seconds=10, sync_max_interval_seconds=60, sync_max_backoff_seconds=3600
+    )
+    for path in server.paths:
+        server.fail(path, 429, headers={"Retry-After": retry_after})
+    [claim] = await claim_due(runtime.sessions, settings, limit=1)
+    outcome = await run_claim(runtime.sync, runtime.breaker, settings, claim)
+    assert outcome.report is not None and not outcome.report.ok
+    # One failure's own backoff is at most 2 x the minimum interval: well below either value.
+    assert outcome.next_sync_in_seconds == expected
+    row = await _provider_row(runtime, slug)
+    scheduled_in = (row.next_sync_at - row.db_now).total_seconds()  # type: ignore[attr-defined]
+    assert expected - 5 < scheduled_in <= expected

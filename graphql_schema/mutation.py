@@ -1,0 +1,195 @@
+"""Root mutation: provider administration, for staff tokens with the ADMIN role only.
+
+Anyone else gets ``FORBIDDEN`` before any input is looked at. Each mutation is one transaction;
+errors carry the admin service's codes (``PROVIDER_NOT_FOUND``, ``PROVIDER_EXISTS``,
+``INVALID_PROVIDER_ID``, ``INVALID_PROVIDER_CONFIG``, ``INVALID_CREDENTIALS``). Operator
+credentials go in and never come out: a provider shows only which kind it has.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from app.db import transaction
+from app.errors import InvalidInput, NotFound
+from graphql_schema.context import Context
+from graphql_schema.types import Provider
+from providers import admin, repository
+from providers.dispatch import force_sync
+
+log = logging.getLogger(__name__)
+
+Info = strawberry.Info[Context, None]
+
+
+@strawberry.input(description="A new provider. `config` is the adapter's (see docs/adapters.md).")
+class ProviderInput:
+    id: strawberry.ID
+    adapter: str = "gbfs"
+    config: JSON
+    name: str | None = None
+    enabled: bool = True
+
+
+@strawberry.input(description="Changes to a provider; fields left out stay as they are.")
+class ProviderUpdateInput:
+    name: str | None = None
+    adapter: str | None = None
+    config: JSON | None = None
+
+
+@strawberry.input
+class ApiKeyInput:
+    header: str
+    value: str
+
+
+@strawberry.input
+class OAuth2ClientCredentialsInput:
+    token_url: str
+    client_id: str
+    client_secret: str
+    scope: str | None = None
+
+
+@strawberry.input(description="Exactly one kind of credentials for an operator's API.")
+class OperatorCredentialsInput:
+    bearer_token: str | None = None
+    api_key: ApiKeyInput | None = None
+    oauth2_client_credentials: OAuth2ClientCredentialsInput | None = None
+
+    def to_kind_and_values(self) -> tuple[str, dict[str, Any]]:
+        given: list[tuple[str, dict[str, Any]]] = []
+        if self.bearer_token is not None:
+            given.append(("bearer_token", {"token": self.bearer_token}))
+        if self.api_key is not None:
+            given.append(("api_key", {"header": self.api_key.header, "value": self.api_key.value}))
+        if self.oauth2_client_credentials is not None:
+            o = self.oauth2_client_credentials
+            given.append(
+                (
+                    "oauth2_client_credentials",
+                    {
+                        "token_url": o.token_url,
+                        "client_id": o.client_id,
+                        "client_secret": o.client_secret,
+                        "scope": o.scope,
+                    },
+                )
+            )
+        if len(given) != 1:
+            raise InvalidInput(
+                "give exactly one of bearerToken, apiKey, oauth2ClientCredentials",
+                code="INVALID_CREDENTIALS",
+            )
+        return given[0]
+
+
+def _config(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInput("config must be a JSON object", code="INVALID_PROVIDER_CONFIG")
+    return value
+
+
+async def _provider(info: Info, slug: str) -> Provider:
+    async with info.context.sessions() as session:
+        provider = await repository.get(session, slug)
+        if provider is None:
+            raise NotFound(f"no provider {slug!r}", code="PROVIDER_NOT_FOUND")
+        return Provider.from_model(provider, info.context.settings)
+
+
+def _changed(info: Info) -> None:
+    # Reference data (names, enabled set) is cached per process; this one sees it at once.
+    info.context.reference.invalidate()
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Add a provider (ADMIN). Its first sync is due at once.")
+    async def add_provider(self, info: Info, input: ProviderInput) -> Provider:
+        viewer = await info.context.require_admin()
+        async with transaction(info.context.sessions) as session:
+            await admin.add_provider(
+                session,
+                slug=str(input.id),
+                name=input.name,
+                adapter=input.adapter,
+                config=_config(input.config),
+                enabled=input.enabled,
+            )
+        log.info("provider %s added by %s", input.id, viewer.name)
+        _changed(info)
+        return await _provider(info, str(input.id))
+
+    @strawberry.mutation(description="Change a provider's name, adapter or config (ADMIN).")
+    async def update_provider(
+        self, info: Info, id: strawberry.ID, input: ProviderUpdateInput
+    ) -> Provider:
+        viewer = await info.context.require_admin()
+        changes = admin.ProviderUpdate(
+            name=input.name,
+            adapter=input.adapter,
+            config=_config(input.config) if input.config is not None else None,
+        )
+        async with transaction(info.context.sessions) as session:
+            await admin.update_provider(session, str(id), changes)
+        log.info("provider %s updated by %s", id, viewer.name)
+        _changed(info)
+        return await _provider(info, str(id))
+
+    @strawberry.mutation(
+        description="Enable or disable a provider (ADMIN). A disabled provider is not synced "
+        "and its vehicles are not shown."
+    )
+    async def set_provider_enabled(self, info: Info, id: strawberry.ID, enabled: bool) -> Provider:
+        viewer = await info.context.require_admin()
+        async with transaction(info.context.sessions) as session:
+            await admin.set_enabled(session, str(id), enabled)
+        log.info("provider %s %s by %s", id, "enabled" if enabled else "disabled", viewer.name)
+        _changed(info)
+        return await _provider(info, str(id))
+
+    @strawberry.mutation(description="Delete a provider and all its data (ADMIN).")
+    async def delete_provider(self, info: Info, id: strawberry.ID) -> strawberry.ID:
+        viewer = await info.context.require_admin()
+        async with transaction(info.context.sessions) as session:
+            await admin.delete_provider(session, str(id))
+        index = info.context.search.index
+        if index is not None:
+            try:
+                await index.remove_provider(str(id))
+            except Exception as exc:  # search hides it already; the next rebuild clears it
+                log.warning("could not clear the index of deleted provider %s: %s", id, exc)
+        log.info("provider %s deleted by %s", id, viewer.name)
+        _changed(info)
+        return id
+
+    @strawberry.mutation(
+        description="Sync a provider as soon as possible (ADMIN): the scheduler picks it up "
+        "within a second, wherever syncs run; `health` then shows the outcome."
+    )
+    async def sync_provider(self, info: Info, id: strawberry.ID) -> Provider:
+        await info.context.require_admin()
+        if not await force_sync(info.context.sessions, [str(id)]):
+            raise NotFound(f"no provider {id!r}", code="PROVIDER_NOT_FOUND")
+        return await _provider(info, str(id))
+
+    @strawberry.mutation(
+        description="Set the credentials the provider's adapter uses to call the operator "
+        "(ADMIN); null removes them. They are stored server-side and never returned."
+    )
+    async def set_provider_credentials(
+        self, info: Info, id: strawberry.ID, credentials: OperatorCredentialsInput | None
+    ) -> Provider:
+        viewer = await info.context.require_admin()
+        kind, values = credentials.to_kind_and_values() if credentials else (None, None)
+        async with transaction(info.context.sessions) as session:
+            await admin.set_credentials(session, str(id), kind, values)
+        # The kind only: never the values.
+        log.info("credentials of provider %s set to %s by %s", id, kind, viewer.name)
+        return await _provider(info, str(id))

@@ -1,0 +1,149 @@
+"""Provider administration for staff: the one implementation behind the CLI and the admin
+GraphQL mutations (add, update, enable, disable, delete, force a sync, set credentials).
+
+Every function validates before writing and raises a :class:`DomainError` with a stable code;
+callers own the transaction (``app.db.transaction``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from adapters.credentials import (
+    CredentialsError,
+    OperatorCredentials,
+    credentials_values,
+    parse_credentials,
+)
+from app.errors import DomainError, NotFound
+from app.models import Provider, ProviderCredentials
+from providers import repository
+from providers.service import register_provider
+
+
+class ProviderExists(DomainError):
+    code = "PROVIDER_EXISTS"
+
+
+def _not_found(slug: str) -> NotFound:
+    return NotFound(f"no provider {slug!r}", code="PROVIDER_NOT_FOUND")
+
+
+async def _get(session: AsyncSession, slug: str) -> Provider:
+    provider = await repository.get(session, slug)
+    if provider is None:
+        raise _not_found(slug)
+    return provider
+
+
+async def add_provider(
+    session: AsyncSession,
+    *,
+    slug: str,
+    name: str | None,
+    adapter: str,
+    config: dict[str, Any],
+    enabled: bool = True,
+) -> Provider:
+    if await repository.get(session, slug) is not None:
+        raise ProviderExists(f"provider {slug!r} exists already; update it instead")
+    provider, _ = await register_provider(
+        session, slug=slug, name=name, adapter=adapter, config=config
+    )
+    provider.enabled = enabled
+    await session.flush()
+    return provider
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderUpdate:
+    name: str | None = None
+    adapter: str | None = None
+    config: dict[str, Any] | None = None
+
+
+async def update_provider(session: AsyncSession, slug: str, changes: ProviderUpdate) -> Provider:
+    provider = await _get(session, slug)
+    if changes.adapter is None and changes.config is None:
+        if changes.name is not None:
+            provider.name = changes.name
+        await session.flush()
+        return provider
+    # A new adapter or config is validated as a whole, exactly as when it was added.
+    updated, _ = await register_provider(
+        session,
+        slug=slug,
+        name=changes.name or provider.name,
+        adapter=changes.adapter or provider.adapter,
+        config=changes.config if changes.config is not None else dict(provider.config),
+    )
+    return updated
+
+
+async def set_enabled(session: AsyncSession, slug: str, enabled: bool) -> Provider:
+    provider = await _get(session, slug)
+    provider.enabled = enabled
+    provider.updated_at = datetime.now(UTC)
+    if enabled:
+        provider.next_sync_at = None  # due at once: its data is probably old
+    await session.flush()
+    return provider
+
+
+async def delete_provider(session: AsyncSession, slug: str) -> None:
+    """Delete the provider and all its data (rows cascade). Clear its search index entries
+    after the commit (:meth:`VehicleIndex.remove_provider`); until then, and if that fails,
+    search does not show them anyway: it checks the enabled providers."""
+    provider = await _get(session, slug)
+    await session.delete(provider)
+    await session.flush()
+
+
+async def set_credentials(
+    session: AsyncSession, slug: str, kind: str | None, values: dict[str, Any] | None
+) -> OperatorCredentials | None:
+    """Set (or with ``kind=None`` clear) the provider's operator credentials."""
+    await _get(session, slug)
+    if kind is None:
+        await session.execute(
+            delete(ProviderCredentials).where(ProviderCredentials.provider_id == slug)
+        )
+        return None
+    try:
+        credentials = parse_credentials(kind, values or {})
+    except CredentialsError as exc:
+        raise DomainError(str(exc), code="INVALID_CREDENTIALS") from exc
+    row = await session.get(ProviderCredentials, slug)
+    if row is None:
+        row = ProviderCredentials(provider_id=slug, kind=credentials.kind, secret={})
+        session.add(row)
+    row.kind = credentials.kind
+    row.secret = credentials_values(credentials)
+    row.updated_at = datetime.now(UTC)
+    await session.flush()
+    return credentials
+
+
+async def credentials_for(session: AsyncSession, slug: str) -> OperatorCredentials | None:
+    """The stored credentials, for the adapter's outbound calls only."""
+    row = await session.get(ProviderCredentials, slug)
+    return parse_credentials(row.kind, row.secret) if row is not None else None
+
+
+async def credentials_kinds(
+    session: AsyncSession, slugs: list[str]
+) -> dict[str, tuple[str, datetime]]:
+    """Which providers have credentials, of what kind, since when: never the secret."""
+    rows = await session.execute(
+        select(
+            ProviderCredentials.provider_id,
+            ProviderCredentials.kind,
+            ProviderCredentials.updated_at,
+        ).where(ProviderCredentials.provider_id.in_(slugs))
+    )
+    return {r.provider_id: (r.kind, r.updated_at) for r in rows}
