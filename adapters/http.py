@@ -15,6 +15,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 _URL = re.compile(r"https?://[^\s'\"<>]+")
 
@@ -58,6 +64,13 @@ _TOLERATED_MEDIA_TYPES = frozenset(
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
+# Retries of transient failures within one fetch (see fetch_json).
+DEFAULT_ATTEMPTS = 3
+RETRY_BASE_SECONDS = 0.25
+RETRY_MAX_SECONDS = 2.0
+_TRANSIENT_STATUSES = frozenset({502, 503, 504})
+
+
 class FeedFetchError(Exception):
     """A feed could not be read. ``retry_after_seconds`` is what the operator asked us to wait
     (429 / 503 with ``Retry-After``), if it said so."""
@@ -69,11 +82,13 @@ class FeedFetchError(Exception):
         url: str,
         retry_after_seconds: float | None = None,
         status: int | None = None,
+        transient: bool = False,
     ) -> None:
         super().__init__(message)
         self.url = url
         self.retry_after_seconds = retry_after_seconds
         self.status = status  # the HTTP status, when the operator answered with an error
+        self.transient = transient  # worth another attempt right away (fetch_json retries)
 
 
 @dataclass(slots=True)
@@ -108,13 +123,39 @@ async def fetch_json(
     *,
     headers: dict[str, str] | None = None,
     max_bytes: int = DEFAULT_MAX_FEED_BYTES,
+    attempts: int = DEFAULT_ATTEMPTS,
 ) -> FetchedFeed:
     """GET ``url`` as JSON, honouring freshness and validators from an earlier fetch.
 
     The body is read as a stream and refused once it passes ``max_bytes`` (decoded size, so a
     compressed bomb is caught too): a broken or hostile operator cannot make us hold more.
     Every failure is a :class:`FeedFetchError`.
+
+    A transient failure (connection refused or reset, 502/503/504 without ``Retry-After``) is
+    retried up to ``attempts`` times in all, after exponential waits with full jitter: a blip
+    on one file need not fail the sync. Timeouts are not retried (an operator that is slow to
+    answer is not helped by more requests; the sync's deadline bounds everything anyway), nor
+    is anything the operator meant (4xx, 429, ``Retry-After``, bad content).
     """
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(max(1, attempts)),
+        wait=wait_random_exponential(multiplier=RETRY_BASE_SECONDS, max=RETRY_MAX_SECONDS),
+        retry=retry_if_exception(lambda exc: isinstance(exc, FeedFetchError) and exc.transient),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await _fetch_once(client, url, cache, headers, max_bytes)
+    raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+
+async def _fetch_once(
+    client: httpx.AsyncClient,
+    url: str,
+    cache: FeedCache,
+    headers: dict[str, str] | None,
+    max_bytes: int,
+) -> FetchedFeed:
     cached = cache.entries.get(url)
     if cached is not None and cached.fresh_until > time.monotonic():
         return FetchedFeed(url, orjson.loads(cached.body), not_modified=True)
@@ -136,7 +177,11 @@ async def fetch_json(
     except httpx.TimeoutException as exc:
         raise FeedFetchError(f"timed out fetching {url}", url=url) from exc
     except httpx.HTTPError as exc:
-        raise FeedFetchError(f"could not fetch {url}: {exc.__class__.__name__}", url=url) from exc
+        raise FeedFetchError(
+            f"could not fetch {url}: {exc.__class__.__name__}",
+            url=url,
+            transient=isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError)),
+        ) from exc
 
     try:
         document = orjson.loads(body)
@@ -159,7 +204,13 @@ def _status_error(response: httpx.Response, url: str) -> FeedFetchError:
     message = f"HTTP {status} from {url}"
     if retry_after is not None:
         message += f" (the operator asks to retry after {math.ceil(retry_after)}s)"
-    return FeedFetchError(message, url=url, retry_after_seconds=retry_after, status=status)
+    return FeedFetchError(
+        message,
+        url=url,
+        retry_after_seconds=retry_after,
+        status=status,
+        transient=status in _TRANSIENT_STATUSES and retry_after is None,
+    )
 
 
 def _check_content_type(response: httpx.Response, url: str) -> None:

@@ -57,6 +57,8 @@ class _Fault:
     hang: bool = False
     trickle: tuple[int, float] | None = None  # (bytes per chunk, seconds between chunks)
     oversize: tuple[int, bool] | None = None  # (body bytes, declare Content-Length)
+    # The status applies to this many more requests only (None: until reset): a blip.
+    remaining: int | None = None
 
 
 @dataclass(slots=True)
@@ -187,13 +189,20 @@ class FeedServer:
     # -- fault injection ----------------------------------------------------------------------
 
     def fail(
-        self, path: str, status: int = 500, *, headers: Mapping[str, str] | None = None
+        self,
+        path: str,
+        status: int = 500,
+        *,
+        headers: Mapping[str, str] | None = None,
+        times: int | None = None,
     ) -> None:
-        """Answer ``status`` with a JSON error body (instead of the document) until reset,
-        with extra ``headers`` (e.g. ``{"Retry-After": "120"}`` on a 429 or 503)."""
+        """Answer ``status`` with a JSON error body (instead of the document) until reset, or
+        for the next ``times`` requests only, with extra ``headers`` (e.g.
+        ``{"Retry-After": "120"}`` on a 429 or 503)."""
         fault = self._fault(path)
         fault.status = status
         fault.headers = dict(headers or {})
+        fault.remaining = times
 
     def delay(self, path: str, seconds: float) -> None:
         """Wait ``seconds`` before answering, e.g. to trip a client's timeout."""
@@ -262,7 +271,9 @@ class FeedServer:
         if fault is not None and fault.hang:
             await _wait_for_disconnect(request)
             return Response(status_code=504)  # nobody is listening any more
-        if fault is not None and fault.status is not None:
+        if fault is not None and fault.status is not None and fault.remaining != 0:
+            if fault.remaining is not None:
+                fault.remaining -= 1
             return _error(fault.status, f"injected failure on {path}", fault.headers)
         if fault is not None and fault.oversize is not None:
             return self._oversize(path, *fault.oversize)
