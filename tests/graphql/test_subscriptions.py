@@ -302,3 +302,43 @@ async def test_websocket_connections_share_one_redis_subscription(runtime: Runti
         assert runtime.live_updates.subscriber_count == 2
     await asyncio.sleep(0.1)
     assert runtime.live_updates.subscriber_count == 0
+
+
+async def test_a_bounding_box_subscription(runtime: Runtime) -> None:
+    secret = await _push_provider(runtime)
+    assert secret is not None
+    south_west = _offset(*CENTER, -300, -300)
+    north_east = _offset(*CENTER, 300, 300)
+    box = {
+        "minLat": south_west[0],
+        "minLon": south_west[1],
+        "maxLat": north_east[0],
+        "maxLon": north_east[1],
+    }
+
+    def inside(lat: float, lon: float) -> bool:
+        return box["minLat"] <= lat <= box["maxLat"] and box["minLon"] <= lon <= box["maxLon"]
+
+    positions = {"in": _offset(*CENTER, 100, -100), "out": _offset(*CENTER, 0, 500)}
+    async with served(runtime) as base_url:
+        await push(base_url, secret, [_vehicle(v, *p) for v, p in positions.items()])
+        async with connect(base_url) as client:
+            await client.subscribe({"within": box})
+            snapshot = await client.next_update()
+            expected = {f"{SLUG}:{v}" for v, p in positions.items() if inside(*p)}
+            assert {v["id"] for v in snapshot["created"]} == expected
+            assert all(v["distanceMeters"] is None for v in snapshot["created"])
+
+            moved = {"in": _offset(*CENTER, 0, 400), "out": _offset(*CENTER, -50, 50)}
+            await push(
+                base_url,
+                secret,
+                [_vehicle(v, *p, last_reported=int(time.time()) + 1) for v, p in moved.items()],
+            )
+            created, removed = set(), set()
+            while not created or not removed:
+                delta = await client.next_update()
+                created |= {v["id"] for v in delta["created"]}
+                removed |= set(delta["removed"])
+            assert created == {f"{SLUG}:{v}" for v, p in moved.items() if inside(*p)}
+            assert removed == expected - created
