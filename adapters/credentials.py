@@ -38,8 +38,11 @@ class CredentialsError(ValueError):
 def _secret(value: object, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise CredentialsError(f"{what} must be a non-empty string")
-    if len(value) > MAX_SECRET_CHARS or any(c in value for c in "\r\n\0"):
-        raise CredentialsError(f"{what} must be one line of at most {MAX_SECRET_CHARS} characters")
+    # Header values go out as ASCII: anything else would fail every sync later, not now.
+    if len(value) > MAX_SECRET_CHARS or not all(" " <= c <= "~" for c in value):
+        raise CredentialsError(
+            f"{what} must be at most {MAX_SECRET_CHARS} printable ASCII characters"
+        )
     return value
 
 

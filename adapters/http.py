@@ -64,6 +64,14 @@ _TOLERATED_MEDIA_TYPES = frozenset(
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
+MAX_REDIRECTS = 5
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = httpx.URL(url)
+    return parts.scheme, parts.host, parts.port
+
+
 # Retries of transient failures within one fetch (see fetch_json).
 DEFAULT_ATTEMPTS = 3
 RETRY_BASE_SECONDS = 0.25
@@ -166,14 +174,30 @@ async def _fetch_once(
             request_headers["If-None-Match"] = cached.etag
         if cached.last_modified:
             request_headers["If-Modified-Since"] = cached.last_modified
+    target = url
     try:
-        async with client.stream("GET", url, headers=request_headers) as response:
-            if response.status_code == 304 and cached is not None:
-                return FetchedFeed(url, orjson.loads(cached.body), not_modified=True)
-            if response.status_code != 200:
-                raise _status_error(response, url)
-            _check_content_type(response, url)
-            body = await _read_capped(response, url, max_bytes)
+        for _ in range(MAX_REDIRECTS + 1):
+            # Redirects are followed here, not by httpx: httpx keeps custom headers (an API
+            # key) when a redirect leaves for another host; here the caller's headers go to
+            # the origin it named only.
+            async with client.stream(
+                "GET", target, headers=request_headers, follow_redirects=False
+            ) as response:
+                if response.is_redirect and response.next_request is not None:
+                    following = str(response.next_request.url)
+                    if _origin(following) != _origin(url):
+                        request_headers = {"Accept": "application/json"}
+                    target = following
+                    continue
+                if response.status_code == 304 and cached is not None:
+                    return FetchedFeed(url, orjson.loads(cached.body), not_modified=True)
+                if response.status_code != 200:
+                    raise _status_error(response, url)
+                _check_content_type(response, url)
+                body = await _read_capped(response, url, max_bytes)
+                break
+        else:
+            raise FeedFetchError(f"more than {MAX_REDIRECTS} redirects from {url}", url=url)
     except httpx.TimeoutException as exc:
         raise FeedFetchError(f"timed out fetching {url}", url=url) from exc
     except httpx.HTTPError as exc:

@@ -31,7 +31,13 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     # afford; connections are recycled instead, and a connection broken by a server restart
     # fails one request, not a request per checkout.
     return create_async_engine(
-        async_url(database_url), pool_size=pool_size, max_overflow=10, pool_recycle=1800
+        async_url(database_url),
+        pool_size=pool_size,
+        max_overflow=10,
+        pool_recycle=1800,
+        # Database errors must not carry statement parameters into messages and logs: they
+        # hold operator credentials, ingest secrets and token hashes.
+        hide_parameters=True,
     )
 
 

@@ -109,14 +109,19 @@ class DeltaHub:
         answer by then, the subscriber is still registered and gets :data:`RESYNC` when the
         hub connects."""
         subscriber = Subscriber(self._max_pending)
-        self._subscribers.add(subscriber)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="vehicle-delta-hub")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listening.wait(), ready_timeout)
-        if not self._listening.is_set():
-            subscriber.offer(RESYNC)
         try:
+            # Registered inside the try: a socket that closes while this waits for the hub
+            # (Redis down, or still connecting) must not stay behind as a subscriber.
+            self._subscribers.add(subscriber)
+            if self._task is None or self._task.done():
+                if self._task is not None:
+                    # The hub stopped (it should not): whatever it missed is lost to pub/sub.
+                    self._broadcast(RESYNC)
+                self._task = asyncio.create_task(self._run(), name="vehicle-delta-hub")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._listening.wait(), ready_timeout)
+            if not self._listening.is_set():
+                subscriber.offer(RESYNC)
             yield subscriber
         finally:
             self._subscribers.discard(subscriber)
@@ -158,6 +163,9 @@ class DeltaHub:
                 raise
             except (RedisError, OSError) as exc:
                 log.warning("vehicle delta subscription lost (%s); reconnecting", exc)
+            except Exception:
+                # Never let the hub die quietly: subscribers would wait forever for deltas.
+                log.exception("vehicle delta hub failed; reconnecting")
             finally:
                 self._listening.clear()
                 with contextlib.suppress(Exception):

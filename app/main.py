@@ -76,6 +76,8 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             persisted_queries=runtime.persisted_queries,
             live_updates=runtime.live_updates,
             authorization=request.headers.get("authorization"),
+            # A websocket's context serves every operation on the socket.
+            remember_viewer=request.scope["type"] != "websocket",
         )
 
     schema = build_schema(settings)

@@ -63,6 +63,8 @@ class Provider(Base):
     # The outstanding dispatch of this provider's sync (migration 0004, providers/dispatch.py).
     sync_token: Mapped[str | None] = mapped_column(Text)
     sync_claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Staff asked for a sync while one was running (migration 0006): due again when it ends.
+    sync_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class VehicleType(Base):

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     sync_dispatch: Literal["inprocess", "queue"] = "inprocess"
     # Syncs one process runs at the same time (in-process scheduler, or one worker).
     sync_concurrency: int = Field(default=4, ge=1)
+    # With queued dispatch: at most this many syncs queued or running at once, all workers
+    # together (more would only wait in the stream until their claims lapse).
+    sync_max_queued: int = Field(default=50, ge=1)
     # How long a dispatched sync's claim stands before the provider may be claimed again (its
     # worker presumed dead). Unset: twice the sync deadline plus 30 s.
     sync_claim_lease_seconds: float | None = Field(default=None, gt=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -70,6 +71,7 @@ class Context(BaseContext):
         persisted_queries: PersistedQueries,
         live_updates: DeltaHub | None = None,
         authorization: str | None = None,
+        remember_viewer: bool = True,
     ) -> None:
         super().__init__()
         self.sessions = sessions
@@ -82,17 +84,22 @@ class Context(BaseContext):
         # so the search hot path never reads the token table.
         self.authorization = authorization
         self._viewer: Viewer | None = None
+        self._viewer_lock = asyncio.Lock()
+        self.remember_viewer = remember_viewer
         self.loaders = Loaders(sessions)
 
     async def viewer(self) -> Viewer:
-        if self._viewer is None:
-            if not self.authorization:
-                self._viewer = ANONYMOUS
-            else:
+        """Who is calling, looked up once per request (concurrent resolvers share the one
+        lookup). A websocket's context lives as long as the socket: there every operation
+        looks again, so a token revoked meanwhile stops working at once."""
+        if not self.authorization:
+            return ANONYMOUS
+        async with self._viewer_lock:
+            if self._viewer is None or not self.remember_viewer:
                 async with self.sessions() as session:
                     self._viewer = await viewer_for(session, self.authorization)
                     await session.commit()  # last_used_at
-        return self._viewer
+            return self._viewer
 
     async def require_admin(self) -> Viewer:
         viewer = await self.viewer()

@@ -31,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import transaction
+from app.errors import DomainError
 from app.settings import Settings
 from providers import repository
 from providers.breaker import BreakerState, CircuitBreaker
@@ -79,7 +80,10 @@ _CLAIM_DUE = text(
         WHERE enabled AND (next_sync_at IS NULL OR next_sync_at <= now())
         ORDER BY next_sync_at NULLS FIRST, id
         LIMIT :limit
-        FOR UPDATE SKIP LOCKED
+        -- NO KEY UPDATE: does not conflict with the KEY SHARE locks foreign-key checks take on
+        -- the row (push batches inserting vehicles, sync runs), so a busy provider is not
+        -- skipped tick after tick.
+        FOR NO KEY UPDATE SKIP LOCKED
     )
     RETURNING p.id, p.sync_token
     """
@@ -103,16 +107,32 @@ async def release(sessions: Sessions, claim: Claim, *, retry_in_seconds: float) 
 
 
 async def _complete(sessions: Sessions, claim: Claim, seconds: float) -> bool:
+    """Schedule the next sync and give the claim up, if it is still ours. A sync staff asked
+    for while this one ran (``force_sync``) makes the provider due at once instead."""
     async with transaction(sessions) as session:
         result = await session.execute(
             text(
-                "UPDATE providers SET next_sync_at = now() + make_interval(secs => :s),"
-                " sync_token = NULL, sync_claimed_at = NULL"
+                "UPDATE providers SET"
+                " next_sync_at = CASE WHEN sync_requested_at >= sync_claimed_at THEN now()"
+                " ELSE now() + make_interval(secs => :s) END,"
+                " sync_token = NULL, sync_claimed_at = NULL, sync_requested_at = NULL"
                 " WHERE id = :p AND sync_token = :t"
             ),
             {"s": max(0.0, seconds), "p": claim.provider_id, "t": claim.token},
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def outstanding_claims(sessions: Sessions) -> int:
+    """Claims given out and not yet completed or lapsed: syncs queued or running."""
+    async with sessions() as session:
+        count = await session.execute(
+            text(
+                "SELECT count(*) FROM providers"
+                " WHERE sync_token IS NOT NULL AND next_sync_at > now()"
+            )
+        )
+        return int(count.scalar_one())
 
 
 async def holds_claim(sessions: Sessions, claim: Claim) -> bool:
@@ -194,14 +214,35 @@ async def run_claim(
     return ClaimOutcome(claim, True, report, state, seconds)
 
 
+class ProviderDisabled(DomainError):
+    code = "PROVIDER_DISABLED"
+
+
 async def force_sync(sessions: Sessions, provider_ids: Sequence[str]) -> int:
     """Make providers due now (admin "sync now"): the scheduler claims them within a tick,
-    wherever the syncs run. Returns how many providers exist among those named."""
+    wherever the syncs run. A provider whose sync is running is not disturbed: it is due again
+    as soon as that sync completes. Returns how many of the named providers exist; a disabled
+    one is refused (it would never be synced)."""
     async with transaction(sessions) as session:
+        disabled = (
+            (
+                await session.execute(
+                    text("SELECT id FROM providers WHERE id = ANY(:ids) AND NOT enabled"),
+                    {"ids": list(provider_ids)},
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if disabled:
+            raise ProviderDisabled(
+                f"provider(s) {', '.join(sorted(disabled))} disabled: enable before syncing"
+            )
         result = await session.execute(
             text(
-                "UPDATE providers SET next_sync_at = now(), sync_token = NULL,"
-                " sync_claimed_at = NULL WHERE id = ANY(:ids)"
+                "UPDATE providers SET sync_requested_at = now(),"
+                " next_sync_at = CASE WHEN sync_token IS NULL THEN now() ELSE next_sync_at END"
+                " WHERE id = ANY(:ids)"
             ),
             {"ids": list(provider_ids)},
         )

@@ -22,11 +22,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Protocol
 
-from redis.exceptions import RedisError
-
 from app.settings import Settings
 from providers.breaker import CircuitBreaker
-from providers.dispatch import Claim, claim_due, next_interval, release, run_claim
+from providers.dispatch import (
+    Claim,
+    claim_due,
+    next_interval,
+    outstanding_claims,
+    release,
+    run_claim,
+)
 from providers.sync import SyncEngine
 
 if TYPE_CHECKING:
@@ -56,6 +61,10 @@ class Dispatcher(Protocol):
         """How many claims to take this round."""
         ...
 
+    async def refresh(self) -> None:
+        """Update what ``capacity`` knows, before a round."""
+        ...
+
     async def dispatch(self, claim: Claim) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -74,6 +83,9 @@ class InProcessDispatcher:
         # Only claim what can start now: a claim waiting for a free slot would eat its lease.
         return self._settings.sync_concurrency - len(self._running)
 
+    async def refresh(self) -> None:
+        return None
+
     async def dispatch(self, claim: Claim) -> None:
         task = asyncio.create_task(self._run(claim), name=f"sync-{claim.provider_id}")
         self._running.add(task)
@@ -82,6 +94,12 @@ class InProcessDispatcher:
     async def _run(self, claim: Claim) -> None:
         try:
             await run_claim(self._engine, self._breaker, self._settings, claim)
+        except asyncio.CancelledError:
+            # Shutting down mid-sync: give the claim back, so the next process syncs the
+            # provider at once instead of waiting out the lease.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(release(self._engine.sessions, claim, retry_in_seconds=0))
+            raise
         except Exception:
             # The claim lapses after its lease and the provider is claimed again.
             log.exception("sync of %s crashed", claim.provider_id)
@@ -95,22 +113,31 @@ class InProcessDispatcher:
 
 
 class QueueDispatcher:
-    """Puts claims on the task stream. ``kick`` is the taskiq task's ``kiq``."""
+    """Puts claims on the task stream. ``kick`` is the taskiq task's ``kiq``.
 
-    def __init__(self, kick: KickSync, engine: SyncEngine, *, batch: int = 100) -> None:
+    At most ``max_outstanding`` claims are out at a time (queued or running): beyond what the
+    workers can start soon, a claim would only wait in the stream until its lease ran out."""
+
+    def __init__(self, kick: KickSync, engine: SyncEngine, *, max_outstanding: int = 50) -> None:
         self._kick = kick
         self._engine = engine
-        self._batch = batch
+        self._max_outstanding = max_outstanding
+        self._outstanding = 0
 
     def capacity(self) -> int:
-        return self._batch
+        return self._max_outstanding - self._outstanding
+
+    async def refresh(self) -> None:
+        self._outstanding = await outstanding_claims(self._engine.sessions)
 
     async def dispatch(self, claim: Claim) -> None:
         try:
             await self._kick(claim.provider_id, claim.token)
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # taskiq wraps broker errors in SendTaskError
             log.warning("could not queue the sync of %s: %s", claim.provider_id, exc)
             await release(self._engine.sessions, claim, retry_in_seconds=REQUEUE_DELAY_SECONDS)
+            return
+        self._outstanding += 1
 
     async def aclose(self) -> None:
         return None
@@ -143,6 +170,7 @@ class Scheduler:
 
     async def run_once(self) -> list[Claim]:
         """One round: claim what is due (within the dispatcher's capacity) and dispatch it."""
+        await self.dispatcher.refresh()
         claims = await claim_due(
             self.engine.sessions, self.settings, limit=self.dispatcher.capacity()
         )
@@ -175,7 +203,9 @@ async def start_scheduler(runtime: Runtime) -> AsyncIterator[Scheduler]:
         broker = build_broker(settings)
         # Declares the workers' consumer group before the first task is queued.
         await broker.startup()
-        dispatcher = QueueDispatcher(kicker(broker), runtime.sync)
+        dispatcher = QueueDispatcher(
+            kicker(broker), runtime.sync, max_outstanding=settings.sync_max_queued
+        )
     else:
         dispatcher = InProcessDispatcher(runtime.sync, runtime.breaker, settings)
     scheduler = Scheduler(runtime.sync, settings, dispatcher)

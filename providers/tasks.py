@@ -52,6 +52,10 @@ def build_broker(settings: Settings) -> AsyncBroker:
         # claim's lease would hand a slow but live sync to a second worker.
         idle_timeout=int(claim_lease_seconds(settings) * 1000),
         xread_block=1000,
+        # One message per read: a worker takes a task only when it can start it, so the
+        # others share the queue (taskiq-redis's default of 100 let one consumer take every
+        # pending task into its own backlog while another worker sat idle).
+        xread_count=1,
         # The stream is a queue, not a log: bounded (tasks are tiny; a claim is re-made if one
         # were ever trimmed before delivery).
         maxlen=100_000,

@@ -55,6 +55,7 @@ class _Fault:
     body: bytes | None = None
     content_type: str | None = _JSON
     hang: bool = False
+    redirect_to: str | None = None  # answer 302 with this Location
     trickle: tuple[int, float] | None = None  # (bytes per chunk, seconds between chunks)
     oversize: tuple[int, bool] | None = None  # (body bytes, declare Content-Length)
     # The status applies to this many more requests only (None: until reset): a blip.
@@ -101,6 +102,8 @@ class FeedServer:
         # Bearer tokens the OAuth2 endpoint issued and that are still valid (not revoked).
         self.issued_tokens: list[str] = []
         self.refused_requests: Counter[str] = Counter()
+        # The headers of the latest request per path (what a client sent where).
+        self.last_headers: dict[str, dict[str, str]] = {}
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -208,6 +211,10 @@ class FeedServer:
         """Wait ``seconds`` before answering, e.g. to trip a client's timeout."""
         self._fault(path).delay_seconds = seconds
 
+    def redirect(self, path: str, location: str) -> None:
+        """Answer 302 Found pointing at ``location`` (absolute, or a path on this server)."""
+        self._fault(path).redirect_to = location
+
     def set_body(self, path: str, raw_bytes: bytes, *, content_type: str | None = _JSON) -> None:
         """Serve these exact bytes with status 200, e.g. malformed or schema-breaking JSON, or
         an HTML error page (``content_type="text/html"``); ``None`` sends no Content-Type."""
@@ -261,11 +268,14 @@ class FeedServer:
     async def _handle(self, request: Request) -> Response:
         path: str = request.scope["path"]
         self.request_counts[path] += 1
+        self.last_headers[path] = dict(request.headers)
         if not self._authorized(request, path):
             self.refused_requests[path] += 1
             return _error(401, "missing or invalid credentials")
 
         fault = self._faults.get(path)
+        if fault is not None and fault.redirect_to is not None:
+            return Response(status_code=302, headers={"Location": fault.redirect_to})
         if fault is not None and fault.delay_seconds > 0:
             await asyncio.sleep(fault.delay_seconds)
         if fault is not None and fault.hang:

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 from sqlalchemy import text
 
 from app.db import transaction
+from app.main import create_app
 from app.runtime import Runtime
 from app.staff_auth import create_token, new_token, revoke_token, well_formed
 from providers.scheduler import Scheduler
-from providers.simulators.feed_server import FeedServer
+from providers.simulators.feed_server import FeedServer, serve_in_background
 from tests.app.test_cli import mobility
 from tests.helpers import feed_dir, raw
 
@@ -78,9 +81,25 @@ async def test_anyone_but_an_admin_is_forbidden_and_nothing_changes(
 ) -> None:
     server, base_url = feed_server
     token_id, token = await _token(runtime)
+    _, admin_token = await _token(runtime, "real admin")
+    feeds = _feeds(server, base_url, "x")
+    await gql(api, ADD, {"input": {"id": "x", "config": {"feeds": feeds}}}, admin_token)
     async with transaction(runtime.sessions) as session:
         await revoke_token(session, token_id)
-    inputs = {"input": {"id": "x", "config": {"feeds": _feeds(server, base_url, "x")}}}
+
+    async def state() -> list[Any]:
+        async with runtime.sessions() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT p.id, p.name, p.enabled, p.config, p.next_sync_at, c.kind"
+                    " FROM providers p LEFT JOIN provider_credentials c ON c.provider_id = p.id"
+                    " ORDER BY p.id"
+                )
+            )
+            return [tuple(r) for r in rows]
+
+    before = await state()
+    inputs = {"input": {"id": "y", "config": {"feeds": feeds}}}
     forged = new_token()  # well formed, never issued
     for credential in ["", "not-a-token", token, forged, token[:-1] + "0"]:
         for query, variables in [
@@ -94,7 +113,7 @@ async def test_anyone_but_an_admin_is_forbidden_and_nothing_changes(
             body = await gql(api, query, variables, credential)
             assert _codes(body) == ["FORBIDDEN"], (credential, query, body)
             assert body["data"] is None
-    assert await _provider_count(runtime) == 0
+    assert await state() == before
 
 
 async def test_an_admin_adds_syncs_updates_disables_and_deletes_a_provider(
@@ -252,6 +271,7 @@ async def test_bad_credentials_are_refused_with_a_code(
         {"bearerToken": "a", "apiKey": {"header": "X-Key", "value": "b"}},
         {"bearerToken": "   "},
         {"bearerToken": "line\nbreak"},
+        {"bearerToken": "ünïcode"},
         {"apiKey": {"header": "Bad Header", "value": "v"}},
         {"apiKey": {"header": "Host", "value": "v"}},
         {"oauth2ClientCredentials": {"tokenUrl": "ftp://x", "clientId": "c", "clientSecret": "s"}},
@@ -266,8 +286,11 @@ async def test_bad_credentials_are_refused_with_a_code(
 def test_staff_tokens_are_recognisable_and_checksummed() -> None:
     token = new_token()
     assert token.startswith("mob_staff_") and well_formed(token)
-    tampered = token[:-7] + ("A" if token[-7] != "A" else "B") + token[-6:]
-    assert not well_formed(tampered)
+    body, check = token.rsplit("_", 1)
+    # One character of the random part changed, the checksum kept: refused without a lookup.
+    i = len("mob_staff_") + 5
+    tampered = body[:i] + ("A" if body[i] != "A" else "B") + body[i + 1 :] + "_" + check
+    assert len(tampered) == len(token) and not well_formed(tampered)
     assert len({new_token() for _ in range(100)}) == 100
 
 
@@ -307,3 +330,56 @@ async def test_staff_tokens_and_provider_admin_from_the_command_line(
     assert code == 0, err
     body = await gql(api, ENABLE, {"id": "cli", "enabled": True}, token)
     assert _codes(body) == ["FORBIDDEN"]
+
+
+async def test_a_token_revoked_while_a_websocket_is_open_stops_working_at_once(
+    runtime: Runtime, feed_server: tuple[FeedServer, str]
+) -> None:
+    server, base_url = feed_server
+    token_id, token = await _token(runtime)
+    app = create_app(runtime.settings)
+    app.state.runtime = runtime
+    async with serve_in_background(app) as api_url:
+        async with httpx.AsyncClient(base_url=api_url) as http:
+            feeds = _feeds(server, base_url, "ws")
+            await gql(http, ADD, {"input": {"id": "ws", "config": {"feeds": feeds}}}, token)
+        url = api_url.replace("http://", "ws://") + "/graphql"
+        async with websockets.connect(
+            url,
+            subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+            additional_headers={"Authorization": f"Bearer {token}"},
+        ) as ws:
+            await ws.send(json.dumps({"type": "connection_init"}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+
+            async def disable(op_id: str) -> dict[str, Any]:
+                payload = {"query": ENABLE, "variables": {"id": "ws", "enabled": False}}
+                await ws.send(json.dumps({"id": op_id, "type": "subscribe", "payload": payload}))
+                while True:
+                    message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    if message["type"] in {"next", "error"}:
+                        return message  # type: ignore[no-any-return]
+
+            first = await disable("1")
+            assert first["payload"]["data"]["setProviderEnabled"]["enabled"] is False
+            async with transaction(runtime.sessions) as session:
+                await revoke_token(session, token_id)
+            second = await disable("2")
+            errors = second["payload"]["errors"] if second["type"] == "next" else second["payload"]
+            assert [e["extensions"]["code"] for e in errors] == ["FORBIDDEN"]
+
+
+async def test_database_errors_do_not_carry_secrets(runtime: Runtime) -> None:
+    secret = "s3cr3t-in-a-failing-statement"
+    with pytest.raises(Exception) as failure:
+        async with transaction(runtime.sessions) as session:
+            # A foreign-key violation: the provider does not exist.
+            await session.execute(
+                text(
+                    "INSERT INTO provider_credentials (provider_id, kind, secret)"
+                    " VALUES ('ghost', 'bearer_token', jsonb_build_object('token', :s::text))"
+                ),
+                {"s": secret},
+            )
+    assert "provider_credentials" in str(failure.value)
+    assert secret not in str(failure.value)

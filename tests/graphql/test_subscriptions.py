@@ -6,7 +6,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,14 +14,19 @@ import httpx
 import orjson
 import pytest
 import websockets
+from geographiclib.geodesic import Geodesic
 from websockets.asyncio.client import ClientConnection
 
-from app.live_updates import RESYNC, Subscriber
+from app.live_updates import RESYNC, DeltaHub, Subscriber
 from app.main import create_app
 from app.runtime import Runtime
+from app.search.schemas import VehicleFilter
+from app.search.service import Area
 from app.settings import Settings
-from app.vehicle_index import VehicleDelta
+from app.vehicle_index import VehicleDelta, VehicleDoc
+from geo.areas import Near
 from geo.distance import geodesic_meters
+from graphql_schema.subscription import _box_around, _View
 from providers.push import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from providers.simulators.feed_server import serve_in_background
 from tests.conftest import make_settings
@@ -128,6 +133,13 @@ async def _hub_connections(runtime: Runtime) -> list[dict[str, Any]]:
         for c in await runtime.redis.client_list(_type="pubsub")
         if c.get("name") == "mobility-live-updates" and str(c.get("db")) == db
     ]
+
+
+def geodesic_destination(
+    lat: float, lon: float, bearing: float, meters: float
+) -> tuple[float, float]:
+    line = Geodesic.WGS84.Direct(lat, lon, bearing, meters)
+    return line["lat2"], line["lon2"]
 
 
 def _expected_inside(vehicles: dict[str, tuple[float, float]]) -> dict[str, float]:
@@ -342,3 +354,93 @@ async def test_a_bounding_box_subscription(runtime: Runtime) -> None:
                 removed |= set(delta["removed"])
             assert created == {f"{SLUG}:{v}" for v, p in moved.items() if inside(*p)}
             assert removed == expected - created
+
+
+async def test_sockets_closed_while_the_hub_cannot_connect_leave_no_subscriber() -> None:
+    hub = DeltaHub("redis://127.0.0.1:9/0", "nowhere")  # Redis unreachable
+
+    async def subscribe_and_wait() -> None:
+        async with hub.subscribe(ready_timeout=5.0):
+            await asyncio.sleep(60)
+
+    tasks = [asyncio.create_task(subscribe_and_wait()) for _ in range(5)]
+    await asyncio.sleep(0.2)  # all five are waiting for the hub
+    assert hub.subscriber_count == 5
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert hub.subscriber_count == 0
+    await hub.aclose()
+
+
+def _doc(vid: str, lat: float, lon: float, *, reserved: bool = False) -> VehicleDoc:
+    return VehicleDoc(
+        id=vid,
+        provider_id="p",
+        form_factor="scooter_standing",
+        propulsion_type="electric",
+        lat=lat,
+        lon=lon,
+        is_reserved=reserved,
+        is_disabled=False,
+        vehicle_type_id=None,
+        pricing_plan_id=None,
+        station_id=None,
+        current_range_meters=None,
+        current_fuel_percent=None,
+        rental_uris=None,
+        last_reported=None,
+    )
+
+
+def _delta(
+    created: Sequence[VehicleDoc] = (),
+    updated: Sequence[VehicleDoc] = (),
+    removed: Sequence[str] = (),
+) -> VehicleDelta:
+    return VehicleDelta(
+        provider_id="p", created=list(created), updated=list(updated), removed=list(removed)
+    )
+
+
+def test_a_view_reports_each_vehicle_once_per_batch_by_its_last_state() -> None:
+    view = _View(Area(near=Near(CENTER[0], CENTER[1], RADIUS), bbox=None), VehicleFilter(), 10)
+    inside, outside = _offset(*CENTER, 10, 10), _offset(*CENTER, 5000, 0)
+    servable = frozenset({"p"})
+    # Appeared and vanished within one batch: the subscriber never needs to hear of it.
+    changes = view.apply([_delta([_doc("x", *inside)]), _delta(removed=["x"])], servable)
+    assert (changes.created, changes.updated, changes.removed) == ([], [], [])
+    # Created outside, then moved in: one creation, at its last position.
+    changes = view.apply(
+        [_delta([_doc("y", *outside)]), _delta(updated=[_doc("y", *inside)])], servable
+    )
+    assert [h.vehicle.lat for h in changes.created] == [inside[0]] and not changes.updated
+    # Reserved: removed; a provider that is not servable: not shown.
+    changes = view.apply([_delta(updated=[_doc("y", *inside, reserved=True)])], servable)
+    assert changes.removed == ["y"]
+    changes = view.apply([_delta([_doc("z", *inside)])], frozenset())
+    assert not changes
+
+
+def test_a_view_tracks_at_most_its_capacity() -> None:
+    view = _View(Area(near=Near(CENTER[0], CENTER[1], RADIUS), bbox=None), VehicleFilter(), 3)
+    docs = [_doc(f"v{i}", *_offset(*CENTER, i * 10, 0)) for i in range(5)]
+    changes = view.apply([_delta(docs)], frozenset({"p"}))
+    assert len(changes.created) == 3 and len(view.visible) == 3
+    # One leaves: room for one of the others when it next changes.
+    gone = changes.created[0].vehicle.id
+    others = [d for d in docs if d.id != gone]
+    changes = view.apply([_delta(removed=[gone]), _delta(updated=others)], frozenset({"p"}))
+    assert changes.removed == [gone] and len(changes.created) == 1 and len(view.visible) == 3
+
+
+def test_the_box_around_a_circle_holds_the_whole_circle() -> None:
+    for lat in (-60.0, 0.0, 45.0, 59.9, 70.0):
+        near = Near(lat, 10.0, 5000.0)
+        box = _box_around(near)
+        assert box is not None
+        for bearing in range(0, 360, 5):
+            point = geodesic_destination(lat, 10.0, bearing, 5000.0)
+            assert box.contains(*point), (lat, bearing)
+    assert _box_around(Near(89.99, 0.0, 5000.0)) is None
+    assert _box_around(Near(0.0, 179.99, 5000.0)) is None

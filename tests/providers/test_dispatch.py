@@ -7,18 +7,21 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
+from taskiq.exceptions import SendTaskError
 
 from app.db import transaction
 from app.redis import RedisKeys, create_redis
 from app.runtime import Runtime
 from providers.breaker import BreakerState, CircuitBreaker
 from providers.dispatch import (
+    ProviderDisabled,
     claim_due,
     claim_lease_seconds,
     force_sync,
     next_interval,
     run_claim,
 )
+from providers.scheduler import REQUEUE_DELAY_SECONDS, QueueDispatcher, Scheduler
 from providers.simulators.feed_server import FeedServer
 from tests.conftest import make_settings
 from tests.helpers import add_conformance_provider, add_provider
@@ -224,3 +227,88 @@ async def test_retry_after_delays_the_next_sync_within_the_backoff_cap(
     row = await _provider_row(runtime, slug)
     scheduled_in = (row.next_sync_at - row.db_now).total_seconds()  # type: ignore[attr-defined]
     assert expected - 5 < scheduled_in <= expected
+
+
+async def test_a_sync_forced_while_one_runs_waits_for_it_then_is_due_at_once(
+    runtime: Runtime, feed_server: tuple[FeedServer, str]
+) -> None:
+    server, base_url = feed_server
+    slug = await add_conformance_provider(runtime, server, base_url, FOLDER)
+    [claim] = await claim_due(runtime.sessions, runtime.settings, limit=1)
+    leased = await _provider_row(runtime, slug)
+
+    # Staff press "sync now" while that claim is out: the running sync is left alone...
+    assert await force_sync(runtime.sessions, [slug]) == 1
+    during = await _provider_row(runtime, slug)
+    assert during.sync_token == leased.sync_token  # type: ignore[attr-defined]
+    assert during.next_sync_at == leased.next_sync_at  # type: ignore[attr-defined]
+    assert await claim_due(runtime.sessions, runtime.settings, limit=1) == []
+
+    # ...and when it completes, the provider is due at once rather than after its interval.
+    outcome = await run_claim(runtime.sync, runtime.breaker, runtime.settings, claim)
+    assert outcome.ran and outcome.report is not None and outcome.report.ok
+    [again] = await claim_due(runtime.sessions, runtime.settings, limit=1)
+    assert again.provider_id == slug
+    # That second sync completes normally: the request was used up.
+    await run_claim(runtime.sync, runtime.breaker, runtime.settings, again)
+    assert await claim_due(runtime.sessions, runtime.settings, limit=1) == []
+
+
+async def test_a_disabled_provider_cannot_be_forced_and_a_claimed_one_is_dropped(
+    runtime: Runtime, feed_server: tuple[FeedServer, str]
+) -> None:
+    server, base_url = feed_server
+    slug = await add_conformance_provider(runtime, server, base_url, FOLDER)
+    [claim] = await claim_due(runtime.sessions, runtime.settings, limit=1)
+    async with transaction(runtime.sessions) as session:
+        await session.execute(
+            text("UPDATE providers SET enabled = false WHERE id = :p"), {"p": slug}
+        )
+    outcome = await run_claim(runtime.sync, runtime.breaker, runtime.settings, claim)
+    assert not outcome.ran and sum(server.request_counts.values()) == 0
+    with pytest.raises(ProviderDisabled):
+        await force_sync(runtime.sessions, [slug])
+
+
+async def test_a_claim_that_cannot_be_queued_is_given_back_and_the_round_goes_on(
+    runtime: Runtime,
+) -> None:
+    for slug in ("a", "b", "c"):
+        await add_provider(runtime, slug, {"vehicle_status": f"http://127.0.0.1:9/{slug}.json"})
+    kicked: list[str] = []
+
+    async def kick(provider_id: str, token: str) -> object:
+        if provider_id == "b":
+            raise SendTaskError()  # what taskiq raises when the broker is unreachable
+        kicked.append(provider_id)
+        return None
+
+    scheduler = Scheduler(runtime.sync, runtime.settings, QueueDispatcher(kick, runtime.sync))
+    claims = await scheduler.run_once()
+    assert sorted(c.provider_id for c in claims) == ["a", "b", "c"]
+    assert kicked == ["a", "c"]
+    row = await _provider_row(runtime, "b")
+    assert row.sync_token is None  # type: ignore[attr-defined]
+    due_in = (row.next_sync_at - row.db_now).total_seconds()  # type: ignore[attr-defined]
+    assert 0 < due_in <= REQUEUE_DELAY_SECONDS
+
+
+async def test_queued_claims_are_bounded_by_what_is_outstanding(runtime: Runtime) -> None:
+    for i in range(5):
+        await add_provider(runtime, f"q{i}", {"vehicle_status": f"http://127.0.0.1:9/{i}.json"})
+    kicked: list[str] = []
+
+    async def kick(provider_id: str, token: str) -> object:
+        kicked.append(provider_id)
+        return None
+
+    dispatcher = QueueDispatcher(kick, runtime.sync, max_outstanding=3)
+    scheduler = Scheduler(runtime.sync, runtime.settings, dispatcher)
+    assert len(await scheduler.run_once()) == 3
+    # Nothing completed yet: no room for more, in this scheduler or a fresh one.
+    assert await scheduler.run_once() == []
+    fresh = Scheduler(
+        runtime.sync, runtime.settings, QueueDispatcher(kick, runtime.sync, max_outstanding=3)
+    )
+    assert await fresh.run_once() == []
+    assert len(kicked) == 3

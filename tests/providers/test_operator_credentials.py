@@ -9,8 +9,8 @@ from sqlalchemy import text
 from app.db import transaction
 from app.runtime import Runtime
 from providers import admin
-from providers.simulators.feed_server import FeedServer
-from tests.helpers import add_conformance_provider
+from providers.simulators.feed_server import FeedServer, serve_in_background
+from tests.helpers import add_conformance_provider, feed_dir
 
 FOLDER = "lillestrom-bysykkel"
 
@@ -121,3 +121,31 @@ async def test_wrong_oauth2_client_secret_fails_without_showing_it(
     error = await _last_error(runtime, slug)
     assert error is not None and "OAuth2 token endpoint answered HTTP 401" in error
     assert "wr0ng-s3cret" not in error and "wr0ng-s3cret" not in repr(runtime.sync._auths)
+
+
+async def test_credentials_follow_a_redirect_only_within_the_operator_s_origin(
+    runtime: Runtime, feed_server: tuple[FeedServer, str]
+) -> None:
+    server, base_url = feed_server
+    slug = await add_conformance_provider(runtime, server, base_url, FOLDER)
+    await _set(runtime, slug, "api_key", {"header": "X-Api-Key", "value": "k-789"})
+    status = f"/{slug}/station_status.json"
+    moved = f"/{slug}/moved/station_status.json"
+    body = (feed_dir(FOLDER) / "station_status.json").read_bytes()
+
+    # Same origin: the key goes along.
+    server.add_static(moved, body)
+    server.redirect(status, moved)
+    assert (await runtime.sync.sync(slug)).ok
+    assert server.last_headers[moved].get("x-api-key") == "k-789"
+
+    # Another host (a CDN): the file is fetched, the key stays home.
+    cdn = FeedServer()
+    async with serve_in_background(cdn.app) as cdn_url:
+        cdn.add_static("/cdn/station_status.json", body)
+        server.redirect(status, f"{cdn_url}/cdn/station_status.json")
+        runtime.sync._caches.clear()
+        report = await runtime.sync.sync(slug)
+        assert report.ok, report.error
+        assert cdn.request_counts["/cdn/station_status.json"] == 1
+        assert "x-api-key" not in cdn.last_headers["/cdn/station_status.json"]

@@ -1,0 +1,28 @@
+"""A sync asked for by staff while one is running: honoured when that one completes.
+
+``force_sync`` used to clear the running sync's claim, so its completion (with the interval it
+had computed: backoff, ``Retry-After``, an open breaker) was thrown away and the forced sync ran
+into the advisory lock. Now it only records ``sync_requested_at``; the running sync, when it
+completes, makes the provider due at once instead of after its interval.
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-28
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0006"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE providers ADD COLUMN sync_requested_at timestamptz")
+
+
+def downgrade() -> None:
+    op.execute("ALTER TABLE providers DROP COLUMN sync_requested_at")
