@@ -129,3 +129,65 @@ def measure(
 def error_total(load: dict[str, Any]) -> int:
     w = load["wrk"]
     return int(sum(w["errors"].values()) + w["bad_status"] + w["bad_body"])
+
+
+def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One target's figures from its interleaved rounds (see ``bench.run``).
+
+    Throughput is all requests over all measured seconds. Latency percentiles (and the chart's
+    distribution) are the rounds' percentiles weighted by their requests: wrk reports each
+    round's histogram only as percentiles, so this is an approximation of the merged
+    histogram's, applied identically to every target, so the ratios compare like with like.
+    CPU per request is weighted by requests, machine busy-ness by seconds.
+    """
+    if len(rounds) == 1:
+        return {**rounds[0], "rounds": 1}
+    first = rounds[0]
+    weights: list[int] = [max(int(r["wrk"]["requests"]), 1) for r in rounds]
+    total = sum(weights)
+
+    def weighted(values: list[float]) -> float:
+        return float(sum(v * w for v, w in zip(values, weights, strict=True))) / total
+
+    wrks = [r["wrk"] for r in rounds]
+    requests = sum(w["requests"] for w in wrks)
+    duration = sum(w["duration_s"] for w in wrks)
+    errors: dict[str, int] = {}
+    for w in wrks:
+        for k, v in w["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    distribution = [
+        [pairs[0][0], weighted([p[1] for p in pairs])]
+        for pairs in zip(*(w["distribution_ms"] for w in wrks), strict=True)
+    ]
+    wrk = {
+        **wrks[0],
+        "requests": requests,
+        "duration_s": duration,
+        "bytes": sum(w["bytes"] for w in wrks),
+        "rps": requests / duration if duration else 0.0,
+        "errors": errors,
+        "latency_ms": {
+            k: weighted([w["latency_ms"][k] for w in wrks]) for k in wrks[0]["latency_ms"]
+        },
+        "distribution_ms": distribution,
+        "responses": sum(w["responses"] for w in wrks),
+        "bad_status": sum(w["bad_status"] for w in wrks),
+        "checked": sum(w["checked"] for w in wrks),
+        "bad_body": sum(w["bad_body"] for w in wrks),
+        "example": next((w["example"] for w in wrks if w["example"]), ""),
+    }
+    cpus = [r["cpu"] for r in rounds]
+    seconds = [c["seconds"] for c in cpus]
+    cpu = {k: weighted([c[k] for c in cpus]) for k in cpus[0] if k.endswith("_per_request")}
+    busy = sum(c["machine_busy_percent"] * s for c, s in zip(cpus, seconds, strict=True))
+    cpu["machine_busy_percent"] = busy / sum(seconds) if sum(seconds) else 0.0
+    cpu["seconds"] = sum(seconds)
+    return {
+        **first,
+        "wrk": wrk,
+        "fallbacks": sum(r["fallbacks"] for r in rounds),
+        "cpu": cpu,
+        "rounds": len(rounds),
+        "round_rps": [w["rps"] for w in wrks],
+    }

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -58,20 +58,23 @@ def _dead_port() -> int:
     raise RuntimeError("found no free port for the unreachable Redis")
 
 
-def redis_down(
+@contextlib.contextmanager
+def redis_down_server(
     plan: LoadPlan,
     env: dict[str, str],
     *,
     workers: int,
     points: Sequence[Point],
     expected: Sequence[Sequence[Row]],
-) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """(the load, the answer check). The load is None when the server could not answer."""
+) -> Iterator[tuple[Server | None, dict[str, Any]]]:
+    """An API server whose Redis is unreachable, its answers checked against the baseline's:
+    (the server, the check). The server is None when it could not answer; the caller loads
+    it (in the main rounds, beside the baseline), and on exit the check also records whether
+    anything started listening on the dead port meanwhile."""
     port = _dead_port()
     url = f"redis://127.0.0.1:{port}/0"
     say(f"Redis-down target: the API's Redis is {url}, where nothing listens")
     server = Server(GRAPHQL_REDIS_DOWN, free_port(), plan.run_dir / "graphql_redis_down-server.log")
-    load: dict[str, Any] | None = None
     check: dict[str, Any]
     try:
         server.start(
@@ -83,24 +86,23 @@ def redis_down(
                 server.url, GRAPHQL_REDIS_DOWN, points, concurrency=8, timeout_s=CHECK_TIMEOUT_S
             )
         except (AnswerError, RuntimeError, httpx.HTTPError) as exc:
-            return None, {"ok": False, "error": f"the server did not answer: {exc}"}
+            yield None, {"ok": False, "error": f"the server did not answer: {exc}"}
+            return
         report = compare_with(answers, expected, points, ("redis-down", "baseline"))
         check = report.to_json()
         check["fallbacks"] = fallbacks(server)
+        check["redis_url"] = url
         say(
             f"Redis-down answers vs baseline: {report.points} points, "
             f"{len(report.mismatches)} mismatches, {check['fallbacks']} PostGIS fallbacks logged"
         )
-        time.sleep(plan.settle_s)
-        load = measure(plan, server, GRAPHQL_REDIS_DOWN)
-        load["redis_url"] = url
+        yield server, check
         # Nothing may have started listening there meanwhile, or the figure is not Redis-down.
         if not _refused(port):
             check["ok"] = False
             check["error"] = f"something answered on port {port} during the run"
     finally:
         server.stop()
-    return load, check
 
 
 async def _fill(url: str, fleet: Fleet) -> None:

@@ -505,8 +505,8 @@ def render(result: dict[str, Any]) -> Rendered:
         "every load.",
         f"- **Load**: {m['wrk']}, {run['connections']} connections, {run['threads']} threads, "
         f"{run['warmup_s']:g} s warm-up then {run['duration_s']:g} s per load, one load "
-        f"at a time; every response's status checked, every {run['sample_every']}th body "
-        "checked for errors.",
+        f"at a time, {_rounds(run)}; every response's status checked, every "
+        f"{run['sample_every']}th body checked for errors.",
         f"- **Servers**: uvicorn {m['packages']['uvicorn']} with {run['workers']} workers each "
         "(uvloop, httptools, access log off); FastAPI "
         f"{m['packages']['fastapi']}, Strawberry {m['packages']['strawberry-graphql']}, "
@@ -555,3 +555,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _rounds(run: dict[str, Any]) -> str:
+    rounds = int(run.get("rounds", 1))
+    if rounds == 1:
+        return "each target's load in one piece"
+    return (
+        f"each ratio target's load in {rounds} interleaved rounds (baseline first in each; "
+        "throughput over all rounds, latency percentiles weighted by each round's requests)"
+    )

@@ -7,11 +7,13 @@ run, and every search target of the issue measured around it.
 2. starts the GraphQL API and the baseline with uvicorn and the same settings (2 workers each,
    127.0.0.1 only) and checks that they give the same answer for a set of points; checks the
    car filter's result counts against PostGIS and the persisted-query protocol;
-3. loads each in turn with wrk (a warm-up, then ``--duration`` seconds over the same points):
-   baseline, GraphQL, GraphQL filtered to cars, GraphQL by APQ hash; reads the API processes'
+3. starts an API whose Redis is unreachable and checks its answers too; loads the baseline,
+   GraphQL, GraphQL filtered to cars, GraphQL by APQ hash and the Redis-down API with wrk over
+   the same points, ``--duration`` seconds each split into ``--rounds`` interleaved rounds
+   (baseline first in each; a warm-up before the first): whole-machine speed drifts between
+   minutes here, and each ratio should compare servers, not minutes; reads the API processes'
    memory; then a short concurrency sweep of GraphQL and the baseline;
-4. the Redis targets: an API whose Redis is unreachable (checked, then loaded), and the outage
-   and return of a private redis-server under load (``bench.outage``);
+4. the outage and return of a private redis-server under load (``bench.outage``);
 5. writes ``result.json`` and the charts, replaces this mode's block in ``docs/benchmarks.md``
    and prints one ``target <n> <name> <measured> <goal> <met|missed>`` line per target on
    stdout (progress goes to stderr).
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -59,15 +62,23 @@ from bench.generate import (
 from bench.goals import evaluate
 from bench.ingest import measure as ingest_measure
 from bench.load import SAMPLE_EVERY, ensure_wrk, wrk_version
-from bench.measure import LoadPlan, error_total, measure
-from bench.outage import redis_down, resume
+from bench.measure import LoadPlan, error_total, measure, merge_rounds
+from bench.outage import redis_down_server, resume
 from bench.progress import say
 from bench.push import DEFAULTS as PUSH_DEFAULTS
 from bench.push import SMOKE as PUSH_SMOKE
 from bench.push import measure as push_measure
 from bench.report import machine_facts, render, write_report
 from bench.servers import Server, free_port, group_memory
-from bench.targets import BASELINE, GRAPHQL, GRAPHQL_APQ, GRAPHQL_CARS, AnswerError
+from bench.targets import (
+    BASELINE,
+    GRAPHQL,
+    GRAPHQL_APQ,
+    GRAPHQL_CARS,
+    GRAPHQL_REDIS_DOWN,
+    AnswerError,
+    Target,
+)
 from bench.verify import check_apq, check_filtered, verify
 
 # Per mode: (vehicles, seconds per load, warm-up, sweep seconds per level, outage phase s).
@@ -108,6 +119,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds of load per target (30; quick 5)")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up per target (5; quick 2)")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="interleaved rounds the ratio targets' load is split into (3; quick and smoke 1)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per server")
     parser.add_argument("--points", type=int, help="distinct query points (10,000; smoke 2,000)")
@@ -144,6 +160,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args.points = args.points or (2_000 if args.smoke else 10_000)
     args.verify_points = args.verify_points or (5 if args.smoke else 25)
     args.settle = 0.5 if args.smoke else 2.0
+    args.rounds = args.rounds or (3 if args.mode == "full" else 1)
     sweep = args.sweep or ("none" if args.smoke else ",".join(map(str, SWEEP_LEVELS)))
     try:
         args.sweep_levels = (
@@ -155,7 +172,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         args.no_report = True  # the test suite never rewrites the document
     if args.skip_generate and args.force:
         parser.error("--skip-generate and --force contradict each other")
-    if min(args.count, args.connections, args.threads, args.workers, args.points) <= 0:
+    if min(args.count, args.connections, args.threads, args.workers, args.points, args.rounds) <= 0:
         parser.error("counts must be positive")
     if any(c <= 0 for c in args.sweep_levels):
         parser.error("sweep connection counts must be positive")
@@ -343,7 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks: dict[str, Any] = {}
     samples: list[dict[str, Any]] = []
     sweep: dict[str, Any] | None = None
-    try:
+    with contextlib.ExitStack() as stack:
+        for server in servers.values():
+            stack.callback(server.stop)
         for server in servers.values():
             server.start(workers=args.workers, env=env, cwd=config.PROJECT_ROOT)
         for server in servers.values():
@@ -375,21 +394,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         checks["apq"] = apq.to_json()
         say(f"APQ: {'ok' if apq.ok else 'FAILED: ' + '; '.join(apq.problems)}")
 
-        # The baseline first: any warming of shared caches (PostgreSQL buffers, the OS page
-        # cache) then favours the GraphQL runs, not the reference.
-        targets["baseline"] = measure(plan, baseline, BASELINE)
-        time.sleep(args.settle)
-        targets["graphql"] = measure(plan, graphql, GRAPHQL)
-        samples.append(_memory(graphql, "graphql"))
-        time.sleep(args.settle)
-        targets["graphql_cars"] = measure(plan, graphql, GRAPHQL_CARS)
-        samples.append(_memory(graphql, "graphql_cars"))
+        # Every ratio target is measured in interleaved rounds, the baseline first in each:
+        # on this shared 2-core machine whole-run speed drifts by a quarter between minutes
+        # (docs/performance.md), and loads taken minutes apart compared that drift as much as
+        # the servers. Any warming of shared caches favours the baseline's first round.
+        down_server, down_check = stack.enter_context(
+            redis_down_server(
+                plan, env, workers=args.workers, points=check_points, expected=baseline_answers
+            )
+        )
+        checks["redis_down"] = down_check
+        loads: list[tuple[str, Server, Target]] = [
+            ("baseline", baseline, BASELINE),
+            ("graphql", graphql, GRAPHQL),
+            ("graphql_cars", graphql, GRAPHQL_CARS),
+        ]
         if apq.registered:
-            time.sleep(args.settle)
-            targets["graphql_apq"] = measure(plan, graphql, GRAPHQL_APQ)
-            samples.append(_memory(graphql, "graphql_apq"))
+            loads.append(("graphql_apq", graphql, GRAPHQL_APQ))
         else:
             targets["graphql_apq"] = None
+        if down_server is not None:
+            loads.append(("graphql_redis_down", down_server, GRAPHQL_REDIS_DOWN))
+        else:
+            targets["graphql_redis_down"] = None
+        rounds: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in loads}
+        round_plan = plan.with_(duration_s=plan.duration_s / args.rounds)
+        for r in range(args.rounds):
+            for key, server, target in loads:
+                time.sleep(args.settle)
+                label = key if args.rounds == 1 else f"{key}-round{r + 1}"
+                rounds[key].append(
+                    measure(
+                        round_plan if r == 0 else round_plan.with_(warmup_s=0.0),
+                        server,
+                        target,
+                        key=label,
+                    )
+                )
+                if server is graphql:
+                    samples.append(_memory(graphql, key))
+        for key, measured in rounds.items():
+            targets[key] = merge_rounds(measured)
         if args.sweep_levels:
             sweep = {"levels": args.sweep_levels, "duration_s": args.sweep_duration}
             sweep_plan = plan.with_(duration_s=args.sweep_duration, warmup_s=0.0)
@@ -403,9 +448,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     sweep[key].append(_sweep_level(load))
             samples.append(_memory(graphql, "sweep"))
-    finally:
-        for server in servers.values():
-            server.stop()
 
     core = {k: targets[k] for k in ("baseline", "graphql")}
     broken = {k: t["wrk"] for k, t in core.items() if t is not None and error_total(t)}
@@ -424,12 +466,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{servers['graphql'].log_path}); report not written"
         )
 
-    time.sleep(args.settle)
-    down, down_check = redis_down(
-        plan, env, workers=args.workers, points=check_points, expected=baseline_answers
-    )
-    targets["graphql_redis_down"] = down
-    checks["redis_down"] = down_check
     time.sleep(args.settle)
     resumed = resume(
         plan.with_(duration_s=args.phase_duration, warmup_s=0.0),
@@ -483,6 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": {
             "duration_s": args.duration,
             "warmup_s": args.warmup,
+            "rounds": args.rounds,
             "connections": args.connections,
             "threads": args.threads,
             "workers": args.workers,
