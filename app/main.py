@@ -25,7 +25,12 @@ from providers.scheduler import start_scheduler
 
 log = logging.getLogger(__name__)
 
-GC_THRESHOLDS = (50_000, 20, 20)
+# Young-generation threshold 10,000 (Python's default is 700): rare enough that a search answer's
+# thousands of short-lived objects do not trigger a collection each, small enough that each
+# collection is short. At 50,000 every young collection scanned five times as much in one
+# pause, and the p99 of the benchmark query was 15-25% higher at the same throughput
+# (`python -m bench.ab`, three rounds, both orders; docs/performance.md, fourth round).
+GC_THRESHOLDS = (10_000, 10, 10)
 
 
 async def _ensure_index(runtime: Runtime) -> None:
@@ -50,8 +55,8 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             await _ensure_index(runtime)
             # Long-lived objects (the schema, caches, pools) need not be scanned by every
             # collection, and a search answer allocates thousands of short-lived objects:
-            # freeze what exists and collect the young generation less often (fewer pauses in
-            # the latency tail; docs/performance.md).
+            # freeze what exists, and collect the young generation less often than Python's
+            # default but in short pauses (GC_THRESHOLDS says why).
             gc.collect()
             gc.freeze()
             gc.set_threshold(*GC_THRESHOLDS)
