@@ -1,0 +1,1 @@
+"""Unified booking (issue 5): quotes, the booking state machine, operators' booking APIs."""
