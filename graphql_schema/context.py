@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
+from app import provider_admin
 from app.live_updates import DeltaHub
 from app.models import Provider, SyncRun
 from app.persisted_queries import PersistedQueries
@@ -20,7 +21,6 @@ from app.search.schemas import ProviderStats, StationRow
 from app.search.service import SearchService
 from app.settings import Settings
 from app.staff_auth import ANONYMOUS, Forbidden, Viewer, viewer_for
-from providers import repository as provider_repository
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -52,7 +52,7 @@ class Loaders:
 
         async def provider_health(keys: list[str]) -> list[tuple[Provider, SyncRun | None] | None]:
             async with sessions() as s:
-                return _ordered(keys, await provider_repository.health_records(s, keys))
+                return _ordered(keys, await provider_admin.health_records(s, keys))
 
         self.provider_stats = DataLoader(load_fn=provider_stats)
         # Not cached across requests (a loader lives one request): health is read when asked.

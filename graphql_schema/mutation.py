@@ -14,12 +14,11 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
+from app import provider_admin as admin
 from app.db import transaction
 from app.errors import InvalidInput, NotFound
 from graphql_schema.context import Context
 from graphql_schema.types import Provider
-from providers import admin, repository
-from providers.dispatch import force_sync
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +96,7 @@ def _config(value: object) -> dict[str, Any]:
 
 async def _provider(info: Info, slug: str) -> Provider:
     async with info.context.sessions() as session:
-        provider = await repository.get(session, slug)
+        provider = await admin.get_provider(session, slug)
         if provider is None:
             raise NotFound(f"no provider {slug!r}", code="PROVIDER_NOT_FOUND")
         return Provider.from_model(provider, info.context.settings)
@@ -175,7 +174,7 @@ class Mutation:
     )
     async def sync_provider(self, info: Info, id: strawberry.ID) -> Provider:
         await info.context.require_admin()
-        if not await force_sync(info.context.sessions, [str(id)]):
+        if not await admin.force_sync(info.context.sessions, [str(id)]):
             raise NotFound(f"no provider {id!r}", code="PROVIDER_NOT_FOUND")
         return await _provider(info, str(id))
 

@@ -13,6 +13,7 @@ from strawberry.scalars import JSON
 
 from app import models
 from app.health import SyncRecord, data_age_seconds, health_status
+from app.provider_admin import credentials_kinds
 from app.reference import ReferenceData
 from app.search.schemas import ProviderStats, StationRow, VehicleHit, ZoneRow
 from app.search.service import is_stale, latest_sync_run, validate_first
@@ -21,7 +22,6 @@ from app.vehicle_index import VehicleDoc
 from app.vocabulary import currency_exponent
 from graphql_schema.enums import FormFactor, HealthStatus, PropulsionType
 from graphql_schema.scalars import Long
-from providers.admin import credentials_kinds
 
 if TYPE_CHECKING:
     from graphql_schema.context import Context

@@ -1,0 +1,35 @@
+"""The provider-administration service the API calls (DESIGN.md: ``graphql_schema`` talks to
+``app`` services only). The rules live with the provider records in ``providers/``; this module
+is the one door to them from the API layer, so the API does not depend on how ``providers/`` is
+organised inside."""
+
+from __future__ import annotations
+
+from providers.admin import (
+    ProviderExists,
+    ProviderUpdate,
+    add_provider,
+    credentials_kinds,
+    delete_provider,
+    set_credentials,
+    set_enabled,
+    update_provider,
+)
+from providers.dispatch import ProviderDisabled, force_sync
+from providers.repository import get as get_provider
+from providers.repository import health_records
+
+__all__ = [
+    "ProviderDisabled",
+    "ProviderExists",
+    "ProviderUpdate",
+    "add_provider",
+    "credentials_kinds",
+    "delete_provider",
+    "force_sync",
+    "get_provider",
+    "health_records",
+    "set_credentials",
+    "set_enabled",
+    "update_provider",
+]
