@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.search.schemas import StationFilter, VehicleFilter
+from app.search.service import Area, validate_area, validate_first, validate_providers
+from app.settings import Settings
 from geo.areas import BBox, Near
 from graphql_schema.enums import FormFactor, PropulsionType
 
@@ -66,3 +71,31 @@ class StationFilterInput:
             min_vehicles_available=self.min_vehicles_available,
             min_docks_available=self.min_docks_available,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleSearch:
+    """The validated arguments of a vehicle search (the `vehicles` query, `vehicleUpdates`)."""
+
+    area: Area
+    flt: VehicleFilter
+    first: int
+
+
+async def vehicle_search(
+    settings: Settings,
+    session: AsyncSession,
+    near: NearInput | None,
+    within: WithinInput | None,
+    filter: VehicleFilterInput | None,
+    first: int | None,
+) -> VehicleSearch:
+    area = validate_area(
+        settings, near.to_domain() if near else None, within.to_domain() if within else None
+    )
+    limit = validate_first(settings, first)
+    flt = filter or VehicleFilterInput()
+    providers = await validate_providers(
+        session, [str(p) for p in flt.providers] if flt.providers is not None else None
+    )
+    return VehicleSearch(area, flt.to_domain(providers), limit)

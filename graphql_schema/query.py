@@ -13,13 +13,20 @@ from app.search.service import (
 )
 from graphql_schema.context import Context
 from graphql_schema.enums import FormFactor
-from graphql_schema.inputs import NearInput, StationFilterInput, VehicleFilterInput, WithinInput
+from graphql_schema.inputs import (
+    NearInput,
+    StationFilterInput,
+    VehicleFilterInput,
+    WithinInput,
+    vehicle_search,
+)
 from graphql_schema.types import (
     GeofencingZone,
     Provider,
     RideEndCheck,
     Station,
     Vehicle,
+    vehicles_from_hits,
 )
 
 Info = strawberry.Info[Context, None]
@@ -46,24 +53,12 @@ class Query:
         first: int | None = None,
     ) -> list[Vehicle]:
         ctx = info.context
-        area = validate_area(
-            ctx.settings, near.to_domain() if near else None, within.to_domain() if within else None
-        )
-        limit = validate_first(ctx.settings, first)
-        flt = filter or VehicleFilterInput()
         async with ctx.sessions() as session:
-            providers = await validate_providers(
-                session, [str(p) for p in flt.providers] if flt.providers is not None else None
-            )
+            search = await vehicle_search(ctx.settings, session, near, within, filter, first)
             hits = await ctx.search.vehicles(
-                session, area=area, flt=flt.to_domain(providers), first=limit
+                session, area=search.area, flt=search.flt, first=search.first
             )
-        ref = await ctx.reference.covering(
-            providers={h.vehicle.provider_id for h in hits},
-            types={h.vehicle.vehicle_type_id for h in hits},
-            plans={h.vehicle.pricing_plan_id for h in hits},
-        )
-        return [Vehicle.from_hit(h, ref) for h in hits]
+        return await vehicles_from_hits(ctx.reference, hits)
 
     @strawberry.field(description="One vehicle by its provider-scoped id.")
     async def vehicle(self, info: Info, id: strawberry.ID) -> Vehicle | None:

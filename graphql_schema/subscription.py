@@ -20,13 +20,13 @@ import strawberry
 from app.errors import DomainError
 from app.live_updates import RESYNC, DeltaHub
 from app.search.schemas import VehicleFilter, VehicleHit
-from app.search.service import Area, validate_area, validate_first, validate_providers
+from app.search.service import Area
 from app.vehicle_index import VehicleDelta, VehicleDoc
 from geo.areas import BBox, Near
 from geo.distance import short_geodesic_meters
 from graphql_schema.context import Context, Loaders
-from graphql_schema.inputs import NearInput, VehicleFilterInput, WithinInput
-from graphql_schema.types import Vehicle
+from graphql_schema.inputs import NearInput, VehicleFilterInput, WithinInput, vehicle_search
+from graphql_schema.types import Vehicle, vehicles_from_hits
 
 Info = strawberry.Info[Context, None]
 
@@ -124,15 +124,6 @@ def _box_around(near: Near) -> BBox | None:
     return BBox(near.lat - dlat, near.lon - dlon, near.lat + dlat, near.lon + dlon)
 
 
-async def _vehicles(info: Info, hits: list[VehicleHit]) -> list[Vehicle]:
-    ref = await info.context.reference.covering(
-        providers={h.vehicle.provider_id for h in hits},
-        types={h.vehicle.vehicle_type_id for h in hits},
-        plans={h.vehicle.pricing_plan_id for h in hits},
-    )
-    return [Vehicle.from_hit(h, ref) for h in hits]
-
-
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
@@ -153,18 +144,9 @@ class Subscription:
         hub = ctx.live_updates
         if hub is None:
             raise DomainError("live updates are not available here", code="UNAVAILABLE")
-        area = validate_area(
-            ctx.settings, near.to_domain() if near else None, within.to_domain() if within else None
-        )
-        limit = validate_first(ctx.settings, first)
-        flt_input = filter or VehicleFilterInput()
         async with ctx.sessions() as session:
-            providers = await validate_providers(
-                session,
-                [str(p) for p in flt_input.providers] if flt_input.providers is not None else None,
-            )
-        flt = flt_input.to_domain(providers)
-        view = _View(area, flt, limit)
+            search = await vehicle_search(ctx.settings, session, near, within, filter, first)
+        view = _View(search.area, search.flt, search.first)
         settings = ctx.settings
 
         # Subscribed before the snapshot is read: a delta published in between is then
@@ -194,8 +176,8 @@ class Subscription:
                 if changes:
                     yield VehicleUpdate(
                         kind=VehicleUpdateKind.DELTA,
-                        created=await _vehicles(info, changes.created),
-                        updated=await _vehicles(info, changes.updated),
+                        created=await vehicles_from_hits(info.context.reference, changes.created),
+                        updated=await vehicles_from_hits(info.context.reference, changes.updated),
                         removed=[strawberry.ID(i) for i in changes.removed],
                     )
 
@@ -208,7 +190,7 @@ async def _snapshot(info: Info, view: _View) -> VehicleUpdate:
     view.reset(hits)
     return VehicleUpdate(
         kind=VehicleUpdateKind.SNAPSHOT,
-        created=await _vehicles(info, hits),
+        created=await vehicles_from_hits(info.context.reference, hits),
         updated=[],
         removed=[],
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
@@ -14,7 +14,7 @@ from strawberry.scalars import JSON
 from app import models
 from app.health import SyncRecord, data_age_seconds, health_status
 from app.provider_admin import credentials_kinds
-from app.reference import ReferenceData
+from app.reference import ReferenceCache, ReferenceData
 from app.search.schemas import ProviderStats, StationRow, VehicleHit, ZoneRow
 from app.search.service import is_stale, latest_sync_run, validate_first
 from app.settings import Settings
@@ -639,3 +639,15 @@ FAST_RELATIONS: dict[tuple[str, str], Callable[[Any, Any], Any]] = {
     ("VehicleTypeCount", "vehicleType"): lambda n, _c: vehicle_type_view(n.ref, n.vehicle_type_id),
     ("GeofencingZone", "provider"): lambda z, c: provider_view(z.ref, _settings(c), z.provider_id),
 }
+
+
+async def vehicles_from_hits(
+    reference: ReferenceCache, hits: Sequence[VehicleHit]
+) -> list[Vehicle]:
+    """Search hits as GraphQL vehicles, with the reference data they point at."""
+    ref = await reference.covering(
+        providers={h.vehicle.provider_id for h in hits},
+        types={h.vehicle.vehicle_type_id for h in hits},
+        plans={h.vehicle.pricing_plan_id for h in hits},
+    )
+    return [Vehicle.from_hit(h, ref) for h in hits]
