@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import date, datetime
 from typing import Any
 
 from geoalchemy2 import Geometry
@@ -10,6 +11,7 @@ from sqlalchemy import (
     CHAR,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -20,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -65,6 +67,9 @@ class Provider(Base):
     sync_claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Staff asked for a sync while one was running (migration 0006): due again when it ends.
     sync_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The operator's booking API (migration 0008): {"operator": "<entry point>", "config": {…}}.
+    # NULL: no booking API (plain GBFS), riders are sent to the operator's own app.
+    booking: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
 class VehicleType(Base):
@@ -222,3 +227,142 @@ class ProviderCredentials(Base):
 
     def __repr__(self) -> str:
         return f"ProviderCredentials({self.provider_id!r}, {self.kind!r})"
+
+
+class User(Base):
+    """A rider's account (migration 0007). ``password_hash`` is NULL for accounts that only
+    sign in through the external identity provider (``external_subject`` is then set)."""
+
+    __tablename__ = "users"
+    __table_args__ = (Index("ux_users_email", text("lower(email)"), unique=True),)
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    # Stored as given; unique case-insensitively (index on lower(email), migration 0007).
+    email: Mapped[str] = mapped_column(Text, nullable=False)
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    # "<issuer>|<sub>" of an external identity provider's token.
+    external_subject: Mapped[str | None] = mapped_column(Text, unique=True)
+    display_name: Mapped[str | None] = mapped_column(Text)
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    licence_status: Mapped[str] = mapped_column(Text, nullable=False, default="UNVERIFIED")
+    licence_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RefreshToken(Base):
+    """One refresh token (only its SHA-256 hash). Rotation: using one marks it used and issues
+    its successor in the same family; presenting a used one again revokes the whole family."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    family_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, index=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Booking(Base):
+    """One booking of one vehicle by one rider (migration 0008). PostgreSQL is the arbiter of
+    "one active booking per vehicle": a unique partial index over ``vehicle_id`` for the active
+    states (app/booking/states.ACTIVE). ``provider_id`` has no foreign key on purpose: deleting
+    a provider must not delete (or be blocked by) riders' booking history."""
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        Index(
+            "ux_bookings_active_vehicle",
+            "vehicle_id",
+            unique=True,
+            postgresql_where=text("state IN ('PENDING', 'CONFIRMED', 'STARTED', 'PAUSED')"),
+        ),
+        Index("ix_bookings_user_created", "user_id", text("created_at DESC")),
+        Index(
+            "ix_bookings_open",
+            "state",
+            "updated_at",
+            postgresql_where=text("state IN ('PENDING', 'CONFIRMED')"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT"), nullable=False
+    )
+    provider_id: Mapped[str] = mapped_column(Text, nullable=False)
+    vehicle_id: Mapped[str] = mapped_column(Text, nullable=False)  # public "<provider>:<ext>"
+    vehicle_external_id: Mapped[str] = mapped_column(Text, nullable=False)
+    vehicle_type_id: Mapped[str | None] = mapped_column(Text)
+    form_factor: Mapped[str] = mapped_column(Text, nullable=False)
+    state: Mapped[str] = mapped_column(Text, nullable=False)
+    # The operator's side: its booking and leg ids, as soon as they are known (before the
+    # call that makes them binding, so a crash can be reconciled by asking the operator).
+    operator_booking_id: Mapped[str | None] = mapped_column(Text)
+    operator_leg_id: Mapped[str | None] = mapped_column(Text)
+    # The pricing plan as it was at reservation (GBFS shape, minor units): the final price
+    # uses it even if the operator changes its plans meanwhile.
+    pricing_plan: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    currency: Mapped[str | None] = mapped_column(CHAR(3))
+    estimated_price_minor: Mapped[int | None] = mapped_column(BigInteger)
+    final_price_minor: Mapped[int | None] = mapped_column(BigInteger)
+    receipt: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    start_lat: Mapped[float | None] = mapped_column(Float)
+    start_lon: Mapped[float | None] = mapped_column(Float)
+    end_lat: Mapped[float | None] = mapped_column(Float)
+    end_lon: Mapped[float | None] = mapped_column(Float)
+    distance_meters: Mapped[float | None] = mapped_column(Float)
+    reserved_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failure_code: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class BookingEventRow(Base):
+    """Every transition of a booking, with its time and cause (migration 0008)."""
+
+    __tablename__ = "booking_events"
+    __table_args__ = (Index("ix_booking_events_booking", "booking_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    booking_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("bookings.id", ondelete="CASCADE"), nullable=False
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    event: Mapped[str] = mapped_column(Text, nullable=False)
+    from_state: Mapped[str | None] = mapped_column(Text)
+    to_state: Mapped[str] = mapped_column(Text, nullable=False)
+    # Who or what caused it: "rider", "operator", "expiry", "reconciliation", "compensation"…
+    cause: Mapped[str] = mapped_column(Text, nullable=False)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+
+
+class IdempotencyKey(Base):
+    """A mutation's idempotency key (migration 0008): the first request's payload hash and, once
+    done, its answer, so the same key and payload replays it. Scoped to the caller."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_expires", "expires_at"),)
+
+    owner: Mapped[str] = mapped_column(Text, primary_key=True)  # e.g. "user:<uuid>"
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    operation: Mapped[str] = mapped_column(Text, nullable=False)
+    request_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False)  # IN_PROGRESS | DONE
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # An IN_PROGRESS key whose request died (process killed) is free again after this.
+    locked_until: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -92,6 +92,69 @@ class Settings(BaseSettings):
 
     conformance_dir: Path = Field(default=PROJECT_ROOT.parent / "shared" / "conformance")
 
+    # --- Accounts (app/accounts) ---
+    # Signs our own access tokens (HS256). Unset outside production: a per-process random key
+    # (tokens then die with the process, fine for development and tests); production refuses
+    # to start without one.
+    jwt_secret: str | None = Field(default=None, repr=False)
+    jwt_issuer: str = "mobility-aggregator"
+    access_token_ttl_seconds: int = Field(default=900, ge=30)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    # Trust an external identity provider's JWTs instead of (or as well as) ours: its issuer,
+    # the JWKS URL its signing keys are published at, and the audience our API is registered as.
+    external_idp_issuer: str | None = None
+    external_idp_jwks_url: str | None = None
+    external_idp_audience: str | None = None
+    # Password hashing (argon2id). Tests lower the cost; the defaults are argon2-cffi's.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+
+    # --- Quotes and trip options (app/booking/quotes) ---
+    quote_ttl_seconds: int = Field(default=120, ge=5)
+    walking_speed_kmh: float = Field(default=4.8, gt=0)
+    # How far from the start point trip options look for vehicles.
+    trip_options_radius_meters: float = Field(default=1_000.0, gt=0)
+    # Straight-line distance times this is the ride distance estimate (streets are not straight).
+    detour_factor: float = Field(default=1.3, ge=1)
+    # Average ride speeds per form factor, km/h, for ride-time estimates.
+    ride_speed_kmh: dict[str, float] = Field(
+        default_factory=lambda: {
+            "bicycle": 15.0,
+            "cargo_bicycle": 12.0,
+            "scooter_standing": 15.0,
+            "scooter_seated": 18.0,
+            "scooter": 15.0,
+            "moped": 25.0,
+            "car": 30.0,
+            "other": 12.0,
+        }
+    )
+
+    # --- Booking (app/booking) ---
+    # Eligibility per form factor: minimum age and whether a verified licence is needed. The
+    # keys are form factors; a form factor not listed has no requirement.
+    eligibility_rules: dict[str, dict[str, int | bool]] = Field(
+        default_factory=lambda: {
+            "car": {"min_age": 18, "licence_required": True},
+            "moped": {"min_age": 16, "licence_required": True},
+        }
+    )
+    # Timeout for one call to an operator's booking API, and the overall deadline of a
+    # reservation (planning + booking + commit).
+    booking_http_timeout_seconds: float = Field(default=10.0, gt=0)
+    booking_deadline_seconds: float = Field(default=20.0, gt=0)
+    # A reservation is held this long when the operator does not say (GBFS
+    # default_reserve_time is per vehicle type and wins).
+    default_reservation_minutes: int = Field(default=15, ge=1)
+    # Bookings left PENDING longer than this (a crash between the operator's answer and our
+    # commit) are settled by the reconciliation task, which asks the operator.
+    booking_reconcile_after_seconds: float = Field(default=60.0, gt=0)
+    booking_maintenance_interval_seconds: float = Field(default=15.0, gt=0)
+    # Idempotency keys are kept this long, then forgotten.
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # TOMP operator simulators for the demo, on their own local ports (providers/simulators).
+    demo_tomp_port: int = 8002
+
     @field_validator("database_url")
     @classmethod
     def _plain_postgres_url(cls, value: str) -> str:

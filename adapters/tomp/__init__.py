@@ -1,0 +1,1 @@
+"""TOMP-API 1.6 booking operator (placeholder until the implementation lands)."""
