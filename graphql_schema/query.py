@@ -20,6 +20,7 @@ from graphql_schema.inputs import (
     WithinInput,
     vehicle_search,
 )
+from graphql_schema.quotes import QuoteQuery
 from graphql_schema.types import (
     GeofencingZone,
     Provider,
@@ -33,7 +34,7 @@ Info = strawberry.Info[Context, None]
 
 
 @strawberry.type
-class Query:
+class Query(QuoteQuery):
     @strawberry.field(description="Every operator this service aggregates.")
     async def providers(self, info: Info) -> list[Provider]:
         async with info.context.sessions() as session:

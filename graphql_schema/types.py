@@ -255,6 +255,12 @@ class Provider:
     enabled: bool = strawberry.field(
         description="False: switched off by staff (not synced, its vehicles not shown)."
     )
+    booking_api: str | None = strawberry.field(
+        default=None,
+        description="The operator's booking API (e.g. `tomp`): its vehicles can be reserved "
+        "here. Null: riders book in the operator's own app (reserveVehicle answers "
+        "ExternalBooking with its links).",
+    )
 
     @classmethod
     def from_model(cls, p: models.Provider, settings: Settings) -> Provider:
@@ -262,6 +268,7 @@ class Provider:
             id=strawberry.ID(p.id),
             name=p.name,
             enabled=p.enabled,
+            booking_api=str(p.booking["operator"]) if p.booking else None,
             last_synced_at=p.last_sync_at,
             last_success_at=p.last_success_at,
             stale=is_stale(p, settings),

@@ -1,0 +1,182 @@
+"""Quotes and trip options: `quote` and `tripOptions`, over app/booking/quotes.py."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from app.booking import quotes
+from app.booking.pricing import PriceBreakdown as PriceBreakdownData
+from app.booking.quotes import LatLon, QuoteService, TripRanking
+from app.reference import ReferenceData
+from graphql_schema.context import Context
+from graphql_schema.enums import FormFactor
+from graphql_schema.scalars import Long
+from graphql_schema.types import Money, Vehicle
+
+Info = strawberry.Info[Context, None]
+
+strawberry.enum(
+    TripRanking,
+    name="TripOptionRanking",
+    description="TOTAL_PRICE: cheapest first (unpriced last, ties by arrival); ARRIVAL_TIME: "
+    "earliest arrival first (ties by price). Prices in another currency than most options' "
+    "rank after them: amounts are not compared across currencies.",
+)
+
+
+@strawberry.input(description="A point in WGS84 degrees.")
+class LatLonInput:
+    lat: float
+    lon: float
+
+    def to_domain(self) -> LatLon:
+        return LatLon(self.lat, self.lon)
+
+
+def _money(amount_minor: int, currency: str) -> Money:
+    return Money(amount_minor=Long(amount_minor), currency=currency)
+
+
+@strawberry.type(
+    name="PriceBreakdown",
+    description="An estimate's parts under the operator's GBFS pricing plan; total = unlock "
+    "fee + time + distance (never below zero).",
+)
+class PriceBreakdownType:
+    unlock_fee: Money = strawberry.field(description="The plan's price, charged once.")
+    time_price: Money = strawberry.field(description="Every per-minute segment.")
+    distance_price: Money = strawberry.field(description="Every per-km segment.")
+    total: Money
+
+    @classmethod
+    def from_domain(cls, p: PriceBreakdownData) -> PriceBreakdownType:
+        return cls(
+            unlock_fee=_money(p.base_minor, p.currency),
+            time_price=_money(p.time_minor, p.currency),
+            distance_price=_money(p.distance_minor, p.currency),
+            total=_money(p.total_minor, p.currency),
+        )
+
+
+@strawberry.type(
+    description="A priced ride on one vehicle. Pass `id` when reserving to book at this "
+    "estimate; it is valid until `validUntil`."
+)
+class Offer:
+    id: strawberry.ID
+    vehicle: Vehicle
+    price: Money | None = strawberry.field(
+        description="Estimated total; null when the operator publishes no pricing plan."
+    )
+    price_breakdown: PriceBreakdownType | None
+    ride_minutes: int = strawberry.field(
+        description="Estimated ride time, rounded up to whole minutes (what is priced)."
+    )
+    ride_distance_meters: int = strawberry.field(
+        description="Estimated ride distance (straight line times a detour factor), rounded "
+        "up to whole metres (what is priced)."
+    )
+    valid_until: datetime
+
+    @classmethod
+    def from_domain(cls, offer: quotes.Offer, vehicle: Vehicle) -> Offer:
+        price = offer.price
+        return cls(
+            id=strawberry.ID(offer.id),
+            vehicle=vehicle,
+            price=_money(price.total_minor, price.currency) if price is not None else None,
+            price_breakdown=PriceBreakdownType.from_domain(price) if price is not None else None,
+            ride_minutes=offer.ride_minutes,
+            ride_distance_meters=offer.ride_meters,
+            valid_until=offer.valid_until,
+        )
+
+
+@strawberry.type(description="One way to make the trip: walk to this vehicle, then ride it.")
+class TripOption:
+    offer: Offer
+    vehicle: Vehicle
+    walk_distance_meters: float = strawberry.field(
+        description="Geodesic distance from the start point to the vehicle."
+    )
+    walk_minutes: int = strawberry.field(description="Walking time, rounded up.")
+    ride_minutes: int = strawberry.field(description="Ride time, rounded up (what is priced).")
+    ride_distance_meters: int
+    arrival_time: datetime = strawberry.field(
+        description="Now plus the unrounded walking and riding times."
+    )
+    price: Money | None = strawberry.field(description="Null when the vehicle is unpriced.")
+
+    @classmethod
+    def from_domain(cls, option: quotes.TripOption, ref: ReferenceData) -> TripOption:
+        vehicle = Vehicle.from_hit(option.hit, ref)
+        offer = Offer.from_domain(option.offer, vehicle)
+        return cls(
+            offer=offer,
+            vehicle=vehicle,
+            walk_distance_meters=option.walk.meters,
+            walk_minutes=option.walk.whole_minutes,
+            ride_minutes=option.offer.ride_minutes,
+            ride_distance_meters=option.offer.ride_meters,
+            arrival_time=option.arrival_time,
+            price=offer.price,
+        )
+
+
+def _service(info: Info) -> QuoteService:
+    ctx = info.context
+    return QuoteService(ctx.settings, ctx.search, ctx.reference)
+
+
+@strawberry.type
+class QuoteQuery:
+    @strawberry.field(
+        description="Ways to go from `from` to `to`: one option per available vehicle near "
+        "`from`, with walk, ride and price estimates and an offer to book it, ranked by "
+        "`rankBy`. Estimates and their rounding: docs/quotes.md."
+    )
+    async def trip_options(
+        self,
+        info: Info,
+        from_: Annotated[LatLonInput, strawberry.argument(name="from")],
+        to: LatLonInput,
+        form_factors: list[FormFactor] | None = None,
+        first: int = 10,
+        rank_by: TripRanking = TripRanking.TOTAL_PRICE,
+    ) -> list[TripOption]:
+        async with info.context.sessions() as session:
+            found = await _service(info).trip_options(
+                session,
+                origin=from_.to_domain(),
+                destination=to.to_domain(),
+                form_factors=frozenset(f.value for f in form_factors)
+                if form_factors is not None
+                else None,
+                first=first,
+                ranking=rank_by,
+            )
+        return [TripOption.from_domain(o, found.reference) for o in found.options]
+
+    @strawberry.field(
+        description="An offer for one vehicle: give exactly one of `to` (where the ride ends) "
+        "or `minutes` (how long it lasts; the distance is then estimated from the form "
+        "factor's average speed)."
+    )
+    async def quote(
+        self,
+        info: Info,
+        vehicle_id: strawberry.ID,
+        to: LatLonInput | None = None,
+        minutes: int | None = None,
+    ) -> Offer:
+        async with info.context.sessions() as session:
+            found = await _service(info).quote(
+                session,
+                vehicle_id=str(vehicle_id),
+                to=to.to_domain() if to is not None else None,
+                minutes=minutes,
+            )
+        return Offer.from_domain(found.offer, Vehicle.from_hit(found.hit, found.reference))
