@@ -1,1 +1,5 @@
-"""TOMP-API 1.6 booking operator (placeholder until the implementation lands)."""
+"""TOMP-API 1.6 booking operator (entry point ``tomp`` in ``mobility.booking_operators``)."""
+
+from adapters.tomp.operator import TompBookingOperator
+
+__all__ = ["TompBookingOperator"]
