@@ -348,7 +348,11 @@ async def _sync(settings: Settings, slugs: Sequence[str], sync_all: bool) -> int
 async def _demo(settings: Settings, sync: bool) -> int:
     from app.db import transaction
     from app.runtime import open_runtime
-    from providers.demo_runtime import register_demo_providers, serve_demo_feeds
+    from providers.demo_runtime import (
+        register_demo_providers,
+        run_demo_tomp_operators,
+        serve_demo_feeds,
+    )
 
     async with open_runtime(settings) as rt:
         async with transaction(rt.sessions) as session:
@@ -357,7 +361,7 @@ async def _demo(settings: Settings, sync: bool) -> int:
         if not sync:
             return 0
         failures = 0
-        async with serve_demo_feeds(settings, required=True):
+        async with serve_demo_feeds(settings, required=True), run_demo_tomp_operators(settings):
             for i, slug in enumerate(slugs, 1):
                 prefix = f"[{i}/{len(slugs)}] {slug}"
                 report = await rt.sync.sync(slug, progress=_progress(prefix))

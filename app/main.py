@@ -12,6 +12,8 @@ from fastapi import FastAPI, Request
 from starlette.requests import HTTPConnection
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from app.accounts import check_settings
+from app.booking.maintenance import start_booking_maintenance
 from app.gbfs_publish import router as gbfs_router
 from app.ingest_api import router as ingest_router
 from app.runtime import Runtime, open_runtime
@@ -43,15 +45,18 @@ async def _ensure_index(runtime: Runtime) -> None:
 def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> FastAPI:
     """``fast_path=False`` leaves every request to Strawberry's view (tests compare the two)."""
     settings = settings or get_settings()
+    # Refuse a production configuration that could not sign or check tokens, before serving.
+    check_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime, contextlib.AsyncExitStack() as stack:
             app.state.runtime = runtime
             if settings.demo_feeds:
-                from providers.demo_runtime import serve_demo_feeds
+                from providers.demo_runtime import run_demo_tomp_operators, serve_demo_feeds
 
                 await stack.enter_async_context(serve_demo_feeds(settings, required=False))
+                await stack.enter_async_context(run_demo_tomp_operators(settings))
             await _ensure_index(runtime)
             # Long-lived objects (the schema, caches, pools) need not be scanned by every
             # collection, and a search answer allocates thousands of short-lived objects:
@@ -62,6 +67,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             gc.set_threshold(*GC_THRESHOLDS)
             if settings.background_sync:
                 await stack.enter_async_context(start_scheduler(runtime))
+                await stack.enter_async_context(start_booking_maintenance(runtime.bookings))
             yield
 
     app = FastAPI(
@@ -79,6 +85,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             search=runtime.search,
             reference=runtime.reference,
             persisted_queries=runtime.persisted_queries,
+            bookings=runtime.bookings,
             live_updates=runtime.live_updates,
             authorization=request.headers.get("authorization"),
             # A websocket's context serves every operation on the socket.

@@ -67,6 +67,10 @@ class RedisKeys:
         """Pub/sub channel of created / updated / removed vehicle deltas."""
         return f"{self.prefix}:vehicles:deltas"
 
+    def booking_updates(self, booking_id: str) -> str:
+        """Pub/sub channel of one booking's changes (subscription bookingUpdates)."""
+        return f"{self.prefix}:booking:{booking_id}:updates"
+
     def provider_members(self, provider_id: str) -> str:
         """Set of a provider's vehicle ids present in the index (for rebuilds and removals)."""
         return f"{self._index}:provider:{provider_id}:vehicles"

@@ -15,6 +15,7 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.booking.service import BookingService
 from app.db import create_engine, plain_url, session_factory
 from app.live_updates import DeltaHub
 from app.persisted_queries import PersistedQueries
@@ -58,6 +59,7 @@ class Runtime:
     breaker: CircuitBreaker
     # This process's one subscription to the vehicle delta channel (started on first use).
     live_updates: DeltaHub
+    bookings: BookingService
 
 
 @asynccontextmanager
@@ -76,6 +78,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         follow_redirects=True,
     )
     reference = ReferenceCache(sessions, settings.reference_ttl_seconds)
+    # Booking calls have their own client: their own timeouts, and no redirects followed (a
+    # booking POST must not be replayed somewhere else).
+    booking_timeout = settings.booking_http_timeout_seconds
+    booking_http = httpx.AsyncClient(
+        timeout=httpx.Timeout(booking_timeout, connect=min(5.0, booking_timeout)),
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=False,
+    )
     # The search's own pool: single reads on the hot path, without the ORM's session and
     # transaction round trips (app/search/repository.py: search_vehicles_near).
     search_pool = await asyncpg.create_pool(
@@ -115,6 +125,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         push=PushIngest(ingest_pool, index),
         breaker=CircuitBreaker(redis, keys, settings),
         live_updates=DeltaHub(settings.redis_url, keys.vehicle_deltas),
+        bookings=BookingService(
+            sessions=sessions,
+            settings=settings,
+            redis=redis,
+            keys=keys,
+            index=index,
+            http=booking_http,
+        ),
     )
     try:
         yield runtime
@@ -123,6 +141,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await search_pool.close()
         await ingest_pool.close()
         await http.aclose()
+        await booking_http.aclose()
         await redis.aclose()
         if search_client is not None:
             await search_client.aclose()

@@ -14,6 +14,7 @@ import io
 import os
 import pstats
 import random
+import secrets
 import time
 
 import httpx
@@ -31,6 +32,7 @@ def _configure_env() -> None:
             "MOBILITY_BACKGROUND_SYNC": "false",
             "MOBILITY_DEMO_FEEDS": "false",
             "MOBILITY_ENVIRONMENT": "production",
+            "MOBILITY_JWT_SECRET": secrets.token_hex(32),
         }
     )
 

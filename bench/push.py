@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import os
 import random
+import secrets
 import sys
 import time
 from collections.abc import Sequence
@@ -368,6 +369,8 @@ def _server_env() -> dict[str, str]:
         MOBILITY_BACKGROUND_SYNC="false",
         MOBILITY_DEMO_FEEDS="false",
         MOBILITY_ENVIRONMENT="production",
+        # Production refuses to start without a signing key (app/accounts): one per run.
+        MOBILITY_JWT_SECRET=secrets.token_hex(32),
         PYTHONPATH=os.pathsep.join(
             p for p in (str(config.PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
         ),

@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import sys
 import time
@@ -248,6 +249,8 @@ def _server_env() -> dict[str, str]:
         MOBILITY_BACKGROUND_SYNC="false",
         MOBILITY_DEMO_FEEDS="false",
         MOBILITY_ENVIRONMENT="production",
+        # Production refuses to start without a signing key (app/accounts): one per run.
+        MOBILITY_JWT_SECRET=secrets.token_hex(32),
         # The fleet is stamped as synced when the run starts and nothing syncs it during the
         # run: a day's limit keeps it fresh throughout, and search still checks freshness.
         MOBILITY_STALE_AFTER_SECONDS="86400",

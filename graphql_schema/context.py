@@ -12,6 +12,9 @@ from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
 from app import provider_admin
+from app.accounts import InvalidToken, Rider, Unauthenticated, rider_for_token
+from app.booking.service import BookingService
+from app.errors import DomainError
 from app.live_updates import DeltaHub
 from app.models import Provider, SyncRun
 from app.persisted_queries import PersistedQueries
@@ -20,7 +23,7 @@ from app.search import repository
 from app.search.schemas import ProviderStats, StationRow
 from app.search.service import SearchService
 from app.settings import Settings
-from app.staff_auth import ANONYMOUS, Forbidden, Viewer, viewer_for
+from app.staff_auth import ANONYMOUS, TOKEN_PREFIX, Forbidden, Viewer, viewer_for
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -70,10 +73,12 @@ class Context(BaseContext):
         reference: ReferenceCache,
         persisted_queries: PersistedQueries,
         live_updates: DeltaHub | None = None,
+        bookings: BookingService | None = None,
         authorization: str | None = None,
         remember_viewer: bool = True,
     ) -> None:
         super().__init__()
+        self._bookings = bookings
         self.sessions = sessions
         self.settings = settings
         self.search = search
@@ -86,6 +91,12 @@ class Context(BaseContext):
         self._viewer: Viewer | None = None
         self._viewer_lock = asyncio.Lock()
         self.remember_viewer = remember_viewer
+        # The rider, like the viewer, is resolved on first need and once per request; a token
+        # that names no rider is remembered as the error it gives.
+        self._rider: Rider | None = None
+        self._rider_error: DomainError | None = None
+        self._rider_known = False
+        self._rider_lock = asyncio.Lock()
         self.loaders = Loaders(sessions)
 
     async def viewer(self) -> Viewer:
@@ -106,6 +117,55 @@ class Context(BaseContext):
         if not viewer.is_admin:
             raise Forbidden("this needs a staff token with the ADMIN role")
         return viewer
+
+    @property
+    def bookings(self) -> BookingService:
+        if self._bookings is None:
+            raise RuntimeError("this context was built without the booking service")
+        return self._bookings
+
+    async def rider(self) -> Rider | None:
+        """The signed-in rider, or None for an anonymous caller or a staff token (staff are
+        not riders). A token that names no rider (malformed, tampered, expired, unknown
+        issuer) raises its error (``INVALID_TOKEN``, ``TOKEN_EXPIRED``, …) so that clients
+        know to refresh or sign in again, rather than being served as anonymous."""
+        if not self.authorization:
+            return None
+        scheme, _, token = self.authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() == "bearer" and token.startswith(TOKEN_PREFIX):
+            return None
+        async with self._rider_lock:
+            if not self._rider_known or not self.remember_viewer:
+                self._rider, self._rider_error = await self._look_up_rider(scheme, token)
+                self._rider_known = True
+            if self._rider_error is not None:
+                error = self._rider_error
+                # A fresh exception per raise: one instance raised from several resolvers
+                # would pile up their tracebacks.
+                raise type(error)(error.message, code=error.code)
+            return self._rider
+
+    async def _look_up_rider(
+        self, scheme: str, token: str
+    ) -> tuple[Rider | None, DomainError | None]:
+        if scheme.lower() != "bearer" or not token:
+            return None, InvalidToken("send the access token as `Authorization: Bearer <token>`")
+        try:
+            async with self.sessions() as session:
+                rider = await rider_for_token(session, self.settings, token)
+                await session.commit()  # an external identity's first use creates its account
+        except DomainError as exc:
+            return None, exc
+        return rider, None
+
+    async def require_rider(self) -> Rider:
+        """The signed-in rider; ``UNAUTHENTICATED`` without a rider token, or the token's own
+        error (``INVALID_TOKEN``, ``TOKEN_EXPIRED``: both ``Unauthenticated``) for a bad one."""
+        rider = await self.rider()
+        if rider is None:
+            raise Unauthenticated("sign in first")
+        return rider
 
 
 def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:

@@ -85,6 +85,7 @@ class GraphQLFastPath:
             search=runtime.search,
             reference=runtime.reference,
             persisted_queries=runtime.persisted_queries,
+            bookings=runtime.bookings,
             authorization=header(scope["headers"], b"authorization"),
         )
         persisted = (extensions or {}).get("persistedQuery")

@@ -17,6 +17,8 @@ from strawberry.scalars import JSON
 from app import provider_admin as admin
 from app.db import transaction
 from app.errors import InvalidInput, NotFound
+from graphql_schema.accounts import AccountMutation
+from graphql_schema.booking import BookingAdminMutation, BookingMutation
 from graphql_schema.context import Context
 from graphql_schema.types import Provider
 
@@ -108,7 +110,7 @@ def _changed(info: Info) -> None:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(AccountMutation, BookingMutation, BookingAdminMutation):
     @strawberry.mutation(description="Add a provider (ADMIN). Its first sync is due at once.")
     async def add_provider(self, info: Info, input: ProviderInput) -> Provider:
         viewer = await info.context.require_admin()

@@ -11,6 +11,8 @@ from app.search.service import (
     validate_first,
     validate_providers,
 )
+from graphql_schema.accounts import AccountQuery
+from graphql_schema.booking import BookingQuery
 from graphql_schema.context import Context
 from graphql_schema.enums import FormFactor
 from graphql_schema.inputs import (
@@ -34,7 +36,7 @@ Info = strawberry.Info[Context, None]
 
 
 @strawberry.type
-class Query(QuoteQuery):
+class Query(QuoteQuery, AccountQuery, BookingQuery):
     @strawberry.field(description="Every operator this service aggregates.")
     async def providers(self, info: Info) -> list[Provider]:
         async with info.context.sessions() as session:

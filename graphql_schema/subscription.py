@@ -24,6 +24,7 @@ from app.search.service import Area
 from app.vehicle_index import VehicleDelta, VehicleDoc
 from geo.areas import BBox, Near
 from geo.distance import short_geodesic_meters
+from graphql_schema.booking import BookingSubscription
 from graphql_schema.context import Context, Loaders
 from graphql_schema.inputs import NearInput, VehicleFilterInput, WithinInput, vehicle_search
 from graphql_schema.types import Vehicle, vehicles_from_hits
@@ -125,7 +126,7 @@ def _box_around(near: Near) -> BBox | None:
 
 
 @strawberry.type
-class Subscription:
+class Subscription(BookingSubscription):
     @strawberry.subscription(
         description="Vehicles on a map area, live: first a SNAPSHOT of the current set (at most "
         "`first`, nearest first for `near`), then DELTA batches relative to what you were sent. "

@@ -14,13 +14,14 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from adapters.base import AdapterConfigError
 from adapters.credentials import (
     CredentialsError,
     OperatorCredentials,
     credentials_values,
     parse_credentials,
 )
-from app.errors import DomainError, NotFound
+from app.errors import DomainError, InvalidInput, NotFound
 from app.models import Provider, ProviderCredentials
 from providers import repository
 from providers.service import register_provider
@@ -83,6 +84,37 @@ async def update_provider(session: AsyncSession, slug: str, changes: ProviderUpd
         config=changes.config if changes.config is not None else dict(provider.config),
     )
     return updated
+
+
+def validate_booking(booking: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``{"operator": "<entry point>", "config": {…}}``, checked by loading the operator."""
+    if booking is None:
+        return None
+    from adapters.booking import load_booking_operator
+
+    unknown = set(booking) - {"operator", "config"}
+    if unknown or not isinstance(booking.get("operator"), str):
+        raise InvalidInput(
+            'booking must be {"operator": "<name>", "config": {...}}',
+            code="INVALID_BOOKING_CONFIG",
+        )
+    config = booking.get("config") or {}
+    if not isinstance(config, dict):
+        raise InvalidInput("booking config must be an object", code="INVALID_BOOKING_CONFIG")
+    try:
+        load_booking_operator(booking["operator"], config)
+    except AdapterConfigError as exc:
+        raise InvalidInput(str(exc), code="INVALID_BOOKING_CONFIG") from exc
+    return {"operator": booking["operator"], "config": config}
+
+
+async def set_booking(session: AsyncSession, slug: str, booking: dict[str, Any] | None) -> Provider:
+    """Give the provider a booking API (or take it away: riders then book in its own app)."""
+    provider = await _get(session, slug)
+    provider.booking = validate_booking(booking)
+    provider.updated_at = datetime.now(UTC)
+    await session.flush()
+    return provider
 
 
 async def set_enabled(session: AsyncSession, slug: str, enabled: bool) -> Provider:

@@ -287,3 +287,21 @@ def rule_json(provider_id: str, rule: Any) -> dict[str, Any]:
         "maximum_speed_kph": rule.maximum_speed_kph,
         "station_parking": rule.station_parking,
     }
+
+
+#: Position of ``is_reserved`` in a vehicle row (the staging columns of merge.VEHICLES).
+_IS_RESERVED = 10
+
+
+def hold_booked(rows: SnapshotRows, held: set[str]) -> None:
+    """Vehicles with an active booking here stay reserved, whatever the operator's feed says:
+    its feed may predate the booking, and a booked vehicle must not come back into search."""
+    if not held:
+        return
+    for i, row in enumerate(rows.vehicles):
+        if row[0] in held and not row[_IS_RESERVED]:
+            rows.vehicles[i] = (*row[:_IS_RESERVED], True, *row[_IS_RESERVED + 1 :])
+    for vid in held:
+        doc = rows.vehicle_docs.get(vid)
+        if doc is not None and not doc.is_reserved:
+            rows.vehicle_docs[vid] = doc._replace(is_reserved=True)

@@ -27,6 +27,7 @@ from adapters.base import AdapterConfigError, AdapterError, FetchContext, load_a
 from adapters.credentials import OperatorAuth, OperatorCredentials
 from adapters.dto import Finding, Snapshot
 from adapters.http import FeedCache, redact_urls
+from app.booking.states import ACTIVE
 from app.db import transaction
 from app.models import Vehicle
 from app.settings import Settings
@@ -44,7 +45,7 @@ from providers.merge import (
     merge_table,
 )
 from providers.push import INDEX_XACT_LOCK
-from providers.rows import SnapshotRows, build_rows, rule_json
+from providers.rows import SnapshotRows, build_rows, hold_booked, rule_json
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +348,14 @@ class SyncEngine:
             await conn.execute(text("SELECT 1"))
             raw = await conn.get_raw_connection()
             pg: asyncpg.Connection = raw.driver_connection
+            # Read in this transaction: a booking committed before it is honoured here, one
+            # committed after sets is_reserved itself (app/booking/service.py).
+            held = await pg.fetch(
+                "SELECT vehicle_id FROM bookings WHERE provider_id = $1 AND state = ANY($2)",
+                provider_id,
+                [state.value for state in ACTIVE],
+            )
+            hold_booked(rows, {r["vehicle_id"] for r in held})
             for name, spec, records in (
                 ("vehicle_types", VEHICLE_TYPES, rows.vehicle_types),
                 ("pricing_plans", PRICING_PLANS, rows.pricing_plans),

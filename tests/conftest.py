@@ -52,6 +52,15 @@ def make_settings(**overrides: object) -> Settings:
         "background_sync": False,
         "sync_http_timeout_seconds": 2.0,
         "sync_deadline_seconds": 10.0,
+        # Password hashing at its cheapest: the suite signs up many riders.
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 1024,
+        # One signing key for the test process and the `mobility` processes it starts, so a
+        # token obtained from one is accepted by the other.
+        "jwt_secret": "test-secret-of-the-suite-0123456789abcdef",
+        # Operator faults (a hanging simulator) show within seconds, not the default 20 s.
+        "booking_http_timeout_seconds": 2.0,
+        "booking_deadline_seconds": 5.0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -81,7 +90,9 @@ async def session_runtime(settings: Settings, migrated: None) -> AsyncIterator[R
 
 async def reset_state(runtime: Runtime) -> None:
     async with runtime.engine.begin() as conn:
-        await conn.execute(text("TRUNCATE providers, staff_tokens CASCADE"))
+        await conn.execute(
+            text("TRUNCATE providers, staff_tokens, users, bookings, idempotency_keys CASCADE")
+        )
     # Only this suite's keys: whatever else shares the Redis server is left alone.
     keys = [k async for k in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}:*", count=1000)]
     if keys:

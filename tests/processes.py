@@ -33,8 +33,12 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
             "MOBILITY_SYNC_HTTP_TIMEOUT_SECONDS": str(settings.sync_http_timeout_seconds),
             "MOBILITY_SYNC_DEADLINE_SECONDS": str(settings.sync_deadline_seconds),
             "MOBILITY_CONFORMANCE_DIR": str(conformance_root()),
+            "MOBILITY_BOOKING_HTTP_TIMEOUT_SECONDS": str(settings.booking_http_timeout_seconds),
+            "MOBILITY_BOOKING_DEADLINE_SECONDS": str(settings.booking_deadline_seconds),
         }
     )
+    if settings.jwt_secret is not None:
+        env["MOBILITY_JWT_SECRET"] = settings.jwt_secret
     if settings.sync_claim_lease_seconds is not None:
         env["MOBILITY_SYNC_CLAIM_LEASE_SECONDS"] = str(settings.sync_claim_lease_seconds)
     env.update(extra)

@@ -24,6 +24,7 @@ __all__ = [
     "Refusal",
     "age_on",
     "refusals",
+    "rules_from_settings",
 ]
 
 
@@ -106,3 +107,26 @@ def refusals(
                 )
             )
     return found
+
+
+def rules_from_settings(raw: Mapping[str, Mapping[str, int | bool]]) -> EligibilityRules:
+    """``Settings.eligibility_rules`` ({form factor: {"min_age": n, "licence_required": b}})
+    as rules; an unknown form factor or key is a configuration error, said at start-up."""
+    by_form_factor: dict[FormFactor, FormFactorRule] = {}
+    for name, rule in raw.items():
+        try:
+            form_factor = FormFactor(name)
+        except ValueError:
+            known = ", ".join(f.value for f in FormFactor)
+            raise ValueError(
+                f"eligibility rule for unknown form factor {name!r} ({known})"
+            ) from None
+        unknown = set(rule) - {"min_age", "licence_required"}
+        if unknown:
+            raise ValueError(f"eligibility rule for {name}: unknown keys {sorted(unknown)}")
+        min_age = rule.get("min_age")
+        by_form_factor[form_factor] = FormFactorRule(
+            licence_required=bool(rule.get("licence_required", False)),
+            minimum_age=int(min_age) if min_age is not None else None,
+        )
+    return EligibilityRules(MappingProxyType(by_form_factor))

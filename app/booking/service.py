@@ -1,0 +1,987 @@
+"""Unified booking: reserve, start, pause, resume, end and cancel any operator's vehicle.
+
+The order of things is what makes this safe (DESIGN.md, "Booking"):
+
+1. The idempotency key is claimed (app/booking/idempotency.py).
+2. Eligibility and availability are checked before any operator is called.
+3. The booking row is inserted PENDING. The unique partial index over active bookings is the
+   arbiter: the loser of a race for one vehicle gets ``VehicleUnavailable`` here, before any
+   operator call. The vehicle leaves search in the same transaction (and in the Redis index
+   right after).
+4. The operator is called outside any transaction, within a deadline. Its reference for the
+   booking is stored before the call that binds it, so a crash in between can be reconciled.
+5. The confirmation and the idempotent answer are committed together. If that commit fails
+   after the operator said yes, the operator's booking is cancelled (compensation).
+
+Every state change goes through :func:`app.booking.states.transition` and is written with an
+event row (time, cause) in the same transaction, guarded by the state it was read in, so two
+concurrent changes cannot both apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from adapters.base import AdapterConfigError
+from adapters.booking import (
+    BookingContext,
+    BookingNotFoundAtOperator,
+    BookingOperator,
+    OperatorBooking,
+    OperatorBookingState,
+    ReservationRequest,
+    load_booking_operator,
+)
+from adapters.booking import OperatorRejected as OperatorSaidNo
+from adapters.booking import OperatorUnavailable as OperatorDown
+from adapters.credentials import OperatorAuth
+from adapters.dto import PricingSegment
+from app.booking import idempotency as idem
+from app.booking import outcomes as out
+from app.booking.eligibility import LicenceStatus, refusals, rules_from_settings
+from app.booking.pricing import PriceBreakdown, estimate_price
+from app.booking.quotes import OfferInvalid, verify_offer
+from app.booking.states import ACTIVE, TERMINAL, BookingEvent, BookingState, transition
+from app.db import transaction
+from app.errors import DomainError, NotFound
+from app.models import Booking, BookingEventRow, PricingPlan, Provider, Vehicle, VehicleType
+from app.redis import RedisKeys
+from app.search import repository as search_repository
+from app.search.service import ride_end_check
+from app.settings import Settings
+from app.vehicle_index import VehicleDoc, VehicleIndex
+from app.vocabulary import FormFactor
+from geo.distance import geodesic_meters
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BookingChanged", "BookingService", "RiderLike"]
+
+_ACTIVE_NAMES = tuple(s.value for s in ACTIVE)
+
+
+class RiderLike(Protocol):
+    """Who books: the accounts service's rider (only what booking needs of it)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def birth_date(self) -> date | None: ...
+
+    @property
+    def licence_status(self) -> Any: ...
+
+
+class BookingNotFound(NotFound):
+    # Someone else's booking is "not found" too: ids are not confirmed by guessing.
+    code = "BOOKING_NOT_FOUND"
+
+
+class BookingChanged(DomainError):
+    """The booking changed between our read and our write (another request won)."""
+
+    code = "BOOKING_CHANGED"
+
+
+@dataclass(frozen=True, slots=True)
+class _Action:
+    event: BookingEvent
+    operation: str  # idempotency operation name, also the mutation's
+
+
+_ACTIONS = {
+    BookingEvent.START: _Action(BookingEvent.START, "startTrip"),
+    BookingEvent.PAUSE: _Action(BookingEvent.PAUSE, "pauseTrip"),
+    BookingEvent.RESUME: _Action(BookingEvent.RESUME, "resumeTrip"),
+    BookingEvent.FINISH: _Action(BookingEvent.FINISH, "endTrip"),
+    BookingEvent.CANCEL: _Action(BookingEvent.CANCEL, "cancelBooking"),
+}
+
+
+def _owner(rider: RiderLike) -> str:
+    return f"user:{rider.id}"
+
+
+def _rider_reference(rider: RiderLike) -> str:
+    # Operators get a stable pseudonym, never who the rider is.
+    return hashlib.sha256(f"rider:{rider.id}".encode()).hexdigest()[:24]
+
+
+def plan_snapshot(plan: PricingPlan) -> dict[str, Any]:
+    return {
+        "id": plan.id,
+        "name": plan.name,
+        "currency": plan.currency,
+        "price_minor": plan.price_minor,
+        "per_min_pricing": plan.per_min_pricing,
+        "per_km_pricing": plan.per_km_pricing,
+    }
+
+
+def _segments(raw: list[dict[str, Any]]) -> tuple[PricingSegment, ...]:
+    return tuple(
+        PricingSegment(
+            start=int(s["start"]),
+            rate_minor=int(s["rate_minor"]),
+            interval=int(s["interval"]),
+            end=s.get("end"),
+        )
+        for s in raw
+    )
+
+
+def price_for(plan: Mapping[str, Any], *, minutes: float, kilometers: float) -> PriceBreakdown:
+    return estimate_price(
+        currency=str(plan["currency"]),
+        price_minor=int(plan["price_minor"]),
+        per_min_pricing=_segments(plan.get("per_min_pricing") or []),
+        per_km_pricing=_segments(plan.get("per_km_pricing") or []),
+        minutes=minutes,
+        kilometers=kilometers,
+    )
+
+
+def receipt_for(
+    plan: Mapping[str, Any],
+    *,
+    started_at: datetime,
+    ended_at: datetime,
+    distance_meters: float,
+    operator_price: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The itemised final price: real duration (pauses included: GBFS plans price the rental
+    time) and distance, over the plan as it was when the vehicle was reserved."""
+    minutes = max(0.0, (ended_at - started_at).total_seconds() / 60.0)
+    kilometers = distance_meters / 1000.0
+    price = price_for(plan, minutes=minutes, kilometers=kilometers)
+    return {
+        "currency": price.currency,
+        "plan_id": plan.get("id"),
+        "plan_name": plan.get("name"),
+        "minutes": minutes,
+        "kilometers": kilometers,
+        "lines": [
+            {"kind": "UNLOCK", "label": "Unlock / base fee", "amount_minor": price.base_minor},
+            {
+                "kind": "TIME",
+                "label": f"Time ({minutes:.1f} min)",
+                "amount_minor": price.time_minor,
+            },
+            {
+                "kind": "DISTANCE",
+                "label": f"Distance ({kilometers:.2f} km)",
+                "amount_minor": price.distance_minor,
+            },
+        ],
+        "total_minor": price.total_minor,
+        # What the operator itself reported, when it did: kept for reconciliation with its
+        # invoice, never shown as the price (TOMP leaves the final price unclear, NOTES.md §6).
+        "operator_price": dict(operator_price) if operator_price else None,
+    }
+
+
+class BookingService:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        redis: Redis,
+        keys: RedisKeys,
+        index: VehicleIndex,
+        http: Any,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.redis = redis
+        self.keys = keys
+        self.index = index
+        self.http = http
+        self.rules = rules_from_settings(settings.eligibility_rules)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._operators: dict[str, tuple[str, BookingOperator]] = {}
+        self._auths: dict[str, OperatorAuth] = {}
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    # ------------------------------------------------------------------ operators
+
+    def operator_for(self, provider: Provider) -> BookingOperator | None:
+        """The provider's booking operator (cached per configuration), None if it has none."""
+        if not provider.booking:
+            return None
+        signature = orjson.dumps(provider.booking, option=orjson.OPT_SORT_KEYS).decode()
+        cached = self._operators.get(provider.id)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        operator = load_booking_operator(
+            str(provider.booking.get("operator", "")), provider.booking.get("config") or {}
+        )
+        self._operators[provider.id] = (signature, operator)
+        return operator
+
+    async def _context(self, provider_id: str) -> BookingContext:
+        from providers.admin import credentials_for
+
+        async with self.sessions() as session:
+            credentials = await credentials_for(session, provider_id)
+        if credentials is None:
+            self._auths.pop(provider_id, None)
+            return BookingContext(http=self.http)
+        auth = self._auths.get(provider_id)
+        if auth is None or auth.credentials != credentials:
+            auth = self._auths[provider_id] = OperatorAuth(credentials)
+        return BookingContext(http=self.http, auth=auth)
+
+    async def _call(self, call: Awaitable[OperatorBooking]) -> OperatorBooking:
+        try:
+            async with asyncio.timeout(self.settings.booking_deadline_seconds):
+                return await call
+        except TimeoutError:
+            raise OperatorDown(
+                f"the operator did not answer within {self.settings.booking_deadline_seconds:g}s"
+            ) from None
+
+    # ------------------------------------------------------------------ reads
+
+    async def booking_for(self, rider_id: uuid.UUID, booking_id: uuid.UUID) -> Booking:
+        async with self.sessions() as session:
+            booking = await session.get(Booking, booking_id)
+        if booking is None or booking.user_id != rider_id:
+            raise BookingNotFound(f"no booking {booking_id} of yours")
+        return booking
+
+    async def bookings_of(
+        self, rider_id: uuid.UUID, *, active: bool | None, first: int
+    ) -> list[Booking]:
+        query = select(Booking).where(Booking.user_id == rider_id)
+        if active is True:
+            query = query.where(Booking.state.in_(_ACTIVE_NAMES))
+        elif active is False:
+            query = query.where(Booking.state.not_in(_ACTIVE_NAMES))
+        query = query.order_by(Booking.created_at.desc(), Booking.id).limit(first)
+        async with self.sessions() as session:
+            return list((await session.execute(query)).scalars())
+
+    async def events_of(self, booking_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Any]]:
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(BookingEventRow)
+                    .where(BookingEventRow.booking_id.in_(booking_ids))
+                    .order_by(BookingEventRow.booking_id, BookingEventRow.id)
+                )
+            ).scalars()
+            found: dict[uuid.UUID, list[Any]] = {b: [] for b in booking_ids}
+            for row in rows:
+                found[row.booking_id].append(row)
+        return found
+
+    # ------------------------------------------------------------------ reserve
+
+    async def reserve(
+        self,
+        rider: RiderLike,
+        *,
+        vehicle_id: str,
+        idempotency_key: str,
+        offer_id: str | None = None,
+    ) -> out.Outcome:
+        """Reserve ``vehicle_id`` for ``rider``. With ``offer_id`` (from ``quote`` or
+        ``tripOptions``), the offer's price is the booking's estimate; an offer that is not
+        ours, not for this vehicle, or past its ``validUntil`` is refused before anything."""
+        now = self.now()
+        estimated_price: tuple[int, str] | None = None
+        if offer_id is not None:
+            offer = verify_offer(self.settings, offer_id, now)
+            if offer.vehicle_id != vehicle_id:
+                raise OfferInvalid(
+                    f"that offer is for vehicle {offer.vehicle_id}, not {vehicle_id}"
+                )
+            estimated_price = offer.estimated_price
+        payload = {"vehicleId": vehicle_id, "offerId": offer_id}
+        claimed = await self._claim(rider, idempotency_key, "reserveVehicle", payload, now)
+        if isinstance(claimed, idem.Replay):
+            return out.from_json(claimed.response)
+        try:
+            return await self._reserve(rider, claimed, vehicle_id, estimated_price, now)
+        except BaseException:
+            await _quietly(idem.release(self.sessions, claimed))
+            raise
+
+    async def _claim(
+        self,
+        rider: RiderLike,
+        key: str,
+        operation: str,
+        payload: Mapping[str, Any],
+        now: datetime,
+    ) -> idem.Claimed | idem.Replay:
+        return await idem.claim(
+            self.sessions,
+            owner=_owner(rider),
+            key=key,
+            operation=operation,
+            payload=payload,
+            now=now,
+            # Longer than any request can run: past it, the request is presumed dead.
+            lock_seconds=self.settings.booking_deadline_seconds * 3 + 30,
+            ttl_seconds=self.settings.idempotency_ttl_seconds,
+        )
+
+    async def _answer(self, claimed: idem.Claimed, outcome: out.Outcome) -> out.Outcome:
+        async with transaction(self.sessions) as session:
+            await idem.complete(session, claimed, out.to_json(outcome))
+        return outcome
+
+    async def _reserve(
+        self,
+        rider: RiderLike,
+        claimed: idem.Claimed,
+        vehicle_id: str,
+        estimated_price: tuple[int, str] | None,
+        now: datetime,
+    ) -> out.Outcome:
+        async with self.sessions() as session:
+            hit = await search_repository.vehicle_by_id(session, vehicle_id)
+            provider = await session.get(Provider, hit.vehicle.provider_id) if hit else None
+            vtype = (
+                await session.get(VehicleType, hit.vehicle.vehicle_type_id)
+                if hit and hit.vehicle.vehicle_type_id
+                else None
+            )
+            plan = (
+                await session.get(PricingPlan, hit.vehicle.pricing_plan_id)
+                if hit and hit.vehicle.pricing_plan_id
+                else None
+            )
+        if hit is None or provider is None:
+            return await self._answer(
+                claimed,
+                out.VehicleUnavailable(vehicle_id, "NOT_FOUND", f"no vehicle {vehicle_id!r}"),
+            )
+        vehicle = hit.vehicle
+        if vehicle.is_disabled:
+            return await self._answer(
+                claimed, out.VehicleUnavailable(vehicle_id, "DISABLED", "the vehicle is disabled")
+            )
+        if vehicle.is_reserved:
+            return await self._answer(
+                claimed,
+                out.VehicleUnavailable(vehicle_id, "RESERVED", "someone else has this vehicle"),
+            )
+        form_factor = FormFactor(vehicle.form_factor)
+        refused = refusals(
+            self.rules,
+            form_factor,
+            licence=LicenceStatus(
+                str(getattr(rider.licence_status, "value", rider.licence_status))
+            ),
+            birth_date=rider.birth_date,
+            today=now.date(),
+        )
+        if refused:
+            return await self._answer(
+                claimed,
+                out.NotEligible(
+                    form_factor.value,
+                    tuple((r.code, r.message) for r in refused),
+                    "; ".join(r.message for r in refused),
+                ),
+            )
+        try:
+            operator = self.operator_for(provider)
+        except AdapterConfigError as exc:
+            log.error("provider %s has an unusable booking configuration: %s", provider.id, exc)
+            return await self._answer(
+                claimed,
+                out.OperatorUnavailable(
+                    provider.id, None, "booking is not available for this operator right now"
+                ),
+            )
+        if operator is None:
+            return await self._answer(claimed, _external(vehicle, provider))
+
+        # 3. Claim the vehicle: the unique partial index decides who gets it.
+        if estimated_price is None and plan is not None:
+            # Without an accepted offer, the estimate is what unlocking costs.
+            estimated_price = (plan.price_minor, plan.currency)
+        reserve_minutes = (
+            vtype.default_reserve_time_minutes
+            if vtype and vtype.default_reserve_time_minutes
+            else self.settings.default_reservation_minutes
+        )
+        booking_id = uuid.uuid4()
+        try:
+            async with transaction(self.sessions) as session:
+                session.add(
+                    Booking(
+                        id=booking_id,
+                        user_id=rider.id,
+                        provider_id=provider.id,
+                        vehicle_id=vehicle.id,
+                        vehicle_external_id=vehicle.id.split(":", 1)[-1],
+                        vehicle_type_id=vehicle.vehicle_type_id,
+                        form_factor=vehicle.form_factor,
+                        state=BookingState.PENDING.value,
+                        pricing_plan=plan_snapshot(plan) if plan else None,
+                        currency=estimated_price[1] if estimated_price else None,
+                        estimated_price_minor=estimated_price[0] if estimated_price else None,
+                        start_lat=vehicle.lat,
+                        start_lon=vehicle.lon,
+                        idempotency_owner=claimed.owner,
+                        idempotency_key=claimed.key,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                await session.flush()
+                _log_event(
+                    session, booking_id, "RESERVE", None, BookingState.PENDING, "rider", now, {}
+                )
+                await session.execute(
+                    update(Vehicle).where(Vehicle.id == vehicle.id).values(is_reserved=True)
+                )
+        except IntegrityError as exc:
+            if "ux_bookings_active_vehicle" not in str(exc.orig):
+                raise
+            return await self._answer(
+                claimed,
+                out.VehicleUnavailable(vehicle_id, "BOOKED", "someone else has just booked it"),
+            )
+        await self._refresh_vehicle(vehicle.id)
+
+        # 4. The operator, outside any transaction.
+        ctx = await self._context(provider.id)
+        request = ReservationRequest(
+            idempotency_key=str(booking_id),
+            vehicle_external_id=vehicle.id.split(":", 1)[-1],
+            lat=vehicle.lat,
+            lon=vehicle.lon,
+            rider_reference=_rider_reference(rider),
+        )
+        try:
+            async with asyncio.timeout(self.settings.booking_deadline_seconds):
+                offer = await operator.prepare(ctx, request)
+        except (OperatorDown, TimeoutError) as exc:
+            # Nothing binding exists at the operator yet: fail, free the vehicle, and let the
+            # client retry with the same key.
+            message = _message(exc, self.settings)
+            await self._settle(
+                booking_id,
+                BookingEvent.FAIL,
+                "operator",
+                {"error": message},
+                failure_code="OPERATOR_UNAVAILABLE",
+            )
+            await idem.release(self.sessions, claimed)
+            return out.OperatorUnavailable(provider.id, _retry_after(exc), message)
+        except OperatorSaidNo as exc:
+            await self._settle(
+                booking_id,
+                BookingEvent.REJECT,
+                "operator",
+                {"error": exc.message, "operator_code": exc.operator_code},
+                failure_code="OPERATOR_REJECTED",
+            )
+            return await self._answer(
+                claimed, out.OperatorRejected(provider.id, exc.operator_code, exc.message)
+            )
+        async with transaction(self.sessions) as session:
+            await session.execute(
+                update(Booking)
+                .where(Booking.id == booking_id)
+                .values(operator_booking_id=offer.reference, updated_at=self.now())
+            )
+        try:
+            answer = await self._call(operator.reserve(ctx, offer, request))
+        except OperatorSaidNo as exc:
+            await self._settle(
+                booking_id,
+                BookingEvent.REJECT,
+                "operator",
+                {"error": exc.message, "operator_code": exc.operator_code},
+                failure_code="OPERATOR_REJECTED",
+            )
+            return await self._answer(
+                claimed, out.OperatorRejected(provider.id, exc.operator_code, exc.message)
+            )
+        except OperatorDown as exc:
+            # The outcome at the operator is unknown: cancel whatever it may hold, so no
+            # vehicle stays blocked there with nobody riding it.
+            await self._compensate(operator, ctx, offer.reference, booking_id)
+            await self._settle(
+                booking_id,
+                BookingEvent.FAIL,
+                "operator",
+                {"error": exc.message},
+                failure_code="OPERATOR_UNAVAILABLE",
+            )
+            await idem.release(self.sessions, claimed)
+            return out.OperatorUnavailable(provider.id, exc.retry_after_seconds, exc.message)
+        if answer.state is not OperatorBookingState.CONFIRMED:
+            await self._compensate(operator, ctx, answer.reference, booking_id)
+            message = f"the operator answered {answer.raw_state or answer.state.value}"
+            await self._settle(
+                booking_id,
+                BookingEvent.REJECT,
+                "operator",
+                {"error": message},
+                failure_code="OPERATOR_REJECTED",
+            )
+            return await self._answer(claimed, out.OperatorRejected(provider.id, None, message))
+
+        # 5. Confirm and answer in one transaction; compensate if that fails.
+        reserved_until = answer.expires_at or (self.now() + timedelta(minutes=reserve_minutes))
+        done = out.BookingDone(booking_id)
+        try:
+            async with transaction(self.sessions) as session:
+                confirmed = await self._transition_in(
+                    session,
+                    booking_id,
+                    expected=BookingState.PENDING,
+                    event=BookingEvent.CONFIRM,
+                    cause="operator",
+                    detail={"operator_state": answer.raw_state},
+                    values={
+                        "operator_booking_id": answer.reference,
+                        "operator_leg_id": answer.leg_reference,
+                        "reserved_until": reserved_until,
+                    },
+                )
+                if not confirmed:
+                    raise BookingChanged("the booking was settled meanwhile")
+                await idem.complete(session, claimed, out.to_json(done))
+        except (SQLAlchemyError, OSError, BookingChanged) as exc:
+            log.error(
+                "booking %s: confirmation not stored (%s); cancelling at the operator",
+                booking_id,
+                exc,
+            )
+            await self._compensate(operator, ctx, answer.reference, booking_id, answer)
+            await _quietly(
+                self._settle(
+                    booking_id,
+                    BookingEvent.FAIL,
+                    "compensation",
+                    {"error": str(exc)[:500]},
+                    failure_code="COMMIT_FAILED",
+                )
+            )
+            failed = out.BookingFailed(
+                booking_id, "the booking could not be completed; nothing was charged"
+            )
+            await _quietly(self._answer(claimed, failed))
+            return failed
+        await self._publish(booking_id)
+        return done
+
+    async def _compensate(
+        self,
+        operator: BookingOperator,
+        ctx: BookingContext,
+        reference: str,
+        booking_id: uuid.UUID,
+        known: OperatorBooking | None = None,
+    ) -> bool:
+        """Cancel at the operator (best effort, recorded). True if the operator confirmed."""
+        target = known or OperatorBooking(reference=reference, state=OperatorBookingState.PENDING)
+        try:
+            await self._call(
+                operator.cancel(ctx, target, idempotency_key=f"{booking_id}:compensate")
+            )
+            ok, detail = True, "cancelled at the operator"
+        except (OperatorSaidNo, BookingNotFoundAtOperator) as exc:
+            # Nothing to cancel there (never created, or already gone).
+            ok, detail = True, f"nothing to cancel: {exc.message}"
+        except OperatorDown as exc:
+            ok, detail = False, f"cancel failed: {exc.message}; reconciliation will retry"
+        log.info("booking %s: compensation: %s", booking_id, detail)
+        return ok
+
+    # ------------------------------------------------------------------ ride
+
+    async def act(
+        self,
+        rider: RiderLike,
+        *,
+        booking_id: uuid.UUID,
+        event: BookingEvent,
+        idempotency_key: str,
+        lat: float | None = None,
+        lon: float | None = None,
+    ) -> out.Outcome:
+        """Start, pause, resume, end (needs ``lat``/``lon``) or cancel a booking."""
+        action = _ACTIONS[event]
+        now = self.now()
+        payload = {"bookingId": str(booking_id), "lat": lat, "lon": lon}
+        claimed = await self._claim(rider, idempotency_key, action.operation, payload, now)
+        if isinstance(claimed, idem.Replay):
+            return out.from_json(claimed.response)
+        try:
+            return await self._act(rider, claimed, booking_id, event, lat, lon)
+        except BaseException:
+            await _quietly(idem.release(self.sessions, claimed))
+            raise
+
+    async def _act(
+        self,
+        rider: RiderLike,
+        claimed: idem.Claimed,
+        booking_id: uuid.UUID,
+        event: BookingEvent,
+        lat: float | None,
+        lon: float | None,
+    ) -> out.Outcome:
+        booking = await self.booking_for(rider.id, booking_id)
+        state = BookingState(booking.state)
+        transition(state, event)  # IllegalTransition before anything else happens
+        if event is BookingEvent.FINISH:
+            if lat is None or lon is None:
+                from app.errors import InvalidInput
+
+                raise InvalidInput("endTrip needs the vehicle's position (lat, lon)")
+            refusal = await self._ride_end_refusal(booking, lat, lon)
+            if refusal is not None:
+                return await self._answer(claimed, refusal)
+        async with self.sessions() as session:
+            provider = await session.get(Provider, booking.provider_id)
+        operator = self.operator_for(provider) if provider is not None else None
+        if operator is None:
+            return await self._answer(
+                claimed,
+                out.OperatorUnavailable(
+                    booking.provider_id, None, "the operator's booking API is not configured"
+                ),
+            )
+        ctx = await self._context(booking.provider_id)
+        current = OperatorBooking(
+            reference=booking.operator_booking_id or "",
+            state=_operator_state(state),
+            leg_reference=booking.operator_leg_id,
+        )
+        key = f"{booking_id}:{claimed.key}"
+        try:
+            if event is BookingEvent.START:
+                answer = await self._call(operator.start(ctx, current, idempotency_key=key))
+            elif event is BookingEvent.PAUSE:
+                answer = await self._call(operator.pause(ctx, current, idempotency_key=key))
+            elif event is BookingEvent.RESUME:
+                answer = await self._call(operator.resume(ctx, current, idempotency_key=key))
+            elif event is BookingEvent.FINISH:
+                assert lat is not None and lon is not None
+                answer = await self._call(
+                    operator.end(ctx, current, idempotency_key=key, lat=lat, lon=lon)
+                )
+            else:
+                answer = await self._call(operator.cancel(ctx, current, idempotency_key=key))
+        except OperatorSaidNo as exc:
+            return await self._answer(
+                claimed, out.OperatorRejected(booking.provider_id, exc.operator_code, exc.message)
+            )
+        except OperatorDown as exc:
+            await idem.release(self.sessions, claimed)
+            return out.OperatorUnavailable(
+                booking.provider_id, exc.retry_after_seconds, exc.message
+            )
+        now = self.now()
+        values: dict[str, Any] = {}
+        if event is BookingEvent.START:
+            values["started_at"] = now
+            position = await self._vehicle_position(booking.vehicle_id)
+            if position is not None:
+                values["start_lat"], values["start_lon"] = position
+        elif event is BookingEvent.FINISH:
+            assert lat is not None and lon is not None
+            values.update(self._finish_values(booking, answer, lat, lon, now))
+        done = out.BookingDone(booking_id)
+        async with transaction(self.sessions) as session:
+            applied = await self._transition_in(
+                session,
+                booking_id,
+                expected=state,
+                event=event,
+                cause="rider",
+                detail={"operator_state": answer.raw_state, "lat": lat, "lon": lon},
+                values=values,
+                end_position=(lat, lon) if lat is not None and lon is not None else None,
+            )
+            if not applied:
+                raise BookingChanged("the booking changed meanwhile; read it again")
+            await idem.complete(session, claimed, out.to_json(done))
+        await self._after_change(booking.vehicle_id, booking_id)
+        return done
+
+    def _finish_values(
+        self, booking: Booking, answer: OperatorBooking, lat: float, lon: float, now: datetime
+    ) -> dict[str, Any]:
+        started = booking.started_at or now
+        if booking.start_lat is not None and booking.start_lon is not None:
+            distance = geodesic_meters(booking.start_lat, booking.start_lon, lat, lon)
+        else:
+            distance = answer.distance_meters or 0.0
+        values: dict[str, Any] = {
+            "ended_at": now,
+            "end_lat": lat,
+            "end_lon": lon,
+            "distance_meters": distance,
+        }
+        operator_price = (
+            {"amount_minor": answer.price.amount_minor, "currency": answer.price.currency}
+            if answer.price
+            else None
+        )
+        if booking.pricing_plan:
+            receipt = receipt_for(
+                booking.pricing_plan,
+                started_at=started,
+                ended_at=now,
+                distance_meters=distance,
+                operator_price=operator_price,
+            )
+            values.update(
+                receipt=receipt,
+                final_price_minor=receipt["total_minor"],
+                currency=receipt["currency"],
+            )
+        elif answer.price is not None:
+            values.update(
+                final_price_minor=answer.price.amount_minor,
+                currency=answer.price.currency,
+                receipt={
+                    "currency": answer.price.currency,
+                    "lines": [
+                        {
+                            "kind": "OPERATOR",
+                            "label": "Operator's price",
+                            "amount_minor": answer.price.amount_minor,
+                        }
+                    ],
+                    "total_minor": answer.price.amount_minor,
+                    "operator_price": operator_price,
+                },
+            )
+        return values
+
+    async def _ride_end_refusal(
+        self, booking: Booking, lat: float, lon: float
+    ) -> out.RideEndNotAllowed | None:
+        async with self.sessions() as session:
+            if booking.vehicle_type_id:
+                types = await search_repository.vehicle_types_by_ids(
+                    session, [booking.vehicle_type_id]
+                )
+                known_type = booking.vehicle_type_id in types
+            else:
+                known_type = False
+            answer = await ride_end_check(
+                session,
+                lat=lat,
+                lon=lon,
+                vehicle_type_id=booking.vehicle_type_id if known_type else None,
+                provider_id=None if known_type else booking.provider_id,
+                form_factor=None if known_type else booking.form_factor,
+            )
+        if answer.allowed:
+            return None
+        zone = answer.zone
+        return out.RideEndNotAllowed(
+            zone.id if zone else None,
+            zone.name if zone else None,
+            answer.reason,
+        )
+
+    async def _vehicle_position(self, vehicle_id: str) -> tuple[float, float] | None:
+        async with self.sessions() as session:
+            hit = await search_repository.vehicle_by_id(session, vehicle_id)
+        return (hit.vehicle.lat, hit.vehicle.lon) if hit else None
+
+    # ------------------------------------------------------------------ transitions
+
+    async def _transition_in(
+        self,
+        session: AsyncSession,
+        booking_id: uuid.UUID,
+        *,
+        expected: BookingState,
+        event: BookingEvent,
+        cause: str,
+        detail: Mapping[str, Any],
+        values: Mapping[str, Any] | None = None,
+        failure_code: str | None = None,
+        end_position: tuple[float, float] | None = None,
+    ) -> bool:
+        """Apply ``event`` to a booking still in ``expected``; False if it no longer is."""
+        new = transition(expected, event)
+        now = self.now()
+        changes: dict[str, Any] = {"state": new.value, "updated_at": now, **(values or {})}
+        if failure_code is not None:
+            changes["failure_code"] = failure_code
+        result = await session.execute(
+            update(Booking)
+            .where(Booking.id == booking_id, Booking.state == expected.value)
+            .values(**changes)
+            .returning(Booking.vehicle_id)
+        )
+        row = result.first()
+        if row is None:
+            return False
+        _log_event(session, booking_id, event, expected, new, cause, now, dict(detail))
+        if new in TERMINAL:
+            vehicle_values: dict[str, Any] = {"is_reserved": False}
+            if end_position is not None:
+                # The vehicle is where the ride ended (until the operator's next feed says).
+                vehicle_values["geom"] = func.ST_SetSRID(
+                    func.ST_MakePoint(end_position[1], end_position[0]), 4326
+                )
+            await session.execute(
+                update(Vehicle).where(Vehicle.id == row.vehicle_id).values(**vehicle_values)
+            )
+        return True
+
+    async def _settle(
+        self,
+        booking_id: uuid.UUID,
+        event: BookingEvent,
+        cause: str,
+        detail: Mapping[str, Any],
+        *,
+        failure_code: str | None = None,
+    ) -> bool:
+        """Apply ``event`` to a booking in whatever active state it is in now."""
+        async with transaction(self.sessions) as session:
+            state = (
+                await session.execute(
+                    select(Booking.state).where(Booking.id == booking_id).with_for_update()
+                )
+            ).scalar_one_or_none()
+            if state is None or BookingState(state) in TERMINAL:
+                return False
+            applied = await self._transition_in(
+                session,
+                booking_id,
+                expected=BookingState(state),
+                event=event,
+                cause=cause,
+                detail=detail,
+                failure_code=failure_code,
+            )
+            vehicle_id = (
+                await session.execute(select(Booking.vehicle_id).where(Booking.id == booking_id))
+            ).scalar_one()
+        await self._after_change(vehicle_id, booking_id)
+        return applied
+
+    async def _after_change(self, vehicle_id: str, booking_id: uuid.UUID) -> None:
+        await self._refresh_vehicle(vehicle_id)
+        await self._publish(booking_id)
+
+    async def _refresh_vehicle(self, vehicle_id: str) -> None:
+        """Make the search index show the vehicle as PostGIS now has it (reserved ones are
+        left out), and tell live subscribers. PostGIS is the truth; if Redis fails, search
+        falls back to PostGIS and the next sync rebuilds."""
+        async with self.sessions() as session:
+            hit = await search_repository.vehicle_by_id(session, vehicle_id)
+        if hit is None:
+            return
+        doc: VehicleDoc = hit.vehicle
+        try:
+            await self.index.apply(doc.provider_id, [doc], ())
+            await self.index.publish_delta(doc.provider_id, [], [doc], [])
+        except (RedisError, OSError) as exc:
+            log.warning("index update for %s failed: %s", vehicle_id, exc)
+
+    async def _publish(self, booking_id: uuid.UUID) -> None:
+        try:
+            await self.redis.publish(self.keys.booking_updates(str(booking_id)), b"changed")
+        except (RedisError, OSError) as exc:
+            log.warning("booking update for %s not published: %s", booking_id, exc)
+
+
+def _log_event(
+    session: AsyncSession,
+    booking_id: uuid.UUID,
+    event: BookingEvent | str,
+    from_state: BookingState | None,
+    to_state: BookingState,
+    cause: str,
+    at: datetime,
+    detail: dict[str, Any],
+) -> None:
+    session.add(
+        BookingEventRow(
+            booking_id=booking_id,
+            at=at,
+            event=str(event),
+            from_state=from_state.value if from_state else None,
+            to_state=to_state.value,
+            cause=cause,
+            detail={k: v for k, v in detail.items() if v is not None},
+        )
+    )
+
+
+def _operator_state(state: BookingState) -> OperatorBookingState:
+    return {
+        BookingState.PENDING: OperatorBookingState.PENDING,
+        BookingState.CONFIRMED: OperatorBookingState.CONFIRMED,
+        BookingState.STARTED: OperatorBookingState.STARTED,
+        BookingState.PAUSED: OperatorBookingState.PAUSED,
+    }.get(state, OperatorBookingState.CANCELLED)
+
+
+def _external(vehicle: VehicleDoc, provider: Provider) -> out.ExternalBooking:
+    uris: dict[str, Any] = {}
+    raw = vehicle.rental_uris
+    if isinstance(raw, str):
+        uris = orjson.loads(raw) or {}
+    elif isinstance(raw, dict):
+        uris = raw
+    info = provider.system_info or {}
+    return out.ExternalBooking(
+        vehicle_id=vehicle.id,
+        provider_id=provider.id,
+        provider_name=provider.name,
+        android_uri=uris.get("android") or info.get("android_store_uri"),
+        ios_uri=uris.get("ios") or info.get("ios_store_uri"),
+        web_uri=uris.get("web") or info.get("url"),
+        message=f"{provider.name} takes bookings in its own app only",
+    )
+
+
+def _plain(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _message(exc: BaseException, settings: Settings) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"the operator did not answer within {settings.booking_deadline_seconds:g}s"
+    return getattr(exc, "message", str(exc))
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    return getattr(exc, "retry_after_seconds", None)
+
+
+async def _quietly(call: Awaitable[Any]) -> None:
+    try:
+        await call
+    except Exception:
+        log.exception("best-effort step failed")

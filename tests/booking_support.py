@@ -1,0 +1,210 @@
+"""Shared set-up for booking tests: a TOMP simulator registered as a bookable provider, riders,
+GraphQL calls, and a clock the booking service and the simulator share."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from app.db import transaction
+from app.runtime import Runtime
+from app.staff_auth import create_token
+from providers.admin import set_booking
+from providers.service import register_provider
+from providers.simulators.feed_server import serve_in_background
+from providers.simulators.tomp_server import TompSimulator
+
+
+async def gql(
+    api: httpx.AsyncClient,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    token: str | None = None,
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = await api.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def codes(body: dict[str, Any]) -> list[str]:
+    return [e["extensions"]["code"] for e in body.get("errors", [])]
+
+
+SIGN_UP = """
+mutation SignUp($input: SignUpInput!) {
+  signUp(input: $input) { accessToken rider { id } }
+}"""
+
+SET_LICENCE = """
+mutation L($userId: ID!, $status: LicenceStatus!) {
+  setLicenceStatus(userId: $userId, status: $status) { id licenceStatus }
+}"""
+
+BOOKING_FIELDS = """
+  id state vehicleId providerId reservedUntil startedAt endedAt distanceMeters failureCode
+  allowedActions
+  estimatedPrice { amountMinor currency }
+  finalPrice { amountMinor currency }
+  receipt { lines { kind amount { amountMinor } } total { amountMinor currency }
+            minutes kilometers operatorPrice { amountMinor currency } }
+  events { event fromState toState cause }
+"""
+
+COMMON_PROBLEMS = """
+  ... on BookingProblem { code message }
+  ... on OperatorRejected { operatorCode }
+  ... on OperatorUnavailable { retryAfterSeconds }
+"""
+RESERVE_PROBLEMS = (
+    COMMON_PROBLEMS
+    + """
+  ... on VehicleUnavailable { reason }
+  ... on NotEligible { refusals { code } }
+  ... on ExternalBooking { providerName androidUri iosUri webUri message }
+"""
+)
+TRIP_PROBLEMS = (
+    COMMON_PROBLEMS
+    + """
+  ... on RideEndNotAllowed { zoneName }
+  ... on IllegalBookingTransition { state allowedActions }
+"""
+)
+
+RESERVE = f"""
+mutation R($vehicleId: ID!, $key: String!, $offerId: String) {{
+  reserveVehicle(vehicleId: $vehicleId, idempotencyKey: $key, offerId: $offerId) {{
+    __typename
+    ... on BookingSuccess {{ booking {{ {BOOKING_FIELDS} }} }}
+    {RESERVE_PROBLEMS}
+  }}
+}}"""
+
+
+def trip_action(name: str, extra_args: str = "", extra_params: str = "") -> str:
+    return f"""
+mutation A($bookingId: ID!, $key: String!{extra_params}) {{
+  {name}(bookingId: $bookingId, idempotencyKey: $key{extra_args}) {{
+    __typename
+    ... on BookingSuccess {{ booking {{ {BOOKING_FIELDS} }} }}
+    {TRIP_PROBLEMS}
+  }}
+}}"""
+
+
+START = trip_action("startTrip")
+PAUSE = trip_action("pauseTrip")
+RESUME = trip_action("resumeTrip")
+CANCEL = trip_action("cancelBooking")
+END = trip_action("endTrip", ", lat: $lat, lon: $lon", ", $lat: Float!, $lon: Float!")
+
+NEARBY = """
+query V($lat: Float!, $lon: Float!) {
+  vehicles(near: {lat: $lat, lon: $lon, radiusMeters: 5000}, first: 200) { id }
+}"""
+
+
+def key() -> str:
+    return str(uuid.uuid4())
+
+
+async def sign_up(
+    api: httpx.AsyncClient, *, birth_date: date = date(1990, 5, 17)
+) -> tuple[str, str]:
+    """A new rider: (access token, user id)."""
+    body = await gql(
+        api,
+        SIGN_UP,
+        {
+            "input": {
+                "email": f"rider-{uuid.uuid4().hex[:12]}@example.org",
+                "password": "correct horse battery",
+                "birthDate": birth_date.isoformat(),
+            }
+        },
+    )
+    assert "errors" not in body, body
+    session = body["data"]["signUp"]
+    return session["accessToken"], session["rider"]["id"]
+
+
+async def staff_token(runtime: Runtime) -> str:
+    async with transaction(runtime.sessions) as session:
+        _, token = await create_token(session, "booking tests")
+    return token
+
+
+async def verified_rider(api: httpx.AsyncClient, runtime: Runtime) -> str:
+    """A rider whose driving licence staff verified, through the API."""
+    token, user_id = await sign_up(api)
+    body = await gql(
+        api,
+        SET_LICENCE,
+        {"userId": user_id, "status": "VERIFIED"},
+        await staff_token(runtime),
+    )
+    assert body["data"]["setLicenceStatus"]["licenceStatus"] == "VERIFIED", body
+    return token
+
+
+class SharedClock:
+    """The booking service's clock, moved by the test together with the simulator's, so a
+    ride can last minutes without the test waiting."""
+
+    def __init__(self, sim: TompSimulator | None = None) -> None:
+        self.now = datetime.now(UTC)
+        self.sims: list[TompSimulator] = [sim] if sim else []
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+        for sim in self.sims:
+            sim.advance(seconds)
+
+
+@asynccontextmanager
+async def bookable_operator(
+    runtime: Runtime, slug: str, *, fleet: str = "scooter", vehicles: int = 12
+) -> AsyncIterator[tuple[TompSimulator, str]]:
+    """A TOMP simulator on a local port, registered as provider ``slug`` (GBFS availability
+    from the simulator's own feeds, bookings through its TOMP API) and synced."""
+    sim = TompSimulator(fleet=fleet, vehicles=vehicles, system_id=f"sim-{slug}")  # type: ignore[arg-type]
+    async with serve_in_background(sim.app) as base_url:
+        async with transaction(runtime.sessions) as session:
+            await register_provider(
+                session,
+                slug=slug,
+                name=f"Simulated {fleet}s",
+                adapter="gbfs",
+                config={"discovery_url": f"{base_url}/gbfs/gbfs.json"},
+            )
+            await set_booking(session, slug, {"operator": "tomp", "config": {"base_url": base_url}})
+        report = await runtime.sync.sync(slug)
+        assert report.ok, report.error
+        yield sim, base_url
+
+
+@asynccontextmanager
+async def clock_of(runtime: Runtime, clock: SharedClock) -> AsyncIterator[SharedClock]:
+    previous = runtime.bookings._clock
+    runtime.bookings._clock = clock
+    try:
+        yield clock
+    finally:
+        runtime.bookings._clock = previous
+
+
+async def visible_ids(api: httpx.AsyncClient, token: str, lat: float, lon: float) -> set[str]:
+    body = await gql(api, NEARBY, {"lat": lat, "lon": lon}, token)
+    assert "errors" not in body, body
+    return {v["id"] for v in body["data"]["vehicles"]}

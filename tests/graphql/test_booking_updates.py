@@ -1,0 +1,105 @@
+"""`bookingUpdates` over graphql-transport-ws: the owner sees each change as it happens; anyone
+else is refused as if the booking did not exist."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import websockets
+
+from app.runtime import Runtime
+from tests.booking_support import CANCEL, RESERVE, START, bookable_operator, gql, key, sign_up
+from tests.graphql.test_subscriptions import Client, served
+
+UPDATES = """
+subscription U($id: ID!) { bookingUpdates(bookingId: $id) { id state } }"""
+
+
+@asynccontextmanager
+async def connect(base_url: str, token: str) -> AsyncIterator[Client]:
+    url = base_url.replace("http://", "ws://") + "/graphql"
+    async with websockets.connect(
+        url,
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        additional_headers={"Authorization": f"Bearer {token}"},
+    ) as ws:
+        client = Client(ws)
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert (await client.receive())["type"] == "connection_ack"
+        yield client
+
+
+async def _subscribe(client: Client, booking_id: str) -> None:
+    await client.ws.send(
+        json.dumps(
+            {
+                "id": "b",
+                "type": "subscribe",
+                "payload": {"query": UPDATES, "variables": {"id": booking_id}},
+            }
+        )
+    )
+
+
+async def _state(client: Client) -> Any:
+    message = await client.receive()
+    assert message["type"] == "next", message
+    assert "errors" not in message["payload"], message
+    return message["payload"]["data"]["bookingUpdates"]["state"]
+
+
+async def test_the_owner_follows_the_booking_and_nobody_else_can(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    async with (
+        bookable_operator(runtime, "simscoot") as (sim, _),
+        served(runtime) as base_url,
+    ):
+        owner, _ = await sign_up(api)
+        intruder, _ = await sign_up(api)
+        vehicle_id = f"simscoot:{sim.vehicles[0].vehicle_id}"
+        reserved = await gql(api, RESERVE, {"vehicleId": vehicle_id, "key": key()}, owner)
+        booking_id = reserved["data"]["reserveVehicle"]["booking"]["id"]
+
+        async with connect(base_url, intruder) as spy:
+            await _subscribe(spy, booking_id)
+            refused = await spy.receive()
+            # An error raised by the subscription itself comes as a result with errors only.
+            assert refused["type"] == "next", refused
+            assert refused["payload"]["data"] is None
+            assert [e["extensions"]["code"] for e in refused["payload"]["errors"]] == [
+                "BOOKING_NOT_FOUND"
+            ]
+
+        async with connect(base_url, owner) as client:
+            await _subscribe(client, booking_id)
+            assert await _state(client) == "CONFIRMED"
+            started = await gql(api, START, {"bookingId": booking_id, "key": key()}, owner)
+            assert started["data"]["startTrip"]["__typename"] == "BookingSuccess"
+            # Pushed through Redis, well before the periodic re-check (30 s).
+            async with asyncio.timeout(5):
+                assert await _state(client) == "STARTED"
+
+
+async def test_the_subscription_ends_when_the_booking_is_over(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    async with (
+        bookable_operator(runtime, "simscoot") as (sim, _),
+        served(runtime) as base_url,
+    ):
+        owner, _ = await sign_up(api)
+        vehicle_id = f"simscoot:{sim.vehicles[1].vehicle_id}"
+        reserved = await gql(api, RESERVE, {"vehicleId": vehicle_id, "key": key()}, owner)
+        booking_id = reserved["data"]["reserveVehicle"]["booking"]["id"]
+        async with connect(base_url, owner) as client:
+            await _subscribe(client, booking_id)
+            assert await _state(client) == "CONFIRMED"
+            await gql(api, CANCEL, {"bookingId": booking_id, "key": key()}, owner)
+            assert await _state(client) == "CANCELLED"
+            assert (await client.receive())["type"] == "complete"

@@ -1,0 +1,136 @@
+"""A `mobility serve` process killed after the operator confirmed a reservation and before our
+commit: the booking is left PENDING; reconciliation asks the operator and settles it, and the
+rider's retry with the same idempotency key gets the booking."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+
+from app.booking.maintenance import run_maintenance
+from app.runtime import Runtime
+from tests.booking_support import (
+    RESERVE,
+    SharedClock,
+    bookable_operator,
+    clock_of,
+    codes,
+    gql,
+    key,
+    sign_up,
+    visible_ids,
+)
+from tests.processes import free_port, kill_group, mobility_process, wait_for
+
+
+async def _booking_rows(runtime: Runtime) -> list[tuple[str, str | None]]:
+    async with runtime.sessions() as session:
+        rows = await session.execute(text("SELECT state, operator_booking_id FROM bookings"))
+        return [(r.state, r.operator_booking_id) for r in rows]
+
+
+async def test_process_killed_between_operator_call_and_commit_is_reconciled(
+    runtime: Runtime, api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    async with bookable_operator(runtime, "simscoot") as (sim, _):
+        token, _ = await sign_up(api)
+        target = sim.vehicles[0]
+        vehicle_id = f"simscoot:{target.vehicle_id}"
+        # The operator commits, and its answer never comes back: our process waits on it.
+        sim.inject_fault("POST /bookings/{id}/events", "lose_response")
+        port = free_port()
+        log = tmp_path / "api.log"
+        request_key = key()
+        with mobility_process(
+            ["serve", "--port", str(port), "--no-sync"], runtime.settings, log
+        ) as proc:
+            api_url = f"http://127.0.0.1:{port}"
+            async with httpx.AsyncClient(base_url=api_url, timeout=30) as remote:
+
+                async def up() -> bool:
+                    with contextlib.suppress(httpx.HTTPError):
+                        return (await remote.get("/health")).status_code == 200
+                    return False
+
+                await wait_for(up, 60, "the API process", [log])
+                pending = asyncio.create_task(
+                    gql(remote, RESERVE, {"vehicleId": vehicle_id, "key": request_key}, token)
+                )
+
+                async def confirmed_at_operator() -> bool:
+                    return any(b["state"] == "CONFIRMED" for b in sim.bookings_view())
+
+                await wait_for(confirmed_at_operator, 30, "the operator's commit", [log])
+                kill_group(proc)  # SIGKILL: no clean-up of any kind
+                results = await asyncio.gather(pending, return_exceptions=True)
+                assert isinstance(results[0], BaseException), results
+
+        [(state, reference)] = await _booking_rows(runtime)
+        assert state == "PENDING"
+        assert reference is not None, "the operator's reference was stored before the commit"
+        # The rider's retry meanwhile: that request is still in flight, as far as we know.
+        busy = await gql(api, RESERVE, {"vehicleId": vehicle_id, "key": request_key}, token)
+        assert codes(busy) == ["IDEMPOTENCY_KEY_IN_PROGRESS"]
+
+        clock = SharedClock(sim)
+        async with clock_of(runtime, clock):
+            early = await run_maintenance(runtime.bookings)
+            assert early.reconciled == {}, "a PENDING booking this young may still be running"
+            clock.advance(runtime.settings.booking_reconcile_after_seconds + 1)
+            report = await run_maintenance(runtime.bookings)
+        assert list(report.reconciled.values()) == ["CONFIRMED"]
+        assert await _booking_rows(runtime) == [("CONFIRMED", reference)]
+        # The retry now gets the booking the operator holds, and nothing new is created there.
+        answer = await gql(api, RESERVE, {"vehicleId": vehicle_id, "key": request_key}, token)
+        result = answer["data"]["reserveVehicle"]
+        assert result["__typename"] == "BookingSuccess", result
+        assert result["booking"]["state"] == "CONFIRMED"
+        assert len(sim.bookings_view()) == 1
+        assert vehicle_id not in await visible_ids(api, token, target.lat, target.lon)
+
+
+async def test_a_pending_booking_the_operator_never_committed_is_failed_and_released(
+    runtime: Runtime, api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    async with bookable_operator(runtime, "simscoot") as (sim, _):
+        token, _ = await sign_up(api)
+        target = sim.vehicles[1]
+        vehicle_id = f"simscoot:{target.vehicle_id}"
+        # Killed while the operator was still creating the booking (before COMMIT).
+        sim.inject_fault("POST /bookings", "lose_response")
+        port = free_port()
+        log = tmp_path / "api.log"
+        with mobility_process(
+            ["serve", "--port", str(port), "--no-sync"], runtime.settings, log
+        ) as proc:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as remote:
+
+                async def up() -> bool:
+                    with contextlib.suppress(httpx.HTTPError):
+                        return (await remote.get("/health")).status_code == 200
+                    return False
+
+                await wait_for(up, 60, "the API process", [log])
+                pending = asyncio.create_task(
+                    gql(remote, RESERVE, {"vehicleId": vehicle_id, "key": key()}, token)
+                )
+
+                async def pending_at_operator() -> bool:
+                    return any(b["state"] == "PENDING" for b in sim.bookings_view())
+
+                await wait_for(pending_at_operator, 30, "the operator's booking", [log])
+                kill_group(proc)
+                await asyncio.gather(pending, return_exceptions=True)
+
+        clock = SharedClock(sim)
+        async with clock_of(runtime, clock):
+            clock.advance(runtime.settings.booking_reconcile_after_seconds + 1)
+            report = await run_maintenance(runtime.bookings)
+        assert list(report.reconciled.values()) == ["FAILED"]
+        # Let go at the operator first, then here: the vehicle is bookable again.
+        assert {b["state"] for b in sim.bookings_view()} == {"CANCELLED"}
+        assert vehicle_id in await visible_ids(api, token, target.lat, target.lon)
