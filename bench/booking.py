@@ -156,6 +156,7 @@ async def _gql(http: httpx.AsyncClient, query: str, variables: dict[str, Any], t
 
 
 async def _rider(
+    homes: dict[str, tuple[float, float]],
     http: httpx.AsyncClient,
     pool: asyncio.Queue[tuple[str, float, float]],
     results: Results,
@@ -174,8 +175,15 @@ async def _rider(
     token = body["data"]["signUp"]["accessToken"]
     loop = asyncio.get_running_loop()
     while loop.time() < until:
-        vehicle_id, lat, lon = await pool.get()
-        end = (lat - 0.001, lon - 0.001)  # south-west: never the simulator's no-parking zone
+        try:
+            vehicle_id, lat, lon = await asyncio.wait_for(pool.get(), until - loop.time())
+        except TimeoutError:
+            return
+        # Rides end 30 m from where the vehicle was parked first, alternately either side, so
+        # the fleet does not drift out of the operator's area (nor into its no-parking zone).
+        home_lat, home_lon = homes.setdefault(vehicle_id, (lat, lon))
+        side = 1 if (lat, lon) == (home_lat, home_lon) or lat < home_lat else -1
+        end = (home_lat + side * 0.0003, home_lon)
         cycle_start = time.perf_counter()
         try:
             mark = time.perf_counter()
@@ -202,8 +210,8 @@ async def _rider(
             results.cycles.append(time.perf_counter() - cycle_start)
             pool.put_nowait((vehicle_id, *end))
         except (RuntimeError, httpx.HTTPError) as exc:
+            # The vehicle may be left in a booking: it leaves the pool (and the error counts).
             results.errors[str(exc) or type(exc).__name__] += 1
-            pool.put_nowait((vehicle_id, lat, lon))
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -279,6 +287,7 @@ async def run(args: argparse.Namespace) -> Results:
                     )
                 ).all()
         pool: asyncio.Queue[tuple[str, float, float]] = asyncio.Queue()
+        homes: dict[str, tuple[float, float]] = {}
         for vid, lat, lon in rows:
             pool.put_nowait((vid, float(lat), float(lon)))
         api = _start(
@@ -313,14 +322,16 @@ async def run(args: argparse.Namespace) -> Results:
             warm = Results()
             await asyncio.gather(
                 *(
-                    _rider(http, pool, warm, loop.time() + args.warmup)
+                    _rider(homes, http, pool, warm, loop.time() + args.warmup)
                     for _ in range(min(4, args.riders))
                 )
             )
             say(f"load: {args.riders} riders for {args.duration:g}s")
             began = time.perf_counter()
             until = loop.time() + args.duration
-            await asyncio.gather(*(_rider(http, pool, results, until) for _ in range(args.riders)))
+            await asyncio.gather(
+                *(_rider(homes, http, pool, results, until) for _ in range(args.riders))
+            )
             results.elapsed = time.perf_counter() - began
         return results
     finally:

@@ -23,7 +23,14 @@ from strawberry.scalars import JSON
 from app import provider_admin
 from app.booking import outcomes as out
 from app.booking.service import BookingNotFound
-from app.booking.states import ACTIVE, BookingEvent, BookingState, IllegalTransition
+from app.booking.states import (
+    ACTIVE,
+    RIDER_EVENTS,
+    BookingEvent,
+    BookingState,
+    IllegalTransition,
+    allowed_events,
+)
 from app.db import transaction
 from app.errors import InvalidInput
 from app.models import Booking as BookingRow
@@ -121,16 +128,6 @@ class Booking:
     @classmethod
     def from_row(cls, row: BookingRow) -> Booking:
         state = BookingState(row.state)
-        from app.booking.states import allowed_events
-
-        # Riders do not confirm, reject, expire or fail bookings: those are the system's.
-        rider_actions = {
-            BookingEvent.START,
-            BookingEvent.PAUSE,
-            BookingEvent.RESUME,
-            BookingEvent.FINISH,
-            BookingEvent.CANCEL,
-        }
         return cls(
             id=strawberry.ID(str(row.id)),
             state=state,
@@ -146,7 +143,7 @@ class Booking:
             final_price=_money(row.final_price_minor, row.currency),
             receipt=Receipt.from_json(row.receipt) if row.receipt else None,
             failure_code=row.failure_code,
-            allowed_actions=sorted(allowed_events(state) & rider_actions, key=lambda e: e.value),
+            allowed_actions=sorted(allowed_events(state) & RIDER_EVENTS, key=lambda e: e.value),
         )
 
     @strawberry.field(description="Every transition so far, oldest first.")
@@ -347,13 +344,11 @@ async def _act(
             lon=lon,
         )
     except IllegalTransition as exc:
-        from app.booking.states import allowed_events
-
         return IllegalBookingTransition(
             code=exc.code,
             message=exc.message,
             state=exc.state,
-            allowed_actions=sorted(allowed_events(exc.state), key=lambda e: e.value),
+            allowed_actions=sorted(allowed_events(exc.state) & RIDER_EVENTS, key=lambda e: e.value),
         )
     return await _map(info, rider.id, outcome)
 

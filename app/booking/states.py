@@ -26,6 +26,7 @@ from app.errors import DomainError
 
 __all__ = [
     "ACTIVE",
+    "RIDER_EVENTS",
     "TERMINAL",
     "BookingEvent",
     "BookingState",
@@ -88,11 +89,19 @@ ACTIVE = frozenset({S.PENDING, S.CONFIRMED, S.STARTED, S.PAUSED})
 TERMINAL = frozenset(BookingState) - ACTIVE
 
 
+#: What a rider can ask for; the rest (confirm, reject, expire, fail) is the system's doing.
+RIDER_EVENTS = frozenset({E.START, E.PAUSE, E.RESUME, E.FINISH, E.CANCEL})
+
+
 class IllegalTransition(DomainError):
     code = "ILLEGAL_TRANSITION"
 
     def __init__(self, state: BookingState, event: BookingEvent) -> None:
-        allowed = ", ".join(sorted(allowed_events(state))) or "none: it is over"
+        possible = allowed_events(state)
+        if event in RIDER_EVENTS:
+            # A rider is told what they can do, not what the system might do to the booking.
+            possible &= RIDER_EVENTS
+        allowed = ", ".join(sorted(possible)) or "nothing: it is over"
         super().__init__(
             f"a {state.value} booking cannot {event.value.lower()} (possible now: {allowed})"
         )

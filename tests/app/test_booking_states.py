@@ -61,3 +61,11 @@ def test_a_whole_trip_with_pauses() -> None:
     assert state is S.FINISHED
     with pytest.raises(IllegalTransition, match="FINISHED booking cannot finish"):
         transition(state, E.FINISH)  # ending twice is an error, not a no-op
+
+
+def test_a_rider_is_told_only_what_a_rider_can_do() -> None:
+    with pytest.raises(IllegalTransition) as refused:
+        transition(S.PAUSED, E.PAUSE)
+    message = refused.value.message
+    assert "FINISH" in message and "RESUME" in message
+    assert "FAIL" not in message  # the system's doing, not the rider's
