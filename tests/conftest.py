@@ -91,7 +91,10 @@ async def session_runtime(settings: Settings, migrated: None) -> AsyncIterator[R
 async def reset_state(runtime: Runtime) -> None:
     async with runtime.engine.begin() as conn:
         await conn.execute(
-            text("TRUNCATE providers, staff_tokens, users, bookings, idempotency_keys CASCADE")
+            text(
+                "TRUNCATE providers, staff_tokens, users, bookings, idempotency_keys, "
+                "organisations CASCADE"
+            )
         )
     # Only this suite's keys: whatever else shares the Redis server is left alone.
     keys = [k async for k in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}:*", count=1000)]

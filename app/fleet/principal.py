@@ -1,0 +1,75 @@
+"""Who is acting for an organisation: a member (a rider account with a role in it) or one of
+its API keys. The API resolves the caller to an :class:`OrgActor` once per operation; services
+take the actor and check its permission (:func:`require`)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+from app.errors import DomainError
+
+__all__ = [
+    "ApiKeyPrincipal",
+    "MissingScope",
+    "OrgActor",
+    "OrgNotFound",
+    "Role",
+    "Scope",
+]
+
+
+class Role(StrEnum):
+    OWNER = "OWNER"
+    ADMIN = "ADMIN"
+    BOOKER = "BOOKER"
+    RIDER = "RIDER"
+
+
+class Scope(StrEnum):
+    VEHICLES_READ = "vehicles:read"
+    BOOKINGS_WRITE = "bookings:write"
+    REPORTS_READ = "reports:read"
+    WEBHOOKS_MANAGE = "webhooks:manage"
+
+
+class OrgNotFound(DomainError):
+    """The organisation (or something in it) does not exist *for this caller*: the same answer
+    whether it does not exist at all or belongs to someone else."""
+
+    code = "NOT_FOUND"
+
+
+class MissingScope(DomainError):
+    code = "MISSING_SCOPE"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyPrincipal:
+    """A valid (not revoked, not expired) API key, as the request presented it."""
+
+    key_id: uuid.UUID
+    organisation_id: uuid.UUID
+    scopes: frozenset[Scope]
+    # The organisation's plan, for its rate limits.
+    plan: str = "STANDARD"
+
+    def require_scope(self, scope: Scope) -> None:
+        if scope not in self.scopes:
+            raise MissingScope(f"this API key lacks the {scope.value} scope")
+
+
+@dataclass(frozen=True, slots=True)
+class OrgActor:
+    """Someone acting for ``organisation_id``: exactly one of ``user_id`` (with its ``role``)
+    or ``api_key`` is set."""
+
+    organisation_id: uuid.UUID
+    user_id: uuid.UUID | None = None
+    role: Role | None = None
+    api_key: ApiKeyPrincipal | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role in (Role.OWNER, Role.ADMIN)
