@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,6 +17,9 @@ from app import provider_admin
 from app.accounts import InvalidToken, Rider, Unauthenticated, rider_for_token
 from app.booking.service import BookingService
 from app.errors import DomainError
+from app.fleet.access import actor_for
+from app.fleet.api_keys import is_api_key, verify_api_key
+from app.fleet.principal import ApiKeyPrincipal, OrgActor, Role, Scope
 from app.live_updates import DeltaHub
 from app.models import Provider, SyncRun
 from app.persisted_queries import PersistedQueries
@@ -97,6 +102,8 @@ class Context(BaseContext):
         self._rider_error: DomainError | None = None
         self._rider_known = False
         self._rider_lock = asyncio.Lock()
+        self._api_key: ApiKeyPrincipal | None = None
+        self._api_key_lock = asyncio.Lock()
         self.loaders = Loaders(sessions)
 
     async def viewer(self) -> Viewer:
@@ -133,8 +140,8 @@ class Context(BaseContext):
             return None
         scheme, _, token = self.authorization.partition(" ")
         token = token.strip()
-        if scheme.lower() == "bearer" and token.startswith(TOKEN_PREFIX):
-            return None
+        if scheme.lower() == "bearer" and (token.startswith(TOKEN_PREFIX) or is_api_key(token)):
+            return None  # staff, or an organisation's API key: not a rider
         async with self._rider_lock:
             if not self._rider_known or not self.remember_viewer:
                 self._rider, self._rider_error = await self._look_up_rider(scheme, token)
@@ -158,6 +165,44 @@ class Context(BaseContext):
         except DomainError as exc:
             return None, exc
         return rider, None
+
+    async def api_key(self) -> ApiKeyPrincipal | None:
+        """The organisation API key the request carries, or None when it carries none. A key
+        that is malformed, unknown, revoked or expired is ``INVALID_API_KEY``; it is checked
+        on every operation (on a websocket too), so revocation takes effect at once."""
+        if not self.authorization:
+            return None
+        scheme, _, token = self.authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not is_api_key(token):
+            return None
+        async with self._api_key_lock:
+            if self._api_key is None or not self.remember_viewer:
+                async with self.sessions() as session:
+                    self._api_key = await verify_api_key(session, token, datetime.now(UTC))
+                    await session.commit()  # last_used_at
+            return self._api_key
+
+    async def org_actor(
+        self,
+        organisation_id: uuid.UUID | None = None,
+        *,
+        roles: Collection[Role] | None = None,
+        scope: Scope | None = None,
+    ) -> OrgActor:
+        """Who acts for the organisation in this request: its API key (needing ``scope``) or
+        a signed-in member (needing one of ``roles``). Anyone else: ``NOT_FOUND``."""
+        api_key = await self.api_key()
+        rider = None if api_key is not None else await self.rider()
+        async with self.sessions() as session:
+            return await actor_for(
+                session,
+                rider_id=rider.id if rider is not None else None,
+                api_key=api_key,
+                organisation_id=organisation_id,
+                roles=roles,
+                scope=scope,
+            )
 
     async def require_rider(self) -> Rider:
         """The signed-in rider; ``UNAUTHENTICATED`` without a rider token, or the token's own
