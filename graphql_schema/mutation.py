@@ -20,6 +20,7 @@ from app.errors import InvalidInput, NotFound
 from graphql_schema.accounts import AccountMutation
 from graphql_schema.booking import BookingAdminMutation, BookingMutation
 from graphql_schema.context import Context
+from graphql_schema.organisations import OrganisationMutation
 from graphql_schema.types import Provider
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def _changed(info: Info) -> None:
 
 
 @strawberry.type
-class Mutation(AccountMutation, BookingMutation, BookingAdminMutation):
+class Mutation(AccountMutation, BookingMutation, BookingAdminMutation, OrganisationMutation):
     @strawberry.mutation(description="Add a provider (ADMIN). Its first sync is due at once.")
     async def add_provider(self, info: Info, input: ProviderInput) -> Provider:
         viewer = await info.context.require_admin()

@@ -22,6 +22,7 @@ from graphql_schema.inputs import (
     WithinInput,
     vehicle_search,
 )
+from graphql_schema.organisations import OrganisationQuery
 from graphql_schema.quotes import QuoteQuery
 from graphql_schema.types import (
     GeofencingZone,
@@ -36,7 +37,7 @@ Info = strawberry.Info[Context, None]
 
 
 @strawberry.type
-class Query(QuoteQuery, AccountQuery, BookingQuery):
+class Query(QuoteQuery, AccountQuery, BookingQuery, OrganisationQuery):
     @strawberry.field(description="Every operator this service aggregates.")
     async def providers(self, info: Info) -> list[Provider]:
         async with info.context.sessions() as session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -95,6 +96,8 @@ def _vehicle_where(where: _Where, f: VehicleFilter) -> None:
         )
     if f.providers is not None:
         where.add("v.provider_id = ANY(:providers)", providers=sorted(f.providers))
+    if f.hidden_providers:
+        where.add("v.provider_id <> ALL(:hidden)", hidden=sorted(f.hidden_providers))
     if f.min_range_meters is not None:
         where.add("v.current_range_meters >= :min_range", min_range=f.min_range_meters)
 
@@ -218,6 +221,8 @@ async def search_vehicles_near(
         clauses.append(f"v.propulsion_type = ANY({bind(sorted(flt.propulsion_types))})")
     if flt.providers is not None:
         clauses.append(f"v.provider_id = ANY({bind(sorted(flt.providers))})")
+    if flt.hidden_providers:
+        clauses.append(f"v.provider_id <> ALL({bind(sorted(flt.hidden_providers))})")
     if flt.min_range_meters is not None:
         clauses.append(f"v.current_range_meters >= {bind(flt.min_range_meters)}")
     sql = _NEAR_SQL.format(
@@ -453,6 +458,14 @@ async def enabled_providers(session: AsyncSession) -> dict[str, datetime | None]
     """Enabled providers and when each last synced successfully."""
     rows = await session.execute(text("SELECT id, last_success_at FROM providers WHERE enabled"))
     return {r.id: r.last_success_at for r in rows}
+
+
+async def private_providers(session: AsyncSession) -> dict[str, uuid.UUID]:
+    """Enabled private fleets and the organisation each belongs to (issue 6)."""
+    rows = await session.execute(
+        text("SELECT id, private_to FROM providers WHERE enabled AND private_to IS NOT NULL")
+    )
+    return {r.id: r.private_to for r in rows}
 
 
 async def known_provider_ids(session: AsyncSession) -> set[str]:

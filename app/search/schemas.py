@@ -21,6 +21,9 @@ class VehicleFilter:
     # Set by the search service, not by clients: only providers whose last good data is at
     # most this old (app/health.py); None: any age.
     fresh_within_seconds: float | None = None
+    # Set by the search service, not by clients: private fleets of organisations the caller
+    # is not a member of (issue 6). Empty: none to hide.
+    hidden_providers: frozenset[str] = frozenset()
 
     def matches(self, doc: VehicleDoc) -> bool:
         if doc.is_reserved and not self.include_reserved:
@@ -32,6 +35,8 @@ class VehicleFilter:
         if self.propulsion_types is not None and doc.propulsion_type not in self.propulsion_types:
             return False
         if self.providers is not None and doc.provider_id not in self.providers:
+            return False
+        if self.hidden_providers and doc.provider_id in self.hidden_providers:
             return False
         if self.min_range_meters is not None and (
             doc.current_range_meters is None or doc.current_range_meters < self.min_range_meters

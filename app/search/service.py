@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -129,14 +130,26 @@ class SearchService:
         self.pool = pool
         self._enabled: frozenset[str] = frozenset()
         self._servable: frozenset[str] = frozenset()
+        self._private: dict[str, uuid.UUID] = {}
         self._enabled_at = -math.inf
         self._index_retry_at = -math.inf
 
     async def vehicles(
-        self, session: AsyncSession, *, area: Area, flt: VehicleFilter, first: int
+        self,
+        session: AsyncSession,
+        *,
+        area: Area,
+        flt: VehicleFilter,
+        first: int,
+        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
     ) -> list[VehicleHit]:
+        """``viewer_orgs``: the caller's organisations; other organisations' private fleets
+        are left out."""
         if flt.min_range_meters is not None and flt.min_range_meters < 0:
             raise InvalidInput("minRangeMeters must be >= 0", code="INVALID_FILTER")
+        hidden = await self.hidden_providers(session, viewer_orgs)
+        if hidden:
+            flt = replace(flt, hidden_providers=flt.hidden_providers | hidden)
         if self.settings.hide_stale_vehicles:
             flt = replace(flt, fresh_within_seconds=self.settings.stale_after_seconds)
         # The index holds available vehicles only; reserved/disabled requests go to PostGIS.
@@ -171,6 +184,7 @@ class SearchService:
         now = time.monotonic()
         if refresh or now - self._enabled_at > ENABLED_PROVIDERS_TTL_SECONDS:
             providers = await repository.enabled_providers(session)
+            self._private = await repository.private_providers(session)
             self._enabled = frozenset(providers)
             if self.settings.hide_stale_vehicles:
                 wall = datetime.now(UTC)
@@ -181,6 +195,19 @@ class SearchService:
                 self._servable = self._enabled
             self._enabled_at = now
         return self._servable, self._enabled
+
+    async def has_private_fleets(self, session: AsyncSession) -> bool:
+        """Whether any private fleet exists: only then does search need to know the caller's
+        organisations (anonymous search pays nothing for the feature)."""
+        await self._enabled_providers(session)
+        return bool(self._private)
+
+    async def hidden_providers(
+        self, session: AsyncSession, viewer_orgs: frozenset[uuid.UUID]
+    ) -> frozenset[str]:
+        """The private fleets a caller of ``viewer_orgs`` may not see."""
+        await self._enabled_providers(session)
+        return frozenset(p for p, org in self._private.items() if org not in viewer_orgs)
 
     async def servable_providers(
         self, session: AsyncSession, *, including: Iterable[str] = ()
@@ -252,9 +279,19 @@ class SearchService:
         hits.sort(key=lambda h: (h.distance_meters, h.vehicle.id))
         return hits[:first]
 
-    async def vehicle(self, session: AsyncSession, vehicle_id: str) -> VehicleHit | None:
-        """One vehicle by id; like search, not one of a provider whose data is stale."""
+    async def vehicle(
+        self,
+        session: AsyncSession,
+        vehicle_id: str,
+        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
+    ) -> VehicleHit | None:
+        """One vehicle by id; like search, not one of a provider whose data is stale, nor of
+        another organisation's private fleet."""
         hit = await repository.vehicle_by_id(session, vehicle_id)
+        if hit is not None and hit.vehicle.provider_id in await self.hidden_providers(
+            session, viewer_orgs
+        ):
+            return None
         if hit is None or not self.settings.hide_stale_vehicles:
             return hit
         servable, enabled = await self._enabled_providers(session)

@@ -1,0 +1,245 @@
+"""Organisations in the API: create one, invite members, give them roles and cost centres.
+
+Anything of an organisation is visible to its members (members' list to its admins) and to its
+API keys; anyone else gets ``NOT_FOUND`` as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import strawberry
+
+from app.db import transaction
+from app.errors import InvalidInput
+from app.fleet import organisations as orgs
+from app.fleet.access import ADMINS, memberships_of
+from app.fleet.principal import OrgActor, OrgNotFound, Role
+from app.models import CostCentre as CostCentreRow
+from app.models import Organisation as OrganisationRow
+from app.models import OrganisationMember, User
+from graphql_schema.context import Context
+
+Info = strawberry.Info[Context, None]
+
+strawberry.enum(Role, name="OrganisationRole", description="A member's role in an organisation.")
+
+
+def _uuid(raw: strawberry.ID, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise OrgNotFound(f"no {what} {raw}") from None
+
+
+@strawberry.type
+class CostCentre:
+    id: strawberry.ID
+    code: str
+    name: str
+
+    @classmethod
+    def from_row(cls, row: CostCentreRow) -> CostCentre:
+        return cls(id=strawberry.ID(str(row.id)), code=row.code, name=row.name)
+
+
+@strawberry.type(name="OrganisationMember")
+class OrganisationMemberType:
+    id: strawberry.ID
+    user_id: strawberry.ID
+    email: str
+    display_name: str | None
+    role: Role
+    cost_centre_id: strawberry.ID | None
+
+    @classmethod
+    def from_rows(cls, member: OrganisationMember, user: User) -> OrganisationMemberType:
+        return cls(
+            id=strawberry.ID(str(member.id)),
+            user_id=strawberry.ID(str(user.id)),
+            email=user.email,
+            display_name=user.display_name,
+            role=Role(member.role),
+            cost_centre_id=strawberry.ID(str(member.cost_centre_id))
+            if member.cost_centre_id
+            else None,
+        )
+
+
+@strawberry.type
+class Organisation:
+    id: strawberry.ID
+    name: str
+    timezone: str
+    plan: str
+    my_role: Role | None = strawberry.field(
+        description="Your role in it; null when you act through an API key."
+    )
+
+    @classmethod
+    def from_row(cls, row: OrganisationRow, actor: OrgActor) -> Organisation:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            timezone=row.timezone,
+            plan=row.plan,
+            my_role=actor.role,
+        )
+
+    @strawberry.field
+    async def cost_centres(self, info: Info) -> list[CostCentre]:
+        actor = await info.context.org_actor(uuid.UUID(str(self.id)))
+        async with info.context.sessions() as session:
+            return [CostCentre.from_row(c) for c in await orgs.cost_centres_of(session, actor)]
+
+    @strawberry.field(description="Its members (OWNER and ADMIN only).")
+    async def members(self, info: Info) -> list[OrganisationMemberType]:
+        actor = await info.context.org_actor(uuid.UUID(str(self.id)), roles=ADMINS)
+        if actor.api_key is not None:
+            from app.staff_auth import Forbidden
+
+            raise Forbidden("an organisation's members are shown to its admins only")
+        async with info.context.sessions() as session:
+            rows = await orgs.members_of(session, actor)
+        return [OrganisationMemberType.from_rows(m, u) for m, u in rows]
+
+
+@strawberry.type
+class Invitation:
+    id: strawberry.ID
+    email: str
+    role: Role
+    expires_at: datetime
+
+
+@strawberry.type(description="An invitation and its token, shown once: send it to the invitee.")
+class NewInvitation:
+    invitation: Invitation
+    token: str
+
+
+@strawberry.type
+class OrganisationQuery:
+    @strawberry.field(description="An organisation you belong to (or your API key's).")
+    async def organisation(self, info: Info, id: strawberry.ID) -> Organisation:
+        actor = await info.context.org_actor(_uuid(id, "organisation"))
+        async with info.context.sessions() as session:
+            return Organisation.from_row(await orgs.get_organisation(session, actor), actor)
+
+    @strawberry.field(description="The organisations you are a member of.")
+    async def my_organisations(self, info: Info) -> list[Organisation]:
+        rider = await info.context.require_rider()
+        async with info.context.sessions() as session:
+            found = []
+            for member in await memberships_of(session, rider.id):
+                org = await session.get(OrganisationRow, member.organisation_id)
+                if org is not None:
+                    actor = OrgActor(org.id, user_id=rider.id, role=Role(member.role))
+                    found.append(Organisation.from_row(org, actor))
+        return found
+
+
+@strawberry.type
+class OrganisationMutation:
+    @strawberry.mutation(description="A new organisation; you become its OWNER.")
+    async def create_organisation(
+        self, info: Info, name: str, timezone: str = "UTC"
+    ) -> Organisation:
+        rider = await info.context.require_rider()
+        async with transaction(info.context.sessions) as session:
+            org = await orgs.create_organisation(
+                session, creator_id=rider.id, name=name, timezone=timezone
+            )
+            return Organisation.from_row(org, OrgActor(org.id, rider.id, Role.OWNER))
+
+    @strawberry.mutation(description="A cost centre (OWNER or ADMIN).")
+    async def add_cost_centre(
+        self, info: Info, organisation_id: strawberry.ID, code: str, name: str
+    ) -> CostCentre:
+        actor = await info.context.org_actor(_uuid(organisation_id, "organisation"), roles=ADMINS)
+        async with transaction(info.context.sessions) as session:
+            return CostCentre.from_row(
+                await orgs.add_cost_centre(session, actor, code=code, name=name)
+            )
+
+    @strawberry.mutation(
+        description="Invite someone by email (OWNER or ADMIN). The token is shown once; it is "
+        "valid for 7 days and only for that email address's account."
+    )
+    async def invite_member(
+        self,
+        info: Info,
+        organisation_id: strawberry.ID,
+        email: str,
+        role: Role,
+        cost_centre_id: strawberry.ID | None = None,
+    ) -> NewInvitation:
+        actor = await info.context.org_actor(_uuid(organisation_id, "organisation"), roles=ADMINS)
+        centre = _uuid(cost_centre_id, "cost centre") if cost_centre_id else None
+        async with transaction(info.context.sessions) as session:
+            invitation, token = await orgs.invite_member(
+                session,
+                actor,
+                email=email,
+                role=role,
+                cost_centre_id=centre,
+                now=datetime.now(UTC),
+            )
+            return NewInvitation(
+                invitation=Invitation(
+                    id=strawberry.ID(str(invitation.id)),
+                    email=invitation.email,
+                    role=Role(invitation.role),
+                    expires_at=invitation.expires_at,
+                ),
+                token=token,
+            )
+
+    @strawberry.mutation(description="Join the organisation that invited you.")
+    async def accept_invitation(self, info: Info, token: str) -> Organisation:
+        rider = await info.context.require_rider()
+        async with transaction(info.context.sessions) as session:
+            member = await orgs.accept_invitation(
+                session, user_id=rider.id, token=token, now=datetime.now(UTC)
+            )
+            org = await session.get(OrganisationRow, member.organisation_id)
+            assert org is not None
+            return Organisation.from_row(
+                org, OrgActor(org.id, user_id=rider.id, role=Role(member.role))
+            )
+
+    @strawberry.mutation(description="Change a member's role or cost centre (OWNER or ADMIN).")
+    async def update_member(
+        self,
+        info: Info,
+        organisation_id: strawberry.ID,
+        member_id: strawberry.ID,
+        role: Role | None = None,
+        cost_centre_id: strawberry.ID | None = None,
+        clear_cost_centre: bool = False,
+    ) -> OrganisationMemberType:
+        actor = await info.context.org_actor(_uuid(organisation_id, "organisation"), roles=ADMINS)
+        if cost_centre_id is not None and clear_cost_centre:
+            raise InvalidInput("give costCentreId or clearCostCentre, not both")
+        async with transaction(info.context.sessions) as session:
+            member = await orgs.set_member(
+                session,
+                actor,
+                _uuid(member_id, "member"),
+                role=role,
+                cost_centre_id=_uuid(cost_centre_id, "cost centre") if cost_centre_id else None,
+                clear_cost_centre=clear_cost_centre,
+            )
+            user = await session.get(User, member.user_id)
+            assert user is not None
+            return OrganisationMemberType.from_rows(member, user)
+
+    @strawberry.mutation(description="Remove a member (OWNER or ADMIN).")
+    async def remove_member(
+        self, info: Info, organisation_id: strawberry.ID, member_id: strawberry.ID
+    ) -> strawberry.ID:
+        actor = await info.context.org_actor(_uuid(organisation_id, "organisation"), roles=ADMINS)
+        async with transaction(info.context.sessions) as session:
+            await orgs.remove_member(session, actor, _uuid(member_id, "member"))
+        return member_id
