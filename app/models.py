@@ -299,6 +299,11 @@ class Booking(Base):
             postgresql_where=text("state IN ('PENDING', 'CONFIRMED')"),
         ),
         Index(
+            "ix_bookings_reconcile",
+            "reconcile_after",
+            postgresql_where=text("reconcile_after IS NOT NULL"),
+        ),
+        Index(
             "ix_bookings_organisation_created",
             "organisation_id",
             "created_at",
@@ -356,6 +361,13 @@ class Booking(Base):
     booked_by_api_key_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="SET NULL")
     )
+    # The one change in flight (migration 0011): whoever holds an unexpired lease is the only
+    # one who may call the operator for this booking or change its state.
+    action_token: Mapped[str | None] = mapped_column(Text)
+    action_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when what the operator holds may differ from ours (an action's answer was lost, a
+    # compensating cancel is still due): maintenance asks the operator after this time.
+    reconcile_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

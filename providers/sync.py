@@ -348,8 +348,12 @@ class SyncEngine:
             await conn.execute(text("SELECT 1"))
             raw = await conn.get_raw_connection()
             pg: asyncpg.Connection = raw.driver_connection
-            # Read in this transaction: a booking committed before it is honoured here, one
-            # committed after sets is_reserved itself (app/booking/service.py).
+            # Bookings write is_reserved under this lock, shared (app/booking/service.py):
+            # held exclusively from here to the commit, every booking committed before is in
+            # `held`, and one committing after waits and then writes is_reserved itself.
+            await pg.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('vehicles:' || $1))", provider_id
+            )
             held = await pg.fetch(
                 "SELECT vehicle_id FROM bookings WHERE provider_id = $1 AND state = ANY($2)",
                 provider_id,
@@ -402,6 +406,12 @@ class SyncEngine:
     ) -> None:
         if not vehicles_merged:
             docs = {}  # the snapshot has none; what PostGIS holds is the truth
+        if docs:
+            # A booking made since the merge committed: keep its vehicle out of search.
+            async with self.sessions() as session:
+                held = await active_booked_vehicles(session, provider_id)
+            for vehicle_id in held & docs.keys():
+                docs[vehicle_id] = docs[vehicle_id]._replace(is_reserved=True)
         created = [docs[i] for i in vehicles.created]
         updated = [docs[i] for i in vehicles.updated]
         try:
@@ -489,6 +499,14 @@ class SyncEngine:
             total += await self.rebuild_index(p.id)
         await self.index.mark_ready()
         return total
+
+
+async def active_booked_vehicles(session: AsyncSession, provider_id: str) -> set[str]:
+    rows = await session.execute(
+        text("SELECT vehicle_id FROM bookings WHERE provider_id = :p AND state = ANY(:states)"),
+        {"p": provider_id, "states": [state.value for state in ACTIVE]},
+    )
+    return {r.vehicle_id for r in rows}
 
 
 async def load_vehicle_docs(session: AsyncSession, provider_id: str) -> list[VehicleDoc]:

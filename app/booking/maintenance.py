@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, update
 
 from adapters.booking import (
     BookingNotFoundAtOperator,
@@ -27,10 +27,10 @@ from adapters.booking import OperatorRejected as OperatorSaidNo
 from adapters.booking import OperatorUnavailable as OperatorDown
 from app.booking import idempotency as idem
 from app.booking import outcomes as out
-from app.booking.service import BookingService
-from app.booking.states import BookingEvent, BookingState
+from app.booking.service import COMPENSATION_DUE, BookingService
+from app.booking.states import ACTIVE, BookingEvent, BookingState, transition
 from app.db import transaction
-from app.models import Booking, Provider
+from app.models import Booking
 
 log = logging.getLogger(__name__)
 
@@ -56,152 +56,301 @@ async def run_maintenance(service: BookingService) -> MaintenanceReport:
     return report
 
 
+class _Skip(Exception):
+    """Leave this booking for a later round (operator unreachable, someone else acting)."""
+
+
+async def _each(
+    service: BookingService,
+    report: MaintenanceReport,
+    bookings: list[Booking],
+    settle: Any,
+) -> None:
+    # One booking's trouble (a refused read, a bug) must not stop the others' upkeep.
+    for booking in bookings:
+        try:
+            await settle(service, booking, report)
+        except (_Skip, OperatorDown) as exc:
+            log.info("booking %s: left for a later round (%s)", booking.id, exc)
+            report.left_for_later.append(booking.id)
+        except Exception:
+            log.exception("booking %s: maintenance failed; next round tries again", booking.id)
+            report.left_for_later.append(booking.id)
+
+
 async def _expire(service: BookingService, report: MaintenanceReport) -> None:
     now = service.now()
     async with service.sessions() as session:
-        due = (
-            await session.execute(
-                select(Booking)
-                .where(
-                    Booking.state == BookingState.CONFIRMED.value,
-                    Booking.reserved_until < now,
+        due = list(
+            (
+                await session.execute(
+                    select(Booking)
+                    .where(
+                        Booking.state == BookingState.CONFIRMED.value,
+                        Booking.reserved_until < now,
+                    )
+                    .order_by(Booking.reserved_until)
+                    .limit(_BATCH)
                 )
-                .order_by(Booking.reserved_until)
-                .limit(_BATCH)
+            ).scalars()
+        )
+    await _each(service, report, due, _expire_one)
+
+
+async def _expire_one(service: BookingService, booking: Booking, report: MaintenanceReport) -> None:
+    lease = await service._take_lease(booking.id, BookingState.CONFIRMED)
+    if lease is None:
+        raise _Skip("a change is under way")  # e.g. the rider is starting it right now
+    try:
+        operator, ctx = await _operator(service, booking)
+        if operator is not None and booking.operator_booking_id:
+            current = _as_operator_booking(booking)
+            try:
+                await service._call(
+                    operator.cancel(ctx, current, idempotency_key=f"{booking.id}:expire")
+                )
+            except (OperatorSaidNo, BookingNotFoundAtOperator):
+                # Refused: the operator's booking moved on (let go already, or the ride
+                # started after all). Ours follows what the operator holds.
+                at_operator = await _status(service, operator, ctx, booking)
+                if at_operator is None or at_operator.state in _GONE:
+                    pass  # let go there: expire here
+                else:
+                    state = await _converge(service, booking, at_operator, lease)
+                    if state is not None:
+                        report.reconciled[booking.id] = state
+                    return
+        async with transaction(service.sessions) as session:
+            expired = await service._transition_in(
+                session,
+                booking.id,
+                expected=BookingState.CONFIRMED,
+                event=BookingEvent.EXPIRE,
+                cause="expiry",
+                detail={"reserved_until": str(booking.reserved_until)},
+                lease=lease,
             )
-        ).scalars()
-        bookings = list(due)
-    for booking in bookings:
-        # The operator expires it on its side too; cancelling is how we make sure the vehicle
-        # is not held there (a refusal means it already let go).
-        await _cancel_at_operator(service, booking, f"{booking.id}:expire")
-        if await service._settle(
-            booking.id,
-            BookingEvent.EXPIRE,
-            "expiry",
-            {"reserved_until": str(booking.reserved_until)},
-        ):
+        if expired:
+            await service._after_change(booking.vehicle_id, booking.id)
             report.expired.append(booking.id)
+    finally:
+        await service._drop_lease(booking.id, lease)
 
 
-async def _cancel_at_operator(service: BookingService, booking: Booking, key: str) -> bool:
-    """Best effort; False only when the operator could not be reached."""
-    if not booking.operator_booking_id:
-        return True
-    operator, ctx = await _operator(service, booking)
-    if operator is None or ctx is None:
-        return True
-    current = OperatorBooking(
-        reference=booking.operator_booking_id,
+_GONE = frozenset(
+    {
+        OperatorBookingState.CANCELLED,
+        OperatorBookingState.EXPIRED,
+        OperatorBookingState.REJECTED,
+    }
+)
+
+
+def _as_operator_booking(booking: Booking) -> OperatorBooking:
+    return OperatorBooking(
+        reference=booking.operator_booking_id or "",
         state=OperatorBookingState(booking.state)
         if booking.state in OperatorBookingState.__members__
         else OperatorBookingState.PENDING,
         leg_reference=booking.operator_leg_id,
     )
+
+
+async def _status(
+    service: BookingService, operator: Any, ctx: Any, booking: Booking
+) -> OperatorBooking | None:
+    """The operator's view; None when it does not know the booking."""
+    if not booking.operator_booking_id:
+        return None
     try:
-        await service._call(operator.cancel(ctx, current, idempotency_key=key))
-    except (OperatorSaidNo, BookingNotFoundAtOperator):
-        pass
-    except OperatorDown:
-        return False
-    return True
+        result: OperatorBooking = await service._call(
+            operator.status(ctx, booking.operator_booking_id)
+        )
+    except BookingNotFoundAtOperator:
+        return None
+    return result
 
 
 async def _operator(service: BookingService, booking: Booking) -> tuple[Any, Any]:
-    async with service.sessions() as session:
-        provider = await session.get(Provider, booking.provider_id)
-    if provider is None:
-        return None, None
-    try:
-        operator = service.operator_for(provider)
-    except Exception:
-        log.exception("provider %s: booking operator unusable", provider.id)
-        return None, None
+    operator = await service._operator_of(booking.provider_id)
     if operator is None:
         return None, None
-    return operator, await service._context(provider.id)
+    return operator, await service._context(booking.provider_id)
+
+
+# Which of our events brings a booking in state (key) to the operator's state (value).
+_CONVERGE: dict[tuple[BookingState, OperatorBookingState], BookingEvent] = {
+    (BookingState.PENDING, OperatorBookingState.CONFIRMED): BookingEvent.CONFIRM,
+    (BookingState.CONFIRMED, OperatorBookingState.STARTED): BookingEvent.START,
+    (BookingState.CONFIRMED, OperatorBookingState.PAUSED): BookingEvent.START,
+    (BookingState.STARTED, OperatorBookingState.PAUSED): BookingEvent.PAUSE,
+    (BookingState.PAUSED, OperatorBookingState.STARTED): BookingEvent.RESUME,
+    (BookingState.STARTED, OperatorBookingState.FINISHED): BookingEvent.FINISH,
+    (BookingState.PAUSED, OperatorBookingState.FINISHED): BookingEvent.FINISH,
+    (BookingState.CONFIRMED, OperatorBookingState.CANCELLED): BookingEvent.CANCEL,
+    (BookingState.CONFIRMED, OperatorBookingState.EXPIRED): BookingEvent.EXPIRE,
+    (BookingState.CONFIRMED, OperatorBookingState.REJECTED): BookingEvent.CANCEL,
+    (BookingState.STARTED, OperatorBookingState.CANCELLED): BookingEvent.FAIL,
+    (BookingState.PAUSED, OperatorBookingState.CANCELLED): BookingEvent.FAIL,
+}
+
+
+async def _converge(
+    service: BookingService, booking: Booking, at_operator: OperatorBooking, lease: str
+) -> str | None:
+    """Move our booking (held by ``lease``) to what the operator holds, in one event where
+    the state machine has one; returns the new state, None if nothing was (or could be) done."""
+    state = BookingState(booking.state)
+    event = _CONVERGE.get((state, at_operator.state))
+    if event is None:
+        return None
+    now = service.now()
+    values: dict[str, Any] = {}
+    if event is BookingEvent.CONFIRM:
+        values["operator_leg_id"] = at_operator.leg_reference
+        values["reserved_until"] = at_operator.expires_at or (
+            now + timedelta(minutes=service.settings.default_reservation_minutes)
+        )
+    elif event is BookingEvent.START:
+        values["started_at"] = now
+    elif event is BookingEvent.FINISH:
+        # Where the ride ended is not known here; the operator's own figures are billed.
+        values.update(service._finish_values(booking, at_operator, None, None, now))
+    async with transaction(service.sessions) as session:
+        applied = await service._transition_in(
+            session,
+            booking.id,
+            expected=state,
+            event=event,
+            cause="reconciliation",
+            detail={"operator_state": at_operator.raw_state or at_operator.state.value},
+            values=values,
+            lease=lease,
+        )
+        if applied and event is BookingEvent.CONFIRM and booking.idempotency_owner:
+            # The rider's request died with the process: its key answers with the booking,
+            # so their retry gets it.
+            assert booking.idempotency_key is not None
+            await idem.complete(
+                session,
+                idem.Claimed(booking.idempotency_owner, booking.idempotency_key),
+                out.to_json(out.BookingDone(booking.id)),
+            )
+    if not applied:
+        return None
+    await service._after_change(booking.vehicle_id, booking.id)
+    return transition(state, event).value
 
 
 async def _reconcile(service: BookingService, report: MaintenanceReport) -> None:
-    cutoff = service.now() - timedelta(seconds=service.settings.booking_reconcile_after_seconds)
+    now = service.now()
+    cutoff = now - timedelta(seconds=service.settings.booking_reconcile_after_seconds)
     async with service.sessions() as session:
         stuck = list(
             (
                 await session.execute(
                     select(Booking)
-                    .where(Booking.state == BookingState.PENDING.value, Booking.updated_at < cutoff)
+                    .where(
+                        Booking.state.in_([s.value for s in ACTIVE]),
+                        or_(
+                            # Left PENDING by a crash (a live request finishes well before).
+                            and_(
+                                Booking.state == BookingState.PENDING.value,
+                                Booking.updated_at < cutoff,
+                            ),
+                            # An action whose answer was lost, a compensation still due.
+                            Booking.reconcile_after <= now,
+                        ),
+                    )
                     .order_by(Booking.updated_at)
                     .limit(_BATCH)
                 )
             ).scalars()
         )
-    for booking in stuck:
-        try:
-            state = await _reconcile_one(service, booking)
-        except OperatorDown as exc:
-            log.warning("booking %s: operator unreachable, reconcile later (%s)", booking.id, exc)
-            report.left_for_later.append(booking.id)
-            continue
-        if state is not None:
-            report.reconciled[booking.id] = state
+    await _each(service, report, stuck, _reconcile_one)
 
 
-async def _reconcile_one(service: BookingService, booking: Booking) -> str | None:
-    """Ask the operator what became of a booking we left PENDING, and settle ours to match."""
-    operator, ctx = await _operator(service, booking)
-    at_operator: OperatorBooking | None = None
-    if operator is not None and ctx is not None and booking.operator_booking_id:
-        try:
-            at_operator = await service._call(operator.status(ctx, booking.operator_booking_id))
-        except BookingNotFoundAtOperator:
-            at_operator = None
-    if at_operator is not None and at_operator.state is OperatorBookingState.CONFIRMED:
-        # The operator holds the vehicle for the rider: adopt it, and answer the rider's
-        # request (its idempotency key) with it, so their retry gets the booking.
-        reserved_until = at_operator.expires_at or (
-            service.now() + timedelta(minutes=service.settings.default_reservation_minutes)
+async def _reconcile_one(
+    service: BookingService, booking: Booking, report: MaintenanceReport
+) -> None:
+    state = BookingState(booking.state)
+    lease = await service._take_lease(booking.id, state)
+    if lease is None:
+        raise _Skip("a change is under way")
+    try:
+        operator, ctx = await _operator(service, booking)
+        if operator is None:
+            # No usable booking API now (misconfigured): nothing can be asked; keep it.
+            raise _Skip("the operator's booking API is not usable")
+        at_operator = await _status(service, operator, ctx, booking)
+        compensating = booking.failure_code == COMPENSATION_DUE
+        if state is BookingState.PENDING and (
+            compensating
+            or at_operator is None
+            or at_operator.state is not OperatorBookingState.CONFIRMED
+        ):
+            if at_operator is not None and at_operator.state not in _GONE:
+                # Held there but never ours to keep (or never committed): let it go first.
+                with contextlib.suppress(OperatorSaidNo, BookingNotFoundAtOperator):
+                    await service._call(
+                        operator.cancel(ctx, at_operator, idempotency_key=f"{booking.id}:reconcile")
+                    )
+            result = await _fail(service, booking, at_operator, lease, compensating)
+        elif at_operator is None:
+            raise _Skip("the operator does not know an active booking; left for staff")
+        else:
+            result = await _converge(service, booking, at_operator, lease)
+            if result is None and _same(state, at_operator.state):
+                await _clear_mark(service, booking.id)
+        if result is not None:
+            report.reconciled[booking.id] = result
+    finally:
+        await service._drop_lease(booking.id, lease)
+
+
+def _same(ours: BookingState, theirs: OperatorBookingState) -> bool:
+    return ours.value == theirs.value
+
+
+async def _clear_mark(service: BookingService, booking_id: uuid.UUID) -> None:
+    async with transaction(service.sessions) as session:
+        await session.execute(
+            update(Booking).where(Booking.id == booking_id).values(reconcile_after=None)
         )
-        async with transaction(service.sessions) as session:
-            adopted = await service._transition_in(
-                session,
-                booking.id,
-                expected=BookingState.PENDING,
-                event=BookingEvent.CONFIRM,
-                cause="reconciliation",
-                detail={"operator_state": at_operator.raw_state},
-                values={
-                    "operator_leg_id": at_operator.leg_reference,
-                    "reserved_until": reserved_until,
-                },
-            )
-            if adopted and booking.idempotency_owner and booking.idempotency_key:
-                await idem.complete(
-                    session,
-                    idem.Claimed(booking.idempotency_owner, booking.idempotency_key),
-                    out.to_json(out.BookingDone(booking.id)),
-                )
-        if adopted:
-            await service._after_change(booking.vehicle_id, booking.id)
-            return BookingState.CONFIRMED.value
+
+
+async def _fail(
+    service: BookingService,
+    booking: Booking,
+    at_operator: OperatorBooking | None,
+    lease: str,
+    compensating: bool,
+) -> str | None:
+    detail = {
+        "operator_state": at_operator.raw_state or at_operator.state.value
+        if at_operator
+        else "unknown to the operator"
+    }
+    async with transaction(service.sessions) as session:
+        failed = await service._transition_in(
+            session,
+            booking.id,
+            expected=BookingState.PENDING,
+            event=BookingEvent.FAIL,
+            cause="compensation" if compensating else "reconciliation",
+            detail=detail,
+            failure_code=booking.failure_code if compensating else "RECONCILED",
+            lease=lease,
+        )
+    if not failed:
         return None
-    # Never committed (still PENDING there): let it go at the operator before we let go of
-    # the vehicle.
-    if (
-        at_operator is not None
-        and at_operator.state is OperatorBookingState.PENDING
-        and not await _cancel_at_operator(service, booking, f"{booking.id}:reconcile")
-    ):
-        raise OperatorDown("cancel during reconciliation failed")
-    detail = {"operator_state": at_operator.raw_state if at_operator else "unknown to the operator"}
-    settled = await service._settle(
-        booking.id, BookingEvent.FAIL, "reconciliation", detail, failure_code="RECONCILED"
-    )
-    if settled and booking.idempotency_owner and booking.idempotency_key:
+    await service._after_change(booking.vehicle_id, booking.id)
+    if booking.idempotency_owner and booking.idempotency_key and not compensating:
         # The rider's request died with the process; their retry may run again.
         await idem.release(
             service.sessions, idem.Claimed(booking.idempotency_owner, booking.idempotency_key)
         )
-    return BookingState.FAILED.value if settled else None
+    return BookingState.FAILED.value
 
 
 @contextlib.asynccontextmanager

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from typing import Any, Protocol
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -72,6 +73,8 @@ log = logging.getLogger(__name__)
 __all__ = ["BookingChanged", "BookingService", "RiderLike"]
 
 _ACTIVE_NAMES = tuple(s.value for s in ACTIVE)
+#: failure_code of a PENDING booking whose cancel at the operator did not get through yet.
+COMPENSATION_DUE = "COMPENSATION_DUE"
 
 
 class RiderLike(Protocol):
@@ -90,6 +93,12 @@ class RiderLike(Protocol):
 class BookingNotFound(NotFound):
     # Someone else's booking is "not found" too: ids are not confirmed by guessing.
     code = "BOOKING_NOT_FOUND"
+
+
+class BookingBusy(DomainError):
+    """Another change of the booking is under way (its operator call not answered yet)."""
+
+    code = "BOOKING_BUSY"
 
 
 class BookingChanged(DomainError):
@@ -308,19 +317,21 @@ class BookingService:
         ``tripOptions``), the offer's price is the booking's estimate; an offer that is not
         ours, not for this vehicle, or past its ``validUntil`` is refused before anything."""
         now = self.now()
-        estimated_price: tuple[int, str] | None = None
-        if offer_id is not None:
-            offer = verify_offer(self.settings, offer_id, now)
-            if offer.vehicle_id != vehicle_id:
-                raise OfferInvalid(
-                    f"that offer is for vehicle {offer.vehicle_id}, not {vehicle_id}"
-                )
-            estimated_price = offer.estimated_price
         payload = {"vehicleId": vehicle_id, "offerId": offer_id}
         claimed = await self._claim(rider, idempotency_key, "reserveVehicle", payload, now)
         if isinstance(claimed, idem.Replay):
+            # Replayed whatever became of the offer since: a retry after a lost answer must
+            # learn of the booking it made, not that the offer has expired meanwhile.
             return out.from_json(claimed.response)
         try:
+            estimated_price: tuple[int, str] | None = None
+            if offer_id is not None:
+                offer = verify_offer(self.settings, offer_id, now)
+                if offer.vehicle_id != vehicle_id:
+                    raise OfferInvalid(
+                        f"that offer is for vehicle {offer.vehicle_id}, not {vehicle_id}"
+                    )
+                estimated_price = offer.estimated_price
             return await self._reserve(rider, claimed, vehicle_id, estimated_price, now)
         except BaseException:
             await _quietly(idem.release(self.sessions, claimed))
@@ -410,11 +421,10 @@ class BookingService:
             operator = self.operator_for(provider)
         except AdapterConfigError as exc:
             log.error("provider %s has an unusable booking configuration: %s", provider.id, exc)
-            return await self._answer(
-                claimed,
-                out.OperatorUnavailable(
-                    provider.id, None, "booking is not available for this operator right now"
-                ),
+            # Not stored: once staff mend the configuration, a retry with this key must run.
+            await idem.release(self.sessions, claimed)
+            return out.OperatorUnavailable(
+                provider.id, None, "booking is not available for this operator right now"
             )
         if operator is None:
             return await self._answer(claimed, _external(vehicle, provider))
@@ -456,6 +466,7 @@ class BookingService:
                 _log_event(
                     session, booking_id, "RESERVE", None, BookingState.PENDING, "rider", now, {}
                 )
+                await lock_vehicles_shared(session, provider.id)
                 await session.execute(
                     update(Vehicle).where(Vehicle.id == vehicle.id).values(is_reserved=True)
                 )
@@ -526,26 +537,29 @@ class BookingService:
         except OperatorDown as exc:
             # The outcome at the operator is unknown: cancel whatever it may hold, so no
             # vehicle stays blocked there with nobody riding it.
-            await self._compensate(operator, ctx, offer.reference, booking_id)
-            await self._settle(
+            await self._fail_compensated(
+                operator,
+                ctx,
+                offer.reference,
                 booking_id,
-                BookingEvent.FAIL,
-                "operator",
-                {"error": exc.message},
-                failure_code="OPERATOR_UNAVAILABLE",
+                None,
+                "OPERATOR_UNAVAILABLE",
+                exc.message,
             )
             await idem.release(self.sessions, claimed)
             return out.OperatorUnavailable(provider.id, exc.retry_after_seconds, exc.message)
         if answer.state is not OperatorBookingState.CONFIRMED:
-            await self._compensate(operator, ctx, answer.reference, booking_id)
             message = f"the operator answered {answer.raw_state or answer.state.value}"
-            await self._settle(
-                booking_id,
-                BookingEvent.REJECT,
-                "operator",
-                {"error": message},
-                failure_code="OPERATOR_REJECTED",
-            )
+            if await self._compensate(operator, ctx, answer.reference, booking_id):
+                await self._settle(
+                    booking_id,
+                    BookingEvent.REJECT,
+                    "operator",
+                    {"error": message},
+                    failure_code="OPERATOR_REJECTED",
+                )
+            else:
+                await self._compensation_due(booking_id, message)
             return await self._answer(claimed, out.OperatorRejected(provider.id, None, message))
 
         # 5. Confirm and answer in one transaction; compensate if that fails.
@@ -575,14 +589,15 @@ class BookingService:
                 booking_id,
                 exc,
             )
-            await self._compensate(operator, ctx, answer.reference, booking_id, answer)
             await _quietly(
-                self._settle(
+                self._fail_compensated(
+                    operator,
+                    ctx,
+                    answer.reference,
                     booking_id,
-                    BookingEvent.FAIL,
-                    "compensation",
-                    {"error": str(exc)[:500]},
-                    failure_code="COMMIT_FAILED",
+                    answer,
+                    "COMMIT_FAILED",
+                    str(exc)[:500],
                 )
             )
             failed = out.BookingFailed(
@@ -592,6 +607,39 @@ class BookingService:
             return failed
         await self._publish(booking_id)
         return done
+
+    async def _fail_compensated(
+        self,
+        operator: BookingOperator,
+        ctx: BookingContext,
+        reference: str,
+        booking_id: uuid.UUID,
+        known: OperatorBooking | None,
+        failure_code: str,
+        error: str,
+    ) -> None:
+        """Cancel at the operator, then fail ours; if the cancel did not get through, the
+        booking stays PENDING (vehicle held) and marked, and maintenance cancels it later:
+        a vehicle must not be free here while the operator may still hold it for us."""
+        if await self._compensate(operator, ctx, reference, booking_id, known):
+            await self._settle(
+                booking_id,
+                BookingEvent.FAIL,
+                "compensation",
+                {"error": error},
+                failure_code=failure_code,
+            )
+        else:
+            await self._compensation_due(booking_id, error)
+
+    async def _compensation_due(self, booking_id: uuid.UUID, error: str) -> None:
+        async with transaction(self.sessions) as session:
+            await session.execute(
+                update(Booking)
+                .where(Booking.id == booking_id, Booking.state == BookingState.PENDING.value)
+                .values(failure_code=COMPENSATION_DUE, reconcile_after=self.now())
+            )
+        log.warning("booking %s: cancel at the operator still due (%s)", booking_id, error)
 
     async def _compensate(
         self,
@@ -661,16 +709,16 @@ class BookingService:
             refusal = await self._ride_end_refusal(booking, lat, lon)
             if refusal is not None:
                 return await self._answer(claimed, refusal)
-        async with self.sessions() as session:
-            provider = await session.get(Provider, booking.provider_id)
-        operator = self.operator_for(provider) if provider is not None else None
+        operator = await self._operator_of(booking.provider_id)
         if operator is None:
-            return await self._answer(
-                claimed,
-                out.OperatorUnavailable(
-                    booking.provider_id, None, "the operator's booking API is not configured"
-                ),
+            # Not stored: a retry with this key runs again once the operator is reachable.
+            await idem.release(self.sessions, claimed)
+            return out.OperatorUnavailable(
+                booking.provider_id, None, "this operator's booking API is not available now"
             )
+        lease = await self._take_lease(booking_id, state)
+        if lease is None:
+            raise BookingBusy("another change of this booking is under way; retry in a moment")
         ctx = await self._context(booking.provider_id)
         current = OperatorBooking(
             reference=booking.operator_booking_id or "",
@@ -693,14 +741,21 @@ class BookingService:
             else:
                 answer = await self._call(operator.cancel(ctx, current, idempotency_key=key))
         except OperatorSaidNo as exc:
+            await self._drop_lease(booking_id, lease)
             return await self._answer(
                 claimed, out.OperatorRejected(booking.provider_id, exc.operator_code, exc.message)
             )
         except OperatorDown as exc:
+            # The operator may have done it anyway: maintenance asks it and settles ours to
+            # match; the rider may retry with the same key meanwhile.
+            await self._drop_lease(booking_id, lease, reconcile=True)
             await idem.release(self.sessions, claimed)
             return out.OperatorUnavailable(
                 booking.provider_id, exc.retry_after_seconds, exc.message
             )
+        except BaseException:
+            await _quietly(self._drop_lease(booking_id, lease, reconcile=True))
+            raise
         now = self.now()
         values: dict[str, Any] = {}
         if event is BookingEvent.START:
@@ -712,31 +767,102 @@ class BookingService:
             assert lat is not None and lon is not None
             values.update(self._finish_values(booking, answer, lat, lon, now))
         done = out.BookingDone(booking_id)
-        async with transaction(self.sessions) as session:
-            applied = await self._transition_in(
-                session,
-                booking_id,
-                expected=state,
-                event=event,
-                cause="rider",
-                detail={"operator_state": answer.raw_state, "lat": lat, "lon": lon},
-                values=values,
-                end_position=(lat, lon) if lat is not None and lon is not None else None,
-            )
-            if not applied:
-                raise BookingChanged("the booking changed meanwhile; read it again")
-            await idem.complete(session, claimed, out.to_json(done))
+        try:
+            async with transaction(self.sessions) as session:
+                applied = await self._transition_in(
+                    session,
+                    booking_id,
+                    expected=state,
+                    event=event,
+                    cause="rider",
+                    detail={"operator_state": answer.raw_state, "lat": lat, "lon": lon},
+                    values=values,
+                    end_position=(lat, lon) if lat is not None and lon is not None else None,
+                    lease=lease,
+                )
+                if not applied:
+                    # Our lease lapsed (a very slow operator) and something else moved.
+                    raise BookingChanged("the booking changed meanwhile; read it again")
+                await idem.complete(session, claimed, out.to_json(done))
+        except BaseException:
+            # The operator did it and we could not record it: maintenance re-reads it.
+            await _quietly(self._drop_lease(booking_id, lease, reconcile=True))
+            raise
         await self._after_change(booking.vehicle_id, booking_id)
         return done
 
+    async def _operator_of(self, provider_id: str) -> BookingOperator | None:
+        """The provider's booking operator; None if it has none now or its configuration is
+        unusable (logged: staff must mend it)."""
+        async with self.sessions() as session:
+            provider = await session.get(Provider, provider_id)
+        if provider is None:
+            return None
+        try:
+            return self.operator_for(provider)
+        except AdapterConfigError as exc:
+            log.error("provider %s has an unusable booking configuration: %s", provider_id, exc)
+            return None
+
+    async def _take_lease(self, booking_id: uuid.UUID, expected: BookingState) -> str | None:
+        """The right to change this booking (call its operator, then record the outcome), if
+        it is still in ``expected`` and nobody else holds it; None otherwise."""
+        token = secrets.token_hex(8)
+        now = self.now()
+        until = now + timedelta(seconds=self.settings.booking_deadline_seconds * 2 + 10)
+        async with transaction(self.sessions) as session:
+            taken = await session.execute(
+                update(Booking)
+                .where(
+                    Booking.id == booking_id,
+                    Booking.state == expected.value,
+                    or_(Booking.action_until.is_(None), Booking.action_until < now),
+                )
+                .values(action_token=token, action_until=until)
+                .returning(Booking.id)
+            )
+            return token if taken.first() is not None else None
+
+    async def _drop_lease(
+        self, booking_id: uuid.UUID, token: str, *, reconcile: bool = False
+    ) -> None:
+        values: dict[str, Any] = {"action_token": None, "action_until": None}
+        if reconcile:
+            values["reconcile_after"] = self.now() + timedelta(
+                seconds=self.settings.booking_reconcile_after_seconds
+            )
+        async with transaction(self.sessions) as session:
+            await session.execute(
+                update(Booking)
+                .where(Booking.id == booking_id, Booking.action_token == token)
+                .values(**values)
+            )
+
     def _finish_values(
-        self, booking: Booking, answer: OperatorBooking, lat: float, lon: float, now: datetime
+        self,
+        booking: Booking,
+        answer: OperatorBooking,
+        lat: float | None,
+        lon: float | None,
+        now: datetime,
     ) -> dict[str, Any]:
+        """The final figures; ``lat``/``lon`` None: where the ride ended is not known (settled
+        by reconciliation), only the operator's own distance counts."""
         started = booking.started_at or now
-        if booking.start_lat is not None and booking.start_lon is not None:
+        if answer.distance_meters is not None:
+            # The operator measured the ride (odometer, telemetry): that is what is billed.
+            distance = answer.distance_meters
+        elif (
+            booking.start_lat is not None
+            and booking.start_lon is not None
+            and lat is not None
+            and lon is not None
+        ):
+            # Otherwise the straight line from where the ride started to where the rider's
+            # app says it ended (a lower bound of the real distance).
             distance = geodesic_meters(booking.start_lat, booking.start_lon, lat, lon)
         else:
-            distance = answer.distance_meters or 0.0
+            distance = 0.0
         values: dict[str, Any] = {
             "ended_at": now,
             "end_lat": lat,
@@ -827,18 +953,32 @@ class BookingService:
         values: Mapping[str, Any] | None = None,
         failure_code: str | None = None,
         end_position: tuple[float, float] | None = None,
+        lease: str | None = None,
     ) -> bool:
-        """Apply ``event`` to a booking still in ``expected``; False if it no longer is."""
+        """Apply ``event`` to a booking still in ``expected`` and held by ``lease`` (None: by
+        nobody); False if that is no longer so. Releases the lease and any reconcile mark."""
         new = transition(expected, event)
         now = self.now()
-        changes: dict[str, Any] = {"state": new.value, "updated_at": now, **(values or {})}
+        changes: dict[str, Any] = {
+            "state": new.value,
+            "updated_at": now,
+            "action_token": None,
+            "action_until": None,
+            "reconcile_after": None,
+            **(values or {}),
+        }
         if failure_code is not None:
             changes["failure_code"] = failure_code
+        held = (
+            Booking.action_token == lease
+            if lease is not None
+            else or_(Booking.action_until.is_(None), Booking.action_until < now)
+        )
         result = await session.execute(
             update(Booking)
-            .where(Booking.id == booking_id, Booking.state == expected.value)
+            .where(Booking.id == booking_id, Booking.state == expected.value, held)
             .values(**changes)
-            .returning(Booking.vehicle_id)
+            .returning(Booking.vehicle_id, Booking.provider_id)
         )
         row = result.first()
         if row is None:
@@ -851,6 +991,7 @@ class BookingService:
                 vehicle_values["geom"] = func.ST_SetSRID(
                     func.ST_MakePoint(end_position[1], end_position[0]), 4326
                 )
+            await lock_vehicles_shared(session, row.provider_id)
             await session.execute(
                 update(Vehicle).where(Vehicle.id == row.vehicle_id).values(**vehicle_values)
             )
@@ -864,29 +1005,36 @@ class BookingService:
         detail: Mapping[str, Any],
         *,
         failure_code: str | None = None,
+        expected: BookingState | None = None,
+        values: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Apply ``event`` to a booking in whatever active state it is in now."""
+        """Apply ``event`` to a booking in ``expected`` (None: whatever active state it is in
+        now) that nobody holds a lease on; False if it is not so."""
         async with transaction(self.sessions) as session:
-            state = (
+            found = (
                 await session.execute(
-                    select(Booking.state).where(Booking.id == booking_id).with_for_update()
+                    select(Booking.state, Booking.vehicle_id)
+                    .where(Booking.id == booking_id)
+                    .with_for_update()
                 )
-            ).scalar_one_or_none()
-            if state is None or BookingState(state) in TERMINAL:
+            ).first()
+            if found is None or BookingState(found.state) in TERMINAL:
+                return False
+            state = BookingState(found.state)
+            if expected is not None and state is not expected:
                 return False
             applied = await self._transition_in(
                 session,
                 booking_id,
-                expected=BookingState(state),
+                expected=state,
                 event=event,
                 cause=cause,
                 detail=detail,
                 failure_code=failure_code,
+                values=values,
             )
-            vehicle_id = (
-                await session.execute(select(Booking.vehicle_id).where(Booking.id == booking_id))
-            ).scalar_one()
-        await self._after_change(vehicle_id, booking_id)
+        if applied:
+            await self._after_change(found.vehicle_id, booking_id)
         return applied
 
     async def _after_change(self, vehicle_id: str, booking_id: uuid.UUID) -> None:
@@ -913,6 +1061,16 @@ class BookingService:
             await self.redis.publish(self.keys.booking_updates(str(booking_id)), b"changed")
         except (RedisError, OSError) as exc:
             log.warning("booking update for %s not published: %s", booking_id, exc)
+
+
+# Bookings and syncs both write vehicles.is_reserved: a sync's merge holds this lock exclusively
+# from reading the provider's active bookings to its commit (providers/sync.py), a booking
+# change holds it shared while it writes a vehicle, so neither overwrites the other's write.
+VEHICLES_LOCK = "SELECT pg_advisory_xact_lock_shared(hashtext('vehicles:' || :provider))"
+
+
+async def lock_vehicles_shared(session: AsyncSession, provider_id: str) -> None:
+    await session.execute(text(VEHICLES_LOCK), {"provider": provider_id})
 
 
 def _log_event(
