@@ -411,9 +411,12 @@ def _worker(processes: int, concurrency: int | None, settings: Settings) -> int:
 
 
 async def _scheduler(settings: Settings) -> int:
-    """The scheduler alone: claims due providers and queues their syncs for the workers."""
+    """The scheduler alone: claims due providers and queues their syncs for the workers, and
+    runs booking upkeep and webhook deliveries."""
     import signal
 
+    from app.booking.maintenance import start_booking_maintenance
+    from app.fleet.webhooks import start_webhook_dispatcher
     from app.runtime import open_runtime
     from providers.scheduler import start_scheduler
 
@@ -422,9 +425,17 @@ async def _scheduler(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(queued) as rt, start_scheduler(rt):
+    async with (
+        open_runtime(queued) as rt,
+        start_scheduler(rt),
+        # The periodic upkeep `mobility serve` runs in process: here for multi-process setups
+        # (API processes then run with MOBILITY_BACKGROUND_SYNC=false).
+        start_booking_maintenance(rt.bookings),
+        start_webhook_dispatcher(rt.sessions, rt.http, queued),
+    ):
         _print(
-            f"sync scheduler: queueing due syncs on {queued.redis_prefix}:tasks (Ctrl-C to stop)"
+            f"sync scheduler: queueing due syncs on {queued.redis_prefix}:tasks; booking "
+            "upkeep and webhook deliveries run here too (Ctrl-C to stop)"
         )
         await stop.wait()
     _print("scheduler stopped")

@@ -14,6 +14,8 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from app.accounts import check_settings
 from app.booking.maintenance import start_booking_maintenance
+from app.fleet.reports_api import router as reports_router
+from app.fleet.webhooks import start_webhook_dispatcher
 from app.gbfs_publish import router as gbfs_router
 from app.ingest_api import router as ingest_router
 from app.runtime import Runtime, open_runtime
@@ -68,6 +70,9 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             if settings.background_sync:
                 await stack.enter_async_context(start_scheduler(runtime))
                 await stack.enter_async_context(start_booking_maintenance(runtime.bookings))
+                await stack.enter_async_context(
+                    start_webhook_dispatcher(runtime.sessions, runtime.http, settings)
+                )
             yield
 
     app = FastAPI(
@@ -109,6 +114,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
 
     app.include_router(ingest_router)
     app.include_router(gbfs_router)
+    app.include_router(reports_router)
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, str]:

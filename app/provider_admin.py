@@ -14,6 +14,7 @@ from providers.admin import (
     set_booking,
     set_credentials,
     set_enabled,
+    set_private_to,
     update_provider,
 )
 from providers.dispatch import ProviderDisabled, force_sync
@@ -33,5 +34,6 @@ __all__ = [
     "set_booking",
     "set_credentials",
     "set_enabled",
+    "set_private_to",
     "update_provider",
 ]

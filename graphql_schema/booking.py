@@ -33,8 +33,11 @@ from app.booking.states import (
 )
 from app.db import transaction
 from app.errors import InvalidInput
+from app.fleet.policies import PolicyRule
+from app.fleet.principal import OrgNotFound, Scope
 from app.models import Booking as BookingRow
 from graphql_schema.context import Context
+from graphql_schema.policies import PolicyViolation
 from graphql_schema.scalars import Long
 from graphql_schema.types import Money, Provider
 
@@ -195,6 +198,13 @@ class NotEligible(BookingProblem):
     refusals: list[EligibilityRefusal]
 
 
+@strawberry.type(
+    description="The organisation's travel policy does not allow this trip: every broken rule."
+)
+class PolicyViolated(BookingProblem):
+    violations: list[PolicyViolation]
+
+
 @strawberry.type(description="The operator said no; retrying will not change that.")
 class OperatorRejected(BookingProblem):
     provider_id: strawberry.ID
@@ -242,6 +252,7 @@ ReserveVehicleResult = Annotated[
     | ExternalBooking
     | VehicleUnavailable
     | NotEligible
+    | PolicyViolated
     | OperatorRejected
     | OperatorUnavailable
     | BookingFailed,
@@ -258,11 +269,20 @@ TripActionResult = Annotated[
 ]
 
 
-async def _map(info: Info, rider_id: uuid.UUID, outcome: out.Outcome) -> Any:
+async def _map(info: Info, outcome: out.Outcome) -> Any:
     match outcome:
         case out.BookingDone(booking_id=booking_id):
-            row = await info.context.bookings.booking_for(rider_id, booking_id)
+            # The outcome is this caller's own answer: the booking it made or changed.
+            row = await info.context.bookings.booking_by_id(booking_id)
             return BookingSuccess(booking=Booking.from_row(row))
+        case out.PolicyViolated():
+            return PolicyViolated(
+                code="POLICY_VIOLATION",
+                message=outcome.message,
+                violations=[
+                    PolicyViolation(policy=PolicyRule(p), detail=d) for p, d in outcome.violations
+                ],
+            )
         case out.VehicleUnavailable():
             return VehicleUnavailable(
                 code="VEHICLE_UNAVAILABLE",
@@ -317,6 +337,13 @@ async def _map(info: Info, rider_id: uuid.UUID, outcome: out.Outcome) -> Any:
     raise AssertionError(f"unmapped outcome {outcome!r}")
 
 
+def _org_uuid(raw: strawberry.ID, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise OrgNotFound(f"no {what} {raw}") from None
+
+
 def _booking_id(raw: strawberry.ID) -> uuid.UUID:
     try:
         return uuid.UUID(str(raw))
@@ -333,10 +360,14 @@ async def _act(
     lat: float | None = None,
     lon: float | None = None,
 ) -> Any:
-    rider = await info.context.require_rider()
+    api_key = await info.context.api_key()
+    if api_key is not None:
+        api_key.require_scope(Scope.BOOKINGS_WRITE)
+    rider = None if api_key is not None else await info.context.require_rider()
     try:
         outcome = await info.context.bookings.act(
             rider,
+            api_key=api_key,
             booking_id=_booking_id(booking_id),
             event=event,
             idempotency_key=idempotency_key,
@@ -350,15 +381,23 @@ async def _act(
             state=exc.state,
             allowed_actions=sorted(allowed_events(exc.state) & RIDER_EVENTS, key=lambda e: e.value),
         )
-    return await _map(info, rider.id, outcome)
+    return await _map(info, outcome)
 
 
 @strawberry.type
 class BookingQuery:
-    @strawberry.field(description="One of your bookings. Someone else's is BOOKING_NOT_FOUND.")
+    @strawberry.field(
+        description="One of your bookings, or (an organisation's OWNER, ADMIN, BOOKER or API "
+        "key) one of the organisation's. Anyone else's is BOOKING_NOT_FOUND."
+    )
     async def booking(self, info: Info, id: strawberry.ID) -> Booking:
-        rider = await info.context.require_rider()
-        row = await info.context.bookings.booking_for(rider.id, _booking_id(id))
+        api_key = await info.context.api_key()
+        if api_key is not None:
+            api_key.require_scope(Scope.BOOKINGS_WRITE)
+        rider = None if api_key is not None else await info.context.require_rider()
+        row = await info.context.bookings.booking_for(
+            rider.id if rider else None, _booking_id(id), api_key=api_key
+        )
         return Booking.from_row(row)
 
     @strawberry.field(
@@ -388,15 +427,43 @@ class BookingMutation:
         vehicle_id: strawberry.ID,
         idempotency_key: str,
         offer_id: str | None = None,
+        organisation_id: strawberry.ID | None = None,
+        on_behalf_of: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="The member (id) the booking is for (B2B)."),
+        ] = None,
+        cost_centre: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="The cost centre charged; default the member's."),
+        ] = None,
     ) -> ReserveVehicleResult:
-        rider = await info.context.require_rider()
-        outcome = await info.context.bookings.reserve(
-            rider,
-            vehicle_id=str(vehicle_id),
-            idempotency_key=idempotency_key,
-            offer_id=offer_id,
-        )
-        return await _map(info, rider.id, outcome)  # type: ignore[no-any-return]
+        ctx = info.context
+        api_key = await ctx.api_key()
+        if api_key is not None or organisation_id or on_behalf_of or cost_centre:
+            # For an organisation: its policy applies, the booking is the member's and the
+            # organisation's.
+            actor = await ctx.org_actor(
+                _org_uuid(organisation_id, "organisation") if organisation_id else None,
+                scope=Scope.BOOKINGS_WRITE,
+            )
+            outcome = await ctx.bookings.reserve_for_organisation(
+                actor,
+                member_id=_org_uuid(on_behalf_of, "member") if on_behalf_of else None,
+                cost_centre_id=_org_uuid(cost_centre, "cost centre") if cost_centre else None,
+                vehicle_id=str(vehicle_id),
+                idempotency_key=idempotency_key,
+                offer_id=offer_id,
+            )
+        else:
+            rider = await ctx.require_rider()
+            outcome = await ctx.bookings.reserve(
+                rider,
+                vehicle_id=str(vehicle_id),
+                idempotency_key=idempotency_key,
+                offer_id=offer_id,
+                viewer_orgs=await ctx.viewer_organisations(),
+            )
+        return await _map(info, outcome)  # type: ignore[no-any-return]
 
     @strawberry.mutation(description="Unlock the reserved vehicle: the ride starts.")
     async def start_trip(
@@ -457,6 +524,23 @@ class BookingAdminMutation:
         info.context.reference.invalidate()
         return answer
 
+    @strawberry.mutation(
+        description="Make a provider an organisation's private fleet: only its members and API "
+        "keys see and book its vehicles; `organisationId: null` makes it public again (ADMIN)."
+    )
+    async def set_provider_private(
+        self, info: Info, id: strawberry.ID, organisation_id: strawberry.ID | None
+    ) -> Provider:
+        viewer = await info.context.require_admin()
+        org = _org_uuid(organisation_id, "organisation") if organisation_id else None
+        async with transaction(info.context.sessions) as session:
+            provider = await provider_admin.set_private_to(session, str(id), org)
+            answer = Provider.from_model(provider, info.context.settings)
+        log.info("provider %s private to %s, by %s", id, org, viewer.name)
+        info.context.reference.invalidate()
+        info.context.search.invalidate()
+        return answer
+
 
 @strawberry.type
 class BookingSubscription:
@@ -466,16 +550,21 @@ class BookingSubscription:
     async def booking_updates(
         self, info: Info, booking_id: strawberry.ID
     ) -> AsyncGenerator[Booking, None]:
-        rider = await info.context.require_rider()
+        api_key = await info.context.api_key()
+        if api_key is not None:
+            api_key.require_scope(Scope.BOOKINGS_WRITE)
+        rider = None if api_key is not None else await info.context.require_rider()
+        rider_id = rider.id if rider is not None else None
         bookings = info.context.bookings
         wanted = _booking_id(booking_id)
-        await bookings.booking_for(rider.id, wanted)  # not theirs: BOOKING_NOT_FOUND first
+        # Not theirs: BOOKING_NOT_FOUND before anything is subscribed.
+        await bookings.booking_for(rider_id, wanted, api_key=api_key)
         redis: Redis = bookings.redis
         pubsub = redis.pubsub()
         await pubsub.subscribe(bookings.keys.booking_updates(str(wanted)))
         try:
             # Read after subscribing: a change between the two is not missed.
-            row = await bookings.booking_for(rider.id, wanted)
+            row = await bookings.booking_for(rider_id, wanted, api_key=api_key)
             yield Booking.from_row(row)
             last = (row.state, row.updated_at)
             while BookingState(row.state) in ACTIVE:
@@ -484,7 +573,11 @@ class BookingSubscription:
                     timeout=info.context.settings.subscription_recheck_seconds,
                 )
                 # A message, or a periodic re-check (a missed message is never a lost update).
-                row = await bookings.booking_for(rider.id, wanted)
+                # The caller is checked again too (a websocket's context looks the key up
+                # afresh): a key revoked or a member removed meanwhile ends the stream.
+                if api_key is not None:
+                    api_key = await info.context.api_key()
+                row = await bookings.booking_for(rider_id, wanted, api_key=api_key)
                 if (row.state, row.updated_at) != last:
                     last = (row.state, row.updated_at)
                     yield Booking.from_row(row)

@@ -17,7 +17,7 @@ from app import provider_admin
 from app.accounts import InvalidToken, Rider, Unauthenticated, rider_for_token
 from app.booking.service import BookingService
 from app.errors import DomainError
-from app.fleet.access import actor_for
+from app.fleet.access import actor_for, memberships_of
 from app.fleet.api_keys import is_api_key, verify_api_key
 from app.fleet.principal import ApiKeyPrincipal, OrgActor, Role, Scope
 from app.live_updates import DeltaHub
@@ -203,6 +203,24 @@ class Context(BaseContext):
                 roles=roles,
                 scope=scope,
             )
+
+    async def viewer_organisations(self) -> frozenset[uuid.UUID]:
+        """The organisations whose private fleets this caller may see: its API key's, or the
+        signed-in rider's memberships; none for anyone else. A bad token here is treated as
+        anonymous (search never fails for a stale token; fields that need a rider say so)."""
+        if not self.authorization:
+            return frozenset()
+        try:
+            api_key = await self.api_key()
+            if api_key is not None:
+                return frozenset({api_key.organisation_id})
+            rider = await self.rider()
+        except DomainError:
+            return frozenset()
+        if rider is None:
+            return frozenset()
+        async with self.sessions() as session:
+            return frozenset(m.organisation_id for m in await memberships_of(session, rider.id))
 
     async def require_rider(self) -> Rider:
         """The signed-in rider; ``UNAUTHENTICATED`` without a rider token, or the token's own

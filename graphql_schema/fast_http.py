@@ -25,6 +25,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from app.persisted_queries import PersistedQueryError
+from graphql_schema import rate_limits
 from graphql_schema.context import Context, header
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,11 @@ class GraphQLFastPath:
                 return ExecutionResult(data=None, errors=[error])
         if query is None:
             return None
+        if context.authorization:
+            # Plans bypass the schema, which charges everywhere else (graphql_schema/rate_limits).
+            refused = await rate_limits.charge(context)
+            if refused is not None:
+                return refused
         state = scope["app"].state
         schema, plans = state.graphql_schema, state.operation_plans
         plan = plans.get(query, operation_name)
@@ -105,14 +111,17 @@ class GraphQLFastPath:
             if planned is not None:
                 return planned
         try:
-            result: ExecutionResult = await schema.execute(
-                query,
-                variable_values=variables,
-                context_value=context,
-                operation_name=operation_name,
-                allowed_operation_types=_ALLOWED,
-                operation_extensions=extensions,
-            )
+            # Charged above already. (A request handed to the view below is charged there
+            # again; only requests that are no query or mutation at all take that way.)
+            with rate_limits.charged(context):
+                result: ExecutionResult = await schema.execute(
+                    query,
+                    variable_values=variables,
+                    context_value=context,
+                    operation_name=operation_name,
+                    allowed_operation_types=_ALLOWED,
+                    operation_extensions=extensions,
+                )
         except (MissingQueryError, InvalidOperationTypeError, CannotGetOperationTypeError):
             return None  # raised before anything ran: the view gives its own answer
         if not result.errors and not plans.knows(query, operation_name):
@@ -163,11 +172,14 @@ async def _respond(send: Send, result: ExecutionResult) -> None:
         payload["errors"] = [error.formatted for error in result.errors]
     if result.extensions:
         payload["extensions"] = result.extensions
-    await _send_json(send, 200, payload)
+    extra = rate_limits.retry_after_headers(result) if result.errors else []
+    await _send_json(send, 200, payload, extra)
 
 
-async def _send_json(send: Send, status: int, payload: object) -> None:
+async def _send_json(
+    send: Send, status: int, payload: object, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = orjson.dumps(payload)
-    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), *(extra or ())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -18,10 +18,13 @@ from app import provider_admin as admin
 from app.db import transaction
 from app.errors import InvalidInput, NotFound
 from graphql_schema.accounts import AccountMutation
+from graphql_schema.api_keys import ApiKeyMutation
 from graphql_schema.booking import BookingAdminMutation, BookingMutation
 from graphql_schema.context import Context
 from graphql_schema.organisations import OrganisationMutation
+from graphql_schema.policies import PolicyMutation
 from graphql_schema.types import Provider
+from graphql_schema.webhooks import WebhookMutation
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +114,15 @@ def _changed(info: Info) -> None:
 
 
 @strawberry.type
-class Mutation(AccountMutation, BookingMutation, BookingAdminMutation, OrganisationMutation):
+class Mutation(
+    AccountMutation,
+    BookingMutation,
+    BookingAdminMutation,
+    OrganisationMutation,
+    WebhookMutation,
+    ApiKeyMutation,
+    PolicyMutation,
+):
     @strawberry.mutation(description="Add a provider (ADMIN). Its first sync is due at once.")
     async def add_provider(self, info: Info, input: ProviderInput) -> Provider:
         viewer = await info.context.require_admin()

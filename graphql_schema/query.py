@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from app.errors import NotFound
 from app.search.service import (
     list_providers,
     ride_end_check,
@@ -12,6 +13,7 @@ from app.search.service import (
     validate_providers,
 )
 from graphql_schema.accounts import AccountQuery
+from graphql_schema.api_keys import ApiKeyQuery, require_vehicles_read
 from graphql_schema.booking import BookingQuery
 from graphql_schema.context import Context
 from graphql_schema.enums import FormFactor
@@ -23,7 +25,9 @@ from graphql_schema.inputs import (
     vehicle_search,
 )
 from graphql_schema.organisations import OrganisationQuery
+from graphql_schema.policies import PolicyQuery
 from graphql_schema.quotes import QuoteQuery
+from graphql_schema.reports import ReportQuery
 from graphql_schema.types import (
     GeofencingZone,
     Provider,
@@ -32,17 +36,34 @@ from graphql_schema.types import (
     Vehicle,
     vehicles_from_hits,
 )
+from graphql_schema.webhooks import WebhookQuery
 
 Info = strawberry.Info[Context, None]
 
 
 @strawberry.type
-class Query(QuoteQuery, AccountQuery, BookingQuery, OrganisationQuery):
+class Query(
+    QuoteQuery,
+    AccountQuery,
+    BookingQuery,
+    OrganisationQuery,
+    WebhookQuery,
+    ApiKeyQuery,
+    PolicyQuery,
+    ReportQuery,
+):
     @strawberry.field(description="Every operator this service aggregates.")
     async def providers(self, info: Info) -> list[Provider]:
-        async with info.context.sessions() as session:
+        ctx = info.context
+        async with ctx.sessions() as session:
             rows = await list_providers(session)
-        return [Provider.from_model(p, info.context.settings) for p in rows]
+            # Another organisation's private fleet is not listed (its existence included).
+            hidden = (
+                await ctx.search.hidden_providers(session, await ctx.viewer_organisations())
+                if await ctx.search.has_private_fleets(session)
+                else frozenset()
+            )
+        return [Provider.from_model(p, ctx.settings) for p in rows if p.id not in hidden]
 
     @strawberry.field(
         description="Vehicles near a point (nearest first, with geodesic distance) or inside a "
@@ -57,17 +78,33 @@ class Query(QuoteQuery, AccountQuery, BookingQuery, OrganisationQuery):
         first: int | None = None,
     ) -> list[Vehicle]:
         ctx = info.context
+        if ctx.authorization:  # an API key needs vehicles:read; anonymous search skips this
+            await require_vehicles_read(ctx)
         async with ctx.sessions() as session:
             search = await vehicle_search(ctx.settings, session, near, within, filter, first)
+            # Only when a private fleet exists does search need the caller's organisations.
+            orgs = (
+                await ctx.viewer_organisations()
+                if ctx.authorization and await ctx.search.has_private_fleets(session)
+                else frozenset()
+            )
             hits = await ctx.search.vehicles(
-                session, area=search.area, flt=search.flt, first=search.first
+                session, area=search.area, flt=search.flt, first=search.first, viewer_orgs=orgs
             )
         return await vehicles_from_hits(ctx.reference, hits)
 
     @strawberry.field(description="One vehicle by its provider-scoped id.")
     async def vehicle(self, info: Info, id: strawberry.ID) -> Vehicle | None:
+        if info.context.authorization:
+            await require_vehicles_read(info.context)
         async with info.context.sessions() as session:
-            hit = await info.context.search.vehicle(session, str(id))
+            orgs = (
+                await info.context.viewer_organisations()
+                if info.context.authorization
+                and await info.context.search.has_private_fleets(session)
+                else frozenset()
+            )
+            hit = await info.context.search.vehicle(session, str(id), viewer_orgs=orgs)
         if hit is None:
             return None
         ref = await info.context.reference.covering(
@@ -146,6 +183,13 @@ class Query(QuoteQuery, AccountQuery, BookingQuery, OrganisationQuery):
         form_factor: FormFactor | None = None,
     ) -> RideEndCheck:
         async with info.context.sessions() as session:
+            if vehicle_id is not None and await info.context.search.has_private_fleets(session):
+                hidden = await info.context.search.hidden_providers(
+                    session, await info.context.viewer_organisations()
+                )
+                if str(vehicle_id).split(":", 1)[0] in hidden:
+                    # As for an id that does not exist: a private fleet's ids are not told.
+                    raise NotFound(f"unknown vehicle {str(vehicle_id)!r}", code="UNKNOWN_VEHICLE")
             answer = await ride_end_check(
                 session,
                 lat=lat,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Annotated
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.booking import quotes
 from app.booking.pricing import PriceBreakdown as PriceBreakdownData
 from app.booking.quotes import LatLon, QuoteService, TripRanking
 from app.reference import ReferenceData
+from graphql_schema.api_keys import require_vehicles_read
 from graphql_schema.context import Context
 from graphql_schema.enums import FormFactor
 from graphql_schema.scalars import Long
@@ -126,6 +129,14 @@ class TripOption:
         )
 
 
+async def _viewer_orgs(info: Info, session: AsyncSession) -> frozenset[uuid.UUID]:
+    """The caller's organisations, looked up only when a private fleet exists."""
+    ctx = info.context
+    if ctx.authorization and await ctx.search.has_private_fleets(session):
+        return await ctx.viewer_organisations()
+    return frozenset()
+
+
 def _service(info: Info) -> QuoteService:
     ctx = info.context
     return QuoteService(ctx.settings, ctx.search, ctx.reference)
@@ -147,6 +158,8 @@ class QuoteQuery:
         first: int = 10,
         rank_by: TripRanking = TripRanking.TOTAL_PRICE,
     ) -> list[TripOption]:
+        if info.context.authorization:  # an API key needs vehicles:read
+            await require_vehicles_read(info.context)
         async with info.context.sessions() as session:
             found = await _service(info).trip_options(
                 session,
@@ -157,6 +170,7 @@ class QuoteQuery:
                 else None,
                 first=first,
                 ranking=rank_by,
+                viewer_orgs=await _viewer_orgs(info, session),
             )
         return [TripOption.from_domain(o, found.reference) for o in found.options]
 
@@ -172,11 +186,14 @@ class QuoteQuery:
         to: LatLonInput | None = None,
         minutes: int | None = None,
     ) -> Offer:
+        if info.context.authorization:
+            await require_vehicles_read(info.context)
         async with info.context.sessions() as session:
             found = await _service(info).quote(
                 session,
                 vehicle_id=str(vehicle_id),
                 to=to.to_domain() if to is not None else None,
                 minutes=minutes,
+                viewer_orgs=await _viewer_orgs(info, session),
             )
         return Offer.from_domain(found.offer, Vehicle.from_hit(found.hit, found.reference))

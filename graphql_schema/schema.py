@@ -15,10 +15,11 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.schema.config import StrawberryConfig
 
 from app.settings import Settings, get_settings
-from graphql_schema.errors import MaskUnexpectedErrors, MobilitySchema
+from graphql_schema.errors import MaskUnexpectedErrors
 from graphql_schema.execution import CompiledExecutionContext
 from graphql_schema.mutation import Mutation
 from graphql_schema.query import Query
+from graphql_schema.rate_limits import RateLimitedSchema
 from graphql_schema.scalars import SCALAR_MAP
 from graphql_schema.subscription import Subscription
 
@@ -32,7 +33,7 @@ def build_schema(settings: Settings, *, compiled: bool = True) -> strawberry.Sch
         depth_limit(settings.max_query_depth, None),
         alias_limit(settings.max_aliases),
     ]
-    return MobilitySchema(
+    return RateLimitedSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import enum
 import math
+import uuid
 from collections.abc import AsyncGenerator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import strawberry
 
@@ -24,6 +25,7 @@ from app.search.service import Area
 from app.vehicle_index import VehicleDelta, VehicleDoc
 from geo.areas import BBox, Near
 from geo.distance import short_geodesic_meters
+from graphql_schema.api_keys import require_vehicles_read
 from graphql_schema.booking import BookingSubscription
 from graphql_schema.context import Context, Loaders
 from graphql_schema.inputs import NearInput, VehicleFilterInput, WithinInput, vehicle_search
@@ -63,6 +65,8 @@ class _View:
         self.area = area
         self.flt = flt
         self.capacity = capacity
+        # The subscriber's organisations: their private fleets are shown (issue 6).
+        self.viewer_orgs: frozenset[uuid.UUID] = frozenset()
         # Every delta of the deployment reaches every subscriber: a box around the circle
         # turns most documents away with four comparisons, before filters and geodesics.
         self._box = _box_around(area.near) if area.near is not None else area.bbox
@@ -145,9 +149,12 @@ class Subscription(BookingSubscription):
         hub = ctx.live_updates
         if hub is None:
             raise DomainError("live updates are not available here", code="UNAVAILABLE")
+        if ctx.authorization:  # an API key needs vehicles:read, as for search
+            await require_vehicles_read(ctx)
         async with ctx.sessions() as session:
             search = await vehicle_search(ctx.settings, session, near, within, filter, first)
         view = _View(search.area, search.flt, search.first)
+        await _refresh_visibility(info, view, search.flt)
         settings = ctx.settings
 
         # Subscribed before the snapshot is read: a delta published in between is then
@@ -168,7 +175,13 @@ class Subscription(BookingSubscription):
                     servable = await ctx.search.servable_providers(
                         session, including={d.provider_id for d in deltas}
                     )
-                if RESYNC in items or servable != view.servable:
+                # Who the subscriber is and which private fleets exist can change while the
+                # socket is open (a key revoked: this raises and ends the stream; a fleet
+                # made private, a membership ended): then the whole set is sent again.
+                if ctx.authorization:
+                    await require_vehicles_read(ctx)
+                visibility_changed = await _refresh_visibility(info, view, search.flt)
+                if RESYNC in items or servable != view.servable or visibility_changed:
                     # Missed deltas, or a provider's data turned stale or fresh (or it was
                     # disabled, enabled, added): deltas cannot express that, a snapshot can.
                     yield await _snapshot(info, view)
@@ -183,11 +196,30 @@ class Subscription(BookingSubscription):
                     )
 
 
+async def _refresh_visibility(info: Info, view: _View, base: VehicleFilter) -> bool:
+    """Hide the private fleets of organisations the subscriber is not in (now); True if that
+    changed what the subscriber may see."""
+    ctx = info.context
+    orgs = await ctx.viewer_organisations() if ctx.authorization else frozenset()
+    async with ctx.sessions() as session:
+        hidden = await ctx.search.hidden_providers(session, orgs)
+    changed = orgs != view.viewer_orgs or hidden != view.flt.hidden_providers
+    view.viewer_orgs = orgs
+    view.flt = replace(base, hidden_providers=hidden)
+    return changed
+
+
 async def _snapshot(info: Info, view: _View) -> VehicleUpdate:
     ctx = info.context
     async with ctx.sessions() as session:
         view.servable = await ctx.search.servable_providers(session)
-        hits = await ctx.search.vehicles(session, area=view.area, flt=view.flt, first=view.capacity)
+        hits = await ctx.search.vehicles(
+            session,
+            area=view.area,
+            flt=view.flt,
+            first=view.capacity,
+            viewer_orgs=view.viewer_orgs,
+        )
     view.reset(hits)
     return VehicleUpdate(
         kind=VehicleUpdateKind.SNAPSHOT,

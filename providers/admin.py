@@ -7,6 +7,7 @@ callers own the transaction (``app.db.transaction``).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,7 @@ from adapters.credentials import (
     parse_credentials,
 )
 from app.errors import DomainError, InvalidInput, NotFound
-from app.models import Provider, ProviderCredentials
+from app.models import Organisation, Provider, ProviderCredentials
 from providers import repository
 from providers.service import register_provider
 
@@ -112,6 +113,20 @@ async def set_booking(session: AsyncSession, slug: str, booking: dict[str, Any] 
     """Give the provider a booking API (or take it away: riders then book in its own app)."""
     provider = await _get(session, slug)
     provider.booking = validate_booking(booking)
+    provider.updated_at = datetime.now(UTC)
+    await session.flush()
+    return provider
+
+
+async def set_private_to(
+    session: AsyncSession, slug: str, organisation_id: uuid.UUID | None
+) -> Provider:
+    """Make the provider an organisation's private fleet (only its members and keys see and
+    book it), or public again with None."""
+    provider = await _get(session, slug)
+    if organisation_id is not None and await session.get(Organisation, organisation_id) is None:
+        raise NotFound(f"no organisation {organisation_id}", code="ORGANISATION_NOT_FOUND")
+    provider.private_to = organisation_id
     provider.updated_at = datetime.now(UTC)
     await session.flush()
     return provider

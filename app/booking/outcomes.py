@@ -18,6 +18,7 @@ __all__ = [
     "OperatorRejected",
     "OperatorUnavailable",
     "Outcome",
+    "PolicyViolated",
     "RideEndNotAllowed",
     "VehicleUnavailable",
     "from_json",
@@ -41,6 +42,15 @@ class VehicleUnavailable:
 class NotEligible:
     form_factor: str
     refusals: tuple[tuple[str, str], ...]  # (code, message)
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyViolated:
+    """The organisation's travel policy does not allow this trip (checked before any operator
+    call): every broken rule, as (rule, detail)."""
+
+    violations: tuple[tuple[str, str], ...]
     message: str
 
 
@@ -90,6 +100,7 @@ Outcome = (
     BookingDone
     | VehicleUnavailable
     | NotEligible
+    | PolicyViolated
     | OperatorRejected
     | OperatorUnavailable
     | RideEndNotAllowed
@@ -103,6 +114,7 @@ _KINDS: dict[str, type[Any]] = {
         BookingDone,
         VehicleUnavailable,
         NotEligible,
+        PolicyViolated,
         OperatorRejected,
         OperatorUnavailable,
         RideEndNotAllowed,
@@ -129,7 +141,7 @@ def from_json(data: dict[str, Any]) -> Outcome:
         value = data[f.name]
         if f.name == "booking_id":
             value = uuid.UUID(value)
-        elif f.name == "refusals":
+        elif f.name in ("refusals", "violations"):
             value = tuple(tuple(v) for v in value)
         values[f.name] = value
     result: Outcome = cls(**values)

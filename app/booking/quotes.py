@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import math
 import secrets
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -500,8 +501,10 @@ class QuoteService:
         vehicle_id: str,
         to: LatLon | None = None,
         minutes: int | None = None,
+        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
     ) -> Quote:
-        """An offer for renting ``vehicle_id`` to ``to``, or for ``minutes``."""
+        """An offer for renting ``vehicle_id`` to ``to``, or for ``minutes``. Another
+        organisation's private fleet (not in ``viewer_orgs``) is not found."""
         if (to is None) == (minutes is None):
             raise InvalidInput(
                 "give exactly one of `to` (where the ride ends) or `minutes` (how long it lasts)"
@@ -511,7 +514,9 @@ class QuoteService:
         if minutes is not None and not 0 < minutes <= MAX_QUOTE_MINUTES:
             raise InvalidInput(f"minutes must be between 1 and {MAX_QUOTE_MINUTES}; got {minutes}")
         hit = await search_repository.vehicle_by_id(session, vehicle_id)
-        if hit is None:
+        if hit is None or hit.vehicle.provider_id in await self.search.hidden_providers(
+            session, viewer_orgs
+        ):
             raise VehicleNotFound(f"no vehicle {vehicle_id!r}")
         vehicle = hit.vehicle
         if vehicle.is_reserved or vehicle.is_disabled:
@@ -552,6 +557,7 @@ class QuoteService:
         form_factors: frozenset[str] | None = None,
         first: int | None = None,
         ranking: TripRanking = TripRanking.TOTAL_PRICE,
+        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
     ) -> TripOptions:
         """One option per available vehicle within ``trip_options_radius_meters`` of
         ``origin``, ranked, at most ``first``.
@@ -568,6 +574,7 @@ class QuoteService:
             area=Area(near, None),
             flt=VehicleFilter(form_factors=form_factors),
             first=self.settings.max_first,
+            viewer_orgs=viewer_orgs,
         )
         ref = await self.reference.covering(
             providers={h.vehicle.provider_id for h in hits},

@@ -58,12 +58,26 @@ from app.booking.pricing import PriceBreakdown, estimate_price
 from app.booking.quotes import OfferInvalid, verify_offer
 from app.booking.states import ACTIVE, TERMINAL, BookingEvent, BookingState, transition
 from app.db import transaction
-from app.errors import DomainError, NotFound
-from app.models import Booking, BookingEventRow, PricingPlan, Provider, Vehicle, VehicleType
+from app.errors import DomainError, InvalidInput, NotFound
+from app.fleet.access import BOOKERS
+from app.fleet.outbox import EventType, emit
+from app.fleet.policies import check_trip
+from app.fleet.principal import ApiKeyPrincipal, OrgActor, Role
+from app.models import (
+    Booking,
+    BookingEventRow,
+    OrganisationMember,
+    PricingPlan,
+    Provider,
+    User,
+    Vehicle,
+    VehicleType,
+)
 from app.redis import RedisKeys
 from app.search import repository as search_repository
 from app.search.service import ride_end_check
 from app.settings import Settings
+from app.staff_auth import Forbidden
 from app.vehicle_index import VehicleDoc, VehicleIndex
 from app.vocabulary import FormFactor
 from geo.distance import geodesic_meters
@@ -105,6 +119,17 @@ class BookingChanged(DomainError):
     """The booking changed between our read and our write (another request won)."""
 
     code = "BOOKING_CHANGED"
+
+
+@dataclass(frozen=True, slots=True)
+class OrgBooking:
+    """A booking made for an organisation (issue 6): for one of its members, charged to a cost
+    centre, by a member (a booker, or the rider themselves) or by one of its API keys."""
+
+    organisation_id: uuid.UUID
+    cost_centre_id: uuid.UUID | None
+    booked_by_user_id: uuid.UUID | None
+    booked_by_api_key_id: uuid.UUID | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,12 +295,92 @@ class BookingService:
 
     # ------------------------------------------------------------------ reads
 
-    async def booking_for(self, rider_id: uuid.UUID, booking_id: uuid.UUID) -> Booking:
+    async def booking_for(
+        self,
+        rider_id: uuid.UUID | None,
+        booking_id: uuid.UUID,
+        *,
+        api_key: ApiKeyPrincipal | None = None,
+    ) -> Booking:
+        """The booking, if the caller may see it: the rider it is for; for an organisation's
+        booking also its OWNER, ADMIN and BOOKER members and its API keys. Anyone else:
+        BOOKING_NOT_FOUND, exactly as for an id that does not exist."""
         async with self.sessions() as session:
             booking = await session.get(Booking, booking_id)
-        if booking is None or booking.user_id != rider_id:
-            raise BookingNotFound(f"no booking {booking_id} of yours")
+            if booking is not None and await _may_see(session, booking, rider_id, api_key):
+                return booking
+        raise BookingNotFound(f"no booking {booking_id} of yours")
+
+    async def booking_by_id(self, booking_id: uuid.UUID) -> Booking:
+        """No access check: for answering a caller about the booking it has just made."""
+        async with self.sessions() as session:
+            booking = await session.get(Booking, booking_id)
+        if booking is None:
+            raise BookingNotFound(f"no booking {booking_id}")
         return booking
+
+    async def reserve_for_organisation(
+        self,
+        actor: OrgActor,
+        *,
+        member_id: uuid.UUID | None,
+        cost_centre_id: uuid.UUID | None,
+        vehicle_id: str,
+        idempotency_key: str,
+        offer_id: str | None = None,
+    ) -> out.Outcome:
+        """Book for a member of ``actor``'s organisation (``member_id`` None: the acting
+        member themselves), charged to ``cost_centre_id`` (default: the member's)."""
+        from app.accounts import Rider
+        from app.fleet.organisations import cost_centre_of, member_of
+
+        async with self.sessions() as session:
+            if member_id is None:
+                if actor.user_id is None:
+                    raise InvalidInput(
+                        "an API key books for a member: give onBehalfOf",
+                        code="ON_BEHALF_OF_REQUIRED",
+                    )
+                member = (
+                    await session.execute(
+                        select(OrganisationMember).where(
+                            OrganisationMember.organisation_id == actor.organisation_id,
+                            OrganisationMember.user_id == actor.user_id,
+                        )
+                    )
+                ).scalar_one()
+            else:
+                if actor.api_key is None and actor.role not in BOOKERS:
+                    raise Forbidden(
+                        "booking for someone else needs the OWNER, ADMIN or BOOKER role"
+                    )
+                member = await member_of(session, actor.organisation_id, member_id)
+            if cost_centre_id is not None:
+                await cost_centre_of(session, actor.organisation_id, cost_centre_id)
+                if (
+                    actor.api_key is None
+                    and actor.role not in BOOKERS
+                    and cost_centre_id != member.cost_centre_id
+                ):
+                    # A cost centre's policy may be looser: a rider charges their own only.
+                    raise Forbidden("charging another cost centre needs a BOOKER role or above")
+            user = await session.get(User, member.user_id)
+            assert user is not None
+        org = OrgBooking(
+            organisation_id=actor.organisation_id,
+            cost_centre_id=cost_centre_id or member.cost_centre_id,
+            booked_by_user_id=actor.user_id,
+            booked_by_api_key_id=actor.api_key.key_id if actor.api_key else None,
+        )
+        owner = f"key:{actor.api_key.key_id}" if actor.api_key else f"user:{actor.user_id}"
+        return await self.reserve(
+            Rider.from_user(user),
+            vehicle_id=vehicle_id,
+            idempotency_key=idempotency_key,
+            offer_id=offer_id,
+            org=org,
+            owner=owner,
+        )
 
     async def bookings_of(
         self, rider_id: uuid.UUID, *, active: bool | None, first: int
@@ -312,13 +417,34 @@ class BookingService:
         vehicle_id: str,
         idempotency_key: str,
         offer_id: str | None = None,
+        org: OrgBooking | None = None,
+        owner: str | None = None,
+        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
     ) -> out.Outcome:
         """Reserve ``vehicle_id`` for ``rider``. With ``offer_id`` (from ``quote`` or
         ``tripOptions``), the offer's price is the booking's estimate; an offer that is not
-        ours, not for this vehicle, or past its ``validUntil`` is refused before anything."""
+        ours, not for this vehicle, or past its ``validUntil`` is refused before anything.
+        ``org``: booked for an organisation (its policy applies); ``owner``: whose the
+        idempotency key is (default the rider); ``viewer_orgs``: the caller's organisations,
+        whose private fleets it may book."""
         now = self.now()
-        payload = {"vehicleId": vehicle_id, "offerId": offer_id}
-        claimed = await self._claim(rider, idempotency_key, "reserveVehicle", payload, now)
+        payload = {
+            "vehicleId": vehicle_id,
+            "offerId": offer_id,
+            "for": str(rider.id),
+            "organisation": str(org.organisation_id) if org else None,
+            "costCentre": str(org.cost_centre_id) if org and org.cost_centre_id else None,
+        }
+        claimed = await idem.claim(
+            self.sessions,
+            owner=owner or _owner(rider),
+            key=idempotency_key,
+            operation="reserveVehicle",
+            payload=payload,
+            now=now,
+            lock_seconds=self.settings.booking_deadline_seconds * 3 + 30,
+            ttl_seconds=self.settings.idempotency_ttl_seconds,
+        )
         if isinstance(claimed, idem.Replay):
             # Replayed whatever became of the offer since: a retry after a lost answer must
             # learn of the booking it made, not that the offer has expired meanwhile.
@@ -332,7 +458,10 @@ class BookingService:
                         f"that offer is for vehicle {offer.vehicle_id}, not {vehicle_id}"
                     )
                 estimated_price = offer.estimated_price
-            return await self._reserve(rider, claimed, vehicle_id, estimated_price, now)
+            allowed = frozenset({org.organisation_id}) if org else viewer_orgs
+            return await self._reserve(
+                rider, claimed, vehicle_id, estimated_price, now, org=org, allowed_orgs=allowed
+            )
         except BaseException:
             await _quietly(idem.release(self.sessions, claimed))
             raise
@@ -369,6 +498,9 @@ class BookingService:
         vehicle_id: str,
         estimated_price: tuple[int, str] | None,
         now: datetime,
+        *,
+        org: OrgBooking | None = None,
+        allowed_orgs: frozenset[uuid.UUID] = frozenset(),
     ) -> out.Outcome:
         async with self.sessions() as session:
             hit = await search_repository.vehicle_by_id(session, vehicle_id)
@@ -383,10 +515,23 @@ class BookingService:
                 if hit and hit.vehicle.pricing_plan_id
                 else None
             )
-        if hit is None or provider is None:
+        if (
+            hit is None
+            or provider is None
+            or (
+                # Another organisation's private fleet: not there, as far as this caller knows.
+                provider.private_to is not None and provider.private_to not in allowed_orgs
+            )
+        ):
             return await self._answer(
                 claimed,
                 out.VehicleUnavailable(vehicle_id, "NOT_FOUND", f"no vehicle {vehicle_id!r}"),
+            )
+        if provider.private_to is not None and org is None:
+            # A pool vehicle is the organisation's: booked for it, within its policy.
+            raise InvalidInput(
+                "this vehicle is your organisation's: book it with organisationId",
+                code="ORGANISATION_REQUIRED",
             )
         vehicle = hit.vehicle
         if vehicle.is_disabled:
@@ -417,6 +562,15 @@ class BookingService:
                     "; ".join(r.message for r in refused),
                 ),
             )
+        if estimated_price is None and plan is not None:
+            # Without an accepted offer, the estimate is what unlocking costs.
+            estimated_price = (plan.price_minor, plan.currency)
+        if org is not None:
+            violated = await self._policy_refusal(
+                org, rider, provider.id, vehicle, estimated_price, now, claimed
+            )
+            if violated is not None:
+                return violated
         try:
             operator = self.operator_for(provider)
         except AdapterConfigError as exc:
@@ -430,9 +584,6 @@ class BookingService:
             return await self._answer(claimed, _external(vehicle, provider))
 
         # 3. Claim the vehicle: the unique partial index decides who gets it.
-        if estimated_price is None and plan is not None:
-            # Without an accepted offer, the estimate is what unlocking costs.
-            estimated_price = (plan.price_minor, plan.currency)
         reserve_minutes = (
             vtype.default_reserve_time_minutes
             if vtype and vtype.default_reserve_time_minutes
@@ -458,6 +609,10 @@ class BookingService:
                         start_lon=vehicle.lon,
                         idempotency_owner=claimed.owner,
                         idempotency_key=claimed.key,
+                        organisation_id=org.organisation_id if org else None,
+                        cost_centre_id=org.cost_centre_id if org else None,
+                        booked_by_user_id=org.booked_by_user_id if org else None,
+                        booked_by_api_key_id=org.booked_by_api_key_id if org else None,
                         created_at=now,
                         updated_at=now,
                     )
@@ -608,6 +763,55 @@ class BookingService:
         await self._publish(booking_id)
         return done
 
+    async def _policy_refusal(
+        self,
+        org: OrgBooking,
+        rider: RiderLike,
+        provider_id: str,
+        vehicle: VehicleDoc,
+        estimated_price: tuple[int, str] | None,
+        now: datetime,
+        claimed: idem.Claimed,
+    ) -> out.Outcome | None:
+        """The organisation's policy, before any operator call; a refusal is answered and
+        reported (``policy.violation`` in the outbox, in the answer's transaction)."""
+        async with self.sessions() as session:
+            found = await check_trip(
+                session,
+                organisation_id=org.organisation_id,
+                cost_centre_id=org.cost_centre_id,
+                member_user_id=rider.id,
+                provider_id=provider_id,
+                form_factor=vehicle.form_factor,
+                estimated_price_minor=estimated_price[0] if estimated_price else None,
+                currency=estimated_price[1] if estimated_price else None,
+                lat=vehicle.lat,
+                lon=vehicle.lon,
+                at=now,
+            )
+        if not found:
+            return None
+        outcome = out.PolicyViolated(
+            tuple((str(v.policy), v.detail) for v in found),
+            "; ".join(v.detail for v in found),
+        )
+        async with transaction(self.sessions) as session:
+            await emit(
+                session,
+                organisation_id=org.organisation_id,
+                event_type=EventType.POLICY_VIOLATION,
+                payload={
+                    "member_user_id": str(rider.id),
+                    "vehicle_id": vehicle.id,
+                    "provider_id": provider_id,
+                    "cost_centre_id": str(org.cost_centre_id) if org.cost_centre_id else None,
+                    "violations": [{"policy": p, "detail": d} for p, d in outcome.violations],
+                    "at": now.isoformat(),
+                },
+            )
+            await idem.complete(session, claimed, out.to_json(outcome))
+        return outcome
+
     async def _fail_compensated(
         self,
         operator: BookingOperator,
@@ -668,8 +872,9 @@ class BookingService:
 
     async def act(
         self,
-        rider: RiderLike,
+        rider: RiderLike | None,
         *,
+        api_key: ApiKeyPrincipal | None = None,
         booking_id: uuid.UUID,
         event: BookingEvent,
         idempotency_key: str,
@@ -680,31 +885,49 @@ class BookingService:
         action = _ACTIONS[event]
         now = self.now()
         payload = {"bookingId": str(booking_id), "lat": lat, "lon": lon}
-        claimed = await self._claim(rider, idempotency_key, action.operation, payload, now)
+        if api_key is not None:
+            owner = f"key:{api_key.key_id}"
+        elif rider is not None:
+            owner = _owner(rider)
+        else:
+            raise ValueError("a rider or an API key acts")
+        # Access first: a replayed answer is no way around it (a booker since removed from
+        # the organisation must not read the booking through an old key).
+        await self.booking_for(rider.id if rider else None, booking_id, api_key=api_key)
+        claimed = await idem.claim(
+            self.sessions,
+            owner=owner,
+            key=idempotency_key,
+            operation=action.operation,
+            payload=payload,
+            now=now,
+            lock_seconds=self.settings.booking_deadline_seconds * 3 + 30,
+            ttl_seconds=self.settings.idempotency_ttl_seconds,
+        )
         if isinstance(claimed, idem.Replay):
             return out.from_json(claimed.response)
         try:
-            return await self._act(rider, claimed, booking_id, event, lat, lon)
+            booking = await self.booking_for(
+                rider.id if rider is not None else None, booking_id, api_key=api_key
+            )
+            return await self._act(booking, claimed, booking_id, event, lat, lon)
         except BaseException:
             await _quietly(idem.release(self.sessions, claimed))
             raise
 
     async def _act(
         self,
-        rider: RiderLike,
+        booking: Booking,
         claimed: idem.Claimed,
         booking_id: uuid.UUID,
         event: BookingEvent,
         lat: float | None,
         lon: float | None,
     ) -> out.Outcome:
-        booking = await self.booking_for(rider.id, booking_id)
         state = BookingState(booking.state)
         transition(state, event)  # IllegalTransition before anything else happens
         if event is BookingEvent.FINISH:
             if lat is None or lon is None:
-                from app.errors import InvalidInput
-
                 raise InvalidInput("endTrip needs the vehicle's position (lat, lon)")
             refusal = await self._ride_end_refusal(booking, lat, lon)
             if refusal is not None:
@@ -978,12 +1201,40 @@ class BookingService:
             update(Booking)
             .where(Booking.id == booking_id, Booking.state == expected.value, held)
             .values(**changes)
-            .returning(Booking.vehicle_id, Booking.provider_id)
+            .returning(
+                Booking.vehicle_id,
+                Booking.provider_id,
+                Booking.organisation_id,
+                Booking.user_id,
+                Booking.cost_centre_id,
+                Booking.final_price_minor,
+                Booking.currency,
+            )
         )
         row = result.first()
         if row is None:
             return False
         _log_event(session, booking_id, event, expected, new, cause, now, dict(detail))
+        webhook_event = _WEBHOOK_EVENTS.get((expected, new)) or _WEBHOOK_EVENTS.get((None, new))
+        if row.organisation_id is not None and webhook_event is not None:
+            # In this transaction: the event exists if and only if the change does.
+            await emit(
+                session,
+                organisation_id=row.organisation_id,
+                event_type=webhook_event,
+                payload={
+                    "booking_id": str(booking_id),
+                    "state": new.value,
+                    "member_user_id": str(row.user_id),
+                    "cost_centre_id": str(row.cost_centre_id) if row.cost_centre_id else None,
+                    "vehicle_id": row.vehicle_id,
+                    "provider_id": row.provider_id,
+                    "final_price_minor": row.final_price_minor,
+                    "currency": row.currency,
+                    "cause": cause,
+                    "at": now.isoformat(),
+                },
+            )
         if new in TERMINAL:
             vehicle_values: dict[str, Any] = {"is_reserved": False}
             if end_position is not None:
@@ -1063,6 +1314,15 @@ class BookingService:
             log.warning("booking update for %s not published: %s", booking_id, exc)
 
 
+# The organisation events a transition sends (issue 6 webhooks); (None, state): from any state.
+_WEBHOOK_EVENTS: dict[tuple[BookingState | None, BookingState], EventType] = {
+    (None, BookingState.CONFIRMED): EventType.BOOKING_CONFIRMED,
+    (BookingState.CONFIRMED, BookingState.STARTED): EventType.BOOKING_STARTED,
+    (None, BookingState.FINISHED): EventType.BOOKING_FINISHED,
+    (None, BookingState.CANCELLED): EventType.BOOKING_CANCELLED,
+    (None, BookingState.EXPIRED): EventType.BOOKING_EXPIRED,
+}
+
 # Bookings and syncs both write vehicles.is_reserved: a sync's merge holds this lock exclusively
 # from reading the provider's active bookings to its commit (providers/sync.py), a booking
 # change holds it shared while it writes a vehicle, so neither overwrites the other's write.
@@ -1122,6 +1382,31 @@ def _external(vehicle: VehicleDoc, provider: Provider) -> out.ExternalBooking:
         web_uri=uris.get("web") or info.get("url"),
         message=f"{provider.name} takes bookings in its own app only",
     )
+
+
+async def _may_see(
+    session: AsyncSession,
+    booking: Booking,
+    rider_id: uuid.UUID | None,
+    api_key: ApiKeyPrincipal | None,
+) -> bool:
+    if api_key is not None:
+        return booking.organisation_id == api_key.organisation_id
+    if rider_id is None:
+        return False
+    if booking.user_id == rider_id:
+        return True
+    if booking.organisation_id is None:
+        return False
+    role = (
+        await session.execute(
+            select(OrganisationMember.role).where(
+                OrganisationMember.organisation_id == booking.organisation_id,
+                OrganisationMember.user_id == rider_id,
+            )
+        )
+    ).scalar_one_or_none()
+    return role is not None and Role(role) in BOOKERS
 
 
 def _plain(value: Any) -> str:

@@ -72,7 +72,8 @@ SELECT p.id, p.name, p.enabled, p.last_success_at, p.ttl_seconds, p.system_info,
        EXISTS (SELECT 1 FROM system_regions r WHERE r.provider_id = p.id) AS has_regions,
        EXISTS (SELECT 1 FROM geofencing_zones z WHERE z.provider_id = p.id) AS has_zones
 FROM providers p
-WHERE p.id = :provider_id
+-- A private fleet (issue 6) is never re-published: these feeds are public.
+WHERE p.id = :provider_id AND p.private_to IS NULL
 """
 
 
@@ -104,7 +105,8 @@ async def manifest_datasets(session: AsyncSession) -> Sequence[Row[Any]]:
         await session.execute(
             text(
                 "SELECT id, last_success_at FROM providers "
-                "WHERE enabled AND last_success_at IS NOT NULL ORDER BY id"
+                "WHERE enabled AND last_success_at IS NOT NULL AND private_to IS NULL "
+                "ORDER BY id"
             )
         )
     ).all()

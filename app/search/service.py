@@ -196,6 +196,11 @@ class SearchService:
             self._enabled_at = now
         return self._servable, self._enabled
 
+    def invalidate(self) -> None:
+        """Forget the cached provider sets (a provider was enabled, disabled or made private
+        in this process; other processes see it within the cache's few seconds)."""
+        self._enabled_at = -math.inf
+
     async def has_private_fleets(self, session: AsyncSession) -> bool:
         """Whether any private fleet exists: only then does search need to know the caller's
         organisations (anonymous search pays nothing for the feature)."""

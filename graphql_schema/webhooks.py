@@ -1,0 +1,268 @@
+"""Webhooks in the API: register, list, enable/disable and delete endpoints; read and replay
+the delivery log.
+
+For an organisation's admins (OWNER, ADMIN) and its API keys with ``webhooks:manage``. Anyone
+outside the organisation gets ``NOT_FOUND`` for it and for every endpoint or delivery in it; a
+member with a lesser role ``FORBIDDEN``; a key without the scope ``MISSING_SCOPE``.
+docs/webhooks.md says how a receiver checks the signature.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from enum import Enum
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import transaction
+from app.fleet import webhooks as service
+from app.fleet.access import ADMINS
+from app.fleet.outbox import EventType
+from app.fleet.principal import OrgActor, OrgNotFound, Scope
+from app.models import WebhookEndpoint as EndpointRow
+from graphql_schema.context import Context
+
+Info = strawberry.Info[Context, None]
+
+
+@strawberry.enum(description="What an organisation's webhook endpoint can be told about.")
+class WebhookEventType(Enum):
+    BOOKING_CONFIRMED = EventType.BOOKING_CONFIRMED.value
+    BOOKING_STARTED = EventType.BOOKING_STARTED.value
+    BOOKING_FINISHED = EventType.BOOKING_FINISHED.value
+    BOOKING_CANCELLED = EventType.BOOKING_CANCELLED.value
+    BOOKING_EXPIRED = EventType.BOOKING_EXPIRED.value
+    POLICY_VIOLATION = EventType.POLICY_VIOLATION.value
+
+
+strawberry.enum(
+    service.DeliveryStatus,
+    name="WebhookDeliveryStatus",
+    description="PENDING: being attempted (retried with backoff for 24 hours); DELIVERED: the "
+    "endpoint answered 2xx; FAILED: it did not within the window (replay sends it again).",
+)
+
+
+def _event_types(values: list[str]) -> list[WebhookEventType]:
+    return [WebhookEventType(e.value) for e in service.event_types(values)]
+
+
+@strawberry.type(description="An HTTPS endpoint of the organisation that receives signed events.")
+class WebhookEndpoint:
+    id: strawberry.ID
+    url: str
+    events: list[WebhookEventType]
+    enabled: bool
+    created_at: datetime
+
+    @classmethod
+    def from_model(cls, row: EndpointRow) -> WebhookEndpoint:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            url=row.url,
+            events=_event_types(row.events),
+            enabled=row.enabled,
+            created_at=row.created_at,
+        )
+
+
+@strawberry.type(
+    description="A new endpoint and its signing secret. The secret is shown only here: keep it "
+    "to verify the `Mobility-Signature` header of each delivery."
+)
+class RegisteredWebhook:
+    endpoint: WebhookEndpoint
+    secret: str
+
+
+@strawberry.type(description="One event's delivery to one endpoint, with its latest attempt.")
+class WebhookDelivery:
+    id: strawberry.ID = strawberry.field(
+        description="Also the `id` of the JSON body: the same on every retry and replay."
+    )
+    endpoint_id: strawberry.ID
+    event_type: WebhookEventType
+    event_created_at: datetime
+    status: service.DeliveryStatus
+    attempts: int
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_response: str | None = strawberry.field(
+        description="The first kilobyte of the endpoint's last answer."
+    )
+    last_error: str | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    created_at: datetime = strawberry.field(
+        description="When the current 24-hour delivery window opened: the delivery's creation, "
+        "or its last replay."
+    )
+
+    @classmethod
+    def from_record(cls, record: service.DeliveryRecord) -> WebhookDelivery:
+        d = record.delivery
+        return cls(
+            id=strawberry.ID(str(d.id)),
+            endpoint_id=strawberry.ID(str(d.endpoint_id)),
+            event_type=WebhookEventType(record.event_type),
+            event_created_at=record.event_created_at,
+            status=service.DeliveryStatus(d.status),
+            attempts=d.attempts,
+            last_attempt_at=d.last_attempt_at,
+            last_status_code=d.last_status_code,
+            last_response=d.last_response,
+            last_error=d.last_error,
+            next_attempt_at=d.next_attempt_at,
+            delivered_at=d.delivered_at,
+            created_at=d.created_at,
+        )
+
+
+def _uuid(value: strawberry.ID | None, what: str) -> uuid.UUID | None:
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        # A malformed id names nothing, whoever asks: the same answer as someone else's.
+        raise OrgNotFound(f"no {what} {value!r}") from None
+
+
+def _required_uuid(value: strawberry.ID, what: str) -> uuid.UUID:
+    parsed = _uuid(value, what)
+    assert parsed is not None
+    return parsed
+
+
+async def _manager(info: Info, organisation_id: uuid.UUID | None) -> OrgActor:
+    return await info.context.org_actor(organisation_id, roles=ADMINS, scope=Scope.WEBHOOKS_MANAGE)
+
+
+async def _manager_of(
+    info: Info,
+    item_id: uuid.UUID,
+    what: str,
+    lookup: Callable[[AsyncSession, uuid.UUID], Awaitable[uuid.UUID | None]],
+) -> OrgActor:
+    """The caller acting for the organisation an endpoint or delivery belongs to."""
+    ctx = info.context
+    # Authenticate before looking: an anonymous caller must not learn which ids exist.
+    if await ctx.api_key() is None:
+        await ctx.require_rider()
+    async with ctx.sessions() as session:
+        organisation_id = await lookup(session, item_id)
+    if organisation_id is None:
+        raise OrgNotFound(f"no {what} {item_id}")
+    try:
+        return await _manager(info, organisation_id)
+    except OrgNotFound:
+        # The same answer as for an id that does not exist: neither the item's existence nor
+        # its organisation is told to an outsider.
+        raise OrgNotFound(f"no {what} {item_id}") from None
+
+
+@strawberry.type
+class WebhookQuery:
+    @strawberry.field(
+        description="The organisation's webhook endpoints (admins, or a key with "
+        "webhooks:manage). `organisationId` may be left out by a key or a member of one "
+        "organisation."
+    )
+    async def webhook_endpoints(
+        self, info: Info, organisation_id: strawberry.ID | None = None
+    ) -> list[WebhookEndpoint]:
+        actor = await _manager(info, _uuid(organisation_id, "organisation"))
+        async with info.context.sessions() as session:
+            rows = await service.list_endpoints(session, actor)
+        return [WebhookEndpoint.from_model(r) for r in rows]
+
+    @strawberry.field(
+        description="The delivery log, newest first: every event sent (or being sent) to the "
+        "organisation's endpoints, with attempts and the last answer. `first`: 1-200, "
+        "default 50."
+    )
+    async def webhook_deliveries(
+        self,
+        info: Info,
+        organisation_id: strawberry.ID | None = None,
+        endpoint_id: strawberry.ID | None = None,
+        status: service.DeliveryStatus | None = None,
+        first: int | None = None,
+    ) -> list[WebhookDelivery]:
+        actor = await _manager(info, _uuid(organisation_id, "organisation"))
+        async with info.context.sessions() as session:
+            records = await service.deliveries_of(
+                session,
+                actor,
+                endpoint_id=_uuid(endpoint_id, "webhook endpoint"),
+                status=status,
+                first=first,
+            )
+        return [WebhookDelivery.from_record(r) for r in records]
+
+
+@strawberry.type
+class WebhookMutation:
+    @strawberry.mutation(
+        description="Register an HTTPS endpoint for some event types (admins, or a key with "
+        "webhooks:manage). The answer carries the signing secret, shown this once."
+    )
+    async def register_webhook(
+        self,
+        info: Info,
+        url: str,
+        events: list[WebhookEventType],
+        organisation_id: strawberry.ID | None = None,
+    ) -> RegisteredWebhook:
+        actor = await _manager(info, _uuid(organisation_id, "organisation"))
+        async with transaction(info.context.sessions) as session:
+            row, secret = await service.register_endpoint(
+                session,
+                actor,
+                url,
+                [EventType(e.value) for e in events],
+                settings=info.context.settings,
+            )
+        return RegisteredWebhook(endpoint=WebhookEndpoint.from_model(row), secret=secret)
+
+    @strawberry.mutation(
+        description="Stop or resume deliveries to an endpoint. Disabling fails its pending "
+        "deliveries (replay them once it is enabled again)."
+    )
+    async def set_webhook_enabled(
+        self, info: Info, id: strawberry.ID, enabled: bool
+    ) -> WebhookEndpoint:
+        endpoint_id = _required_uuid(id, "webhook endpoint")
+        actor = await _manager_of(
+            info, endpoint_id, "webhook endpoint", service.endpoint_organisation
+        )
+        async with transaction(info.context.sessions) as session:
+            row = await service.set_endpoint_enabled(session, actor, endpoint_id, enabled)
+        return WebhookEndpoint.from_model(row)
+
+    @strawberry.mutation(description="Delete an endpoint and its delivery log; returns its id.")
+    async def delete_webhook(self, info: Info, id: strawberry.ID) -> strawberry.ID:
+        endpoint_id = _required_uuid(id, "webhook endpoint")
+        actor = await _manager_of(
+            info, endpoint_id, "webhook endpoint", service.endpoint_organisation
+        )
+        async with transaction(info.context.sessions) as session:
+            await service.delete_endpoint(session, actor, endpoint_id)
+        return id
+
+    @strawberry.mutation(
+        description="Send a DELIVERED or FAILED delivery again, now, with a new 24-hour retry "
+        "window (its attempt count is kept)."
+    )
+    async def replay_webhook_delivery(self, info: Info, id: strawberry.ID) -> WebhookDelivery:
+        delivery_id = _required_uuid(id, "webhook delivery")
+        actor = await _manager_of(
+            info, delivery_id, "webhook delivery", service.delivery_organisation
+        )
+        async with transaction(info.context.sessions) as session:
+            await service.replay_delivery(session, actor, delivery_id, now=datetime.now(UTC))
+            records = await service.deliveries_of(session, actor, delivery_id=delivery_id)
+        return WebhookDelivery.from_record(records[0])
