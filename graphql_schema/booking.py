@@ -264,7 +264,8 @@ TripActionResult = Annotated[
     | IllegalBookingTransition
     | OperatorRejected
     | OperatorUnavailable
-    | RideEndNotAllowed,
+    | RideEndNotAllowed
+    | PolicyViolated,
     strawberry.union("TripActionResult"),
 ]
 

@@ -61,7 +61,7 @@ from app.db import transaction
 from app.errors import DomainError, InvalidInput, NotFound
 from app.fleet.access import BOOKERS
 from app.fleet.outbox import EventType, emit
-from app.fleet.policies import check_trip
+from app.fleet.policies import PolicyRule, check_trip
 from app.fleet.principal import ApiKeyPrincipal, OrgActor, Role
 from app.models import (
     Booking,
@@ -932,6 +932,10 @@ class BookingService:
             refusal = await self._ride_end_refusal(booking, lat, lon)
             if refusal is not None:
                 return await self._answer(claimed, refusal)
+            if booking.organisation_id is not None:
+                outside = await self._outside_business_area(booking, lat, lon)
+                if outside is not None:
+                    return await self._answer(claimed, outside)
         operator = await self._operator_of(booking.provider_id)
         if operator is None:
             # Not stored: a retry with this key runs again once the operator is reachable.
@@ -1128,6 +1132,33 @@ class BookingService:
                 },
             )
         return values
+
+    async def _outside_business_area(
+        self, booking: Booking, lat: float, lon: float
+    ) -> out.PolicyViolated | None:
+        """An organisation's ride must also end inside its business area (the policy's other
+        rules were checked when it was booked; its own estimate already counts as spent)."""
+        assert booking.organisation_id is not None
+        async with self.sessions() as session:
+            found = await check_trip(
+                session,
+                organisation_id=booking.organisation_id,
+                cost_centre_id=booking.cost_centre_id,
+                member_user_id=booking.user_id,
+                provider_id=booking.provider_id,
+                form_factor=booking.form_factor,
+                estimated_price_minor=booking.estimated_price_minor,
+                currency=booking.currency,
+                lat=lat,
+                lon=lon,
+                at=self.now(),
+            )
+        area = [v for v in found if v.policy is PolicyRule.BUSINESS_AREA]
+        if not area:
+            return None
+        return out.PolicyViolated(
+            tuple((str(v.policy), v.detail) for v in area), "; ".join(v.detail for v in area)
+        )
 
     async def _ride_end_refusal(
         self, booking: Booking, lat: float, lon: float

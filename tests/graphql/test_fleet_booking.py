@@ -283,3 +283,45 @@ async def test_a_private_fleet_is_its_organisations_only(
         assert f"simscoot:{other.vehicle_id}" in await visible_ids(
             api, outsider, other.lat, other.lon
         )
+
+
+async def test_an_organisations_ride_ends_inside_its_business_area(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    async with bookable_operator(runtime, "simscoot") as (sim, _):
+        org = await Org.build(api, "Acme")
+        target = sim.vehicles[0]
+        lat, lon = target.lat, target.lon
+        ring = [
+            [lon - 0.01, lat - 0.01],
+            [lon + 0.01, lat - 0.01],
+            [lon + 0.01, lat + 0.01],
+            [lon - 0.01, lat + 0.01],
+            [lon - 0.01, lat - 0.01],
+        ]
+        area = {"businessArea": {"type": "Polygon", "coordinates": [ring]}}
+        assert "errors" not in await gql(api, SET_POLICY, {"org": org.id, "input": area}, org.owner)
+        booked = await gql(
+            api,
+            RESERVE_FOR,
+            {"v": f"simscoot:{target.vehicle_id}", "k": key(), "org": org.id},
+            org.rider,
+        )
+        booking_id = booked["data"]["reserveVehicle"]["booking"]["id"]
+        await gql(api, START, {"bookingId": booking_id, "key": key()}, org.rider)
+        end = (
+            "mutation E($b: ID!, $k: String!, $lat: Float!, $lon: Float!) { endTrip(bookingId: $b, "
+            "idempotencyKey: $k, lat: $lat, lon: $lon) { __typename "
+            "... on PolicyViolated { violations { policy } } } }"
+        )
+        outside = await gql(
+            api, end, {"b": booking_id, "k": key(), "lat": lat - 0.02, "lon": lon}, org.rider
+        )
+        assert outside["data"]["endTrip"] == {
+            "__typename": "PolicyViolated",
+            "violations": [{"policy": "BUSINESS_AREA"}],
+        }
+        inside = await gql(
+            api, end, {"b": booking_id, "k": key(), "lat": lat - 0.005, "lon": lon}, org.rider
+        )
+        assert inside["data"]["endTrip"]["__typename"] == "BookingSuccess"
