@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     booking_maintenance_interval_seconds: float = Field(default=15.0, gt=0)
     # Idempotency keys are kept this long, then forgotten.
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # Rate limits of authenticated callers (app/rate_limit.py; numbers per plan there). Off
+    # only for load tests that play many requests of one rider (bench/booking.py).
+    rate_limits_enabled: bool = True
     # TOMP operator simulators for the demo, on their own local ports (providers/simulators).
     demo_tomp_port: int = 8002
 
