@@ -35,6 +35,7 @@ from app.staff_auth import TOKEN_PREFIX
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
+    from app.settings import Settings
 
 __all__ = [
     "PLAN_LIMITS",
@@ -45,6 +46,7 @@ __all__ = [
     "Subject",
     "api_key_subject",
     "bucket_key",
+    "plan_limits",
     "rate_limited",
     "rider_subject",
     "subject_for_authorization",
@@ -130,13 +132,25 @@ class RateLimited(DomainError):
         self.retry_after_seconds = retry_after_seconds
 
 
-def api_key_subject(principal: ApiKeyPrincipal) -> Subject:
-    limit = PLAN_LIMITS.get(principal.plan) or PLAN_LIMITS[DEFAULT_PLAN]
+def plan_limits(settings: Settings | None = None) -> dict[str, Limit]:
+    """The limits per organisation plan: ``MOBILITY_RATE_LIMIT_PLANS`` when set, else the
+    built-in table."""
+    configured = settings.rate_limit_plans if settings is not None else None
+    if configured is None:
+        return PLAN_LIMITS
+    return {plan: Limit(int(b), float(r)) for plan, (b, r) in configured.items()}
+
+
+def api_key_subject(principal: ApiKeyPrincipal, settings: Settings | None = None) -> Subject:
+    limits = plan_limits(settings)
+    limit = limits.get(principal.plan) or limits.get(DEFAULT_PLAN) or PLAN_LIMITS[DEFAULT_PLAN]
     return Subject(f"key:{principal.key_id}", limit)
 
 
-def rider_subject(user_id: uuid.UUID) -> Subject:
-    return Subject(f"rider:{user_id}", RIDER_LIMIT)
+def rider_subject(user_id: uuid.UUID, settings: Settings | None = None) -> Subject:
+    configured = settings.rate_limit_rider if settings is not None else None
+    limit = RIDER_LIMIT if configured is None else Limit(int(configured[0]), float(configured[1]))
+    return Subject(f"rider:{user_id}", limit)
 
 
 def bucket_key(prefix: str, subject: Subject) -> str:
@@ -190,10 +204,10 @@ async def subject_for_authorization(runtime: Runtime, authorization: str | None)
         async with runtime.sessions() as session:
             if is_api_key(token):
                 principal = await verify_api_key(session, token, datetime.now(UTC))
-                subject = api_key_subject(principal)
+                subject = api_key_subject(principal, runtime.settings)
             else:
                 rider = await rider_for_token(session, runtime.settings, token)
-                subject = rider_subject(rider.id)
+                subject = rider_subject(rider.id, runtime.settings)
             await session.commit()  # last_used_at, or an external identity's first use
     except DomainError:
         return None

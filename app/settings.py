@@ -155,6 +155,11 @@ class Settings(BaseSettings):
     # Rate limits of authenticated callers (app/rate_limit.py; numbers per plan there). Off
     # only for load tests that play many requests of one rider (bench/booking.py).
     rate_limits_enabled: bool = True
+    # Per organisation plan: {"STANDARD": [burst, per_second], …}; unset: the built-in table
+    # (app/rate_limit.PLAN_LIMITS). An organisation's plan is set by staff (setOrganisationPlan).
+    rate_limit_plans: dict[str, tuple[int, float]] | None = None
+    # Per signed-in rider: [burst, per_second]; unset: app/rate_limit.RIDER_LIMIT.
+    rate_limit_rider: tuple[int, float] | None = None
     # TOMP operator simulators for the demo, on their own local ports (providers/simulators).
     demo_tomp_port: int = 8002
 

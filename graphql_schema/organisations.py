@@ -19,6 +19,7 @@ from app.fleet.principal import OrgActor, OrgNotFound, Role
 from app.models import CostCentre as CostCentreRow
 from app.models import Organisation as OrganisationRow
 from app.models import OrganisationMember, User
+from app.rate_limit import plan_limits
 from graphql_schema.context import Context
 
 Info = strawberry.Info[Context, None]
@@ -234,6 +235,19 @@ class OrganisationMutation:
             user = await session.get(User, member.user_id)
             assert user is not None
             return OrganisationMemberType.from_rows(member, user)
+
+    @strawberry.mutation(
+        description="Staff (ADMIN): an organisation's plan, which sets its API keys' rate "
+        "limits (MOBILITY_RATE_LIMIT_PLANS)."
+    )
+    async def set_organisation_plan(
+        self, info: Info, organisation_id: strawberry.ID, plan: str
+    ) -> Organisation:
+        await info.context.require_admin()
+        known = set(plan_limits(info.context.settings))
+        async with transaction(info.context.sessions) as session:
+            org = await orgs.set_plan(session, _uuid(organisation_id, "organisation"), plan, known)
+            return Organisation.from_row(org, OrgActor(org.id))
 
     @strawberry.mutation(description="Remove a member (OWNER or ADMIN).")
     async def remove_member(

@@ -60,13 +60,13 @@ async def _subject(context: Context) -> Subject | None:
     try:
         principal = await context.api_key()
         if principal is not None:
-            return api_key_subject(principal)
+            return api_key_subject(principal, context.settings)
         rider = await context.rider()
     except DomainError:
         # A credential that does not check out: the fields that need it refuse it; a search
         # with it is served as anonymous (uncharged), as before.
         return None
-    return rider_subject(rider.id) if rider is not None else None
+    return rider_subject(rider.id, context.settings) if rider is not None else None
 
 
 def _limited(retry_after_seconds: int) -> GraphQLError:

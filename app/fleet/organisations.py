@@ -33,6 +33,7 @@ __all__ = [
     "members_of",
     "remove_member",
     "set_member",
+    "set_plan",
 ]
 
 INVITATION_PREFIX = "mob_inv_"
@@ -80,6 +81,22 @@ async def create_organisation(
     session.add(org)
     await session.flush()
     session.add(OrganisationMember(organisation_id=org.id, user_id=creator_id, role=Role.OWNER))
+    await session.flush()
+    return org
+
+
+async def set_plan(
+    session: AsyncSession, organisation_id: uuid.UUID, plan: str, known_plans: set[str]
+) -> Organisation:
+    """Staff: the organisation's plan (its API keys' rate limits)."""
+    if plan not in known_plans:
+        raise InvalidInput(
+            f"unknown plan {plan!r} (known: {', '.join(sorted(known_plans))})", code="INVALID_PLAN"
+        )
+    org = await session.get(Organisation, organisation_id)
+    if org is None:
+        raise OrgNotFound(f"no organisation {organisation_id}")
+    org.plan = plan
     await session.flush()
     return org
 
