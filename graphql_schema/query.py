@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import NotFound
 from app.search.service import (
@@ -39,6 +40,14 @@ from graphql_schema.types import (
 from graphql_schema.webhooks import WebhookQuery
 
 Info = strawberry.Info[Context, None]
+
+
+async def _hidden_private(ctx: Context, session: AsyncSession) -> frozenset[str]:
+    """The private fleets this caller may not see (none looked up when there are none)."""
+    if not await ctx.search.has_private_fleets(session):
+        return frozenset()
+    orgs = await ctx.viewer_organisations() if ctx.authorization else frozenset()
+    return await ctx.search.hidden_providers(session, orgs)
 
 
 @strawberry.type
@@ -136,6 +145,10 @@ class Query(
             rows = await ctx.search.stations(
                 session, area=area, flt=flt.to_domain(providers), first=limit
             )
+            hidden = await _hidden_private(ctx, session)
+        if hidden:
+            # Another organisation's private fleet (issue 6): its stations are not shown.
+            rows = [r for r in rows if r.provider_id not in hidden]
         ref = await ctx.reference.covering(
             providers={s.provider_id for s in rows},
             types={c["vehicle_type_id"] for s in rows for c in s.vehicle_types_available},
@@ -164,6 +177,9 @@ class Query(
                 session, [str(p) for p in providers] if providers is not None else None
             )
             rows = await ctx.search.zones(session, area=area, providers=wanted, first=limit)
+            hidden = await _hidden_private(ctx, session)
+        if hidden:
+            rows = [r for r in rows if r.provider_id not in hidden]
         ref = await ctx.reference.covering(providers={z.provider_id for z in rows})
         return [GeofencingZone.from_row(z, ref) for z in rows]
 

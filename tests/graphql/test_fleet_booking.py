@@ -270,6 +270,16 @@ async def test_a_private_fleet_is_its_organisations_only(
         )
         probe = {"v": vehicle_id, "lat": target.lat, "lon": target.lon}
         assert codes(await gql(api, end_check, probe, outsider)) == ["UNKNOWN_VEHICLE"]
+        zones = (
+            "query Z($lat: Float!, $lon: Float!) { geofencingZones(near: {lat: $lat, "
+            "lon: $lon, radiusMeters: 5000}) { name } }"
+        )
+        here = {"lat": target.lat, "lon": target.lon}
+        assert (await gql(api, zones, here, outsider))["data"]["geofencingZones"] == []
+        assert (await gql(api, zones, here))["data"]["geofencingZones"] == []
+        assert [
+            z["name"] for z in (await gql(api, zones, here, org.rider))["data"]["geofencingZones"]
+        ] == [sim.zone.name]
         taken = await gql(api, RESERVE_FOR, {"v": vehicle_id, "k": key()}, outsider)
         assert taken["data"]["reserveVehicle"]["reason"] == "NOT_FOUND"
         # A pool vehicle is booked for the organisation, within its policy.
