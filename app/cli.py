@@ -416,7 +416,7 @@ async def _scheduler(settings: Settings) -> int:
     import signal
 
     from app.booking.maintenance import start_booking_maintenance
-    from app.fleet.webhooks import start_webhook_dispatcher
+    from app.fleet.tasks import kick_webhook_rounds
     from app.runtime import open_runtime
     from providers.scheduler import start_scheduler
 
@@ -431,11 +431,12 @@ async def _scheduler(settings: Settings) -> int:
         # The periodic upkeep `mobility serve` runs in process: here for multi-process setups
         # (API processes then run with MOBILITY_BACKGROUND_SYNC=false).
         start_booking_maintenance(rt.bookings),
-        start_webhook_dispatcher(rt.sessions, rt.http, queued),
+        kick_webhook_rounds(queued),
     ):
         _print(
-            f"sync scheduler: queueing due syncs on {queued.redis_prefix}:tasks; booking "
-            "upkeep and webhook deliveries run here too (Ctrl-C to stop)"
+            f"sync scheduler: queueing due syncs and webhook rounds on "
+            f"{queued.redis_prefix}:tasks for the workers; booking upkeep runs here "
+            "(Ctrl-C to stop)"
         )
         await stop.wait()
     _print("scheduler stopped")

@@ -90,6 +90,11 @@ def build_broker(settings: Settings) -> AsyncBroker:
     broker.add_event_handler(TaskiqEvents.WORKER_STARTUP, startup)
     broker.add_event_handler(TaskiqEvents.WORKER_SHUTDOWN, shutdown)
     broker.register_task(sync_provider, task_name=SYNC_TASK)
+    # Webhook deliveries ride the same queue: `mobility scheduler` kicks a round every few
+    # seconds and any worker runs it (app/fleet/tasks.py).
+    from app.fleet.tasks import register_webhook_tasks
+
+    register_webhook_tasks(broker, settings)
     return broker
 
 

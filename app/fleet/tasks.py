@@ -10,9 +10,10 @@ a worker died, send nothing twice.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -20,10 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from taskiq import AsyncBroker, TaskiqEvents, TaskiqState
 
 from app.db import create_engine, session_factory
-from app.fleet.webhooks import ATTEMPT_TIMEOUT_SECONDS, run_webhook_round, utc_now
+from app.fleet.webhooks import ATTEMPT_TIMEOUT_SECONDS, TICK_SECONDS, run_webhook_round, utc_now
 from app.settings import Settings
 
-__all__ = ["WEBHOOK_TASK", "KickWebhooks", "register_webhook_tasks", "webhook_kicker"]
+__all__ = [
+    "WEBHOOK_TASK",
+    "KickWebhooks",
+    "kick_webhook_rounds",
+    "register_webhook_tasks",
+    "webhook_kicker",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,3 +89,34 @@ def webhook_kicker(broker: AsyncBroker) -> KickWebhooks:
         return await task.kiq()
 
     return kick
+
+
+@contextlib.asynccontextmanager
+async def kick_webhook_rounds(
+    settings: Settings, *, every_seconds: float = TICK_SECONDS
+) -> AsyncIterator[None]:
+    """Queue a webhook round for the workers every ``every_seconds`` while open (``mobility
+    scheduler``). A round that finds nothing due costs one indexed query; rounds queued while
+    the workers are busy are harmless (each claims with SKIP LOCKED and a lease)."""
+    from providers.tasks import build_broker
+
+    broker = build_broker(settings)
+    await broker.startup()
+    kick = webhook_kicker(broker)
+
+    async def loop() -> None:
+        while True:
+            try:
+                await kick()
+            except Exception:  # Redis away: the next tick tries again
+                log.warning("could not queue a webhook round", exc_info=True)
+            await asyncio.sleep(every_seconds)
+
+    task = asyncio.create_task(loop(), name="webhook-kicker")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await broker.shutdown()
