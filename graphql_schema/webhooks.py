@@ -96,8 +96,9 @@ class WebhookDelivery:
     last_error: str | None
     next_attempt_at: datetime | None
     delivered_at: datetime | None
-    created_at: datetime = strawberry.field(
-        description="When the current 24-hour delivery window opened: the delivery's creation, "
+    created_at: datetime = strawberry.field(description="When the delivery was created.")
+    window_opened_at: datetime = strawberry.field(
+        description="When the current 24-hour retry window opened: the delivery's creation, "
         "or its last replay."
     )
 
@@ -118,6 +119,7 @@ class WebhookDelivery:
             next_attempt_at=d.next_attempt_at,
             delivered_at=d.delivered_at,
             created_at=d.created_at,
+            window_opened_at=d.window_opened_at,
         )
 
 

@@ -30,6 +30,7 @@ from app.booking import outcomes as out
 from app.booking.service import COMPENSATION_DUE, BookingService
 from app.booking.states import ACTIVE, BookingEvent, BookingState, transition
 from app.db import transaction
+from app.fleet.webhooks import forget_old_events
 from app.models import Booking
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class MaintenanceReport:
     reconciled: dict[uuid.UUID, str] = field(default_factory=dict)  # booking -> new state
     left_for_later: list[uuid.UUID] = field(default_factory=list)  # operator unreachable
     forgotten_keys: int = 0
+    forgotten_events: int = 0  # organisation events past their retention (webhooks)
 
 
 async def run_maintenance(service: BookingService) -> MaintenanceReport:
@@ -53,6 +55,7 @@ async def run_maintenance(service: BookingService) -> MaintenanceReport:
     await _reconcile(service, report)
     async with transaction(service.sessions) as session:
         report.forgotten_keys = await idem.forget_expired(session, service.now())
+        report.forgotten_events = await forget_old_events(session, service.now())
     return report
 
 

@@ -52,6 +52,7 @@ from app.staff_auth import Forbidden
 __all__ = [
     "ATTEMPT_TIMEOUT_SECONDS",
     "DELIVERY_WINDOW",
+    "OUTBOX_RETENTION",
     "SIGNATURE_HEADER",
     "DeliveryOutcome",
     "DeliveryRecord",
@@ -66,6 +67,7 @@ __all__ = [
     "dispatch_outbox",
     "endpoint_organisation",
     "event_types",
+    "forget_old_events",
     "list_endpoints",
     "register_endpoint",
     "replay_delivery",
@@ -81,6 +83,9 @@ SIGNATURE_HEADER = "Mobility-Signature"
 SECRET_PREFIX = "whsec_"
 # Retries run this long after a delivery's window opens (its creation, or its last replay).
 DELIVERY_WINDOW = timedelta(hours=24)
+# Dispatched events (and with them their delivery log) are kept this long, then forgotten
+# (unless a delivery of theirs is still being attempted).
+OUTBOX_RETENTION = timedelta(days=30)
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=1)
 # Up to this fraction is added to each retry delay: deliveries that failed together (a receiver
@@ -373,10 +378,7 @@ async def replay_delivery(
     delivery.status = DeliveryStatus.PENDING.value
     delivery.next_attempt_at = now
     delivery.delivered_at = None
-    # The window runs from created_at (migration 0010 has no column of its own for it), so a
-    # replay reopens the window by moving created_at: the log's createdAt then says when the
-    # current window opened.
-    delivery.created_at = now
+    delivery.window_opened_at = now
     await session.flush()
     return delivery
 
@@ -413,6 +415,7 @@ async def dispatch_outbox(
                 literal(0, WebhookDelivery.attempts.type),
                 literal(now, WebhookDelivery.next_attempt_at.type),
                 literal(now, WebhookDelivery.created_at.type),
+                literal(now, WebhookDelivery.window_opened_at.type),
             )
             .join(
                 WebhookEndpoint,
@@ -425,7 +428,15 @@ async def dispatch_outbox(
         await session.execute(
             pg_insert(WebhookDelivery)
             .from_select(
-                ["endpoint_id", "event_id", "status", "attempts", "next_attempt_at", "created_at"],
+                [
+                    "endpoint_id",
+                    "event_id",
+                    "status",
+                    "attempts",
+                    "next_attempt_at",
+                    "created_at",
+                    "window_opened_at",
+                ],
                 subscribed,
             )
             .on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"])
@@ -497,7 +508,7 @@ async def _claim(
                 select(
                     WebhookDelivery.id,
                     WebhookDelivery.attempts,
-                    WebhookDelivery.created_at,
+                    WebhookDelivery.window_opened_at,
                     WebhookEndpoint.url,
                     WebhookEndpoint.secret,
                     OutboxEvent.event_type,
@@ -705,3 +716,22 @@ async def start_webhook_dispatcher(
 def event_types(values: Sequence[str]) -> list[EventType]:
     """Stored event type strings as the enum (unknown ones, from a future version, dropped)."""
     return [EventType(v) for v in values if v in EventType._value2member_map_]
+
+
+async def forget_old_events(session: AsyncSession, now: datetime, *, batch: int = 1000) -> int:
+    """Delete dispatched events older than :data:`OUTBOX_RETENTION` whose deliveries are all
+    settled (their delivery log goes with them); at most ``batch`` a call. Returns how many."""
+    pending = select(WebhookDelivery.id).where(
+        WebhookDelivery.event_id == OutboxEvent.id,
+        WebhookDelivery.status == DeliveryStatus.PENDING.value,
+    )
+    old = (
+        select(OutboxEvent.id)
+        .where(OutboxEvent.dispatched_at < now - OUTBOX_RETENTION, ~pending.exists())
+        .order_by(OutboxEvent.dispatched_at)
+        .limit(batch)
+    )
+    result = await session.execute(
+        delete(OutboxEvent).where(OutboxEvent.id.in_(old)).returning(OutboxEvent.id)
+    )
+    return len(result.all())

@@ -215,7 +215,8 @@ async def test_replay_sends_a_failed_delivery_again_with_a_new_window(
         async with transaction(runtime.sessions) as session:
             await webhooks.replay_delivery(session, admin_of(org), row.id, now=later)
         row = await only_delivery(runtime)
-        assert (row.status, row.next_attempt_at, row.created_at) == ("PENDING", later, later)
+        assert (row.status, row.next_attempt_at, row.window_opened_at) == ("PENDING", later, later)
+        assert row.created_at < later  # the delivery's creation is not rewritten
         assert row.attempts == failed_attempts
 
         outcomes = await webhooks.deliver_due(runtime.sessions, http, later)
@@ -473,3 +474,53 @@ async def test_worker_task_runs_a_round(runtime: Runtime) -> None:
     assert result.return_value == "1 events dispatched, 1 attempts"
     assert len(receiver.received) == 1
     assert (await only_delivery(runtime)).status == "DELIVERED"
+
+
+async def test_old_settled_events_are_forgotten_and_nothing_still_being_sent(
+    runtime: Runtime,
+) -> None:
+    from tests.webhook_support import organisation
+
+    org_id = await organisation(runtime)
+    now = datetime(2031, 6, 1, tzinfo=UTC)
+    retention = webhooks.OUTBOX_RETENTION
+    ages = {
+        "old_settled": retention + timedelta(hours=1),
+        "old_pending": retention * 2,
+        "young": retention - timedelta(hours=1),
+        "undispatched": None,
+    }
+    async with transaction(runtime.sessions) as session:
+        endpoint, _ = await webhooks.register_endpoint(
+            session,
+            OrgActor(org_id, user_id=uuid.uuid4(), role=Role.OWNER),
+            "http://127.0.0.1:9/hook",
+            [EventType.BOOKING_CONFIRMED],
+            settings=make_settings(),
+        )
+        ids: dict[str, int] = {}
+        for name, age in ages.items():
+            event = OutboxEvent(
+                organisation_id=org_id,
+                event_type=EventType.BOOKING_CONFIRMED.value,
+                payload={"name": name},
+                dispatched_at=None if age is None else now - age,
+            )
+            session.add(event)
+            await session.flush()
+            ids[name] = event.id
+            if age is not None:
+                session.add(
+                    WebhookDelivery(
+                        endpoint_id=endpoint.id,
+                        event_id=event.id,
+                        status="PENDING" if name == "old_pending" else "DELIVERED",
+                    )
+                )
+    async with transaction(runtime.sessions) as session:
+        assert await webhooks.forget_old_events(session, now) == 1
+    async with runtime.sessions() as session:
+        left = set((await session.execute(select(OutboxEvent.id))).scalars())
+        deliveries = await session.scalar(select(func.count()).select_from(WebhookDelivery))
+    assert left == {ids["old_pending"], ids["young"], ids["undispatched"]}
+    assert deliveries == 2  # the forgotten event's delivery log went with it
