@@ -18,7 +18,7 @@ import uuid
 from datetime import UTC, datetime
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.accounts import Unauthenticated, rider_for_token
 from app.db import transaction
@@ -27,14 +27,15 @@ from app.fleet.access import ADMINS, actor_for
 from app.fleet.api_keys import InvalidApiKey, is_api_key, verify_api_key
 from app.fleet.principal import ApiKeyPrincipal, MissingScope, OrgNotFound, Scope
 from app.fleet.reports import GroupBy, UsageReport, usage_report
+from app.rate_limit import rate_limited
 from app.runtime import Runtime
 from app.staff_auth import Forbidden
 
 __all__ = ["CSV_COLUMNS", "router", "usage_csv"]
 
-# Rate limiting (issue 6) plugs in here as a router-wide dependency, e.g.
-# `APIRouter(dependencies=[Depends(rest_rate_limit)])`, so it runs before authentication work.
-router = APIRouter()
+# Rate limited as GraphQL is (per key, per rider; HTTP 429 with Retry-After), before any of the
+# report's own work.
+router = APIRouter(dependencies=[Depends(rate_limited())])
 
 CSV_COLUMNS = (
     "group_key",

@@ -88,3 +88,30 @@ async def test_plans_come_from_settings_and_staff_set_an_organisations_plan(
             assert await passes(second) == plans["GOLD"][0]
             rider, _ = await sign_up(client)
             assert await passes(rider) == 15
+
+
+async def test_the_csv_report_answers_429_over_the_limit(runtime: Runtime) -> None:
+    from tests.graphql.test_fleet_booking import CREATE_KEY, Org
+
+    settings = make_settings(rate_limit_plans={"STANDARD": (2, 0.001)})
+    async with open_runtime(settings) as own:
+        app = create_app(settings)
+        app.state.runtime = own
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api"
+        ) as client:
+            org = await Org.build(client, "Acme")
+            created = await gql(
+                client, CREATE_KEY, {"org": org.id, "scopes": ["REPORTS_READ"]}, org.owner
+            )
+            secret = created["data"]["createApiKey"]["secret"]
+            answers = [
+                await client.get(
+                    "/reports/usage.csv",
+                    params={"organisationId": org.id, "month": "2026-11", "groupBy": "MEMBER"},
+                    headers={"Authorization": f"Bearer {secret}"},
+                )
+                for _ in range(3)
+            ]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert int(answers[2].headers["Retry-After"]) >= 1
