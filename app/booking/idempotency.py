@@ -40,6 +40,7 @@ __all__ = [
     "forget_expired",
     "release",
     "request_hash",
+    "settle_orphan",
 ]
 
 _KEY = re.compile(r"^[A-Za-z0-9._:\-]{8,200}$")
@@ -168,6 +169,37 @@ async def release(sessions: async_sessionmaker[AsyncSession], claimed: Claimed) 
                 IdempotencyKey.status == "IN_PROGRESS",
             )
         )
+
+
+async def settle_orphan(
+    session: AsyncSession,
+    claimed: Claimed,
+    *,
+    claimed_at: datetime,
+    response: dict[str, Any] | None,
+) -> bool:
+    """Answer (``response``) or forget (None) the key of a request that died mid-way, inside the
+    caller's transaction, unless a retry has taken the key over since ``claimed_at`` (when the
+    dead request claimed it): a take-over restarts ``created_at``, and that retry, still running
+    or already answered, owns the key now. True when the key was settled here."""
+    mine = (
+        IdempotencyKey.owner == claimed.owner,
+        IdempotencyKey.key == claimed.key,
+        IdempotencyKey.status == "IN_PROGRESS",
+        IdempotencyKey.created_at <= claimed_at,
+    )
+    if response is None:
+        result = await session.execute(
+            delete(IdempotencyKey).where(*mine).returning(IdempotencyKey.key)
+        )
+    else:
+        result = await session.execute(
+            update(IdempotencyKey)
+            .where(*mine)
+            .values(status="DONE", response=response)
+            .returning(IdempotencyKey.key)
+        )
+    return result.first() is not None
 
 
 async def forget_expired(session: AsyncSession, now: datetime) -> int:

@@ -232,12 +232,13 @@ async def _converge(
         )
         if applied and event is BookingEvent.CONFIRM and booking.idempotency_owner:
             # The rider's request died with the process: its key answers with the booking,
-            # so their retry gets it.
+            # so their retry gets it (the booking was made at the instant the key was claimed).
             assert booking.idempotency_key is not None
-            await idem.complete(
+            await idem.settle_orphan(
                 session,
                 idem.Claimed(booking.idempotency_owner, booking.idempotency_key),
-                out.to_json(out.BookingDone(booking.id)),
+                claimed_at=booking.created_at,
+                response=out.to_json(out.BookingDone(booking.id)),
             )
     if not applied:
         return None
@@ -345,14 +346,18 @@ async def _fail(
             failure_code=booking.failure_code if compensating else "RECONCILED",
             lease=lease,
         )
+        if failed and booking.idempotency_owner and booking.idempotency_key and not compensating:
+            # The rider's request died with the process; their retry may run again. In the
+            # same transaction, so a failed booking never keeps its key locked.
+            await idem.settle_orphan(
+                session,
+                idem.Claimed(booking.idempotency_owner, booking.idempotency_key),
+                claimed_at=booking.created_at,
+                response=None,
+            )
     if not failed:
         return None
     await service._after_change(booking.vehicle_id, booking.id)
-    if booking.idempotency_owner and booking.idempotency_key and not compensating:
-        # The rider's request died with the process; their retry may run again.
-        await idem.release(
-            service.sessions, idem.Claimed(booking.idempotency_owner, booking.idempotency_key)
-        )
     return BookingState.FAILED.value
 
 

@@ -62,6 +62,42 @@ async def test_released_key_runs_again(runtime: Runtime) -> None:
     assert isinstance(await _claim(runtime, "key-00000004", {"vehicleId": "p:1"}), idem.Claimed)
 
 
+async def test_an_orphaned_key_is_settled_by_maintenance(runtime: Runtime) -> None:
+    dead = await _claim(runtime, "key-00000008", {"vehicleId": "p:1"})
+    assert isinstance(dead, idem.Claimed)
+    answer = out.VehicleUnavailable("p:1", "RESERVED", "taken")
+    async with transaction(runtime.sessions) as session:
+        settled = await idem.settle_orphan(
+            session, dead, claimed_at=T0, response=out.to_json(answer)
+        )
+    assert settled
+    replay = await _claim(runtime, "key-00000008", {"vehicleId": "p:1"}, T0 + timedelta(minutes=30))
+    assert isinstance(replay, idem.Replay) and out.from_json(replay.response) == answer
+    forgotten = await _claim(runtime, "key-00000009", {"vehicleId": "p:1"})
+    assert isinstance(forgotten, idem.Claimed)
+    async with transaction(runtime.sessions) as session:
+        assert await idem.settle_orphan(session, forgotten, claimed_at=T0, response=None)
+    assert isinstance(await _claim(runtime, "key-00000009", {"vehicleId": "p:1"}), idem.Claimed)
+
+
+@pytest.mark.parametrize("response", [None, {"kind": "answer of the dead request"}])
+async def test_a_key_taken_over_by_a_retry_is_left_to_the_retry(
+    runtime: Runtime, response: dict[str, str] | None
+) -> None:
+    key = "key-00000010" if response is None else "key-00000011"
+    dead = await _claim(runtime, key, {"vehicleId": "p:1"})
+    assert isinstance(dead, idem.Claimed)
+    # The dead request's lock lapsed and the rider's retry took the key over; it is running.
+    retry = await _claim(runtime, key, {"vehicleId": "p:1"}, T0 + timedelta(seconds=61))
+    assert isinstance(retry, idem.Claimed)
+    async with transaction(runtime.sessions) as session:
+        settled = await idem.settle_orphan(session, dead, claimed_at=T0, response=response)
+    assert not settled
+    # Still the retry's: a third request is told it is in progress, and nothing was replayed.
+    with pytest.raises(idem.IdempotencyKeyInProgress):
+        await _claim(runtime, key, {"vehicleId": "p:1"}, T0 + timedelta(seconds=62))
+
+
 async def test_keys_are_scoped_to_their_owner(runtime: Runtime) -> None:
     await _claim(runtime, "key-00000005", {"vehicleId": "p:1"})
     other = await idem.claim(
