@@ -36,6 +36,7 @@ import asyncpg
 import orjson
 from redis.exceptions import RedisError
 
+from app.booking.states import ACTIVE
 from app.errors import DomainError
 from app.reference import ReferenceData
 from app.vehicle_index import VehicleDoc, VehicleIndex
@@ -412,6 +413,16 @@ _DEADLOCK_ATTEMPTS = 3
 # Push batches take it shared, a rebuild of the provider's index exclusive (providers/sync.py).
 INDEX_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(hashtext('index:' || $1))"
 INDEX_XACT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('index:' || :p))"
+# Held exclusively by whatever writes a provider's vehicles from the operator's side (a push
+# batch, a sync's merge) from reading the active bookings to the commit; a booking holds it
+# shared while it writes is_reserved (app/booking/service.py VEHICLES_LOCK). So a booking
+# committed before is seen and kept reserved, and one committing after writes it itself.
+VEHICLES_XACT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('vehicles:' || $1))"
+_BOOKED = """
+SELECT vehicle_id FROM bookings
+WHERE provider_id = $1 AND vehicle_id = ANY($2::text[]) AND state = ANY($3::text[])
+"""
+_IS_RESERVED = 8  # its column in the upsert's arrays
 
 
 class PushIngest:
@@ -552,6 +563,9 @@ async def _write_batch(
         # (SyncEngine.rebuild_index), which would otherwise write positions it read before
         # this batch committed over the ones this batch writes.
         await conn.execute(INDEX_LOCK_SHARED, p)
+        if docs:
+            await conn.execute(VEHICLES_XACT_LOCK, p)
+            _hold_booked(await conn.fetch(_BOOKED, p, columns[0], _ACTIVE_STATES), columns, docs)
         rows = await conn.fetch(_UPSERT, p, *columns) if docs else []
         gone = await conn.fetch(_DELETE, p, removed_ids) if removed_ids else []
         applied: list[VehicleDoc] = []
@@ -580,6 +594,25 @@ async def _write_batch(
             )
         except (RedisError, OSError):
             outcome.index_updated = False
+
+
+_ACTIVE_STATES = sorted(state.value for state in ACTIVE)
+
+
+def _hold_booked(
+    booked: list[asyncpg.Record], columns: tuple[list[Any], ...], docs: dict[str, VehicleDoc]
+) -> None:
+    """A vehicle with an active booking here stays reserved whatever the operator reports:
+    its status may predate the booking, and a booked vehicle must not come back into search."""
+    held = {r["vehicle_id"] for r in booked}
+    if not held:
+        return
+    reserved = columns[_IS_RESERVED]
+    for i, vehicle_id in enumerate(columns[0]):
+        if vehicle_id in held:
+            reserved[i] = True
+    for vehicle_id in held & docs.keys():
+        docs[vehicle_id] = docs[vehicle_id]._replace(is_reserved=True)
 
 
 def _type_for(v: PushedVehicle, types: Mapping[str, TypeInfo]) -> TypeInfo:

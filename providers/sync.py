@@ -44,7 +44,7 @@ from providers.merge import (
     MergeOutcome,
     merge_table,
 )
-from providers.push import INDEX_XACT_LOCK
+from providers.push import INDEX_XACT_LOCK, VEHICLES_XACT_LOCK
 from providers.rows import SnapshotRows, build_rows, hold_booked, rule_json
 
 log = logging.getLogger(__name__)
@@ -351,9 +351,7 @@ class SyncEngine:
             # Bookings write is_reserved under this lock, shared (app/booking/service.py):
             # held exclusively from here to the commit, every booking committed before is in
             # `held`, and one committing after waits and then writes is_reserved itself.
-            await pg.execute(
-                "SELECT pg_advisory_xact_lock(hashtext('vehicles:' || $1))", provider_id
-            )
+            await pg.execute(VEHICLES_XACT_LOCK, provider_id)
             held = await pg.fetch(
                 "SELECT vehicle_id FROM bookings WHERE provider_id = $1 AND state = ANY($2)",
                 provider_id,

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from typing import Any
 
 import httpx
+import orjson
 from geopy.distance import geodesic
 from sqlalchemy import text
 
 from app.booking.maintenance import run_maintenance
 from app.db import transaction
 from app.runtime import Runtime
+from providers.push import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from providers.simulators.feed_server import FeedServer
 from providers.simulators.tomp_server import TompSimulator
 from tests.booking_support import (
@@ -311,6 +314,88 @@ async def test_fifty_riders_race_for_one_vehicle_and_exactly_one_gets_it(
         # A sync while it is booked does not bring it back.
         assert (await runtime.sync.sync("simscoot")).ok
         assert vehicle_id not in await visible_ids(api, bystander, target.lat, target.lon)
+
+
+async def test_a_pushed_status_does_not_bring_a_booked_vehicle_back(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    """An operator that also pushes statuses (connected vehicles) may report a booked vehicle
+    as free: its status predates our booking. The vehicle moves, but stays out of search."""
+    async with bookable_operator(runtime, "simscoot") as (sim, _):
+        secret = "whsec_booked_vehicle_test"
+        async with transaction(runtime.sessions) as session:
+            await session.execute(
+                text("UPDATE providers SET ingest_secret = :s WHERE id = 'simscoot'"),
+                {"s": secret},
+            )
+        runtime.reference.invalidate()
+        rider, _ = await sign_up(api)
+        bystander, _ = await sign_up(api)
+        booked, free = sim.vehicles[4], sim.vehicles[5]
+        booked_id, free_id = f"simscoot:{booked.vehicle_id}", f"simscoot:{free.vehicle_id}"
+        reserved = await gql(api, RESERVE, {"vehicleId": booked_id, "key": key()}, rider)
+        assert reserved["data"]["reserveVehicle"]["__typename"] == "BookingSuccess", reserved
+        booking_id = reserved["data"]["reserveVehicle"]["booking"]["id"]
+
+        async with runtime.sessions() as session:
+            types = dict(
+                (
+                    await session.execute(
+                        text("SELECT id, vehicle_type_id FROM vehicles WHERE id = ANY(:ids)"),
+                        {"ids": [booked_id, free_id]},
+                    )
+                ).all()
+            )
+        now = int(time.time())
+        moved = {
+            vid: (v.lat + 0.0005, v.lon + 0.0005)
+            for vid, v in ((booked_id, booked), (free_id, free))
+        }
+        records = [
+            {
+                "vehicle_id": vid.split(":", 1)[1],
+                "lat": lat,
+                "lon": lon,
+                "vehicle_type_id": types[vid].split(":", 1)[1],
+                "is_reserved": False,
+                "is_disabled": False,
+                "last_reported": now,
+            }
+            for vid, (lat, lon) in moved.items()
+        ]
+        body = orjson.dumps({"vehicles": records})
+        response = await api.post(
+            "/ingest/simscoot/vehicles",
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                TIMESTAMP_HEADER: str(now),
+                SIGNATURE_HEADER: sign(secret, now, body),
+            },
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["updated"] == 2 and response.json()["indexUpdated"]
+
+        async with runtime.sessions() as session:
+            stored = {
+                r.id: (r.is_reserved, r.lat, r.lon)
+                for r in await session.execute(
+                    text(
+                        "SELECT id, is_reserved, ST_Y(geom) AS lat, ST_X(geom) AS lon "
+                        "FROM vehicles WHERE id = ANY(:ids)"
+                    ),
+                    {"ids": [booked_id, free_id]},
+                )
+            }
+        # Both moved where the operator says; only the unbooked one is free.
+        assert stored == {booked_id: (True, *moved[booked_id]), free_id: (False, *moved[free_id])}
+        lat, lon = moved[free_id]
+        seen = await visible_ids(api, bystander, lat, lon)
+        assert free_id in seen and booked_id not in seen
+        # Once the booking is over, the vehicle is offered again.
+        cancelled = await gql(api, CANCEL, {"bookingId": booking_id, "key": key()}, rider)
+        assert cancelled["data"]["cancelBooking"]["__typename"] == "BookingSuccess", cancelled
+        assert booked_id in await visible_ids(api, bystander, lat, lon)
 
 
 # --- idempotency ---------------------------------------------------------------------------
