@@ -10,6 +10,9 @@ Nothing is silently lost: a subscriber too slow to keep up (its queue full), or 
 subscriber while the Redis subscription is broken (messages published meanwhile are gone, as
 pub/sub keeps nothing), receives :data:`RESYNC` and must rebuild its view from a fresh
 snapshot. The hub reconnects by itself, with backoff.
+
+Booking changes travel the same way (:class:`ChangeSignals`): one subscription per process to
+one channel whose messages are booking ids, handed to the sockets following those bookings.
 """
 
 from __future__ import annotations
@@ -79,7 +82,85 @@ class Subscriber:
         return items
 
 
-class DeltaHub:
+class _ChannelListener:
+    """One Redis pub/sub subscription to one channel, for the whole process: started with the
+    first local subscriber, reconnecting by itself with backoff, never dying quietly.
+    Subclasses say what a message means (:meth:`_on_message`) and what to do when messages
+    may have been missed (:meth:`_on_gap`: while disconnected, pub/sub keeps nothing)."""
+
+    def __init__(
+        self, redis_url: str, channel: str, *, client_name: str, reconnect_max_seconds: float
+    ) -> None:
+        self._redis_url = redis_url
+        self._channel = channel
+        self._client_name = client_name
+        self._reconnect_max = reconnect_max_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+
+    def _on_message(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _on_gap(self) -> None:
+        raise NotImplementedError
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            if self._task is not None:
+                # The listener stopped (it should not): whatever it missed is lost to pub/sub.
+                self._on_gap()
+            self._task = asyncio.create_task(self._run(), name=self._client_name)
+
+    async def _wait_listening(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), seconds)
+        return self._listening.is_set()
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while True:
+            # Not the shared client: a pub/sub connection blocks on reads, and must not carry
+            # the short command timeouts search relies on.
+            redis = Redis.from_url(
+                self._redis_url, health_check_interval=15, client_name=self._client_name
+            )
+            pubsub = redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                if delay > 0.2:
+                    # Reconnected: whatever was published meanwhile is lost to pub/sub.
+                    self._on_gap()
+                self._listening.set()
+                delay = 0.2
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is not None:
+                        self._on_message(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("%s subscription lost (%s); reconnecting", self._channel, exc)
+            except Exception:
+                # Never let the listener die quietly: subscribers would wait forever.
+                log.exception("%s listener failed; reconnecting", self._channel)
+            finally:
+                self._listening.clear()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                with contextlib.suppress(Exception):
+                    await redis.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._reconnect_max)
+
+
+class DeltaHub(_ChannelListener):
     def __init__(
         self,
         redis_url: str,
@@ -88,13 +169,14 @@ class DeltaHub:
         max_pending: int = 1_000,
         reconnect_max_seconds: float = 10.0,
     ) -> None:
-        self._redis_url = redis_url
-        self._channel = channel
+        super().__init__(
+            redis_url,
+            channel,
+            client_name=CLIENT_NAME,
+            reconnect_max_seconds=reconnect_max_seconds,
+        )
         self._max_pending = max_pending
-        self._reconnect_max = reconnect_max_seconds
         self._subscribers: set[Subscriber] = set()
-        self._task: asyncio.Task[None] | None = None
-        self._listening = asyncio.Event()
 
     @property
     def subscriber_count(self) -> int:
@@ -113,68 +195,104 @@ class DeltaHub:
             # Registered inside the try: a socket that closes while this waits for the hub
             # (Redis down, or still connecting) must not stay behind as a subscriber.
             self._subscribers.add(subscriber)
-            if self._task is None or self._task.done():
-                if self._task is not None:
-                    # The hub stopped (it should not): whatever it missed is lost to pub/sub.
-                    self._broadcast(RESYNC)
-                self._task = asyncio.create_task(self._run(), name="vehicle-delta-hub")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._listening.wait(), ready_timeout)
-            if not self._listening.is_set():
+            self._ensure_running()
+            if not await self._wait_listening(ready_timeout):
                 subscriber.offer(RESYNC)
             yield subscriber
         finally:
             self._subscribers.discard(subscriber)
 
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    def _on_message(self, data: bytes) -> None:
+        try:
+            delta = VehicleDelta.decode(data)
+        except IndexUnavailable as exc:
+            log.warning("skipping an unreadable delta message: %s", exc)
+            return
+        self._broadcast(delta)
 
-    async def _run(self) -> None:
-        delay = 0.2
-        while True:
-            # Not the shared client: a pub/sub connection blocks on reads, and must not carry
-            # the short command timeouts search relies on.
-            redis = Redis.from_url(
-                self._redis_url, health_check_interval=15, client_name=CLIENT_NAME
-            )
-            pubsub = redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self._channel)
-                if delay > 0.2:
-                    # Reconnected: whatever was published meanwhile is lost to pub/sub.
-                    self._broadcast(RESYNC)
-                self._listening.set()
-                delay = 0.2
-                while True:
-                    message = await pubsub.get_message(timeout=5.0)
-                    if message is None:
-                        continue
-                    try:
-                        delta = VehicleDelta.decode(message["data"])
-                    except IndexUnavailable as exc:
-                        log.warning("skipping an unreadable delta message: %s", exc)
-                        continue
-                    self._broadcast(delta)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                log.warning("vehicle delta subscription lost (%s); reconnecting", exc)
-            except Exception:
-                # Never let the hub die quietly: subscribers would wait forever for deltas.
-                log.exception("vehicle delta hub failed; reconnecting")
-            finally:
-                self._listening.clear()
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await redis.aclose()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._reconnect_max)
+    def _on_gap(self) -> None:
+        self._broadcast(RESYNC)
 
     def _broadcast(self, item: Item) -> None:
         for subscriber in list(self._subscribers):
             subscriber.offer(item)
+
+
+#: The booking signals' connection, by name in ``CLIENT LIST``.
+BOOKING_SIGNALS_CLIENT_NAME = "mobility-booking-signals"
+
+
+class Watch:
+    """What one subscriber waits on: set when its record may have changed."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def signal(self) -> None:
+        self._event.set()
+
+    async def changed(self, within_seconds: float) -> bool:
+        """True when signalled within ``within_seconds`` (then re-read the record), False when the
+        time ran out (re-read it anyway: a signal may have been lost)."""
+        try:
+            await asyncio.wait_for(self._event.wait(), within_seconds)
+        except TimeoutError:
+            return False
+        # Cleared before the caller re-reads: a change during that read signals again.
+        self._event.clear()
+        return True
+
+
+class ChangeSignals(_ChannelListener):
+    """ "Record X changed" signals (each message's payload is X's id): one Redis subscription
+    per process, each signal handed to the local subscribers watching that id. A signal only
+    says "look again": watchers re-read the record from PostgreSQL and also re-check on a
+    timer, so a lost signal (Redis down) delays an update and never loses it."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        channel: str,
+        *,
+        client_name: str = BOOKING_SIGNALS_CLIENT_NAME,
+        reconnect_max_seconds: float = 10.0,
+    ) -> None:
+        super().__init__(
+            redis_url,
+            channel,
+            client_name=client_name,
+            reconnect_max_seconds=reconnect_max_seconds,
+        )
+        self._watches: dict[str, set[Watch]] = {}
+
+    @property
+    def watch_count(self) -> int:
+        return sum(len(watches) for watches in self._watches.values())
+
+    @asynccontextmanager
+    async def watch(self, key: str, *, ready_timeout: float = 1.0) -> AsyncIterator[Watch]:
+        """Signals for ``key`` from now on (once listening: waits up to ``ready_timeout``, so
+        a read right after cannot miss a change in between; past it, the timer covers it)."""
+        watch = Watch()
+        try:
+            self._watches.setdefault(key, set()).add(watch)
+            self._ensure_running()
+            await self._wait_listening(ready_timeout)
+            yield watch
+        finally:
+            watches = self._watches.get(key)
+            if watches is not None:
+                watches.discard(watch)
+                if not watches:
+                    del self._watches[key]
+
+    def _on_message(self, data: bytes) -> None:
+        key = data.decode("utf-8", "replace")
+        for watch in list(self._watches.get(key, ())):
+            watch.signal()
+
+    def _on_gap(self) -> None:
+        # Anything may have changed meanwhile: everyone looks again.
+        for watches in list(self._watches.values()):
+            for watch in list(watches):
+                watch.signal()

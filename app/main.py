@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             persisted_queries=runtime.persisted_queries,
             bookings=runtime.bookings,
             live_updates=runtime.live_updates,
+            booking_signals=runtime.booking_signals,
             authorization=request.headers.get("authorization"),
             # A websocket's context serves every operation on the socket.
             remember_viewer=request.scope["type"] != "websocket",

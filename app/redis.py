@@ -67,9 +67,10 @@ class RedisKeys:
         """Pub/sub channel of created / updated / removed vehicle deltas."""
         return f"{self.prefix}:vehicles:deltas"
 
-    def booking_updates(self, booking_id: str) -> str:
-        """Pub/sub channel of one booking's changes (subscription bookingUpdates)."""
-        return f"{self.prefix}:booking:{booking_id}:updates"
+    @property
+    def booking_changes(self) -> str:
+        """Pub/sub channel of booking changes, each message a booking id (bookingUpdates)."""
+        return f"{self.prefix}:bookings:changes"
 
     def provider_members(self, provider_id: str) -> str:
         """Set of a provider's vehicle ids present in the index (for rebuilds and removals)."""

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.booking.service import BookingService
 from app.db import create_engine, plain_url, session_factory
-from app.live_updates import DeltaHub
+from app.live_updates import ChangeSignals, DeltaHub
 from app.persisted_queries import PersistedQueries
 from app.redis import RedisKeys, create_redis
 from app.redis_pipelined import Endpoint, PipelinedRedis
@@ -59,6 +59,7 @@ class Runtime:
     breaker: CircuitBreaker
     # This process's one subscription to the vehicle delta channel (started on first use).
     live_updates: DeltaHub
+    booking_signals: ChangeSignals
     bookings: BookingService
 
 
@@ -125,6 +126,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         push=PushIngest(ingest_pool, index),
         breaker=CircuitBreaker(redis, keys, settings),
         live_updates=DeltaHub(settings.redis_url, keys.vehicle_deltas),
+        booking_signals=ChangeSignals(settings.redis_url, keys.booking_changes),
         bookings=BookingService(
             sessions=sessions,
             settings=settings,
@@ -138,6 +140,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         yield runtime
     finally:
         await runtime.live_updates.aclose()
+        await runtime.booking_signals.aclose()
         await search_pool.close()
         await ingest_pool.close()
         await http.aclose()

@@ -9,7 +9,6 @@ exist: ids are not confirmed by guessing.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncGenerator
@@ -17,7 +16,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
-from redis.asyncio import Redis
 from strawberry.scalars import JSON
 
 from app import provider_admin
@@ -560,20 +558,18 @@ class BookingSubscription:
         wanted = _booking_id(booking_id)
         # Not theirs: BOOKING_NOT_FOUND before anything is subscribed.
         await bookings.booking_for(rider_id, wanted, api_key=api_key)
-        redis: Redis = bookings.redis
-        pubsub = redis.pubsub()
-        await pubsub.subscribe(bookings.keys.booking_updates(str(wanted)))
-        try:
-            # Read after subscribing: a change between the two is not missed.
+        signals = info.context.booking_signals
+        if signals is None:
+            raise RuntimeError("booking subscriptions need the booking signals (app/main.py)")
+        recheck = info.context.settings.subscription_recheck_seconds
+        async with signals.watch(str(wanted)) as watch:
+            # Read after watching: a change between the two is not missed.
             row = await bookings.booking_for(rider_id, wanted, api_key=api_key)
             yield Booking.from_row(row)
             last = (row.state, row.updated_at)
             while BookingState(row.state) in ACTIVE:
-                await pubsub.get_message(
-                    ignore_subscribe_messages=True,
-                    timeout=info.context.settings.subscription_recheck_seconds,
-                )
-                # A message, or a periodic re-check (a missed message is never a lost update).
+                # A signal, or a periodic re-check (a missed signal is never a lost update).
+                await watch.changed(recheck)
                 # The caller is checked again too (a websocket's context looks the key up
                 # afresh): a key revoked or a member removed meanwhile ends the stream.
                 if api_key is not None:
@@ -582,10 +578,6 @@ class BookingSubscription:
                 if (row.state, row.updated_at) != last:
                     last = (row.state, row.updated_at)
                     yield Booking.from_row(row)
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.unsubscribe()
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 __all__ = [

@@ -20,7 +20,7 @@ from app.errors import DomainError
 from app.fleet.access import actor_for, memberships_of
 from app.fleet.api_keys import is_api_key, verify_api_key
 from app.fleet.principal import ApiKeyPrincipal, OrgActor, Role, Scope
-from app.live_updates import DeltaHub
+from app.live_updates import ChangeSignals, DeltaHub
 from app.models import Provider, SyncRun
 from app.persisted_queries import PersistedQueries
 from app.reference import ReferenceCache
@@ -78,6 +78,7 @@ class Context(BaseContext):
         reference: ReferenceCache,
         persisted_queries: PersistedQueries,
         live_updates: DeltaHub | None = None,
+        booking_signals: ChangeSignals | None = None,
         bookings: BookingService | None = None,
         authorization: str | None = None,
         remember_viewer: bool = True,
@@ -90,6 +91,7 @@ class Context(BaseContext):
         self.reference = reference
         self.persisted_queries = persisted_queries
         self.live_updates = live_updates
+        self.booking_signals = booking_signals
         # The raw Authorization header; resolved to a viewer only when a field needs a role,
         # so the search hot path never reads the token table.
         self.authorization = authorization

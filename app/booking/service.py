@@ -1340,7 +1340,7 @@ class BookingService:
 
     async def _publish(self, booking_id: uuid.UUID) -> None:
         try:
-            await self.redis.publish(self.keys.booking_updates(str(booking_id)), b"changed")
+            await self.redis.publish(self.keys.booking_changes, str(booking_id).encode())
         except (RedisError, OSError) as exc:
             log.warning("booking update for %s not published: %s", booking_id, exc)
 

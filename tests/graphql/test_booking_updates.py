@@ -4,14 +4,17 @@ else is refused as if the booking did not exist."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 
+from app.live_updates import BOOKING_SIGNALS_CLIENT_NAME
 from app.runtime import Runtime
 from tests.booking_support import CANCEL, RESERVE, START, bookable_operator, gql, key, sign_up
 from tests.graphql.test_subscriptions import Client, served
@@ -103,3 +106,55 @@ async def test_the_subscription_ends_when_the_booking_is_over(
             await gql(api, CANCEL, {"bookingId": booking_id, "key": key()}, owner)
             assert await _state(client) == "CANCELLED"
             assert (await client.receive())["type"] == "complete"
+
+
+async def _signal_connections(runtime: Runtime) -> list[dict[str, Any]]:
+    """The booking signals' pub/sub connections to this suite's Redis db."""
+    db = str(runtime.redis.connection_pool.connection_kwargs.get("db", 0))
+    return [
+        c
+        for c in await runtime.redis.client_list(_type="pubsub")
+        if c.get("name") == BOOKING_SIGNALS_CLIENT_NAME and str(c.get("db")) == db
+    ]
+
+
+async def test_subscribers_share_one_redis_subscription_and_each_sees_only_its_booking(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    async with (
+        bookable_operator(runtime, "simscoot") as (sim, _),
+        served(runtime) as base_url,
+    ):
+        riders = [(await sign_up(api))[0] for _ in range(3)]
+        bookings = []
+        for rider, vehicle in zip(riders, sim.vehicles[2:5], strict=True):
+            vehicle_id = f"simscoot:{vehicle.vehicle_id}"
+            reserved = await gql(api, RESERVE, {"vehicleId": vehicle_id, "key": key()}, rider)
+            bookings.append(reserved["data"]["reserveVehicle"]["booking"]["id"])
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [
+                await stack.enter_async_context(connect(base_url, rider)) for rider in riders
+            ]
+            for client, booking_id in zip(clients, bookings, strict=True):
+                await _subscribe(client, booking_id)
+                assert await _state(client) == "CONFIRMED"
+            assert len(await _signal_connections(runtime)) == 1
+            assert runtime.booking_signals.watch_count == 3
+
+            started = await gql(api, START, {"bookingId": bookings[1], "key": key()}, riders[1])
+            assert started["data"]["startTrip"]["__typename"] == "BookingSuccess"
+            async with asyncio.timeout(5):
+                assert await _state(clients[1]) == "STARTED"
+            # The signal connection dies (Redis restarted, a network cut): it reconnects, and
+            # every subscriber looks again, so a change published meanwhile is not lost.
+            for info in await _signal_connections(runtime):
+                await runtime.redis.client_kill_filter(_id=info["id"])
+            await gql(api, CANCEL, {"bookingId": bookings[0], "key": key()}, riders[0])
+            async with asyncio.timeout(10):
+                assert await _state(clients[0]) == "CANCELLED"
+            # The third booking did not change: its subscriber got nothing.
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await clients[2].receive()
+        await asyncio.sleep(0.1)
+        assert runtime.booking_signals.watch_count == 0
