@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from typing import Any
 
 import orjson
 from graphql import GraphQLError
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLRequestData
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -16,9 +18,12 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UnsetType
 
 from app.persisted_queries import PersistedQueryError
 from graphql_schema.context import Context
+
+log = logging.getLogger(__name__)
 
 
 class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
@@ -58,6 +63,34 @@ class MobilityGraphQLRouter(GraphQLRouter[Context, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Credentials in ``connection_init``'s payload (``{"Authorization": "Bearer …"}``),
+        for clients that cannot set headers on a websocket (browsers cannot). They serve
+        exactly as the header does; a socket giving both must give the same. Only their
+        shape is checked here: each operation resolves them afresh, with its usual codes."""
+        params = context.connection_params or {}
+        given = [v for k, v in params.items() if k.lower() == "authorization"]
+        if not given:
+            return _ACK
+        if len(given) > 1 or not isinstance(given[0], str) or not 0 < len(given[0]) <= 4096:
+            # The socket is closed with 4403 (the protocol's "Forbidden"); the payload below
+            # is what our logs say, as the protocol has no way to carry it to the client.
+            log.info("websocket refused: %s", _CONNECTION_PARAMS_HELP)
+            raise ConnectionRejectionError(
+                {"code": "INVALID_CONNECTION_PARAMS", "message": _CONNECTION_PARAMS_HELP}
+            )
+        if context.authorization and context.authorization != given[0]:
+            log.info("websocket refused: two different credentials")
+            raise ConnectionRejectionError(
+                {
+                    "code": "INVALID_CONNECTION_PARAMS",
+                    "message": "the Authorization header and connection_init's Authorization "
+                    "differ; send one of them",
+                }
+            )
+        context.authorization = given[0]
+        return _ACK
+
     async def execute_single(
         self,
         request: Any,
@@ -77,6 +110,14 @@ class MobilityGraphQLRouter(GraphQLRouter[Context, None]):
         return await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
         )
+
+
+# A plain connection_ack (no payload).
+_ACK = UnsetType()
+_CONNECTION_PARAMS_HELP = (
+    "connection_init's payload takes one Authorization entry, a string such as "
+    '"Bearer <token or API key>"'
+)
 
 
 def _error(code: str, message: str) -> ExecutionResult:

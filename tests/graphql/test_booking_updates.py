@@ -24,16 +24,28 @@ subscription U($id: ID!) { bookingUpdates(bookingId: $id) { id state } }"""
 
 
 @asynccontextmanager
-async def connect(base_url: str, token: str) -> AsyncIterator[Client]:
+async def connect(
+    base_url: str,
+    token: str | None,
+    *,
+    init_payload: dict[str, Any] | None = None,
+    acknowledged: bool = True,
+) -> AsyncIterator[Client]:
+    """``token`` goes in the Authorization header; ``init_payload`` in ``connection_init``."""
     url = base_url.replace("http://", "ws://") + "/graphql"
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     async with websockets.connect(
         url,
         subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
-        additional_headers={"Authorization": f"Bearer {token}"},
+        additional_headers=headers,
     ) as ws:
         client = Client(ws)
-        await ws.send(json.dumps({"type": "connection_init"}))
-        assert (await client.receive())["type"] == "connection_ack"
+        init: dict[str, Any] = {"type": "connection_init"}
+        if init_payload is not None:
+            init["payload"] = init_payload
+        await ws.send(json.dumps(init))
+        if acknowledged:
+            assert (await client.receive())["type"] == "connection_ack"
         yield client
 
 
@@ -158,3 +170,66 @@ async def test_subscribers_share_one_redis_subscription_and_each_sees_only_its_b
                     await clients[2].receive()
         await asyncio.sleep(0.1)
         assert runtime.booking_signals.watch_count == 0
+
+
+async def test_credentials_in_connection_init_serve_as_the_header_does(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    """Browsers cannot set headers on a websocket: the token goes in connection_init."""
+    async with (
+        bookable_operator(runtime, "simscoot") as (sim, _),
+        served(runtime) as base_url,
+    ):
+        owner, _ = await sign_up(api)
+        intruder, _ = await sign_up(api)
+        vehicle_id = f"simscoot:{sim.vehicles[5].vehicle_id}"
+        reserved = await gql(api, RESERVE, {"vehicleId": vehicle_id, "key": key()}, owner)
+        booking_id = reserved["data"]["reserveVehicle"]["booking"]["id"]
+
+        async with connect(
+            base_url, None, init_payload={"Authorization": f"Bearer {owner}"}
+        ) as client:
+            await _subscribe(client, booking_id)
+            assert await _state(client) == "CONFIRMED"
+        async with connect(
+            base_url, None, init_payload={"authorization": f"Bearer {intruder}"}
+        ) as spy:
+            await _subscribe(spy, booking_id)
+            refused = await spy.receive()
+            assert [e["extensions"]["code"] for e in refused["payload"]["errors"]] == [
+                "BOOKING_NOT_FOUND"
+            ]
+        # Without credentials at all: told to sign in.
+        async with connect(base_url, None) as anonymous:
+            await _subscribe(anonymous, booking_id)
+            refused = await anonymous.receive()
+            assert [e["extensions"]["code"] for e in refused["payload"]["errors"]] == [
+                "UNAUTHENTICATED"
+            ]
+        # The same token in both places is fine.
+        async with connect(
+            base_url, owner, init_payload={"Authorization": f"Bearer {owner}"}
+        ) as both:
+            await _subscribe(both, booking_id)
+            assert await _state(both) == "CONFIRMED"
+
+
+@pytest.mark.parametrize(
+    ("header", "payload"),
+    [
+        (None, {"Authorization": 12345}),
+        (None, {"Authorization": ""}),
+        (None, {"Authorization": "Bearer x", "authorization": "Bearer y"}),
+        ("owner", {"Authorization": "Bearer someone-else"}),
+    ],
+    ids=["not-a-string", "empty", "twice", "differs-from-the-header"],
+)
+async def test_malformed_connection_credentials_close_the_socket_as_forbidden(
+    runtime: Runtime, api: httpx.AsyncClient, header: str | None, payload: dict[str, Any]
+) -> None:
+    async with served(runtime) as base_url:
+        token = (await sign_up(api))[0] if header else None
+        async with connect(base_url, token, init_payload=payload, acknowledged=False) as client:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await client.receive()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
