@@ -256,6 +256,22 @@ def _credentials_arguments(args: argparse.Namespace) -> tuple[str | None, dict[s
     )
 
 
+async def _secrets_reseal(settings: Settings) -> int:
+    from app import secret_box
+    from app.db import create_engine, session_factory, transaction
+
+    box = secret_box.configure(settings)
+    _print(f"re-sealing every stored secret with key {box.sealing_key_id}")
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            counts = await secret_box.reseal_all(session, box, _progress("secrets"))
+    finally:
+        await engine.dispose()
+    _print(f"done: {sum(counts.values())} re-sealed; keys other than the first may now go")
+    return 0
+
+
 async def _staff_token(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
@@ -511,6 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
     tsub.add_parser("revoke", help="revoke a token at once").add_argument("id", type=int)
     tsub.add_parser("list", help="list tokens (prefixes only)")
 
+    box = sub.add_parser("secrets", help="the keys sealing stored secrets (MOBILITY_SECRETS_KEYS)")
+    bsub = box.add_subparsers(dest="secrets_command", required=True)
+    bsub.add_parser("new-key", help="print a new random key (put it first in the setting)")
+    bsub.add_parser("reseal", help="seal every stored secret with the first key (rotation)")
+
     sync = sub.add_parser("sync", help="sync providers now, once")
     sync.add_argument("slugs", nargs="*", metavar="SLUG")
     sync.add_argument("--all", action="store_true", help="every enabled provider")
@@ -524,7 +545,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    from app import secret_box
+
     try:
+        if args.command == "secrets" and args.secrets_command == "new-key":
+            _print(secret_box.new_key())
+            return 0
+        # Every command reading or writing the database seals with these keys.
+        secret_box.configure(settings)
+        if args.command == "secrets":
+            return asyncio.run(_secrets_reseal(settings))
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
         if args.command == "serve":
@@ -561,6 +591,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_demo(settings, not args.no_sync))
     except DomainError as exc:
         return _fail(f"{exc.message} [{exc.code}]")
+    except (secret_box.SecretsMisconfigured, secret_box.SecretUnreadable) as exc:
+        return _fail(str(exc))
     except OSError as exc:
         return _fail(f"{exc} (are PostgreSQL and Redis running? see `make install`)", 1)
     return 2

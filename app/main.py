@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from starlette.requests import HTTPConnection
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from app import secret_box
 from app.accounts import check_settings
 from app.booking.maintenance import start_booking_maintenance
 from app.fleet.reports_api import router as reports_router
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     settings = settings or get_settings()
     # Refuse a production configuration that could not sign or check tokens, before serving.
     check_settings(settings)
+    secret_box.configure(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -15,6 +15,7 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app import secret_box
 from app.booking.service import BookingService
 from app.db import create_engine, plain_url, session_factory
 from app.live_updates import ChangeSignals, DeltaHub
@@ -65,6 +66,8 @@ class Runtime:
 
 @asynccontextmanager
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    # Before any database access: sealed secrets are read and written with these keys.
+    secret_box.configure(settings)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     redis = create_redis(settings.redis_url)

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     # to start without one.
     jwt_secret: str | None = Field(default=None, repr=False)
     jwt_issuer: str = "mobility-aggregator"
+    # Seal the secrets we must read back (operator credentials, webhook and push secrets) at
+    # rest: comma-separated 32-byte base64url keys, the first sealing (app/secret_box.py).
+    # Required in production; development and tests use a fixed development key.
+    secrets_keys: str | None = Field(default=None, repr=False)
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     # Trust an external identity provider's JWTs instead of (or as well as) ours: its issuer,

@@ -84,6 +84,7 @@ def _settings() -> Settings:
         demo_feeds=False,
         background_sync=False,
         jwt_secret=secrets.token_hex(32),
+        secrets_keys=config.SECRETS_KEY,
     )
 
 
@@ -97,6 +98,7 @@ def _env(settings: Settings) -> dict[str, str]:
         MOBILITY_BACKGROUND_SYNC="false",
         MOBILITY_DEMO_FEEDS="false",
         MOBILITY_JWT_SECRET=str(settings.jwt_secret),
+        MOBILITY_SECRETS_KEYS=config.SECRETS_KEY,
         # Each simulated rider rides back to back, faster than the per-rider limit allows
         # a person: this measures booking, not the limiter.
         MOBILITY_RATE_LIMITS_ENABLED="false",

@@ -13,6 +13,8 @@ module reads ``config.DATABASE_URL`` and friends at call time, never at import.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from pathlib import Path
 from typing import Final
@@ -38,6 +40,15 @@ SMOKE_DATABASE_URL: Final = os.environ.get(
 )
 SMOKE_REDIS_URL: Final = os.environ.get("BENCH_SMOKE_REDIS_URL", "redis://127.0.0.1:6379/13")
 SMOKE_REDIS_PREFIX: Final = os.environ.get("BENCH_SMOKE_REDIS_PREFIX", "smoke")
+
+# Seals stored secrets (operator credentials, push and webhook secrets) in the bench databases;
+# production refuses to start without a key. Fixed, so every bench process, and every run that
+# reuses a database, opens what another one sealed. Public: bench data guards nothing.
+SECRETS_KEY: Final = (
+    base64.urlsafe_b64encode(hashlib.sha256(b"mobility bench secrets key").digest())
+    .decode()
+    .rstrip("=")
+)
 
 DEFAULT_SEED: Final = 20_261_127
 FULL_COUNT: Final = 1_000_000

@@ -259,6 +259,7 @@ async def measure(count: int, repeat: int, seed: int) -> dict[str, Any]:
         database_url=config.DATABASE_URL,
         redis_url=config.REDIS_URL,
         redis_prefix=_redis_prefix(),
+        secrets_keys=config.SECRETS_KEY,
     )
     db = create_engine(settings.database_url, pool_size=2)
     redis = create_redis(settings.redis_url, timeout_seconds=30.0)

@@ -33,6 +33,7 @@ def _configure_env() -> None:
             "MOBILITY_DEMO_FEEDS": "false",
             "MOBILITY_ENVIRONMENT": "production",
             "MOBILITY_JWT_SECRET": secrets.token_hex(32),
+            "MOBILITY_SECRETS_KEYS": config.SECRETS_KEY,
         }
     )
 

@@ -151,6 +151,7 @@ def _settings() -> Settings:
         redis_prefix=_redis_prefix(),
         background_sync=False,
         demo_feeds=False,
+        secrets_keys=config.SECRETS_KEY,
     )
 
 
@@ -371,6 +372,7 @@ def _server_env() -> dict[str, str]:
         MOBILITY_ENVIRONMENT="production",
         # Production refuses to start without a signing key (app/accounts): one per run.
         MOBILITY_JWT_SECRET=secrets.token_hex(32),
+        MOBILITY_SECRETS_KEYS=config.SECRETS_KEY,
         PYTHONPATH=os.pathsep.join(
             p for p in (str(config.PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
         ),

@@ -251,6 +251,7 @@ def _server_env() -> dict[str, str]:
         MOBILITY_ENVIRONMENT="production",
         # Production refuses to start without a signing key (app/accounts): one per run.
         MOBILITY_JWT_SECRET=secrets.token_hex(32),
+        MOBILITY_SECRETS_KEYS=config.SECRETS_KEY,
         # The fleet is stamped as synced when the run starts and nothing syncs it during the
         # run: a day's limit keeps it fresh throughout, and search still checks freshness.
         MOBILITY_STALE_AFTER_SECONDS="86400",

@@ -36,6 +36,7 @@ import asyncpg
 import orjson
 from redis.exceptions import RedisError
 
+from app import secret_box
 from app.booking.states import ACTIVE
 from app.errors import DomainError
 from app.reference import ReferenceData
@@ -440,7 +441,11 @@ class PushIngest:
         row = await self.pool.fetchrow(
             "SELECT ingest_secret, enabled FROM providers WHERE id = $1", provider_id
         )
-        return None if row is None else (row["ingest_secret"], row["enabled"])
+        if row is None:
+            return None
+        # Read with the driver, not the ORM: opened here (sealed at rest, app/secret_box.py).
+        stored = row["ingest_secret"]
+        return (None if stored is None else secret_box.current().open(stored), row["enabled"])
 
     async def apply(
         self,

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from app import migrate
+from app import migrate, secret_box
 from app.main import create_app
 from app.runtime import Runtime, open_runtime
 from app.settings import PROJECT_ROOT, Settings
@@ -113,6 +113,8 @@ async def runtime(session_runtime: Runtime) -> AsyncIterator[Runtime]:
     session_runtime.search._index_retry_at = -math.inf
     session_runtime.search._enabled_at = -math.inf
     session_runtime.reference.invalidate()
+    # Secrets are sealed with the runtime's keys, whatever keys a previous test used.
+    secret_box.configure(session_runtime.settings)
     yield session_runtime
 
 

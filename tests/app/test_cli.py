@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 
+from app import secret_box
 from app.runtime import Runtime
 from providers.simulators.feed_server import FeedServer
 from tests.helpers import feed_dir, raw
@@ -17,17 +18,20 @@ from tests.helpers import feed_dir, raw
 MOBILITY = str(Path(sys.executable).with_name("mobility"))
 
 
-async def mobility(runtime: Runtime, *args: str) -> tuple[int, str, str]:
-    env = {
+async def mobility(
+    runtime: Runtime, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    environment = {
         **os.environ,
         "MOBILITY_DATABASE_URL": runtime.settings.database_url,
         "MOBILITY_REDIS_URL": runtime.settings.redis_url,
         "MOBILITY_REDIS_PREFIX": runtime.settings.redis_prefix,
+        **(env or {}),
     }
     process = await asyncio.create_subprocess_exec(
         MOBILITY,
         *args,
-        env=env,
+        env=environment,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -121,7 +125,8 @@ async def test_push_secret_is_shown_once_stored_and_refused_for_a_feed_fed_fleet
         stored = await session.scalar(
             text("SELECT ingest_secret FROM providers WHERE id = 'pusher'")
         )
-    assert stored == secret
+    # Sealed at rest (app/secret_box.py), the same secret once opened.
+    assert secret not in stored and secret_box.current().open(stored) == secret
 
     # A provider whose feed publishes its vehicles cannot push them too.
     code, _, err = await mobility(

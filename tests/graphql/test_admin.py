@@ -13,6 +13,7 @@ import pytest
 import websockets
 from sqlalchemy import text
 
+from app import secret_box
 from app.db import transaction
 from app.main import create_app
 from app.runtime import Runtime
@@ -241,12 +242,15 @@ async def test_credentials_go_in_and_never_come_out(
             assert secret not in str(answer)
         assert all(secret not in r.getMessage() for r in caplog.records)
 
-    # Stored, for the adapter: exactly what was given.
+    # Stored sealed (app/secret_box.py), and for the adapter, once opened, exactly what was
+    # given.
     async with runtime.sessions() as session:
         stored = (
             await session.execute(text("SELECT secret FROM provider_credentials"))
         ).scalar_one()
-    assert set(_leaves(stored)) >= set(secrets)
+    assert all(secret not in json.dumps(stored) for secret in secrets)
+    opened = json.loads(secret_box.current().open(stored["sealed"]))
+    assert set(_leaves(opened)) >= set(secrets)
 
     body = await gql(api, CREDENTIALS, {"id": "p", "credentials": None}, token)
     assert body["data"]["setProviderCredentials"]["credentialsKind"] is None

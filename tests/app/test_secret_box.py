@@ -1,0 +1,238 @@
+"""Secrets sealed at rest: the box itself, the columns that use it, and key rotation (reseal)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import text
+
+from adapters.credentials import BearerToken
+from app import secret_box
+from app.db import transaction
+from app.runtime import Runtime
+from app.secret_box import SecretBox, SecretsMisconfigured, SecretUnreadable
+from providers import admin
+from providers.service import register_provider
+from tests.app.test_cli import mobility
+from tests.conftest import make_settings
+from tests.webhook_support import organisation
+
+KEY_A = secret_box.new_key()
+KEY_B = secret_box.new_key()
+
+
+def box(*keys: str) -> SecretBox:
+    return SecretBox.from_settings(make_settings(secrets_keys=",".join(keys)))
+
+
+def test_sealed_values_open_and_reveal_nothing() -> None:
+    sealer = box(KEY_A)
+    first, second = sealer.seal("whsec_abc"), sealer.seal("whsec_abc")
+    assert first != second, "each seal has its own nonce"
+    for sealed in (first, second):
+        assert sealed.startswith(f"sb1:{sealer.sealing_key_id}:")
+        assert "whsec_abc" not in sealed
+        assert sealer.open(sealed) == "whsec_abc"
+    assert sealer.open("stored before sealing") == "stored before sealing"
+
+
+def test_a_tampered_or_foreign_value_is_unreadable_not_garbage() -> None:
+    sealer = box(KEY_A)
+    sealed = sealer.seal("client-secret")
+    head, body = sealed.rsplit(":", 1)
+    flipped = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1]
+    with pytest.raises(SecretUnreadable, match="damaged"):
+        sealer.open(f"{head}:{flipped}")
+    with pytest.raises(SecretUnreadable, match="does not list"):
+        box(KEY_B).open(sealed)
+
+
+def test_rotation_new_key_first_old_ones_still_open() -> None:
+    old = box(KEY_A).seal("operator-token")
+    rotated = box(KEY_B, KEY_A)
+    assert rotated.open(old) == "operator-token"
+    assert not rotated.is_current(old)
+    assert rotated.is_current(rotated.seal("operator-token"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"environment": "production", "secrets_keys": None}, "required in production"),
+        ({"secrets_keys": "not-base64-at-all!"}, "not base64url"),
+        ({"secrets_keys": "c2hvcnQ"}, "32 bytes"),
+        ({"secrets_keys": f"{KEY_A},c2hvcnQ"}, "entry 2"),
+    ],
+)
+def test_missing_or_malformed_keys_are_refused(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(SecretsMisconfigured, match=message):
+        SecretBox.from_settings(make_settings(**overrides))
+
+
+def test_development_without_keys_uses_a_fixed_key_production_never() -> None:
+    development = SecretBox.from_settings(make_settings(secrets_keys=None))
+    again = SecretBox.from_settings(make_settings(secrets_keys=None))
+    # Restarting keeps a development database readable.
+    assert again.open(development.seal("x")) == "x"
+    with pytest.raises(SecretsMisconfigured):
+        SecretBox.from_settings(make_settings(environment="production", secrets_keys=None))
+
+
+async def _raw(runtime: Runtime, sql: str, **params: Any) -> Any:
+    async with runtime.sessions() as session:
+        return (await session.execute(text(sql), params)).scalar_one()
+
+
+async def test_stored_secrets_are_sealed_in_the_database_and_plain_to_the_application(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    from app.fleet import webhooks
+    from app.fleet.outbox import EventType
+    from tests.app.test_webhooks import admin_of
+
+    org = await organisation(runtime)
+    async with transaction(runtime.sessions) as session:
+        endpoint, webhook_secret = await webhooks.register_endpoint(
+            session,
+            admin_of(org),
+            "https://hooks.example.org/in",
+            [EventType.BOOKING_CONFIRMED],
+            settings=runtime.settings,
+        )
+        await register_provider(
+            session,
+            slug="opco",
+            name="Op Co",
+            adapter="gbfs",
+            config={"discovery_url": "http://127.0.0.1:9/gbfs.json"},
+        )
+        await admin.set_credentials(
+            session, "opco", "bearer_token", {"token": "tok-very-secret-123"}
+        )
+        provider = await admin._get(session, "opco")
+        provider.ingest_secret = "whsec_push_secret_1"
+
+    stored_hook = await _raw(
+        runtime, "SELECT secret FROM webhook_endpoints WHERE id = :i", i=endpoint.id
+    )
+    stored_push = await _raw(runtime, "SELECT ingest_secret FROM providers WHERE id = 'opco'")
+    stored_creds = await _raw(
+        runtime, "SELECT secret FROM provider_credentials WHERE provider_id = 'opco'"
+    )
+    for stored, plain in (
+        (stored_hook, webhook_secret),
+        (stored_push, "whsec_push_secret_1"),
+        (orjson.dumps(stored_creds).decode(), "tok-very-secret-123"),
+    ):
+        assert "sb1:" in stored and plain not in stored
+
+    async with runtime.sessions() as session:
+        credentials = await admin.credentials_for(session, "opco")
+        provider = await admin._get(session, "opco")
+    assert credentials == BearerToken("tok-very-secret-123")
+    assert provider.ingest_secret == "whsec_push_secret_1"
+    assert await runtime.push.credentials("opco") == ("whsec_push_secret_1", True)
+
+
+async def test_reseal_seals_plain_values_then_rotates_to_a_new_key(runtime: Runtime) -> None:
+    org = await organisation(runtime)
+    endpoint_id = uuid.uuid4()
+    plain_creds = {"token": "legacy-plain-token"}
+    async with transaction(runtime.sessions) as session:
+        await register_provider(
+            session,
+            slug="opco",
+            name="Op Co",
+            adapter="gbfs",
+            config={"discovery_url": "http://127.0.0.1:9/gbfs.json"},
+        )
+        # Stored before sealing existed: plain text, written with SQL.
+        await session.execute(
+            text("UPDATE providers SET ingest_secret = 'whsec_legacy' WHERE id = 'opco'")
+        )
+        await session.execute(
+            text(
+                "INSERT INTO provider_credentials (provider_id, kind, secret) "
+                "VALUES ('opco', 'bearer_token', CAST(:s AS jsonb))"
+            ),
+            {"s": orjson.dumps(plain_creds).decode()},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO webhook_endpoints (id, organisation_id, url, secret, events, enabled)"
+                " VALUES (:i, :o, 'https://hooks.example.org/x', 'whsec_legacy_hook', "
+                "ARRAY['booking.confirmed'], true)"
+            ),
+            {"i": endpoint_id, "o": org},
+        )
+
+    async def stored() -> list[str]:
+        return [
+            await _raw(runtime, "SELECT ingest_secret FROM providers WHERE id = 'opco'"),
+            orjson.dumps(await _raw(runtime, "SELECT secret FROM provider_credentials")).decode(),
+            await _raw(
+                runtime, "SELECT secret FROM webhook_endpoints WHERE id = :i", i=endpoint_id
+            ),
+        ]
+
+    first = box(KEY_A)
+    async with transaction(runtime.sessions) as session:
+        counts = await secret_box.reseal_all(session, first)
+    assert sum(counts.values()) == 3
+    after_first = await stored()
+    assert all(f"sb1:{first.sealing_key_id}:" in value for value in after_first)
+    assert not any("legacy" in value for value in after_first)
+
+    # Nothing left to do with the same key.
+    async with transaction(runtime.sessions) as session:
+        assert sum((await secret_box.reseal_all(session, first)).values()) == 0
+
+    # Rotation: the new key first, the old one after it; reseal; then the old key can go.
+    rotated = box(KEY_B, KEY_A)
+    async with transaction(runtime.sessions) as session:
+        assert sum((await secret_box.reseal_all(session, rotated)).values()) == 3
+    only_new = box(KEY_B)
+    values = await stored()
+    assert only_new.open(values[0]) == "whsec_legacy"
+    assert orjson.loads(only_new.open(orjson.loads(values[1])["sealed"])) == plain_creds
+    assert only_new.open(values[2]) == "whsec_legacy_hook"
+
+
+async def test_reseal_from_the_command_line_and_a_missing_key_is_a_clear_error(
+    runtime: Runtime,
+) -> None:
+    async with transaction(runtime.sessions) as session:
+        await register_provider(
+            session,
+            slug="opco",
+            name="Op Co",
+            adapter="gbfs",
+            config={"discovery_url": "http://127.0.0.1:9/gbfs.json"},
+        )
+        await session.execute(
+            text("UPDATE providers SET ingest_secret = 'whsec_cli' WHERE id = 'opco'")
+        )
+    code, out, err = await mobility(runtime, "secrets", "new-key")
+    assert code == 0, err
+    key = out.strip()
+    assert SecretBox.from_settings(make_settings(secrets_keys=key)).sealing_key_id
+
+    code, out, err = await mobility(
+        runtime, "secrets", "reseal", env={"MOBILITY_SECRETS_KEYS": key}
+    )
+    assert code == 0, err
+    assert "providers.ingest_secret: 1 of 1 re-sealed" in out
+    value = await _raw(runtime, "SELECT ingest_secret FROM providers WHERE id = 'opco'")
+    assert box(key).open(value) == "whsec_cli"
+
+    # Sealed with a key the deployment no longer lists: said so, and nothing is changed.
+    code, _, err = await mobility(
+        runtime, "secrets", "reseal", env={"MOBILITY_SECRETS_KEYS": KEY_B}
+    )
+    assert code != 0
+    assert "does not list" in err
+    assert await _raw(runtime, "SELECT ingest_secret FROM providers WHERE id = 'opco'") == value
