@@ -414,16 +414,15 @@ _DEADLOCK_ATTEMPTS = 3
 # Push batches take it shared, a rebuild of the provider's index exclusive (providers/sync.py).
 INDEX_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(hashtext('index:' || $1))"
 INDEX_XACT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('index:' || :p))"
-# Held exclusively by whatever writes a provider's vehicles from the operator's side (a push
-# batch, a sync's merge) from reading the active bookings to the commit; a booking holds it
-# shared while it writes is_reserved (app/booking/service.py VEHICLES_LOCK). So a booking
-# committed before is seen and kept reserved, and one committing after writes it itself.
+# A sync's merge holds it exclusively from reading the provider's active bookings to its
+# commit; a booking holds it shared while it writes is_reserved (app/booking/service.py).
 VEHICLES_XACT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('vehicles:' || $1))"
+# Run after the upsert, so with a snapshot newer than it (READ COMMITTED: one per statement).
 _BOOKED = """
 SELECT vehicle_id FROM bookings
 WHERE provider_id = $1 AND vehicle_id = ANY($2::text[]) AND state = ANY($3::text[])
 """
-_IS_RESERVED = 8  # its column in the upsert's arrays
+_KEEP_RESERVED = "UPDATE vehicles SET is_reserved = true WHERE id = ANY($1::text[])"
 
 
 class PushIngest:
@@ -568,10 +567,8 @@ async def _write_batch(
         # (SyncEngine.rebuild_index), which would otherwise write positions it read before
         # this batch committed over the ones this batch writes.
         await conn.execute(INDEX_LOCK_SHARED, p)
-        if docs:
-            await conn.execute(VEHICLES_XACT_LOCK, p)
-            _hold_booked(await conn.fetch(_BOOKED, p, columns[0], _ACTIVE_STATES), columns, docs)
         rows = await conn.fetch(_UPSERT, p, *columns) if docs else []
+        await _hold_booked(conn, p, [r["id"] for r in rows], docs)
         gone = await conn.fetch(_DELETE, p, removed_ids) if removed_ids else []
         applied: list[VehicleDoc] = []
         for row in rows:
@@ -604,19 +601,26 @@ async def _write_batch(
 _ACTIVE_STATES = sorted(state.value for state in ACTIVE)
 
 
-def _hold_booked(
-    booked: list[asyncpg.Record], columns: tuple[list[Any], ...], docs: dict[str, VehicleDoc]
+async def _hold_booked(
+    conn: asyncpg.Connection, provider_id: str, written: list[str], docs: dict[str, VehicleDoc]
 ) -> None:
     """A vehicle with an active booking here stays reserved whatever the operator reports:
-    its status may predate the booking, and a booked vehicle must not come back into search."""
-    held = {r["vehicle_id"] for r in booked}
+    its status may predate the booking, and a booked vehicle must not come back into search.
+
+    Called after the upsert, which holds the written rows' locks to the commit. A booking
+    committed before this query is seen here and its vehicle is set reserved again; one not
+    committed yet still has to write its vehicle's row, so it waits for this batch to commit
+    and then marks the vehicle reserved itself (and updates the index). No advisory lock is
+    needed, so batches of one provider still run side by side."""
+    freed = [vid for vid in written if not docs[vid].is_reserved]
+    if not freed:
+        return
+    booked = await conn.fetch(_BOOKED, provider_id, freed, _ACTIVE_STATES)
+    held = [r["vehicle_id"] for r in booked]
     if not held:
         return
-    reserved = columns[_IS_RESERVED]
-    for i, vehicle_id in enumerate(columns[0]):
-        if vehicle_id in held:
-            reserved[i] = True
-    for vehicle_id in held & docs.keys():
+    await conn.execute(_KEEP_RESERVED, held)
+    for vehicle_id in held:
         docs[vehicle_id] = docs[vehicle_id]._replace(is_reserved=True)
 
 

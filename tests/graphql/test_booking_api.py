@@ -316,19 +316,81 @@ async def test_fifty_riders_race_for_one_vehicle_and_exactly_one_gets_it(
         assert vehicle_id not in await visible_ids(api, bystander, target.lat, target.lon)
 
 
+async def _let_push(runtime: Runtime, provider: str) -> str:
+    secret = f"whsec_{provider}_test_secret"
+    async with transaction(runtime.sessions) as session:
+        await session.execute(
+            text("UPDATE providers SET ingest_secret = :s WHERE id = :p"),
+            {"s": secret, "p": provider},
+        )
+    runtime.reference.invalidate()
+    return secret
+
+
+async def _vehicle_types(runtime: Runtime, ids: list[str]) -> dict[str, str]:
+    async with runtime.sessions() as session:
+        rows = await session.execute(
+            text("SELECT id, vehicle_type_id FROM vehicles WHERE id = ANY(:ids)"), {"ids": ids}
+        )
+        return {r.id: r.vehicle_type_id for r in rows}
+
+
+async def _push_free(
+    api: httpx.AsyncClient,
+    secret: str,
+    positions: dict[str, tuple[float, float]],
+    types: dict[str, str],
+) -> dict[str, Any]:
+    """The operator reports these vehicles free, at these positions, now."""
+    now = int(time.time())
+    records = [
+        {
+            "vehicle_id": vid.split(":", 1)[1],
+            "lat": lat,
+            "lon": lon,
+            "vehicle_type_id": types[vid].split(":", 1)[1],
+            "is_reserved": False,
+            "is_disabled": False,
+            "last_reported": now,
+        }
+        for vid, (lat, lon) in positions.items()
+    ]
+    body = orjson.dumps({"vehicles": records})
+    response = await api.post(
+        f"/ingest/{next(iter(positions)).split(':', 1)[0]}/vehicles",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: str(now),
+            SIGNATURE_HEADER: sign(secret, now, body),
+        },
+    )
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def _stored_vehicles(
+    runtime: Runtime, ids: list[str]
+) -> dict[str, tuple[bool, float, float]]:
+    async with runtime.sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT id, is_reserved, ST_Y(geom) AS lat, ST_X(geom) AS lon "
+                "FROM vehicles WHERE id = ANY(:ids)"
+            ),
+            {"ids": ids},
+        )
+        return {r.id: (r.is_reserved, r.lat, r.lon) for r in rows}
+
+
 async def test_a_pushed_status_does_not_bring_a_booked_vehicle_back(
     runtime: Runtime, api: httpx.AsyncClient
 ) -> None:
     """An operator that also pushes statuses (connected vehicles) may report a booked vehicle
     as free: its status predates our booking. The vehicle moves, but stays out of search."""
     async with bookable_operator(runtime, "simscoot") as (sim, _):
-        secret = "whsec_booked_vehicle_test"
-        async with transaction(runtime.sessions) as session:
-            await session.execute(
-                text("UPDATE providers SET ingest_secret = :s WHERE id = 'simscoot'"),
-                {"s": secret},
-            )
-        runtime.reference.invalidate()
+        secret = await _let_push(runtime, "simscoot")
         rider, _ = await sign_up(api)
         bystander, _ = await sign_up(api)
         booked, free = sim.vehicles[4], sim.vehicles[5]
@@ -337,58 +399,19 @@ async def test_a_pushed_status_does_not_bring_a_booked_vehicle_back(
         assert reserved["data"]["reserveVehicle"]["__typename"] == "BookingSuccess", reserved
         booking_id = reserved["data"]["reserveVehicle"]["booking"]["id"]
 
-        async with runtime.sessions() as session:
-            types = dict(
-                (
-                    await session.execute(
-                        text("SELECT id, vehicle_type_id FROM vehicles WHERE id = ANY(:ids)"),
-                        {"ids": [booked_id, free_id]},
-                    )
-                ).all()
-            )
-        now = int(time.time())
         moved = {
             vid: (v.lat + 0.0005, v.lon + 0.0005)
             for vid, v in ((booked_id, booked), (free_id, free))
         }
-        records = [
-            {
-                "vehicle_id": vid.split(":", 1)[1],
-                "lat": lat,
-                "lon": lon,
-                "vehicle_type_id": types[vid].split(":", 1)[1],
-                "is_reserved": False,
-                "is_disabled": False,
-                "last_reported": now,
-            }
-            for vid, (lat, lon) in moved.items()
-        ]
-        body = orjson.dumps({"vehicles": records})
-        response = await api.post(
-            "/ingest/simscoot/vehicles",
-            content=body,
-            headers={
-                "Content-Type": "application/json",
-                TIMESTAMP_HEADER: str(now),
-                SIGNATURE_HEADER: sign(secret, now, body),
-            },
-        )
-        assert response.status_code == 200, response.text
-        assert response.json()["updated"] == 2 and response.json()["indexUpdated"]
+        types = await _vehicle_types(runtime, list(moved))
+        result = await _push_free(api, secret, moved, types)
+        assert result["updated"] == 2 and result["indexUpdated"]
 
-        async with runtime.sessions() as session:
-            stored = {
-                r.id: (r.is_reserved, r.lat, r.lon)
-                for r in await session.execute(
-                    text(
-                        "SELECT id, is_reserved, ST_Y(geom) AS lat, ST_X(geom) AS lon "
-                        "FROM vehicles WHERE id = ANY(:ids)"
-                    ),
-                    {"ids": [booked_id, free_id]},
-                )
-            }
         # Both moved where the operator says; only the unbooked one is free.
-        assert stored == {booked_id: (True, *moved[booked_id]), free_id: (False, *moved[free_id])}
+        assert await _stored_vehicles(runtime, list(moved)) == {
+            booked_id: (True, *moved[booked_id]),
+            free_id: (False, *moved[free_id]),
+        }
         lat, lon = moved[free_id]
         seen = await visible_ids(api, bystander, lat, lon)
         assert free_id in seen and booked_id not in seen
@@ -396,6 +419,58 @@ async def test_a_pushed_status_does_not_bring_a_booked_vehicle_back(
         cancelled = await gql(api, CANCEL, {"bookingId": booking_id, "key": key()}, rider)
         assert cancelled["data"]["cancelBooking"]["__typename"] == "BookingSuccess", cancelled
         assert booked_id in await visible_ids(api, bystander, lat, lon)
+
+
+async def test_bookings_racing_pushed_free_statuses_all_stay_reserved(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    """Reservations and pushes saying the same vehicles are free, all at once: whatever the
+    interleaving, every booked vehicle ends reserved in PostGIS and out of search."""
+    async with bookable_operator(runtime, "simscoot") as (sim, _):
+        secret = await _let_push(runtime, "simscoot")
+        targets = sim.vehicles[:8]
+        ids = [f"simscoot:{v.vehicle_id}" for v in targets]
+        positions = {vid: (v.lat, v.lon) for vid, v in zip(ids, targets, strict=True)}
+        types = await _vehicle_types(runtime, ids)
+        riders = [(await sign_up(api))[0] for _ in ids]
+        bystander, _ = await sign_up(api)
+
+        async def reserve(vehicle_id: str, rider: str) -> str:
+            body = await gql(api, RESERVE, {"vehicleId": vehicle_id, "key": key()}, rider)
+            return str(body["data"]["reserveVehicle"]["__typename"])
+
+        async def pushes() -> None:
+            for _ in range(6):
+                await _push_free(api, secret, positions, types)
+
+        results = await asyncio.gather(
+            *(reserve(vid, rider) for vid, rider in zip(ids, riders, strict=True)),
+            pushes(),
+            pushes(),
+        )
+        outcomes = dict(zip(ids, results[: len(ids)], strict=True))
+        booked = {vid for vid, kind in outcomes.items() if kind == "BookingSuccess"}
+        assert booked, outcomes
+        assert await _active_bookings_count(runtime, ids) == len(booked)
+        stored = await _stored_vehicles(runtime, ids)
+        assert {vid for vid, (reserved, _, _) in stored.items() if reserved} == booked
+        seen = set()
+        for lat, lon in positions.values():
+            seen |= await visible_ids(api, bystander, lat, lon)
+        assert not booked & seen
+        assert set(ids) - booked <= seen
+
+
+async def _active_bookings_count(runtime: Runtime, ids: list[str]) -> int:
+    async with runtime.sessions() as session:
+        count = await session.scalar(
+            text(
+                "SELECT count(*) FROM bookings WHERE vehicle_id = ANY(:ids) "
+                "AND state IN ('PENDING', 'CONFIRMED', 'STARTED', 'PAUSED')"
+            ),
+            {"ids": ids},
+        )
+        return int(count or 0)
 
 
 # --- idempotency ---------------------------------------------------------------------------
