@@ -108,7 +108,10 @@ async def _providers_add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _providers_push_secret(settings: Settings, slug: str, remove: bool) -> int:
+    from sqlalchemy import select
+
     from app.db import create_engine, session_factory, transaction
+    from app.models import Provider
     from providers import repository
     from providers.push import new_secret
 
@@ -118,7 +121,15 @@ async def _providers_push_secret(settings: Settings, slug: str, remove: bool) ->
             provider = await repository.get(session, slug)
             if provider is None:
                 return _fail(f"unknown provider {slug!r}", 1)
-            had = provider.ingest_secret is not None
+            # Asked without opening it: an unreadable secret can still be replaced.
+            had = (
+                await session.scalar(
+                    select(Provider.id).where(
+                        Provider.id == slug, Provider.ingest_secret.is_not(None)
+                    )
+                )
+                is not None
+            )
             vehicle_feeds = {"vehicle_status", "free_bike_status"} & set(provider.feed_names)
             if not remove and vehicle_feeds:
                 # Its syncs replace the whole fleet with the feed's: pushed vehicles would be
@@ -128,8 +139,8 @@ async def _providers_push_secret(settings: Settings, slug: str, remove: bool) ->
                     "from that feed, so it cannot also push them (register the pushing "
                     "operator as its own provider, e.g. with --adapter push)"
                 )
-            provider.ingest_secret = None if remove else new_secret()
-            secret = provider.ingest_secret
+            secret = None if remove else new_secret()
+            provider.ingest_secret = secret
     finally:
         await engine.dispose()
     if secret is None:

@@ -16,6 +16,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
 
+from app import secret_box
 from app.runtime import Runtime
 from providers.push import (
     MAX_BODY_BYTES,
@@ -86,7 +87,18 @@ async def _ingest(provider_id: str, request: Request) -> Response:
         # Read per request, not from the reference cache: a rotated or removed secret and a
         # disabled provider take effect at once, and a flood of bad signatures costs one
         # indexed lookup each instead of reloading shared caches.
-        credentials = await runtime.push.credentials(provider_id)
+        try:
+            credentials = await runtime.push.credentials(provider_id)
+        except secret_box.SecretUnreadable as exc:
+            # Our configuration, not the sender's fault: nothing can be verified until the key
+            # is back (the message names it; no secret is in it).
+            log.error("push for %s refused: %s", provider_id, exc)
+            raise PushRejected(
+                503,
+                "SECRET_UNREADABLE",
+                "this provider's ingest secret cannot be read here; the operators of this "
+                "service have been told, send the batch again later",
+            ) from exc
         if credentials is None:
             raise PushRejected(404, "UNKNOWN_PROVIDER", f"no provider {provider_id!r}")
         secret, enabled = credentials

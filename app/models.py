@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.secret_box import SealedJSON, SealedText
+from app.secret_box import INGEST_SECRET_PURPOSE, SealedJSON, SealedText
 
 
 class Base(DeclarativeBase):
@@ -58,7 +58,11 @@ class Provider(Base):
     # Feeds the last good snapshot came from (see migration 0002).
     feed_names: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list)
     # Push ingest's HMAC key (migration 0003); NULL: the provider cannot push. Never exposed.
-    ingest_secret: Mapped[str | None] = mapped_column(SealedText)
+    # Deferred: loaded only where it is used (push ingest reads it itself), so listing providers
+    # never opens it, and an unreadable one cannot break loading them.
+    ingest_secret: Mapped[str | None] = mapped_column(
+        SealedText(INGEST_SECRET_PURPOSE), deferred=True, deferred_raiseload=True
+    )
     # Sync health.
     last_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -230,7 +234,9 @@ class ProviderCredentials(Base):
         Text, ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True
     )
     kind: Mapped[str] = mapped_column(Text, nullable=False)
-    secret: Mapped[dict[str, Any]] = mapped_column(SealedJSON, nullable=False)
+    secret: Mapped[dict[str, Any]] = mapped_column(
+        SealedJSON("provider_credentials.secret"), nullable=False
+    )
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     def __repr__(self) -> str:
@@ -566,7 +572,7 @@ class WebhookEndpoint(Base):
     organisation_id: Mapped[uuid.UUID] = _org_fk()
     url: Mapped[str] = mapped_column(Text, nullable=False)
     # The signing secret (shown once at creation; needed to sign, so not hashed).
-    secret: Mapped[str] = mapped_column(SealedText, nullable=False)
+    secret: Mapped[str] = mapped_column(SealedText("webhook_endpoints.secret"), nullable=False)
     events: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

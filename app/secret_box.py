@@ -6,9 +6,10 @@ HMACs with them). They are stored sealed, so a database dump, a backup or a read
 injection does not hand them out: ``sb1:<key id>:<base64url(nonce ‖ ciphertext ‖ tag)>``.
 
 Keys come from ``MOBILITY_SECRETS_KEYS``: comma-separated, each 32 random bytes in base64url
-(``mobility secrets new-key`` prints one). The first seals; every one listed opens, so a key
-is rotated by putting the new one first, running ``mobility secrets reseal`` (which re-seals
-every stored secret with it) and then dropping the old one. Production refuses to start
+(``mobility secrets new-key`` prints one). The first seals; every one listed opens. A key is
+rotated in phases, each rolled out to every process: add the new key second (all can open
+it), move it first (all seal with it), run ``mobility secrets reseal`` (every stored secret
+re-sealed with it), drop the old one. Production refuses to start
 without keys; development and tests use a fixed development key, so their databases stay
 readable across restarts (and are worthless to anyone who knows it, which is everyone).
 
@@ -40,6 +41,7 @@ from sqlalchemy.types import Text, TypeDecorator
 from app.settings import Settings
 
 __all__ = [
+    "INGEST_SECRET_PURPOSE",
     "PREFIX",
     "SealedJSON",
     "SealedText",
@@ -53,11 +55,13 @@ __all__ = [
 ]
 
 PREFIX = "sb1:"
+INGEST_SECRET_PURPOSE = "providers.ingest_secret"
 _NONCE_BYTES = 12
 # Public on purpose: only for development and test databases (production refuses it).
 _DEVELOPMENT_KEY = hashlib.sha256(b"mobility-aggregator development secrets key").digest()
-# Associated data: a sealed value only opens as one of ours, of this format.
-_AAD = b"mobility-aggregator/secret-box/v1"
+# Associated data: a sealed value only opens as one of ours, of this format, in the column it
+# was sealed for (a value copied into another row's or table's column does not open there).
+_AAD = b"mobility-aggregator/secret-box/v1/"
 
 
 class SecretsMisconfigured(RuntimeError):
@@ -95,9 +99,11 @@ class SecretBox:
     def __init__(self, keys: list[bytes]) -> None:
         if not keys:
             raise SecretsMisconfigured("a secret box needs at least one key")
-        self._sealing = keys[0]
-        self.sealing_key_id = _key_id(keys[0])
-        self._keys = {_key_id(k): AESGCM(k) for k in keys}
+        ids = [_key_id(k) for k in keys]
+        if len(set(ids)) != len(ids):
+            raise SecretsMisconfigured("MOBILITY_SECRETS_KEYS lists the same key twice")
+        self.sealing_key_id = ids[0]
+        self._keys = {key_id: AESGCM(k) for key_id, k in zip(ids, keys, strict=True)}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SecretBox:
@@ -114,13 +120,15 @@ class SecretBox:
             raise SecretsMisconfigured("the development secrets key cannot be used in production")
         return cls(keys)
 
-    def seal(self, plaintext: str) -> str:
+    def seal(self, plaintext: str, purpose: str) -> str:
+        """``purpose``: where the value is stored (``table.column``); it opens only there."""
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._keys[self.sealing_key_id].encrypt(nonce, plaintext.encode(), _AAD)
+        aad = _AAD + purpose.encode()
+        sealed = self._keys[self.sealing_key_id].encrypt(nonce, plaintext.encode(), aad)
         body = base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
         return f"{PREFIX}{self.sealing_key_id}:{body}"
 
-    def open(self, stored: str) -> str:
+    def open(self, stored: str, purpose: str) -> str:
         """The plaintext of a sealed value; a value stored before sealing, as it is."""
         if not stored.startswith(PREFIX):
             return stored
@@ -128,14 +136,17 @@ class SecretBox:
         cipher = self._keys.get(key_id)
         if cipher is None:
             raise SecretUnreadable(
-                f"a stored secret is sealed with key {key_id}, which MOBILITY_SECRETS_KEYS "
-                "does not list; add that key back (after the current one)"
+                f"a stored secret ({purpose}) is sealed with key {key_id}, which "
+                "MOBILITY_SECRETS_KEYS does not list; add that key back (after the current one)"
             )
         try:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-            plain = cipher.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _AAD)
+            plain = cipher.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _AAD + purpose.encode())
         except (binascii.Error, ValueError, InvalidTag) as exc:
-            raise SecretUnreadable(f"a stored secret sealed with key {key_id} is damaged") from exc
+            raise SecretUnreadable(
+                f"a stored secret ({purpose}) sealed with key {key_id} is damaged, or was "
+                "copied from another column"
+            ) from exc
         return plain.decode()
 
     def is_current(self, stored: str) -> bool:
@@ -159,16 +170,21 @@ def current() -> SecretBox:
 
 
 class SealedText(TypeDecorator[str]):
-    """A text column holding a sealed secret; the application sees the plaintext."""
+    """A text column holding a sealed secret; the application sees the plaintext.
+    ``purpose``: the column, ``table.column``."""
 
     impl = Text
     cache_ok = True
 
+    def __init__(self, purpose: str) -> None:
+        super().__init__()
+        self.purpose = purpose
+
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
-        return None if value is None else current().seal(value)
+        return None if value is None else current().seal(value, self.purpose)
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
-        return None if value is None else current().open(value)
+        return None if value is None else current().open(value, self.purpose)
 
 
 class SealedJSON(TypeDecorator[dict[str, Any]]):
@@ -178,12 +194,16 @@ class SealedJSON(TypeDecorator[dict[str, Any]]):
     impl = JSONB
     cache_ok = True
 
+    def __init__(self, purpose: str) -> None:
+        super().__init__()
+        self.purpose = purpose
+
     def process_bind_param(
         self, value: dict[str, Any] | None, dialect: Dialect
     ) -> dict[str, Any] | None:
         if value is None:
             return None
-        return {"sealed": current().seal(orjson.dumps(value).decode())}
+        return {"sealed": current().seal(orjson.dumps(value).decode(), self.purpose)}
 
     def process_result_value(
         self, value: dict[str, Any] | None, dialect: Dialect
@@ -192,7 +212,7 @@ class SealedJSON(TypeDecorator[dict[str, Any]]):
             return None
         sealed = value.get("sealed") if isinstance(value, dict) else None
         if isinstance(sealed, str) and len(value) == 1:
-            opened: dict[str, Any] = orjson.loads(current().open(sealed))
+            opened: dict[str, Any] = orjson.loads(current().open(sealed, self.purpose))
             return opened
         return value  # stored before sealing
 
@@ -221,9 +241,14 @@ async def reseal_all(
     configured key opens stops it (:class:`SecretUnreadable`): nothing is half done."""
     counts: dict[str, int] = {}
     for table, key, column, is_json in SEALED_COLUMNS:
+        purpose = f"{table}.{column}"
+        # Locked: a secret set or rotated meanwhile is not put back to the value read here.
         rows = (
             await session.execute(
-                text(f"SELECT {key} AS k, {column} AS v FROM {table} WHERE {column} IS NOT NULL")
+                text(
+                    f"SELECT {key} AS k, {column} AS v FROM {table} "
+                    f"WHERE {column} IS NOT NULL FOR UPDATE"
+                )
             )
         ).all()
         done = 0
@@ -232,15 +257,17 @@ async def reseal_all(
             if sealed is not None and box.is_current(sealed):
                 continue
             if is_json:
-                plain = orjson.loads(box.open(sealed)) if sealed is not None else row.v
-                value: Any = orjson.dumps({"sealed": box.seal(orjson.dumps(plain).decode())})
+                plain = orjson.loads(box.open(sealed, purpose)) if sealed is not None else row.v
+                value: Any = orjson.dumps(
+                    {"sealed": box.seal(orjson.dumps(plain).decode(), purpose)}
+                )
                 statement = f"UPDATE {table} SET {column} = CAST(:v AS jsonb) WHERE {key} = :k"
                 await session.execute(text(statement), {"v": value.decode(), "k": row.k})
             else:
-                plain_text = box.open(sealed) if sealed is not None else row.v
+                plain_text = box.open(sealed, purpose) if sealed is not None else row.v
                 await session.execute(
                     text(f"UPDATE {table} SET {column} = :v WHERE {key} = :k"),
-                    {"v": box.seal(plain_text), "k": row.k},
+                    {"v": box.seal(plain_text, purpose), "k": row.k},
                 )
             done += 1
         counts[table] = done

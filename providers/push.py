@@ -444,7 +444,9 @@ class PushIngest:
             return None
         # Read with the driver, not the ORM: opened here (sealed at rest, app/secret_box.py).
         stored = row["ingest_secret"]
-        return (None if stored is None else secret_box.current().open(stored), row["enabled"])
+        if stored is None:
+            return None, row["enabled"]
+        return secret_box.current().open(stored, secret_box.INGEST_SECRET_PURPOSE), row["enabled"]
 
     async def apply(
         self,
@@ -562,6 +564,9 @@ async def _write_batch(
     removed_ids: list[str],
     outcome: PushOutcome,
 ) -> None:
+    # This attempt's own copy: holding booked vehicles below marks them reserved, and a retry
+    # after a deadlock must start again from what the operator sent.
+    docs = dict(docs)
     async with pool.acquire() as conn, conn.transaction():
         # Shared with other batches, exclusive to an index rebuild of this provider
         # (SyncEngine.rebuild_index), which would otherwise write positions it read before

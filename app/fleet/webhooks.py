@@ -37,10 +37,11 @@ from enum import StrEnum
 from typing import Any
 
 import httpx
-from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy import Text, delete, func, literal, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import secret_box
 from app.db import transaction
 from app.errors import InvalidInput
 from app.fleet.outbox import EventType
@@ -78,6 +79,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_SECRET_PURPOSE = "webhook_endpoints.secret"  # the column (app/secret_box.py)
 
 SIGNATURE_HEADER = "Mobility-Signature"
 SECRET_PREFIX = "whsec_"
@@ -473,7 +475,7 @@ class _Claimed:
     attempts: int
     window_opened_at: datetime
     url: str
-    secret: str
+    sealed_secret: str
     event_type: str
     event_created_at: datetime
     payload: dict[str, Any]
@@ -510,7 +512,9 @@ async def _claim(
                     WebhookDelivery.attempts,
                     WebhookDelivery.window_opened_at,
                     WebhookEndpoint.url,
-                    WebhookEndpoint.secret,
+                    # As stored (sealed): opened per delivery, so one endpoint whose secret
+                    # cannot be read fails its own deliveries, not the whole batch.
+                    type_coerce(WebhookEndpoint.secret, Text()),
                     OutboxEvent.event_type,
                     OutboxEvent.created_at,
                     OutboxEvent.payload,
@@ -544,9 +548,15 @@ async def _send(
 ) -> tuple[int | None, str | None, str | None]:
     """One attempt: (status code, response body kept, error)."""
     body = _body(claimed)
+    try:
+        secret = secret_box.current().open(claimed.sealed_secret, _SECRET_PURPOSE)
+    except secret_box.SecretUnreadable as exc:
+        # Never sent unsigned: a failed attempt, retried on schedule, visible in the log.
+        log.error("webhook delivery %s not sent: %s", claimed.id, exc)
+        return None, None, "the endpoint's signing secret cannot be read here (server setup)"
     headers = {
         "Content-Type": "application/json",
-        SIGNATURE_HEADER: sign(claimed.secret, int(now.timestamp()), body),
+        SIGNATURE_HEADER: sign(secret, int(now.timestamp()), body),
         "Mobility-Event-Type": claimed.event_type,
     }
     try:

@@ -126,7 +126,10 @@ async def test_push_secret_is_shown_once_stored_and_refused_for_a_feed_fed_fleet
             text("SELECT ingest_secret FROM providers WHERE id = 'pusher'")
         )
     # Sealed at rest (app/secret_box.py), the same secret once opened.
-    assert secret not in stored and secret_box.current().open(stored) == secret
+    assert (
+        secret not in stored
+        and secret_box.current().open(stored, secret_box.INGEST_SECRET_PURPOSE) == secret
+    )
 
     # A provider whose feed publishes its vehicles cannot push them too.
     code, _, err = await mobility(

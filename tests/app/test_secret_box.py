@@ -21,6 +21,7 @@ from tests.app.test_cli import mobility
 from tests.conftest import make_settings
 from tests.webhook_support import organisation
 
+P = "tests.secret"  # the column a value is sealed for
 KEY_A = secret_box.new_key()
 KEY_B = secret_box.new_key()
 
@@ -31,32 +32,44 @@ def box(*keys: str) -> SecretBox:
 
 def test_sealed_values_open_and_reveal_nothing() -> None:
     sealer = box(KEY_A)
-    first, second = sealer.seal("whsec_abc"), sealer.seal("whsec_abc")
+    first, second = sealer.seal("whsec_abc", P), sealer.seal("whsec_abc", P)
     assert first != second, "each seal has its own nonce"
     for sealed in (first, second):
         assert sealed.startswith(f"sb1:{sealer.sealing_key_id}:")
         assert "whsec_abc" not in sealed
-        assert sealer.open(sealed) == "whsec_abc"
-    assert sealer.open("stored before sealing") == "stored before sealing"
+        assert sealer.open(sealed, P) == "whsec_abc"
+    assert sealer.open("stored before sealing", P) == "stored before sealing"
 
 
 def test_a_tampered_or_foreign_value_is_unreadable_not_garbage() -> None:
     sealer = box(KEY_A)
-    sealed = sealer.seal("client-secret")
+    sealed = sealer.seal("client-secret", P)
     head, body = sealed.rsplit(":", 1)
     flipped = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1]
     with pytest.raises(SecretUnreadable, match="damaged"):
-        sealer.open(f"{head}:{flipped}")
+        sealer.open(f"{head}:{flipped}", P)
     with pytest.raises(SecretUnreadable, match="does not list"):
-        box(KEY_B).open(sealed)
+        box(KEY_B).open(sealed, P)
+
+
+def test_a_value_opens_only_in_the_column_it_was_sealed_for() -> None:
+    sealer = box(KEY_A)
+    sealed = sealer.seal("whsec_one_providers_secret", "providers.ingest_secret")
+    with pytest.raises(SecretUnreadable, match="copied from another column"):
+        sealer.open(sealed, "webhook_endpoints.secret")
+
+
+def test_the_same_key_listed_twice_is_refused() -> None:
+    with pytest.raises(SecretsMisconfigured, match="twice"):
+        box(KEY_A, KEY_A)
 
 
 def test_rotation_new_key_first_old_ones_still_open() -> None:
-    old = box(KEY_A).seal("operator-token")
+    old = box(KEY_A).seal("operator-token", P)
     rotated = box(KEY_B, KEY_A)
-    assert rotated.open(old) == "operator-token"
+    assert rotated.open(old, P) == "operator-token"
     assert not rotated.is_current(old)
-    assert rotated.is_current(rotated.seal("operator-token"))
+    assert rotated.is_current(rotated.seal("operator-token", P))
 
 
 @pytest.mark.parametrize(
@@ -77,7 +90,7 @@ def test_development_without_keys_uses_a_fixed_key_production_never() -> None:
     development = SecretBox.from_settings(make_settings(secrets_keys=None))
     again = SecretBox.from_settings(make_settings(secrets_keys=None))
     # Restarting keeps a development database readable.
-    assert again.open(development.seal("x")) == "x"
+    assert again.open(development.seal("x", P), P) == "x"
     with pytest.raises(SecretsMisconfigured):
         SecretBox.from_settings(make_settings(environment="production", secrets_keys=None))
 
@@ -132,9 +145,7 @@ async def test_stored_secrets_are_sealed_in_the_database_and_plain_to_the_applic
 
     async with runtime.sessions() as session:
         credentials = await admin.credentials_for(session, "opco")
-        provider = await admin._get(session, "opco")
     assert credentials == BearerToken("tok-very-secret-123")
-    assert provider.ingest_secret == "whsec_push_secret_1"
     assert await runtime.push.credentials("opco") == ("whsec_push_secret_1", True)
 
 
@@ -197,9 +208,10 @@ async def test_reseal_seals_plain_values_then_rotates_to_a_new_key(runtime: Runt
         assert sum((await secret_box.reseal_all(session, rotated)).values()) == 3
     only_new = box(KEY_B)
     values = await stored()
-    assert only_new.open(values[0]) == "whsec_legacy"
-    assert orjson.loads(only_new.open(orjson.loads(values[1])["sealed"])) == plain_creds
-    assert only_new.open(values[2]) == "whsec_legacy_hook"
+    assert only_new.open(values[0], "providers.ingest_secret") == "whsec_legacy"
+    sealed_creds = orjson.loads(values[1])["sealed"]
+    assert orjson.loads(only_new.open(sealed_creds, "provider_credentials.secret")) == plain_creds
+    assert only_new.open(values[2], "webhook_endpoints.secret") == "whsec_legacy_hook"
 
 
 async def test_reseal_from_the_command_line_and_a_missing_key_is_a_clear_error(
@@ -227,7 +239,7 @@ async def test_reseal_from_the_command_line_and_a_missing_key_is_a_clear_error(
     assert code == 0, err
     assert "providers.ingest_secret: 1 of 1 re-sealed" in out
     value = await _raw(runtime, "SELECT ingest_secret FROM providers WHERE id = 'opco'")
-    assert box(key).open(value) == "whsec_cli"
+    assert box(key).open(value, "providers.ingest_secret") == "whsec_cli"
 
     # Sealed with a key the deployment no longer lists: said so, and nothing is changed.
     code, _, err = await mobility(
@@ -236,3 +248,30 @@ async def test_reseal_from_the_command_line_and_a_missing_key_is_a_clear_error(
     assert code != 0
     assert "does not list" in err
     assert await _raw(runtime, "SELECT ingest_secret FROM providers WHERE id = 'opco'") == value
+
+
+async def test_an_unreadable_push_secret_breaks_neither_listing_nor_search(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    """Sealed with a key this deployment lost: pushes for that provider are refused with a
+    503 naming the problem; everything else about the provider keeps working."""
+    async with transaction(runtime.sessions) as session:
+        await register_provider(
+            session,
+            slug="opco",
+            name="Op Co",
+            adapter="gbfs",
+            config={"discovery_url": "http://127.0.0.1:9/gbfs.json"},
+        )
+        lost = box(KEY_B).seal("whsec_lost", secret_box.INGEST_SECRET_PURPOSE)
+        await session.execute(
+            text("UPDATE providers SET ingest_secret = :s WHERE id = 'opco'"), {"s": lost}
+        )
+    runtime.reference.invalidate()
+    answer = (await api.post("/graphql", json={"query": "{ providers { id name } }"})).json()
+    assert answer["data"]["providers"] == [{"id": "opco", "name": "Op Co"}], answer
+    response = await api.post(
+        "/ingest/opco/vehicles", content=b"{}", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "SECRET_UNREADABLE"

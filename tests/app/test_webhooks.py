@@ -524,3 +524,40 @@ async def test_old_settled_events_are_forgotten_and_nothing_still_being_sent(
         deliveries = await session.scalar(select(func.count()).select_from(WebhookDelivery))
     assert left == {ids["old_pending"], ids["young"], ids["undispatched"]}
     assert deliveries == 2  # the forgotten event's delivery log went with it
+
+
+async def test_an_endpoint_whose_secret_cannot_be_read_fails_alone_and_sends_nothing_unsigned(
+    runtime: Runtime, http: httpx.AsyncClient
+) -> None:
+    """A secret sealed with a key this deployment lost (app/secret_box.py): that endpoint's
+    delivery is a failed attempt with a clear error; the other endpoint's goes out signed."""
+    from sqlalchemy import text
+
+    from app.secret_box import SecretBox
+
+    receiver = Receiver()
+    async with running(receiver) as base:
+        org = await organisation(runtime)
+        broken_id, _ = await register(runtime, org, f"{base}/elsewhere")
+        _, good_secret = await register(runtime, org, f"{base}/hook")
+        lost_key = SecretBox.from_settings(
+            make_settings(secrets_keys="x" * 43)  # 32 bytes, not this deployment's key
+        )
+        async with transaction(runtime.sessions) as session:
+            await session.execute(
+                text("UPDATE webhook_endpoints SET secret = :s WHERE id = :i"),
+                {"s": lost_key.seal("whsec_lost", "webhook_endpoints.secret"), "i": broken_id},
+            )
+        await emit_committed(runtime, org)
+        assert await webhooks.dispatch_outbox(runtime.sessions, T0) == 1  # one event, two sends
+        outcomes = await webhooks.deliver_due(runtime.sessions, http, T0)
+        assert sorted(o.status for o in outcomes) == sorted(
+            [webhooks.DeliveryStatus.DELIVERED, webhooks.DeliveryStatus.PENDING]
+        )
+        [pending] = [o for o in outcomes if o.status is webhooks.DeliveryStatus.PENDING]
+        assert pending.error is not None and "signing secret cannot be read" in pending.error
+        # Only the good endpoint received anything, signed with its own secret.
+        assert [r.path for r in receiver.received] == ["/hook"]
+        [request] = receiver.received
+        header = request.headers[webhooks.SIGNATURE_HEADER.lower()]
+        assert verify_signature(good_secret, header, request.body, now=T0)

@@ -249,7 +249,7 @@ async def test_credentials_go_in_and_never_come_out(
             await session.execute(text("SELECT secret FROM provider_credentials"))
         ).scalar_one()
     assert all(secret not in json.dumps(stored) for secret in secrets)
-    opened = json.loads(secret_box.current().open(stored["sealed"]))
+    opened = json.loads(secret_box.current().open(stored["sealed"], "provider_credentials.secret"))
     assert set(_leaves(opened)) >= set(secrets)
 
     body = await gql(api, CREDENTIALS, {"id": "p", "credentials": None}, token)
