@@ -104,6 +104,9 @@ class _ChannelListener:
     def _on_gap(self) -> None:
         raise NotImplementedError
 
+    def _on_listening(self) -> None:
+        """Called each time the subscription is in place (first time and after reconnects)."""
+
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
             if self._task is not None:
@@ -138,6 +141,7 @@ class _ChannelListener:
                     # Reconnected: whatever was published meanwhile is lost to pub/sub.
                     self._on_gap()
                 self._listening.set()
+                self._on_listening()
                 delay = 0.2
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
@@ -290,6 +294,11 @@ class ChangeSignals(_ChannelListener):
         key = data.decode("utf-8", "replace")
         for watch in list(self._watches.get(key, ())):
             watch.signal()
+
+    def _on_listening(self) -> None:
+        # A watch that stopped waiting for the subscription (slow first connect) may have
+        # missed a change in between: everyone looks again, which costs one read each.
+        self._on_gap()
 
     def _on_gap(self) -> None:
         # Anything may have changed meanwhile: everyone looks again.

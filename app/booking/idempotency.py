@@ -186,7 +186,8 @@ async def settle_orphan(
         IdempotencyKey.owner == claimed.owner,
         IdempotencyKey.key == claimed.key,
         IdempotencyKey.status == "IN_PROGRESS",
-        IdempotencyKey.created_at <= claimed_at,
+        # The very claim that made the booking (claimed and booked at the same instant).
+        IdempotencyKey.created_at == claimed_at,
     )
     if response is None:
         result = await session.execute(

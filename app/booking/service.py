@@ -458,6 +458,19 @@ class BookingService:
                         f"that offer is for vehicle {offer.vehicle_id}, not {vehicle_id}"
                     )
                 estimated_price = offer.estimated_price
+            earlier = await self._booking_of_request(rider.id, claimed)
+            if earlier is not None:
+                # The first request with this key died after booking (its lock lapsed, so
+                # this retry took the key over): answer with that booking, never with
+                # "someone has this vehicle" (it is this rider). Still PENDING: the operator
+                # has not been asked yet (reconciliation will), so it is still in progress.
+                booking_id, state = earlier
+                if state == BookingState.PENDING.value:
+                    raise idem.IdempotencyKeyInProgress(
+                        f"the booking made with idempotency key {idempotency_key!r} is being "
+                        "settled with the operator; retry in a minute"
+                    )
+                return await self._answer(claimed, out.BookingDone(booking_id))
             allowed = frozenset({org.organisation_id}) if org else viewer_orgs
             return await self._reserve(
                 rider, claimed, vehicle_id, estimated_price, now, org=org, allowed_orgs=allowed
@@ -465,6 +478,26 @@ class BookingService:
         except BaseException:
             await _quietly(idem.release(self.sessions, claimed))
             raise
+
+    async def _booking_of_request(
+        self, rider_id: uuid.UUID, claimed: idem.Claimed
+    ) -> tuple[uuid.UUID, str] | None:
+        """The active booking an earlier request with this key made, if any (id, state)."""
+        async with self.sessions() as session:
+            row = (
+                await session.execute(
+                    select(Booking.id, Booking.state)
+                    .where(
+                        Booking.user_id == rider_id,
+                        Booking.idempotency_owner == claimed.owner,
+                        Booking.idempotency_key == claimed.key,
+                        Booking.state.in_([s.value for s in ACTIVE]),
+                    )
+                    .order_by(Booking.created_at.desc())
+                    .limit(1)
+                )
+            ).first()
+        return None if row is None else (row.id, row.state)
 
     async def _claim(
         self,

@@ -9,6 +9,7 @@ import contextlib
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from app.booking.maintenance import run_maintenance
@@ -33,8 +34,13 @@ async def _booking_rows(runtime: Runtime) -> list[tuple[str, str | None]]:
         return [(r.state, r.operator_booking_id) for r in rows]
 
 
+@pytest.mark.parametrize(
+    "retry_after_the_lock_lapsed",
+    [False, True],
+    ids=["reconciled-first", "retried-after-the-key-lock-lapsed"],
+)
 async def test_process_killed_between_operator_call_and_commit_is_reconciled(
-    runtime: Runtime, api: httpx.AsyncClient, tmp_path: Path
+    runtime: Runtime, api: httpx.AsyncClient, tmp_path: Path, retry_after_the_lock_lapsed: bool
 ) -> None:
     async with bookable_operator(runtime, "simscoot") as (sim, _):
         token, _ = await sign_up(api)
@@ -80,6 +86,15 @@ async def test_process_killed_between_operator_call_and_commit_is_reconciled(
         async with clock_of(runtime, clock):
             early = await run_maintenance(runtime.bookings)
             assert early.reconciled == {}, "a PENDING booking this young may still be running"
+            if retry_after_the_lock_lapsed:
+                # Maintenance was late: the dead request's key lock lapsed first and the retry
+                # takes the key over. It finds the booking its first attempt made, not "someone
+                # else has this vehicle", and says it is still being settled.
+                clock.advance(runtime.settings.booking_deadline_seconds * 3 + 31)
+                again = await gql(
+                    api, RESERVE, {"vehicleId": vehicle_id, "key": request_key}, token
+                )
+                assert codes(again) == ["IDEMPOTENCY_KEY_IN_PROGRESS"], again
             clock.advance(runtime.settings.booking_reconcile_after_seconds + 1)
             report = await run_maintenance(runtime.bookings)
         assert list(report.reconciled.values()) == ["CONFIRMED"]
