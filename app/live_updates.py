@@ -248,10 +248,10 @@ class Watch:
 
 
 class ChangeSignals(_ChannelListener):
-    """ "Record X changed" signals (each message's payload is X's id): one Redis subscription
-    per process, each signal handed to the local subscribers watching that id. A signal only
-    says "look again": watchers re-read the record from PostgreSQL and also re-check on a
-    timer, so a lost signal (Redis down) delays an update and never loses it."""
+    """Signals that a record changed (each message's payload is its id): one Redis
+    subscription per process, each signal handed to the local subscribers watching that id.
+    A signal only says "look again": watchers re-read the record from PostgreSQL and also
+    re-check on a timer, so a lost signal (Redis down) delays an update, never loses it."""
 
     def __init__(
         self,
