@@ -96,7 +96,10 @@ def _decode_key(text: str, position: int) -> bytes:
 
 
 class SecretBox:
-    def __init__(self, keys: list[bytes]) -> None:
+    def __init__(self, keys: list[bytes], *, require_sealed: bool = False) -> None:
+        """``require_sealed``: refuse values stored unsealed (set it once ``reseal`` has run,
+        so a plain value written into a column can never be used as a secret)."""
+        self.require_sealed = require_sealed
         if not keys:
             raise SecretsMisconfigured("a secret box needs at least one key")
         ids = [_key_id(k) for k in keys]
@@ -114,11 +117,11 @@ class SecretBox:
                     "MOBILITY_SECRETS_KEYS is required in production: operator credentials "
                     "and signing secrets are sealed with it (mobility secrets new-key)"
                 )
-            return cls([_DEVELOPMENT_KEY])
+            return cls([_DEVELOPMENT_KEY], require_sealed=settings.secrets_require_sealed)
         keys = [_decode_key(entry, i + 1) for i, entry in enumerate(entries)]
         if settings.environment == "production" and _DEVELOPMENT_KEY in keys:
             raise SecretsMisconfigured("the development secrets key cannot be used in production")
-        return cls(keys)
+        return cls(keys, require_sealed=settings.secrets_require_sealed)
 
     def seal(self, plaintext: str, purpose: str) -> str:
         """``purpose``: where the value is stored (``table.column``); it opens only there."""
@@ -131,6 +134,11 @@ class SecretBox:
     def open(self, stored: str, purpose: str) -> str:
         """The plaintext of a sealed value; a value stored before sealing, as it is."""
         if not stored.startswith(PREFIX):
+            if self.require_sealed:
+                raise SecretUnreadable(
+                    f"a stored secret ({purpose}) is not sealed, and "
+                    "MOBILITY_SECRETS_REQUIRE_SEALED is on: run `mobility secrets reseal`"
+                )
             return stored
         key_id, _, body = stored[len(PREFIX) :].partition(":")
         cipher = self._keys.get(key_id)

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # rest: comma-separated 32-byte base64url keys, the first sealing (app/secret_box.py).
     # Required in production; development and tests use a fixed development key.
     secrets_keys: str | None = Field(default=None, repr=False)
+    # Once `mobility secrets reseal` has sealed what was stored before sealing existed: refuse
+    # any unsealed value (one written into a column behind our back is never used).
+    secrets_require_sealed: bool = False
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     # Trust an external identity provider's JWTs instead of (or as well as) ours: its issuer,

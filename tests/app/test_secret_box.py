@@ -59,6 +59,31 @@ def test_a_value_opens_only_in_the_column_it_was_sealed_for() -> None:
         sealer.open(sealed, "webhook_endpoints.secret")
 
 
+async def test_once_sealed_only_is_on_a_plain_value_is_refused_and_reseal_still_works(
+    runtime: Runtime,
+) -> None:
+    strict = SecretBox.from_settings(make_settings(secrets_keys=KEY_A, secrets_require_sealed=True))
+    with pytest.raises(SecretUnreadable, match="not sealed"):
+        strict.open("whsec_written_behind_our_back", P)
+    assert strict.open(strict.seal("whsec_ok", P), P) == "whsec_ok"
+    # Plain values left from before sealing are what reseal is for: it still seals them.
+    async with transaction(runtime.sessions) as session:
+        await register_provider(
+            session,
+            slug="opco",
+            name="Op Co",
+            adapter="gbfs",
+            config={"discovery_url": "http://127.0.0.1:9/gbfs.json"},
+        )
+        await session.execute(
+            text("UPDATE providers SET ingest_secret = 'whsec_plain' WHERE id = 'opco'")
+        )
+    async with transaction(runtime.sessions) as session:
+        assert (await secret_box.reseal_all(session, strict))["providers"] == 1
+    stored = await _raw(runtime, "SELECT ingest_secret FROM providers WHERE id = 'opco'")
+    assert strict.open(stored, secret_box.INGEST_SECRET_PURPOSE) == "whsec_plain"
+
+
 def test_the_same_key_listed_twice_is_refused() -> None:
     with pytest.raises(SecretsMisconfigured, match="twice"):
         box(KEY_A, KEY_A)
