@@ -105,6 +105,14 @@ class Settings(BaseSettings):
     # Once `mobility secrets reseal` has sealed what was stored before sealing existed: refuse
     # any unsealed value (one written into a column behind our back is never used).
     secrets_require_sealed: bool = False
+
+    # --- Email (app/mail.py): invitations to organisations ---
+    # smtp://[user:password@]host[:port] (STARTTLS when offered) or smtps://…; unset: no email,
+    # the inviting admin passes the token on.
+    smtp_url: str | None = Field(default=None, repr=False)
+    mail_from: str = "Mobility <no-reply@localhost>"
+    # The app's accept link, with {token} where the invitation token goes.
+    invitation_link: str | None = None
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     # Trust an external identity provider's JWTs instead of (or as well as) ours: its issuer,

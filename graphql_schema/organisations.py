@@ -16,6 +16,7 @@ from app.errors import InvalidInput
 from app.fleet import organisations as orgs
 from app.fleet.access import ADMINS, memberships_of
 from app.fleet.principal import OrgActor, OrgNotFound, Role
+from app.mail import send_invitation
 from app.models import CostCentre as CostCentreRow
 from app.models import Organisation as OrganisationRow
 from app.models import OrganisationMember, User
@@ -114,10 +115,17 @@ class Invitation:
     expires_at: datetime
 
 
-@strawberry.type(description="An invitation and its token, shown once: send it to the invitee.")
+@strawberry.type(
+    description="An invitation and its token, shown once. It is emailed to the invitee when a "
+    "mail server is configured; otherwise, or if sending failed, pass the token on yourself."
+)
 class NewInvitation:
     invitation: Invitation
     token: str
+    email_sent: bool
+    email_error: str | None = strawberry.field(
+        description="Why the email was not sent (no secret in it)."
+    )
 
 
 @strawberry.type
@@ -187,15 +195,27 @@ class OrganisationMutation:
                 cost_centre_id=centre,
                 now=datetime.now(UTC),
             )
-            return NewInvitation(
-                invitation=Invitation(
-                    id=strawberry.ID(str(invitation.id)),
-                    email=invitation.email,
-                    role=Role(invitation.role),
-                    expires_at=invitation.expires_at,
-                ),
-                token=token,
-            )
+            org = await orgs.get_organisation(session, actor)
+        # After the commit: the invitation exists whatever becomes of the email.
+        mail = await send_invitation(
+            info.context.settings,
+            to=invitation.email,
+            organisation=org.name,
+            role=invitation.role,
+            token=token,
+            expires_at=invitation.expires_at,
+        )
+        return NewInvitation(
+            invitation=Invitation(
+                id=strawberry.ID(str(invitation.id)),
+                email=invitation.email,
+                role=Role(invitation.role),
+                expires_at=invitation.expires_at,
+            ),
+            token=token,
+            email_sent=mail.sent,
+            email_error=mail.error,
+        )
 
     @strawberry.mutation(description="Join the organisation that invited you.")
     async def accept_invitation(self, info: Info, token: str) -> Organisation:

@@ -1,0 +1,122 @@
+"""Emails we send: today, an organisation's invitation to a new member.
+
+Sent over SMTP (``MOBILITY_SMTP_URL``: ``smtp://[user:password@]host[:port]`` with STARTTLS
+when the server offers it, or ``smtps://…`` for TLS from the start), from ``MOBILITY_MAIL_FROM``.
+An invitation carries the link ``MOBILITY_INVITATION_LINK`` with ``{token}`` replaced, or the
+bare token when no link is set. Sending never fails the request that asked for it: the caller
+is told whether the email went out and why not, and still holds the token to pass on itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+
+from app.settings import Settings
+
+__all__ = ["MailOutcome", "send_invitation", "smtp_target"]
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class MailOutcome:
+    sent: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpTarget:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    implicit_tls: bool
+
+
+def smtp_target(url: str) -> SmtpTarget:
+    """The server of ``MOBILITY_SMTP_URL``; ValueError says what is wrong with it."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
+        raise ValueError("MOBILITY_SMTP_URL must look like smtp://[user:password@]host[:port]")
+    implicit_tls = parts.scheme == "smtps"
+    return SmtpTarget(
+        host=parts.hostname,
+        port=parts.port or (465 if implicit_tls else 587),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        implicit_tls=implicit_tls,
+    )
+
+
+def _invitation(
+    settings: Settings,
+    *,
+    to: str,
+    organisation: str,
+    role: str,
+    token: str,
+    expires_at: datetime,
+) -> EmailMessage:
+    link = settings.invitation_link.replace("{token}", token) if settings.invitation_link else None
+    message = EmailMessage()
+    message["From"] = settings.mail_from
+    message["To"] = to
+    message["Subject"] = f"You are invited to join {organisation}"
+    how = (
+        f"Accept it here, signed in with this email address:\n\n  {link}\n"
+        if link
+        else f"Accept it in the app, signed in with this email address, with this code:\n\n"
+        f"  {token}\n"
+    )
+    message.set_content(
+        f"{organisation} invites you to book shared vehicles on its account, as "
+        f"{role.lower()}.\n\n{how}\n"
+        f"The invitation is valid until {expires_at:%Y-%m-%d %H:%M} UTC and only for {to}.\n"
+        "If you did not expect it, ignore this email.\n"
+    )
+    return message
+
+
+async def send_invitation(
+    settings: Settings,
+    *,
+    to: str,
+    organisation: str,
+    role: str,
+    token: str,
+    expires_at: datetime,
+) -> MailOutcome:
+    if not settings.smtp_url:
+        return MailOutcome(False, "no mail server is configured (MOBILITY_SMTP_URL)")
+    try:
+        target = smtp_target(settings.smtp_url)
+    except ValueError as exc:
+        return MailOutcome(False, str(exc))
+    message = _invitation(
+        settings, to=to, organisation=organisation, role=role, token=token, expires_at=expires_at
+    )
+    try:
+        await aiosmtplib.send(
+            message,
+            hostname=target.host,
+            port=target.port,
+            username=target.username,
+            password=target.password,
+            use_tls=target.implicit_tls,
+            # STARTTLS when the server offers it; a local relay without TLS still works.
+            start_tls=None if not target.implicit_tls else False,
+            timeout=SEND_TIMEOUT_SECONDS,
+        )
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        # Never the message: it carries the token.
+        log.warning("invitation email to the mail server %s failed: %s", target.host, exc)
+        return MailOutcome(False, f"the mail server did not take it: {type(exc).__name__}")
+    return MailOutcome(True)
