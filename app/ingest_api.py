@@ -29,6 +29,22 @@ from providers.push import (
 )
 
 log = logging.getLogger(__name__)
+
+_UNREADABLE_LOG_EVERY_SECONDS = 60.0
+_unreadable_logged: dict[str, float] = {}
+
+
+def _log_unreadable(provider_id: str, exc: Exception) -> None:
+    # Once a minute per provider: these requests are not authenticated yet (the secret is what
+    # would check them), so anyone could otherwise fill the log with this line.
+    now = time.monotonic()
+    if now - _unreadable_logged.get(provider_id, -_UNREADABLE_LOG_EVERY_SECONDS) >= (
+        _UNREADABLE_LOG_EVERY_SECONDS
+    ):
+        _unreadable_logged[provider_id] = now
+        log.error("push for %s refused: %s", provider_id, exc)
+
+
 router = APIRouter()
 
 
@@ -92,7 +108,7 @@ async def _ingest(provider_id: str, request: Request) -> Response:
         except secret_box.SecretUnreadable as exc:
             # Our configuration, not the sender's fault: nothing can be verified until the key
             # is back (the message names it; no secret is in it).
-            log.error("push for %s refused: %s", provider_id, exc)
+            _log_unreadable(provider_id, exc)
             raise PushRejected(
                 503,
                 "SECRET_UNREADABLE",

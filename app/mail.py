@@ -1,7 +1,10 @@
 """Emails we send: today, an organisation's invitation to a new member.
 
-Sent over SMTP (``MOBILITY_SMTP_URL``: ``smtp://[user:password@]host[:port]`` with STARTTLS
-when the server offers it, or ``smtps://…`` for TLS from the start), from ``MOBILITY_MAIL_FROM``.
+Sent over SMTP (``MOBILITY_SMTP_URL``: ``smtp://[user:password@]host[:port]``, or ``smtps://…``
+for TLS from the start), from ``MOBILITY_MAIL_FROM``. With a user and password, ``smtp://``
+requires STARTTLS: credentials never cross the network in the clear, whatever a server (or
+someone between us and it) says it offers. Without credentials (a local relay) STARTTLS is used
+when offered.
 An invitation carries the link ``MOBILITY_INVITATION_LINK`` with ``{token}`` replaced, or the
 bare token when no link is set. Sending never fails the request that asked for it: the caller
 is told whether the email went out and why not, and still holds the token to pass on itself.
@@ -9,10 +12,12 @@ is told whether the email went out and why not, and still holds the token to pas
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
+from email.utils import parseaddr
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -41,15 +46,32 @@ class SmtpTarget:
     implicit_tls: bool
 
 
+SMTP_URL_SHAPE = (
+    "MOBILITY_SMTP_URL must look like smtp://[user:password@]host[:port] or smtps://… "
+    "(percent-encode '/', '?', '#', '@' and ':' in the user and password)"
+)
+
+
 def smtp_target(url: str) -> SmtpTarget:
-    """The server of ``MOBILITY_SMTP_URL``; ValueError says what is wrong with it."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
-        raise ValueError("MOBILITY_SMTP_URL must look like smtp://[user:password@]host[:port]")
+    """The server of ``MOBILITY_SMTP_URL``; ValueError (always SMTP_URL_SHAPE: the URL may
+    hold a password, and parsers quote the part they choke on) when it is not one."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError(SMTP_URL_SHAPE) from None
+    if (
+        parts.scheme not in {"smtp", "smtps"}
+        or not parts.hostname
+        or parts.path not in {"", "/"}
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(SMTP_URL_SHAPE)
     implicit_tls = parts.scheme == "smtps"
     return SmtpTarget(
         host=parts.hostname,
-        port=parts.port or (465 if implicit_tls else 587),
+        port=port or (465 if implicit_tls else 587),
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
         implicit_tls=implicit_tls,
@@ -100,23 +122,53 @@ async def send_invitation(
         target = smtp_target(settings.smtp_url)
     except ValueError as exc:
         return MailOutcome(False, str(exc))
-    message = _invitation(
-        settings, to=to, organisation=organisation, role=role, token=token, expires_at=expires_at
-    )
     try:
-        await aiosmtplib.send(
-            message,
-            hostname=target.host,
-            port=target.port,
-            username=target.username,
-            password=target.password,
-            use_tls=target.implicit_tls,
-            # STARTTLS when the server offers it; a local relay without TLS still works.
-            start_tls=None if not target.implicit_tls else False,
-            timeout=SEND_TIMEOUT_SECONDS,
+        message = _invitation(
+            settings,
+            to=to,
+            organisation=organisation,
+            role=role,
+            token=token,
+            expires_at=expires_at,
         )
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        # Never the message: it carries the token.
-        log.warning("invitation email to the mail server %s failed: %s", target.host, exc)
+    except ValueError as exc:  # a header the email library will not write (MOBILITY_MAIL_FROM)
+        log.warning("invitation email not written: %s", type(exc).__name__)
+        return MailOutcome(False, "the email could not be written (check MOBILITY_MAIL_FROM)")
+    if target.implicit_tls:
+        start_tls: bool | None = False
+    else:
+        # Required with credentials (see the module docstring); opportunistic without.
+        start_tls = True if target.username else None
+    try:
+        # One deadline for the whole exchange: aiosmtplib's timeout is per command, and the
+        # admin's request waits for this.
+        async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+            await aiosmtplib.send(
+                message,
+                sender=_address_of(settings.mail_from),
+                recipients=[to],  # exactly the invitee, never what a header might parse into
+                hostname=target.host,
+                port=target.port,
+                username=target.username,
+                password=target.password,
+                use_tls=target.implicit_tls,
+                start_tls=start_tls,
+                timeout=SEND_TIMEOUT_SECONDS,
+            )
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        # Never the message (it carries the token) nor the server's words (they may quote the
+        # invitee's address): the kind of failure and the server's reply code are enough.
+        code = getattr(exc, "code", None)
+        log.warning(
+            "invitation email to the mail server %s failed: %s%s",
+            target.host,
+            type(exc).__name__,
+            f" ({code})" if code is not None else "",
+        )
         return MailOutcome(False, f"the mail server did not take it: {type(exc).__name__}")
     return MailOutcome(True)
+
+
+def _address_of(mailbox: str) -> str:
+    """The bare address of ``Name <address>`` (the SMTP envelope sender)."""
+    return parseaddr(mailbox)[1] or mailbox

@@ -131,14 +131,18 @@ class SecretBox:
         body = base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
         return f"{PREFIX}{self.sealing_key_id}:{body}"
 
+    def check_unsealed_allowed(self, purpose: str) -> None:
+        """A value stored before sealing may be used only until REQUIRE_SEALED is on."""
+        if self.require_sealed:
+            raise SecretUnreadable(
+                f"a stored secret ({purpose}) is not sealed, and "
+                "MOBILITY_SECRETS_REQUIRE_SEALED is on: run `mobility secrets reseal`"
+            )
+
     def open(self, stored: str, purpose: str) -> str:
         """The plaintext of a sealed value; a value stored before sealing, as it is."""
         if not stored.startswith(PREFIX):
-            if self.require_sealed:
-                raise SecretUnreadable(
-                    f"a stored secret ({purpose}) is not sealed, and "
-                    "MOBILITY_SECRETS_REQUIRE_SEALED is on: run `mobility secrets reseal`"
-                )
+            self.check_unsealed_allowed(purpose)
             return stored
         key_id, _, body = stored[len(PREFIX) :].partition(":")
         cipher = self._keys.get(key_id)
@@ -222,6 +226,7 @@ class SealedJSON(TypeDecorator[dict[str, Any]]):
         if isinstance(sealed, str) and len(value) == 1:
             opened: dict[str, Any] = orjson.loads(current().open(sealed, self.purpose))
             return opened
+        current().check_unsealed_allowed(self.purpose)
         return value  # stored before sealing
 
 

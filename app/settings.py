@@ -13,7 +13,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MOBILITY_", env_nested_delimiter="__")
+    # hide_input_in_errors: several settings are secrets (URLs with passwords, keys); a bad one
+    # must not be printed whole by a start-up error.
+    model_config = SettingsConfigDict(
+        env_prefix="MOBILITY_", env_nested_delimiter="__", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "test", "production"] = "development"
     # A plain libpq-style URL; the async driver is chosen in app.db.
@@ -184,6 +188,16 @@ class Settings(BaseSettings):
         if not value.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
             raise ValueError("MOBILITY_DATABASE_URL must be a postgresql:// URL")
         return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        # Refused at start-up rather than at the first invitation.
+        from app.mail import smtp_target  # app.mail needs this module
+
+        if value:
+            smtp_target(value)
+        return value or None
 
     @property
     def graphiql_enabled(self) -> bool:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.base import AdapterConfigError
@@ -165,14 +166,29 @@ async def set_credentials(
         credentials = parse_credentials(kind, values or {})
     except CredentialsError as exc:
         raise DomainError(str(exc), code="INVALID_CREDENTIALS") from exc
-    row = await session.get(ProviderCredentials, slug)
-    if row is None:
-        row = ProviderCredentials(provider_id=slug, kind=credentials.kind, secret={})
-        session.add(row)
-    row.kind = credentials.kind
-    row.secret = credentials_values(credentials)
-    row.updated_at = datetime.now(UTC)
-    await session.flush()
+    # An upsert, not load-and-change: loading would open the old secret, and credentials that
+    # cannot be opened (a key gone from MOBILITY_SECRETS_KEYS) are exactly what gets replaced.
+    upsert = pg_insert(ProviderCredentials).values(
+        provider_id=slug,
+        kind=credentials.kind,
+        secret=credentials_values(credentials),
+        updated_at=datetime.now(UTC),
+    )
+    await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[ProviderCredentials.provider_id],
+            set_={
+                "kind": upsert.excluded.kind,
+                "secret": upsert.excluded.secret,
+                "updated_at": upsert.excluded.updated_at,
+            },
+        ),
+        execution_options={"synchronize_session": False},
+    )
+    # A ProviderCredentials row this session already holds must not keep the old values.
+    for held in list(session.identity_map.values()):
+        if isinstance(held, ProviderCredentials) and held.provider_id == slug:
+            session.expire(held)
     return credentials
 
 

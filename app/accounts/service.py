@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -43,15 +42,13 @@ from app.accounts.tokens import (
 )
 from app.booking.eligibility import LicenceStatus
 from app.db import transaction
+from app.email_address import normalized_email
 from app.errors import InvalidInput
 from app.models import User
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# A shape check, not RFC 5322: whether the address works is for a confirmation mail to find out.
-EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
-MAX_EMAIL_LENGTH = 254  # RFC 5321's limit on a forward path
 # 10 characters at least: length is what makes a password hard to guess (NIST SP 800-63B asks
 # for 8 and no composition rules). At most 128: long enough for any passphrase or password
 # manager, and a bound on what a request can make us hash.
@@ -60,13 +57,6 @@ MAX_PASSWORD_LENGTH = 128
 MAX_AGE_YEARS = 120
 MAX_DISPLAY_NAME_LENGTH = 100
 MAX_REFRESH_TOKEN_LENGTH = 200
-
-
-def normalized_email(email: str) -> str:
-    email = email.strip()
-    if len(email) > MAX_EMAIL_LENGTH or not EMAIL_SHAPE.fullmatch(email):
-        raise InvalidInput("that is not an email address", code="INVALID_EMAIL")
-    return email
 
 
 def check_password(password: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import unicodedata
 import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.email_address import normalized_email
 from app.errors import DomainError, InvalidInput
 from app.fleet.principal import OrgActor, OrgNotFound, Role
 from app.models import CostCentre, Invitation, Organisation, OrganisationMember, User
@@ -38,8 +40,11 @@ __all__ = [
 
 INVITATION_PREFIX = "mob_inv_"
 INVITATION_TTL = timedelta(days=7)
+_CONTROL = {"Cc", "Zl", "Zp"}  # control characters, line and paragraph separators
+# Invitations are emails we send on an organisation's word: a bound on how many a day, so an
+# organisation cannot use us to mail strangers in bulk.
+MAX_INVITATIONS_PER_DAY = 100
 _CODE = re.compile(r"^[A-Za-z0-9._\-]{1,40}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class InvitationInvalid(DomainError):
@@ -52,6 +57,9 @@ def _name(value: str, what: str) -> str:
     value = value.strip()
     if not 1 <= len(value) <= 200:
         raise InvalidInput(f"{what} must be 1-200 characters", code="INVALID_NAME")
+    # Names go into emails' subjects, CSV reports and logs: no line breaks or other controls.
+    if any(unicodedata.category(c) in _CONTROL for c in value):
+        raise InvalidInput(f"{what} cannot hold control characters", code="INVALID_NAME")
     return value
 
 
@@ -186,9 +194,21 @@ async def invite_member(
 ) -> tuple[Invitation, str]:
     """An invitation and its token (shown once: it goes to the invitee by email)."""
     _require_admin(actor)
-    email = email.strip()
-    if not _EMAIL.match(email) or len(email) > 254:
-        raise InvalidInput(f"{email!r} is not an email address", code="INVALID_EMAIL")
+    email = normalized_email(email)
+    sent_today = await session.scalar(
+        select(func.count())
+        .select_from(Invitation)
+        .where(
+            Invitation.organisation_id == actor.organisation_id,
+            Invitation.created_at > now - timedelta(days=1),
+        )
+    )
+    if (sent_today or 0) >= MAX_INVITATIONS_PER_DAY:
+        raise InvalidInput(
+            f"an organisation can send at most {MAX_INVITATIONS_PER_DAY} invitations a day; "
+            "try again tomorrow",
+            code="TOO_MANY_INVITATIONS",
+        )
     if role is Role.OWNER and actor.role is not Role.OWNER:
         raise Forbidden("only an OWNER can make someone an OWNER")
     if cost_centre_id is not None:

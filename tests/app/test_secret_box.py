@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from adapters.credentials import BearerToken
-from app import secret_box
+from app import ingest_api, secret_box
 from app.db import transaction
 from app.runtime import Runtime
 from app.secret_box import SecretBox, SecretsMisconfigured, SecretUnreadable
@@ -276,7 +277,7 @@ async def test_reseal_from_the_command_line_and_a_missing_key_is_a_clear_error(
 
 
 async def test_an_unreadable_push_secret_breaks_neither_listing_nor_search(
-    runtime: Runtime, api: httpx.AsyncClient
+    runtime: Runtime, api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Sealed with a key this deployment lost: pushes for that provider are refused with a
     503 naming the problem; everything else about the provider keeps working."""
@@ -295,8 +296,58 @@ async def test_an_unreadable_push_secret_breaks_neither_listing_nor_search(
     runtime.reference.invalidate()
     answer = (await api.post("/graphql", json={"query": "{ providers { id name } }"})).json()
     assert answer["data"]["providers"] == [{"id": "opco", "name": "Op Co"}], answer
-    response = await api.post(
-        "/ingest/opco/vehicles", content=b"{}", headers={"Content-Type": "application/json"}
-    )
-    assert response.status_code == 503, response.text
-    assert response.json()["error"]["code"] == "SECRET_UNREADABLE"
+    ingest_api._unreadable_logged.clear()  # this process may have told it for "opco" already
+    with caplog.at_level(logging.ERROR, logger="app.ingest_api"):
+        for _ in range(5):  # unauthenticated callers: each refused, the log told once
+            response = await api.post(
+                "/ingest/opco/vehicles",
+                content=b"{}",
+                headers={"Content-Type": "application/json"},
+            )
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "SECRET_UNREADABLE"
+    told = [r for r in caplog.records if "push for opco refused" in r.getMessage()]
+    assert len(told) == 1, [r.getMessage() for r in caplog.records]
+
+
+async def test_strict_mode_refuses_plain_operator_credentials_and_new_ones_replace_them(
+    runtime: Runtime,
+) -> None:
+    """REQUIRE_SEALED covers the JSON column too; and credentials that cannot be opened
+    (written behind our back, or sealed with a key no longer listed) can be replaced without
+    being opened first."""
+    async with transaction(runtime.sessions) as session:
+        await register_provider(
+            session,
+            slug="opco",
+            name="Op Co",
+            adapter="gbfs",
+            config={"discovery_url": "http://127.0.0.1:9/gbfs.json"},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO provider_credentials (provider_id, kind, secret) "
+                "VALUES ('opco', 'bearer_token', CAST(:s AS jsonb))"
+            ),
+            {"s": orjson.dumps({"token": "attacker-chosen"}).decode()},
+        )
+    secret_box.configure(make_settings(secrets_keys=KEY_A, secrets_require_sealed=True))
+    try:
+        async with runtime.sessions() as session:
+            with pytest.raises(SecretUnreadable, match="not sealed"):
+                await admin.credentials_for(session, "opco")
+        async with transaction(runtime.sessions) as session:
+            await admin.set_credentials(session, "opco", "bearer_token", {"token": "tok-new-1"})
+        async with runtime.sessions() as session:
+            assert await admin.credentials_for(session, "opco") == BearerToken("tok-new-1")
+        # Sealed with a key that is then dropped: unreadable, and still replaceable.
+        secret_box.configure(make_settings(secrets_keys=KEY_B))
+        async with runtime.sessions() as session:
+            with pytest.raises(SecretUnreadable, match="does not list"):
+                await admin.credentials_for(session, "opco")
+        async with transaction(runtime.sessions) as session:
+            await admin.set_credentials(session, "opco", "bearer_token", {"token": "tok-new-2"})
+        async with runtime.sessions() as session:
+            assert await admin.credentials_for(session, "opco") == BearerToken("tok-new-2")
+    finally:
+        secret_box.configure(runtime.settings)

@@ -43,7 +43,7 @@ async def test_scheduler_syncs_due_providers_and_schedules_the_next_run(
     scheduler = Scheduler(runtime.sync, runtime.settings)
     scheduler.start()
     try:
-        for _ in range(100):
+        for _ in range(300):
             async with runtime.sessions() as session:
                 row = (
                     await session.execute(
@@ -51,7 +51,8 @@ async def test_scheduler_syncs_due_providers_and_schedules_the_next_run(
                         {"p": slug},
                     )
                 ).one()
-            if row.next_sync_at is not None:
+            # Not next_sync_at alone: the claim sets it (a lease ahead) before the sync runs.
+            if row.last_success_at is not None and row.next_sync_at is not None:
                 break
             await asyncio.sleep(0.1)
     finally:
