@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     # Trust an external identity provider's JWTs instead of (or as well as) ours: its issuer,
     # the JWKS URL its signing keys are published at, and the audience our API is registered as.
+    # false: riders sign in only through that identity provider (signUp, logIn and
+    # refreshSession are refused, and our own access tokens are not accepted).
+    password_accounts: bool = True
     external_idp_issuer: str | None = None
     external_idp_jwks_url: str | None = None
     external_idp_audience: str | None = None

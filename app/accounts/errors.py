@@ -48,6 +48,12 @@ class RefreshTokenReused(InvalidRefreshToken):
     code = "REFRESH_TOKEN_REUSED"
 
 
+class PasswordAccountsDisabled(DomainError):
+    """This deployment signs riders in through its identity provider only."""
+
+    code = "PASSWORD_ACCOUNTS_DISABLED"
+
+
 class EmailTaken(InvalidInput):
     code = "EMAIL_TAKEN"
 

@@ -24,6 +24,7 @@ from app.accounts.errors import (
     InvalidCredentials,
     InvalidRefreshToken,
     InvalidToken,
+    PasswordAccountsDisabled,
     RefreshTokenExpired,
     RefreshTokenReused,
     RefreshTokenRevoked,
@@ -118,6 +119,14 @@ async def _new_session(
     )
 
 
+def _require_password_accounts(settings: Settings) -> None:
+    if not settings.password_accounts:
+        raise PasswordAccountsDisabled(
+            f"sign in with the identity provider ({settings.external_idp_issuer}): this service "
+            "has no password accounts"
+        )
+
+
 async def sign_up(
     session: AsyncSession,
     settings: Settings,
@@ -129,6 +138,7 @@ async def sign_up(
     now: datetime | None = None,
 ) -> AuthSession:
     """A new account, signed in. ``EMAIL_TAKEN`` when an account has this email in any case."""
+    _require_password_accounts(settings)
     now = now or utcnow()
     email = normalized_email(email)
     check_password(password)
@@ -163,6 +173,7 @@ async def log_in(
 ) -> AuthSession:
     """A new session. A wrong password and an unknown email are the same
     ``INVALID_CREDENTIALS``, answered in about the same time."""
+    _require_password_accounts(settings)
     now = now or utcnow()
     wrong = InvalidCredentials("wrong email or password")
     if len(password) > MAX_PASSWORD_LENGTH:
@@ -194,6 +205,7 @@ async def refresh_session(
     is ``REFRESH_TOKEN_REUSED``. Two concurrent refreshes with one token: one wins, the other
     is such a reuse.
     """
+    _require_password_accounts(settings)
     now = now or utcnow()
     if not refresh_token.startswith(REFRESH_PREFIX) or len(refresh_token) > 200:
         raise InvalidRefreshToken("that is not a refresh token")
@@ -267,6 +279,8 @@ async def rider_for_token(session: AsyncSession, settings: Settings, token: str)
     # The issuer only chooses which verification applies; each one checks it again.
     issuer = unverified.get("iss")
     if issuer == settings.jwt_issuer:
+        if not settings.password_accounts:
+            raise InvalidToken("this service accepts its identity provider's tokens only")
         user = await repository.user_by_id(session, verify_access_token(settings, token))
         if user is None:
             raise InvalidToken("the account of this token no longer exists")

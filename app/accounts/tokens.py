@@ -53,6 +53,11 @@ def check_settings(settings: Settings) -> None:
             "an external identity provider needs all of MOBILITY_EXTERNAL_IDP_ISSUER, "
             "MOBILITY_EXTERNAL_IDP_JWKS_URL and MOBILITY_EXTERNAL_IDP_AUDIENCE"
         )
+    if not settings.password_accounts and not all(external):
+        raise AccountsMisconfigured(
+            "MOBILITY_PASSWORD_ACCOUNTS=false needs an external identity provider "
+            "(MOBILITY_EXTERNAL_IDP_*): nobody could sign in"
+        )
     if settings.external_idp_issuer == settings.jwt_issuer:
         raise AccountsMisconfigured("the external identity provider's issuer must not be ours")
 

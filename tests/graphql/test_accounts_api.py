@@ -18,6 +18,7 @@ from app.runtime import Runtime
 from app.staff_auth import create_token
 from graphql_schema.context import Context
 from tests.app.test_accounts import IdentityProvider, idp  # noqa: F401  (fixture)
+from tests.conftest import make_settings
 
 SESSION_FIELDS = """
   accessToken accessTokenExpiresAt refreshToken refreshTokenExpiresAt
@@ -262,6 +263,34 @@ async def test_external_identity_provider_token_signs_the_rider_in(
         assert (await gql(client, ME, token=ours["accessToken"]))["data"]["me"]["email"] == (
             ADA["email"]
         )
+
+
+async def test_a_deployment_can_sign_riders_in_through_its_identity_provider_only(
+    runtime: Runtime,
+    api: httpx.AsyncClient,
+    idp: IdentityProvider,  # noqa: F811
+) -> None:
+    # A password account made while the deployment still had them, with a live session.
+    before = await signed_up(api)
+    only_idp = dataclasses.replace(runtime, settings=idp.settings(password_accounts=False))
+    app = create_app(only_idp.settings)
+    app.state.runtime = only_idp
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api"
+    ) as client:
+        body = await gql(client, ME, token=idp.token())
+        assert body["data"]["me"]["email"] == "grace@idp.example.com", body
+        refused = [
+            await gql(client, SIGN_UP, {"input": {**ADA, "email": "new@example.com"}}),
+            await gql(client, LOG_IN, {"email": ADA["email"], "password": ADA["password"]}),
+            await gql(client, REFRESH, {"token": before["refreshToken"]}),
+        ]
+        assert [codes(b) for b in refused] == [["PASSWORD_ACCOUNTS_DISABLED"]] * 3, refused
+        # Our own access tokens, even unexpired ones, are not accepted any more.
+        assert codes(await gql(client, ME, token=before["accessToken"])) == ["INVALID_TOKEN"]
+    # Turning password accounts off without a provider would lock everyone out: refused.
+    with pytest.raises(accounts.AccountsMisconfigured, match="identity provider"):
+        accounts.check_settings(make_settings(password_accounts=False))
 
 
 # --- the context ---------------------------------------------------------------------------
