@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from app.booking.maintenance import run_maintenance
 from app.runtime import Runtime
+from providers.simulators.tomp_server import TompSimulator
 from tests.booking_support import (
     RESERVE,
     SharedClock,
@@ -34,6 +35,45 @@ async def _booking_rows(runtime: Runtime) -> list[tuple[str, str | None]]:
         return [(r.state, r.operator_booking_id) for r in rows]
 
 
+async def _killed_after_the_operator_committed(
+    runtime: Runtime,
+    sim: TompSimulator,
+    token: str,
+    vehicle_id: str,
+    request_key: str,
+    tmp_path: Path,
+) -> None:
+    """A `mobility serve` reserves ``vehicle_id`` and is SIGKILLed once the operator has
+    committed, before its answer reaches us: our booking is left PENDING."""
+    # The operator commits, and its answer never comes back: our process waits on it.
+    sim.inject_fault("POST /bookings/{id}/events", "lose_response")
+    port = free_port()
+    log = tmp_path / "api.log"
+    with mobility_process(
+        ["serve", "--port", str(port), "--no-sync"], runtime.settings, log
+    ) as proc:
+        api_url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=api_url, timeout=30) as remote:
+
+            async def up() -> bool:
+                with contextlib.suppress(httpx.HTTPError):
+                    return (await remote.get("/health")).status_code == 200
+                return False
+
+            await wait_for(up, 60, "the API process", [log])
+            pending = asyncio.create_task(
+                gql(remote, RESERVE, {"vehicleId": vehicle_id, "key": request_key}, token)
+            )
+
+            async def confirmed_at_operator() -> bool:
+                return any(b["state"] == "CONFIRMED" for b in sim.bookings_view())
+
+            await wait_for(confirmed_at_operator, 30, "the operator's commit", [log])
+            kill_group(proc)  # SIGKILL: no clean-up of any kind
+            results = await asyncio.gather(pending, return_exceptions=True)
+            assert isinstance(results[0], BaseException), results
+
+
 @pytest.mark.parametrize(
     "retry_after_the_lock_lapsed",
     [False, True],
@@ -46,34 +86,10 @@ async def test_process_killed_between_operator_call_and_commit_is_reconciled(
         token, _ = await sign_up(api)
         target = sim.vehicles[0]
         vehicle_id = f"simscoot:{target.vehicle_id}"
-        # The operator commits, and its answer never comes back: our process waits on it.
-        sim.inject_fault("POST /bookings/{id}/events", "lose_response")
-        port = free_port()
-        log = tmp_path / "api.log"
         request_key = key()
-        with mobility_process(
-            ["serve", "--port", str(port), "--no-sync"], runtime.settings, log
-        ) as proc:
-            api_url = f"http://127.0.0.1:{port}"
-            async with httpx.AsyncClient(base_url=api_url, timeout=30) as remote:
-
-                async def up() -> bool:
-                    with contextlib.suppress(httpx.HTTPError):
-                        return (await remote.get("/health")).status_code == 200
-                    return False
-
-                await wait_for(up, 60, "the API process", [log])
-                pending = asyncio.create_task(
-                    gql(remote, RESERVE, {"vehicleId": vehicle_id, "key": request_key}, token)
-                )
-
-                async def confirmed_at_operator() -> bool:
-                    return any(b["state"] == "CONFIRMED" for b in sim.bookings_view())
-
-                await wait_for(confirmed_at_operator, 30, "the operator's commit", [log])
-                kill_group(proc)  # SIGKILL: no clean-up of any kind
-                results = await asyncio.gather(pending, return_exceptions=True)
-                assert isinstance(results[0], BaseException), results
+        await _killed_after_the_operator_committed(
+            runtime, sim, token, vehicle_id, request_key, tmp_path
+        )
 
         [(state, reference)] = await _booking_rows(runtime)
         assert state == "PENDING"
@@ -149,3 +165,39 @@ async def test_a_pending_booking_the_operator_never_committed_is_failed_and_rele
         # Let go at the operator first, then here: the vehicle is bookable again.
         assert {b["state"] for b in sim.bookings_view()} == {"CANCELLED"}
         assert vehicle_id in await visible_ids(api, token, target.lat, target.lon)
+
+
+async def test_the_scheduler_process_reconciles_on_its_own(
+    runtime: Runtime, api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """No test hook: the upkeep loop of a `mobility scheduler` process (what multi-process
+    deployments run) finds the dead request's booking and settles it by asking the operator."""
+    async with bookable_operator(runtime, "simscoot") as (sim, _):
+        token, _ = await sign_up(api)
+        target = sim.vehicles[2]
+        vehicle_id = f"simscoot:{target.vehicle_id}"
+        request_key = key()
+        await _killed_after_the_operator_committed(
+            runtime, sim, token, vehicle_id, request_key, tmp_path
+        )
+        [(state, reference)] = await _booking_rows(runtime)
+        assert state == "PENDING"
+
+        log = tmp_path / "scheduler.log"
+        with mobility_process(
+            ["scheduler"],
+            runtime.settings,
+            log,
+            MOBILITY_BOOKING_MAINTENANCE_INTERVAL_SECONDS="0.5",
+            MOBILITY_BOOKING_RECONCILE_AFTER_SECONDS="1",
+        ):
+
+            async def settled() -> bool:
+                return await _booking_rows(runtime) == [("CONFIRMED", reference)]
+
+            await wait_for(settled, 60, "reconciliation by the scheduler", [log])
+        answer = await gql(api, RESERVE, {"vehicleId": vehicle_id, "key": request_key}, token)
+        result = answer["data"]["reserveVehicle"]
+        assert result["__typename"] == "BookingSuccess", result
+        assert result["booking"]["state"] == "CONFIRMED"
+        assert len(sim.bookings_view()) == 1
