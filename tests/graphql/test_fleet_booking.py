@@ -9,13 +9,19 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from app.booking.maintenance import run_maintenance
 from app.runtime import Runtime
 from tests.booking_support import (
     BOOKING_FIELDS,
     CANCEL,
+    END,
+    PAUSE,
     RESERVE_PROBLEMS,
+    RESUME,
     START,
+    SharedClock,
     bookable_operator,
+    clock_of,
     codes,
     gql,
     key,
@@ -148,6 +154,55 @@ async def test_a_booker_books_for_a_member_and_the_organisation_hears_of_each_st
             (org.id, "booking.started"),
         ]
         assert {p["booking_id"] for _, _, p in events} == {booking_id}
+
+
+async def test_every_outcome_of_an_organisations_booking_reaches_the_outbox(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    """Finished, cancelled and expired, each from the real transition that makes it (a ride's
+    end, a cancellation, the upkeep's expiry), each once, each naming its booking."""
+    async with bookable_operator(runtime, "simscoot") as (sim, _):
+        clock = SharedClock(sim)
+        async with clock_of(runtime, clock):
+            org = await Org.build(api, "Acme")
+            vehicles = [(f"simscoot:{v.vehicle_id}", v) for v in sim.vehicles[:3]]
+
+            async def reserve(vehicle_id: str) -> str:
+                variables = {"v": vehicle_id, "k": key(), "org": org.id}
+                body = await gql(api, RESERVE_FOR, variables, org.rider)
+                assert body["data"]["reserveVehicle"]["__typename"] == "BookingSuccess", body
+                return str(body["data"]["reserveVehicle"]["booking"]["id"])
+
+            ridden = await reserve(vehicles[0][0])
+            for step in (START, PAUSE, RESUME):
+                clock.advance(60)
+                await gql(api, step, {"bookingId": ridden, "key": key()}, org.rider)
+            parked = vehicles[0][1]
+            end = {"bookingId": ridden, "key": key(), "lat": parked.lat, "lon": parked.lon}
+            ended = await gql(api, END, end, org.rider)
+            assert ended["data"]["endTrip"]["__typename"] == "BookingSuccess", ended
+
+            cancelled = await reserve(vehicles[1][0])
+            answer = await gql(api, CANCEL, {"bookingId": cancelled, "key": key()}, org.rider)
+            assert answer["data"]["cancelBooking"]["__typename"] == "BookingSuccess", answer
+
+            expired = await reserve(vehicles[2][0])
+            clock.advance(16 * 60)  # the simulator holds reservations for 15 minutes
+            report = await run_maintenance(runtime.bookings)
+            assert [str(b) for b in report.expired] == [expired]
+
+        events = [(o, t, p["booking_id"]) for o, t, p in await _outbox(runtime)]
+        assert sorted(events) == sorted(
+            [
+                (org.id, "booking.confirmed", ridden),
+                (org.id, "booking.started", ridden),
+                (org.id, "booking.finished", ridden),
+                (org.id, "booking.confirmed", cancelled),
+                (org.id, "booking.cancelled", cancelled),
+                (org.id, "booking.confirmed", expired),
+                (org.id, "booking.expired", expired),
+            ]
+        )
 
 
 async def test_api_keys_book_on_behalf_within_their_scope_and_organisation(
