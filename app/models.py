@@ -338,6 +338,8 @@ class Booking(Base):
     # The pricing plan as it was at reservation (GBFS shape, minor units): the final price
     # uses it even if the operator changes its plans meanwhile.
     pricing_plan: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The vehicle type's CO2 per km at reservation, for usage reports (migration 0013).
+    co2_grams_per_km: Mapped[float | None] = mapped_column(Float)
     currency: Mapped[str | None] = mapped_column(CHAR(3))
     estimated_price_minor: Mapped[int | None] = mapped_column(BigInteger)
     final_price_minor: Mapped[int | None] = mapped_column(BigInteger)

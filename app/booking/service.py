@@ -636,6 +636,7 @@ class BookingService:
                         form_factor=vehicle.form_factor,
                         state=BookingState.PENDING.value,
                         pricing_plan=plan_snapshot(plan) if plan else None,
+                        co2_grams_per_km=vtype.co2_grams_per_km if vtype else None,
                         currency=estimated_price[1] if estimated_price else None,
                         estimated_price_minor=estimated_price[0] if estimated_price else None,
                         start_lat=vehicle.lat,

@@ -40,7 +40,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.booking.states import BookingState
 from app.errors import InvalidInput
 from app.fleet.principal import OrgActor, OrgNotFound, Scope
-from app.models import Booking, CostCentre, Organisation, Provider, User, VehicleType
+from app.models import Booking, CostCentre, Organisation, Provider, User
 from app.staff_auth import Forbidden
 
 __all__ = ["NO_COST_CENTRE", "GroupBy", "UsageReport", "UsageRow", "parse_month", "usage_report"]
@@ -138,7 +138,8 @@ async def usage_report(
     starts = func.timezone(Organisation.timezone, local_start)
     ends = func.timezone(Organisation.timezone, local_end)
 
-    co2_known = VehicleType.co2_grams_per_km.is_not(None) & (VehicleType.co2_grams_per_km >= 0)
+    # The booking's own figure (its vehicle type's at reservation), so past months stay put.
+    co2_known = Booking.co2_grams_per_km.is_not(None) & (Booking.co2_grams_per_km >= 0)
     # numeric before summing: exact sums of the float columns, rounded once at the end.
     metres = func.coalesce(cast(Booking.distance_meters, Numeric), 0)
     seconds = func.coalesce(extract("epoch", Booking.ended_at - Booking.started_at), 0)
@@ -156,7 +157,7 @@ async def usage_report(
             cast(
                 func.round(
                     func.coalesce(
-                        func.sum(metres * cast(VehicleType.co2_grams_per_km, Numeric)).filter(
+                        func.sum(metres * cast(Booking.co2_grams_per_km, Numeric)).filter(
                             co2_known
                         ),
                         0,
@@ -169,7 +170,6 @@ async def usage_report(
         )
         .select_from(Booking)
         .join(Organisation, Organisation.id == Booking.organisation_id)
-        .outerjoin(VehicleType, VehicleType.id == Booking.vehicle_type_id)
         .where(
             Booking.organisation_id == actor.organisation_id,
             Booking.state == BookingState.FINISHED.value,

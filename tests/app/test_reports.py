@@ -12,6 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import text
 
 from app.db import transaction
 from app.errors import InvalidInput
@@ -207,6 +208,10 @@ async def insert_trips(runtime: Runtime, trips: list[Trip]) -> None:
                 vehicle_id=f"{t.provider_id}:{uuid.uuid4().hex}",
                 vehicle_external_id=uuid.uuid4().hex,
                 vehicle_type_id=t.vehicle_type_id,
+                # What a reservation records: its vehicle type's figure at that moment.
+                co2_grams_per_km=VEHICLE_TYPES[t.vehicle_type_id][2]
+                if t.vehicle_type_id in VEHICLE_TYPES
+                else None,
                 form_factor=t.form_factor,
                 state=t.state,
                 currency=t.currency,
@@ -326,6 +331,26 @@ async def test_report_of_generated_month_equals_independent_computation(
     assert {c for _, c in got} == {"NOK", "EUR", None}
     assert sum(r.trips_without_co2 for r in got.values()) > 0
     assert sum(r.co2_grams for r in got.values()) > 0
+
+
+async def test_a_past_month_does_not_change_when_the_operator_edits_its_vehicle_types(
+    runtime: Runtime, fleet: Fleet
+) -> None:
+    async def report() -> list[UsageRow]:
+        async with runtime.sessions() as session:
+            answer = await usage_report(
+                session, admin_of(fleet), month="2026-03", group_by=GroupBy.PROVIDER
+            )
+        return answer.rows
+
+    before = await report()
+    async with transaction(runtime.sessions) as session:
+        await session.execute(
+            text("UPDATE vehicle_types SET co2_grams_per_km = coalesce(co2_grams_per_km, 7) * 10")
+        )
+    assert await report() == before
+    expected = expected_report(fleet.trips, fleet.organisation_id, GroupBy.PROVIDER)
+    assert {(r.group_key, r.currency): r for r in before} == expected
 
 
 async def test_month_boundaries_are_the_organisations_midnights(
