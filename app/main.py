@@ -88,7 +88,9 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         runtime: Runtime = request.app.state.runtime
         return Context(
             sessions=runtime.sessions,
-            settings=settings,
+            # The runtime's, as the fast path (graphql_schema/fast_http.py) takes them: one
+            # source for both ways a request can go.
+            settings=runtime.settings,
             search=runtime.search,
             reference=runtime.reference,
             persisted_queries=runtime.persisted_queries,
