@@ -470,8 +470,9 @@ def violations(policy: EffectivePolicy, trip: TripCheck) -> list[Violation]:
         found.append(
             Violation(
                 PolicyRule.FORM_FACTOR,
-                f"form factor {trip.form_factor} is not allowed "
-                f"(allowed: {_listed(policy.allowed_form_factors)})",
+                # In the API's spelling (SCOOTER_STANDING), not GBFS's: riders and admins read it.
+                f"form factor {trip.form_factor.upper()} is not allowed "
+                f"(allowed: {_listed(f.upper() for f in policy.allowed_form_factors)})",
             )
         )
     if policy.allowed_providers is not None and trip.provider_id not in policy.allowed_providers:

@@ -75,7 +75,10 @@ def test_form_factor_rule() -> None:
     assert violations(policy, trip()) == []
     found = violations(policy, trip(form_factor="car"))
     assert rules(found) == [PolicyRule.FORM_FACTOR]
-    assert "car" in found[0].detail
+    # Named as the API's FormFactor enum names them, the allowed ones too.
+    assert "CAR" in found[0].detail
+    assert all(f.upper() in found[0].detail for f in policy.allowed_form_factors or ())
+    assert "scooter_standing" not in found[0].detail
 
 
 def test_provider_rule() -> None:
