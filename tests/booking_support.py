@@ -18,6 +18,8 @@ from providers.admin import set_booking
 from providers.service import register_provider
 from providers.simulators.feed_server import serve_in_background
 from providers.simulators.tomp_server import TompSimulator
+from tests.adapters.tomp_spec import TompSpec, load_spec
+from tests.conftest import require_conformance
 
 
 async def gql(
@@ -172,12 +174,44 @@ class SharedClock:
             sim.advance(seconds)
 
 
+def journal_spec_errors(
+    spec: TompSpec, sim: TompSimulator, *, check_responses: bool = True
+) -> list[str]:
+    """Every TOMP request the simulator received (our adapter's: nothing else in these tests
+    talks TOMP to it) and, with ``check_responses``, every answer it sent, against the
+    TOMP-API 1.6.1 document. Answers lost on purpose (``hang``, ``lose_response``) have no
+    status and are not checked."""
+    errors: list[str] = []
+    for entry in sim.journal:
+        errors += spec.request_errors(
+            entry.method, entry.path, entry.request_headers, entry.request_body
+        )
+        if check_responses and entry.status is not None:
+            errors += spec.response_errors(
+                entry.method, entry.path, entry.status, entry.response_headers, entry.response_body
+            )
+    return errors
+
+
 @asynccontextmanager
 async def bookable_operator(
-    runtime: Runtime, slug: str, *, fleet: str = "scooter", vehicles: int = 12
+    runtime: Runtime,
+    slug: str,
+    *,
+    fleet: str = "scooter",
+    vehicles: int = 12,
+    injects_faults: bool = False,
 ) -> AsyncIterator[tuple[TompSimulator, str]]:
     """A TOMP simulator on a local port, registered as provider ``slug`` (GBFS availability
-    from the simulator's own feeds, bookings through its TOMP API) and synced."""
+    from the simulator's own feeds, bookings through its TOMP API) and synced.
+
+    When the block ends without an error, every exchange in the simulator's journal is checked
+    against the TOMP-API 1.6.1 document (the oracle of tests/adapters/tomp_spec.py): our
+    adapter's requests always, the simulator's answers unless ``injects_faults``. A test that
+    injects faults (``error``, ``reject`` with a status the spec does not list, ``delay`` past a
+    client's timeout…) makes the simulator answer off-spec on purpose, so only its answers are
+    exempt there; what our adapter sends, retries included, must still follow the spec."""
+    spec = load_spec(require_conformance())
     sim = TompSimulator(fleet=fleet, vehicles=vehicles, system_id=f"sim-{slug}")  # type: ignore[arg-type]
     async with serve_in_background(sim.app) as base_url:
         async with transaction(runtime.sessions) as session:
@@ -192,6 +226,9 @@ async def bookable_operator(
         report = await runtime.sync.sync(slug)
         assert report.ok, report.error
         yield sim, base_url
+    # Not reached when the block raised: a failing test keeps its own error.
+    errors = journal_spec_errors(spec, sim, check_responses=not injects_faults)
+    assert errors == [], "TOMP exchanges off the 1.6.1 spec:\n" + "\n".join(errors)
 
 
 @asynccontextmanager

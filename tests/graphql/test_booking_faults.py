@@ -57,7 +57,10 @@ async def _reserve(api: httpx.AsyncClient, token: str, vehicle_id: str) -> str:
 async def test_a_lost_commit_answer_is_compensated_and_a_failed_cancel_is_retried(
     runtime: Runtime, api: httpx.AsyncClient
 ) -> None:
-    async with bookable_operator(runtime, "simscoot") as (sim, _):
+    # The injected 500 on POST /bookings/{id}/events is a status TOMP 1.6.1 does not list
+    # there: the simulator's answers are exempt from the spec check, our requests (the
+    # compensating cancel and its retry included) are still checked.
+    async with bookable_operator(runtime, "simscoot", injects_faults=True) as (sim, _):
         clock = SharedClock(sim)
         async with clock_of(runtime, clock):
             token, _ = await sign_up(api)
@@ -172,7 +175,9 @@ async def test_a_lost_start_answer_is_settled_from_the_operator(
 async def test_a_refused_read_during_upkeep_does_not_stop_the_other_bookings(
     runtime: Runtime, api: httpx.AsyncClient
 ) -> None:
-    async with bookable_operator(runtime, "simscoot") as (sim, _):
+    # The injected 400 on GET /bookings/{id} is a status TOMP 1.6.1 does not list there: the
+    # simulator's answers are exempt from the spec check, our requests are still checked.
+    async with bookable_operator(runtime, "simscoot", injects_faults=True) as (sim, _):
         clock = SharedClock(sim)
         async with clock_of(runtime, clock):
             token, _ = await sign_up(api)
