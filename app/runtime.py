@@ -142,6 +142,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     try:
         yield runtime
     finally:
+        await runtime.bookings.aclose()
         await runtime.live_updates.aclose()
         await runtime.booking_signals.aclose()
         await search_pool.close()

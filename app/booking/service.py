@@ -21,6 +21,7 @@ concurrent changes cannot both apply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -89,6 +90,9 @@ __all__ = ["BookingChanged", "BookingService", "RiderLike"]
 _ACTIVE_NAMES = tuple(s.value for s in ACTIVE)
 #: failure_code of a PENDING booking whose cancel at the operator did not get through yet.
 COMPENSATION_DUE = "COMPENSATION_DUE"
+# Index writes a booking change could not make: retried this often, at most this many held.
+_INDEX_RETRY_SECONDS = 1.0
+_MAX_INDEX_DEBT = 10_000
 
 
 class RiderLike(Protocol):
@@ -251,6 +255,10 @@ class BookingService:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._operators: dict[str, tuple[str, BookingOperator]] = {}
         self._auths: dict[str, OperatorAuth] = {}
+        # Vehicles whose search-index entry a booking change could not write (Redis down or
+        # hung): retried every second by one task until written (see _owe_index).
+        self._index_debt: set[str] = set()
+        self._index_retry: asyncio.Task[None] | None = None
 
     def now(self) -> datetime:
         return self._clock()
@@ -1357,20 +1365,61 @@ class BookingService:
         await self._refresh_vehicle(vehicle_id)
         await self._publish(booking_id)
 
-    async def _refresh_vehicle(self, vehicle_id: str) -> None:
+    async def _refresh_vehicle(self, vehicle_id: str) -> bool:
         """Make the search index show the vehicle as PostGIS now has it (reserved ones are
-        left out), and tell live subscribers. PostGIS is the truth; if Redis fails, search
-        falls back to PostGIS and the next sync rebuilds."""
+        left out), and tell live subscribers. PostGIS is the truth: while Redis fails search
+        answers from PostGIS, and the write is retried (_owe_index) so that a Redis that comes
+        back (a hang, a network cut) does not serve the vehicle's earlier state."""
         async with self.sessions() as session:
             hit = await search_repository.vehicle_by_id(session, vehicle_id)
         if hit is None:
-            return
+            return True
         doc: VehicleDoc = hit.vehicle
         try:
             await self.index.apply(doc.provider_id, [doc], ())
+        except (RedisError, OSError) as exc:
+            log.warning("index update for %s failed, retried until written: %s", vehicle_id, exc)
+            self._owe_index(vehicle_id)
+            return False
+        try:
             await self.index.publish_delta(doc.provider_id, [], [doc], [])
         except (RedisError, OSError) as exc:
-            log.warning("index update for %s failed: %s", vehicle_id, exc)
+            # Subscribers resynchronise when their Redis subscription comes back.
+            log.warning("live update for %s not published: %s", vehicle_id, exc)
+        return True
+
+    def _owe_index(self, vehicle_id: str) -> None:
+        if len(self._index_debt) >= _MAX_INDEX_DEBT:
+            # A long outage under load: the provider's next sync rebuilds its index anyway.
+            log.warning("index retries full: %s waits for its provider's next sync", vehicle_id)
+            return
+        self._index_debt.add(vehicle_id)
+        if self._index_retry is None or self._index_retry.done():
+            self._index_retry = asyncio.create_task(self._pay_index_debt())
+
+    async def _pay_index_debt(self) -> None:
+        while self._index_debt:
+            await asyncio.sleep(_INDEX_RETRY_SECONDS)
+            try:
+                await self.redis.ping()  # one timeout per round while Redis is away, not one each
+            except (RedisError, OSError):
+                continue
+            for vehicle_id in list(self._index_debt):
+                self._index_debt.discard(vehicle_id)
+                try:
+                    if not await self._refresh_vehicle(vehicle_id):
+                        break  # re-owed; Redis went away again: wait for the next round
+                except Exception:  # the database: keep the debt, try next round
+                    log.exception("index retry for %s failed", vehicle_id)
+                    self._index_debt.add(vehicle_id)
+                    break
+
+    async def aclose(self) -> None:
+        """Stop retrying index writes (the process is shutting down; syncs rebuild)."""
+        if self._index_retry is not None:
+            self._index_retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._index_retry
 
     async def _publish(self, booking_id: uuid.UUID) -> None:
         try:
