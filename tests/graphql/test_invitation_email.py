@@ -243,7 +243,8 @@ async def test_an_organisation_sends_a_bounded_number_of_invitations_a_day(
                     text(
                         "INSERT INTO invitations (id, organisation_id, email, role, token_hash, "
                         "invited_by, created_at, expires_at) SELECT gen_random_uuid(), :org, "
-                        "'p' || g || '@example.org', 'RIDER', decode(md5(random()::text || g), 'hex'), :by, "
+                        "'p' || g || '@example.org', 'RIDER', "
+                        "decode(md5(random()::text || g), 'hex'), :by, "
                         "now() - make_interval(secs => :ago), now() + interval '1 day' "
                         "FROM generate_series(1, :n) g"
                     ),
