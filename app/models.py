@@ -27,7 +27,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.secret_box import INGEST_SECRET_PURPOSE, SealedJSON, SealedText
+from app.secret_box import (
+    CREDENTIALS_PURPOSE,
+    INGEST_SECRET_PURPOSE,
+    WEBHOOK_SECRET_PURPOSE,
+    SealedJSON,
+    SealedText,
+)
 
 
 class Base(DeclarativeBase):
@@ -234,9 +240,7 @@ class ProviderCredentials(Base):
         Text, ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True
     )
     kind: Mapped[str] = mapped_column(Text, nullable=False)
-    secret: Mapped[dict[str, Any]] = mapped_column(
-        SealedJSON("provider_credentials.secret"), nullable=False
-    )
+    secret: Mapped[dict[str, Any]] = mapped_column(SealedJSON(CREDENTIALS_PURPOSE), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     def __repr__(self) -> str:
@@ -574,7 +578,7 @@ class WebhookEndpoint(Base):
     organisation_id: Mapped[uuid.UUID] = _org_fk()
     url: Mapped[str] = mapped_column(Text, nullable=False)
     # The signing secret (shown once at creation; needed to sign, so not hashed).
-    secret: Mapped[str] = mapped_column(SealedText("webhook_endpoints.secret"), nullable=False)
+    secret: Mapped[str] = mapped_column(SealedText(WEBHOOK_SECRET_PURPOSE), nullable=False)
     events: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -41,8 +41,10 @@ from sqlalchemy.types import Text, TypeDecorator
 from app.settings import Settings
 
 __all__ = [
+    "CREDENTIALS_PURPOSE",
     "INGEST_SECRET_PURPOSE",
     "PREFIX",
+    "WEBHOOK_SECRET_PURPOSE",
     "SealedJSON",
     "SealedText",
     "SecretBox",
@@ -55,7 +57,10 @@ __all__ = [
 ]
 
 PREFIX = "sb1:"
+# Each sealed column's purpose (table.column): a value opens only in the column it was sealed for.
 INGEST_SECRET_PURPOSE = "providers.ingest_secret"
+WEBHOOK_SECRET_PURPOSE = "webhook_endpoints.secret"
+CREDENTIALS_PURPOSE = "provider_credentials.secret"
 _NONCE_BYTES = 12
 # Public on purpose: only for development and test databases (production refuses it).
 _DEVELOPMENT_KEY = hashlib.sha256(b"mobility-aggregator development secrets key").digest()

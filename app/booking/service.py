@@ -499,7 +499,7 @@ class BookingService:
                         Booking.user_id == rider_id,
                         Booking.idempotency_owner == claimed.owner,
                         Booking.idempotency_key == claimed.key,
-                        Booking.state.in_([s.value for s in ACTIVE]),
+                        Booking.state.in_(_ACTIVE_NAMES),
                     )
                     .order_by(Booking.created_at.desc())
                     .limit(1)

@@ -79,7 +79,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_SECRET_PURPOSE = "webhook_endpoints.secret"  # the column (app/secret_box.py)
 
 SIGNATURE_HEADER = "Mobility-Signature"
 SECRET_PREFIX = "whsec_"
@@ -549,7 +548,7 @@ async def _send(
     """One attempt: (status code, response body kept, error)."""
     body = _body(claimed)
     try:
-        secret = secret_box.current().open(claimed.sealed_secret, _SECRET_PURPOSE)
+        secret = secret_box.current().open(claimed.sealed_secret, secret_box.WEBHOOK_SECRET_PURPOSE)
     except secret_box.SecretUnreadable as exc:
         # Never sent unsigned: a failed attempt, retried on schedule, visible in the log.
         log.error("webhook delivery %s not sent: %s", claimed.id, exc)

@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.credentials import BearerToken
 from app import ingest_api, secret_box
@@ -69,13 +70,7 @@ async def test_once_sealed_only_is_on_a_plain_value_is_refused_and_reseal_still_
     assert strict.open(strict.seal("whsec_ok", P), P) == "whsec_ok"
     # Plain values left from before sealing are what reseal is for: it still seals them.
     async with transaction(runtime.sessions) as session:
-        await register_provider(
-            session,
-            slug="opco",
-            name="Op Co",
-            adapter="gbfs",
-            config={"discovery_url": "http://127.0.0.1:9/gbfs.json"},
-        )
+        await _opco(session)
         await session.execute(
             text("UPDATE providers SET ingest_secret = 'whsec_plain' WHERE id = 'opco'")
         )
@@ -121,6 +116,17 @@ def test_development_without_keys_uses_a_fixed_key_production_never() -> None:
         SecretBox.from_settings(make_settings(environment="production", secrets_keys=None))
 
 
+async def _opco(session: AsyncSession) -> None:
+    """The provider these tests store secrets of (nothing is ever fetched from it)."""
+    await register_provider(
+        session,
+        slug="opco",
+        name="Op Co",
+        adapter="gbfs",
+        config={"discovery_url": "http://127.0.0.1:9/gbfs.json"},
+    )
+
+
 async def _raw(runtime: Runtime, sql: str, **params: Any) -> Any:
     async with runtime.sessions() as session:
         return (await session.execute(text(sql), params)).scalar_one()
@@ -142,13 +148,7 @@ async def test_stored_secrets_are_sealed_in_the_database_and_plain_to_the_applic
             [EventType.BOOKING_CONFIRMED],
             settings=runtime.settings,
         )
-        await register_provider(
-            session,
-            slug="opco",
-            name="Op Co",
-            adapter="gbfs",
-            config={"discovery_url": "http://127.0.0.1:9/gbfs.json"},
-        )
+        await _opco(session)
         await admin.set_credentials(
             session, "opco", "bearer_token", {"token": "tok-very-secret-123"}
         )
@@ -180,13 +180,7 @@ async def test_reseal_seals_plain_values_then_rotates_to_a_new_key(runtime: Runt
     endpoint_id = uuid.uuid4()
     plain_creds = {"token": "legacy-plain-token"}
     async with transaction(runtime.sessions) as session:
-        await register_provider(
-            session,
-            slug="opco",
-            name="Op Co",
-            adapter="gbfs",
-            config={"discovery_url": "http://127.0.0.1:9/gbfs.json"},
-        )
+        await _opco(session)
         # Stored before sealing existed: plain text, written with SQL.
         await session.execute(
             text("UPDATE providers SET ingest_secret = 'whsec_legacy' WHERE id = 'opco'")
@@ -244,13 +238,7 @@ async def test_reseal_from_the_command_line_and_a_missing_key_is_a_clear_error(
     runtime: Runtime,
 ) -> None:
     async with transaction(runtime.sessions) as session:
-        await register_provider(
-            session,
-            slug="opco",
-            name="Op Co",
-            adapter="gbfs",
-            config={"discovery_url": "http://127.0.0.1:9/gbfs.json"},
-        )
+        await _opco(session)
         await session.execute(
             text("UPDATE providers SET ingest_secret = 'whsec_cli' WHERE id = 'opco'")
         )
@@ -282,13 +270,7 @@ async def test_an_unreadable_push_secret_breaks_neither_listing_nor_search(
     """Sealed with a key this deployment lost: pushes for that provider are refused with a
     503 naming the problem; everything else about the provider keeps working."""
     async with transaction(runtime.sessions) as session:
-        await register_provider(
-            session,
-            slug="opco",
-            name="Op Co",
-            adapter="gbfs",
-            config={"discovery_url": "http://127.0.0.1:9/gbfs.json"},
-        )
+        await _opco(session)
         lost = box(KEY_B).seal("whsec_lost", secret_box.INGEST_SECRET_PURPOSE)
         await session.execute(
             text("UPDATE providers SET ingest_secret = :s WHERE id = 'opco'"), {"s": lost}
@@ -317,13 +299,7 @@ async def test_strict_mode_refuses_plain_operator_credentials_and_new_ones_repla
     (written behind our back, or sealed with a key no longer listed) can be replaced without
     being opened first."""
     async with transaction(runtime.sessions) as session:
-        await register_provider(
-            session,
-            slug="opco",
-            name="Op Co",
-            adapter="gbfs",
-            config={"discovery_url": "http://127.0.0.1:9/gbfs.json"},
-        )
+        await _opco(session)
         await session.execute(
             text(
                 "INSERT INTO provider_credentials (provider_id, kind, secret) "

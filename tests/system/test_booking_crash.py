@@ -35,18 +35,22 @@ async def _booking_rows(runtime: Runtime) -> list[tuple[str, str | None]]:
         return [(r.state, r.operator_booking_id) for r in rows]
 
 
-async def _killed_after_the_operator_committed(
+async def _killed_during_reserve(
     runtime: Runtime,
     sim: TompSimulator,
     token: str,
     vehicle_id: str,
     request_key: str,
     tmp_path: Path,
+    *,
+    lost_answer: str = "POST /bookings/{id}/events",
+    operator_state: str = "CONFIRMED",
 ) -> None:
-    """A `mobility serve` reserves ``vehicle_id`` and is SIGKILLed once the operator has
-    committed, before its answer reaches us: our booking is left PENDING."""
-    # The operator commits, and its answer never comes back: our process waits on it.
-    sim.inject_fault("POST /bookings/{id}/events", "lose_response")
+    """A `mobility serve` reserves ``vehicle_id``; the operator's answer to ``lost_answer``
+    never comes back (our process waits on it), and the process is SIGKILLed once the
+    operator's booking is in ``operator_state``: ours is left PENDING. By default the
+    operator has committed (the answer to COMMIT is lost)."""
+    sim.inject_fault(lost_answer, "lose_response")
     port = free_port()
     log = tmp_path / "api.log"
     with mobility_process(
@@ -65,10 +69,10 @@ async def _killed_after_the_operator_committed(
                 gql(remote, RESERVE, {"vehicleId": vehicle_id, "key": request_key}, token)
             )
 
-            async def confirmed_at_operator() -> bool:
-                return any(b["state"] == "CONFIRMED" for b in sim.bookings_view())
+            async def reached_at_operator() -> bool:
+                return any(b["state"] == operator_state for b in sim.bookings_view())
 
-            await wait_for(confirmed_at_operator, 30, "the operator's commit", [log])
+            await wait_for(reached_at_operator, 30, f"the operator's {operator_state}", [log])
             kill_group(proc)  # SIGKILL: no clean-up of any kind
             results = await asyncio.gather(pending, return_exceptions=True)
             assert isinstance(results[0], BaseException), results
@@ -87,9 +91,7 @@ async def test_process_killed_between_operator_call_and_commit_is_reconciled(
         target = sim.vehicles[0]
         vehicle_id = f"simscoot:{target.vehicle_id}"
         request_key = key()
-        await _killed_after_the_operator_committed(
-            runtime, sim, token, vehicle_id, request_key, tmp_path
-        )
+        await _killed_during_reserve(runtime, sim, token, vehicle_id, request_key, tmp_path)
 
         [(state, reference)] = await _booking_rows(runtime)
         assert state == "PENDING"
@@ -132,30 +134,16 @@ async def test_a_pending_booking_the_operator_never_committed_is_failed_and_rele
         target = sim.vehicles[1]
         vehicle_id = f"simscoot:{target.vehicle_id}"
         # Killed while the operator was still creating the booking (before COMMIT).
-        sim.inject_fault("POST /bookings", "lose_response")
-        port = free_port()
-        log = tmp_path / "api.log"
-        with mobility_process(
-            ["serve", "--port", str(port), "--no-sync"], runtime.settings, log
-        ) as proc:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as remote:
-
-                async def up() -> bool:
-                    with contextlib.suppress(httpx.HTTPError):
-                        return (await remote.get("/health")).status_code == 200
-                    return False
-
-                await wait_for(up, 60, "the API process", [log])
-                pending = asyncio.create_task(
-                    gql(remote, RESERVE, {"vehicleId": vehicle_id, "key": key()}, token)
-                )
-
-                async def pending_at_operator() -> bool:
-                    return any(b["state"] == "PENDING" for b in sim.bookings_view())
-
-                await wait_for(pending_at_operator, 30, "the operator's booking", [log])
-                kill_group(proc)
-                await asyncio.gather(pending, return_exceptions=True)
+        await _killed_during_reserve(
+            runtime,
+            sim,
+            token,
+            vehicle_id,
+            key(),
+            tmp_path,
+            lost_answer="POST /bookings",
+            operator_state="PENDING",
+        )
 
         clock = SharedClock(sim)
         async with clock_of(runtime, clock):
@@ -177,9 +165,7 @@ async def test_the_scheduler_process_reconciles_on_its_own(
         target = sim.vehicles[2]
         vehicle_id = f"simscoot:{target.vehicle_id}"
         request_key = key()
-        await _killed_after_the_operator_committed(
-            runtime, sim, token, vehicle_id, request_key, tmp_path
-        )
+        await _killed_during_reserve(runtime, sim, token, vehicle_id, request_key, tmp_path)
         [(state, reference)] = await _booking_rows(runtime)
         assert state == "PENDING"
 
