@@ -6,6 +6,8 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 MOBILITY  := $(VENV)/bin/mobility
 STAMP     := $(VENV)/.installed
+WEB_STAMP := web/node_modules/.installed
+WEB_BUILT := web/dist/graphiql/manifest.json
 
 export MOBILITY_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/mobility
 export MOBILITY_REDIS_URL    ?= redis://127.0.0.1:6379/0
@@ -14,14 +16,14 @@ export MOBILITY_REDIS_URL    ?= redis://127.0.0.1:6379/0
 TEST_ENV := MOBILITY_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/mobility_test \
             MOBILITY_REDIS_URL=redis://127.0.0.1:6379/15 MOBILITY_ENVIRONMENT=test
 
-.PHONY: help install system venv migrate demo run serve test lint typecheck schema bench bench-quick clean
+.PHONY: help install system venv web migrate demo run serve test lint typecheck schema bench bench-quick clean
 
 help:
 	@echo "make run    - set everything up, register + sync the demo operators, serve http://127.0.0.1:8000/graphql"
 	@echo "make test   - set everything up, run the whole test suite against PostgreSQL/PostGIS and Redis"
-	@echo "make install | migrate | demo | serve | lint | typecheck | schema | bench | bench-quick | clean"
+	@echo "make install | web | migrate | demo | serve | lint | typecheck | schema | bench | bench-quick | clean"
 
-install: system venv
+install: system venv web
 
 system:
 	@bash scripts/install-system.sh
@@ -35,6 +37,19 @@ $(STAMP): pyproject.toml requirements.lock
 	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 	@echo "python environment ready in $(VENV)"
+
+# The browser assets (GraphiQL) and the JavaScript client tests: one npm package with a committed
+# lockfile (web/), installed with `npm ci` and built into web/dist, which the API serves.
+web: $(WEB_BUILT)
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm not found: Node.js 20 with npm is required (web/)" >&2; exit 1; }
+	@echo "installing web/ npm packages..."
+	@cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(WEB_STAMP)
+
+$(WEB_BUILT): $(WEB_STAMP) web/scripts/build.mjs $(wildcard web/src/*/*)
+	@cd web && npm run --silent build
 
 migrate: install
 	@$(MOBILITY) migrate
@@ -70,4 +85,4 @@ bench-quick: install
 	@$(PY) -m bench.run --quick $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist

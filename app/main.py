@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.requests import HTTPConnection
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
@@ -21,6 +22,8 @@ from app.gbfs_publish import router as gbfs_router
 from app.ingest_api import router as ingest_router
 from app.runtime import Runtime, open_runtime
 from app.settings import Settings, get_settings
+from app.web_assets import WebAssets
+from app.web_assets import router as web_assets_router
 from graphql_schema.context import Context
 from graphql_schema.fast_http import GraphQLFastPath
 from graphql_schema.http import MobilityGraphQLRouter
@@ -111,11 +114,29 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         max_subscriptions_per_connection=settings.max_subscriptions_per_socket,
+        # Strawberry refuses cross-origin websocket handshakes; the origins allowed to call
+        # the API over HTTP (CORS) may open its websocket too.
+        allowed_origins=settings.cors_origins,
     )
     graphql.ws_keepalive_seconds = settings.ws_keepalive_seconds
+    web_assets = WebAssets(settings.web_dist_dir)
+    graphql.web_assets = web_assets
     app.include_router(graphql, prefix="/graphql")
+    if settings.graphiql_enabled:
+        app.include_router(web_assets_router(web_assets))
     if fast_path:
         app.add_middleware(GraphQLFastPath, path="/graphql")
+    if settings.cors_origins:
+        # Outside the fast path, so its answers carry the CORS headers too, and a preflight
+        # never reaches it. Credentials are tokens in a header, never cookies.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "accept"],
+            expose_headers=["retry-after"],
+            max_age=600,
+        )
 
     app.include_router(ingest_router)
     app.include_router(gbfs_router)

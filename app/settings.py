@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +42,13 @@ class Settings(BaseSettings):
     max_aliases: int = 30
     max_tokens: int = 2_000
     graphiql: bool | None = None  # None: on outside production
+    # Browser apps of these origins (scheme://host[:port]) may call the API: CORS, preflight
+    # included. None by default; a comma-separated list or a JSON array. Credentials travel in
+    # the Authorization header (never cookies), so no origin is ever sent "allow credentials".
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # What the API serves to browsers (GraphiQL's assets), built from npm packages by
+    # `make install` (web/, `npm ci && npm run build`).
+    web_dist_dir: Path = PROJECT_ROOT / "web" / "dist"
 
     # Sync cadence: a provider is polled at its feeds' ttl, bounded by these.
     sync_min_interval_seconds: float = 10.0
@@ -192,6 +201,22 @@ class Settings(BaseSettings):
             raise ValueError("MOBILITY_DATABASE_URL must be a postgresql:// URL")
         return value
 
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _cors_origins(cls, value: object) -> tuple[str, ...]:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError("MOBILITY_CORS_ORIGINS: not a JSON array") from exc
+            else:
+                value = [part for part in text.split(",") if part.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ValueError("MOBILITY_CORS_ORIGINS: a list of origins such as https://app.example")
+        return tuple(_origin(v) for v in value)
+
     @field_validator("smtp_url")
     @classmethod
     def _smtp_url(cls, value: str | None) -> str | None:
@@ -209,6 +234,21 @@ class Settings(BaseSettings):
     @property
     def demo_feeds_base_url(self) -> str:
         return f"http://{self.demo_feeds_host}:{self.demo_feeds_port}"
+
+
+_ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
+
+
+def _origin(value: str) -> str:
+    """An origin exactly as a browser sends it in ``Origin``: scheme, host, optional port; no
+    path, no trailing slash, no wildcard (the list is an allow-list)."""
+    origin = value.strip().lower()
+    if not _ORIGIN.match(origin):
+        raise ValueError(
+            f"MOBILITY_CORS_ORIGINS: {value.strip()!r} is not an origin; write it as "
+            "https://host or http://host:port, without a path or a wildcard"
+        )
+    return origin
 
 
 @lru_cache

@@ -14,6 +14,7 @@ from typing import Any
 import strawberry
 from graphql.error import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionContext
 
 from app.errors import DomainError
@@ -21,6 +22,7 @@ from app.errors import DomainError
 log = logging.getLogger(__name__)
 
 INTERNAL = "INTERNAL_SERVER_ERROR"
+OPERATION_NOT_FOUND = "OPERATION_NOT_FOUND"
 
 # graphql-core and Strawberry's limiters report without codes; classify by their wording.
 _GRAPHQL_CODES = (
@@ -36,6 +38,12 @@ def error_code(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, DomainError):
         return original.code
+    if isinstance(original, CannotGetOperationTypeError):
+        # No operation of the requested name (or several and none named): the client's
+        # document, not our failure.
+        return OPERATION_NOT_FOUND
+    if isinstance(original, InvalidOperationTypeError):
+        return "OPERATION_TYPE_NOT_ALLOWED"  # e.g. a mutation over GET
     if original is None or isinstance(original, GraphQLError):
         if error.path is not None:
             # Raised while executing a field (e.g. a value that does not serialize): ours.

@@ -25,14 +25,15 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from app.persisted_queries import PersistedQueryError
-from graphql_schema import rate_limits
+from graphql_schema import media, rate_limits
 from graphql_schema.context import Context, header
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_048_576
 _ALLOWED = frozenset({OperationType.QUERY, OperationType.MUTATION})
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+_JSON_HEADERS = [(b"content-type", media.content_type(False).encode())]
+_GRAPHQL_RESPONSE_HEADERS = [(b"content-type", media.content_type(True).encode())]
 
 
 class GraphQLFastPath:
@@ -59,7 +60,8 @@ class GraphQLFastPath:
         if result is None:
             await self.app(scope, _replay(body), send)
             return
-        await _respond(send, result)
+        accept = header(scope["headers"], b"accept")
+        await _respond(send, result, media.prefers_graphql_response_json(accept))
 
     async def _execute(self, scope: Scope, body: bytes) -> ExecutionResult | None:
         try:
@@ -165,21 +167,27 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-async def _respond(send: Send, result: ExecutionResult) -> None:
-    # The shape Strawberry's view gives a single result.
+async def _respond(send: Send, result: ExecutionResult, graphql_response: bool) -> None:
+    # The shape Strawberry's view gives a single result (graphql_schema/http.py).
     payload: dict[str, Any] = {"data": result.data}
     if result.errors:
         payload["errors"] = [error.formatted for error in result.errors]
     if result.extensions:
         payload["extensions"] = result.extensions
     extra = rate_limits.retry_after_headers(result) if result.errors else []
-    await _send_json(send, 200, payload, extra)
+    status, body = media.shape(payload, graphql_response) if result.errors else (200, payload)
+    content_type = _GRAPHQL_RESPONSE_HEADERS if graphql_response else _JSON_HEADERS
+    await _send_json(send, status, body, extra, content_type)
 
 
 async def _send_json(
-    send: Send, status: int, payload: object, extra: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    payload: object,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    content_type: list[tuple[bytes, bytes]] = _JSON_HEADERS,
 ) -> None:
     body = orjson.dumps(payload)
-    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), *(extra or ())]
+    headers = [*content_type, (b"content-length", str(len(body)).encode()), *(extra or ())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -6,31 +6,61 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
+from fastapi import Request, Response
 from graphql import GraphQLError
+from starlette.websockets import WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 from strawberry.types import ExecutionResult
-from strawberry.types.unset import UnsetType
+from strawberry.types.execution import PreExecutionError
+from strawberry.types.unset import UNSET, UnsetType
 
 from app.persisted_queries import PersistedQueryError
+from app.web_assets import WebAssets
+from graphql_schema import media
 from graphql_schema.context import Context
+from graphql_schema.errors import OPERATION_NOT_FOUND, assign_code
 
 log = logging.getLogger(__name__)
+
+
+class TextFrameWebSocketAdapter(ASGIWebSocketAdapter):
+    """Every protocol message as a WebSocket *text* frame. graphql-transport-ws messages are
+    JSON text; browsers hand binary frames to a client as Blobs, which graphql-ws (behind
+    Apollo, urql and Relay) rejects ("Message is missing the 'type' property"). Strawberry
+    sends bytes when the view's ``encode_json`` returns bytes, as ours does for HTTP."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(orjson.dumps(message).decode())
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
 
 
 class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws with server pings: once the connection is acknowledged, a ``ping``
     every ``ws_keepalive_seconds`` (the protocol lets either side ping; clients answer
     ``pong``). Idle sockets then carry traffic, so mobile networks, NATs and proxies that drop
-    silent connections keep them open, and a dead peer is noticed by the failed send."""
+    silent connections keep them open, and a dead peer is noticed by the failed send.
+
+    A document that cannot run (a syntax error, too deep, too many tokens, an unknown
+    operation) is answered with an ``error`` message carrying our stable ``extensions.code``,
+    as the same document gets over HTTP. Strawberry closes the whole socket (4400) for a
+    syntax error or an unknown operation instead, which ends every other subscription on it
+    and leaves the client with a close reason it cannot classify."""
 
     _pinger: asyncio.Task[None] | None = None
 
@@ -48,6 +78,14 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             except Exception:  # the socket is gone: the handler's own loop ends it
                 return
 
+    async def _handle_pre_execution_error(
+        self, operation: Operation[Context, None], result: PreExecutionError
+    ) -> None:
+        assert result.errors
+        for error in result.errors:
+            assign_code(error)
+        await operation.send_initial_errors(result.errors)
+
     async def shutdown(self) -> None:
         if self._pinger is not None:
             self._pinger.cancel()
@@ -58,7 +96,62 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 class MobilityGraphQLRouter(GraphQLRouter[Context, None]):
     graphql_transport_ws_handler_class = KeepAliveTransportWSHandler
+    websocket_adapter_class = TextFrameWebSocketAdapter
     ws_keepalive_seconds: float = 15.0
+    # GraphiQL from our own assets (app/web_assets.py), not Strawberry's page, which loads
+    # React and GraphiQL from a public CDN and stays blank without internet.
+    web_assets: WebAssets | None = None
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        """Strawberry answers a malformed request with a plain-text reason; ours carry a
+        stable ``extensions.code`` in a GraphQL error body, like every other error."""
+        try:
+            return await super().run(request, context, root_value)
+        except HTTPException as exc:
+            return _http_error(exc, request)
+
+    async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        request_data = kwargs.get("request_data")
+        if isinstance(request_data, GraphQLRequestData) and request_data.protocol != "http":
+            # multipart or server-sent-event subscriptions: served over WebSocket only.
+            raise HTTPException(400, SUBSCRIPTIONS_OVER_WEBSOCKET)
+        return await super().execute_operation(*args, **kwargs)
+
+    async def get_sub_response(self, request: Request) -> Response:
+        sub_response = await super().get_sub_response(request)
+        # Strawberry's create_response does not see the request: the negotiated media type
+        # travels on the per-request sub-response.
+        setattr(
+            sub_response,
+            _WANTS_GRAPHQL_RESPONSE,
+            media.prefers_graphql_response_json(request.headers.get("accept")),
+        )
+        return sub_response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        wanted = bool(getattr(sub_response, _WANTS_GRAPHQL_RESPONSE, False))
+        status = sub_response.status_code or 200
+        if isinstance(response_data, dict):
+            shaped_status, body = media.shape(dict(response_data), wanted)
+            status = max(status, shaped_status)
+        else:  # a batch (off by default): one status cannot describe several results
+            body = response_data  # type: ignore[assignment]
+        response = Response(
+            self.encode_json(body), status_code=status, media_type=media.content_type(wanted)
+        )
+        response.headers.raw.extend(
+            (k, v) for k, v in sub_response.headers.raw if k != b"content-type"
+        )
+        return response
+
+    async def render_graphql_ide(self, request: Any) -> Any:
+        if self.web_assets is None:
+            return await super().render_graphql_ide(request)
+        return self.web_assets.graphiql_page()
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -110,6 +203,50 @@ class MobilityGraphQLRouter(GraphQLRouter[Context, None]):
         return await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
         )
+
+
+_WANTS_GRAPHQL_RESPONSE = "_mobility_graphql_response_json"
+
+SUBSCRIPTIONS_OVER_WEBSOCKET = (
+    "subscriptions are served over WebSocket (graphql-transport-ws) at /graphql, not over HTTP"
+)
+
+# Strawberry's reasons for refusing a request, which it gives as plain text, to our codes (and
+# the status the GraphQL-over-HTTP spec asks for where Strawberry's differs).
+_HTTP_ERRORS: tuple[tuple[str, str, int | None], ...] = (
+    ("Unable to parse request body as JSON", "INVALID_REQUEST_BODY", None),
+    ("Unable to parse the multipart body", "INVALID_REQUEST_BODY", None),
+    ("No GraphQL query found", "MISSING_QUERY", None),
+    ("Unknown operation named", OPERATION_NOT_FOUND, None),
+    ("Can't get GraphQL operation type", OPERATION_NOT_FOUND, None),
+    ("mutations are not allowed when using GET", "MUTATION_OVER_GET", 405),
+    ("subscriptions are not allowed", "SUBSCRIPTION_OVER_HTTP", None),
+    (SUBSCRIPTIONS_OVER_WEBSOCKET, "SUBSCRIPTION_OVER_HTTP", None),
+    ("only supports GET and POST", "METHOD_NOT_ALLOWED", None),
+    ("Unsupported content type", "UNSUPPORTED_MEDIA_TYPE", 415),
+    ("Batching is not enabled", "BATCHING_DISABLED", None),
+    ("Too many operations", "BATCHING_DISABLED", None),
+)
+
+
+def _http_error(exc: HTTPException, request: Any) -> Response:
+    code, status = "BAD_REQUEST", exc.status_code
+    for needle, mapped, mapped_status in _HTTP_ERRORS:
+        if needle in exc.reason:
+            code, status = mapped, mapped_status or exc.status_code
+            break
+    message = exc.reason
+    if code == "SUBSCRIPTION_OVER_HTTP":
+        message = SUBSCRIPTIONS_OVER_WEBSOCKET
+    headers = {"Allow": "POST"} if code == "MUTATION_OVER_GET" else None
+    wanted = media.prefers_graphql_response_json(request.headers.get("accept"))
+    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        media_type=media.content_type(wanted),
+        headers=headers,
+    )
 
 
 # A plain connection_ack (no payload).

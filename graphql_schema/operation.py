@@ -53,6 +53,7 @@ PER_DOCUMENT_EXTENSIONS = frozenset(
         "MaxTokensLimiter",
         "AddValidationRules",
         "ParserCache",
+        "StreamSafeParserCache",  # graphql_schema/schema.py
         "ValidationCache",
     }
 )

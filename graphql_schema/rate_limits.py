@@ -123,6 +123,11 @@ class RateLimitedSchema(MobilitySchema):
             refused = await charge(context_value)
             if refused is not None:
                 return refused
+        if allowed_operation_types is not None:
+            # ``execute`` serves HTTP only (websocket operations go through ``stream``), and
+            # subscriptions are served over WebSocket: executed as a query, a subscription
+            # field has no value and fails with an internal error.
+            allowed_operation_types = set(allowed_operation_types) - {OperationType.SUBSCRIPTION}
         return await super().execute(
             query,
             variable_values,

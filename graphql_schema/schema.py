@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import strawberry
-from graphql import ASTValidationRule
+from graphql import ASTValidationRule, GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
@@ -22,6 +25,22 @@ from graphql_schema.query import Query
 from graphql_schema.rate_limits import RateLimitedSchema
 from graphql_schema.scalars import SCALAR_MAP
 from graphql_schema.subscription import Subscription
+
+
+class StreamSafeParserCache(ParserCache):
+    """Strawberry's ParserCache parses in its ``on_parse`` hook, outside the ``try`` that turns
+    a syntax error into a pre-execution error. ``execute`` (HTTP) copes; ``stream`` (every
+    operation on a websocket) lets the error escape, and the socket handler then sends a bare
+    ``complete``: the client never learns why. A document that does not parse is left for
+    Strawberry to parse again inside that ``try``, so both transports answer with the error."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        yield
 
 
 def build_schema(settings: Settings, *, compiled: bool = True) -> strawberry.Schema:
@@ -43,7 +62,7 @@ def build_schema(settings: Settings, *, compiled: bool = True) -> strawberry.Sch
             MaskUnexpectedErrors,
             lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
             lambda: AddValidationRules(limits),
-            lambda: ParserCache(maxsize=256),
+            lambda: StreamSafeParserCache(maxsize=256),
             lambda: ValidationCache(maxsize=256),
         ],
     )

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# System prerequisites: PostGIS for PostgreSQL 15, and the two services running.
+# System prerequisites: PostGIS for PostgreSQL 15, the two services running, and Debian's
+# Chromium for the browser tests (Playwright drives it; its own browser download is not used).
 # Idempotent: installs only what is missing, starts only what is stopped.
 set -euo pipefail
 
 missing=()
 dpkg -s postgresql-15-postgis-3 >/dev/null 2>&1 || missing+=(postgresql-15-postgis-3)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}..."
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+command -v node >/dev/null 2>&1 || { echo "node not found: Node.js 20 (with npm) is required" >&2; exit 1; }
 
 if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   echo "starting PostgreSQL..."

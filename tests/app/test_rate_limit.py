@@ -274,3 +274,29 @@ async def test_each_operation_on_a_websocket_is_charged(
     (error,) = answers[2]["payload"]
     assert error["extensions"]["code"] == "RATE_LIMITED"
     assert 1 <= error["extensions"]["retryAfterSeconds"] <= 10
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "strawberry-view"])
+async def test_graphql_response_json_clients_get_429_with_no_data(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, fast_path: bool
+) -> None:
+    monkeypatch.setitem(PLAN_LIMITS, "STANDARD", Limit(burst=1, per_second=0.1))
+    key = await _key(runtime)
+    app = create_app(runtime.settings, fast_path=fast_path)
+    app.state.runtime = runtime
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "Accept": "application/graphql-response+json, application/json;q=0.9",
+    }
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        served = await client.post("/graphql", json={"query": VEHICLES}, headers=headers)
+        refused = await client.post("/graphql", json={"query": VEHICLES}, headers=headers)
+    assert served.status_code == 200
+    assert refused.status_code == 429, refused.text
+    assert refused.headers["content-type"].startswith("application/graphql-response+json")
+    body = refused.json()
+    assert "data" not in body
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "RATE_LIMITED"
+    assert refused.headers["retry-after"] == str(error["extensions"]["retryAfterSeconds"])

@@ -74,7 +74,11 @@ class Client:
     async def receive(self, within_seconds: float = 10.0) -> dict[str, Any]:
         async with asyncio.timeout(within_seconds):
             while True:
-                message = json.loads(await self.ws.recv())
+                raw = await self.ws.recv()
+                # Protocol messages are JSON text: browsers hand binary frames to a client as
+                # Blobs, which graphql-ws cannot read. Every socket test checks every frame.
+                assert isinstance(raw, str), f"a binary frame: {raw[:80]!r}"
+                message = json.loads(raw)
                 if message["type"] == "ping":
                     self.pings += 1
                     await self.ws.send(json.dumps({"type": "pong"}))
