@@ -1,19 +1,17 @@
 """Every GraphQL error gets a stable ``extensions.code``; unexpected errors are masked.
 
-Codes are assigned in ``MobilitySchema.process_errors``, which Strawberry calls for parse,
-validation and execution errors alike (an extension's ``on_operation`` does not see parse errors
-when ``ParserCache`` is on). Masking replaces unexpected errors after execution.
+Both happen in ``MobilitySchema.process_errors``, which Strawberry calls for parse, validation
+and execution errors alike, on every transport. (A schema extension's ``on_operation`` would not
+do: it does not see parse errors when ``ParserCache`` is on, and over a websocket it runs only
+after the results were sent.)
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
 
 import strawberry
 from graphql.error import GraphQLError
-from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionContext
 
@@ -26,7 +24,9 @@ OPERATION_NOT_FOUND = "OPERATION_NOT_FOUND"
 
 # graphql-core and Strawberry's limiters report without codes; classify by their wording.
 _GRAPHQL_CODES = (
-    ("more than", "TOO_MANY_TOKENS"),  # "Syntax Error: Document contains more than N tokens"
+    # "Syntax Error: Document contains more than N tokens", not any message with "more than"
+    # in it (a string argument quoted in a validation error, say).
+    ("Document contains more than", "TOO_MANY_TOKENS"),
     ("Syntax Error", "GRAPHQL_PARSE_FAILED"),
     ("exceeds maximum operation depth", "QUERY_TOO_DEEP"),
     ("aliases found", "TOO_MANY_ALIASES"),
@@ -65,20 +65,14 @@ class MobilitySchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        for error in errors:
+        """Every error gets its code; an unexpected one is logged whole and replaced, in the
+        result's own list, by "Unexpected error.". Strawberry calls this for every result on
+        every transport (HTTP, each websocket message, each subscription event) before it is
+        sent: one place, so no transport can leak an exception's text (SQL, hosts, paths)."""
+        for index, error in enumerate(errors):
             if assign_code(error) == INTERNAL:
                 log.error("unexpected error at %s", error.path, exc_info=error.original_error)
-
-
-class MaskUnexpectedErrors(SchemaExtension):
-    """Clients see "Unexpected error." for anything that is not ours to explain."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result: Any = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if result is not None and errors:
-            result.errors = [_masked(e) for e in errors]
+                errors[index] = _masked(error)
 
 
 def _masked(error: GraphQLError) -> GraphQLError:

@@ -18,7 +18,6 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.schema.config import StrawberryConfig
 
 from app.settings import Settings, get_settings
-from graphql_schema.errors import MaskUnexpectedErrors
 from graphql_schema.execution import CompiledExecutionContext
 from graphql_schema.mutation import Mutation
 from graphql_schema.query import Query
@@ -59,7 +58,6 @@ def build_schema(settings: Settings, *, compiled: bool = True) -> strawberry.Sch
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         execution_context_class=CompiledExecutionContext if compiled else None,
         extensions=[
-            MaskUnexpectedErrors,
             lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
             lambda: AddValidationRules(limits),
             lambda: StreamSafeParserCache(maxsize=256),

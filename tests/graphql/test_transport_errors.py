@@ -165,3 +165,35 @@ async def test_requests_strawberry_refuses_get_our_codes(
     assert _codes(response.json()["errors"]) == [code]
     if code == "MUTATION_OVER_GET":
         assert response.headers["allow"] == "POST"
+
+
+LEAKY = "SELECT secret FROM internal_table WHERE host = 'db.internal:5432'"
+
+
+async def test_unexpected_errors_are_masked_on_every_transport(
+    runtime: Runtime, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(LEAKY)
+
+    monkeypatch.setattr(runtime.search, "vehicle", broken)
+    query = '{ vehicle(id: "any:one") { id } }'
+    over_http = await api.post("/graphql", json={"query": query})
+    async with served(runtime) as base_url, connect(base_url) as client:
+        await client.ws.send(
+            json.dumps({"id": "q", "type": "subscribe", "payload": {"query": query}})
+        )
+        over_ws = await client.receive()
+    for answer in (over_http.text, json.dumps(over_ws)):
+        assert "secret" not in answer and "internal" not in answer, answer
+    assert _codes(over_http.json()["errors"]) == ["INTERNAL_SERVER_ERROR"]
+    assert over_ws["type"] == "next"
+    assert _codes(over_ws["payload"]["errors"]) == ["INTERNAL_SERVER_ERROR"]
+    assert over_ws["payload"]["errors"][0]["message"] == "Unexpected error."
+
+
+async def test_a_string_argument_saying_more_than_is_not_too_many_tokens(
+    api: httpx.AsyncClient,
+) -> None:
+    body = await api.post("/graphql", json={"query": '{ vehicles(first: "more than") { id } }'})
+    assert _codes(body.json()["errors"]) == ["GRAPHQL_VALIDATION_FAILED"]
