@@ -177,7 +177,8 @@ def scooterco_document() -> dict[str, Any]:
     }
 
 
-SCOOTERCO_VALID_IDS = {"a1", "a2", "a3", "a4"}
+# "bad-model" names a model the document does not list: kept, under a placeholder type.
+SCOOTERCO_VALID_IDS = {"a1", "a2", "a3", "a4", "bad-model"}
 SCOOTERCO_INVALID_CONFIGS: list[object] = [
     {},
     {"url": 3},
@@ -237,7 +238,16 @@ async def test_a_third_party_adapter_syncs_end_to_end_without_core_changes(
         ids = set(stored)
     assert ids == SCOOTERCO_VALID_IDS
     skipped = {f.record_id for f in report.findings if f.code == "RECORD_SKIPPED"}
-    assert skipped == {"bad-position", "bad-model"}
+    assert skipped == {"bad-position"}
+    unknown = [f.record_id for f in report.findings if f.code == "UNKNOWN_VEHICLE_TYPE"]
+    assert unknown == ["s9"]
+    async with runtime.sessions() as session:
+        kind = (
+            await session.execute(
+                text("SELECT form_factor FROM vehicles WHERE id = 'scooterco:bad-model'")
+            )
+        ).scalar_one()
+    assert kind == "other"
 
 
 # --- the kit catches broken adapters -------------------------------------------------------------
