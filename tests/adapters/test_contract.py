@@ -136,6 +136,16 @@ class TestGbfsContractOsloBysykkelStatusOnly(_GbfsFolderContract):
     folder = "oslo-bysykkel"  # a partial feed set: station_status alone
 
 
+class TestGbfsContractCooltraTheHagueByDiscovery(_GbfsFolderContract):
+    folder = "cooltra-the-hague"  # v3.0: repeated JSON keys, a legacy time zone, stale files
+    discovery = True
+
+
+class TestGbfsContractPogohPittsburghByDiscovery(_GbfsFolderContract):
+    folder = "pogoh-pittsburgh"  # 1.x without `version`, 0/1 booleans, no vehicle_types
+    discovery = True
+
+
 class TestPushAdapterContract(AvailabilityAdapterContract):
     adapter_name = "push"
     fetches_over_http = False  # its reference documents are in its config
