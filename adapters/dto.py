@@ -106,6 +106,29 @@ class VehicleType:
     raw_form_factor: str | None = None  # e.g. the deprecated "scooter", kept for the record
 
 
+# The placeholder type of vehicles that name no type where several are described.
+UNSPECIFIED_VEHICLE_TYPE_ID = "unspecified-vehicle-type"
+
+
+def placeholder_vehicle_type(type_id: str, *, types_described: bool) -> VehicleType:
+    """The type of records that name ``type_id`` when their source does not describe it.
+
+    The one rule of every ingest path (GBFS parse, row building, push): such a record is kept,
+    never dropped for its type. The placeholder keeps the operator's id, so a type published or
+    supplied later takes over without the records changing ids. When the source describes no
+    types at all, GBFS's documented default applies: a non-motorised bicycle. When it does
+    describe some, it has said its fleet is not all bicycles, so the form factor is ``other``
+    rather than a guess a rider would act on (a moped shown as a bicycle needs a licence the
+    rider may lack). Propulsion is the spec's only documented default, ``human``, and no range
+    is claimed.
+    """
+    return VehicleType(
+        external_id=type_id,
+        form_factor=FormFactor.OTHER if types_described else FormFactor.BICYCLE,
+        propulsion_type=PropulsionType.HUMAN,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Vehicle:
     external_id: str

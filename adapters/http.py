@@ -112,6 +112,9 @@ class FetchedFeed:
     url: str
     document: object  # parsed JSON
     not_modified: bool  # 304, or still within last_updated + ttl: served from our cache
+    # The bytes the document was parsed from: some checks need what parsing discards (a key
+    # an object repeats keeps only its last value).
+    body: bytes = b""
 
 
 @dataclass(slots=True)
@@ -166,7 +169,7 @@ async def _fetch_once(
 ) -> FetchedFeed:
     cached = cache.entries.get(url)
     if cached is not None and cached.fresh_until > time.monotonic():
-        return FetchedFeed(url, orjson.loads(cached.body), not_modified=True)
+        return FetchedFeed(url, orjson.loads(cached.body), not_modified=True, body=cached.body)
 
     request_headers = {"Accept": "application/json", **(headers or {})}
     if cached is not None:
@@ -190,7 +193,9 @@ async def _fetch_once(
                     target = following
                     continue
                 if response.status_code == 304 and cached is not None:
-                    return FetchedFeed(url, orjson.loads(cached.body), not_modified=True)
+                    return FetchedFeed(
+                        url, orjson.loads(cached.body), not_modified=True, body=cached.body
+                    )
                 if response.status_code != 200:
                     raise _status_error(response, url)
                 _check_content_type(response, url)
@@ -217,7 +222,7 @@ async def _fetch_once(
         last_modified=response.headers.get("Last-Modified"),
         fresh_until=0.0,
     )
-    return FetchedFeed(url, document, not_modified=False)
+    return FetchedFeed(url, document, not_modified=False, body=body)
 
 
 def _status_error(response: httpx.Response, url: str) -> FeedFetchError:

@@ -62,15 +62,15 @@ def _parse_feeds(pairs: Sequence[str]) -> dict[str, str]:
     return feeds
 
 
-def _config_argument(value: str) -> dict[str, Any]:
-    """``--config``: a JSON object, or ``@FILE`` holding one."""
+def _config_argument(value: str, option: str = "--config") -> dict[str, Any]:
+    """``--config`` (or ``--overrides``): a JSON object, or ``@FILE`` holding one."""
     try:
         raw = Path(value[1:]).read_bytes() if value.startswith("@") else value
         loaded = orjson.loads(raw)
     except (OSError, orjson.JSONDecodeError) as exc:
-        raise ValueError(f"--config must be a JSON object or @FILE holding one: {exc}") from exc
+        raise ValueError(f"{option} must be a JSON object or @FILE holding one: {exc}") from exc
     if not isinstance(loaded, dict):
-        raise ValueError("--config must be a JSON object")
+        raise ValueError(f"{option} must be a JSON object")
     return loaded
 
 
@@ -94,6 +94,11 @@ async def _providers_add(settings: Settings, args: argparse.Namespace) -> int:
         return _fail("give --url DISCOVERY_URL or at least one --feed NAME=URL")
     if args.language:
         config["language"] = args.language
+    if args.overrides:
+        try:
+            config["overrides"] = _config_argument(args.overrides, "--overrides")
+        except ValueError as exc:
+            return _fail(str(exc))
     engine = create_engine(settings.database_url, pool_size=1)
     try:
         async with transaction(session_factory(engine)) as session:
@@ -152,6 +157,78 @@ async def _providers_push_secret(settings: Settings, slug: str, remove: bool) ->
         f"sign each POST /ingest/{slug}/vehicles as docs/push-ingest.md says; API processes "
         f"pick a new secret up within {settings.reference_ttl_seconds:g} s"
     )
+    return 0
+
+
+def _json_text(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+
+
+async def _providers_overrides(settings: Settings, args: argparse.Namespace) -> int:
+    """Show, set (``--set``) or remove (``--clear``) a provider's feed overrides: the same
+    service the ``setProviderOverrides`` mutation uses, validated with the whole config."""
+    from app.db import create_engine, session_factory, transaction
+    from providers import admin, repository
+
+    changing = args.set is not None or args.clear
+    overrides = _config_argument(args.set, "--set") if args.set is not None else None
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            if changing:
+                provider = await admin.set_overrides(session, args.slug, overrides)
+            else:
+                found = await repository.get(session, args.slug)
+                if found is None:
+                    return _fail(f"unknown provider {args.slug!r}", 1)
+                provider = found
+            current = provider.config.get("overrides")
+    finally:
+        await engine.dispose()
+    if changing:
+        _print(
+            f"overrides of {args.slug} {'removed' if args.clear else 'set'}; they apply from "
+            f"its next sync (mobility sync {args.slug})"
+        )
+    _print(_json_text(current) if current else f"{args.slug} has no overrides")
+    return 0
+
+
+async def _providers_show(settings: Settings, slug: str) -> int:
+    """A provider's adapter, config (header values masked), sync state and latest findings."""
+    from app.db import create_engine, session_factory
+    from app.search.service import latest_sync_run
+    from providers import admin, repository
+
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with session_factory(engine)() as session:
+            provider = await repository.get(session, slug)
+            if provider is None:
+                return _fail(f"unknown provider {slug!r}", 1)
+            run = await latest_sync_run(session, slug)
+    finally:
+        await engine.dispose()
+    state = "disabled" if not provider.enabled else ("stale" if provider.stale else "ok")
+    if provider.last_sync_at is None:
+        state = "new"
+    _print(f"{provider.id} ({provider.name}): adapter {provider.adapter}, {state}")
+    _print("config:")
+    _print(_json_text(admin.config_view(dict(provider.config))))
+    if provider.last_error:
+        _print(f"last error: {provider.last_error}")
+    if run is None:
+        _print("not synced yet")
+        return 0
+    _print(
+        f"latest sync {run.started_at:%Y-%m-%d %H:%M:%S} {run.status}: "
+        f"{run.error_count} error(s), {run.warning_count} warning(s)"
+    )
+    for f in run.findings[:20]:
+        rid = f" [{f['record_id']}]" if f.get("record_id") else ""
+        _print(f"    {f['severity']:<7} {f['code']:<28} {f['feed']}{rid}: {f['message']}")
+    if len(run.findings) > 20:
+        _print(f"    ... and {len(run.findings) - 20} more (see Provider.validation)")
     return 0
 
 
@@ -504,7 +581,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         help="adapter config as a JSON object, or @FILE (e.g. the push adapter's documents)",
     )
+    add.add_argument(
+        "--overrides",
+        help="feed overrides (vehicle types, plans, id maps, excluded feeds; docs/adapters.md) "
+        "as a JSON object, or @FILE",
+    )
     psub.add_parser("list", help="list providers and their sync state")
+    psub.add_parser(
+        "show", help="a provider's config, sync state and latest findings"
+    ).add_argument("slug")
+    overrides = psub.add_parser(
+        "overrides", help="show, set or remove a provider's feed overrides (docs/adapters.md)"
+    )
+    overrides.add_argument("slug")
+    change = overrides.add_mutually_exclusive_group()
+    change.add_argument("--set", metavar="JSON|@FILE", help="replace them with this object")
+    change.add_argument("--clear", action="store_true", help="remove them")
     secret = psub.add_parser(
         "push-secret", help="create or rotate a provider's push-ingest secret (shown once)"
     )
@@ -581,6 +673,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(_providers_add(settings, args))
             if args.providers_command == "list":
                 return asyncio.run(_providers_list(settings))
+            if args.providers_command == "show":
+                return asyncio.run(_providers_show(settings, args.slug))
+            if args.providers_command == "overrides":
+                try:
+                    return asyncio.run(_providers_overrides(settings, args))
+                except ValueError as exc:
+                    return _fail(str(exc))
             if args.providers_command == "push-secret":
                 return asyncio.run(_providers_push_secret(settings, args.slug, args.remove))
             if args.providers_command == "remove":

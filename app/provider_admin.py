@@ -6,14 +6,18 @@ organised inside."""
 from __future__ import annotations
 
 from providers.admin import (
+    OverridesSummary,
     ProviderExists,
     ProviderUpdate,
     add_provider,
+    config_view,
     credentials_kinds,
     delete_provider,
+    overrides_summary,
     set_booking,
     set_credentials,
     set_enabled,
+    set_overrides,
     set_private_to,
     update_provider,
 )
@@ -22,18 +26,22 @@ from providers.repository import get as get_provider
 from providers.repository import health_records
 
 __all__ = [
+    "OverridesSummary",
     "ProviderDisabled",
     "ProviderExists",
     "ProviderUpdate",
     "add_provider",
+    "config_view",
     "credentials_kinds",
     "delete_provider",
     "force_sync",
     "get_provider",
     "health_records",
+    "overrides_summary",
     "set_booking",
     "set_credentials",
     "set_enabled",
+    "set_overrides",
     "set_private_to",
     "update_provider",
 ]

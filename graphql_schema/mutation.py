@@ -2,7 +2,9 @@
 
 Anyone else gets ``FORBIDDEN`` before any input is looked at. Each mutation is one transaction;
 errors carry the admin service's codes (``PROVIDER_NOT_FOUND``, ``PROVIDER_EXISTS``,
-``INVALID_PROVIDER_ID``, ``INVALID_PROVIDER_CONFIG``, ``INVALID_CREDENTIALS``). Operator
+``INVALID_PROVIDER_ID``, ``INVALID_PROVIDER_CONFIG``, ``INVALID_CREDENTIALS``). Feed overrides are
+part of the config (validated by the adapter with it); ``setProviderOverrides`` replaces them
+alone. Operator
 credentials go in and never come out: a provider shows only which kind it has.
 """
 
@@ -152,6 +154,24 @@ class Mutation(
         async with transaction(info.context.sessions) as session:
             await admin.update_provider(session, str(id), changes)
         log.info("provider %s updated by %s", id, viewer.name)
+        _changed(info)
+        return await _provider(info, str(id))
+
+    @strawberry.mutation(
+        description="Replace a provider's feed overrides, keeping the rest of its config "
+        "(ADMIN); null removes them. Validated with the config as a whole (a bad one is "
+        "INVALID_PROVIDER_CONFIG and nothing changes); they apply from its next sync "
+        "(syncProvider makes that now). Format: docs/adapters.md."
+    )
+    async def set_provider_overrides(
+        self, info: Info, id: strawberry.ID, overrides: JSON | None
+    ) -> Provider:
+        viewer = await info.context.require_admin()
+        if overrides is not None and not isinstance(overrides, dict):
+            raise InvalidInput("overrides must be a JSON object", code="INVALID_PROVIDER_CONFIG")
+        async with transaction(info.context.sessions) as session:
+            await admin.set_overrides(session, str(id), overrides or None)
+        log.info("overrides of provider %s set by %s", id, viewer.name)
         _changed(info)
         return await _provider(info, str(id))
 

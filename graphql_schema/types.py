@@ -13,7 +13,12 @@ from strawberry.scalars import JSON
 
 from app import models
 from app.health import SyncRecord, data_age_seconds, health_status
-from app.provider_admin import credentials_kinds
+from app.provider_admin import (
+    config_view,
+    credentials_kinds,
+    get_provider,
+    overrides_summary,
+)
 from app.reference import ReferenceCache, ReferenceData
 from app.search.schemas import ProviderStats, StationRow, VehicleHit, ZoneRow
 from app.search.service import is_stale, latest_sync_run, validate_first
@@ -237,6 +242,36 @@ def _finding(f: dict[str, Any]) -> ValidationFinding:
     )
 
 
+@strawberry.type(description="An operator's id and the id used in its place.")
+class IdMapping:
+    operator_id: str
+    mapped_to: str
+
+
+@strawberry.type(
+    description="What the deployment adds to or corrects in the operator's feed (the adapter "
+    "config's `overrides`, docs/adapters.md). The feed's own vehicle types and plans win over "
+    "supplied ones of the same id; a map redirects the operator's ids explicitly."
+)
+class ProviderOverrides:
+    vehicle_type_ids: list[str] = strawberry.field(
+        description="Vehicle types supplied for what the feed lacks, by their id within the "
+        "provider (public ids are `<provider>:<id>`)."
+    )
+    pricing_plan_ids: list[str] = strawberry.field(
+        description="Pricing plans supplied for what the feed lacks, by their id within the "
+        "provider."
+    )
+    vehicle_type_map: list[IdMapping]
+    pricing_plan_map: list[IdMapping]
+    excluded_feeds: list[str] = strawberry.field(
+        description="GBFS files never read for this provider."
+    )
+    language: str | None = strawberry.field(
+        description="The language localized texts resolve to, when set for this provider."
+    )
+
+
 @strawberry.type(description="A shared-mobility operator this service aggregates.")
 class Provider:
     id: strawberry.ID
@@ -289,6 +324,49 @@ class Provider:
             kinds = await credentials_kinds(session, [str(self.id)])
         found = kinds.get(str(self.id))
         return found[0].upper() if found else None
+
+    @strawberry.field(
+        description="The adapter and its config, as stored (header values masked). Staff "
+        "(ADMIN) only: null for anyone else."
+    )
+    async def config(self, info: strawberry.Info[Context, None]) -> JSON | None:
+        stored = await self._stored_config(info)
+        if stored is None:
+            return None
+        return cast(JSON, {"adapter": stored[0], **config_view(stored[1])})
+
+    @strawberry.field(
+        description="The provider's feed overrides, or null when it has none. Staff (ADMIN) "
+        "only: null for anyone else. What they did at the latest sync is in `validation` "
+        "(findings of feed `overrides` come first)."
+    )
+    async def overrides(self, info: strawberry.Info[Context, None]) -> ProviderOverrides | None:
+        stored = await self._stored_config(info)
+        summary = overrides_summary(stored[1]) if stored is not None else None
+        if summary is None:
+            return None
+        return ProviderOverrides(
+            vehicle_type_ids=summary.vehicle_type_ids,
+            pricing_plan_ids=summary.pricing_plan_ids,
+            vehicle_type_map=[
+                IdMapping(operator_id=k, mapped_to=v) for k, v in summary.vehicle_type_map.items()
+            ],
+            pricing_plan_map=[
+                IdMapping(operator_id=k, mapped_to=v) for k, v in summary.pricing_plan_map.items()
+            ],
+            excluded_feeds=summary.excluded_feeds,
+            language=summary.language,
+        )
+
+    async def _stored_config(
+        self, info: strawberry.Info[Context, None]
+    ) -> tuple[str, dict[str, Any]] | None:
+        """(adapter, config) for staff; None for anyone else, or when it is gone."""
+        if not (await info.context.viewer()).is_admin:
+            return None
+        async with info.context.sessions() as session:
+            provider = await get_provider(session, str(self.id))
+        return None if provider is None else (provider.adapter, dict(provider.config))
 
     async def _stats(self, info: strawberry.Info[Context, None]) -> ProviderStats | None:
         return await info.context.loaders.provider_stats.load(str(self.id))

@@ -1,5 +1,6 @@
 """Provider administration for staff: the one implementation behind the CLI and the admin
-GraphQL mutations (add, update, enable, disable, delete, force a sync, set credentials).
+GraphQL mutations (add, update, enable, disable, delete, force a sync, set credentials, set
+feed overrides).
 
 Every function validates before writing and raises a :class:`DomainError` with a stable code;
 callers own the transaction (``app.db.transaction``).
@@ -86,6 +87,73 @@ async def update_provider(session: AsyncSession, slug: str, changes: ProviderUpd
         config=changes.config if changes.config is not None else dict(provider.config),
     )
     return updated
+
+
+async def set_overrides(
+    session: AsyncSession, slug: str, overrides: dict[str, Any] | None
+) -> Provider:
+    """Replace the provider's feed overrides (``None`` removes them), keeping the rest of its
+    config. Validated with the whole config by its adapter, as when it was added: a bad
+    override is ``INVALID_PROVIDER_CONFIG`` and nothing changes."""
+    provider = await _get(session, slug)
+    config = {key: value for key, value in provider.config.items() if key != "overrides"}
+    if overrides:
+        config["overrides"] = overrides
+    return await update_provider(session, slug, ProviderUpdate(config=config))
+
+
+_MASK = "***"
+
+
+def config_view(config: dict[str, Any]) -> dict[str, Any]:
+    """The provider's config as staff may see it: header values (API keys, say) masked.
+
+    Credentials belong in ``set_credentials``, which never shows them; a header given in the
+    config is treated the same way, since that is what it usually carries."""
+    view = dict(config)
+    headers = view.get("headers")
+    if isinstance(headers, dict):
+        view["headers"] = {name: _MASK for name in headers}
+    return view
+
+
+@dataclass(frozen=True, slots=True)
+class OverridesSummary:
+    """What a provider's feed overrides do, by id (for the API and the CLI)."""
+
+    vehicle_type_ids: list[str]
+    pricing_plan_ids: list[str]
+    vehicle_type_map: dict[str, str]
+    pricing_plan_map: dict[str, str]
+    excluded_feeds: list[str]
+    language: str | None
+
+
+def overrides_summary(config: dict[str, Any]) -> OverridesSummary | None:
+    """None when the provider has no overrides. Reads the stored config, which its adapter
+    validated when it was stored."""
+    raw = config.get("overrides")
+    if not isinstance(raw, dict) or not raw:
+        return None
+
+    def ids(section: str, key: str) -> list[str]:
+        records = raw.get(section)
+        return [str(r.get(key)) for r in records if isinstance(r, dict)] if records else []
+
+    def mapping(name: str) -> dict[str, str]:
+        # By operator id: the database does not keep an object's key order.
+        value = raw.get(name)
+        return {str(k): str(value[k]) for k in sorted(value)} if isinstance(value, dict) else {}
+
+    language = config.get("language")
+    return OverridesSummary(
+        vehicle_type_ids=ids("vehicle_types", "vehicle_type_id"),
+        pricing_plan_ids=ids("pricing_plans", "plan_id"),
+        vehicle_type_map=mapping("vehicle_type_map"),
+        pricing_plan_map=mapping("pricing_plan_map"),
+        excluded_feeds=[str(name) for name in raw.get("exclude_feeds") or []],
+        language=language if isinstance(language, str) else None,
+    )
 
 
 def validate_booking(booking: dict[str, Any] | None) -> dict[str, Any] | None:

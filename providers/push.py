@@ -16,8 +16,11 @@ The wire format is ours, close to a GBFS ``vehicle_status`` entry, and documente
 
 A batch is incremental: vehicles not named are left as they are. Each vehicle's status applies
 only if it is not older than the one stored (``last_reported``), so retries and out-of-order
-deliveries are harmless. Invalid records are reported and skipped; the others apply. Signature,
-timestamp and envelope problems reject the whole request before anything is written.
+deliveries are harmless. Invalid records are reported and skipped; the others apply. A vehicle
+naming a type or plan the provider does not describe is no invalid record: it is stored as every
+ingest path stores one (:func:`adapters.dto.placeholder_vehicle_type`; the type's default plan)
+and the answer lists a warning for it. Signature, timestamp and envelope problems reject the
+whole request before anything is written.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import asyncpg
 import orjson
 from redis.exceptions import RedisError
 
+from adapters.dto import UNSPECIFIED_VEHICLE_TYPE_ID, placeholder_vehicle_type
 from app import secret_box
 from app.booking.states import ACTIVE
 from app.errors import DomainError
@@ -339,6 +343,8 @@ class PushOutcome:
     removed: list[str] = field(default_factory=list)
     rejected: list[RecordProblem] = field(default_factory=list)
     ignored: list[RecordProblem] = field(default_factory=list)
+    # Applied, with a doubt the sender should clear (a type or plan we do not know).
+    warnings: list[RecordProblem] = field(default_factory=list)
     index_updated: bool = True
 
     @property
@@ -353,6 +359,7 @@ class PushOutcome:
             "removed": len(self.removed),
             "rejected": [p.to_json() for p in self.rejected],
             "ignored": [p.to_json() for p in self.ignored],
+            "warnings": [p.to_json() for p in self.warnings],
             "indexUpdated": self.index_updated,
         }
 
@@ -465,22 +472,21 @@ class PushIngest:
         # Rows are written (and locked) in id order, so two batches touching the same
         # vehicles lock them in the same order instead of deadlocking.
         for v in sorted(batch.vehicles, key=lambda v: v.vehicle_id):
-            try:
-                info = _type_for(v, types)
-                plan_id = info.default_plan_id
-                if v.pricing_plan_id is not None:
-                    if v.pricing_plan_id not in plans:
-                        raise _Invalid(
+            info = _type_for(p, v, types, outcome.warnings)
+            plan_id = info.default_plan_id
+            if v.pricing_plan_id is not None:
+                if v.pricing_plan_id in plans:
+                    plan_id = f"{p}:{v.pricing_plan_id}"
+                else:
+                    outcome.warnings.append(
+                        RecordProblem(
+                            v.index,
+                            v.vehicle_id,
                             "UNKNOWN_PRICING_PLAN",
                             f"pricing_plan_id {v.pricing_plan_id!r} is not one of the "
-                            "provider's plans",
+                            "provider's plans: stored with its type's default plan",
                         )
-                    plan_id = f"{p}:{v.pricing_plan_id}"
-            except _Invalid as problem:
-                outcome.rejected.append(
-                    RecordProblem(v.index, v.vehicle_id, problem.code, problem.message)
-                )
-                continue
+                    )
             vid = f"{p}:{v.vehicle_id}"
             positions[vid] = v.index
             for column, value in zip(
@@ -548,6 +554,7 @@ class PushIngest:
         # Reported in the order the sender wrote them ("removed" entries last).
         outcome.rejected.sort(key=_position)
         outcome.ignored.sort(key=_position)
+        outcome.warnings.sort(key=_position)
         return outcome
 
 
@@ -629,21 +636,51 @@ async def _hold_booked(
         docs[vehicle_id] = docs[vehicle_id]._replace(is_reserved=True)
 
 
-def _type_for(v: PushedVehicle, types: Mapping[str, TypeInfo]) -> TypeInfo:
+def _type_for(
+    provider_id: str,
+    v: PushedVehicle,
+    types: Mapping[str, TypeInfo],
+    warnings: list[RecordProblem],
+) -> TypeInfo:
     if v.vehicle_type_id is not None:
         info = types.get(v.vehicle_type_id)
-        if info is None:
-            raise _Invalid(
+        if info is not None:
+            return info
+        warnings.append(
+            RecordProblem(
+                v.index,
+                v.vehicle_id,
                 "UNKNOWN_VEHICLE_TYPE",
-                f"vehicle_type_id {v.vehicle_type_id!r} is not one of the provider's types",
+                f"vehicle_type_id {v.vehicle_type_id!r} is not one of the provider's types: "
+                "stored under a placeholder type until it is",
             )
-        return info
+        )
+        return _placeholder(provider_id, v.vehicle_type_id, types)
     if not types:
         return UNTYPED
     if len(types) == 1:
         return next(iter(types.values()))
-    raise _Invalid(
-        "MISSING_VEHICLE_TYPE_ID", "vehicle_type_id is required: the provider has several types"
+    warnings.append(
+        RecordProblem(
+            v.index,
+            v.vehicle_id,
+            "MISSING_VEHICLE_TYPE_ID",
+            "no vehicle_type_id although the provider has several types: stored under a "
+            "placeholder type",
+        )
+    )
+    return _placeholder(provider_id, UNSPECIFIED_VEHICLE_TYPE_ID, types)
+
+
+def _placeholder(provider_id: str, type_id: str, types: Mapping[str, TypeInfo]) -> TypeInfo:
+    """The classification every ingest path gives a type it does not know (the vehicle keeps
+    the operator's type id, so the provider's types can catch up with it)."""
+    placeholder = placeholder_vehicle_type(type_id, types_described=bool(types))
+    return TypeInfo(
+        f"{provider_id}:{type_id}",
+        placeholder.form_factor.value,
+        placeholder.propulsion_type.value,
+        None,
     )
 
 

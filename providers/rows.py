@@ -2,6 +2,10 @@
 
 This is where external ids become public ids (``<provider>:<external id>``), where a vehicle's
 effective pricing plan is resolved, and where references the snapshot cannot satisfy are reported.
+An adapter should resolve its own references (the contract says so, and GBFS does), but the rule
+is enforced here too, the same way, for any adapter: a vehicle or a station count naming a type
+the snapshot does not describe keeps its record under :func:`placeholder_vehicle_type`, and a
+vehicle naming an unknown plan keeps its type's default plan. Each is reported once per id.
 """
 
 from __future__ import annotations
@@ -11,7 +15,15 @@ from typing import Any
 
 import orjson
 
-from adapters.dto import Finding, FormFactor, PropulsionType, RentalUris, Snapshot
+from adapters.dto import (
+    Finding,
+    FormFactor,
+    PropulsionType,
+    RentalUris,
+    Snapshot,
+    VehicleType,
+    placeholder_vehicle_type,
+)
 from app.vehicle_index import VehicleDoc
 
 _INT4 = 2**31 - 1
@@ -91,31 +103,46 @@ def build_rows(provider_id: str, snap: Snapshot) -> SnapshotRows:
             )
         )
 
+    def type_row(t: VehicleType) -> tuple[Any, ...]:
+        default_plan = t.default_pricing_plan_id if t.default_pricing_plan_id in plan_ids else None
+        return (
+            scoped(p, t.external_id),
+            p,
+            t.external_id,
+            t.form_factor.value,
+            t.propulsion_type.value,
+            t.name,
+            t.max_range_meters,
+            int4(t.rider_capacity, "vehicle_types", "rider_capacity", t.external_id),
+            scoped(p, default_plan) if default_plan else None,
+            t.return_constraint,
+            t.co2_grams_per_km,
+            int4(
+                t.default_reserve_time_minutes,
+                "vehicle_types",
+                "default_reserve_time",
+                t.external_id,
+            ),
+            t.raw_form_factor,
+        )
+
     types = {t.external_id: t for t in snap.vehicle_types}
     for t in snap.vehicle_types:
-        default_plan = t.default_pricing_plan_id if t.default_pricing_plan_id in plan_ids else None
-        out.vehicle_types.append(
-            (
-                scoped(p, t.external_id),
-                p,
-                t.external_id,
-                t.form_factor.value,
-                t.propulsion_type.value,
-                t.name,
-                t.max_range_meters,
-                int4(t.rider_capacity, "vehicle_types", "rider_capacity", t.external_id),
-                scoped(p, default_plan) if default_plan else None,
-                t.return_constraint,
-                t.co2_grams_per_km,
-                int4(
-                    t.default_reserve_time_minutes,
-                    "vehicle_types",
-                    "default_reserve_time",
-                    t.external_id,
-                ),
-                t.raw_form_factor,
+        out.vehicle_types.append(type_row(t))
+    types_described = bool(types)
+    # Types the records name but the snapshot lacks, and how often, per feed: reported once each.
+    placeholders: dict[str, VehicleType] = {}
+    unknown_types: dict[tuple[str, str], int] = {}
+
+    def known_type(type_id: str, feed: str) -> str:
+        if type_id not in types:
+            placeholders[type_id] = types[type_id] = placeholder_vehicle_type(
+                type_id, types_described=types_described
             )
-        )
+        if type_id in placeholders:
+            key = (feed, type_id)
+            unknown_types[key] = unknown_types.get(key, 0) + 1
+        return type_id
 
     station_ids = set()
     for s in snap.stations:
@@ -151,7 +178,12 @@ def build_rows(provider_id: str, snap: Snapshot) -> SnapshotRows:
                 s.is_returning,
                 orjson.dumps(
                     [
-                        {"vehicle_type_id": scoped(p, c.vehicle_type_id), "count": c.count}
+                        {
+                            "vehicle_type_id": scoped(
+                                p, known_type(c.vehicle_type_id, "station_status")
+                            ),
+                            "count": c.count,
+                        }
                         for c in s.vehicle_types_available
                     ]
                 ).decode(),
@@ -159,7 +191,7 @@ def build_rows(provider_id: str, snap: Snapshot) -> SnapshotRows:
             )
         )
 
-    unknown_types: dict[str, int] = {}
+    unknown_plans: dict[str, int] = {}
     duplicates: dict[str, int] = {}
     # What every vehicle of a type shares, worked out once per type rather than per vehicle
     # (enum values and scoped ids were a third of a 100,000-vehicle snapshot's row building):
@@ -177,22 +209,33 @@ def build_rows(provider_id: str, snap: Snapshot) -> SnapshotRows:
         )
     docs = out.vehicle_docs
     for v in snap.vehicles:
-        # No type at all (None or ""): an untyped bicycle, as GBFS 1.x/2.x feeds imply.
-        type_values = shared.get(v.vehicle_type_id or None)
-        if type_values is None:
-            # A vehicle whose type we do not know cannot be classified or priced: skip it.
-            unknown = str(v.vehicle_type_id)
-            unknown_types[unknown] = unknown_types.get(unknown, 0) + 1
-            continue
-        type_id, form_factor, propulsion, default_plan_id = type_values
         vid = f"{p}:{v.external_id}"  # scoped(), inlined on the per-vehicle path
         if vid in docs:
             # Adapters should not send one vehicle twice; if one does, the first wins (as in
             # the GBFS parser) rather than the whole merge failing on the key.
             duplicates[v.external_id] = duplicates.get(v.external_id, 0) + 1
             continue
+        # No type at all (None or ""): an untyped bicycle, as GBFS 1.x/2.x feeds imply.
+        type_values = shared.get(v.vehicle_type_id or None)
+        if type_values is None or v.vehicle_type_id in placeholders:
+            # A type the snapshot does not describe: the vehicle stays, under a placeholder.
+            unknown = known_type(str(v.vehicle_type_id), "vehicle_status")
+            type_values = shared.get(unknown)
+            if type_values is None:
+                vtype = types[unknown]
+                type_values = shared[unknown] = (
+                    scoped(p, unknown),
+                    vtype.form_factor.value,
+                    vtype.propulsion_type.value,
+                    None,
+                )
+        type_id, form_factor, propulsion, default_plan_id = type_values
         # The vehicle's own plan overrides its type's default (GBFS 2.2+).
-        plan_id = scoped(p, v.pricing_plan_id) if v.pricing_plan_id in plan_ids else default_plan_id
+        plan_id: str | None = default_plan_id
+        if v.pricing_plan_id in plan_ids:
+            plan_id = scoped(p, v.pricing_plan_id)
+        elif v.pricing_plan_id:
+            unknown_plans[v.pricing_plan_id] = unknown_plans.get(v.pricing_plan_id, 0) + 1
         station_id = (
             scoped(p, v.station_id) if v.station_id and v.station_id in station_ids else None
         )
@@ -245,15 +288,33 @@ def build_rows(provider_id: str, snap: Snapshot) -> SnapshotRows:
                 record_id=external_id,
             )
         )
-    for type_id, count in unknown_types.items():
+    for placeholder in placeholders.values():
+        out.vehicle_types.append(type_row(placeholder))
+    for (feed, type_id), count in unknown_types.items():
+        shape = (
+            f"{types[type_id].form_factor.value}, {types[type_id].propulsion_type.value}, "
+            "range unknown"
+        )
+        records = "vehicle(s)" if feed == "vehicle_status" else "station count(s)"
         out.findings.append(
             Finding(
-                "error",
+                "warning",
                 "UNKNOWN_VEHICLE_TYPE",
-                "vehicle_status",
-                f"{count} vehicle(s) reference vehicle_type_id {type_id!r}, which vehicle_types "
-                "does not declare; skipped",
+                feed,
+                f"{count} {records} name vehicle_type_id {type_id!r}, which the snapshot does "
+                f"not describe: kept under a placeholder type ({shape})",
                 record_id=type_id,
+            )
+        )
+    for plan_id, count in unknown_plans.items():
+        out.findings.append(
+            Finding(
+                "warning",
+                "UNKNOWN_PRICING_PLAN",
+                "vehicle_status",
+                f"{count} vehicle(s) name pricing_plan_id {plan_id!r}, which the snapshot does "
+                "not describe: they keep their type's default plan",
+                record_id=plan_id,
             )
         )
 

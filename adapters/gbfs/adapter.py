@@ -16,25 +16,36 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from adapters.base import AdapterConfigError, AdapterError, FetchContext
-from adapters.dto import Snapshot
+from adapters.dto import Finding, Snapshot
 from adapters.gbfs.documents import (
     ALL_GBFS_FEEDS,
     USED_FEEDS,
     discovery_feeds,
     document_data,
+    duplicate_keys,
     is_http_url,
     is_manifest,
     manifest_gbfs_url,
     normalize_version,
     version_tuple,
 )
+from adapters.gbfs.overrides import OVERRIDES_FEED, FeedOverrides, parse_overrides
 from adapters.gbfs.parse import parse_snapshot
 from adapters.http import FeedFetchError, FetchedFeed, fetch_json
 
 __all__ = ["GbfsAdapter"]
 
-_OPTIONS = frozenset({"discovery_url", "feeds", "system_id", "language", "headers"})
+_OPTIONS = frozenset({"discovery_url", "feeds", "system_id", "language", "headers", "overrides"})
 _VEHICLE_FEEDS = ("vehicle_status", "free_bike_status")
+_CONTENT_FEEDS = (*_VEHICLE_FEEDS, "station_information", "station_status", "geofencing_zones")
+# Documents checked for keys an object repeats: small ones that people edit by hand, where a
+# repeated key hides a value that matters (an app's store link, a price). Large live files are
+# left alone: reparsing them with the standard library on every sync would cost more than the
+# rare repeat is worth.
+_DUPLICATE_KEY_CHECKED = frozenset(
+    {"gbfs", "manifest", "system_information", "vehicle_types", "system_pricing_plans"}
+)
+_DUPLICATE_KEY_MAX_BYTES = 256 * 1024
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
 
 
@@ -51,13 +62,15 @@ class GbfsAdapter:
       (vehicles, stations or zones). What a partial set lacks (e.g. ``system_information``)
       is reported as a finding on every sync, as it is when discovery lists too little.
 
-    Optional: ``"language"`` (BCP 47; overrides the deployment default for this provider) and
-    ``"headers"`` (extra HTTP headers such as an API key; never logged or shown in ``repr``).
+    Optional: ``"language"`` (BCP 47; overrides the deployment default for this provider),
+    ``"headers"`` (extra HTTP headers such as an API key; never logged or shown in ``repr``) and
+    ``"overrides"`` (types and plans the feed lacks, id maps, excluded files:
+    :mod:`adapters.gbfs.overrides`).
     """
 
     name: ClassVar[str] = "gbfs"
 
-    __slots__ = ("discovery_url", "feeds", "headers", "language", "system_id")
+    __slots__ = ("discovery_url", "feeds", "headers", "language", "overrides", "system_id")
 
     def __init__(
         self,
@@ -67,6 +80,7 @@ class GbfsAdapter:
         system_id: str | None = None,
         language: str | None = None,
         headers: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> None:
         if (discovery_url is None) == (feeds is None):
             raise AdapterConfigError("gbfs: give exactly one of `discovery_url` or `feeds`")
@@ -78,11 +92,19 @@ class GbfsAdapter:
             raise AdapterConfigError("gbfs: `system_id` only applies with `discovery_url`")
         if language is not None and not _LANGUAGE.match(language):
             raise AdapterConfigError(f"gbfs: `language` is not a BCP 47 tag: {language!r}")
+        parsed = parse_overrides(overrides, language=language or "en") if overrides else None
+        excluded = parsed.exclude_feeds if parsed else frozenset()
+        if discovery_url is not None and excluded >= set(_CONTENT_FEEDS):
+            raise AdapterConfigError(
+                "gbfs: `overrides.exclude_feeds` excludes everything there is to aggregate"
+            )
         self.discovery_url = discovery_url
-        self.feeds = _validated_feeds(feeds) if feeds is not None else None
+        self.feeds = _validated_feeds(feeds, excluded) if feeds is not None else None
         self.system_id = system_id
         self.language = language
         self.headers = dict(headers or {})
+        # Kept as given: localized names in supplied records resolve in each sync's language.
+        self.overrides = dict(overrides) if overrides else None
 
     def __repr__(self) -> str:
         source = self.discovery_url or f"{len(self.feeds or {})} feeds"
@@ -104,6 +126,9 @@ class GbfsAdapter:
         feeds = config.get("feeds")
         if feeds is not None and not _is_str_mapping(feeds):
             raise AdapterConfigError("gbfs: `feeds` must map GBFS file names to URL strings")
+        overrides = config.get("overrides")
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise AdapterConfigError("gbfs: `overrides` must be an object")
         headers = config.get("headers")
         if headers is not None and not _is_str_mapping(headers):
             raise AdapterConfigError("gbfs: `headers` must map header names to strings")
@@ -116,20 +141,24 @@ class GbfsAdapter:
             system_id=config.get("system_id"),
             language=config.get("language"),
             headers=headers,
+            overrides=overrides,
         )
 
     async def fetch_snapshot(self, ctx: FetchContext) -> Snapshot:
         language = self.language or ctx.preferred_language
+        overrides = parse_overrides(self.overrides, language=language) if self.overrides else None
+        excluded = overrides.exclude_feeds if overrides else frozenset()
         documents: dict[str, object] = {}
         fetched: dict[str, FetchedFeed] = {}
         version_hint: str | None = None
 
         if self.discovery_url is not None:
-            urls, version_hint = await self._discover(
+            listed, version_hint = await self._discover(
                 ctx, self.discovery_url, language, documents, fetched
             )
         else:
-            urls = {name: url for name, url in (self.feeds or {}).items() if name in USED_FEEDS}
+            listed = {name: url for name, url in (self.feeds or {}).items() if name in USED_FEEDS}
+        urls = {name: url for name, url in listed.items() if name not in excluded}
 
         names = list(urls)
         results = await asyncio.gather(
@@ -145,11 +174,13 @@ class GbfsAdapter:
         try:
             # CPU-bound (shapely, thousands of records): keep the event loop responsive.
             snapshot = await asyncio.to_thread(
-                parse_snapshot,
+                _parse,
                 documents,
+                fetched,
                 feed_urls=all_urls,
                 preferred_language=language,
                 version_hint=version_hint,
+                overrides=overrides,
             )
         except AdapterError as exc:
             if exc.url is None and exc.feed in all_urls:
@@ -170,6 +201,18 @@ class GbfsAdapter:
             else meta
             for meta in snapshot.feeds
         ]
+        unlisted = sorted(excluded - set(listed))
+        if unlisted:
+            # Findings about the overrides come first in the report (parse_snapshot's order).
+            snapshot.findings.insert(
+                0,
+                Finding(
+                    "warning",
+                    "OVERRIDE_UNUSED",
+                    OVERRIDES_FEED,
+                    f"exclude_feeds: the provider's feeds do not include {', '.join(unlisted)}",
+                ),
+            )
         _mark_fresh(ctx, snapshot)
         return snapshot
 
@@ -251,7 +294,34 @@ def _mark_fresh(ctx: FetchContext, snapshot: Snapshot) -> None:
             ctx.cache.mark_fresh_for(meta.url, remaining)
 
 
-def _validated_feeds(feeds: Mapping[str, str]) -> dict[str, str]:
+def _parse(
+    documents: dict[str, object],
+    fetched: Mapping[str, FetchedFeed],
+    *,
+    feed_urls: Mapping[str, str],
+    preferred_language: str,
+    version_hint: str | None,
+    overrides: FeedOverrides | None,
+) -> Snapshot:
+    repeated = {
+        name: paths
+        for name, feed in fetched.items()
+        if name in _DUPLICATE_KEY_CHECKED and len(feed.body) <= _DUPLICATE_KEY_MAX_BYTES
+        if (paths := duplicate_keys(feed.body))
+    }
+    return parse_snapshot(
+        documents,
+        feed_urls=feed_urls,
+        preferred_language=preferred_language,
+        version_hint=version_hint,
+        overrides=overrides,
+        duplicate_keys=repeated,
+    )
+
+
+def _validated_feeds(
+    feeds: Mapping[str, str], excluded: frozenset[str] = frozenset()
+) -> dict[str, str]:
     unknown = sorted(name for name in feeds if name not in ALL_GBFS_FEEDS)
     if unknown:
         raise AdapterConfigError(
@@ -264,10 +334,14 @@ def _validated_feeds(feeds: Mapping[str, str]) -> dict[str, str]:
     # Partial feed sets are accepted (real operators publish them, e.g. zones only, or status
     # only); what they lack is reported in every sync's validation report. A set with nothing
     # to show on a map is a configuration mistake.
-    content = (*_VEHICLE_FEEDS, "station_information", "station_status", "geofencing_zones")
-    if not any(name in feeds for name in content):
+    if not any(name in feeds for name in _CONTENT_FEEDS):
         raise AdapterConfigError(
-            "gbfs: `feeds` has nothing to aggregate; give at least one of " + ", ".join(content)
+            "gbfs: `feeds` has nothing to aggregate; give at least one of "
+            + ", ".join(_CONTENT_FEEDS)
+        )
+    if not any(name in feeds and name not in excluded for name in _CONTENT_FEEDS):
+        raise AdapterConfigError(
+            "gbfs: `overrides.exclude_feeds` excludes everything there is to aggregate"
         )
     return dict(feeds)
 

@@ -5,11 +5,14 @@ needed). A plan with an unreadable segment is skipped as a whole: dropping one s
 quote the customer a lower price than the operator charges. The deprecated ``scooter`` form
 factor maps to ``scooter_standing`` (raw value kept). When a feed publishes no
 ``vehicle_types``, the spec says every vehicle is a non-motorised bicycle: :func:`default_type`.
+A reference to a type the feed does not describe keeps its record under
+:func:`adapters.dto.placeholder_vehicle_type`; an operator's plan ids can be redirected
+(``plan_map``, from the provider's overrides) before they are resolved.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Container, Mapping
 from typing import Any
 
 from adapters.dto import (
@@ -129,13 +132,17 @@ def _segments(
 
 
 def parse_vehicle_types(
-    data: Mapping[str, Any], reader: Reader, plan_ids: Set[str]
+    data: Mapping[str, Any],
+    reader: Reader,
+    plan_ids: Container[str],
+    plan_map: Mapping[str, str] | None = None,
 ) -> list[VehicleType]:
+    """``plan_map`` redirects an operator's plan ids to others (the provider's overrides)."""
     types: list[VehicleType] = []
     kept: set[str] = set()
     for type_id, raw in records(data, ("vehicle_types",), ("vehicle_type_id",), reader, kept):
         try:
-            vehicle_type = _vehicle_type(type_id, raw, reader, plan_ids)
+            vehicle_type = _vehicle_type(type_id, raw, reader, plan_ids, plan_map or {})
         except RecordSkipped as skipped:
             reader.error(skipped.code, f"vehicle type skipped: {skipped.message}", type_id)
             continue
@@ -167,7 +174,11 @@ def _form_factor(raw: object, reader: Reader, type_id: str) -> tuple[FormFactor,
 
 
 def _vehicle_type(
-    type_id: str, raw: Mapping[str, Any], reader: Reader, plan_ids: Set[str]
+    type_id: str,
+    raw: Mapping[str, Any],
+    reader: Reader,
+    plan_ids: Container[str],
+    plan_map: Mapping[str, str],
 ) -> VehicleType:
     form_factor, raw_form_factor = _form_factor(raw.get("form_factor"), reader, type_id)
     propulsion_text = _enum_text(raw.get("propulsion_type"), "propulsion_type", reader, type_id)
@@ -178,11 +189,18 @@ def _vehicle_type(
     max_range = reader.optional(
         reader.non_negative, raw.get("max_range_meters"), "max_range_meters", type_id
     )
-    if max_range is None and propulsion is not PropulsionType.HUMAN:
+    if max_range == 0 and propulsion is not PropulsionType.HUMAN:
+        # A motor with no range at all is a placeholder, not a fact (myBuxi's minibus sends
+        # it): stored as 0, it would hide the type from every range filter.
+        reader.warn("MAX_RANGE_ZERO", "motorised type with max_range_meters 0: unknown", type_id)
+        max_range = None
+    elif max_range is None and propulsion is not PropulsionType.HUMAN:
         reader.warn("MISSING_MAX_RANGE", "motorised type without max_range_meters", type_id)
     default_plan = reader.optional(
         reader.ident, raw.get("default_pricing_plan_id"), "default_pricing_plan_id", type_id
     )
+    if default_plan is not None:
+        default_plan = plan_map.get(default_plan, default_plan)
     if default_plan is not None and default_plan not in plan_ids:
         reader.warn(
             "UNKNOWN_PRICING_PLAN", "default_pricing_plan_id not in plans, dropped", type_id
@@ -191,8 +209,9 @@ def _vehicle_type(
     plan_list = reader.optional(
         reader.id_list, raw.get("pricing_plan_ids"), "pricing_plan_ids", type_id
     )
-    known_plans = tuple(plan for plan in plan_list or () if plan in plan_ids)
-    if len(known_plans) != len(plan_list or ()):
+    mapped_plans = tuple(dict.fromkeys(plan_map.get(plan, plan) for plan in plan_list or ()))
+    known_plans = tuple(plan for plan in mapped_plans if plan in plan_ids)
+    if len(known_plans) != len(mapped_plans):
         reader.warn("UNKNOWN_PRICING_PLAN", "pricing_plan_ids not in plans, dropped", type_id)
     return_constraint = reader.optional(
         reader.text, raw.get("return_constraint"), "return_constraint", type_id

@@ -7,6 +7,7 @@ Pure functions shared by the parser and the fetching adapter: which files we rea
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -181,3 +182,48 @@ def is_manifest(document: object) -> bool:
         and isinstance(document.get("data"), Mapping)
         and "datasets" in document["data"]
     )
+
+
+class _Repeats(dict[str, Any]):
+    """An object whose source repeated some keys (``json`` keeps the last value, as orjson)."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for key, _ in pairs:
+        counts[key] = counts.get(key, 0) + 1
+    repeated = tuple(key for key, n in counts.items() if n > 1)
+    if not repeated:
+        return dict(pairs)
+    obj = _Repeats(pairs)
+    obj.repeated = repeated
+    return obj
+
+
+def duplicate_keys(body: bytes) -> list[str]:
+    """JSON paths (``data.rental_apps.android``) of keys an object of ``body`` repeats.
+
+    Parsing keeps only the last value of a repeated key, silently: Cooltra's system_information
+    names two apps under one ``rental_apps.android``. Reparses ``body`` with the standard
+    library, so callers keep it to small documents. Unreadable bodies have none.
+    """
+    try:
+        document = json.loads(body, object_pairs_hook=_pairs)
+    except ValueError:
+        return []
+    found: list[str] = []
+
+    def walk(node: object, path: str) -> None:
+        if isinstance(node, _Repeats):
+            found.extend(f"{path}.{key}" if path else key for key in node.repeated)
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else key)
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{path}[{index}]")
+
+    walk(document, "")
+    return found

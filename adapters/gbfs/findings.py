@@ -77,6 +77,11 @@ class FindingCollector:
         if record_id is not None and len(tally.examples) < _EXAMPLE_IDS:
             tally.examples.append(record_id)
 
+    def summary(self, code: str, feed: str, message: str, record_id: str | None = None) -> None:
+        """One warning that already carries its own count (e.g. the vehicles that reference one
+        unknown type id): kept as written, never tallied with others."""
+        self._items.append(Finding("warning", code, feed, message, record_id))
+
     def findings(self) -> list[Finding]:
         return [item if isinstance(item, Finding) else item.finding() for item in self._items]
 

@@ -1,19 +1,31 @@
 """Live data: stations (``station_information`` + ``station_status``) and vehicles.
 
-References are only kept when they resolve inside the snapshot, so the sync never stores a
-dangling id: an unknown ``pricing_plan_id`` / ``station_id`` / ``region_id`` /
-``vehicle_types_available`` entry is dropped with a warning, while a vehicle whose
-``vehicle_type_id`` is unknown is skipped (its form factor, hence what it *is*, is unknown).
-Docked vehicles without coordinates take their station's.
+References resolve leniently, so a quirky feed never loses a fleet and the sync never stores a
+dangling id (the rules live in :class:`TypeCatalog`): a vehicle or station count naming a type
+the feed does not describe keeps its record under a placeholder type; an unknown ``region_id``
+is kept under a placeholder region named by its id; an unknown ``pricing_plan_id`` is dropped
+(a price cannot be defaulted, so the type's default plan applies) and an unknown
+``station_id`` too (the vehicle keeps its own position). Each unknown id is reported once, with
+the number of records that named it. Docked vehicles without coordinates take their station's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from adapters.dto import PropulsionType, Station, Vehicle, VehicleType, VehicleTypeCount
+from adapters.dto import (
+    UNSPECIFIED_VEHICLE_TYPE_ID,
+    PropulsionType,
+    Region,
+    Station,
+    Vehicle,
+    VehicleType,
+    VehicleTypeCount,
+    placeholder_vehicle_type,
+)
+from adapters.gbfs.findings import FindingCollector
 from adapters.gbfs.values import Reader, RecordSkipped, coordinates, records
 
 
@@ -22,15 +34,154 @@ def _by_version(v3_name: str, v2_name: str, major: int) -> tuple[str, str]:
     return (v3_name, v2_name) if major >= 3 else (v2_name, v3_name)
 
 
-@dataclass(frozen=True, slots=True)
 class TypeCatalog:
-    """What vehicles and stations may reference."""
+    """What vehicles and stations may reference, and what they named that the feed lacks.
 
-    types: Mapping[str, VehicleType]
-    plan_ids: Set[str]
-    region_ids: Set[str]
-    # Set when the feed has no vehicle_types: every vehicle is this type.
-    default_type_id: str | None = None
+    ``types`` are the described types (the feed's, then those the provider's overrides supply);
+    placeholders join them as records name unknown ids. ``type_map`` / ``plan_map`` (overrides)
+    redirect an operator's ids before they are looked up. ``default_type_id`` is set when the
+    feed has no ``vehicle_types``: every vehicle that names no type is of that type.
+    """
+
+    def __init__(
+        self,
+        types: Mapping[str, VehicleType],
+        plan_ids: Set[str],
+        regions: Mapping[str, Region],
+        *,
+        feed_has_types: bool,
+        default_type_id: str | None = None,
+        type_map: Mapping[str, str] | None = None,
+        plan_map: Mapping[str, str] | None = None,
+    ) -> None:
+        self.types: dict[str, VehicleType] = dict(types)
+        self.described = frozenset(types)
+        self.plan_ids = plan_ids
+        self.regions: dict[str, Region] = dict(regions)
+        self.feed_has_types = feed_has_types
+        self.default_type_id = default_type_id
+        self.type_map = dict(type_map or {})
+        self.plan_map = dict(plan_map or {})
+        self.placeholder_types: dict[str, VehicleType] = {}
+        self.placeholder_regions: dict[str, Region] = {}
+        # What records used: which supplied types and plans earned their place, and which
+        # override map entries ever applied.
+        self.used_type_ids: set[str] = set()
+        self.used_plan_ids: set[str] = set()
+        self.mapped_type_ids: set[str] = set()
+        self.mapped_plan_ids: set[str] = set()
+        # (code, feed, unknown id) -> how many records named it, in first-seen order.
+        self._unknown: dict[tuple[str, str, str], int] = {}
+
+    # --- resolving -------------------------------------------------------------------------
+
+    def map_type_id(self, type_id: str) -> str:
+        target = self.type_map.get(type_id)
+        if target is None:
+            return type_id
+        self.mapped_type_ids.add(type_id)
+        return target
+
+    def vehicle_type(self, type_id: str | None, reader: Reader, rid: str) -> str:
+        """The type of a vehicle that names ``type_id`` (None: it names none)."""
+        if type_id is None:
+            if self.default_type_id is not None:
+                return self.use(self.default_type_id)
+            if len(self.described) == 1:
+                (only,) = self.described
+                reader.warn(
+                    "MISSING_VEHICLE_TYPE_ID", "no vehicle_type_id: the only type used", rid
+                )
+                return self.use(only)
+            return self._placeholder(UNSPECIFIED_VEHICLE_TYPE_ID, "MISSING_VEHICLE_TYPE_ID", reader)
+        type_id = self.map_type_id(type_id)
+        if type_id in self.described:
+            return self.use(type_id)
+        return self._placeholder(type_id, "UNKNOWN_VEHICLE_TYPE", reader)
+
+    def counted_type(self, type_id: str, reader: Reader) -> str:
+        """The type a station's ``vehicle_types_available`` entry counts."""
+        type_id = self.map_type_id(type_id)
+        if type_id in self.described:
+            return self.use(type_id)
+        return self._placeholder(type_id, "UNKNOWN_VEHICLE_TYPE", reader)
+
+    def region(self, region_id: str, reader: Reader) -> str:
+        if region_id in self.regions and region_id not in self.placeholder_regions:
+            return region_id
+        # A region is only a name; its id still groups the stations, so it is kept.
+        if region_id not in self.regions:
+            self.regions[region_id] = self.placeholder_regions[region_id] = Region(
+                region_id, region_id
+            )
+        self._count("UNKNOWN_REGION", reader.feed, region_id)
+        return region_id
+
+    def pricing_plan(self, plan_id: str, reader: Reader) -> str | None:
+        mapped = self.plan_map.get(plan_id)
+        if mapped is not None:
+            self.mapped_plan_ids.add(plan_id)
+            plan_id = mapped
+        if plan_id in self.plan_ids:
+            self.used_plan_ids.add(plan_id)
+            return plan_id
+        self._count("UNKNOWN_PRICING_PLAN", reader.feed, plan_id)
+        return None
+
+    def use(self, type_id: str) -> str:
+        self.used_type_ids.add(type_id)
+        return type_id
+
+    def _placeholder(self, type_id: str, code: str, reader: Reader) -> str:
+        if type_id not in self.types:
+            placeholder = placeholder_vehicle_type(type_id, types_described=self.feed_has_types)
+            self.types[type_id] = self.placeholder_types[type_id] = placeholder
+        self._count(code, reader.feed, type_id)
+        return self.use(type_id)
+
+    def _count(self, code: str, feed: str, ref_id: str) -> None:
+        key = (code, feed, ref_id)
+        self._unknown[key] = self._unknown.get(key, 0) + 1
+
+    # --- reporting -------------------------------------------------------------------------
+
+    def report(self, findings: FindingCollector) -> None:
+        """One warning per unknown id and feed, naming the id and how many records kept it."""
+        for (code, feed, ref_id), count in self._unknown.items():
+            findings.summary(code, feed, self._message(code, feed, ref_id, count), ref_id)
+
+    def _message(self, code: str, feed: str, ref_id: str, count: int) -> str:
+        if code == "UNKNOWN_REGION":
+            return (
+                f"region_id {ref_id!r} is not in system_regions: kept by {count} station(s), "
+                "under a region named by its id"
+            )
+        if code == "UNKNOWN_PRICING_PLAN":
+            return (
+                f"pricing_plan_id {ref_id!r} is not in system_pricing_plans: dropped from "
+                f"{count} vehicle(s), which keep their type's default plan"
+            )
+        kind = self.types[ref_id]
+        shape = f"{kind.form_factor.value}, {kind.propulsion_type.value}, range unknown"
+        if code == "MISSING_VEHICLE_TYPE_ID":
+            return (
+                f"{count} vehicle(s) name no vehicle_type_id although vehicle_types lists "
+                f"several: kept as placeholder type {ref_id!r} ({shape})"
+            )
+        if feed == "station_status":
+            return (
+                f"vehicle_types_available names {ref_id!r}, which vehicle_types does not "
+                f"describe: counted at {count} station(s) under a placeholder type ({shape})"
+            )
+        if not self.feed_has_types:
+            return (
+                f"vehicle_type_id {ref_id!r} but the feed publishes no vehicle_types: {count} "
+                f"vehicle(s) kept as the spec's default, a non-motorised bicycle"
+            )
+        return (
+            f"vehicle_type_id {ref_id!r} is not in vehicle_types: {count} vehicle(s) kept as a "
+            f"placeholder type ({shape})"
+        )
 
 
 # --- stations --------------------------------------------------------------------------------
@@ -106,9 +257,8 @@ def _station(
     short_name = reader.optional(reader.localized, raw.get("short_name"), "short_name", station_id)
     name = reader.localized(raw.get("name"), "name", station_id)
     region_id = reader.optional(reader.ident, raw.get("region_id"), "region_id", station_id)
-    if region_id is not None and region_id not in catalog.region_ids:
-        reader.warn("UNKNOWN_REGION", "region_id not in system_regions, dropped", station_id)
-        region_id = None
+    if region_id is not None:
+        region_id = catalog.region(region_id, reader)
     return Station(
         external_id=station_id,
         name=reader.defaulted(name, short_name or station_id, "name", station_id),
@@ -189,7 +339,7 @@ def _type_counts(
     if entries is None:
         if catalog.default_type_id is not None:
             # No vehicle_types feed: every vehicle is the default bicycle, so the split is known.
-            return (VehicleTypeCount(catalog.default_type_id, available),)
+            return (VehicleTypeCount(catalog.use(catalog.default_type_id), available),)
         reader.warn(
             "MISSING_VEHICLE_TYPES_AVAILABLE",
             "vehicle_types exists but station lacks vehicle_types_available",
@@ -210,12 +360,8 @@ def _type_counts(
         count = reader.optional(reader.count, entry.get("count"), "count", rid)
         if type_id is None or count is None:
             reader.warn("INVALID_OPTIONAL_FIELD", "vehicle_types_available: bad entry", rid)
-        elif type_id not in catalog.types:
-            reader.warn(
-                "UNKNOWN_VEHICLE_TYPE", "vehicle_types_available type not in vehicle_types", rid
-            )
         else:
-            counts.append(VehicleTypeCount(type_id, count))
+            counts.append(VehicleTypeCount(catalog.counted_type(type_id, reader), count))
     return tuple(counts)
 
 
@@ -239,26 +385,6 @@ def parse_vehicles(
     return list(vehicles.values())
 
 
-def _vehicle_type(raw: Mapping[str, Any], reader: Reader, catalog: TypeCatalog, rid: str) -> str:
-    type_id = reader.ident(raw.get("vehicle_type_id"), "vehicle_type_id", rid)
-    if catalog.default_type_id is not None:
-        if type_id is not None:
-            raise RecordSkipped(
-                "UNKNOWN_VEHICLE_TYPE",
-                f"vehicle_type_id {type_id!r} but the feed publishes no vehicle_types",
-            )
-        return catalog.default_type_id
-    if type_id is None:
-        if len(catalog.types) == 1:
-            only = next(iter(catalog.types))
-            reader.warn("MISSING_VEHICLE_TYPE_ID", "no vehicle_type_id: the only type used", rid)
-            return only
-        raise RecordSkipped("MISSING_VEHICLE_TYPE_ID", "no vehicle_type_id")
-    if type_id not in catalog.types:
-        raise RecordSkipped("UNKNOWN_VEHICLE_TYPE", f"vehicle_type_id {type_id!r} not in types")
-    return type_id
-
-
 def _fuel_percent(raw: object, reader: Reader, rid: str) -> float | None:
     value = reader.optional(reader.non_negative, raw, "current_fuel_percent", rid)
     if value is None or value <= 1:
@@ -279,7 +405,11 @@ def _vehicle(
     stations: Mapping[str, Station],
 ) -> Vehicle:
     rid = vehicle_id
-    type_id = _vehicle_type(raw, reader, catalog, rid)
+    type_id = catalog.vehicle_type(
+        reader.optional(reader.ident, raw.get("vehicle_type_id"), "vehicle_type_id", rid),
+        reader,
+        rid,
+    )
     vehicle_type = catalog.types[type_id]
 
     station_id = reader.optional(reader.ident, raw.get("station_id"), "station_id", rid)
@@ -304,9 +434,8 @@ def _vehicle(
         reader.warn("RANGE_ABOVE_MAX", "current_range_meters above the type's max, kept", rid)
 
     plan_id = reader.optional(reader.ident, raw.get("pricing_plan_id"), "pricing_plan_id", rid)
-    if plan_id is not None and plan_id not in catalog.plan_ids:
-        reader.warn("UNKNOWN_PRICING_PLAN", "pricing_plan_id not in plans, dropped", rid)
-        plan_id = None
+    if plan_id is not None:
+        plan_id = catalog.pricing_plan(plan_id, reader)
 
     return Vehicle(
         external_id=vehicle_id,

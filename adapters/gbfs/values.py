@@ -355,7 +355,8 @@ def records(
     A missing main array fails the whole document (AdapterError), because treating it as empty
     would delete every record of the provider. Non-objects, records without an id, and ids already
     in ``accepted`` (the caller adds the ids it keeps: duplicates keep the first) are skipped
-    with an error finding.
+    with an error finding, or a warning when the record repeats the first one exactly (nothing
+    is lost: myBuxi lists a station twice, byte for byte).
     """
     array: object = None
     for position, key in enumerate(array_keys):
@@ -367,6 +368,7 @@ def records(
     if not isinstance(array, list):
         wanted = " or ".join(f"`{key}`" for key in array_keys)
         raise AdapterError(f"{reader.feed}: no {wanted} array in `data`", feed=reader.feed)
+    first: dict[str, Mapping[str, Any]] = {}  # the first record yielded for each id
     for index, raw in enumerate(array):
         position_id = f"{array_keys[0]}[{index}]"
         if not isinstance(raw, Mapping):
@@ -384,8 +386,12 @@ def records(
         if key != id_keys[0]:
             reader.warn("FIELD_VERSION_MISMATCH", f"id field `{key}` used", record_id)
         if record_id in accepted:
-            reader.error("DUPLICATE_ID", f"duplicate id {record_id!r}: first kept", record_id)
+            if first.get(record_id) == raw:
+                reader.warn("DUPLICATE_RECORD", "record repeated exactly: one kept", record_id)
+            else:
+                reader.error("DUPLICATE_ID", f"duplicate id {record_id!r}: first kept", record_id)
             continue
+        first.setdefault(record_id, raw)
         yield record_id, raw
 
 

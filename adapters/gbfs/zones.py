@@ -13,7 +13,7 @@ Geometry comes out as a closed, valid GeoJSON MultiPolygon in RFC 7946 orientati
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import shapely
@@ -35,16 +35,27 @@ UNRESTRICTED = ZoneRule(
 )
 
 
+TypeIdMap = Callable[[str], str]
+
+
+def _same(type_id: str) -> str:
+    return type_id
+
+
 def parse_geofencing(
-    data: Mapping[str, Any], reader: Reader
+    data: Mapping[str, Any], reader: Reader, map_type_id: TypeIdMap = _same
 ) -> tuple[list[GeofencingZone], list[ZoneRule]]:
-    """Zones in feed order, and the global rules (parsed for v3, synthesized for v1/v2)."""
+    """Zones in feed order, and the global rules (parsed for v3, synthesized for v1/v2).
+
+    ``map_type_id`` redirects the operator's type ids in rules (the provider's overrides), so a
+    rule keeps applying to the vehicles whose type was redirected.
+    """
     zones: list[GeofencingZone] = []
     for index, feature in enumerate(_features(data, reader)):
-        zone = _zone(index, feature, reader)
+        zone = _zone(index, feature, reader, map_type_id)
         if zone is not None:
             zones.append(zone)
-    return zones, _global_rules(data, reader)
+    return zones, _global_rules(data, reader, map_type_id)
 
 
 def _features(data: Mapping[str, Any], reader: Reader) -> list[object]:
@@ -58,7 +69,9 @@ def _features(data: Mapping[str, Any], reader: Reader) -> list[object]:
     raise AdapterError("geofencing_zones: `geofencing_zones` is not a FeatureCollection", feed=FEED)
 
 
-def _zone(index: int, feature: object, reader: Reader) -> GeofencingZone | None:
+def _zone(
+    index: int, feature: object, reader: Reader, map_type_id: TypeIdMap
+) -> GeofencingZone | None:
     record_id = f"feature[{index}]"
     if not isinstance(feature, Mapping):
         reader.error("INVALID_RECORD", "feature is not an object", record_id)
@@ -80,7 +93,7 @@ def _zone(index: int, feature: object, reader: Reader) -> GeofencingZone | None:
         raw_rules = None
     for position, raw_rule in enumerate(raw_rules or []):
         try:
-            rules.append(_rule(raw_rule, reader, record_id))
+            rules.append(_rule(raw_rule, reader, record_id, map_type_id))
         except RecordSkipped as skipped:
             reader.error(
                 skipped.code, f"{label}: rules[{position}] dropped: {skipped.message}", record_id
@@ -95,7 +108,7 @@ def _zone(index: int, feature: object, reader: Reader) -> GeofencingZone | None:
     )
 
 
-def _rule(raw: object, reader: Reader, record_id: str) -> ZoneRule:
+def _rule(raw: object, reader: Reader, record_id: str, map_type_id: TypeIdMap) -> ZoneRule:
     if not isinstance(raw, Mapping):
         raise RecordSkipped("INVALID_FIELD", "rule is not an object")
     if "vehicle_type_ids" in raw:
@@ -111,6 +124,8 @@ def _rule(raw: object, reader: Reader, record_id: str) -> ZoneRule:
         # of an absent list and the one that keeps the rule's restriction in force.
         reader.warn("EMPTY_VEHICLE_TYPE_IDS", "rule with empty type list applies to all", record_id)
         type_ids = None
+    if type_ids is not None:
+        type_ids = tuple(dict.fromkeys(map_type_id(type_id) for type_id in type_ids))
 
     if "ride_start_allowed" in raw or "ride_end_allowed" in raw:
         start = reader.require(
@@ -123,6 +138,11 @@ def _rule(raw: object, reader: Reader, record_id: str) -> ZoneRule:
         )
         if reader.major < 3:
             reader.warn("FIELD_VERSION_MISMATCH", "rule uses v3 ride_start/end_allowed", record_id)
+        elif "ride_allowed" in raw:
+            # Cooltra sends both spellings; the v3 fields are the ones this version defines.
+            reader.warn(
+                "FIELD_VERSION_MISMATCH", "rule also has v2 `ride_allowed`: ignored", record_id
+            )
     else:
         allowed = reader.require(
             reader.boolean(raw.get("ride_allowed"), "ride_allowed", record_id), "ride_allowed"
@@ -148,7 +168,9 @@ def _rule(raw: object, reader: Reader, record_id: str) -> ZoneRule:
     )
 
 
-def _global_rules(data: Mapping[str, Any], reader: Reader) -> list[ZoneRule]:
+def _global_rules(
+    data: Mapping[str, Any], reader: Reader, map_type_id: TypeIdMap
+) -> list[ZoneRule]:
     raw = data.get("global_rules")
     if raw is None:
         if reader.major >= 3:
@@ -163,7 +185,7 @@ def _global_rules(data: Mapping[str, Any], reader: Reader) -> list[ZoneRule]:
     for position, raw_rule in enumerate(raw):
         record_id = f"global_rules[{position}]"
         try:
-            rules.append(_rule(raw_rule, reader, record_id))
+            rules.append(_rule(raw_rule, reader, record_id, map_type_id))
         except RecordSkipped as skipped:
             reader.error(skipped.code, f"global rule dropped: {skipped.message}", record_id)
     return rules

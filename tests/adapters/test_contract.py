@@ -136,6 +136,16 @@ class TestGbfsContractOsloBysykkelStatusOnly(_GbfsFolderContract):
     folder = "oslo-bysykkel"  # a partial feed set: station_status alone
 
 
+class TestGbfsContractCooltraTheHagueByDiscovery(_GbfsFolderContract):
+    folder = "cooltra-the-hague"  # v3.0: repeated JSON keys, a legacy time zone, stale files
+    discovery = True
+
+
+class TestGbfsContractPogohPittsburghByDiscovery(_GbfsFolderContract):
+    folder = "pogoh-pittsburgh"  # 1.x without `version`, 0/1 booleans, no vehicle_types
+    discovery = True
+
+
 class TestPushAdapterContract(AvailabilityAdapterContract):
     adapter_name = "push"
     fetches_over_http = False  # its reference documents are in its config
@@ -177,7 +187,8 @@ def scooterco_document() -> dict[str, Any]:
     }
 
 
-SCOOTERCO_VALID_IDS = {"a1", "a2", "a3", "a4"}
+# "bad-model" names a model the document does not list: kept, under a placeholder type.
+SCOOTERCO_VALID_IDS = {"a1", "a2", "a3", "a4", "bad-model"}
 SCOOTERCO_INVALID_CONFIGS: list[object] = [
     {},
     {"url": 3},
@@ -237,7 +248,16 @@ async def test_a_third_party_adapter_syncs_end_to_end_without_core_changes(
         ids = set(stored)
     assert ids == SCOOTERCO_VALID_IDS
     skipped = {f.record_id for f in report.findings if f.code == "RECORD_SKIPPED"}
-    assert skipped == {"bad-position", "bad-model"}
+    assert skipped == {"bad-position"}
+    unknown = [f.record_id for f in report.findings if f.code == "UNKNOWN_VEHICLE_TYPE"]
+    assert unknown == ["s9"]
+    async with runtime.sessions() as session:
+        kind = (
+            await session.execute(
+                text("SELECT form_factor FROM vehicles WHERE id = 'scooterco:bad-model'")
+            )
+        ).scalar_one()
+    assert kind == "other"
 
 
 # --- the kit catches broken adapters -------------------------------------------------------------

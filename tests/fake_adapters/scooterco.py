@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from adapters.base import AdapterConfigError, AdapterError, FetchContext
 from adapters.dto import (
+    UNSPECIFIED_VEHICLE_TYPE_ID,
     FeedMeta,
     Finding,
     FormFactor,
@@ -31,6 +32,7 @@ from adapters.dto import (
     SystemInfo,
     Vehicle,
     VehicleType,
+    placeholder_vehicle_type,
 )
 from adapters.http import FeedFetchError, fetch_json
 
@@ -115,13 +117,26 @@ class ScooterCoAdapter:
                 problem = "no position"
             elif not (-90 <= lat <= 90 and -180 <= lon <= 180):
                 problem = "position out of range"
-            elif s.get("model") not in type_ids:
-                problem = f"unknown model {s.get('model')!r}"
             if problem is not None:  # a broken record is reported and skipped
                 findings.append(
                     Finding("error", "RECORD_SKIPPED", "vehicle_status", problem, vid or None)
                 )
                 continue
+            model = str(s.get("model") or UNSPECIFIED_VEHICLE_TYPE_ID)
+            if model not in type_ids:
+                # An unknown model is no reason to lose a scooter: it is kept under the
+                # placeholder type every ingest path uses, and reported.
+                types.append(placeholder_vehicle_type(model, types_described=True))
+                type_ids.add(model)
+                findings.append(
+                    Finding(
+                        "warning",
+                        "UNKNOWN_VEHICLE_TYPE",
+                        "vehicle_status",
+                        f"model {model!r} is not in `models`: kept as a placeholder type",
+                        model,
+                    )
+                )
             seen.add(vid)
             battery = s.get("battery")
             vehicles.append(
@@ -131,7 +146,7 @@ class ScooterCoAdapter:
                     lon=float(lon),
                     is_reserved=bool(s.get("reserved", False)),
                     is_disabled=bool(s.get("broken", False)),
-                    vehicle_type_id=str(s["model"]),
+                    vehicle_type_id=model,
                     current_fuel_percent=float(battery) if battery is not None else None,
                 )
             )

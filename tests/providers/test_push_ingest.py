@@ -258,24 +258,38 @@ async def test_some_invalid_records_apply_the_valid_ones_and_report_the_others(
     response = await _post(api, {"vehicles": batch, "removed": [""]})
     assert response.status_code == 200, response.text
     result = response.json()
-    assert result["applied"] == 1
+    assert result["applied"] == 3
     assert [(r["index"], r["vehicleId"], r["code"]) for r in result["rejected"]] == [
         (1, "far", "COORDINATES_OUT_OF_RANGE"),
-        (2, "typo", "UNKNOWN_VEHICLE_TYPE"),
         (3, "half", "MISSING_FIELD"),
         (4, "future", "FUTURE_TIMESTAMP"),
-        (5, "plan", "UNKNOWN_PRICING_PLAN"),
         (6, "fuel", "INVALID_FIELD"),
         (7, "flag", "INVALID_FIELD"),
         (8, None, "INVALID_RECORD"),
         (None, None, "INVALID_FIELD"),
     ]
-    assert set(await _stored(runtime)) == {"ok"}
+    # A type or plan the provider does not describe loses no vehicle: stored, with a warning.
+    assert [(r["index"], r["vehicleId"], r["code"]) for r in result["warnings"]] == [
+        (2, "typo", "UNKNOWN_VEHICLE_TYPE"),
+        (5, "plan", "UNKNOWN_PRICING_PLAN"),
+    ]
+    assert "'tesla'" in result["warnings"][0]["message"]
+    stored = await _stored(runtime)
+    assert set(stored) == {"ok", "typo", "plan"}
+    # The provider describes types, so an unknown one is `other`, not a guessed bicycle; the
+    # unknown plan gives way to the type's default plan.
+    assert stored["typo"][2:] == ("other", None)
+    assert stored["plan"][2:] == ("car", f"{SLUG}:minute")
+    async with runtime.sessions() as session:
+        typo_type = await session.scalar(
+            text("SELECT vehicle_type_id FROM vehicles WHERE id = :id"), {"id": f"{SLUG}:typo"}
+        )
+    assert typo_type == f"{SLUG}:tesla"
 
     # Nothing valid at all: 422, nothing written.
     response = await _post(api, {"vehicles": [_vehicle("x", 52.52, 200.0)]})
     assert response.status_code == 422
-    assert set(await _stored(runtime)) == {"ok"}
+    assert set(await _stored(runtime)) == {"ok", "typo", "plan"}
 
 
 async def _nothing_written(runtime: Runtime) -> None:

@@ -44,7 +44,7 @@ def expected_counts(folder: str) -> dict[str, int]:
         station_ids = {
             s["station_id"] for s in raw(folder, "station_information")["data"]["stations"]
         }
-    type_ids: set[str] | None = None
+    type_ids: set[str] = set()
     if "vehicle_types" in files:
         type_ids = {
             t["vehicle_type_id"] for t in raw(folder, "vehicle_types")["data"]["vehicle_types"]
@@ -56,13 +56,13 @@ def expected_counts(folder: str) -> dict[str, int]:
         vehicles = raw(folder, "free_bike_status")["data"]["bikes"]
 
     def usable(v: dict[str, Any]) -> bool:
+        # Located is enough: a type the feed does not describe is no reason to lose a vehicle.
         located = (
             "lat" in v and "lon" in v and abs(float(v["lat"])) <= 90 and abs(float(v["lon"])) <= 180
         )
-        located = located or v.get("station_id") in station_ids
-        typed = type_ids is None or v.get("vehicle_type_id") in type_ids
-        return located and typed
+        return located or v.get("station_id") in station_ids
 
+    named = {v["vehicle_type_id"] for v in vehicles if usable(v) and "vehicle_type_id" in v}
     zones = 0
     if "geofencing_zones" in files:
         features = raw(folder, "geofencing_zones")["data"]["geofencing_zones"]["features"]
@@ -74,7 +74,8 @@ def expected_counts(folder: str) -> dict[str, int]:
         "vehicles": sum(1 for v in vehicles if usable(v)),
         "stations": len(station_ids),
         "zones": zones,
-        "vehicle_types": len(type_ids or ()),
+        # Described types, plus one placeholder per undescribed id the vehicles name.
+        "vehicle_types": len(type_ids | named) if type_ids else 0,
         "pricing_plans": plans,
     }
 
