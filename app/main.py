@@ -24,7 +24,7 @@ from app.runtime import Runtime, open_runtime
 from app.settings import Settings, get_settings
 from app.web_assets import WebAssets
 from app.web_assets import router as web_assets_router
-from graphql_schema.context import Context
+from graphql_schema.context import Context, client_address
 from graphql_schema.fast_http import GraphQLFastPath
 from graphql_schema.http import MobilityGraphQLRouter
 from graphql_schema.operation import OperationPlans
@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             live_updates=runtime.live_updates,
             booking_signals=runtime.booking_signals,
             authorization=request.headers.get("authorization"),
+            client_address=client_address(request.scope),
             # A websocket's context serves every operation on the socket.
             remember_viewer=request.scope["type"] != "websocket",
         )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
@@ -82,6 +82,7 @@ class Context(BaseContext):
         bookings: BookingService | None = None,
         authorization: str | None = None,
         remember_viewer: bool = True,
+        client_address: str | None = None,
     ) -> None:
         super().__init__()
         self._bookings = bookings
@@ -95,6 +96,9 @@ class Context(BaseContext):
         # The raw Authorization header; resolved to a viewer only when a field needs a role,
         # so the search hot path never reads the token table.
         self.authorization = authorization
+        # The peer's address as the server saw it (behind a proxy: the proxy's, unless the
+        # server is told to trust its X-Forwarded-For), for per-client limits.
+        self.client_address = client_address
         self._viewer: Viewer | None = None
         self._viewer_lock = asyncio.Lock()
         self.remember_viewer = remember_viewer
@@ -231,6 +235,11 @@ class Context(BaseContext):
         if rider is None:
             raise Unauthenticated("sign in first")
         return rider
+
+
+def client_address(scope: Mapping[str, Any]) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:

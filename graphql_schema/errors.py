@@ -13,7 +13,8 @@ import logging
 import strawberry
 from graphql.error import GraphQLError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.execution import PreExecutionError
 
 from app.errors import DomainError
 
@@ -53,6 +54,15 @@ def error_code(error: GraphQLError) -> str:
                 return code
         return "GRAPHQL_VALIDATION_FAILED"
     return INTERNAL
+
+
+def document_checked(result: ExecutionResult) -> bool:
+    """Whether this result's document parsed and validated against the schema (whatever
+    happened when it ran): a pre-execution error is neither, and a request refused for its
+    caller (rate limited) never got as far as validating."""
+    if isinstance(result, PreExecutionError):
+        return False
+    return not any((e.extensions or {}).get("code") == "RATE_LIMITED" for e in result.errors or ())
 
 
 def assign_code(error: GraphQLError) -> str:

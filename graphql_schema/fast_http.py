@@ -26,7 +26,8 @@ from strawberry.types.graphql import OperationType
 
 from app.persisted_queries import PersistedQueryError
 from graphql_schema import media, rate_limits
-from graphql_schema.context import Context, header
+from graphql_schema.context import Context, client_address, header
+from graphql_schema.errors import document_checked
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +91,33 @@ class GraphQLFastPath:
             persisted_queries=runtime.persisted_queries,
             bookings=runtime.bookings,
             authorization=header(scope["headers"], b"authorization"),
+            client_address=client_address(scope),
         )
         persisted = (extensions or {}).get("persistedQuery")
+        resolved = None
         if persisted is not None:
             try:
-                query = await context.persisted_queries.resolve(query, persisted)
+                resolved = await context.persisted_queries.resolve(query, persisted)
             except PersistedQueryError as exc:
                 error = GraphQLError(exc.message, extensions={"code": exc.code})
                 return ExecutionResult(data=None, errors=[error])
+            query = resolved.query
         if query is None:
             return None
+        result = await self._run(scope, context, query, variables, operation_name, extensions)
+        if result is not None and resolved is not None and document_checked(result):
+            await context.persisted_queries.register(resolved, context.client_address)
+        return result
+
+    async def _run(
+        self,
+        scope: Scope,
+        context: Context,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        extensions: dict[str, Any] | None,
+    ) -> ExecutionResult | None:
         if context.authorization:
             # Plans bypass the schema, which charges everywhere else (graphql_schema/rate_limits).
             refused = await rate_limits.charge(context)

@@ -32,7 +32,7 @@ from app.persisted_queries import PersistedQueryError
 from app.web_assets import WebAssets
 from graphql_schema import media
 from graphql_schema.context import Context
-from graphql_schema.errors import OPERATION_NOT_FOUND, assign_code
+from graphql_schema.errors import OPERATION_NOT_FOUND, assign_code, document_checked
 
 log = logging.getLogger(__name__)
 
@@ -194,15 +194,19 @@ class MobilityGraphQLRouter(GraphQLRouter[Context, None]):
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
         persisted = (request_data.extensions or {}).get("persistedQuery")
+        resolved = None
         if persisted is not None:
             try:
-                query = await context.persisted_queries.resolve(request_data.query, persisted)
+                resolved = await context.persisted_queries.resolve(request_data.query, persisted)
             except PersistedQueryError as exc:
                 return _error(exc.code, exc.message)
-            request_data = dataclasses.replace(request_data, query=query)
-        return await super().execute_single(
+            request_data = dataclasses.replace(request_data, query=resolved.query)
+        result = await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
         )
+        if resolved is not None and document_checked(result):
+            await context.persisted_queries.register(resolved, context.client_address)
+        return result
 
 
 _WANTS_GRAPHQL_RESPONSE = "_mobility_graphql_response_json"
