@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from app.errors import DomainError
+from app.logs import configure_logging
 from app.settings import Settings, get_settings
 
 
@@ -480,13 +481,13 @@ async def _demo(settings: Settings, sync: bool) -> int:
 def _serve(settings: Settings, host: str, port: int, no_sync: bool) -> int:
     import os
 
-    import uvicorn
-
     if no_sync:
         os.environ["MOBILITY_BACKGROUND_SYNC"] = "false"
         get_settings.cache_clear()
     _print(f"serving GraphQL at http://{host}:{port}/graphql (Ctrl-C to stop)")
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
+    from app import server  # uvicorn is imported by the one command that serves
+
+    server.run(get_settings(), host, port)
     return 0
 
 
@@ -646,7 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.WARNING)
     settings = get_settings()
     from app import secret_box
 

@@ -16,6 +16,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from app import secret_box
 from app.accounts import check_settings
 from app.booking.maintenance import start_booking_maintenance
+from app.edge import BodyCap, RequestLimits
 from app.fleet.reports_api import router as reports_router
 from app.fleet.webhooks import start_webhook_dispatcher
 from app.gbfs_publish import router as gbfs_router
@@ -29,6 +30,7 @@ from graphql_schema.fast_http import GraphQLFastPath
 from graphql_schema.http import MobilityGraphQLRouter
 from graphql_schema.operation import OperationPlans
 from graphql_schema.schema import build_schema
+from providers.push import MAX_BODY_BYTES as PUSH_MAX_BODY_BYTES
 from providers.scheduler import start_scheduler
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,12 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         app.include_router(web_assets_router(web_assets))
     if fast_path:
         app.add_middleware(GraphQLFastPath, path="/graphql")
+    # Outside the fast path and every route: one body cap for every content type and transport.
+    app.add_middleware(
+        RequestLimits,
+        default_bytes=settings.max_request_bytes,
+        caps=[BodyCap("/ingest/", PUSH_MAX_BODY_BYTES)],
+    )
     if settings.cors_origins:
         # Outside the fast path, so its answers carry the CORS headers too, and a preflight
         # never reaches it. Credentials are tokens in a header, never cookies.

@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     max_aliases: int = 30
     max_tokens: int = 2_000
     graphiql: bool | None = None  # None: on outside production
+    # Every request body and WebSocket message (app/edge.py); push ingest has its own, larger
+    # cap (providers/push.MAX_BODY_BYTES). A GraphQL document is at most max_tokens anyway.
+    max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    # `mobility serve` (app/server.py): a request's headers, and then its body, must arrive
+    # within these; at most max_connections connections and requests in flight per process.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=4096, ge=1)
     # Browser apps of these origins (scheme://host[:port]) may call the API: CORS, preflight
     # included. None by default; a comma-separated list or a JSON array. Credentials travel in
     # the Authorization header (never cookies), so no origin is ever sent "allow credentials".

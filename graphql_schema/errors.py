@@ -59,10 +59,16 @@ def error_code(error: GraphQLError) -> str:
 def document_checked(result: ExecutionResult) -> bool:
     """Whether this result's document parsed and validated against the schema (whatever
     happened when it ran): a pre-execution error is neither, and a request refused for its
-    caller (rate limited) never got as far as validating."""
+    caller (rate limited) or its variables (graphql_schema/input_guard.py) never got as far as
+    validating."""
     if isinstance(result, PreExecutionError):
         return False
-    return not any((e.extensions or {}).get("code") == "RATE_LIMITED" for e in result.errors or ())
+    return not any(
+        (e.extensions or {}).get("code") in _REFUSED_BEFORE_VALIDATION for e in result.errors or ()
+    )
+
+
+_REFUSED_BEFORE_VALIDATION = frozenset({"RATE_LIMITED", "INVALID_CHARACTERS"})
 
 
 def assign_code(error: GraphQLError) -> str:

@@ -28,10 +28,10 @@ from app.persisted_queries import PersistedQueryError
 from graphql_schema import media, rate_limits
 from graphql_schema.context import Context, client_address, header
 from graphql_schema.errors import document_checked
+from graphql_schema.input_guard import refuse_variables
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1_048_576
 _ALLOWED = frozenset({OperationType.QUERY, OperationType.MUTATION})
 _JSON_HEADERS = [(b"content-type", media.content_type(False).encode())]
 _GRAPHQL_RESPONSE_HEADERS = [(b"content-type", media.content_type(True).encode())]
@@ -51,12 +51,10 @@ class GraphQLFastPath:
         ):
             await self.app(scope, receive, send)
             return
+        # The body's size is capped at the edge (app/edge.py), before this reads it.
         body = await _read_body(receive)
         if body is None:
             return  # the client went away
-        if len(body) > MAX_BODY_BYTES:
-            await _send_json(send, 413, {"detail": f"request body over {MAX_BODY_BYTES} bytes"})
-            return
         result = await self._execute(scope, body)
         if result is None:
             await self.app(scope, _replay(body), send)
@@ -118,8 +116,12 @@ class GraphQLFastPath:
         operation_name: str | None,
         extensions: dict[str, Any] | None,
     ) -> ExecutionResult | None:
+        # Plans bypass the schema, which refuses such variables and charges everywhere else
+        # (graphql_schema/rate_limits.py).
+        refused_input = refuse_variables(variables)
+        if refused_input is not None:
+            return refused_input
         if context.authorization:
-            # Plans bypass the schema, which charges everywhere else (graphql_schema/rate_limits).
             refused = await rate_limits.charge(context)
             if refused is not None:
                 return refused
@@ -158,16 +160,11 @@ def _is_json(scope: Scope) -> bool:
 
 async def _read_body(receive: Receive) -> bytes | None:
     chunks: list[bytes] = []
-    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return b"\0" * size  # the caller answers 413; the rest is not read
-        chunks.append(chunk)
+        chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
 

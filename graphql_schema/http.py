@@ -117,6 +117,17 @@ class MobilityGraphQLRouter(GraphQLRouter[Context, None]):
             raise HTTPException(400, SUBSCRIPTIONS_OVER_WEBSOCKET)
         return await super().execute_operation(*args, **kwargs)
 
+    def parse_json(self, data: str | bytes) -> Any:
+        # Strawberry lets a body that is JSON but no object (null, 5, "x") or not UTF-8 fail
+        # later with an internal error; both are the client's mistake.
+        try:
+            decoded = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:  # also raised for invalid UTF-8
+            raise HTTPException(400, "Unable to parse request body as JSON") from exc
+        if not isinstance(decoded, dict | list):
+            raise HTTPException(400, _NOT_AN_OBJECT)
+        return decoded
+
     async def get_sub_response(self, request: Request) -> Response:
         sub_response = await super().get_sub_response(request)
         # Strawberry's create_response does not see the request: the negotiated media type
@@ -211,6 +222,7 @@ class MobilityGraphQLRouter(GraphQLRouter[Context, None]):
 
 _WANTS_GRAPHQL_RESPONSE = "_mobility_graphql_response_json"
 
+_NOT_AN_OBJECT = 'the request body must be a JSON object such as {"query": "{ __typename }"}'
 SUBSCRIPTIONS_OVER_WEBSOCKET = (
     "subscriptions are served over WebSocket (graphql-transport-ws) at /graphql, not over HTTP"
 )
@@ -219,6 +231,8 @@ SUBSCRIPTIONS_OVER_WEBSOCKET = (
 # the status the GraphQL-over-HTTP spec asks for where Strawberry's differs).
 _HTTP_ERRORS: tuple[tuple[str, str, int | None], ...] = (
     ("Unable to parse request body as JSON", "INVALID_REQUEST_BODY", None),
+    (_NOT_AN_OBJECT, "INVALID_REQUEST_BODY", None),
+    ("The GraphQL operation's", "INVALID_REQUEST_BODY", None),  # query/variables not typed
     ("Unable to parse the multipart body", "INVALID_REQUEST_BODY", None),
     ("No GraphQL query found", "MISSING_QUERY", None),
     ("Unknown operation named", OPERATION_NOT_FOUND, None),

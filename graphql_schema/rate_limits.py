@@ -30,6 +30,7 @@ from app.errors import DomainError
 from app.rate_limit import RateLimited, Subject, api_key_subject, rider_subject, take
 from graphql_schema.context import Context
 from graphql_schema.errors import MobilitySchema
+from graphql_schema.input_guard import refuse_variables
 
 __all__ = ["RateLimitedSchema", "charge", "charged", "retry_after_headers"]
 
@@ -119,6 +120,9 @@ class RateLimitedSchema(MobilitySchema):
         allowed_operation_types: Iterable[OperationType] | None = None,
         operation_extensions: dict[str, Any] | None = None,
     ) -> ExecutionResult:
+        refused_input = refuse_variables(variable_values)
+        if refused_input is not None:
+            return refused_input
         if isinstance(context_value, Context) and context_value.authorization:
             refused = await charge(context_value)
             if refused is not None:
@@ -148,6 +152,9 @@ class RateLimitedSchema(MobilitySchema):
         operation_extensions: dict[str, Any] | None = None,
         allowed_operation_types: Iterable[OperationType] | None = None,
     ) -> StreamResult:
+        refused_input = refuse_variables(variable_values)
+        if refused_input is not None:
+            return _refused(refused_input)
         if isinstance(context_value, Context) and context_value.authorization:
             refused = await charge(context_value)
             if refused is not None:

@@ -19,6 +19,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from app.settings import Settings, get_settings
 from graphql_schema.execution import CompiledExecutionContext
+from graphql_schema.input_guard import NoNulInStrings
 from graphql_schema.mutation import Mutation
 from graphql_schema.query import Query
 from graphql_schema.rate_limits import RateLimitedSchema
@@ -50,6 +51,7 @@ def build_schema(settings: Settings, *, compiled: bool = True) -> strawberry.Sch
     limits: list[type[ASTValidationRule]] = [
         depth_limit(settings.max_query_depth, None),
         alias_limit(settings.max_aliases),
+        NoNulInStrings,
     ]
     return RateLimitedSchema(
         query=Query,

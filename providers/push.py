@@ -40,6 +40,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from adapters.dto import UNSPECIFIED_VEHICLE_TYPE_ID, placeholder_vehicle_type
+from adapters.uris import MAX_URI_LENGTH, safe_link
 from app import secret_box
 from app.booking.states import ACTIVE
 from app.errors import DomainError
@@ -235,8 +236,12 @@ def _uris(value: object) -> dict[str, str | None] | None:
     uris: dict[str, str | None] = {}
     for key in ("android", "ios", "web"):
         uri = value.get(key)
-        if uri is not None and (not isinstance(uri, str) or len(uri) > 2048):
-            raise _Invalid("INVALID_FIELD", f"rental_uris.{key} must be a string (≤ 2048)")
+        if uri is not None and (not isinstance(uri, str) or safe_link(uri) is None):
+            raise _Invalid(
+                "INVALID_FIELD",
+                f"rental_uris.{key} must be an http(s) or app link of at most "
+                f"{MAX_URI_LENGTH} characters, without spaces or control characters",
+            )
         uris[key] = uri
     return uris if any(uris.values()) else None
 

@@ -98,7 +98,7 @@ def _plan(plan_id: str, raw: Mapping[str, Any], reader: Reader) -> PricingPlan:
         surge_pricing=bool(
             reader.optional(reader.boolean, raw.get("surge_pricing"), "surge_pricing", plan_id)
         ),
-        url=reader.optional(reader.text, raw.get("url"), "url", plan_id),
+        url=reader.optional(reader.link, raw.get("url"), "url", plan_id),
     )
 
 

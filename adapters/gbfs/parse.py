@@ -337,7 +337,7 @@ def _system(data: Mapping[str, Any], reader: Reader, picker: LanguagePicker) -> 
         if not isinstance(app, Mapping):
             return None
         return reader.optional(
-            reader.text, app.get("store_uri"), f"rental_apps.{platform}.store_uri", system_id
+            reader.link, app.get("store_uri"), f"rental_apps.{platform}.store_uri", system_id
         )
 
     return SystemInfo(
@@ -346,7 +346,7 @@ def _system(data: Mapping[str, Any], reader: Reader, picker: LanguagePicker) -> 
         operator=reader.optional(reader.localized, data.get("operator"), "operator", system_id),
         timezone=_timezone(data.get("timezone"), reader, system_id),
         language=picker.chosen if picker.system_languages else None,
-        url=reader.optional(reader.text, data.get("url"), "url", system_id),
+        url=reader.optional(reader.link, data.get("url"), "url", system_id),
         android_store_uri=store_uri("android"),
         ios_store_uri=store_uri("ios"),
     )

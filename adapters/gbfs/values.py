@@ -21,6 +21,7 @@ from adapters.base import AdapterError
 from adapters.dto import RentalUris
 from adapters.gbfs.findings import FindingCollector
 from adapters.money import to_minor_units_exact
+from adapters.uris import safe_link
 
 T = TypeVar("T")
 
@@ -317,12 +318,21 @@ class Reader:
         if not isinstance(raw, Mapping):
             raise RecordSkipped("INVALID_FIELD", f"`{field}` is not an object")
         uris = {
-            key: self.optional(self.text, raw.get(key), f"{field}.{key}", record_id)
+            key: self.optional(self.link, raw.get(key), f"{field}.{key}", record_id)
             for key in ("android", "ios", "web")
         }
         if not any(uris.values()):
             return None
         return RentalUris(android=uris["android"], ios=uris["ios"], web=uris["web"])
+
+    def link(self, raw: object, field: str, record_id: str | None) -> str | None:
+        """A text that reaches riders' apps as a link (adapters/uris.py): a script or
+        local-data scheme, or a malformed link, is dropped and reported."""
+        value = self.text(raw, field, record_id)
+        if value is None or safe_link(value) is not None:
+            return value
+        self.warn("UNSAFE_URI", f"{field}: not an http(s) or app link, dropped", record_id)
+        return None
 
     def id_list(self, raw: object, field: str, record_id: str | None) -> tuple[str, ...] | None:
         """An array of ids; a single id string is accepted as a one-element array."""

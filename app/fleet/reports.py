@@ -82,8 +82,17 @@ class UsageReport:
 
 def parse_month(value: str) -> tuple[int, int]:
     match = _MONTH.match(value.strip())
-    if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1970:
-        raise InvalidInput(f"month must be YYYY-MM, not {value!r}", code="INVALID_MONTH")
+    # The month after the last one must still be a date (9999-12 has none), and a report
+    # before 1970 has nothing to show.
+    if (
+        match is None
+        or not 1 <= int(match.group(2)) <= 12
+        or not 1970 <= int(match.group(1)) <= 9998
+    ):
+        raise InvalidInput(
+            f"month must be YYYY-MM between 1970-01 and 9998-12, not {value!r}",
+            code="INVALID_MONTH",
+        )
     return int(match.group(1)), int(match.group(2))
 
 
