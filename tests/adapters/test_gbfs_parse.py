@@ -1123,3 +1123,36 @@ def test_every_finding_carries_a_severity_code_and_feed() -> None:
     for finding in snapshot.findings:
         assert finding.severity in ("error", "warning")
         assert finding.code.isupper() and finding.feed and finding.message
+
+
+# --- links that reach riders' apps --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "javascript:alert(document.cookie)",
+        "data:text/html,<script>x</script>",
+        "vbscript:x",
+        "file:///etc/passwd",
+        "https://x.example/ride me",
+        "https:///no-host",
+        "no-scheme/path",
+    ],
+)
+def test_a_rental_link_that_is_not_an_http_or_app_link_is_dropped_and_reported(uri: str) -> None:
+    documents = scooter_feed(
+        bike("b1", rental_uris={"web": uri, "android": "scoot://ride/b1"}),
+        bike("b2", rental_uris={"web": "https://ride.example/b2"}),
+    )
+    snapshot = parse_snapshot(documents)
+    by_id = {v.external_id: v for v in snapshot.vehicles}
+    assert set(by_id) == {"b1", "b2"}  # the vehicle stays; only the link goes
+    assert by_id["b1"].rental_uris is not None
+    assert (by_id["b1"].rental_uris.web, by_id["b1"].rental_uris.android) == (
+        None,
+        "scoot://ride/b1",
+    )
+    assert by_id["b2"].rental_uris is not None
+    assert by_id["b2"].rental_uris.web == "https://ride.example/b2"
+    assert [f.record_id for f in findings(snapshot, "UNSAFE_URI", "warning")] == ["b1"]

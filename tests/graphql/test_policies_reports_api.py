@@ -368,3 +368,15 @@ async def test_decimal_columns_are_exact_in_the_csv(api: httpx.AsyncClient, setu
     for row in csv.DictReader(io.StringIO(response.text)):
         assert Decimal(row["minutes"]).as_tuple().exponent == -2
         assert Decimal(row["kilometres"]).as_tuple().exponent == -3
+
+
+@pytest.mark.parametrize("month", ["9999-12", "1969-12", "2026-13", "10000-01"])
+async def test_months_outside_the_calendar_we_report_on_are_invalid(
+    api: httpx.AsyncClient, setup: Setup, month: str
+) -> None:
+    org = str(setup.fleet.organisation_id)
+    body = await report(api, setup.owner, GroupBy.MEMBER, org, month=month)
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["INVALID_MONTH"]
+    csv = await report_csv(api, setup.owner, "MEMBER", org, month=month)
+    assert csv.status_code == 400
+    assert csv.json()["error"]["code"] == "INVALID_MONTH"
