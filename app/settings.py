@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     # Password hashing (argon2id). Tests lower the cost; the defaults are argon2-cffi's.
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
+    # Password hashes computed at once per process (app/accounts/passwords.py): each takes
+    # argon2_memory_kib of memory and a core for its duration.
+    password_hash_concurrency: int = Field(default=2, ge=1)
 
     # --- Quotes and trip options (app/booking/quotes) ---
     quote_ttl_seconds: int = Field(default=120, ge=5)

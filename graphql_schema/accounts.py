@@ -17,6 +17,7 @@ import strawberry
 from app import accounts
 from app.accounts import AuthSession as AuthSessionResult
 from app.accounts import Rider as RiderRecord
+from app.accounts import throttle
 from app.booking.eligibility import LicenceStatus
 from app.db import transaction
 from graphql_schema.context import Context
@@ -96,23 +97,25 @@ class AccountQuery:
 class AccountMutation:
     @strawberry.mutation(description="Create a rider account and sign in (EMAIL_TAKEN if used).")
     async def sign_up(self, info: Info, input: SignUpInput) -> AuthSession:
-        async with transaction(info.context.sessions) as session:
-            result = await accounts.sign_up(
-                session,
-                info.context.settings,
-                email=input.email,
-                password=input.password,
-                birth_date=input.birth_date,
-                display_name=input.display_name,
-            )
+        redis, prefix = info.context.redis_and_prefix()
+        await throttle.admit_sign_up(redis, prefix, client=info.context.client_address)
+        result = await accounts.sign_up(
+            info.context.sessions,
+            info.context.settings,
+            email=input.email,
+            password=input.password,
+            birth_date=input.birth_date,
+            display_name=input.display_name,
+        )
         return AuthSession.from_domain(result)
 
     @strawberry.mutation(description="Sign in. Wrong email or password: INVALID_CREDENTIALS.")
     async def log_in(self, info: Info, email: str, password: str) -> AuthSession:
-        async with transaction(info.context.sessions) as session:
-            result = await accounts.log_in(
-                session, info.context.settings, email=email, password=password
-            )
+        redis, prefix = info.context.redis_and_prefix()
+        await throttle.admit_log_in(redis, prefix, email=email, client=info.context.client_address)
+        result = await accounts.log_in(
+            info.context.sessions, info.context.settings, email=email, password=password
+        )
         return AuthSession.from_domain(result)
 
     @strawberry.mutation(

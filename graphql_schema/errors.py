@@ -17,6 +17,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
 from app.errors import DomainError
+from app.rate_limit import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,11 @@ _REFUSED_BEFORE_VALIDATION = frozenset({"RATE_LIMITED", "INVALID_CHARACTERS"})
 
 def assign_code(error: GraphQLError) -> str:
     code = (error.extensions or {}).get("code") or error_code(error)
-    error.extensions = {**(error.extensions or {}), "code": code}
+    extensions = {**(error.extensions or {}), "code": code}
+    if isinstance(error.original_error, RateLimited):
+        # Wherever it was raised (a per-caller limit, password attempts): when to try again.
+        extensions["retryAfterSeconds"] = error.original_error.retry_after_seconds
+    error.extensions = extensions
     return str(code)
 
 

@@ -157,6 +157,13 @@ class MobilityGraphQLRouter(GraphQLRouter[Context, None]):
         response.headers.raw.extend(
             (k, v) for k, v in sub_response.headers.raw if k != b"content-type"
         )
+        if isinstance(response_data, dict) and "retry-after" not in response.headers:
+            errors: list[dict[str, Any]] = list(response_data.get("errors") or ())  # type: ignore[arg-type]
+            for error in errors:
+                seconds = (error.get("extensions") or {}).get("retryAfterSeconds")
+                if seconds is not None:  # a limit raised by a resolver (password attempts)
+                    response.headers["Retry-After"] = str(seconds)
+                    break
         return response
 
     async def render_graphql_ide(self, request: Any) -> Any:

@@ -1,8 +1,12 @@
-"""Password hashing with argon2id. CPU-bound and deliberately slow: the service calls these
-through ``asyncio.to_thread`` so a login never stalls the event loop."""
+"""Password hashing with argon2id. CPU-bound, deliberately slow and memory-hungry (64 MiB a
+hash by default): the service calls the ``*_async`` forms, which run in a thread so a login
+never stalls the event loop, and at most ``MOBILITY_PASSWORD_HASH_CONCURRENCY`` at a time per
+process, so a burst of logins waits its turn instead of exhausting memory and starving search
+of CPU. Callers hold no database connection while they wait."""
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 from functools import lru_cache
 
@@ -59,6 +63,33 @@ def needs_rehash(stored_hash: str, settings: Settings) -> bool:
 @lru_cache(maxsize=8)
 def _dummy_hash(time_cost: int, memory_kib: int) -> str:
     return _hasher(time_cost, memory_kib).hash(b"no such account: a dummy to verify against")
+
+
+_slots: dict[tuple[int, int], asyncio.Semaphore] = {}
+
+
+def _slot(settings: Settings) -> asyncio.Semaphore:
+    # One per event loop (a semaphore belongs to the loop it first waits on) and size.
+    key = (id(asyncio.get_running_loop()), settings.password_hash_concurrency)
+    slot = _slots.get(key)
+    if slot is None:
+        slot = _slots[key] = asyncio.Semaphore(settings.password_hash_concurrency)
+    return slot
+
+
+async def hash_password_async(password: str, settings: Settings) -> str:
+    async with _slot(settings):
+        return await asyncio.to_thread(hash_password, password, settings)
+
+
+async def verify_password_async(password: str, stored_hash: str, settings: Settings) -> bool:
+    async with _slot(settings):
+        return await asyncio.to_thread(verify_password, password, stored_hash, settings)
+
+
+async def verify_dummy_async(password: str, settings: Settings) -> None:
+    async with _slot(settings):
+        await asyncio.to_thread(verify_dummy, password, settings)
 
 
 def verify_dummy(password: str, settings: Settings) -> None:

@@ -8,7 +8,6 @@ the revocation of its family must be committed although the call itself fails.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from datetime import date, datetime, timedelta
@@ -31,7 +30,12 @@ from app.accounts.errors import (
     UserNotFound,
 )
 from app.accounts.external import trusts_external, verify_external_token
-from app.accounts.passwords import hash_password, needs_rehash, verify_dummy, verify_password
+from app.accounts.passwords import (
+    hash_password_async,
+    needs_rehash,
+    verify_dummy_async,
+    verify_password_async,
+)
 from app.accounts.schemas import AuthSession, Rider
 from app.accounts.tokens import (
     REFRESH_PREFIX,
@@ -128,7 +132,7 @@ def _require_password_accounts(settings: Settings) -> None:
 
 
 async def sign_up(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
     *,
     email: str,
@@ -137,7 +141,8 @@ async def sign_up(
     display_name: str | None,
     now: datetime | None = None,
 ) -> AuthSession:
-    """A new account, signed in. ``EMAIL_TAKEN`` when an account has this email in any case."""
+    """A new account, signed in. ``EMAIL_TAKEN`` when an account has this email in any case.
+    The password is hashed before a database connection is taken (hashing waits its turn)."""
     _require_password_accounts(settings)
     now = now or utcnow()
     email = normalized_email(email)
@@ -145,26 +150,27 @@ async def sign_up(
     if birth_date is not None:
         check_birth_date(birth_date, now.date())
     name = normalized_display_name(display_name)
-    password_hash = await asyncio.to_thread(hash_password, password, settings)
-    try:
-        # The unique index on lower(email) decides, not a look-up first: two sign-ups with
-        # one address at the same moment would both pass a look-up.
-        user = await repository.insert_user(
-            session,
-            email=email,
-            password_hash=password_hash,
-            display_name=name,
-            birth_date=birth_date,
-        )
-    except IntegrityError as exc:
-        if "ux_users_email" not in str(exc.orig):
-            raise
-        raise EmailTaken("an account with this email exists: log in instead") from exc
-    return await _new_session(session, settings, user, now)
+    password_hash = await hash_password_async(password, settings)
+    async with transaction(sessions) as session:
+        try:
+            # The unique index on lower(email) decides, not a look-up first: two sign-ups with
+            # one address at the same moment would both pass a look-up.
+            user = await repository.insert_user(
+                session,
+                email=email,
+                password_hash=password_hash,
+                display_name=name,
+                birth_date=birth_date,
+            )
+        except IntegrityError as exc:
+            if "ux_users_email" not in str(exc.orig):
+                raise
+            raise EmailTaken("an account with this email exists: log in instead") from exc
+        return await _new_session(session, settings, user, now)
 
 
 async def log_in(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
     *,
     email: str,
@@ -172,23 +178,28 @@ async def log_in(
     now: datetime | None = None,
 ) -> AuthSession:
     """A new session. A wrong password and an unknown email are the same
-    ``INVALID_CREDENTIALS``, answered in about the same time."""
+    ``INVALID_CREDENTIALS``, answered in about the same time. No database connection is held
+    while the password is checked."""
     _require_password_accounts(settings)
     now = now or utcnow()
     wrong = InvalidCredentials("wrong email or password")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise wrong  # no password of ours is this long: nothing to hash, nothing to learn
-    user = await repository.user_by_email(session, email.strip())
+    async with sessions() as session:
+        user = await repository.user_by_email(session, email.strip())
     if user is None or user.password_hash is None:
-        await asyncio.to_thread(verify_dummy, password, settings)
+        await verify_dummy_async(password, settings)
         raise wrong
-    if not await asyncio.to_thread(verify_password, password, user.password_hash, settings):
+    if not await verify_password_async(password, user.password_hash, settings):
         raise wrong
+    new_hash = None
     if needs_rehash(user.password_hash, settings):
         # The cost settings changed since this hash was made: the password is at hand now.
-        new_hash = await asyncio.to_thread(hash_password, password, settings)
-        await repository.set_password_hash(session, user.id, new_hash)
-    return await _new_session(session, settings, user, now)
+        new_hash = await hash_password_async(password, settings)
+    async with transaction(sessions) as session:
+        if new_hash is not None:
+            await repository.set_password_hash(session, user.id, new_hash)
+        return await _new_session(session, settings, user, now)
 
 
 async def refresh_session(

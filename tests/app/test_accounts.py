@@ -51,25 +51,23 @@ async def sign_up(
     now: datetime | None = None,
     settings: Settings | None = None,
 ) -> accounts.AuthSession:
-    async with transaction(runtime.sessions) as session:
-        return await accounts.sign_up(
-            session,
-            settings or runtime.settings,
-            email=email,
-            password=password,
-            birth_date=birth_date,
-            display_name=display_name,
-            now=now,
-        )
+    return await accounts.sign_up(
+        runtime.sessions,
+        settings or runtime.settings,
+        email=email,
+        password=password,
+        birth_date=birth_date,
+        display_name=display_name,
+        now=now,
+    )
 
 
 async def log_in(
     runtime: Runtime, email: str, password: str, settings: Settings | None = None
 ) -> accounts.AuthSession:
-    async with transaction(runtime.sessions) as session:
-        return await accounts.log_in(
-            session, settings or runtime.settings, email=email, password=password
-        )
+    return await accounts.log_in(
+        runtime.sessions, settings or runtime.settings, email=email, password=password
+    )
 
 
 async def refresh(
@@ -227,8 +225,7 @@ async def test_sign_up_refuses_bad_input(
     }
     values[field] = value
     with pytest.raises(InvalidInput) as caught:
-        async with transaction(runtime.sessions) as session:
-            await accounts.sign_up(session, runtime.settings, **values)
+        await accounts.sign_up(runtime.sessions, runtime.settings, **values)
     assert caught.value.code == code
     async with runtime.sessions() as session:
         assert (await session.execute(text("SELECT count(*) FROM users"))).scalar_one() == 0
@@ -255,7 +252,7 @@ async def test_wrong_password_and_unknown_email_are_the_same_error(
         dummy_checks.append(password)
         real_dummy(password, settings)
 
-    monkeypatch.setattr("app.accounts.service.verify_dummy", counting_dummy)
+    monkeypatch.setattr("app.accounts.passwords.verify_dummy", counting_dummy)
     errors = []
     for email, password in [
         ("ada@example.com", "wrong password!"),

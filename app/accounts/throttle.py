@@ -1,0 +1,46 @@
+"""How often passwords may be tried: token buckets in Redis (app/rate_limit.py), checked before
+any password is hashed, so guessing costs the guesser time and costs us nothing.
+
+- per client address: every log-in and sign-up attempt (one address guessing many accounts);
+- per account: every log-in attempt naming it (many addresses guessing one account). An
+  attacker can thereby slow down one person's own log-ins for a few minutes, the usual price
+  of stopping password guessing per account; the answer says when to retry.
+
+Over a limit: ``RATE_LIMITED`` with ``retryAfterSeconds``. Redis down: attempts are let through
+(as all rate limits are), and the bounded hashing (app/accounts/passwords.py) still protects
+memory and CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from redis.asyncio import Redis
+
+from app.rate_limit import Limit, RateLimited, Subject, take
+
+__all__ = ["LOG_IN_PER_ACCOUNT", "PER_ADDRESS", "admit_log_in", "admit_sign_up"]
+
+# An app retries a mistyped password a few times; a person does not sign up every minute.
+PER_ADDRESS = Limit(burst=20, per_second=1 / 6)
+LOG_IN_PER_ACCOUNT = Limit(burst=10, per_second=1 / 30)
+
+
+def _account(email: str) -> str:
+    # The bucket is named by a digest: Redis keys never carry the address itself.
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+
+
+async def _admit(redis: Redis, prefix: str, subject: Subject) -> None:
+    decision = await take(redis, prefix, subject)
+    if not decision.allowed:
+        raise RateLimited(decision.retry_after_seconds)
+
+
+async def admit_log_in(redis: Redis, prefix: str, *, email: str, client: str | None) -> None:
+    await _admit(redis, prefix, Subject(f"login-address:{client or 'unknown'}", PER_ADDRESS))
+    await _admit(redis, prefix, Subject(f"login-account:{_account(email)}", LOG_IN_PER_ACCOUNT))
+
+
+async def admit_sign_up(redis: Redis, prefix: str, *, client: str | None) -> None:
+    await _admit(redis, prefix, Subject(f"login-address:{client or 'unknown'}", PER_ADDRESS))
