@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     # Password hashes computed at once per process (app/accounts/passwords.py): each takes
     # argon2_memory_kib of memory and a core for its duration.
     password_hash_concurrency: int = Field(default=2, ge=1)
+    # Password attempts (log-ins and sign-ups) per client address, and log-ins per account:
+    # [burst, per_second] token buckets in Redis (app/accounts/throttle.py). An app retries a
+    # mistyped password a few times; a person does not sign up every minute.
+    password_attempts_per_address: tuple[float, float] = (20, 1 / 6)
+    password_attempts_per_account: tuple[float, float] = (10, 1 / 30)
 
     # --- Quotes and trip options (app/booking/quotes) ---
     quote_ttl_seconds: int = Field(default=120, ge=5)
@@ -188,6 +193,9 @@ class Settings(BaseSettings):
     # A reservation is held this long when the operator does not say (GBFS
     # default_reserve_time is per vehicle type and wins).
     default_reservation_minutes: int = Field(default=15, ge=1)
+    # Bookings one rider may hold at once (reserved, riding or paused), whoever booked them
+    # (the rider, or a booker or API key of their organisation): one account cannot hoard a fleet.
+    max_active_bookings_per_rider: int = Field(default=3, ge=1)
     # Bookings left PENDING longer than this (a crash between the operator's answer and our
     # commit) are settled by the reconciliation task, which asks the operator.
     booking_reconcile_after_seconds: float = Field(default=60.0, gt=0)

@@ -98,7 +98,9 @@ class AccountMutation:
     @strawberry.mutation(description="Create a rider account and sign in (EMAIL_TAKEN if used).")
     async def sign_up(self, info: Info, input: SignUpInput) -> AuthSession:
         redis, prefix = info.context.redis_and_prefix()
-        await throttle.admit_sign_up(redis, prefix, client=info.context.client_address)
+        await throttle.admit_sign_up(
+            redis, prefix, info.context.settings, client=info.context.client_address
+        )
         result = await accounts.sign_up(
             info.context.sessions,
             info.context.settings,
@@ -112,7 +114,9 @@ class AccountMutation:
     @strawberry.mutation(description="Sign in. Wrong email or password: INVALID_CREDENTIALS.")
     async def log_in(self, info: Info, email: str, password: str) -> AuthSession:
         redis, prefix = info.context.redis_and_prefix()
-        await throttle.admit_log_in(redis, prefix, email=email, client=info.context.client_address)
+        await throttle.admit_log_in(
+            redis, prefix, info.context.settings, email=email, client=info.context.client_address
+        )
         result = await accounts.log_in(
             info.context.sessions, info.context.settings, email=email, password=password
         )

@@ -197,6 +197,14 @@ class NotEligible(BookingProblem):
 
 
 @strawberry.type(
+    description="The rider already holds as many active bookings as one rider may "
+    "(MOBILITY_MAX_ACTIVE_BOOKINGS_PER_RIDER): end or cancel one first."
+)
+class TooManyActiveBookings(BookingProblem):
+    limit: int
+
+
+@strawberry.type(
     description="The organisation's travel policy does not allow this trip: every broken rule."
 )
 class PolicyViolated(BookingProblem):
@@ -250,6 +258,7 @@ ReserveVehicleResult = Annotated[
     | ExternalBooking
     | VehicleUnavailable
     | NotEligible
+    | TooManyActiveBookings
     | PolicyViolated
     | OperatorRejected
     | OperatorUnavailable
@@ -274,6 +283,10 @@ async def _map(info: Info, outcome: out.Outcome) -> Any:
             # The outcome is this caller's own answer: the booking it made or changed.
             row = await info.context.bookings.booking_by_id(booking_id)
             return BookingSuccess(booking=Booking.from_row(row))
+        case out.ActiveBookingLimit():
+            return TooManyActiveBookings(
+                code="TOO_MANY_ACTIVE_BOOKINGS", message=outcome.message, limit=outcome.limit
+            )
         case out.PolicyViolated():
             return PolicyViolated(
                 code="POLICY_VIOLATION",

@@ -4,6 +4,7 @@ process group so a test can kill one the way a host dies (SIGKILL, no clean-up).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -35,6 +36,9 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
             "MOBILITY_CONFORMANCE_DIR": str(conformance_root()),
             "MOBILITY_BOOKING_HTTP_TIMEOUT_SECONDS": str(settings.booking_http_timeout_seconds),
             "MOBILITY_BOOKING_DEADLINE_SECONDS": str(settings.booking_deadline_seconds),
+            "MOBILITY_PASSWORD_ATTEMPTS_PER_ADDRESS": json.dumps(
+                list(settings.password_attempts_per_address)
+            ),
         }
     )
     if settings.jwt_secret is not None:

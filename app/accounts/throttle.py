@@ -18,12 +18,9 @@ import hashlib
 from redis.asyncio import Redis
 
 from app.rate_limit import Limit, RateLimited, Subject, take
+from app.settings import Settings
 
-__all__ = ["LOG_IN_PER_ACCOUNT", "PER_ADDRESS", "admit_log_in", "admit_sign_up"]
-
-# An app retries a mistyped password a few times; a person does not sign up every minute.
-PER_ADDRESS = Limit(burst=20, per_second=1 / 6)
-LOG_IN_PER_ACCOUNT = Limit(burst=10, per_second=1 / 30)
+__all__ = ["admit_log_in", "admit_sign_up"]
 
 
 def _account(email: str) -> str:
@@ -37,10 +34,21 @@ async def _admit(redis: Redis, prefix: str, subject: Subject) -> None:
         raise RateLimited(decision.retry_after_seconds)
 
 
-async def admit_log_in(redis: Redis, prefix: str, *, email: str, client: str | None) -> None:
-    await _admit(redis, prefix, Subject(f"login-address:{client or 'unknown'}", PER_ADDRESS))
-    await _admit(redis, prefix, Subject(f"login-account:{_account(email)}", LOG_IN_PER_ACCOUNT))
+def _per_address(settings: Settings, client: str | None) -> Subject:
+    burst, rate = settings.password_attempts_per_address
+    return Subject(f"login-address:{client or 'unknown'}", Limit(int(burst), float(rate)))
 
 
-async def admit_sign_up(redis: Redis, prefix: str, *, client: str | None) -> None:
-    await _admit(redis, prefix, Subject(f"login-address:{client or 'unknown'}", PER_ADDRESS))
+async def admit_log_in(
+    redis: Redis, prefix: str, settings: Settings, *, email: str, client: str | None
+) -> None:
+    await _admit(redis, prefix, _per_address(settings, client))
+    burst, rate = settings.password_attempts_per_account
+    account = Subject(f"login-account:{_account(email)}", Limit(int(burst), float(rate)))
+    await _admit(redis, prefix, account)
+
+
+async def admit_sign_up(
+    redis: Redis, prefix: str, settings: Settings, *, client: str | None
+) -> None:
+    await _admit(redis, prefix, _per_address(settings, client))

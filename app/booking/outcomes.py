@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 __all__ = [
+    "ActiveBookingLimit",
     "BookingDone",
     "BookingFailed",
     "ExternalBooking",
@@ -42,6 +43,14 @@ class VehicleUnavailable:
 class NotEligible:
     form_factor: str
     refusals: tuple[tuple[str, str], ...]  # (code, message)
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveBookingLimit:
+    """The rider has as many active bookings as one rider may: finish or cancel one first."""
+
+    limit: int
     message: str
 
 
@@ -100,6 +109,7 @@ Outcome = (
     BookingDone
     | VehicleUnavailable
     | NotEligible
+    | ActiveBookingLimit
     | PolicyViolated
     | OperatorRejected
     | OperatorUnavailable
@@ -114,6 +124,7 @@ _KINDS: dict[str, type[Any]] = {
         BookingDone,
         VehicleUnavailable,
         NotEligible,
+        ActiveBookingLimit,
         PolicyViolated,
         OperatorRejected,
         OperatorUnavailable,

@@ -631,8 +631,11 @@ class BookingService:
             else self.settings.default_reservation_minutes
         )
         booking_id = uuid.uuid4()
+        limit = self.settings.max_active_bookings_per_rider
         try:
             async with transaction(self.sessions) as session:
+                if not await _may_hold_another(session, rider.id, limit):
+                    raise _ActiveBookingLimitReached
                 session.add(
                     Booking(
                         id=booking_id,
@@ -667,6 +670,14 @@ class BookingService:
                 await session.execute(
                     update(Vehicle).where(Vehicle.id == vehicle.id).values(is_reserved=True)
                 )
+        except _ActiveBookingLimitReached:
+            return await self._answer(
+                claimed,
+                out.ActiveBookingLimit(
+                    limit,
+                    f"at most {limit} active bookings per rider: end or cancel one first",
+                ),
+            )
         except IntegrityError as exc:
             if "ux_bookings_active_vehicle" not in str(exc.orig):
                 raise
@@ -1441,6 +1452,22 @@ _WEBHOOK_EVENTS: dict[tuple[BookingState | None, BookingState], EventType] = {
 # from reading the provider's active bookings to its commit (providers/sync.py), a booking
 # change holds it shared while it writes a vehicle, so neither overwrites the other's write.
 VEHICLES_LOCK = "SELECT pg_advisory_xact_lock_shared(hashtext('vehicles:' || :provider))"
+# One rider's reservations, one at a time: two at once would both count one fewer active.
+RIDER_BOOKINGS_LOCK = "SELECT pg_advisory_xact_lock(hashtext('rider-bookings:' || :user_id))"
+
+
+class _ActiveBookingLimitReached(Exception):
+    pass
+
+
+async def _may_hold_another(session: AsyncSession, user_id: uuid.UUID, limit: int) -> bool:
+    await session.execute(text(RIDER_BOOKINGS_LOCK), {"user_id": str(user_id)})
+    active = await session.scalar(
+        select(func.count())
+        .select_from(Booking)
+        .where(Booking.user_id == user_id, Booking.state.in_(_ACTIVE_NAMES))
+    )
+    return (active or 0) < limit
 
 
 async def lock_vehicles_shared(session: AsyncSession, provider_id: str) -> None:

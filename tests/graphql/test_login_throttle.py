@@ -13,9 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.accounts import passwords, throttle
+from app.accounts import passwords
 from app.main import create_app
-from app.rate_limit import Limit
 from app.runtime import Runtime
 
 LOG_IN = "mutation($e: String!, $p: String!) { logIn(email: $e, password: $p) { accessToken } }"
@@ -87,9 +86,9 @@ async def _sign_up(clients: Clients, email: str, address: str = "198.51.100.1") 
 
 
 async def test_one_account_guessed_from_one_address(
-    clients: Clients, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime, clients: Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(throttle, "LOG_IN_PER_ACCOUNT", Limit(burst=5, per_second=0.001))
+    monkeypatch.setattr(runtime.settings, "password_attempts_per_account", (5, 0.001))
     await _sign_up(clients, "ada@example.org")
     spy = HashSpy(monkeypatch)
     codes = [
@@ -110,9 +109,9 @@ async def test_one_account_guessed_from_one_address(
 
 
 async def test_one_address_guessing_many_accounts(
-    clients: Clients, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime, clients: Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(throttle, "PER_ADDRESS", Limit(burst=8, per_second=0.001))
+    monkeypatch.setattr(runtime.settings, "password_attempts_per_address", (8, 0.001))
     spy = HashSpy(monkeypatch)
     codes = [
         _code(await clients.post("203.0.113.9", LOG_IN, {"e": f"u{i}@example.org", "p": "x" * 12}))
