@@ -140,12 +140,13 @@ class InvalidHost(ValueError):
     """A URL host no connection could use as written; the message completes "the host …"."""
 
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 # inet_aton's parts: decimal, octal (leading 0) or hex (0x); the last label of a host that looks
-# like one of these makes the whole host a number to the resolver, never a name.
-_DECIMAL = re.compile(r"^[0-9]+$")
-_OCTAL = re.compile(r"^0[0-7]+$")
-_HEX = re.compile(r"^0x[0-9a-f]*$")
+# like one of these makes the whole host a number to the resolver, never a name. (Always used
+# with fullmatch: "$" would let a trailing newline through.)
+_DECIMAL = re.compile(r"[0-9]+")
+_OCTAL = re.compile(r"0[0-7]+")
+_HEX = re.compile(r"0x[0-9a-f]*")
 # Names for this machine or a local network (RFC 6761, RFC 6762, RFC 8375, ICANN's private-use
 # .internal): never a public endpoint, whatever they resolve to today.
 _LOCAL_SUFFIXES = ("localhost", "local", "internal", "home.arpa", "localdomain")
@@ -166,9 +167,9 @@ def destination_host(host: str) -> Address | str:
     # One trailing dot is the fully qualified spelling of the same name ("localhost.").
     text = text.removesuffix(".")
     labels = text.split(".")
-    if _DECIMAL.match(labels[-1]) or _HEX.match(labels[-1]):
+    if _DECIMAL.fullmatch(labels[-1]) or _HEX.fullmatch(labels[-1]):
         return _inet_aton(labels)
-    if not text or len(text) > 253 or not all(_LABEL.match(label) for label in labels):
+    if not text or len(text) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
         raise InvalidHost("is not a valid host name")
     # Belt and braces: whatever this machine's resolver reads as a number without a lookup is
     # an address, even a spelling the rules above do not know.
@@ -187,11 +188,11 @@ def _inet_aton(labels: Sequence[str]) -> ipaddress.IPv4Address:
         raise InvalidHost("is not a valid IPv4 address")
     parts = []
     for label in labels:
-        if _HEX.match(label):
+        if _HEX.fullmatch(label):
             parts.append(int(label[2:] or "0", 16))
-        elif _OCTAL.match(label):
+        elif _OCTAL.fullmatch(label):
             parts.append(int(label, 8))
-        elif label == "0" or (_DECIMAL.match(label) and not label.startswith("0")):
+        elif label == "0" or (_DECIMAL.fullmatch(label) and not label.startswith("0")):
             parts.append(int(label))
         else:  # empty, or digits 8/9 after a leading 0, or letters
             raise InvalidHost("is not a valid IPv4 address")

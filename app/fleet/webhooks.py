@@ -122,10 +122,11 @@ _LOCAL_RECEIVERS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network(":
 # What the log says when the guard refused the destination (app/outbound.py). One text for a
 # name that does not resolve and for one that resolves to a non-public address, with no address
 # or port: the log must not tell a tenant which internal names exist or which ports are open.
-UNUSABLE_URL = "the endpoint's URL cannot be used: register it again"
 DESTINATION_REFUSED = (
     "destination not allowed: the endpoint's host must resolve to public addresses only"
 )
+# A stored URL httpx will not parse (stored before today's checks).
+UNUSABLE_URL = "the endpoint's URL cannot be used: register it again"
 
 Clock = Callable[[], datetime]
 
@@ -607,13 +608,13 @@ async def _send(
             text = bytes(kept).decode("utf-8", errors="replace")
             error = None
             if response.is_redirect:
-                error = f"redirect to {response.headers.get('location', '?')} not followed"
+                location = response.headers.get("location", "?")
+                error = f"redirect to {location} not followed"[:ERROR_KEPT_CHARS]
             elif not response.is_success:
                 error = f"HTTP {response.status_code}"
             return response.status_code, text, error
     except httpx.InvalidURL:
-        # Stored before today's checks (or read differently by a newer httpx): nothing sent,
-        # and the round goes on for the other deliveries.
+        # Not an httpx.HTTPError: uncaught, it would abort the whole round's deliveries.
         return None, None, UNUSABLE_URL
     except outbound.DestinationRefused as exc:
         # Nothing was sent. The reason (the addresses) is ours to read, not the tenant's.

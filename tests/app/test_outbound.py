@@ -128,6 +128,8 @@ def test_a_host_is_read_as_the_resolver_reads_it(host: str, read_as: str) -> Non
         "a..b.example",
         "-a.example",
         "a b.example",
+        "hooks.example.org\n",
+        "127.0.0.1\n",
         "fe80::1%eth0",
         "fe80::1%25eth0",
         ":::1",
