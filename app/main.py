@@ -18,7 +18,7 @@ from app.accounts import check_settings
 from app.booking.maintenance import start_booking_maintenance
 from app.edge import BodyCap, RequestLimits
 from app.fleet.reports_api import router as reports_router
-from app.fleet.webhooks import start_webhook_dispatcher
+from app.fleet.webhooks import start_webhook_dispatcher, webhook_http_client
 from app.gbfs_publish import router as gbfs_router
 from app.ingest_api import router as ingest_router
 from app.runtime import Runtime, open_runtime
@@ -77,8 +77,11 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             if settings.background_sync:
                 await stack.enter_async_context(start_scheduler(runtime))
                 await stack.enter_async_context(start_booking_maintenance(runtime.bookings))
+                # Its own client, not runtime.http (which follows redirects and may reach any
+                # address): an organisation chose these URLs (app/outbound.py).
+                webhook_http = await stack.enter_async_context(webhook_http_client(settings))
                 await stack.enter_async_context(
-                    start_webhook_dispatcher(runtime.sessions, runtime.http, settings)
+                    start_webhook_dispatcher(runtime.sessions, webhook_http, settings)
                 )
             yield
 

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from taskiq import AsyncBroker, TaskiqEvents, TaskiqState
 
 from app.db import create_engine, session_factory
-from app.fleet.webhooks import ATTEMPT_TIMEOUT_SECONDS, TICK_SECONDS, run_webhook_round, utc_now
+from app.fleet.webhooks import TICK_SECONDS, run_webhook_round, utc_now, webhook_http_client
 from app.settings import Settings
 
 __all__ = [
@@ -38,8 +38,6 @@ WEBHOOK_TASK = "mobility.deliver_webhooks"
 
 #: Queues one webhook round.
 KickWebhooks = Callable[[], Awaitable[object]]
-
-USER_AGENT = "mobility-aggregator-webhooks/0.1"
 
 
 @dataclass
@@ -58,13 +56,9 @@ def register_webhook_tasks(broker: AsyncBroker, settings: Settings) -> None:
         engine = create_engine(settings.database_url, pool_size=2)
         resources.stack.push_async_callback(engine.dispose)
         resources.sessions = session_factory(engine)
-        resources.http = await resources.stack.enter_async_context(
-            httpx.AsyncClient(
-                timeout=httpx.Timeout(ATTEMPT_TIMEOUT_SECONDS),
-                headers={"User-Agent": USER_AGENT},
-                follow_redirects=False,
-            )
-        )
+        # The delivery client, whose every connection is checked against where a tenant's
+        # URL may lead (never a general-purpose client).
+        resources.http = await resources.stack.enter_async_context(webhook_http_client(settings))
 
     async def shutdown(state: TaskiqState) -> None:
         await resources.stack.aclose()

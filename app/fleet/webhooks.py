@@ -29,6 +29,7 @@ import json
 import logging
 import random
 import secrets
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from sqlalchemy import Text, delete, func, literal, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app import secret_box
+from app import outbound, secret_box
 from app.db import transaction
 from app.errors import InvalidInput
 from app.fleet.outbox import EventType
@@ -53,8 +54,11 @@ from app.staff_auth import Forbidden
 __all__ = [
     "ATTEMPT_TIMEOUT_SECONDS",
     "DELIVERY_WINDOW",
+    "DESTINATION_REFUSED",
     "OUTBOX_RETENTION",
     "SIGNATURE_HEADER",
+    "UNUSABLE_URL",
+    "USER_AGENT",
     "DeliveryOutcome",
     "DeliveryRecord",
     "DeliveryStatus",
@@ -65,6 +69,7 @@ __all__ = [
     "deliver_due",
     "deliveries_of",
     "delivery_organisation",
+    "destination_policy",
     "dispatch_outbox",
     "endpoint_organisation",
     "event_types",
@@ -76,6 +81,7 @@ __all__ = [
     "set_endpoint_enabled",
     "sign",
     "start_webhook_dispatcher",
+    "webhook_http_client",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,9 +115,18 @@ MAX_ENDPOINTS_PER_ORGANISATION = 20
 MAX_URL_LENGTH = 2048
 DELIVERIES_PAGE_DEFAULT = 50
 DELIVERIES_PAGE_MAX = 200
-# Plain http is accepted for these hosts outside production only: the local receivers of tests
-# and of a developer's machine.
-_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+USER_AGENT = "mobility-aggregator-webhooks/0.1"
+# Outside production, loopback is a permitted destination too (and plain http to it): the local
+# receivers of tests and of a developer's machine. Nothing else that is not public, anywhere.
+_LOCAL_RECEIVERS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+# What the log says when the guard refused the destination (app/outbound.py). One text for a
+# name that does not resolve and for one that resolves to a non-public address, with no address
+# or port: the log must not tell a tenant which internal names exist or which ports are open.
+DESTINATION_REFUSED = (
+    "destination not allowed: the endpoint's host must resolve to public addresses only"
+)
+# A stored URL httpx will not parse (stored before today's checks).
+UNUSABLE_URL = "the endpoint's URL cannot be used: register it again"
 
 Clock = Callable[[], datetime]
 
@@ -140,43 +155,59 @@ def _require_manager(actor: OrgActor) -> None:
         raise Forbidden("this needs the OWNER or ADMIN role in the organisation")
 
 
+def destination_policy(settings: Settings) -> outbound.DestinationPolicy:
+    """Where deliveries may connect: public addresses; outside production, loopback too."""
+    if settings.environment == "production":
+        return outbound.PUBLIC_ONLY
+    return outbound.DestinationPolicy(also_allowed=_LOCAL_RECEIVERS)
+
+
 def _checked_url(url: str, settings: Settings) -> str:
+    """The URL as stored, its host in canonical form; or INVALID_WEBHOOK_URL.
+
+    An early, friendly refusal only: a name's addresses are checked at every connection
+    (:func:`webhook_http_client`), since DNS may answer differently by then."""
     url = url.strip()
     if len(url) > MAX_URL_LENGTH:
-        raise InvalidInput(f"the URL is longer than {MAX_URL_LENGTH}", code="INVALID_WEBHOOK_URL")
+        raise _invalid_url(f"the URL is longer than {MAX_URL_LENGTH}")
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
-        raise InvalidInput(f"not a URL: {exc}", code="INVALID_WEBHOOK_URL") from None
-    host = parsed.host
-    if not host:
-        raise InvalidInput("the URL needs a host", code="INVALID_WEBHOOK_URL")
+        raise _invalid_url(f"not a URL: {exc}") from None
+    if parsed.scheme not in ("https", "http"):
+        raise _invalid_url("the URL must use https")
+    if not parsed.raw_host:
+        raise _invalid_url("the URL needs a host")
     if parsed.userinfo:
         # Credentials in the URL would be stored and listed in the clear: the signature is how
-        # the receiver authenticates us.
-        raise InvalidInput("the URL must not carry credentials", code="INVALID_WEBHOOK_URL")
+        # the receiver authenticates us. (Also the "https://good.example@127.0.0.1/" trick.)
+        raise _invalid_url("the URL must not carry credentials")
     if parsed.fragment:
-        raise InvalidInput("the URL must not have a fragment", code="INVALID_WEBHOOK_URL")
-    local_http = (
-        parsed.scheme == "http" and host in _LOCAL_HOSTS and settings.environment != "production"
-    )
-    if parsed.scheme != "https" and not local_http:
-        raise InvalidInput("the URL must use https", code="INVALID_WEBHOOK_URL")
-    if settings.environment == "production" and _internal_address(host):
-        # Only literal addresses are caught here; names resolving to internal addresses need
-        # an egress proxy (docs/webhooks.md).
-        raise InvalidInput("the URL points at an internal address", code="INVALID_WEBHOOK_URL")
-    return str(parsed)
-
-
-def _internal_address(host: str) -> bool:
-    if host in _LOCAL_HOSTS:
-        return True
+        raise _invalid_url("the URL must not have a fragment")
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise _invalid_url("the URL's port must be 1-65535")
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return not address.is_global
+        host = outbound.destination_host(parsed.raw_host.decode("ascii"))
+    except outbound.InvalidHost as exc:
+        raise _invalid_url(f"the URL's host {exc}") from None
+    production = settings.environment == "production"
+    if isinstance(host, str):
+        local = host == "localhost" or host.endswith(".localhost")
+        if production and not outbound.is_public_host_name(host):
+            raise _invalid_url("the URL's host must be a public, fully qualified host name")
+        canonical = host
+    else:
+        local = any(host in network for network in _LOCAL_RECEIVERS)
+        if not destination_policy(settings).permits(host):
+            raise _invalid_url("the URL's host must be a public address")
+        canonical = str(host)
+    if parsed.scheme != "https" and not (local and not production):
+        raise _invalid_url("the URL must use https")
+    return str(parsed.copy_with(host=canonical))
+
+
+def _invalid_url(message: str) -> InvalidInput:
+    return InvalidInput(message, code="INVALID_WEBHOOK_URL")
 
 
 def _checked_events(events: Collection[EventType | str]) -> list[str]:
@@ -577,14 +608,53 @@ async def _send(
             text = bytes(kept).decode("utf-8", errors="replace")
             error = None
             if response.is_redirect:
-                error = f"redirect to {response.headers.get('location', '?')} not followed"
+                location = response.headers.get("location", "?")
+                error = f"redirect to {location} not followed"[:ERROR_KEPT_CHARS]
             elif not response.is_success:
                 error = f"HTTP {response.status_code}"
             return response.status_code, text, error
-    except httpx.TimeoutException:
-        return None, None, f"timed out after {ATTEMPT_TIMEOUT_SECONDS:g} s"
+    except httpx.InvalidURL:
+        # Not an httpx.HTTPError: uncaught, it would abort the whole round's deliveries.
+        return None, None, UNUSABLE_URL
+    except outbound.DestinationRefused as exc:
+        # Nothing was sent. The reason (the addresses) is ours to read, not the tenant's.
+        log.warning("webhook delivery %s: destination refused: %s", claimed.id, exc.reason)
+        return None, None, DESTINATION_REFUSED
     except httpx.HTTPError as exc:
-        return None, None, (f"{type(exc).__name__}: {exc}")[:ERROR_KEPT_CHARS]
+        return None, None, _attempt_error(exc)
+
+
+def _attempt_error(exc: httpx.HTTPError) -> str:
+    """What the log says about a failed exchange with a permitted (public) destination: the
+    kind of failure, useful to the endpoint's owner, never an exception's text (which may name
+    addresses and ports)."""
+    kind = type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out after {ATTEMPT_TIMEOUT_SECONDS:g} s"
+    if isinstance(exc, httpx.ConnectError):
+        for cause in _causes(exc):
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                # OpenSSL's verdict on the endpoint's own certificate ("certificate has
+                # expired", "Hostname mismatch, certificate is not valid for 'x'.").
+                verdict = cause.verify_message or "not trusted"
+                return f"{kind}: TLS certificate not accepted: {verdict}"[:ERROR_KEPT_CHARS]
+            if isinstance(cause, ssl.SSLError):
+                return f"{kind}: TLS handshake failed"
+        return f"{kind}: could not connect to the endpoint"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"{kind}: the endpoint's answer was not valid HTTP"
+    if isinstance(exc, httpx.NetworkError):
+        return f"{kind}: the connection failed during the exchange"
+    return f"{kind}: the request failed"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
 
 
 async def _record(
@@ -652,6 +722,27 @@ async def deliver_due(
 
 
 # --- running it ------------------------------------------------------------------------------
+
+
+def webhook_http_client(
+    settings: Settings,
+    *,
+    policy: outbound.DestinationPolicy | None = None,
+    resolver: outbound.Resolver = outbound.system_resolver,
+    verify: ssl.SSLContext | bool = True,
+) -> httpx.AsyncClient:
+    """The client deliveries are sent with: every connection it opens is checked where it is
+    made (app/outbound.py), against :func:`destination_policy` unless a test passes its own
+    ``policy``, ``resolver`` and trusted certificates (``verify``). Redirects are not followed
+    (a signed POST is not re-sent elsewhere; :func:`_send` says so once more per request)."""
+    return outbound.guarded_client(
+        policy if policy is not None else destination_policy(settings),
+        timeout=httpx.Timeout(ATTEMPT_TIMEOUT_SECONDS),
+        resolver=resolver,
+        verify=verify,
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=False,
+    )
 
 
 @dataclass(slots=True)

@@ -128,7 +128,7 @@ async def test_admin_registers_and_sees_a_failed_delivery_in_the_log_then_replay
     # The injected clock ran out its window a while ago: the replay (on the wall clock) opens
     # a later one.
     start = datetime.now(UTC) - timedelta(hours=25)
-    async with httpx.AsyncClient() as http:
+    async with webhooks.webhook_http_client(runtime.settings) as http:
         await fail_for_good(runtime, http, org, start)
 
     log = await gql(api, DELIVERIES, {"org": str(org), "status": "FAILED"}, token=token)
@@ -139,7 +139,7 @@ async def test_admin_registers_and_sees_a_failed_delivery_in_the_log_then_replay
     assert failed["status"] == "FAILED"
     assert failed["attempts"] > 20
     assert failed["lastStatusCode"] is None and failed["deliveredAt"] is None
-    assert "ConnectError" in failed["lastError"]
+    assert failed["lastError"] == "ConnectError: could not connect to the endpoint"
     assert failed["nextAttemptAt"] is None
     assert datetime.fromisoformat(failed["lastAttemptAt"]) == start + timedelta(hours=24)
     pending = await gql(api, DELIVERIES, {"org": str(org), "status": "PENDING"}, token=token)
@@ -160,7 +160,7 @@ async def test_replayed_delivery_reaches_the_fixed_receiver(
     api: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     receiver = Receiver(fail_first=10**6)
-    async with running(receiver) as base, httpx.AsyncClient() as http:
+    async with running(receiver) as base, webhooks.webhook_http_client(runtime.settings) as http:
         org = await organisation(runtime)
         token = await admin(api, runtime, org)
         secret = (await register(api, token, None, f"{base}/hook"))["secret"]
@@ -291,3 +291,12 @@ async def test_registration_refuses_plain_http_and_no_events(
         api, REGISTER, {"url": "https://hooks.example.org/x", "events": []}, token=token
     )
     assert codes(none) == ["INVALID_WEBHOOK_EVENTS"]
+    # The address behind the spelling is judged (outside production, loopback only).
+    metadata = await gql(
+        api,
+        REGISTER,
+        {"url": "https://169.254.169.254./latest", "events": ["BOOKING_STARTED"]},
+        token=token,
+    )
+    assert codes(metadata) == ["INVALID_WEBHOOK_URL"]
+    assert metadata["errors"][0]["message"] == "the URL's host must be a public address"
