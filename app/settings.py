@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     # GraphQL hardening.
     max_query_depth: int = 10
     max_aliases: int = 30
+    # What one request's root fields may cost together (graphql_schema/cost.py): tripOptions
+    # and usageReport cost 10, quote and rideEndCheck 3, any other field 1.
+    max_query_cost: int = Field(default=30, ge=10)
+    # Anonymous expensive operations (tripOptions) running at once per process; more wait for
+    # a turn, holding no database connection, so cheap queries always find one. (usageReport
+    # needs an organisation's credentials, and so a rate-limited caller.)
+    max_concurrent_costly_operations: int = Field(default=4, ge=1)
     max_tokens: int = 2_000
     graphiql: bool | None = None  # None: on outside production
     # Every request body and WebSocket message (app/edge.py); push ingest has its own, larger

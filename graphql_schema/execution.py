@@ -64,7 +64,27 @@ class _Fallback(Exception):
 _plans: OrderedDict[tuple[Any, ...], tuple[tuple[FieldNode, ...], Any]] = OrderedDict()
 
 
-class CompiledExecutionContext(StrawberryGraphQLCoreExecutionContext):
+class OneLaneExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """Root fields one after another, for queries as for mutations (graphql-core runs a query's
+    root fields concurrently). Each root resolver takes at most one database connection and
+    gives it back before the next starts, so one request holds at most one connection at a
+    time however many aliases it sends; an expensive field is bounded per request by the query
+    cost budget (graphql_schema/cost.py) and per process by its admission gate."""
+
+    def execute_root_grouped_field_set(
+        self,
+        root_type: GraphQLObjectType,
+        root_value: Any,
+        grouped_field_set: Any,
+        serially: bool,
+        position_context: Any,
+    ) -> Any:
+        return super().execute_root_grouped_field_set(
+            root_type, root_value, grouped_field_set, True, position_context
+        )
+
+
+class CompiledExecutionContext(OneLaneExecutionContext):
     def complete_list_value(
         self,
         return_type: GraphQLList[GraphQLOutputType],

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Annotated
 
 import strawberry
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.booking import quotes
 from app.booking.pricing import PriceBreakdown as PriceBreakdownData
@@ -129,12 +128,14 @@ class TripOption:
         )
 
 
-async def _viewer_orgs(info: Info, session: AsyncSession) -> frozenset[uuid.UUID]:
+async def _viewer_orgs(info: Info) -> frozenset[uuid.UUID]:
     """The caller's organisations, looked up only when a private fleet exists."""
     ctx = info.context
-    if ctx.authorization and await ctx.search.has_private_fleets(session):
-        return await ctx.viewer_organisations()
-    return frozenset()
+    if not ctx.authorization:
+        return frozenset()
+    async with ctx.sessions() as session:
+        private = await ctx.search.has_private_fleets(session)
+    return await ctx.viewer_organisations() if private else frozenset()
 
 
 def _service(info: Info) -> QuoteService:
@@ -160,18 +161,17 @@ class QuoteQuery:
     ) -> list[TripOption]:
         if info.context.authorization:  # an API key needs vehicles:read
             await require_vehicles_read(info.context)
-        async with info.context.sessions() as session:
-            found = await _service(info).trip_options(
-                session,
-                origin=from_.to_domain(),
-                destination=to.to_domain(),
-                form_factors=frozenset(f.value for f in form_factors)
-                if form_factors is not None
-                else None,
-                first=first,
-                ranking=rank_by,
-                viewer_orgs=await _viewer_orgs(info, session),
-            )
+        found = await _service(info).trip_options(
+            info.context.sessions,
+            origin=from_.to_domain(),
+            destination=to.to_domain(),
+            form_factors=frozenset(f.value for f in form_factors)
+            if form_factors is not None
+            else None,
+            first=first,
+            ranking=rank_by,
+            viewer_orgs=await _viewer_orgs(info),
+        )
         return [TripOption.from_domain(o, found.reference) for o in found.options]
 
     @strawberry.field(
@@ -188,12 +188,11 @@ class QuoteQuery:
     ) -> Offer:
         if info.context.authorization:
             await require_vehicles_read(info.context)
-        async with info.context.sessions() as session:
-            found = await _service(info).quote(
-                session,
-                vehicle_id=str(vehicle_id),
-                to=to.to_domain() if to is not None else None,
-                minutes=minutes,
-                viewer_orgs=await _viewer_orgs(info, session),
-            )
+        found = await _service(info).quote(
+            info.context.sessions,
+            vehicle_id=str(vehicle_id),
+            to=to.to_domain() if to is not None else None,
+            minutes=minutes,
+            viewer_orgs=await _viewer_orgs(info),
+        )
         return Offer.from_domain(found.offer, Vehicle.from_hit(found.hit, found.reference))

@@ -18,7 +18,8 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.schema.config import StrawberryConfig
 
 from app.settings import Settings, get_settings
-from graphql_schema.execution import CompiledExecutionContext
+from graphql_schema.cost import cost_limit
+from graphql_schema.execution import CompiledExecutionContext, OneLaneExecutionContext
 from graphql_schema.input_guard import NoNulInStrings
 from graphql_schema.mutation import Mutation
 from graphql_schema.query import Query
@@ -51,6 +52,7 @@ def build_schema(settings: Settings, *, compiled: bool = True) -> strawberry.Sch
     limits: list[type[ASTValidationRule]] = [
         depth_limit(settings.max_query_depth, None),
         alias_limit(settings.max_aliases),
+        cost_limit(settings.max_query_cost),
         NoNulInStrings,
     ]
     return RateLimitedSchema(
@@ -58,7 +60,7 @@ def build_schema(settings: Settings, *, compiled: bool = True) -> strawberry.Sch
         mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
-        execution_context_class=CompiledExecutionContext if compiled else None,
+        execution_context_class=CompiledExecutionContext if compiled else OneLaneExecutionContext,
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
             lambda: AddValidationRules(limits),

@@ -13,6 +13,7 @@ from functools import lru_cache
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from app.admission import PASSWORD_HASHING, slots
 from app.settings import Settings
 
 # argon2-cffi's default lanes; fewer when the memory setting is too small for four (each lane
@@ -65,16 +66,8 @@ def _dummy_hash(time_cost: int, memory_kib: int) -> str:
     return _hasher(time_cost, memory_kib).hash(b"no such account: a dummy to verify against")
 
 
-_slots: dict[tuple[int, int], asyncio.Semaphore] = {}
-
-
 def _slot(settings: Settings) -> asyncio.Semaphore:
-    # One per event loop (a semaphore belongs to the loop it first waits on) and size.
-    key = (id(asyncio.get_running_loop()), settings.password_hash_concurrency)
-    slot = _slots.get(key)
-    if slot is None:
-        slot = _slots[key] = asyncio.Semaphore(settings.password_hash_concurrency)
-    return slot
+    return slots(PASSWORD_HASHING, settings.password_hash_concurrency)
 
 
 async def hash_password_async(password: str, settings: Settings) -> str:

@@ -30,10 +30,11 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.dto import PricingSegment
 from app import models
+from app.admission import COSTLY, slots
 from app.booking.pricing import PriceBreakdown, estimate_price
 from app.errors import DomainError, InvalidInput, NotFound
 from app.reference import ReferenceCache, ReferenceData
@@ -496,7 +497,7 @@ class QuoteService:
 
     async def quote(
         self,
-        session: AsyncSession,
+        sessions: async_sessionmaker[AsyncSession],
         *,
         vehicle_id: str,
         to: LatLon | None = None,
@@ -513,15 +514,19 @@ class QuoteService:
             _check_point(to, "to")
         if minutes is not None and not 0 < minutes <= MAX_QUOTE_MINUTES:
             raise InvalidInput(f"minutes must be between 1 and {MAX_QUOTE_MINUTES}; got {minutes}")
-        hit = await search_repository.vehicle_by_id(session, vehicle_id)
-        if hit is None or hit.vehicle.provider_id in await self.search.hidden_providers(
-            session, viewer_orgs
-        ):
+        # One short session, given back before the reference look-up (which may take its own
+        # connection to reload): a request never holds two.
+        async with sessions() as session:
+            hit = await search_repository.vehicle_by_id(session, vehicle_id)
+            hidden = await self.search.hidden_providers(session, viewer_orgs)
+            servable = await self.search.servable_providers(
+                session, including=[hit.vehicle.provider_id] if hit is not None else []
+            )
+        if hit is None or hit.vehicle.provider_id in hidden:
             raise VehicleNotFound(f"no vehicle {vehicle_id!r}")
         vehicle = hit.vehicle
         if vehicle.is_reserved or vehicle.is_disabled:
             raise VehicleNotAvailable(f"vehicle {vehicle_id!r} is not available to rent now")
-        servable = await self.search.servable_providers(session, including=[vehicle.provider_id])
         if vehicle.provider_id not in servable:
             raise VehicleNotAvailable(
                 f"vehicle {vehicle_id!r} is not available to rent now: its operator's data is "
@@ -550,7 +555,7 @@ class QuoteService:
 
     async def trip_options(
         self,
-        session: AsyncSession,
+        sessions: async_sessionmaker[AsyncSession],
         *,
         origin: LatLon,
         destination: LatLon,
@@ -568,14 +573,32 @@ class QuoteService:
         _check_point(origin, "from")
         _check_point(destination, "to")
         limit = validate_first(self.settings, first)
+        # An expensive operation: a few at a time per process, waiting without a connection.
+        async with slots(COSTLY, self.settings.max_concurrent_costly_operations):
+            return await self._trip_options(
+                sessions, origin, destination, form_factors, limit, ranking, viewer_orgs
+            )
+
+    async def _trip_options(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        origin: LatLon,
+        destination: LatLon,
+        form_factors: frozenset[str] | None,
+        limit: int,
+        ranking: TripRanking,
+        viewer_orgs: frozenset[uuid.UUID],
+    ) -> TripOptions:
         near = Near(origin.lat, origin.lon, self.settings.trip_options_radius_meters)
-        hits = await self.search.vehicles(
-            session,
-            area=Area(near, None),
-            flt=VehicleFilter(form_factors=form_factors),
-            first=self.settings.max_first,
-            viewer_orgs=viewer_orgs,
-        )
+        async with sessions() as session:
+            hits = await self.search.vehicles(
+                session,
+                area=Area(near, None),
+                flt=VehicleFilter(form_factors=form_factors),
+                first=self.settings.max_first,
+                viewer_orgs=viewer_orgs,
+            )
+        # After the session is given back: a reload of reference data takes a connection.
         ref = await self.reference.covering(
             providers={h.vehicle.provider_id for h in hits},
             types={h.vehicle.vehicle_type_id for h in hits},
