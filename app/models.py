@@ -578,7 +578,11 @@ class WebhookEndpoint(Base):
     organisation_id: Mapped[uuid.UUID] = _org_fk()
     url: Mapped[str] = mapped_column(Text, nullable=False)
     # The signing secret (shown once at creation; needed to sign, so not hashed).
-    secret: Mapped[str] = mapped_column(SealedText(WEBHOOK_SECRET_PURPOSE), nullable=False)
+    # Deferred: only a delivery opens it (reading it sealed, per delivery); listing endpoints
+    # must work even when this process cannot open it (a key missing from its settings).
+    secret: Mapped[str] = mapped_column(
+        SealedText(WEBHOOK_SECRET_PURPOSE), nullable=False, deferred=True, deferred_raiseload=True
+    )
     events: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     max_concurrent_costly_operations: int = Field(default=4, ge=1)
     max_tokens: int = 2_000
     graphiql: bool | None = None  # None: on outside production
+    # Schema introspection, and "Did you mean …?" suggestions in error messages (both map the
+    # schema for a stranger). None: on outside production, off in it.
+    graphql_introspection: bool | None = None
+    graphql_suggestions: bool | None = None
     # Every request body and WebSocket message (app/edge.py); push ingest has its own, larger
     # cap (providers/push.MAX_BODY_BYTES). A GraphQL document is at most max_tokens anyway.
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
@@ -200,6 +204,8 @@ class Settings(BaseSettings):
     # A reservation is held this long when the operator does not say (GBFS
     # default_reserve_time is per vehicle type and wins).
     default_reservation_minutes: int = Field(default=15, ge=1)
+    # Quotes and trip options cover rides up to this straight-line distance (TRIP_TOO_LONG).
+    max_trip_distance_meters: float = Field(default=100_000.0, gt=0)
     # Bookings one rider may hold at once (reserved, riding or paused), whoever booked them
     # (the rider, or a booker or API key of their organisation): one account cannot hoard a fleet.
     max_active_bookings_per_rider: int = Field(default=3, ge=1)
@@ -252,6 +258,18 @@ class Settings(BaseSettings):
         if value:
             smtp_target(value)
         return value or None
+
+    @property
+    def introspection_enabled(self) -> bool:
+        if self.graphql_introspection is not None:
+            return self.graphql_introspection
+        return self.environment != "production"
+
+    @property
+    def suggestions_enabled(self) -> bool:
+        if self.graphql_suggestions is not None:
+            return self.graphql_suggestions
+        return self.environment != "production"
 
     @property
     def graphiql_enabled(self) -> bool:

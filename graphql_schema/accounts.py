@@ -89,6 +89,8 @@ class AccountQuery:
         "an error (INVALID_TOKEN / TOKEN_EXPIRED), not null."
     )
     async def me(self, info: Info) -> Rider | None:
+        # A staff token or API key is no rider (null), but a forged one is an error.
+        await info.context.check_credentials()
         rider = await info.context.rider()
         return Rider.from_domain(rider) if rider is not None else None
 

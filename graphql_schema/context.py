@@ -177,6 +177,20 @@ class Context(BaseContext):
             return None, exc
         return rider, None
 
+    async def check_credentials(self) -> None:
+        """Refuse a staff token or an API key that does not check out, as a bad rider token is
+        refused (``INVALID_TOKEN`` / ``INVALID_API_KEY``), for fields that would otherwise
+        answer such a caller as anonymous (``me``)."""
+        if not self.authorization:
+            return
+        _, _, token = self.authorization.partition(" ")
+        token = token.strip()
+        if token.startswith(TOKEN_PREFIX):
+            if (await self.viewer()).role is None:
+                raise InvalidToken("this staff token is not valid (unknown or revoked)")
+        elif is_api_key(token):
+            await self.api_key()
+
     async def api_key(self) -> ApiKeyPrincipal | None:
         """The organisation API key the request carries, or None when it carries none. A key
         that is malformed, unknown, revoked or expired is ``INVALID_API_KEY``; it is checked

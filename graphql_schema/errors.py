@@ -9,6 +9,7 @@ after the results were sent.)
 from __future__ import annotations
 
 import logging
+import re
 
 import strawberry
 from graphql.error import GraphQLError
@@ -82,7 +83,14 @@ def assign_code(error: GraphQLError) -> str:
     return str(code)
 
 
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
 class MobilitySchema(strawberry.Schema):
+    # Set from MOBILITY_GRAPHQL_SUGGESTIONS: "Did you mean 'x'?" names fields of the schema
+    # to whoever guesses, so production leaves it out (introspection being off there too).
+    hide_suggestions: bool = False
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -91,6 +99,8 @@ class MobilitySchema(strawberry.Schema):
         every transport (HTTP, each websocket message, each subscription event) before it is
         sent: one place, so no transport can leak an exception's text (SQL, hosts, paths)."""
         for index, error in enumerate(errors):
+            if self.hide_suggestions and error.path is None:
+                error.message = _SUGGESTION.sub("", error.message)
             if assign_code(error) == INTERNAL:
                 log.error("unexpected error at %s", error.path, exc_info=error.original_error)
                 errors[index] = _masked(error)

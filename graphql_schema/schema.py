@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError
+from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
@@ -55,7 +55,9 @@ def build_schema(settings: Settings, *, compiled: bool = True) -> strawberry.Sch
         cost_limit(settings.max_query_cost),
         NoNulInStrings,
     ]
-    return RateLimitedSchema(
+    if not settings.introspection_enabled:
+        limits.append(NoSchemaIntrospectionCustomRule)
+    schema = RateLimitedSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -68,6 +70,8 @@ def build_schema(settings: Settings, *, compiled: bool = True) -> strawberry.Sch
             lambda: ValidationCache(maxsize=256),
         ],
     )
+    schema.hide_suggestions = not settings.suggestions_enabled
+    return schema
 
 
 # For `python -m graphql_schema.export`; limits don't change the SDL.

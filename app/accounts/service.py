@@ -9,6 +9,7 @@ the revocation of its family must be committed although the call itself fails.
 from __future__ import annotations
 
 import logging
+import unicodedata
 import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -50,6 +51,7 @@ from app.db import transaction
 from app.email_address import normalized_email
 from app.errors import InvalidInput
 from app.models import User
+from app.names import forbidden_character
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,10 +89,17 @@ def check_birth_date(birth_date: date, today: date) -> None:
 def normalized_display_name(display_name: str | None) -> str | None:
     if display_name is None or not display_name.strip():
         return None
-    display_name = display_name.strip()
+    # NFC: one spelling of a name however the keyboard composed it.
+    display_name = unicodedata.normalize("NFC", display_name.strip())
     if len(display_name) > MAX_DISPLAY_NAME_LENGTH:
         raise InvalidInput(
             f"a display name has at most {MAX_DISPLAY_NAME_LENGTH} characters",
+            code="INVALID_DISPLAY_NAME",
+        )
+    bad = forbidden_character(display_name)
+    if bad is not None:
+        raise InvalidInput(
+            f"a display name cannot hold control or invisible formatting characters ({bad})",
             code="INVALID_DISPLAY_NAME",
         )
     return display_name

@@ -492,6 +492,17 @@ class QuoteService:
         plan = ref.pricing_plans.get(plan_id) if plan_id is not None else None
         return PlanTerms.from_model(plan) if plan is not None else None
 
+    def _check_distance(self, start: LatLon, end: LatLon) -> None:
+        # A shared vehicle's ride, not a journey across the world (which would be offered as a
+        # ride of weeks): the same bound for a quote to a point and for trip options.
+        cap = self.settings.max_trip_distance_meters
+        if geodesic_meters(start.lat, start.lon, end.lat, end.lon) > cap:
+            raise InvalidInput(
+                f"the destination is more than {cap / 1000:g} km away: shared vehicles are "
+                "quoted for rides up to that distance",
+                code="TRIP_TOO_LONG",
+            )
+
     def _valid_until(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.settings.quote_ttl_seconds)
 
@@ -538,6 +549,7 @@ class QuoteService:
             plans=[vehicle.pricing_plan_id],
         )
         if to is not None:
+            self._check_distance(LatLon(vehicle.lat, vehicle.lon), to)
             ride = ride_to(self.model, vehicle.form_factor, LatLon(vehicle.lat, vehicle.lon), to)
         else:
             assert minutes is not None
@@ -572,6 +584,7 @@ class QuoteService:
         the cap keeps a dense city centre from costing thousands of estimates."""
         _check_point(origin, "from")
         _check_point(destination, "to")
+        self._check_distance(origin, destination)
         limit = validate_first(self.settings, first)
         # An expensive operation: a few at a time per process, waiting without a connection.
         async with slots(COSTLY, self.settings.max_concurrent_costly_operations):

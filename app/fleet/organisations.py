@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import unicodedata
 import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,6 +22,7 @@ from app.email_address import normalized_email
 from app.errors import DomainError, InvalidInput
 from app.fleet.principal import OrgActor, OrgNotFound, Role
 from app.models import CostCentre, Invitation, Organisation, OrganisationMember, User
+from app.names import forbidden_character
 from app.staff_auth import Forbidden
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
 
 INVITATION_PREFIX = "mob_inv_"
 INVITATION_TTL = timedelta(days=7)
-_CONTROL = {"Cc", "Zl", "Zp"}  # control characters, line and paragraph separators
 # Invitations are emails we send on an organisation's word: a bound on how many a day, so an
 # organisation cannot use us to mail strangers in bulk.
 MAX_INVITATIONS_PER_DAY = 100
@@ -57,9 +56,13 @@ def _name(value: str, what: str) -> str:
     value = value.strip()
     if not 1 <= len(value) <= 200:
         raise InvalidInput(f"{what} must be 1-200 characters", code="INVALID_NAME")
-    # Names go into emails' subjects, CSV reports and logs: no line breaks or other controls.
-    if any(unicodedata.category(c) in _CONTROL for c in value):
-        raise InvalidInput(f"{what} cannot hold control characters", code="INVALID_NAME")
+    # Names go into emails' subjects, CSV reports and logs (app/names.py says what is refused).
+    bad = forbidden_character(value)
+    if bad is not None:
+        raise InvalidInput(
+            f"{what} cannot hold control or invisible formatting characters ({bad})",
+            code="INVALID_NAME",
+        )
     return value
 
 

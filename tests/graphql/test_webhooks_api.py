@@ -300,3 +300,32 @@ async def test_registration_refuses_plain_http_and_no_events(
     )
     assert codes(metadata) == ["INVALID_WEBHOOK_URL"]
     assert metadata["errors"][0]["message"] == "the URL's host must be a public address"
+
+
+async def test_endpoints_and_deliveries_list_when_a_secret_cannot_be_opened(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    """A signing secret sealed with a key this process lacks fails that endpoint's deliveries
+    (docs/webhooks.md), and nothing else: the admin still sees the endpoint and its log."""
+    from sqlalchemy import text
+
+    from app import secret_box
+
+    org = await organisation(runtime)
+    token = await admin(api, runtime, org)
+    registered = await register(api, token, org, "https://hooks.example.org/in")
+    foreign = secret_box.SecretBox.from_settings(
+        runtime.settings.model_copy(update={"secrets_keys": secret_box.new_key()})
+    )
+    lost = foreign.seal("whsec_sealed_elsewhere", secret_box.WEBHOOK_SECRET_PURPOSE)
+    async with transaction(runtime.sessions) as session:
+        await session.execute(
+            text("UPDATE webhook_endpoints SET secret = :s WHERE id = :i"),
+            {"s": lost, "i": registered["endpoint"]["id"]},
+        )
+    await emit_committed(runtime, org)
+    listed = await gql(api, ENDPOINTS, {"org": str(org)}, token=token)
+    assert "errors" not in listed, listed
+    assert [e["id"] for e in listed["data"]["webhookEndpoints"]] == [registered["endpoint"]["id"]]
+    deliveries = await gql(api, DELIVERIES, {"org": str(org)}, token=token)
+    assert "errors" not in deliveries, deliveries
