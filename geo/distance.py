@@ -70,3 +70,17 @@ def short_geodesic_meters(lat1: float, lon1: float, lat2: float, lon2: float) ->
     ):
         return geodesic_meters(lat1, lon1, lat2, lon2)
     return distance
+
+
+def ranking_meters(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """The distance search ranks, shows and pages by: :func:`short_geodesic_meters` rounded
+    to the millimetre.
+
+    One function of the stored coordinates, whichever store (Redis or PostGIS) supplied the
+    vehicle, so a page cursor's distance compares exactly with the next page's distances and
+    vehicles at one spot tie exactly (then the id decides). Rounding also makes those
+    comparisons robust to last-bit differences of floating point (another libm, another CPU):
+    only a distance within a few ulps of a half-millimetre boundary could come out differently.
+    A millimetre is far below what a vehicle's reported position means.
+    """
+    return round(short_geodesic_meters(lat1, lon1, lat2, lon2) * 1000.0) / 1000.0

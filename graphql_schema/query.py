@@ -75,8 +75,10 @@ class Query(
         return [Provider.from_model(p, ctx.settings) for p in rows if p.id not in hidden]
 
     @strawberry.field(
-        description="Vehicles near a point (nearest first, with geodesic distance) or inside a "
-        "bounding box. Give exactly one of `near` / `within`; `first` applies after every filter."
+        description="Vehicles near a point or inside a bounding box. Give exactly one of "
+        "`near` / `within`. Nearest first: by geodesic distance from the `near` point or the "
+        "box's centre (`distanceMeters`), ties by id. Filters and visibility apply before "
+        "`first` (at most MOBILITY_MAX_FIRST, 200 by default)."
     )
     async def vehicles(
         self,

@@ -445,7 +445,9 @@ class Vehicle:
     lat: float
     lon: float
     distance_meters: float | None = strawberry.field(
-        description="Geodesic (WGS84) distance from the `near` point; null for `within`."
+        description="Geodesic (WGS84) distance in metres, rounded to the millimetre, from the "
+        "`near` point or the centre of the `within` box: what search orders by (then by id). "
+        "Null where no area was given (`vehicle(id:)`)."
     )
     current_range_meters: float | None
     current_fuel_percent: float | None = strawberry.field(

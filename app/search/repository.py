@@ -15,16 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models import PricingPlan, Provider, VehicleType
 from app.search.schemas import (
     Extent,
+    PagePosition,
     ProviderStats,
     ProviderSummary,
+    RankedArea,
     StationFilter,
     StationRow,
     VehicleFilter,
     VehicleHit,
     ZoneRow,
 )
-from app.vehicle_index import VehicleDoc
+from app.vehicle_index import SPHERE_MARGIN, VehicleDoc
 from geo.areas import BBox, Near
+from geo.distance import ranking_meters
 
 _POINT = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"
 _ENVELOPE = "ST_MakeEnvelope(:min_lon, :min_lat, :max_lon, :max_lat, 4326)"
@@ -77,31 +80,6 @@ _FRESH_PROVIDERS = (
 )
 
 
-def _vehicle_where(where: _Where, f: VehicleFilter) -> None:
-    where.add("p.enabled")
-    if f.fresh_within_seconds is not None:
-        where.add(
-            _FRESH_PROVIDERS.format(seconds=":fresh_within"), fresh_within=f.fresh_within_seconds
-        )
-    if not f.include_reserved:
-        where.add("NOT v.is_reserved")
-    if not f.include_disabled:
-        where.add("NOT v.is_disabled")
-    if f.form_factors is not None:
-        where.add("v.form_factor = ANY(:form_factors)", form_factors=sorted(f.form_factors))
-    if f.propulsion_types is not None:
-        where.add(
-            "v.propulsion_type = ANY(:propulsion_types)",
-            propulsion_types=sorted(f.propulsion_types),
-        )
-    if f.providers is not None:
-        where.add("v.provider_id = ANY(:providers)", providers=sorted(f.providers))
-    if f.hidden_providers:
-        where.add("v.provider_id <> ALL(:hidden)", hidden=sorted(f.hidden_providers))
-    if f.min_range_meters is not None:
-        where.add("v.current_range_meters >= :min_range", min_range=f.min_range_meters)
-
-
 _VEHICLE_COLUMNS = """
     v.id, v.provider_id, v.form_factor, v.propulsion_type, ST_Y(v.geom) AS lat,
     ST_X(v.geom) AS lon, v.is_reserved, v.is_disabled, v.vehicle_type_id, v.pricing_plan_id,
@@ -134,44 +112,23 @@ def _vehicle_hit(row: Any) -> VehicleHit:
     return VehicleHit(doc, row["distance"])
 
 
-async def search_vehicles(
-    session: AsyncSession, *, near: Near | None, bbox: BBox | None, flt: VehicleFilter, first: int
-) -> list[VehicleHit]:
-    where = _Where()
-    distance = _area(where, "v", near, bbox)
-    _vehicle_where(where, flt)
-    order = 'distance, v.id COLLATE "C"' if near is not None else 'v.id COLLATE "C"'
-    rows = await session.execute(
-        text(
-            f"SELECT {_VEHICLE_COLUMNS}, {distance} AS distance FROM vehicles v "
-            f"JOIN providers p ON p.id = v.provider_id WHERE {where.sql()} "
-            f"ORDER BY {order} LIMIT :first"
-        ),
-        {**where.params, "first": first},
-    )
-    return [_vehicle_hit(r._mapping) for r in rows]
-
-
-_NEAR_POINT = "ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography"
-# PostGIS orders geography KNN (<->) by spherical distance; answers are ordered by the geodesic
-# one, within 0.6% of it. Candidates are read nearest-by-sphere with a margin, re-ranked by the
-# spheroid distance, and read further in the rare case the margin did not reach far enough.
-# Only the first `first` rows come back (the window functions still see every candidate): the
-# margin's rows cost nothing to transfer and decode (a fifth of the rows at first=50).
-_NEAR_SQL = """
-WITH candidates AS MATERIALIZED (
-    SELECT {columns}, v.geom AS g, v.geom::geography <-> {point} AS sphere_m
-    FROM vehicles v JOIN providers p ON p.id = v.provider_id
-    WHERE ST_DWithin(v.geom::geography, {point}, $3) AND {where}
-    ORDER BY v.geom::geography <-> {point}
-    LIMIT $4
-)
-SELECT {outer}, ST_Distance(c.g::geography, {point}) AS distance,
-       max(c.sphere_m) OVER () AS horizon, count(*) OVER () AS fetched
-FROM candidates c
-ORDER BY distance, c.id COLLATE "C"
-LIMIT $5
+_POINT_PARAM = "ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography"
+# Candidates nearest-first by PostGIS's geography KNN (<->, spherical distance), inside the
+# reach (the radius, or a circle holding the whole box). Python then computes each candidate's
+# distance with the same function the Redis path uses (geo.distance.ranking_meters) and sorts:
+# the two stores give identical answers, so a page cursor from one is exact on the other. The
+# spherical order is within 0.6% of the geodesic one; the margin rows and the completeness
+# check below cover that.
+_RANKED_SQL = """
+SELECT {columns}, v.geom::geography <-> {point} AS sphere_m
+FROM vehicles v JOIN providers p ON p.id = v.provider_id
+WHERE ST_DWithin(v.geom::geography, {point}, $3) AND {where}
+ORDER BY v.geom::geography <-> {point}
+LIMIT $4
 """
+# ST_DWithin measures on the spheroid, Python with its own formula: the SQL reach is a hair
+# longer, and Python decides.
+_REACH_SLACK_METERS = 0.01
 _VEHICLE_FIELDS = [
     "id",
     "provider_id",
@@ -194,21 +151,41 @@ _VEHICLE_FIELDS = [
 _DOC_WIDTH = len(VehicleDoc._fields)
 _make_doc = VehicleDoc._make
 assert tuple(_VEHICLE_FIELDS) == VehicleDoc._fields
+_ID, _LAT, _LON = (_VEHICLE_FIELDS.index(name) for name in ("id", "lat", "lon"))
 
 
-async def search_vehicles_near(
-    pool: asyncpg.Pool, *, near: Near, flt: VehicleFilter, first: int
+async def search_vehicles(
+    pool: asyncpg.Pool,
+    *,
+    area: RankedArea,
+    flt: VehicleFilter,
+    first: int,
+    after: PagePosition | None = None,
 ) -> list[VehicleHit]:
-    """Nearest vehicles from PostGIS: the fallback of the Redis path, and the path for
-    reserved/disabled vehicles. One prepared statement per filter shape, on a plain asyncpg
-    pool: no ORM session, no transaction around a single read, one round trip."""
-    params: list[Any] = [near.lon, near.lat, near.radius_meters, 0, first]
+    """The first ``first`` vehicles of the area after ``after``, in search order, from
+    PostGIS: the fallback of the Redis path, and the path for reserved/disabled vehicles.
+    One prepared statement per filter shape, on a plain asyncpg pool: no ORM session, no
+    transaction around a single read, one round trip (more only when the candidates did not
+    reach far enough)."""
+    params: list[Any] = [area.lon, area.lat, area.reach_meters + _REACH_SLACK_METERS, 0]
     clauses = ["p.enabled"]
 
     def bind(value: Any) -> str:
         params.append(value)
         return f"${len(params)}"
 
+    box = area.box
+    if box is not None:
+        clauses.append(
+            f"v.geom && ST_MakeEnvelope({bind(box.min_lon)}, {bind(box.min_lat)}, "
+            f"{bind(box.max_lon)}, {bind(box.max_lat)}, 4326)"
+        )
+    if after is not None:
+        # Keyset: nothing nearer than the last page's end, by a bound the spherical distance
+        # cannot cross; Python compares exactly. (The KNN scan still passes those rows on its
+        # way: a deep page costs what lies before it.)
+        lower = after.distance_meters / SPHERE_MARGIN - _REACH_SLACK_METERS
+        clauses.append(f"v.geom::geography <-> {_POINT_PARAM} >= {bind(lower)}")
     if flt.fresh_within_seconds is not None:
         clauses.append(_FRESH_PROVIDERS.format(seconds=bind(flt.fresh_within_seconds)))
     if not flt.include_reserved:
@@ -225,25 +202,40 @@ async def search_vehicles_near(
         clauses.append(f"v.provider_id <> ALL({bind(sorted(flt.hidden_providers))})")
     if flt.min_range_meters is not None:
         clauses.append(f"v.current_range_meters >= {bind(flt.min_range_meters)}")
-    sql = _NEAR_SQL.format(
-        columns=_VEHICLE_COLUMNS,
-        outer=", ".join(f"c.{name}" for name in _VEHICLE_FIELDS),
-        point=_NEAR_POINT,
-        where=" AND ".join(clauses),
+    sql = _RANKED_SQL.format(
+        columns=_VEHICLE_COLUMNS, point=_POINT_PARAM, where=" AND ".join(clauses)
     )
+    lat, lon, admits = area.lat, area.lon, area.admits
+    last = (after.distance_meters, after.vehicle_id) if after is not None else None
     limit = first + max(8, first // 4)
     while True:
         params[3] = limit
         rows = await pool.fetch(sql, *params)
-        if not rows:
-            return []
-        fetched, horizon = rows[0]["fetched"], rows[0]["horizon"]
-        # Complete when everything within the radius was read, or the candidates reach far
-        # enough past the farthest answer that no unread vehicle can be nearer.
-        if fetched < limit or horizon >= rows[-1]["distance"] * 1.006:
-            # The first columns are VehicleDoc's fields in order; distance follows.
-            return [VehicleHit(_make_doc(r[:_DOC_WIDTH]), r[_DOC_WIDTH]) for r in rows]
+        ranked = []
+        for row in rows:
+            distance = ranking_meters(lat, lon, row[_LAT], row[_LON])
+            if not admits(row[_LAT], row[_LON], distance):
+                continue
+            key = (distance, row[_ID])
+            if last is not None and key <= last:
+                continue
+            ranked.append((key, row))
+        ranked.sort(key=_first)
+        # Complete when everything within reach was read, or the candidates reach far enough
+        # past the `first`-th answer that no unread vehicle can sort before it (or tie it).
+        # (Strictly past, and past the millimetre it rounds to: a tie would sort by id.)
+        if len(rows) < limit or (
+            len(ranked) >= first
+            and rows[-1][_DOC_WIDTH]
+            > (ranked[first - 1][0][0] + _REACH_SLACK_METERS) * SPHERE_MARGIN
+        ):
+            # The first columns are VehicleDoc's fields in order.
+            return [VehicleHit(_make_doc(row[:_DOC_WIDTH]), key[0]) for key, row in ranked[:first]]
         limit *= 4
+
+
+def _first(item: tuple[tuple[float, str], Any]) -> tuple[float, str]:
+    return item[0]
 
 
 async def vehicle_by_id(session: AsyncSession, vehicle_id: str) -> VehicleHit | None:
