@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,12 +44,12 @@ from graphql_schema.webhooks import WebhookQuery
 Info = strawberry.Info[Context, None]
 
 
-async def _hidden_private(ctx: Context, session: AsyncSession) -> frozenset[str]:
-    """The private fleets this caller may not see (none looked up when there are none)."""
-    if not await ctx.search.has_private_fleets(session):
-        return frozenset()
-    orgs = await ctx.viewer_organisations() if ctx.authorization else frozenset()
-    return await ctx.search.hidden_providers(session, orgs)
+async def _viewer_orgs(ctx: Context, session: AsyncSession) -> frozenset[uuid.UUID]:
+    """The caller's organisations, for the search's visibility rule; only looked up when a
+    private fleet exists and the caller is authenticated (anonymous search pays nothing)."""
+    if ctx.authorization and await ctx.search.has_private_fleets(session):
+        return await ctx.viewer_organisations()
+    return frozenset()
 
 
 @strawberry.type
@@ -93,14 +95,12 @@ class Query(
             await require_vehicles_read(ctx)
         async with ctx.sessions() as session:
             search = await vehicle_search(ctx.settings, session, near, within, filter, first)
-            # Only when a private fleet exists does search need the caller's organisations.
-            orgs = (
-                await ctx.viewer_organisations()
-                if ctx.authorization and await ctx.search.has_private_fleets(session)
-                else frozenset()
-            )
             hits = await ctx.search.vehicles(
-                session, area=search.area, flt=search.flt, first=search.first, viewer_orgs=orgs
+                session,
+                area=search.area,
+                flt=search.flt,
+                first=search.first,
+                viewer_orgs=await _viewer_orgs(ctx, session),
             )
         return await vehicles_from_hits(ctx.reference, hits)
 
@@ -109,12 +109,7 @@ class Query(
         if info.context.authorization:
             await require_vehicles_read(info.context)
         async with info.context.sessions() as session:
-            orgs = (
-                await info.context.viewer_organisations()
-                if info.context.authorization
-                and await info.context.search.has_private_fleets(session)
-                else frozenset()
-            )
+            orgs = await _viewer_orgs(info.context, session)
             hit = await info.context.search.vehicle(session, str(id), viewer_orgs=orgs)
         if hit is None:
             return None
@@ -125,7 +120,10 @@ class Query(
         )
         return Vehicle.from_hit(hit, ref)
 
-    @strawberry.field(description="Stations near a point (nearest first) or inside a box.")
+    @strawberry.field(
+        description="Stations near a point or inside a box, nearest to the point or the box's "
+        "centre first, ties by id; `first` applies after every filter."
+    )
     async def stations(
         self,
         info: Info,
@@ -145,19 +143,23 @@ class Query(
                 session, [str(p) for p in flt.providers] if flt.providers is not None else None
             )
             rows = await ctx.search.stations(
-                session, area=area, flt=flt.to_domain(providers), first=limit
+                session,
+                area=area,
+                flt=flt.to_domain(providers),
+                first=limit,
+                viewer_orgs=await _viewer_orgs(ctx, session),
             )
-            hidden = await _hidden_private(ctx, session)
-        if hidden:
-            # Another organisation's private fleet (issue 6): its stations are not shown.
-            rows = [r for r in rows if r.provider_id not in hidden]
         ref = await ctx.reference.covering(
             providers={s.provider_id for s in rows},
             types={c["vehicle_type_id"] for s in rows for c in s.vehicle_types_available},
         )
         return [Station.from_row(s, ref) for s in rows]
 
-    @strawberry.field(description="Geofencing zones touching an area, or every zone of providers.")
+    @strawberry.field(
+        description="Geofencing zones touching an area, nearest to the `near` point or the "
+        "`within` box's centre first (zones holding it: 0), ties by id; or, with `providers` "
+        "and no area, each provider's zones in feed order. `first` applies after every filter."
+    )
     async def geofencing_zones(
         self,
         info: Info,
@@ -178,10 +180,13 @@ class Query(
             wanted = await validate_providers(
                 session, [str(p) for p in providers] if providers is not None else None
             )
-            rows = await ctx.search.zones(session, area=area, providers=wanted, first=limit)
-            hidden = await _hidden_private(ctx, session)
-        if hidden:
-            rows = [r for r in rows if r.provider_id not in hidden]
+            rows = await ctx.search.zones(
+                session,
+                area=area,
+                providers=wanted,
+                first=limit,
+                viewer_orgs=await _viewer_orgs(ctx, session),
+            )
         ref = await ctx.reference.covering(providers={z.provider_id for z in rows})
         return [GeofencingZone.from_row(z, ref) for z in rows]
 

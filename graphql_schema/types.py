@@ -389,7 +389,11 @@ class Station:
     short_name: str | None
     lat: float
     lon: float
-    distance_meters: float | None
+    distance_meters: float | None = strawberry.field(
+        description="Geodesic distance in metres, rounded to the millimetre, from the `near` "
+        "point or the centre of the `within` box: what `stations` orders by (then by id). Null "
+        "when the station was reached through a vehicle."
+    )
     capacity: int | None
     num_vehicles_available: int | None
     num_docks_available: int | None
@@ -555,6 +559,11 @@ class GeofencingZone:
     rules: list[GeofencingRule]
     start: datetime | None
     end: datetime | None
+    distance_meters: float | None = strawberry.field(
+        description="Geodesic distance in metres (to the millimetre) from the `near` point or "
+        "the centre of the `within` box to the zone's nearest point: 0 when the zone holds it. "
+        "Null when zones were listed by provider without an area."
+    )
 
     @classmethod
     def from_row(cls, z: ZoneRow, ref: ReferenceData) -> GeofencingZone:
@@ -568,6 +577,7 @@ class GeofencingZone:
             rules=rules_from_json(z.rules),
             start=z.starts_at,
             end=z.ends_at,
+            distance_meters=z.distance_meters,
         )
 
     @strawberry.field

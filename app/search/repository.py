@@ -49,7 +49,9 @@ class _Where:
 
 
 def _area(where: _Where, alias: str, near: Near | None, bbox: BBox | None) -> str:
-    """Adds the area clause; returns the distance expression (or NULL)."""
+    """Adds the area clause; returns the distance expression: geodesic metres from the
+    `near` point or the box's centre, rounded to the millimetre as vehicle search does
+    (geo.distance.ranking_meters), so that "ties by id" means the same everywhere."""
     if near is not None:
         where.add(
             f"ST_DWithin({alias}.geom::geography, {_POINT}::geography, :radius)",
@@ -57,16 +59,19 @@ def _area(where: _Where, alias: str, near: Near | None, bbox: BBox | None) -> st
             lon=near.lon,
             radius=near.radius_meters,
         )
-        return f"ST_Distance({alias}.geom::geography, {_POINT}::geography)"
-    assert bbox is not None
-    where.add(
-        f"{alias}.geom && {_ENVELOPE}",
-        min_lon=bbox.min_lon,
-        min_lat=bbox.min_lat,
-        max_lon=bbox.max_lon,
-        max_lat=bbox.max_lat,
-    )
-    return "NULL::float8"
+    else:
+        assert bbox is not None
+        lat, lon = bbox.centre
+        where.add(
+            f"{alias}.geom && {_ENVELOPE}",
+            min_lon=bbox.min_lon,
+            min_lat=bbox.min_lat,
+            max_lon=bbox.max_lon,
+            max_lat=bbox.max_lat,
+            lat=lat,
+            lon=lon,
+        )
+    return f"round(ST_Distance({alias}.geom::geography, {_POINT}::geography) * 1000) / 1000"
 
 
 # Providers with fresh data, as an array computed once per statement (an InitPlan) and checked
@@ -284,18 +289,19 @@ async def search_stations(
     where = _Where()
     distance = _area(where, "s", near, bbox)
     where.add("p.enabled")
+    if flt.hidden_providers:
+        where.add("s.provider_id <> ALL(:hidden)", hidden=sorted(flt.hidden_providers))
     if flt.providers is not None:
         where.add("s.provider_id = ANY(:providers)", providers=sorted(flt.providers))
     if flt.min_vehicles_available is not None:
         where.add("s.num_vehicles_available >= :min_veh", min_veh=flt.min_vehicles_available)
     if flt.min_docks_available is not None:
         where.add("s.num_docks_available >= :min_docks", min_docks=flt.min_docks_available)
-    order = 'distance, s.id COLLATE "C"' if near is not None else 's.id COLLATE "C"'
     rows = await session.execute(
         text(
             f"SELECT {_STATION_COLUMNS}, {distance} AS distance FROM stations s "
             f"JOIN providers p ON p.id = s.provider_id WHERE {where.sql()} "
-            f"ORDER BY {order} LIMIT :first"
+            'ORDER BY distance, s.id COLLATE "C" LIMIT :first'
         ),
         {**where.params, "first": first},
     )
@@ -329,6 +335,7 @@ def _zone(row: Any) -> ZoneRow:
         rules=row.rules,
         starts_at=row.starts_at,
         ends_at=row.ends_at,
+        distance_meters=row.distance,
     )
 
 
@@ -338,32 +345,43 @@ async def search_zones(
     near: Near | None,
     bbox: BBox | None,
     providers: frozenset[str] | None,
+    hidden_providers: frozenset[str] = frozenset(),
     first: int,
 ) -> list[ZoneRow]:
     where = _Where()
     where.add("p.enabled")
-    if near is not None:
-        where.add(
-            f"ST_DWithin(z.geom::geography, {_POINT}::geography, :radius)",
-            lat=near.lat,
-            lon=near.lon,
-            radius=near.radius_meters,
-        )
-    elif bbox is not None:
-        where.add(
-            f"ST_Intersects(z.geom, {_ENVELOPE})",
-            min_lon=bbox.min_lon,
-            min_lat=bbox.min_lat,
-            max_lon=bbox.max_lon,
-            max_lat=bbox.max_lat,
-        )
+    distance = "NULL::float8"
+    order = "z.provider_id, z.ordinal"  # no area: each provider's zones in feed order
+    if near is not None or bbox is not None:
+        if near is not None:
+            lat, lon = near.lat, near.lon
+            where.add(
+                f"ST_DWithin(z.geom::geography, {_POINT}::geography, :radius)",
+                radius=near.radius_meters,
+            )
+        else:
+            assert bbox is not None
+            lat, lon = bbox.centre
+            where.add(
+                f"ST_Intersects(z.geom, {_ENVELOPE})",
+                min_lon=bbox.min_lon,
+                min_lat=bbox.min_lat,
+                max_lon=bbox.max_lon,
+                max_lat=bbox.max_lat,
+            )
+        where.params.update(lat=lat, lon=lon)
+        # To the zone's nearest point: 0 for every zone holding the point, then the id decides.
+        distance = f"round(ST_Distance(z.geom::geography, {_POINT}::geography) * 1000) / 1000"
+        order = 'distance, z.id COLLATE "C"'
+    if hidden_providers:
+        where.add("z.provider_id <> ALL(:hidden)", hidden=sorted(hidden_providers))
     if providers is not None:
         where.add("z.provider_id = ANY(:providers)", providers=sorted(providers))
     rows = await session.execute(
         text(
-            f"SELECT {_ZONE_COLUMNS} FROM geofencing_zones z "
+            f"SELECT {_ZONE_COLUMNS}, {distance} AS distance FROM geofencing_zones z "
             f"JOIN providers p ON p.id = z.provider_id WHERE {where.sql()} "
-            "ORDER BY z.provider_id, z.ordinal LIMIT :first"
+            f"ORDER BY {order} LIMIT :first"
         ),
         {**where.params, "first": first},
     )
@@ -375,7 +393,8 @@ async def zones_covering(
 ) -> list[ZoneRow]:
     rows = await session.execute(
         text(
-            f"SELECT {_ZONE_COLUMNS} FROM geofencing_zones z WHERE z.provider_id = :provider "
+            f"SELECT {_ZONE_COLUMNS}, NULL::float8 AS distance FROM geofencing_zones z "
+            "WHERE z.provider_id = :provider "
             f"AND ST_Covers(z.geom, {_POINT}) ORDER BY z.ordinal"
         ),
         {"provider": provider_id, "lat": lat, "lon": lon},

@@ -55,6 +55,8 @@ class StationFilter:
     providers: frozenset[str] | None = None
     min_vehicles_available: int | None = None
     min_docks_available: int | None = None
+    # Set by the search service, not by clients: private fleets the caller may not see.
+    hidden_providers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,8 @@ class ZoneRow:
     rules: list[dict[str, Any]]
     starts_at: datetime | None
     ends_at: datetime | None
+    # From the search point (near) or the box's centre (within) to the zone; 0 inside it.
+    distance_meters: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

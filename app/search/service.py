@@ -357,8 +357,20 @@ class SearchService:
         return hit if hit.vehicle.provider_id in servable else None
 
     async def stations(
-        self, session: AsyncSession, *, area: Area, flt: StationFilter, first: int
+        self,
+        session: AsyncSession,
+        *,
+        area: Area,
+        flt: StationFilter,
+        first: int,
+        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
     ) -> list[StationRow]:
+        """Stations of the area, nearest to the `near` point or the box's centre first, ties
+        by id; other organisations' private fleets are left out inside the query, so they
+        never make a page short."""
+        hidden = await self.hidden_providers(session, viewer_orgs)
+        if hidden:
+            flt = replace(flt, hidden_providers=flt.hidden_providers | hidden)
         return await repository.search_stations(
             session, near=area.near, bbox=area.bbox, flt=flt, first=first
         )
@@ -370,9 +382,18 @@ class SearchService:
         area: Area,
         providers: frozenset[str] | None,
         first: int,
+        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
     ) -> list[ZoneRow]:
+        """Zones touching the area, nearest to the `near` point or the box's centre first
+        (0 for a zone holding it), ties by id; without an area, each provider's zones in feed
+        order. Other organisations' private fleets are left out inside the query."""
         return await repository.search_zones(
-            session, near=area.near, bbox=area.bbox, providers=providers, first=first
+            session,
+            near=area.near,
+            bbox=area.bbox,
+            providers=providers,
+            hidden_providers=await self.hidden_providers(session, viewer_orgs),
+            first=first,
         )
 
 

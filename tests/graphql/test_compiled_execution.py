@@ -43,7 +43,9 @@ QUERIES = {
 }
 
 
-async def _execute(runtime: Runtime, compiled: bool, query: str) -> dict[str, Any]:
+async def _execute(
+    runtime: Runtime, compiled: bool, query: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
     schema = build_schema(runtime.settings, compiled=compiled)
     context = Context(
         sessions=runtime.sessions,
@@ -52,7 +54,9 @@ async def _execute(runtime: Runtime, compiled: bool, query: str) -> dict[str, An
         reference=runtime.reference,
         persisted_queries=runtime.persisted_queries,
     )
-    result = await schema.execute(query, variable_values={"x": True}, context_value=context)
+    result = await schema.execute(
+        query, variable_values=variables or {"x": True}, context_value=context
+    )
     return {
         "data": result.data,
         "errors": [(e.message, e.path) for e in result.errors or []],
