@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +29,7 @@ from graphql_schema.inputs import (
     vehicle_search,
 )
 from graphql_schema.organisations import OrganisationQuery
+from graphql_schema.paging import VehicleConnection
 from graphql_schema.policies import PolicyQuery
 from graphql_schema.quotes import QuoteQuery
 from graphql_schema.reports import ReportQuery
@@ -80,7 +82,8 @@ class Query(
         description="Vehicles near a point or inside a bounding box. Give exactly one of "
         "`near` / `within`. Nearest first: by geodesic distance from the `near` point or the "
         "box's centre (`distanceMeters`), ties by id. Filters and visibility apply before "
-        "`first` (at most MOBILITY_MAX_FIRST, 200 by default)."
+        "`first` (at most MOBILITY_MAX_FIRST, 200 by default). To go past `first`, page with "
+        "`vehiclesConnection`."
     )
     async def vehicles(
         self,
@@ -103,6 +106,49 @@ class Query(
                 viewer_orgs=await _viewer_orgs(ctx, session),
             )
         return await vehicles_from_hits(ctx.reference, hits)
+
+    @strawberry.field(
+        description="The vehicles of `vehicles`, in the same order, in pages (Relay): at most "
+        "`first` per page (at most MOBILITY_MAX_FIRST); pass a page's `pageInfo.endCursor` as "
+        "`after`, with the same `near`/`within` and `filter`, for the next one. Paging through "
+        "returns every vehicle of the area once, none skipped, while the data stands still. "
+        "A cursor of another query, or not one of ours, is refused with INVALID_CURSOR."
+    )
+    async def vehicles_connection(
+        self,
+        info: Info,
+        near: NearInput | None = None,
+        within: WithinInput | None = None,
+        filter: VehicleFilterInput | None = None,
+        first: Annotated[
+            int | None,
+            strawberry.argument(
+                description="Page size, 1 to MOBILITY_MAX_FIRST (200 by default); without it, "
+                "MOBILITY_DEFAULT_FIRST (50)."
+            ),
+        ] = None,
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description="The `endCursor` of the previous page of this same query; omit "
+                "for the first page."
+            ),
+        ] = None,
+    ) -> VehicleConnection:
+        ctx = info.context
+        if ctx.authorization:
+            await require_vehicles_read(ctx)
+        async with ctx.sessions() as session:
+            search = await vehicle_search(ctx.settings, session, near, within, filter, first)
+            page = await ctx.search.vehicle_page(
+                session,
+                area=search.area,
+                flt=search.flt,
+                first=search.first,
+                after=after,
+                viewer_orgs=await _viewer_orgs(ctx, session),
+            )
+        return await VehicleConnection.from_page(ctx.reference, page)
 
     @strawberry.field(description="One vehicle by its provider-scoped id.")
     async def vehicle(self, info: Info, id: strawberry.ID) -> Vehicle | None:

@@ -24,6 +24,7 @@ from app.errors import InvalidInput, NotFound, UnknownProvider
 from app.health import is_fresh
 from app.models import Provider, SyncRun
 from app.search import repository
+from app.search.paging import VehiclePage, decode_cursor, query_fingerprint
 from app.search.schemas import (
     PagePosition,
     RankedArea,
@@ -202,6 +203,30 @@ class SearchService:
         return await repository.search_vehicles(
             self.pool, area=ranked, flt=flt, first=first, after=after
         )
+
+    async def vehicle_page(
+        self,
+        session: AsyncSession,
+        *,
+        area: Area,
+        flt: VehicleFilter,
+        first: int,
+        after: str | None,
+        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
+    ) -> VehiclePage:
+        """One page of the area's vehicles in search order, after the page that ended at the
+        ``after`` cursor (or the first page). A cursor is valid for the query (area and
+        filter) that made it only: anything else is INVALID_CURSOR."""
+        _check_filter(flt)
+        # The client's query, before visibility is added: the same query by another caller,
+        # or after a fleet turned private, continues from the same place.
+        fingerprint = query_fingerprint(area.near, area.bbox, flt)
+        position = decode_cursor(after, fingerprint) if after is not None else None
+        # One more than asked: whether another page follows is then known exactly.
+        hits = await self.vehicles(
+            session, area=area, flt=flt, first=first + 1, viewer_orgs=viewer_orgs, after=position
+        )
+        return VehiclePage(hits[:first], len(hits) > first, fingerprint)
 
     async def _enabled_providers(
         self, session: AsyncSession, *, refresh: bool = False
