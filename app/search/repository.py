@@ -210,37 +210,46 @@ async def search_vehicles(
     sql = _RANKED_SQL.format(
         columns=_VEHICLE_COLUMNS, point=_POINT_PARAM, where=" AND ".join(clauses)
     )
-    lat, lon, admits = area.lat, area.lon, area.admits
+    lat, lon, reach = area.lat, area.lon, area.reach_meters
     last = (after.distance_meters, after.vehicle_id) if after is not None else None
     limit = first + max(8, first // 4)
     while True:
         params[3] = limit
         rows = await pool.fetch(sql, *params)
-        ranked = []
+        # (distance, id, row): ids are unique, so sorting never compares rows.
+        ranked: list[tuple[float, str, Any]] = []
+        complete = len(rows) < limit  # everything within reach was read
+        threshold: float | None = None  # once `first` are found: how far swaps could reach
         for row in rows:
+            if threshold is not None and row[_DOC_WIDTH] > threshold:
+                # Rows come nearest first by sphere: no later one can sort before (or tie)
+                # the `first` found, whatever its geodesic distance.
+                complete = True
+                break
             distance = ranking_meters(lat, lon, row[_LAT], row[_LON])
-            if not admits(row[_LAT], row[_LON], distance):
+            # RankedArea.admits, inlined. The box is checked here too: `&&` compares float4
+            # boxes, rounded outwards, and the Redis path checks the exact coordinates.
+            if box is None:
+                if distance > reach:
+                    continue
+            elif not box.contains(row[_LAT], row[_LON]):
                 continue
-            key = (distance, row[_ID])
-            if last is not None and key <= last:
+            vehicle_id = row[_ID]
+            if last is not None and (distance, vehicle_id) <= last:
                 continue
-            ranked.append((key, row))
-        ranked.sort(key=_first)
-        # Complete when everything within reach was read, or the candidates reach far enough
-        # past the `first`-th answer that no unread vehicle can sort before it (or tie it).
-        # (Strictly past, and past the millimetre it rounds to: a tie would sort by id.)
-        if len(rows) < limit or (
-            len(ranked) >= first
-            and rows[-1][_DOC_WIDTH]
-            > (ranked[first - 1][0][0] + _REACH_SLACK_METERS) * SPHERE_MARGIN
-        ):
+            ranked.append((distance, vehicle_id, row))
+            if threshold is None and len(ranked) >= first:
+                # Strictly past the farthest found, and past the millimetre it rounds to.
+                farthest = max(r[0] for r in ranked)
+                threshold = (farthest + _REACH_SLACK_METERS) * SPHERE_MARGIN
+        if complete:
+            ranked.sort()
             # The first columns are VehicleDoc's fields in order.
-            return [VehicleHit(_make_doc(row[:_DOC_WIDTH]), key[0]) for key, row in ranked[:first]]
+            return [
+                VehicleHit(_make_doc(row[:_DOC_WIDTH]), distance)
+                for distance, _, row in ranked[:first]
+            ]
         limit *= 4
-
-
-def _first(item: tuple[tuple[float, str], Any]) -> tuple[float, str]:
-    return item[0]
 
 
 async def vehicle_by_id(session: AsyncSession, vehicle_id: str) -> VehicleHit | None:

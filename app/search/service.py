@@ -289,8 +289,7 @@ class SearchService:
         assert self.index is not None
         servable, enabled = await self._enabled_providers(session)
         refreshed = False
-        lat, lon, reach = area.lat, area.lon, area.reach_meters
-        admits = area.admits
+        lat, lon, reach, box = area.lat, area.lon, area.reach_meters, area.box
         last = (after.distance_meters, after.vehicle_id) if after is not None else None
         hits: list[VehicleHit] = []
         threshold: float | None = None  # once `first` are found: how far swaps could reach
@@ -337,7 +336,11 @@ class SearchService:
                 if doc.provider_id not in servable:
                     continue
                 distance = ranking_meters(lat, lon, doc.lat, doc.lon)
-                if not admits(doc.lat, doc.lon, distance):
+                # RankedArea.admits, inlined: this loop is the hot path.
+                if box is None:
+                    if distance > reach:
+                        continue
+                elif not box.contains(doc.lat, doc.lon):
                     continue
                 if last is not None and (distance, doc.id) <= last:
                     continue

@@ -193,7 +193,11 @@ async def fleet(
         north, east = rng.uniform(-500, 500), rng.uniform(50, 800)
         put("bravo", f"east{pair}", offset(north, east), vehicle_type_id="car")
         put("charlie", f"west{pair}", offset(north, -east), vehicle_type_id="bike")
-    # Just outside the box, inside the circle around it; and unavailable ones inside.
+    # Just outside the box, inside the circle around it; a hair (a micro-degree, 11 cm)
+    # outside its north edge, where PostGIS's float4 `&&` still says "inside"; and
+    # unavailable ones inside.
+    for i in range(3):
+        put("bravo", f"hair{i}", (round(BOX["maxLat"] + 0.000001, 6), anywhere()[1]))
     for i in range(6):
         put("alpha", f"north{i}", (round(BOX["maxLat"] + 0.00002, 6), anywhere()[1]))
         put("charlie", f"east{i}", (anywhere()[0], round(BOX["maxLon"] + 0.00002, 6)))
