@@ -25,6 +25,9 @@ from app.redis_pipelined import PipelinedRedis, Script
 # Redis GEO distances are spherical; ask for a slightly larger radius so that nothing within the
 # geodesic radius is missed, then filter on the geodesic distance.
 SPHERE_MARGIN = 1.006
+# Redis keeps positions as 52-bit geohashes: its distances are those of a point up to about
+# half a metre from the stored one. Bounds on Redis distances get this much slack as well.
+GEOHASH_SLACK_METERS = 1.0
 _BATCH = 2_000
 # Redis GEO covers the Web Mercator band only; vehicles beyond it stay searchable in PostGIS.
 GEO_MAX_LAT = 85.05112878
@@ -90,21 +93,43 @@ class VehicleDoc(NamedTuple):
 
 # KEYS: geo set, documents hash, ready flag.
 # ARGV: lon, lat, radius (m), count, skip, then the filter: form factors, propulsion types and
-# providers as comma-separated lists ("" = any), minimum range ("" = none).
+# providers as comma-separated lists ("" = any), minimum range ("" = none); then the minimum
+# distance (m, "" = none) of ids to consider.
 # Returns {number of ids found, JSON array of the matching documents}; {-1} when the index is
 # not built. One array, not one reply element per document: the client parses one string and
 # orjson decodes every document in one call.
 # Filtering here means a selective filter (5% of the fleet) costs Redis a JSON decode per
 # candidate instead of sending every candidate to the API process.
+# Skipping: the common first call (skip 0, no minimum) asks for ids alone. Otherwise the
+# distances come too. Redis orders equal distances arbitrarily, and not necessarily alike in
+# two calls (vehicles at one station share a position), so the `skip` ids a previous call
+# returned need not be the first `skip` of this one: only ids strictly nearer than the
+# skip-th are left out, and the caller drops the repeats. Ids nearer than the minimum (a
+# page's cursor) are left out before their documents are read.
 _NEAREST_LUA = """
 if redis.call('EXISTS', KEYS[3]) == 0 then return {-1} end
-local ids = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2],
-                       'BYRADIUS', ARGV[3], 'm', 'ASC', 'COUNT', ARGV[4])
 local skip = tonumber(ARGV[5])
+local min_dist = tonumber(ARGV[10])
 local wanted = {}
-for i = skip + 1, #ids do wanted[#wanted + 1] = ids[i] end
-if #wanted == 0 then return {#ids, '[]'} end
-local docs = redis.call('HMGET', KEYS[2], unpack(wanted))
+local found
+if skip == 0 and not min_dist then
+  wanted = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2],
+                      'BYRADIUS', ARGV[3], 'm', 'ASC', 'COUNT', ARGV[4])
+  found = #wanted
+else
+  local hits = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2],
+                          'BYRADIUS', ARGV[3], 'm', 'ASC', 'COUNT', ARGV[4], 'WITHDIST')
+  found = #hits
+  local boundary = -1
+  if skip > 0 and skip <= found then boundary = tonumber(hits[skip][2]) end
+  for i = 1, found do
+    local d = tonumber(hits[i][2])
+    if (i > skip or d >= boundary) and (not min_dist or d >= min_dist) then
+      wanted[#wanted + 1] = hits[i][1]
+    end
+  end
+end
+if #wanted == 0 then return {found, '[]'} end
 local function set(csv)
   if csv == '' then return nil end
   local s = {}
@@ -115,20 +140,24 @@ local forms, propulsions, providers = set(ARGV[6]), set(ARGV[7]), set(ARGV[8])
 local min_range = tonumber(ARGV[9])
 local filtering = forms or propulsions or providers or min_range
 local kept = {}
-for i = 1, #docs do
-  local doc = docs[i]
-  local keep = doc ~= false  -- false: removed between GEOSEARCH and HMGET
-  if keep and filtering then
-    local v = cjson.decode(doc)
-    if (forms and not forms[v[3]]) or (propulsions and not propulsions[v[4]])
-       or (providers and not providers[v[2]])
-       or (min_range and (v[12] == cjson.null or v[12] < min_range)) then
-      keep = false
+-- HMGET in slices: unpack() of more than a few thousand values overflows Lua's C stack.
+for first = 1, #wanted, 1000 do
+  local docs = redis.call('HMGET', KEYS[2], unpack(wanted, first, math.min(first + 999, #wanted)))
+  for i = 1, #docs do
+    local doc = docs[i]
+    local keep = doc ~= false  -- false: removed between GEOSEARCH and HMGET
+    if keep and filtering then
+      local v = cjson.decode(doc)
+      if (forms and not forms[v[3]]) or (propulsions and not propulsions[v[4]])
+         or (providers and not providers[v[2]])
+         or (min_range and (v[12] == cjson.null or v[12] < min_range)) then
+        keep = false
+      end
     end
+    if keep then kept[#kept + 1] = doc end
   end
-  if keep then kept[#kept + 1] = doc end
 end
-return {#ids, '[' .. table.concat(kept, ',') .. ']'}
+return {found, '[' .. table.concat(kept, ',') .. ']'}
 """
 
 
@@ -335,11 +364,17 @@ class VehicleIndex:
         propulsion_types: Iterable[str] | None = None,
         providers: Iterable[str] | None = None,
         min_range_meters: float | None = None,
+        min_distance_meters: float | None = None,
     ) -> tuple[int, list[VehicleDoc]]:
         """Documents of the ``count`` nearest indexed vehicles within (a hair more than) the
         radius, nearest first, without the first ``skip`` of them, keeping those that pass the
         given filters; and how many ids the radius search found (fewer than ``count``: there
         are no more).
+
+        With ``skip``, vehicles at the same distance as the skip-th come again (Redis may
+        order ties differently from one call to the next): the caller drops those it has.
+        ``min_distance_meters`` leaves out vehicles nearer than that by Redis's own (spherical,
+        geohash) distance, before their documents are read; they still count in ``found``.
 
         One round trip: a server-side script runs GEOSEARCH, HMGET and the filters together,
         so only the documents wanted cross the wire and go through the client's parsing.
@@ -354,13 +389,14 @@ class VehicleIndex:
         args: list[str | int | float] = [
             lon,
             lat,
-            radius_meters * SPHERE_MARGIN,
+            radius_meters * SPHERE_MARGIN + GEOHASH_SLACK_METERS,
             count,
             skip,
             ",".join(wanted_forms) if wanted_forms is not None else "",
             ",".join(propulsion_types) if propulsion_types is not None else "",
             ",".join(providers) if providers is not None else "",
             min_range_meters if min_range_meters is not None else "",
+            min_distance_meters if min_distance_meters is not None else "",
         ]
         try:
             reply = await self._run_nearest(keys, args)

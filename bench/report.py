@@ -417,7 +417,8 @@ def _check_lines(result: dict[str, Any]) -> list[str]:
     lines = [
         f"- **Correctness** (before the load): {check['points']} points, "
         f"{check['vehicles']:,} vehicles compared, GraphQL and baseline give the same ids in the "
-        f"same order, largest distance difference {_mm(check['max_distance_diff_m'])}."
+        "same order (vehicles within 1 cm of each other are ties, in either order), largest "
+        f"distance difference {_mm(check['max_distance_diff_m'])}."
     ]
     f = checks.get("filtered")
     if f:

@@ -27,6 +27,11 @@ _VARIABLES = "$lat: Float!, $lon: Float!, $radius: Float!, $first: Int!"
 _NEAR = "near: {lat: $lat, lon: $lon, radiusMeters: $radius}, first: $first"
 
 GRAPHQL_QUERY = f"query Nearby({_VARIABLES}) {{ vehicles({_NEAR}) {{ {_FIELDS} }} }}"
+# A map viewport: the vehicles of a box, nearest its centre (bench.profile --within).
+WITHIN_QUERY = (
+    f"query InBox($box: WithinInput!, $first: Int!) {{ vehicles(within: $box, first: $first) "
+    f"{{ {_FIELDS} }} }}"
+)
 # Target 3: a selective filter (cars are about 5% of the fleet), the same fields.
 FILTERED_QUERY = (
     f"query NearbyCars({_VARIABLES}) {{ "

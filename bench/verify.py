@@ -2,7 +2,8 @@
 
 - :func:`verify`: the GraphQL API and the baseline give the same answer for the same points:
   same vehicles in the same order, every field equal, distances within a centimetre (the API
-  computes geodesic distances with geographiclib, PostGIS with its own spheroid code).
+  computes geodesic distances with its own formula, in whole millimetres, PostGIS with its own
+  spheroid code); vehicles within that centimetre of each other are ties, in either order.
 - :func:`check_filtered`: with ``filter: {formFactors: [CAR]}``, the API returns exactly
   ``min(first, available cars within the radius)`` cars, the count taken straight from PostGIS
   with a plain SQL ``count(*)``, not through the API; and they are the nearest ones.
@@ -101,22 +102,52 @@ def fetch_answers(
     return asyncio.run(_fetch_all(url, target, points, concurrency, timeout_s))
 
 
+def _order_mismatch(a: Sequence[Row], b: Sequence[Row]) -> str | None:
+    """Why the two answers are not the same vehicles in the same order, or None.
+
+    Vehicles less than ``DISTANCE_TOLERANCE_M`` apart in distance are ties: the API ranks by
+    the distance in whole millimetres and then by id, the baseline by PostGIS's own spheroid
+    distance, so such a pair may come in either order, and at the cut either may be the last
+    one. Anything else must agree: the distance at every rank, and every vehicle not in both
+    answers must be a tie of the last one."""
+    if len(a) != len(b):
+        return f"{len(a)} results vs {len(b)}"
+    for rank, (x, y) in enumerate(zip(a, b, strict=True)):
+        if abs(x[6] - y[6]) > DISTANCE_TOLERANCE_M:
+            return f"at rank {rank}: {x[0]} at {x[6]:.3f} m vs {y[0]} at {y[6]:.3f} m"
+    ids_a, ids_b = {r[0] for r in a}, {r[0] for r in b}
+    for rows, others, last in (
+        (a, ids_b, b[-1][6] if b else 0.0),
+        (b, ids_a, a[-1][6] if a else 0.0),
+    ):
+        for r in rows:
+            if r[0] not in others and r[6] < last - DISTANCE_TOLERANCE_M:
+                return f"{r[0]} at {r[6]:.3f} m is missing from the other answer"
+    return None
+
+
 def _compare(
     point: str, a: Sequence[Row], b: Sequence[Row], report: VerifyReport, names: tuple[str, str]
 ) -> None:
     if [r[0] for r in a] != [r[0] for r in b]:
-        ids_a, ids_b = [r[0] for r in a], [r[0] for r in b]
-        first = next(
-            (i for i, (x, y) in enumerate(zip(ids_a, ids_b, strict=False)) if x != y),
-            min(len(ids_a), len(ids_b)),
-        )
-        report.mismatches.append(
-            f"{point}: ids differ from position {first} "
-            f"({names[0]} {len(ids_a)} results, {names[1]} {len(ids_b)}): "
-            f"{ids_a[first : first + 3]} vs {ids_b[first : first + 3]}"
-        )
-        return
-    for x, y in zip(a, b, strict=True):
+        problem = _order_mismatch(a, b)
+        if problem is not None:
+            ids_a, ids_b = [r[0] for r in a], [r[0] for r in b]
+            first = next(
+                (i for i, (x, y) in enumerate(zip(ids_a, ids_b, strict=False)) if x != y),
+                min(len(ids_a), len(ids_b)),
+            )
+            report.mismatches.append(
+                f"{point}: ids differ from position {first} "
+                f"({names[0]} {len(ids_a)} results, {names[1]} {len(ids_b)}; {problem}): "
+                f"{ids_a[first : first + 3]} vs {ids_b[first : first + 3]}"
+            )
+            return
+    by_id = {r[0]: r for r in b}
+    for x in a:
+        y = by_id.get(x[0])
+        if y is None:
+            continue  # a tie at the cut (above)
         diff = abs(x[6] - y[6])
         report.max_distance_diff_m = max(report.max_distance_diff_m, diff)
         same = (

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from geo.distance import short_geodesic_meters
+
 
 @dataclass(frozen=True, slots=True)
 class Near:
@@ -21,6 +23,24 @@ class BBox:
 
     def contains(self, lat: float, lon: float) -> bool:
         return self.min_lat <= lat <= self.max_lat and self.min_lon <= lon <= self.max_lon
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        """(lat, lon) halfway between the edges: where a box search measures distances from."""
+        return (self.min_lat + self.max_lat) / 2, (self.min_lon + self.max_lon) / 2
+
+    def farthest_corner_meters(self) -> float:
+        """Geodesic distance (to the millimetre) from the centre to the farthest corner: no
+        point of the box is farther from the centre (along a parallel or a meridian edge the
+        distance grows towards the corners), so a circle of this radius holds the whole box.
+        Every `within` search asks for it: the cheap formula where it holds (a map viewport),
+        the exact solution for larger boxes."""
+        lat, lon = self.centre
+        return max(
+            short_geodesic_meters(lat, lon, corner_lat, corner_lon)
+            for corner_lat in (self.min_lat, self.max_lat)
+            for corner_lon in (self.min_lon, self.max_lon)
+        )
 
 
 def valid_lat(value: float) -> bool:

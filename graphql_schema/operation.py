@@ -43,7 +43,9 @@ from graphql_schema.execution import CompiledExecutionContext, has_directives
 log = logging.getLogger(__name__)
 
 # Root fields whose resolvers only read: safe to run again when a plan gives up.
-FAST_ROOTS = frozenset({"vehicles", "vehicle", "stations", "geofencingZones", "providers"})
+FAST_ROOTS = frozenset(
+    {"vehicles", "vehiclesConnection", "vehicle", "stations", "geofencingZones", "providers"}
+)
 _MAX_PLANS = 256
 # Extensions whose effect depends only on the document (parsing, validation, caches) or only on
 # errors, which plans never produce: skipping them for a learned document changes nothing.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Annotated
+
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +29,7 @@ from graphql_schema.inputs import (
     vehicle_search,
 )
 from graphql_schema.organisations import OrganisationQuery
+from graphql_schema.paging import VehicleConnection
 from graphql_schema.policies import PolicyQuery
 from graphql_schema.quotes import QuoteQuery
 from graphql_schema.reports import ReportQuery
@@ -42,12 +46,12 @@ from graphql_schema.webhooks import WebhookQuery
 Info = strawberry.Info[Context, None]
 
 
-async def _hidden_private(ctx: Context, session: AsyncSession) -> frozenset[str]:
-    """The private fleets this caller may not see (none looked up when there are none)."""
-    if not await ctx.search.has_private_fleets(session):
-        return frozenset()
-    orgs = await ctx.viewer_organisations() if ctx.authorization else frozenset()
-    return await ctx.search.hidden_providers(session, orgs)
+async def _viewer_orgs(ctx: Context, session: AsyncSession) -> frozenset[uuid.UUID]:
+    """The caller's organisations, for the search's visibility rule; only looked up when a
+    private fleet exists and the caller is authenticated (anonymous search pays nothing)."""
+    if ctx.authorization and await ctx.search.has_private_fleets(session):
+        return await ctx.viewer_organisations()
+    return frozenset()
 
 
 @strawberry.type
@@ -75,8 +79,11 @@ class Query(
         return [Provider.from_model(p, ctx.settings) for p in rows if p.id not in hidden]
 
     @strawberry.field(
-        description="Vehicles near a point (nearest first, with geodesic distance) or inside a "
-        "bounding box. Give exactly one of `near` / `within`; `first` applies after every filter."
+        description="Vehicles near a point or inside a bounding box. Give exactly one of "
+        "`near` / `within`. Nearest first: by geodesic distance from the `near` point or the "
+        "box's centre (`distanceMeters`), ties by id. Filters and visibility apply before "
+        "`first` (at most MOBILITY_MAX_FIRST, 200 by default). To go past `first`, page with "
+        "`vehiclesConnection`."
     )
     async def vehicles(
         self,
@@ -91,28 +98,64 @@ class Query(
             await require_vehicles_read(ctx)
         async with ctx.sessions() as session:
             search = await vehicle_search(ctx.settings, session, near, within, filter, first)
-            # Only when a private fleet exists does search need the caller's organisations.
-            orgs = (
-                await ctx.viewer_organisations()
-                if ctx.authorization and await ctx.search.has_private_fleets(session)
-                else frozenset()
-            )
             hits = await ctx.search.vehicles(
-                session, area=search.area, flt=search.flt, first=search.first, viewer_orgs=orgs
+                session,
+                area=search.area,
+                flt=search.flt,
+                first=search.first,
+                viewer_orgs=await _viewer_orgs(ctx, session),
             )
         return await vehicles_from_hits(ctx.reference, hits)
+
+    @strawberry.field(
+        description="The vehicles of `vehicles`, in the same order, in pages (Relay): at most "
+        "`first` per page (at most MOBILITY_MAX_FIRST); pass a page's `pageInfo.endCursor` as "
+        "`after`, with the same `near`/`within` and `filter`, for the next one. Paging through "
+        "returns every vehicle of the area once, none skipped, while the data stands still. "
+        "A cursor of another query, or not one of ours, is refused with INVALID_CURSOR."
+    )
+    async def vehicles_connection(
+        self,
+        info: Info,
+        near: NearInput | None = None,
+        within: WithinInput | None = None,
+        filter: VehicleFilterInput | None = None,
+        first: Annotated[
+            int | None,
+            strawberry.argument(
+                description="Page size, 1 to MOBILITY_MAX_FIRST (200 by default); without it, "
+                "MOBILITY_DEFAULT_FIRST (50)."
+            ),
+        ] = None,
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description="The `endCursor` of the previous page of this same query; omit "
+                "for the first page."
+            ),
+        ] = None,
+    ) -> VehicleConnection:
+        ctx = info.context
+        if ctx.authorization:
+            await require_vehicles_read(ctx)
+        async with ctx.sessions() as session:
+            search = await vehicle_search(ctx.settings, session, near, within, filter, first)
+            page = await ctx.search.vehicle_page(
+                session,
+                area=search.area,
+                flt=search.flt,
+                first=search.first,
+                after=after,
+                viewer_orgs=await _viewer_orgs(ctx, session),
+            )
+        return await VehicleConnection.from_page(ctx.reference, page)
 
     @strawberry.field(description="One vehicle by its provider-scoped id.")
     async def vehicle(self, info: Info, id: strawberry.ID) -> Vehicle | None:
         if info.context.authorization:
             await require_vehicles_read(info.context)
         async with info.context.sessions() as session:
-            orgs = (
-                await info.context.viewer_organisations()
-                if info.context.authorization
-                and await info.context.search.has_private_fleets(session)
-                else frozenset()
-            )
+            orgs = await _viewer_orgs(info.context, session)
             hit = await info.context.search.vehicle(session, str(id), viewer_orgs=orgs)
         if hit is None:
             return None
@@ -123,7 +166,10 @@ class Query(
         )
         return Vehicle.from_hit(hit, ref)
 
-    @strawberry.field(description="Stations near a point (nearest first) or inside a box.")
+    @strawberry.field(
+        description="Stations near a point or inside a box, nearest to the point or the box's "
+        "centre first, ties by id; `first` applies after every filter."
+    )
     async def stations(
         self,
         info: Info,
@@ -143,19 +189,23 @@ class Query(
                 session, [str(p) for p in flt.providers] if flt.providers is not None else None
             )
             rows = await ctx.search.stations(
-                session, area=area, flt=flt.to_domain(providers), first=limit
+                session,
+                area=area,
+                flt=flt.to_domain(providers),
+                first=limit,
+                viewer_orgs=await _viewer_orgs(ctx, session),
             )
-            hidden = await _hidden_private(ctx, session)
-        if hidden:
-            # Another organisation's private fleet (issue 6): its stations are not shown.
-            rows = [r for r in rows if r.provider_id not in hidden]
         ref = await ctx.reference.covering(
             providers={s.provider_id for s in rows},
             types={c["vehicle_type_id"] for s in rows for c in s.vehicle_types_available},
         )
         return [Station.from_row(s, ref) for s in rows]
 
-    @strawberry.field(description="Geofencing zones touching an area, or every zone of providers.")
+    @strawberry.field(
+        description="Geofencing zones touching an area, nearest to the `near` point or the "
+        "`within` box's centre first (zones holding it: 0), ties by id; or, with `providers` "
+        "and no area, each provider's zones in feed order. `first` applies after every filter."
+    )
     async def geofencing_zones(
         self,
         info: Info,
@@ -176,10 +226,13 @@ class Query(
             wanted = await validate_providers(
                 session, [str(p) for p in providers] if providers is not None else None
             )
-            rows = await ctx.search.zones(session, area=area, providers=wanted, first=limit)
-            hidden = await _hidden_private(ctx, session)
-        if hidden:
-            rows = [r for r in rows if r.provider_id not in hidden]
+            rows = await ctx.search.zones(
+                session,
+                area=area,
+                providers=wanted,
+                first=limit,
+                viewer_orgs=await _viewer_orgs(ctx, session),
+            )
         ref = await ctx.reference.covering(providers={z.provider_id for z in rows})
         return [GeofencingZone.from_row(z, ref) for z in rows]
 

@@ -24,7 +24,7 @@ from app.search.schemas import VehicleFilter, VehicleHit
 from app.search.service import Area
 from app.vehicle_index import VehicleDelta, VehicleDoc
 from geo.areas import BBox, Near
-from geo.distance import short_geodesic_meters
+from geo.distance import ranking_meters
 from graphql_schema.api_keys import require_vehicles_read
 from graphql_schema.booking import BookingSubscription
 from graphql_schema.context import Context, Loaders
@@ -70,6 +70,7 @@ class _View:
         # Every delta of the deployment reaches every subscriber: a box around the circle
         # turns most documents away with four comparisons, before filters and geodesics.
         self._box = _box_around(area.near) if area.near is not None else area.bbox
+        self._ranked = area.ranked()
         self.visible: set[str] = set()
         # The providers whose vehicles were servable when the snapshot was taken.
         self.servable: frozenset[str] = frozenset()
@@ -84,13 +85,11 @@ class _View:
             return None
         if doc.provider_id not in servable or not self.flt.matches(doc):
             return None
-        near, bbox = self.area.near, self.area.bbox
-        if near is not None:
-            distance = short_geodesic_meters(near.lat, near.lon, doc.lat, doc.lon)
-            return VehicleHit(doc, distance) if distance <= near.radius_meters else None
-        if bbox is not None and bbox.contains(doc.lat, doc.lon):
-            return VehicleHit(doc, None)
-        return None
+        # Measured as search measures it (the snapshot came from search): from the `near`
+        # point or the box's centre.
+        ranked = self._ranked
+        distance = ranking_meters(ranked.lat, ranked.lon, doc.lat, doc.lon)
+        return VehicleHit(doc, distance) if ranked.admits(doc.lat, doc.lon, distance) else None
 
     def apply(self, deltas: Iterable[VehicleDelta], servable: frozenset[str]) -> _Changes:
         # Later messages win: a vehicle created then moved in the same batch is one change.
@@ -133,9 +132,9 @@ def _box_around(near: Near) -> BBox | None:
 class Subscription(BookingSubscription):
     @strawberry.subscription(
         description="Vehicles on a map area, live: first a SNAPSHOT of the current set (at most "
-        "`first`, nearest first for `near`), then DELTA batches relative to what you were sent. "
-        "`first` also bounds how many vehicles are tracked at once. Give exactly one of `near` "
-        "/ `within`."
+        "`first`, nearest first as in `vehicles`), then DELTA batches relative to what you were "
+        "sent. `first` also bounds how many vehicles are tracked at once. Give exactly one of "
+        "`near` / `within`."
     )
     async def vehicle_updates(
         self,

@@ -467,7 +467,11 @@ class Station:
     short_name: str | None
     lat: float
     lon: float
-    distance_meters: float | None
+    distance_meters: float | None = strawberry.field(
+        description="Geodesic distance in metres, rounded to the millimetre, from the `near` "
+        "point or the centre of the `within` box: what `stations` orders by (then by id). Null "
+        "when the station was reached through a vehicle."
+    )
     capacity: int | None
     num_vehicles_available: int | None
     num_docks_available: int | None
@@ -523,7 +527,9 @@ class Vehicle:
     lat: float
     lon: float
     distance_meters: float | None = strawberry.field(
-        description="Geodesic (WGS84) distance from the `near` point; null for `within`."
+        description="Geodesic (WGS84) distance in metres, rounded to the millimetre, from the "
+        "`near` point or the centre of the `within` box: what search orders by (then by id). "
+        "Null where no area was given (`vehicle(id:)`)."
     )
     current_range_meters: float | None
     current_fuel_percent: float | None = strawberry.field(
@@ -631,6 +637,11 @@ class GeofencingZone:
     rules: list[GeofencingRule]
     start: datetime | None
     end: datetime | None
+    distance_meters: float | None = strawberry.field(
+        description="Geodesic distance in metres (to the millimetre) from the `near` point or "
+        "the centre of the `within` box to the zone's nearest point: 0 when the zone holds it. "
+        "Null when zones were listed by provider without an area."
+    )
 
     @classmethod
     def from_row(cls, z: ZoneRow, ref: ReferenceData) -> GeofencingZone:
@@ -644,6 +655,7 @@ class GeofencingZone:
             rules=rules_from_json(z.rules),
             start=z.starts_at,
             end=z.ends_at,
+            distance_meters=z.distance_meters,
         )
 
     @strawberry.field

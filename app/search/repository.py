@@ -15,16 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models import PricingPlan, Provider, VehicleType
 from app.search.schemas import (
     Extent,
+    PagePosition,
     ProviderStats,
     ProviderSummary,
+    RankedArea,
     StationFilter,
     StationRow,
     VehicleFilter,
     VehicleHit,
     ZoneRow,
 )
-from app.vehicle_index import VehicleDoc
+from app.vehicle_index import SPHERE_MARGIN, VehicleDoc
 from geo.areas import BBox, Near
+from geo.distance import ranking_meters
 
 _POINT = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"
 _ENVELOPE = "ST_MakeEnvelope(:min_lon, :min_lat, :max_lon, :max_lat, 4326)"
@@ -46,7 +49,9 @@ class _Where:
 
 
 def _area(where: _Where, alias: str, near: Near | None, bbox: BBox | None) -> str:
-    """Adds the area clause; returns the distance expression (or NULL)."""
+    """Adds the area clause; returns the distance expression: geodesic metres from the
+    `near` point or the box's centre, rounded to the millimetre as vehicle search does
+    (geo.distance.ranking_meters), so that "ties by id" means the same everywhere."""
     if near is not None:
         where.add(
             f"ST_DWithin({alias}.geom::geography, {_POINT}::geography, :radius)",
@@ -54,16 +59,19 @@ def _area(where: _Where, alias: str, near: Near | None, bbox: BBox | None) -> st
             lon=near.lon,
             radius=near.radius_meters,
         )
-        return f"ST_Distance({alias}.geom::geography, {_POINT}::geography)"
-    assert bbox is not None
-    where.add(
-        f"{alias}.geom && {_ENVELOPE}",
-        min_lon=bbox.min_lon,
-        min_lat=bbox.min_lat,
-        max_lon=bbox.max_lon,
-        max_lat=bbox.max_lat,
-    )
-    return "NULL::float8"
+    else:
+        assert bbox is not None
+        lat, lon = bbox.centre
+        where.add(
+            f"{alias}.geom && {_ENVELOPE}",
+            min_lon=bbox.min_lon,
+            min_lat=bbox.min_lat,
+            max_lon=bbox.max_lon,
+            max_lat=bbox.max_lat,
+            lat=lat,
+            lon=lon,
+        )
+    return f"round(ST_Distance({alias}.geom::geography, {_POINT}::geography) * 1000) / 1000"
 
 
 # Providers with fresh data, as an array computed once per statement (an InitPlan) and checked
@@ -75,31 +83,6 @@ _FRESH_PROVIDERS = (
     "v.provider_id = ANY(ARRAY(SELECT id FROM providers WHERE enabled "
     "AND last_success_at >= now() - make_interval(secs => {seconds})))"
 )
-
-
-def _vehicle_where(where: _Where, f: VehicleFilter) -> None:
-    where.add("p.enabled")
-    if f.fresh_within_seconds is not None:
-        where.add(
-            _FRESH_PROVIDERS.format(seconds=":fresh_within"), fresh_within=f.fresh_within_seconds
-        )
-    if not f.include_reserved:
-        where.add("NOT v.is_reserved")
-    if not f.include_disabled:
-        where.add("NOT v.is_disabled")
-    if f.form_factors is not None:
-        where.add("v.form_factor = ANY(:form_factors)", form_factors=sorted(f.form_factors))
-    if f.propulsion_types is not None:
-        where.add(
-            "v.propulsion_type = ANY(:propulsion_types)",
-            propulsion_types=sorted(f.propulsion_types),
-        )
-    if f.providers is not None:
-        where.add("v.provider_id = ANY(:providers)", providers=sorted(f.providers))
-    if f.hidden_providers:
-        where.add("v.provider_id <> ALL(:hidden)", hidden=sorted(f.hidden_providers))
-    if f.min_range_meters is not None:
-        where.add("v.current_range_meters >= :min_range", min_range=f.min_range_meters)
 
 
 _VEHICLE_COLUMNS = """
@@ -134,44 +117,23 @@ def _vehicle_hit(row: Any) -> VehicleHit:
     return VehicleHit(doc, row["distance"])
 
 
-async def search_vehicles(
-    session: AsyncSession, *, near: Near | None, bbox: BBox | None, flt: VehicleFilter, first: int
-) -> list[VehicleHit]:
-    where = _Where()
-    distance = _area(where, "v", near, bbox)
-    _vehicle_where(where, flt)
-    order = 'distance, v.id COLLATE "C"' if near is not None else 'v.id COLLATE "C"'
-    rows = await session.execute(
-        text(
-            f"SELECT {_VEHICLE_COLUMNS}, {distance} AS distance FROM vehicles v "
-            f"JOIN providers p ON p.id = v.provider_id WHERE {where.sql()} "
-            f"ORDER BY {order} LIMIT :first"
-        ),
-        {**where.params, "first": first},
-    )
-    return [_vehicle_hit(r._mapping) for r in rows]
-
-
-_NEAR_POINT = "ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography"
-# PostGIS orders geography KNN (<->) by spherical distance; answers are ordered by the geodesic
-# one, within 0.6% of it. Candidates are read nearest-by-sphere with a margin, re-ranked by the
-# spheroid distance, and read further in the rare case the margin did not reach far enough.
-# Only the first `first` rows come back (the window functions still see every candidate): the
-# margin's rows cost nothing to transfer and decode (a fifth of the rows at first=50).
-_NEAR_SQL = """
-WITH candidates AS MATERIALIZED (
-    SELECT {columns}, v.geom AS g, v.geom::geography <-> {point} AS sphere_m
-    FROM vehicles v JOIN providers p ON p.id = v.provider_id
-    WHERE ST_DWithin(v.geom::geography, {point}, $3) AND {where}
-    ORDER BY v.geom::geography <-> {point}
-    LIMIT $4
-)
-SELECT {outer}, ST_Distance(c.g::geography, {point}) AS distance,
-       max(c.sphere_m) OVER () AS horizon, count(*) OVER () AS fetched
-FROM candidates c
-ORDER BY distance, c.id COLLATE "C"
-LIMIT $5
+_POINT_PARAM = "ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography"
+# Candidates nearest-first by PostGIS's geography KNN (<->, spherical distance), inside the
+# reach (the radius, or a circle holding the whole box). Python then computes each candidate's
+# distance with the same function the Redis path uses (geo.distance.ranking_meters) and sorts:
+# the two stores give identical answers, so a page cursor from one is exact on the other. The
+# spherical order is within 0.6% of the geodesic one; the margin rows and the completeness
+# check below cover that.
+_RANKED_SQL = """
+SELECT {columns}, v.geom::geography <-> {point} AS sphere_m
+FROM vehicles v JOIN providers p ON p.id = v.provider_id
+WHERE ST_DWithin(v.geom::geography, {point}, $3) AND {where}
+ORDER BY v.geom::geography <-> {point}
+LIMIT $4
 """
+# ST_DWithin measures on the spheroid, Python with its own formula: the SQL reach is a hair
+# longer, and Python decides.
+_REACH_SLACK_METERS = 0.01
 _VEHICLE_FIELDS = [
     "id",
     "provider_id",
@@ -194,21 +156,41 @@ _VEHICLE_FIELDS = [
 _DOC_WIDTH = len(VehicleDoc._fields)
 _make_doc = VehicleDoc._make
 assert tuple(_VEHICLE_FIELDS) == VehicleDoc._fields
+_ID, _LAT, _LON = (_VEHICLE_FIELDS.index(name) for name in ("id", "lat", "lon"))
 
 
-async def search_vehicles_near(
-    pool: asyncpg.Pool, *, near: Near, flt: VehicleFilter, first: int
+async def search_vehicles(
+    pool: asyncpg.Pool,
+    *,
+    area: RankedArea,
+    flt: VehicleFilter,
+    first: int,
+    after: PagePosition | None = None,
 ) -> list[VehicleHit]:
-    """Nearest vehicles from PostGIS: the fallback of the Redis path, and the path for
-    reserved/disabled vehicles. One prepared statement per filter shape, on a plain asyncpg
-    pool: no ORM session, no transaction around a single read, one round trip."""
-    params: list[Any] = [near.lon, near.lat, near.radius_meters, 0, first]
+    """The first ``first`` vehicles of the area after ``after``, in search order, from
+    PostGIS: the fallback of the Redis path, and the path for reserved/disabled vehicles.
+    One prepared statement per filter shape, on a plain asyncpg pool: no ORM session, no
+    transaction around a single read, one round trip (more only when the candidates did not
+    reach far enough)."""
+    params: list[Any] = [area.lon, area.lat, area.reach_meters + _REACH_SLACK_METERS, 0]
     clauses = ["p.enabled"]
 
     def bind(value: Any) -> str:
         params.append(value)
         return f"${len(params)}"
 
+    box = area.box
+    if box is not None:
+        clauses.append(
+            f"v.geom && ST_MakeEnvelope({bind(box.min_lon)}, {bind(box.min_lat)}, "
+            f"{bind(box.max_lon)}, {bind(box.max_lat)}, 4326)"
+        )
+    if after is not None:
+        # Keyset: nothing nearer than the last page's end, by a bound the spherical distance
+        # cannot cross; Python compares exactly. (The KNN scan still passes those rows on its
+        # way: a deep page costs what lies before it.)
+        lower = after.distance_meters / SPHERE_MARGIN - _REACH_SLACK_METERS
+        clauses.append(f"v.geom::geography <-> {_POINT_PARAM} >= {bind(lower)}")
     if flt.fresh_within_seconds is not None:
         clauses.append(_FRESH_PROVIDERS.format(seconds=bind(flt.fresh_within_seconds)))
     if not flt.include_reserved:
@@ -225,24 +207,48 @@ async def search_vehicles_near(
         clauses.append(f"v.provider_id <> ALL({bind(sorted(flt.hidden_providers))})")
     if flt.min_range_meters is not None:
         clauses.append(f"v.current_range_meters >= {bind(flt.min_range_meters)}")
-    sql = _NEAR_SQL.format(
-        columns=_VEHICLE_COLUMNS,
-        outer=", ".join(f"c.{name}" for name in _VEHICLE_FIELDS),
-        point=_NEAR_POINT,
-        where=" AND ".join(clauses),
+    sql = _RANKED_SQL.format(
+        columns=_VEHICLE_COLUMNS, point=_POINT_PARAM, where=" AND ".join(clauses)
     )
+    lat, lon, reach = area.lat, area.lon, area.reach_meters
+    last = (after.distance_meters, after.vehicle_id) if after is not None else None
     limit = first + max(8, first // 4)
     while True:
         params[3] = limit
         rows = await pool.fetch(sql, *params)
-        if not rows:
-            return []
-        fetched, horizon = rows[0]["fetched"], rows[0]["horizon"]
-        # Complete when everything within the radius was read, or the candidates reach far
-        # enough past the farthest answer that no unread vehicle can be nearer.
-        if fetched < limit or horizon >= rows[-1]["distance"] * 1.006:
-            # The first columns are VehicleDoc's fields in order; distance follows.
-            return [VehicleHit(_make_doc(r[:_DOC_WIDTH]), r[_DOC_WIDTH]) for r in rows]
+        # (distance, id, row): ids are unique, so sorting never compares rows.
+        ranked: list[tuple[float, str, Any]] = []
+        complete = len(rows) < limit  # everything within reach was read
+        threshold: float | None = None  # once `first` are found: how far swaps could reach
+        for row in rows:
+            if threshold is not None and row[_DOC_WIDTH] > threshold:
+                # Rows come nearest first by sphere: no later one can sort before (or tie)
+                # the `first` found, whatever its geodesic distance.
+                complete = True
+                break
+            distance = ranking_meters(lat, lon, row[_LAT], row[_LON])
+            # RankedArea.admits, inlined. The box is checked here too: `&&` compares float4
+            # boxes, rounded outwards, and the Redis path checks the exact coordinates.
+            if box is None:
+                if distance > reach:
+                    continue
+            elif not box.contains(row[_LAT], row[_LON]):
+                continue
+            vehicle_id = row[_ID]
+            if last is not None and (distance, vehicle_id) <= last:
+                continue
+            ranked.append((distance, vehicle_id, row))
+            if threshold is None and len(ranked) >= first:
+                # Strictly past the farthest found, and past the millimetre it rounds to.
+                farthest = max(r[0] for r in ranked)
+                threshold = (farthest + _REACH_SLACK_METERS) * SPHERE_MARGIN
+        if complete:
+            ranked.sort()
+            # The first columns are VehicleDoc's fields in order.
+            return [
+                VehicleHit(_make_doc(row[:_DOC_WIDTH]), distance)
+                for distance, _, row in ranked[:first]
+            ]
         limit *= 4
 
 
@@ -292,18 +298,19 @@ async def search_stations(
     where = _Where()
     distance = _area(where, "s", near, bbox)
     where.add("p.enabled")
+    if flt.hidden_providers:
+        where.add("s.provider_id <> ALL(:hidden)", hidden=sorted(flt.hidden_providers))
     if flt.providers is not None:
         where.add("s.provider_id = ANY(:providers)", providers=sorted(flt.providers))
     if flt.min_vehicles_available is not None:
         where.add("s.num_vehicles_available >= :min_veh", min_veh=flt.min_vehicles_available)
     if flt.min_docks_available is not None:
         where.add("s.num_docks_available >= :min_docks", min_docks=flt.min_docks_available)
-    order = 'distance, s.id COLLATE "C"' if near is not None else 's.id COLLATE "C"'
     rows = await session.execute(
         text(
             f"SELECT {_STATION_COLUMNS}, {distance} AS distance FROM stations s "
             f"JOIN providers p ON p.id = s.provider_id WHERE {where.sql()} "
-            f"ORDER BY {order} LIMIT :first"
+            'ORDER BY distance, s.id COLLATE "C" LIMIT :first'
         ),
         {**where.params, "first": first},
     )
@@ -337,6 +344,7 @@ def _zone(row: Any) -> ZoneRow:
         rules=row.rules,
         starts_at=row.starts_at,
         ends_at=row.ends_at,
+        distance_meters=row.distance,
     )
 
 
@@ -346,32 +354,43 @@ async def search_zones(
     near: Near | None,
     bbox: BBox | None,
     providers: frozenset[str] | None,
+    hidden_providers: frozenset[str] = frozenset(),
     first: int,
 ) -> list[ZoneRow]:
     where = _Where()
     where.add("p.enabled")
-    if near is not None:
-        where.add(
-            f"ST_DWithin(z.geom::geography, {_POINT}::geography, :radius)",
-            lat=near.lat,
-            lon=near.lon,
-            radius=near.radius_meters,
-        )
-    elif bbox is not None:
-        where.add(
-            f"ST_Intersects(z.geom, {_ENVELOPE})",
-            min_lon=bbox.min_lon,
-            min_lat=bbox.min_lat,
-            max_lon=bbox.max_lon,
-            max_lat=bbox.max_lat,
-        )
+    distance = "NULL::float8"
+    order = "z.provider_id, z.ordinal"  # no area: each provider's zones in feed order
+    if near is not None or bbox is not None:
+        if near is not None:
+            lat, lon = near.lat, near.lon
+            where.add(
+                f"ST_DWithin(z.geom::geography, {_POINT}::geography, :radius)",
+                radius=near.radius_meters,
+            )
+        else:
+            assert bbox is not None
+            lat, lon = bbox.centre
+            where.add(
+                f"ST_Intersects(z.geom, {_ENVELOPE})",
+                min_lon=bbox.min_lon,
+                min_lat=bbox.min_lat,
+                max_lon=bbox.max_lon,
+                max_lat=bbox.max_lat,
+            )
+        where.params.update(lat=lat, lon=lon)
+        # To the zone's nearest point: 0 for every zone holding the point, then the id decides.
+        distance = f"round(ST_Distance(z.geom::geography, {_POINT}::geography) * 1000) / 1000"
+        order = 'distance, z.id COLLATE "C"'
+    if hidden_providers:
+        where.add("z.provider_id <> ALL(:hidden)", hidden=sorted(hidden_providers))
     if providers is not None:
         where.add("z.provider_id = ANY(:providers)", providers=sorted(providers))
     rows = await session.execute(
         text(
-            f"SELECT {_ZONE_COLUMNS} FROM geofencing_zones z "
+            f"SELECT {_ZONE_COLUMNS}, {distance} AS distance FROM geofencing_zones z "
             f"JOIN providers p ON p.id = z.provider_id WHERE {where.sql()} "
-            "ORDER BY z.provider_id, z.ordinal LIMIT :first"
+            f"ORDER BY {order} LIMIT :first"
         ),
         {**where.params, "first": first},
     )
@@ -383,7 +402,8 @@ async def zones_covering(
 ) -> list[ZoneRow]:
     rows = await session.execute(
         text(
-            f"SELECT {_ZONE_COLUMNS} FROM geofencing_zones z WHERE z.provider_id = :provider "
+            f"SELECT {_ZONE_COLUMNS}, NULL::float8 AS distance FROM geofencing_zones z "
+            "WHERE z.provider_id = :provider "
             f"AND ST_Covers(z.geom, {_POINT}) ORDER BY z.ordinal"
         ),
         {"provider": provider_id, "lat": lat, "lon": lon},

@@ -8,6 +8,7 @@ from typing import Any
 
 from app.models import Provider
 from app.vehicle_index import VehicleDoc
+from geo.areas import BBox
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,37 @@ class StationFilter:
     providers: frozenset[str] | None = None
     min_vehicles_available: int | None = None
     min_docks_available: int | None = None
+    # Set by the search service, not by clients: private fleets the caller may not see.
+    hidden_providers: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class RankedArea:
+    """Where a ranked search looks, and the point its order is measured from.
+
+    Answers are ordered by their distance from (``lat``, ``lon``) (the `near` point, or the
+    centre of the `within` box), then by id. An answer lies within ``reach_meters`` of that
+    point: for `near` that is the radius and decides; for `within` it is the farthest corner,
+    which only bounds the scan, and ``box`` decides.
+    """
+
+    lat: float
+    lon: float
+    reach_meters: float
+    box: BBox | None
+
+    def admits(self, lat: float, lon: float, distance: float) -> bool:
+        box = self.box
+        return distance <= self.reach_meters if box is None else box.contains(lat, lon)
+
+
+@dataclass(frozen=True, slots=True)
+class PagePosition:
+    """Where a page ended: the last vehicle's distance (as search computes it,
+    geo.distance.ranking_meters) and id. The next page holds what sorts after it."""
+
+    distance_meters: float
+    vehicle_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +124,8 @@ class ZoneRow:
     rules: list[dict[str, Any]]
     starts_at: datetime | None
     ends_at: datetime | None
+    # From the search point (near) or the box's centre (within) to the zone; 0 inside it.
+    distance_meters: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,10 @@
 """Search service: validates every request, answers from the Redis GEO index when it can and
-from PostGIS otherwise (complex filters, bounding boxes, or Redis unavailable)."""
+from PostGIS otherwise (reserved or disabled vehicles, or Redis unavailable).
+
+Every search is ranked the same way (docs/search.md): by distance from the `near` point or the
+centre of the `within` box, as geo.distance.ranking_meters computes it from the stored
+coordinates, then by id. Both stores give the same answers, so pages of one query may come
+from either."""
 
 from __future__ import annotations
 
@@ -19,7 +24,10 @@ from app.errors import InvalidInput, NotFound, UnknownProvider
 from app.health import is_fresh
 from app.models import Provider, SyncRun
 from app.search import repository
+from app.search.paging import VehiclePage, decode_cursor, query_fingerprint
 from app.search.schemas import (
+    PagePosition,
+    RankedArea,
     StationFilter,
     StationRow,
     VehicleFilter,
@@ -27,9 +35,15 @@ from app.search.schemas import (
     ZoneRow,
 )
 from app.settings import Settings
-from app.vehicle_index import SPHERE_MARGIN, IndexUnavailable, VehicleIndex
+from app.vehicle_index import (
+    GEO_MAX_LAT,
+    GEOHASH_SLACK_METERS,
+    SPHERE_MARGIN,
+    IndexUnavailable,
+    VehicleIndex,
+)
 from geo.areas import BBox, Near, valid_lat, valid_lon
-from geo.distance import short_geodesic_meters, sphere_meters
+from geo.distance import ranking_meters, sphere_meters
 from geo.zones import Rule, ZoneCandidate, decide
 from providers import repository as provider_repository
 
@@ -40,10 +54,27 @@ INDEX_RETRY_SECONDS = 1.0
 FIRST_PROBE_METERS = 100.0
 
 
+# Metres per degree of latitude, at the least (the equator): bounds how far north or south a
+# circle reaches.
+_MIN_METERS_PER_DEGREE_LAT = 110_574.0
+
+
 @dataclass(frozen=True, slots=True)
 class Area:
     near: Near | None
     bbox: BBox | None
+
+    def ranked(self) -> RankedArea:
+        """The point answers are ranked from and how far they may be (see RankedArea)."""
+        if self.near is not None:
+            near = self.near
+            return RankedArea(near.lat, near.lon, near.radius_meters, None)
+        if self.bbox is None:
+            raise ValueError("an area without `near` or `within` has no ranking")
+        lat, lon = self.bbox.centre
+        # A hair past the farthest corner: the box decides membership, the reach only has to
+        # hold it whole, whichever way either store rounds.
+        return RankedArea(lat, lon, self.bbox.farthest_corner_meters() * 1.0001 + 1.0, self.bbox)
 
 
 def _check_point(lat: float, lon: float, what: str) -> None:
@@ -142,37 +173,60 @@ class SearchService:
         flt: VehicleFilter,
         first: int,
         viewer_orgs: frozenset[uuid.UUID] = frozenset(),
+        after: PagePosition | None = None,
     ) -> list[VehicleHit]:
-        """``viewer_orgs``: the caller's organisations; other organisations' private fleets
-        are left out."""
-        if flt.min_range_meters is not None and flt.min_range_meters < 0:
-            raise InvalidInput("minRangeMeters must be >= 0", code="INVALID_FILTER")
+        """The first ``first`` vehicles of the area that sort after ``after`` (all, without
+        it), nearest first, ties by id. ``viewer_orgs``: the caller's organisations; other
+        organisations' private fleets are left out."""
+        _check_filter(flt)
         hidden = await self.hidden_providers(session, viewer_orgs)
         if hidden:
             flt = replace(flt, hidden_providers=flt.hidden_providers | hidden)
         if self.settings.hide_stale_vehicles:
             flt = replace(flt, fresh_within_seconds=self.settings.stale_after_seconds)
-        # The index holds available vehicles only; reserved/disabled requests go to PostGIS.
+        ranked = area.ranked()
+        # The index holds available vehicles inside Redis's GEO band only; reserved/disabled
+        # requests, and areas reaching past the band, go to PostGIS.
         if (
-            area.near is not None
-            and flt.available_only
+            flt.available_only
             and self.index is not None
             and time.monotonic() >= self._index_retry_at
+            and abs(ranked.lat) + ranked.reach_meters / _MIN_METERS_PER_DEGREE_LAT <= GEO_MAX_LAT
         ):
             try:
-                return await self._vehicles_from_index(session, area.near, flt, first)
+                return await self._vehicles_from_index(session, ranked, flt, first, after)
             except (RedisError, OSError, IndexUnavailable) as exc:
                 # Do not knock on a dead Redis with every request: PostGIS answers for a
                 # moment, then the index is tried again (no restart needed when it is back).
                 self._index_retry_at = time.monotonic() + INDEX_RETRY_SECONDS
                 log.warning("redis search unavailable, answering from PostGIS: %s", exc)
-        if area.near is not None:
-            return await repository.search_vehicles_near(
-                self.pool, near=area.near, flt=flt, first=first
-            )
         return await repository.search_vehicles(
-            session, near=None, bbox=area.bbox, flt=flt, first=first
+            self.pool, area=ranked, flt=flt, first=first, after=after
         )
+
+    async def vehicle_page(
+        self,
+        session: AsyncSession,
+        *,
+        area: Area,
+        flt: VehicleFilter,
+        first: int,
+        after: str | None,
+        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
+    ) -> VehiclePage:
+        """One page of the area's vehicles in search order, after the page that ended at the
+        ``after`` cursor (or the first page). A cursor is valid for the query (area and
+        filter) that made it only: anything else is INVALID_CURSOR."""
+        _check_filter(flt)
+        # The client's query, before visibility is added: the same query by another caller,
+        # or after a fleet turned private, continues from the same place.
+        fingerprint = query_fingerprint(area.near, area.bbox, flt)
+        position = decode_cursor(after, fingerprint) if after is not None else None
+        # One more than asked: whether another page follows is then known exactly.
+        hits = await self.vehicles(
+            session, area=area, flt=flt, first=first + 1, viewer_orgs=viewer_orgs, after=position
+        )
+        return VehiclePage(hits[:first], len(hits) > first, fingerprint)
 
     async def _enabled_providers(
         self, session: AsyncSession, *, refresh: bool = False
@@ -225,23 +279,33 @@ class SearchService:
         return servable
 
     async def _vehicles_from_index(
-        self, session: AsyncSession, near: Near, flt: VehicleFilter, first: int
+        self,
+        session: AsyncSession,
+        area: RankedArea,
+        flt: VehicleFilter,
+        first: int,
+        after: PagePosition | None,
     ) -> list[VehicleHit]:
         assert self.index is not None
         servable, enabled = await self._enabled_providers(session)
         refreshed = False
+        lat, lon, reach, box = area.lat, area.lon, area.reach_meters, area.box
+        last = (after.distance_meters, after.vehicle_id) if after is not None else None
         hits: list[VehicleHit] = []
         threshold: float | None = None  # once `first` are found: how far swaps could reach
         count, skip = first + 16, 0  # about what is needed; widened when filters reject
         # Redis's radius search examines every member inside the radius before it sorts and
         # cuts: in a dense city centre that is thousands for 500 m. Start small and widen, so
         # the search costs what the answer needs (the nearest `count` inside a smaller circle
-        # are the nearest `count` overall).
-        radius = min(near.radius_meters, max(FIRST_PROBE_METERS, near.radius_meters / 4))
+        # are the nearest `count` overall). A later page starts at its cursor's distance, and
+        # Redis leaves out what is nearer before reading documents.
+        floor = last[0] if last is not None else 0.0
+        min_distance = floor / SPHERE_MARGIN - GEOHASH_SLACK_METERS if last is not None else None
+        radius = min(reach, floor + max(FIRST_PROBE_METERS, reach / 4))
         while True:
             found, docs = await self.index.nearest_documents(
-                near.lat,
-                near.lon,
+                lat,
+                lon,
                 radius,
                 count=count,
                 skip=skip,
@@ -249,14 +313,20 @@ class SearchService:
                 propulsion_types=flt.propulsion_types,
                 providers=flt.providers,
                 min_range_meters=flt.min_range_meters,
+                min_distance_meters=min_distance,
             )
+            # A read further into the same circle repeats the vehicles tied with the last one
+            # read (nearest_documents): those already taken are dropped.
+            taken = {h.vehicle.id for h in hits} if skip else None
             stop = False
             for doc in docs:
                 if threshold is not None and (
-                    sphere_meters(near.lat, near.lon, doc.lat, doc.lon) > threshold
+                    sphere_meters(lat, lon, doc.lat, doc.lon) > threshold
                 ):
                     stop = True  # candidates come in spherical order: none further can win
                     break
+                if taken is not None and doc.id in taken:
+                    continue
                 if not flt.matches(doc):
                     continue
                 if doc.provider_id not in enabled and not refreshed:
@@ -265,23 +335,33 @@ class SearchService:
                     refreshed = True
                 if doc.provider_id not in servable:
                     continue
-                distance = short_geodesic_meters(near.lat, near.lon, doc.lat, doc.lon)
-                if distance > near.radius_meters:
+                distance = ranking_meters(lat, lon, doc.lat, doc.lon)
+                # RankedArea.admits, inlined: this loop is the hot path.
+                if box is None:
+                    if distance > reach:
+                        continue
+                elif not box.contains(doc.lat, doc.lon):
+                    continue
+                if last is not None and (distance, doc.id) <= last:
                     continue
                 hits.append(VehicleHit(doc, distance))
                 if threshold is None and len(hits) >= first:
-                    # Spherical and geodesic order can differ by a hair: keep reading
-                    # candidates that could still belong in the first `first`.
-                    threshold = max(h.distance_meters or 0.0 for h in hits) * SPHERE_MARGIN
+                    # Spherical and geodesic order can differ by a hair (and Redis's positions
+                    # by its geohash step): keep reading candidates that could still belong in
+                    # the first `first`.
+                    threshold = (
+                        max(h.distance_meters or 0.0 for h in hits) * SPHERE_MARGIN
+                        + GEOHASH_SLACK_METERS
+                    )
             if stop:
                 break
             if found >= count:  # the circle holds more: read further into it
                 count, skip = count * 4, count
-            elif radius < near.radius_meters:  # the circle is exhausted: widen it
-                radius, skip = min(near.radius_meters, radius * 2), found
+            elif radius < reach:  # the circle is exhausted: widen it
+                radius, skip = min(reach, floor + (radius - floor) * 2), found
             else:
                 break
-        hits.sort(key=lambda h: (h.distance_meters, h.vehicle.id))
+        hits.sort(key=_rank)
         return hits[:first]
 
     async def vehicle(
@@ -305,8 +385,20 @@ class SearchService:
         return hit if hit.vehicle.provider_id in servable else None
 
     async def stations(
-        self, session: AsyncSession, *, area: Area, flt: StationFilter, first: int
+        self,
+        session: AsyncSession,
+        *,
+        area: Area,
+        flt: StationFilter,
+        first: int,
+        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
     ) -> list[StationRow]:
+        """Stations of the area, nearest to the `near` point or the box's centre first, ties
+        by id; other organisations' private fleets are left out inside the query, so they
+        never make a page short."""
+        hidden = await self.hidden_providers(session, viewer_orgs)
+        if hidden:
+            flt = replace(flt, hidden_providers=flt.hidden_providers | hidden)
         return await repository.search_stations(
             session, near=area.near, bbox=area.bbox, flt=flt, first=first
         )
@@ -318,10 +410,28 @@ class SearchService:
         area: Area,
         providers: frozenset[str] | None,
         first: int,
+        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
     ) -> list[ZoneRow]:
+        """Zones touching the area, nearest to the `near` point or the box's centre first
+        (0 for a zone holding it), ties by id; without an area, each provider's zones in feed
+        order. Other organisations' private fleets are left out inside the query."""
         return await repository.search_zones(
-            session, near=area.near, bbox=area.bbox, providers=providers, first=first
+            session,
+            near=area.near,
+            bbox=area.bbox,
+            providers=providers,
+            hidden_providers=await self.hidden_providers(session, viewer_orgs),
+            first=first,
         )
+
+
+def _rank(hit: VehicleHit) -> tuple[float | None, str]:
+    return hit.distance_meters, hit.vehicle.id
+
+
+def _check_filter(flt: VehicleFilter) -> None:
+    if flt.min_range_meters is not None and flt.min_range_meters < 0:
+        raise InvalidInput("minRangeMeters must be >= 0", code="INVALID_FILTER")
 
 
 def is_stale(provider: Provider, settings: Settings, now: datetime | None = None) -> bool:

@@ -23,6 +23,12 @@ from providers.simulators.feed_server import FeedServer
 from tests.helpers import add_conformance_provider
 
 NEAR = "near: {lat: 58.97, lon: 5.73, radiusMeters: 5000}"
+WITHIN = "within: {minLat: 58.93, minLon: 5.66, maxLat: 59.0, maxLon: 5.78}"
+CONNECTION_FIELDS = (
+    "edges { cursor node { id distanceMeters formFactor provider { id name } "
+    "pricingPlan { price { amountMinor } } } } "
+    "pageInfo { hasNextPage hasPreviousPage startCursor endCursor }"
+)
 
 QUERIES = {
     "plain fields": f"{{ vehicles({NEAR}, first: 20) {{ id providerId formFactor propulsionType "
@@ -40,10 +46,16 @@ QUERIES = {
     "provider { vehicleCount } } }",
     "nested lists": '{ geofencingZones(providers: ["getaround-stavanger"]) { id } '
     "providers { id formFactors } }",
+    "within, nearest the centre first": f"{{ vehicles({WITHIN}, first: 30) {{ id lat lon "
+    "distanceMeters formFactor provider { id } } }",
+    "a page of a connection": f"{{ vehiclesConnection({WITHIN}, first: 7) "
+    f"{{ {CONNECTION_FIELDS} }} }}",
 }
 
 
-async def _execute(runtime: Runtime, compiled: bool, query: str) -> dict[str, Any]:
+async def _execute(
+    runtime: Runtime, compiled: bool, query: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
     schema = build_schema(runtime.settings, compiled=compiled)
     context = Context(
         sessions=runtime.sessions,
@@ -52,7 +64,9 @@ async def _execute(runtime: Runtime, compiled: bool, query: str) -> dict[str, An
         reference=runtime.reference,
         persisted_queries=runtime.persisted_queries,
     )
-    result = await schema.execute(query, variable_values={"x": True}, context_value=context)
+    result = await schema.execute(
+        query, variable_values=variables or {"x": True}, context_value=context
+    )
     return {
         "data": result.data,
         "errors": [(e.message, e.path) for e in result.errors or []],
@@ -87,6 +101,37 @@ async def test_hot_query_is_completed_by_a_plan(runtime: Runtime, getaround: str
     execution._plans.clear()
     await _execute(runtime, True, QUERIES["directives fall back"])
     assert all(template is None for _, template in execution._plans.values())
+
+
+async def test_paging_through_a_connection_answers_alike_on_both_executors(
+    runtime: Runtime, getaround: str
+) -> None:
+    query = (
+        "query($first: Int, $after: String) { vehiclesConnection("
+        f"{WITHIN}, first: $first, after: $after) {{ {CONNECTION_FIELDS} }} }}"
+    )
+    execution._plans.clear()
+    after, pages = None, 0
+    while True:
+        variables = {"first": 4, "after": after}
+        generic = await _execute(runtime, False, query, variables)
+        compiled = await _execute(runtime, True, query, variables)
+        assert generic["errors"] == []
+        assert compiled == generic
+        page = generic["data"]["vehiclesConnection"]
+        pages += 1
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert pages > 2
+    # The edges and their vehicles were completed by a plan, cursors included.
+    assert any(template is not None for _, template in execution._plans.values())
+
+    # A cursor that is not one of ours: the same error from both.
+    bad = {"first": 4, "after": "bm90IG91cnM"}
+    generic = await _execute(runtime, False, query, bad)
+    assert [message for message, _ in generic["errors"]] and generic["data"] is None
+    assert await _execute(runtime, True, query, bad) == generic
 
 
 async def test_a_value_the_plan_cannot_serialise_falls_back_to_graphql_core_errors(

@@ -15,6 +15,12 @@ from tests.helpers import add_conformance_provider
 
 NEAR = "near: {lat: 58.97, lon: 5.73, radiusMeters: 5000}"
 JSON = {"content-type": "application/json"}
+WITHIN = {"minLat": 58.93, "minLon": 5.66, "maxLat": 59.0, "maxLon": 5.78}
+CONNECTION = (
+    "query($b: WithinInput!, $n: Int, $after: String) { vehiclesConnection(within: $b, "
+    "first: $n, after: $after) { edges { cursor node { id distanceMeters provider { id } } } "
+    "pageInfo { hasNextPage endCursor } } }"
+)
 
 REQUESTS: dict[str, bytes | dict[str, Any] | list[Any]] = {
     "query with variables": {
@@ -40,6 +46,18 @@ REQUESTS: dict[str, bytes | dict[str, Any] | list[Any]] = {
     "malformed json": b'{"query": ',
     "variables not an object": {"query": "{ providers { id } }", "variables": [1]},
     "mutation type absent": {"query": "mutation { x }"},
+    "within, nearest the centre first": {
+        "query": "query($b: WithinInput!) { vehicles(within: $b, first: 9) { id distanceMeters } }",
+        "variables": {"b": WITHIN},
+    },
+    "a connection's first page": {
+        "query": CONNECTION,
+        "variables": {"b": WITHIN, "n": 3, "after": None},
+    },
+    "a cursor that is not ours": {
+        "query": CONNECTION,
+        "variables": {"b": WITHIN, "n": 3, "after": "bm90IG91cnM"},
+    },
 }
 
 
@@ -108,6 +126,42 @@ async def test_a_learned_operation_still_answers_every_request_like_the_view(
     expected = await view.post("/graphql", json=request)
 
     assert (answer.status_code, answer.json()) == (expected.status_code, expected.json())
+
+
+async def test_a_learned_connection_pages_like_the_view(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    fast, view = clients
+    plans = fast._transport.app.state.operation_plans  # type: ignore[attr-defined]
+    after, pages = None, 0
+    while True:
+        request = {"query": CONNECTION, "variables": {"b": WITHIN, "n": 5, "after": after}}
+        answer = await fast.post("/graphql", json=request)
+        expected = await view.post("/graphql", json=request)
+        assert answer.status_code == expected.status_code == 200
+        assert answer.json() == expected.json()
+        assert plans.get(CONNECTION, None) is not None  # learned on the first page
+        page = answer.json()["data"]["vehiclesConnection"]
+        pages += 1
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert pages > 2
+    # The plan meets a refused cursor and a cursor of another query: the view's answers.
+    other_box = {**WITHIN, "maxLat": 59.01}
+    for variables in (
+        {"b": WITHIN, "n": 5, "after": "bm90IG91cnM"},
+        {"b": other_box, "n": 5, "after": after},
+        {"b": WITHIN, "n": 500, "after": None},
+    ):
+        request = {"query": CONNECTION, "variables": variables}
+        answer = await fast.post("/graphql", json=request)
+        expected = await view.post("/graphql", json=request)
+        assert (answer.status_code, answer.json()) == (expected.status_code, expected.json())
+        assert answer.json()["errors"][0]["extensions"]["code"] in {
+            "INVALID_CURSOR",
+            "INVALID_FIRST",
+        }
 
 
 async def test_the_fast_path_learns_plans_for_successful_queries_only(

@@ -165,29 +165,44 @@ async def test_filters_apply_before_first(
     assert {v["propulsionType"] for v in body["data"]["vehicles"]} == {"ELECTRIC"}
 
 
-async def test_within_bounding_box_returns_only_vehicles_inside(
-    api: httpx.AsyncClient, wolfsburg: str
+async def test_within_answers_the_vehicles_inside_nearest_to_its_centre_first(
+    runtime: Runtime, api: httpx.AsyncClient, wolfsburg: str
 ) -> None:
     box = {"minLat": 52.415, "minLon": 10.77, "maxLat": 52.425, "maxLon": 10.79}
+    centre = ((box["minLat"] + box["maxLat"]) / 2, (box["minLon"] + box["maxLon"]) / 2)
     bikes = raw("tier-wolfsburg", "free_bike_status")["data"]["bikes"]
     inside = {
-        f"{wolfsburg}:{b['bike_id']}"
+        f"{wolfsburg}:{b['bike_id']}": geodesic(*centre, float(b["lat"]), float(b["lon"]))
         for b in bikes
         if box["minLat"] <= float(b["lat"]) <= box["maxLat"]
         and box["minLon"] <= float(b["lon"]) <= box["maxLon"]
         and not truthy(b["is_reserved"])
         and not truthy(b["is_disabled"])
     }
-    assert 0 < len(inside) <= 200
-
-    body = await gql(
-        api,
-        "query($box: WithinInput!) { vehicles(within: $box, first: 200) { id distanceMeters } }",
-        box=box,
+    assert 10 < len(inside) <= 200
+    nearest = sorted(inside, key=inside.__getitem__)
+    # The tenth and eleventh are not a near-tie: "the nearest ten" is one set.
+    assert inside[nearest[10]] - inside[nearest[9]] > 0.01
+    query = (
+        "query($box: WithinInput!, $n: Int!) { vehicles(within: $box, first: $n) "
+        "{ id distanceMeters } }"
     )
 
-    assert {v["id"] for v in body["data"]["vehicles"]} == inside
-    assert all(v["distanceMeters"] is None for v in body["data"]["vehicles"])
+    for store in ("redis", "postgis"):
+        original = runtime.search.index
+        runtime.search.index = original if store == "redis" else None
+        try:
+            every = (await gql(api, query, box=box, n=200))["data"]["vehicles"]
+            first_ten = (await gql(api, query, box=box, n=10))["data"]["vehicles"]
+        finally:
+            runtime.search.index = original
+
+        assert sorted(v["id"] for v in every) == sorted(inside), store
+        for v in every:
+            assert v["distanceMeters"] == pytest.approx(inside[v["id"]], abs=0.002), store
+        keys = [(v["distanceMeters"], v["id"]) for v in every]
+        assert keys == sorted(keys), store
+        assert {v["id"] for v in first_ten} == set(nearest[:10]), store
 
 
 async def test_vehicle_by_id_and_unknown_id(api: httpx.AsyncClient, wolfsburg: str) -> None:
@@ -616,3 +631,39 @@ async def test_postgis_fallback_ranks_like_the_index_with_filters(
     assert len(from_index) == 60
     assert [v["id"] for v in from_postgis] == [v["id"] for v in from_index]
     assert all(v["currentRangeMeters"] >= 10000 for v in from_postgis)
+
+
+async def test_vehicles_at_one_spot_come_once_each_in_id_order(
+    runtime: Runtime, api: httpx.AsyncClient, feed_server: tuple[FeedServer, str]
+) -> None:
+    # 70 scooters on one pavement: equal distances. Redis orders ties arbitrarily, and not
+    # alike in two calls, while a search reads further into a circle in several calls.
+    server, base_url = feed_server
+    spot = (52.5301, 13.4102)
+    fleet = [scooter(f"v{i:02d}", *spot) for i in range(70)]
+    fleet += [scooter(f"w{i}", spot[0] + 0.002 + i * 0.0001, spot[1]) for i in range(5)]
+    await add_provider(
+        runtime, "heap", serve_documents(server, base_url, "heap", synthetic_scooter_feeds(fleet))
+    )
+    assert (await runtime.sync.sync("heap")).ok
+    # From the spot, and from the centre of a box around it (17 m away), the same order.
+    expected = sorted(f"heap:v{i:02d}" for i in range(70)) + [f"heap:w{i}" for i in range(5)]
+    box = {"minLat": 52.52, "minLon": 13.40, "maxLat": 52.54, "maxLon": 13.42}
+    query = (
+        "query($n: NearInput, $b: WithinInput, $first: Int) { vehicles(near: $n, within: $b, "
+        "first: $first) { id } }"
+    )
+    for store in ("redis", "postgis"):
+        original = runtime.search.index
+        runtime.search.index = original if store == "redis" else None
+        try:
+            for first in (5, 40, 72):
+                for area in (
+                    {"n": {"lat": spot[0], "lon": spot[1], "radiusMeters": 900}},
+                    {"b": box},
+                ):
+                    body = await gql(api, query, first=first, **area)
+                    ids = [v["id"] for v in body["data"]["vehicles"]]
+                    assert ids == expected[:first], (store, first, area)
+        finally:
+            runtime.search.index = original

@@ -335,6 +335,12 @@ async def test_a_bounding_box_subscription(runtime: Runtime) -> None:
     def inside(lat: float, lon: float) -> bool:
         return box["minLat"] <= lat <= box["maxLat"] and box["minLon"] <= lon <= box["maxLon"]
 
+    # Distances are measured from the box's centre, in the snapshot and in deltas alike.
+    centre = ((box["minLat"] + box["maxLat"]) / 2, (box["minLon"] + box["maxLon"]) / 2)
+
+    def from_centre(position: tuple[float, float]) -> float:
+        return float(Geodesic.WGS84.Inverse(*centre, *position)["s12"])
+
     positions = {"in": _offset(*CENTER, 100, -100), "out": _offset(*CENTER, 0, 500)}
     async with served(runtime) as base_url:
         await push(base_url, secret, [_vehicle(v, *p) for v, p in positions.items()])
@@ -343,7 +349,10 @@ async def test_a_bounding_box_subscription(runtime: Runtime) -> None:
             snapshot = await client.next_update()
             expected = {f"{SLUG}:{v}" for v, p in positions.items() if inside(*p)}
             assert {v["id"] for v in snapshot["created"]} == expected
-            assert all(v["distanceMeters"] is None for v in snapshot["created"])
+            assert {v["id"]: v["distanceMeters"] for v in snapshot["created"]} == pytest.approx(
+                {f"{SLUG}:{v}": from_centre(p) for v, p in positions.items() if inside(*p)},
+                abs=0.002,
+            )
 
             moved = {"in": _offset(*CENTER, 0, 400), "out": _offset(*CENTER, -50, 50)}
             await push(
@@ -351,13 +360,17 @@ async def test_a_bounding_box_subscription(runtime: Runtime) -> None:
                 secret,
                 [_vehicle(v, *p, last_reported=int(time.time()) + 1) for v, p in moved.items()],
             )
-            created, removed = set(), set()
+            created: dict[str, float] = {}
+            removed: set[str] = set()
             while not created or not removed:
                 delta = await client.next_update()
-                created |= {v["id"] for v in delta["created"]}
+                created |= {v["id"]: v["distanceMeters"] for v in delta["created"]}
                 removed |= set(delta["removed"])
-            assert created == {f"{SLUG}:{v}" for v, p in moved.items() if inside(*p)}
-            assert removed == expected - created
+            assert created == pytest.approx(
+                {f"{SLUG}:{v}": from_centre(p) for v, p in moved.items() if inside(*p)},
+                abs=0.002,
+            )
+            assert removed == expected - created.keys()
 
 
 async def test_sockets_closed_while_the_hub_cannot_connect_leave_no_subscriber() -> None:
