@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.search.schemas import StationFilter, VehicleFilter
 from app.search.service import Area, validate_area, validate_first, validate_providers
-from app.settings import Settings
 from geo.areas import BBox, Near
 from graphql_schema.enums import FormFactor, PropulsionType
+
+if TYPE_CHECKING:
+    from graphql_schema.context import Context
 
 
 @strawberry.input(description="A point and a radius around it (metres, geodesic).")
@@ -83,19 +87,26 @@ class VehicleSearch:
 
 
 async def vehicle_search(
-    settings: Settings,
+    ctx: Context,
     session: AsyncSession,
     near: NearInput | None,
     within: WithinInput | None,
     filter: VehicleFilterInput | None,
     first: int | None,
+    viewer_orgs: frozenset[uuid.UUID],
 ) -> VehicleSearch:
+    settings = ctx.settings
     area = validate_area(
         settings, near.to_domain() if near else None, within.to_domain() if within else None
     )
     limit = validate_first(settings, first)
     flt = filter or VehicleFilterInput()
-    providers = await validate_providers(
-        session, [str(p) for p in flt.providers] if flt.providers is not None else None
-    )
+    providers = None
+    if flt.providers is not None:
+        # A private fleet the caller may not see is an unknown provider here too.
+        providers = await validate_providers(
+            session,
+            [str(p) for p in flt.providers],
+            await ctx.search.hidden_providers(session, viewer_orgs),
+        )
     return VehicleSearch(area, flt.to_domain(providers), limit)

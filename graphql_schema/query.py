@@ -6,9 +6,7 @@ import uuid
 from typing import Annotated
 
 import strawberry
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import NotFound
 from app.search.service import (
     list_providers,
     ride_end_check,
@@ -46,12 +44,15 @@ from graphql_schema.webhooks import WebhookQuery
 Info = strawberry.Info[Context, None]
 
 
-async def _viewer_orgs(ctx: Context, session: AsyncSession) -> frozenset[uuid.UUID]:
+async def _viewer_orgs(ctx: Context) -> frozenset[uuid.UUID]:
     """The caller's organisations, for the search's visibility rule; only looked up when a
-    private fleet exists and the caller is authenticated (anonymous search pays nothing)."""
-    if ctx.authorization and await ctx.search.has_private_fleets(session):
-        return await ctx.viewer_organisations()
-    return frozenset()
+    private fleet exists and the caller is authenticated (anonymous search pays nothing).
+    Called before the resolver's own session: a request never holds two connections."""
+    if not ctx.authorization:
+        return frozenset()
+    async with ctx.sessions() as session:
+        private = await ctx.search.has_private_fleets(session)
+    return await ctx.viewer_organisations() if private else frozenset()
 
 
 @strawberry.type
@@ -68,14 +69,11 @@ class Query(
     @strawberry.field(description="Every operator this service aggregates.")
     async def providers(self, info: Info) -> list[Provider]:
         ctx = info.context
+        orgs = await _viewer_orgs(ctx)
         async with ctx.sessions() as session:
             rows = await list_providers(session)
             # Another organisation's private fleet is not listed (its existence included).
-            hidden = (
-                await ctx.search.hidden_providers(session, await ctx.viewer_organisations())
-                if await ctx.search.has_private_fleets(session)
-                else frozenset()
-            )
+            hidden = await ctx.search.hidden_providers(session, orgs)
         return [Provider.from_model(p, ctx.settings) for p in rows if p.id not in hidden]
 
     @strawberry.field(
@@ -96,14 +94,11 @@ class Query(
         ctx = info.context
         if ctx.authorization:  # an API key needs vehicles:read; anonymous search skips this
             await require_vehicles_read(ctx)
+        orgs = await _viewer_orgs(ctx)
         async with ctx.sessions() as session:
-            search = await vehicle_search(ctx.settings, session, near, within, filter, first)
+            search = await vehicle_search(ctx, session, near, within, filter, first, orgs)
             hits = await ctx.search.vehicles(
-                session,
-                area=search.area,
-                flt=search.flt,
-                first=search.first,
-                viewer_orgs=await _viewer_orgs(ctx, session),
+                session, area=search.area, flt=search.flt, first=search.first, viewer_orgs=orgs
             )
         return await vehicles_from_hits(ctx.reference, hits)
 
@@ -138,15 +133,16 @@ class Query(
         ctx = info.context
         if ctx.authorization:
             await require_vehicles_read(ctx)
+        orgs = await _viewer_orgs(ctx)
         async with ctx.sessions() as session:
-            search = await vehicle_search(ctx.settings, session, near, within, filter, first)
+            search = await vehicle_search(ctx, session, near, within, filter, first, orgs)
             page = await ctx.search.vehicle_page(
                 session,
                 area=search.area,
                 flt=search.flt,
                 first=search.first,
                 after=after,
-                viewer_orgs=await _viewer_orgs(ctx, session),
+                viewer_orgs=orgs,
             )
         return await VehicleConnection.from_page(ctx.reference, page)
 
@@ -154,8 +150,8 @@ class Query(
     async def vehicle(self, info: Info, id: strawberry.ID) -> Vehicle | None:
         if info.context.authorization:
             await require_vehicles_read(info.context)
+        orgs = await _viewer_orgs(info.context)
         async with info.context.sessions() as session:
-            orgs = await _viewer_orgs(info.context, session)
             hit = await info.context.search.vehicle(session, str(id), viewer_orgs=orgs)
         if hit is None:
             return None
@@ -184,16 +180,15 @@ class Query(
         )
         limit = validate_first(ctx.settings, first)
         flt = filter or StationFilterInput()
+        orgs = await _viewer_orgs(ctx)
         async with ctx.sessions() as session:
             providers = await validate_providers(
-                session, [str(p) for p in flt.providers] if flt.providers is not None else None
+                session,
+                [str(p) for p in flt.providers] if flt.providers is not None else None,
+                await ctx.search.hidden_providers(session, orgs),
             )
             rows = await ctx.search.stations(
-                session,
-                area=area,
-                flt=flt.to_domain(providers),
-                first=limit,
-                viewer_orgs=await _viewer_orgs(ctx, session),
+                session, area=area, flt=flt.to_domain(providers), first=limit, viewer_orgs=orgs
             )
         ref = await ctx.reference.covering(
             providers={s.provider_id for s in rows},
@@ -222,16 +217,15 @@ class Query(
             required=providers is None,
         )
         limit = validate_first(ctx.settings, first)
+        orgs = await _viewer_orgs(ctx)
         async with ctx.sessions() as session:
             wanted = await validate_providers(
-                session, [str(p) for p in providers] if providers is not None else None
+                session,
+                [str(p) for p in providers] if providers is not None else None,
+                await ctx.search.hidden_providers(session, orgs),
             )
             rows = await ctx.search.zones(
-                session,
-                area=area,
-                providers=wanted,
-                first=limit,
-                viewer_orgs=await _viewer_orgs(ctx, session),
+                session, area=area, providers=wanted, first=limit, viewer_orgs=orgs
             )
         ref = await ctx.reference.covering(providers={z.provider_id for z in rows})
         return [GeofencingZone.from_row(z, ref) for z in rows]
@@ -251,14 +245,8 @@ class Query(
         provider_id: strawberry.ID | None = None,
         form_factor: FormFactor | None = None,
     ) -> RideEndCheck:
+        orgs = await _viewer_orgs(info.context)
         async with info.context.sessions() as session:
-            if vehicle_id is not None and await info.context.search.has_private_fleets(session):
-                hidden = await info.context.search.hidden_providers(
-                    session, await info.context.viewer_organisations()
-                )
-                if str(vehicle_id).split(":", 1)[0] in hidden:
-                    # As for an id that does not exist: a private fleet's ids are not told.
-                    raise NotFound(f"unknown vehicle {str(vehicle_id)!r}", code="UNKNOWN_VEHICLE")
             answer = await ride_end_check(
                 session,
                 lat=lat,
@@ -267,6 +255,7 @@ class Query(
                 vehicle_type_id=str(vehicle_type_id) if vehicle_type_id is not None else None,
                 provider_id=str(provider_id) if provider_id is not None else None,
                 form_factor=form_factor.value if form_factor is not None else None,
+                hidden=await info.context.search.hidden_providers(session, orgs),
             )
         zone = answer.zone
         ref = await info.context.reference.covering(providers=[zone.provider_id] if zone else [])

@@ -150,8 +150,9 @@ class Subscription(BookingSubscription):
             raise DomainError("live updates are not available here", code="UNAVAILABLE")
         if ctx.authorization:  # an API key needs vehicles:read, as for search
             await require_vehicles_read(ctx)
+        orgs = await ctx.viewer_organisations()
         async with ctx.sessions() as session:
-            search = await vehicle_search(ctx.settings, session, near, within, filter, first)
+            search = await vehicle_search(ctx, session, near, within, filter, first, orgs)
         view = _View(search.area, search.flt, search.first)
         await _refresh_visibility(info, view, search.flt)
         settings = ctx.settings

@@ -141,12 +141,17 @@ def validate_first(settings: Settings, first: int | None) -> int:
 
 
 async def validate_providers(
-    session: AsyncSession, providers: Sequence[str] | None
+    session: AsyncSession,
+    providers: Sequence[str] | None,
+    hidden: frozenset[str] = frozenset(),
 ) -> frozenset[str] | None:
+    """The providers a request names, all of which must exist and be visible to the caller:
+    a private fleet the caller may not see (``hidden``) is refused exactly as an id that
+    does not exist, so its existence is not told (DESIGN.md: visibility is one rule)."""
     if providers is None:
         return None
     wanted = frozenset(providers)
-    unknown = wanted - await repository.known_provider_ids(session)
+    unknown = wanted - (await repository.known_provider_ids(session) - hidden)
     if unknown:
         raise UnknownProvider(
             f"unknown provider(s): {', '.join(sorted(unknown))}; list them with `providers`"
@@ -471,10 +476,13 @@ async def ride_end_check(
     provider_id: str | None = None,
     form_factor: str | None = None,
     now: datetime | None = None,
+    hidden: frozenset[str] = frozenset(),
 ) -> RideEndAnswer:
     """May a ride end here? GBFS precedence: first matching zone's rules, then global rules."""
     _check_point(lat, lon, "rideEndCheck")
     now = now or datetime.now(UTC)
+    # ``hidden``: private fleets this caller may not see; each of their ids is answered as an
+    # id that does not exist (UNKNOWN_VEHICLE, UNKNOWN_VEHICLE_TYPE, UNKNOWN_PROVIDER).
     given = sum(x is not None for x in (vehicle_id, vehicle_type_id, provider_id or form_factor))
     if given != 1:
         raise InvalidInput(
@@ -483,21 +491,21 @@ async def ride_end_check(
         )
     if vehicle_id is not None:
         hit = await repository.vehicle_by_id(session, vehicle_id)
-        if hit is None:
+        if hit is None or hit.vehicle.provider_id in hidden:
             raise NotFound(f"unknown vehicle {vehicle_id!r}", code="UNKNOWN_VEHICLE")
         vehicle_type_id = hit.vehicle.vehicle_type_id
         if vehicle_type_id is None:
             provider_id, form_factor = hit.vehicle.provider_id, hit.vehicle.form_factor
     if vehicle_type_id is not None:
         types = await repository.vehicle_types_by_ids(session, [vehicle_type_id])
-        if vehicle_type_id not in types:
+        if vehicle_type_id not in types or types[vehicle_type_id].provider_id in hidden:
             raise NotFound(f"unknown vehicle type {vehicle_type_id!r}", code="UNKNOWN_VEHICLE_TYPE")
         provider_id = types[vehicle_type_id].provider_id
         type_ids: list[str | None] = [vehicle_type_id]
     else:
         if provider_id is None or form_factor is None:
             raise InvalidInput("providerId and formFactor go together", code="INVALID_ARGUMENTS")
-        await validate_providers(session, [provider_id])
+        await validate_providers(session, [provider_id], hidden)
         of_kind = await repository.vehicle_types_of(session, provider_id, form_factor)
         all_types = await repository.vehicle_types_of(session, provider_id)
         if all_types and not of_kind:

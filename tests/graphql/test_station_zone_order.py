@@ -278,7 +278,10 @@ async def test_zones_by_provider_alone_keep_feed_order_without_distances(
     assert all(z["distanceMeters"] is None for z in zones)
     # Listed by provider, the private fleet's zones are its organisation's alone.
     assert len((await gql(api, query, {"p": [POOL]}, owner))["data"]["geofencingZones"]) == 2
-    assert (await gql(api, query, {"p": [POOL]}))["data"]["geofencingZones"] == []
+    # To anyone else it is an unknown provider, as one that does not exist is
+    # (tests/graphql/test_visibility_rule.py checks every field for that).
+    refused = await gql(api, query, {"p": [POOL]})
+    assert [e["extensions"]["code"] for e in refused["errors"]] == ["UNKNOWN_PROVIDER"]
 
 
 async def test_compiled_execution_answers_stations_and_zones_as_graphql_core(
