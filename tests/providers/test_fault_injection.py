@@ -119,7 +119,9 @@ async def assert_failed_cleanly(scene: Scene, outcome: Outcome, before: dict[str
     )
     assert await stored(scene.runtime, FAULTY) == before
     stations = len(raw(HEALTHY, "station_information")["data"]["stations"])
-    assert all(r.ok for r in outcome.healthy), [r.error for r in outcome.healthy]
+    assert all(r.ok for r in outcome.healthy), [
+        (r.error, r.skipped, r.phases) for r in outcome.healthy if not r.ok
+    ]
     async with scene.runtime.sessions() as session:
         stored_stations = (
             await session.execute(
