@@ -166,6 +166,19 @@ class MobilityGraphQLRouter(GraphQLRouter[Context, None]):
                     break
         return response
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # GraphiQL keeps its query in the address (/graphql?query=…) so a link or a reload
+        # reopens it; Strawberry would execute that query for a browser and show raw JSON. A
+        # browser's navigation gets the page; a client's GET (JSON types or curl's */*) still
+        # runs the query, as GraphQL over HTTP asks.
+        if (
+            self.graphql_ide is not None
+            and request.method == "GET"
+            and request.query_params.get("query") is not None
+        ):
+            return media.asks_for_a_page(request.headers.get("accept"))
+        return super().should_render_graphql_ide(request)
+
     async def render_graphql_ide(self, request: Any) -> Any:
         if self.web_assets is None:
             return await super().render_graphql_ide(request)

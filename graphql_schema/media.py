@@ -38,6 +38,13 @@ def prefers_graphql_response_json(accept: str | None) -> bool:
     return ours > 0 and ours >= plain
 
 
+def asks_for_a_page(accept: str | None) -> bool:
+    """Whether the Accept header is a browser's navigation: ``text/html`` named, and neither
+    JSON type named (``*/*`` alone, as curl sends, is not a page)."""
+    ranked = {part.strip().partition(";")[0].strip().lower() for part in (accept or "").split(",")}
+    return "text/html" in ranked and not ranked & {APPLICATION_JSON, GRAPHQL_RESPONSE_JSON}
+
+
 def _quality(params: str) -> float:
     for param in params.split(";"):
         name, _, value = param.partition("=")

@@ -88,6 +88,48 @@ async def test_graphiql_off_serves_neither_page_nor_assets(runtime: Runtime) -> 
         assert (await client.get("/graphiql/graphiql.min.js")).status_code == 404
 
 
+BROWSER_NAVIGATION = (
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+)
+
+
+@pytest.mark.parametrize(
+    ("accept", "page"),
+    [
+        (BROWSER_NAVIGATION, True),  # a reload of, or a link to, GraphiQL with its query
+        ("text/html", True),
+        ("*/*", False),  # curl
+        ("application/json", False),
+        ("application/graphql-response+json, application/json;q=0.9", False),
+        ("text/html, application/json", False),  # a client that takes JSON gets JSON
+    ],
+)
+async def test_a_query_in_the_address_opens_graphiql_for_a_browser_and_runs_for_a_client(
+    browser_api: httpx.AsyncClient, accept: str, page: bool
+) -> None:
+    _require_built()
+    answer = await browser_api.get(
+        "/graphql", params={"query": "{ __typename }"}, headers={"Accept": accept}
+    )
+    assert answer.status_code == 200
+    if page:
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "/graphiql/init.js" in answer.text
+    else:
+        assert answer.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_with_graphiql_off_a_query_in_the_address_runs_for_a_browser_too(
+    runtime: Runtime,
+) -> None:
+    async for client in _client(runtime, make_settings(graphiql=False)):
+        answer = await client.get(
+            "/graphql", params={"query": "{ __typename }"}, headers={"Accept": BROWSER_NAVIGATION}
+        )
+        assert answer.status_code == 200
+        assert answer.json() == {"data": {"__typename": "Query"}}
+
+
 ALLOWED = "https://app.example"
 
 
