@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio.client import PubSub
 from sqlalchemy import text
 
 from app.db import transaction
 from app.runtime import Runtime
 from providers.service import register_provider
-from providers.simulators.feed_server import FeedServer
+from providers.simulators.feed_server import DocumentFactory, FeedServer
 from tests.conftest import require_conformance
 
 
@@ -111,10 +113,14 @@ def serve_documents(
     server: FeedServer, base_url: str, slug: str, documents: dict[str, Any]
 ) -> dict[str, str]:
     """Serve mutable documents: later changes to ``documents`` are served on the next GET."""
+
+    def current(name: str) -> DocumentFactory:
+        return lambda: documents[name]
+
     feeds = {}
     for name in documents:
         path = f"/{slug}/{name}.json"
-        server.add_dynamic(path, lambda name=name: documents[name])
+        server.add_dynamic(path, current(name))
         feeds[name] = base_url + path
     return feeds
 
@@ -129,3 +135,21 @@ async def age_last_success(runtime: Runtime, provider_id: str, seconds: float) -
             ),
             {"s": seconds, "p": provider_id},
         )
+
+
+def member_names(members: Iterable[object]) -> set[str]:
+    """Redis members as text.
+
+    The runtime's client answers bytes (no ``decode_responses``), which redis-py's return types,
+    written for either setting, cannot know: each member is checked to be bytes, then decoded.
+    """
+    names = set()
+    for member in members:
+        assert isinstance(member, bytes), member
+        names.add(member.decode())
+    return names
+
+
+async def close_pubsub(pubsub: PubSub) -> None:
+    # redis-py leaves PubSub.aclose unannotated, so a typed caller may not call it directly.
+    await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -222,7 +222,7 @@ async def tls_receiver(
     def remember_sni(sock: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> None:
         server_names[id(sock)] = name
 
-    context.sni_callback = remember_sni  # type: ignore[assignment]
+    context.sni_callback = remember_sni
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -10,12 +10,15 @@ import pytest
 from app.booking import idempotency as idem
 from app.booking import outcomes as out
 from app.db import transaction
+from app.errors import InvalidInput
 from app.runtime import Runtime
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
-async def _claim(runtime: Runtime, key: str, payload: dict[str, object], now: datetime = T0):
+async def _claim(
+    runtime: Runtime, key: str, payload: dict[str, object], now: datetime = T0
+) -> idem.Claimed | idem.Replay:
     return await idem.claim(
         runtime.sessions,
         owner="user:a",
@@ -134,7 +137,7 @@ async def test_expired_keys_are_forgotten(runtime: Runtime) -> None:
 
 @pytest.mark.parametrize("key", ["short", "x" * 201, "has space in it", "ünïcode-key"])
 async def test_malformed_keys_are_refused(runtime: Runtime, key: str) -> None:
-    with pytest.raises(idem.InvalidInput) as caught:
+    with pytest.raises(InvalidInput) as caught:
         await _claim(runtime, key, {})
     assert caught.value.code == "INVALID_IDEMPOTENCY_KEY"
 

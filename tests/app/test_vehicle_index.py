@@ -10,6 +10,7 @@ import pytest
 
 from app.runtime import Runtime
 from app.vehicle_index import VehicleDelta, VehicleDoc, VehicleIndex
+from tests.helpers import close_pubsub, member_names
 
 
 def _doc(n: int, *, form_factor: str = "scooter_standing", reserved: bool = False) -> VehicleDoc:
@@ -50,13 +51,11 @@ async def test_apply_writes_every_key_across_batches(runtime: Runtime) -> None:
     await index.apply("p", docs, ())
     keys = runtime.keys
     available = [d for d in docs if d.indexable]
-    geo = {m.decode() for m in await runtime.redis.zrange(keys.vehicle_geo, 0, -1)}
+    geo = member_names(await runtime.redis.zrange(keys.vehicle_geo, 0, -1))
     assert geo == {d.id for d in available}
     for form_factor in ("bicycle", "car"):
         members = await runtime.redis.zrange(keys.vehicle_geo_of(form_factor), 0, -1)
-        assert {m.decode() for m in members} == {
-            d.id for d in available if d.form_factor == form_factor
-        }
+        assert member_names(members) == {d.id for d in available if d.form_factor == form_factor}
     stored = await index.documents([d.id for d in docs])
     assert stored == [VehicleDoc.decode(d.encode()) if d.indexable else None for d in docs]
     assert await runtime.redis.scard(keys.provider_members("p")) == len(available)
@@ -66,7 +65,7 @@ async def test_apply_writes_every_key_across_batches(runtime: Runtime) -> None:
     reserved = [d._replace(is_reserved=True) for d in available[1::4]]
     await index.apply("p", reserved, gone)
     expected = {d.id for d in available} - set(gone) - {d.id for d in reserved}
-    geo = {m.decode() for m in await runtime.redis.zrange(keys.vehicle_geo, 0, -1)}
+    geo = member_names(await runtime.redis.zrange(keys.vehicle_geo, 0, -1))
     assert geo == expected
     assert await runtime.redis.hlen(keys.vehicle_docs) == len(expected)
 
@@ -125,7 +124,7 @@ async def test_delta_batches_keep_every_change_in_order(runtime: Runtime, batch_
         if len(got) == len(expected):
             break
         await asyncio.sleep(0)
-    await pubsub.aclose()
+    await close_pubsub(pubsub)
 
     assert sent == len(expected)
     assert [

@@ -102,15 +102,16 @@ async def test_anyone_but_an_admin_is_forbidden_and_nothing_changes(
     before = await state()
     inputs = {"input": {"id": "y", "config": {"feeds": feeds}}}
     forged = new_token()  # well formed, never issued
+    requests: list[tuple[str, dict[str, Any]]] = [
+        (ADD, inputs),
+        (UPDATE, {"id": "x", "input": {"name": "y"}}),
+        (ENABLE, {"id": "x", "enabled": False}),
+        (DELETE, {"id": "x"}),
+        (SYNC, {"id": "x"}),
+        (CREDENTIALS, {"id": "x", "credentials": {"bearerToken": "t"}}),
+    ]
     for credential in ["", "not-a-token", token, forged, token[:-1] + "0"]:
-        for query, variables in [
-            (ADD, inputs),
-            (UPDATE, {"id": "x", "input": {"name": "y"}}),
-            (ENABLE, {"id": "x", "enabled": False}),
-            (DELETE, {"id": "x"}),
-            (SYNC, {"id": "x"}),
-            (CREDENTIALS, {"id": "x", "credentials": {"bearerToken": "t"}}),
-        ]:
+        for query, variables in requests:
             body = await gql(api, query, variables, credential)
             assert _codes(body) == ["FORBIDDEN"], (credential, query, body)
             assert body["data"] is None
@@ -177,7 +178,7 @@ async def test_invalid_admin_input_gets_a_coded_error(
     server, base_url = feed_server
     _, token = await _token(runtime)
     feeds = _feeds(server, base_url, "ok")
-    cases = [
+    cases: list[tuple[str, dict[str, Any], str]] = [
         (ADD, {"input": {"id": "Bad Slug!", "config": {"feeds": feeds}}}, "INVALID_PROVIDER_ID"),
         (ADD, {"input": {"id": "a", "adapter": "nope", "config": {}}}, "INVALID_PROVIDER_CONFIG"),
         (ADD, {"input": {"id": "a", "config": ["not", "an", "object"]}}, "INVALID_PROVIDER_CONFIG"),

@@ -93,7 +93,9 @@ def published_plan(sim: TompSimulator, base_url: str, vehicle_id: str) -> dict[s
     plan_id = (
         bike.get("pricing_plan_id") or types[bike["vehicle_type_id"]]["default_pricing_plan_id"]
     )
-    plans = {p["plan_id"]: p for p in docs["system_pricing_plans"]["data"]["plans"]}
+    plans: dict[str, dict[str, Any]] = {
+        p["plan_id"]: p for p in docs["system_pricing_plans"]["data"]["plans"]
+    }
     return plans[plan_id]
 
 
@@ -523,7 +525,7 @@ async def test_operator_failing_or_hanging_on_reserve_leaves_no_active_booking(
         target = sim.vehicles[0]
         vehicle_id = f"simscoot:{target.vehicle_id}"
         for mode in ("error", "hang"):
-            sim.inject_fault("POST /bookings", mode)  # type: ignore[arg-type]
+            sim.inject_fault("POST /bookings", mode)
             body = await gql(api, RESERVE, {"vehicleId": vehicle_id, "key": key()}, token)
             result = body["data"]["reserveVehicle"]
             assert result["__typename"] == "OperatorUnavailable", (mode, result)

@@ -139,7 +139,7 @@ async def test_staff_see_the_config_masked_and_the_overrides_and_findings_come_f
         "language": "nb",
         "vehicleTypeMap": [
             {"operatorId": op, "mappedTo": "city-bike"}
-            for op in sorted(overrides["vehicle_type_map"])  # type: ignore[arg-type]
+            for op in sorted(overrides["vehicle_type_map"])
         ],
         "pricingPlanMap": [],
     }

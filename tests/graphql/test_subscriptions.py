@@ -190,7 +190,9 @@ async def test_snapshot_then_created_updated_removed_deltas(runtime: Runtime) ->
                 secret,
                 [_vehicle(v, *p, last_reported=later) for v, p in moved.items()],
             )
-            created, updated, removed = {}, {}, set()
+            created: dict[str, dict[str, Any]] = {}
+            updated: dict[str, dict[str, Any]] = {}
+            removed: set[str] = set()
             while {f"{SLUG}:a"} - updated.keys() or f"{SLUG}:b" not in removed or not created:
                 delta = await client.next_update()
                 assert delta["kind"] == "DELTA"

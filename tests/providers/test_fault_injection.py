@@ -22,7 +22,7 @@ from app.runtime import Runtime
 from providers.simulators.feed_server import FeedServer
 from providers.sync import SyncEngine, SyncReport
 from tests.conftest import make_settings
-from tests.helpers import add_conformance_provider, feed_dir, raw
+from tests.helpers import add_conformance_provider, feed_dir, member_names, raw
 
 FAULTY = "getaround-stavanger"  # its vehicles come from vehicle_status.json
 FAULTY_FEED = f"/{FAULTY}/vehicle_status.json"
@@ -74,7 +74,7 @@ async def stored(runtime: Runtime, provider_id: str) -> dict[str, Any]:
             )
             out[table] = [tuple(r) for r in rows]
     members = await runtime.redis.smembers(runtime.keys.provider_members(provider_id))
-    out["indexed"] = {m.decode() for m in members}
+    out["indexed"] = member_names(members)
     return out
 
 

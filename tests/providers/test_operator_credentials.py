@@ -24,11 +24,12 @@ async def _set(
 
 async def _last_error(runtime: Runtime, slug: str) -> str | None:
     async with runtime.sessions() as session:
-        return (
+        last_error: str | None = (
             await session.execute(
                 text("SELECT last_error FROM providers WHERE id = :p"), {"p": slug}
             )
         ).scalar_one()
+        return last_error
 
 
 async def test_an_api_key_header_opens_a_protected_feed(

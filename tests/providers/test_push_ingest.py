@@ -31,6 +31,7 @@ from providers.push import (
     sign,
 )
 from providers.service import register_provider
+from tests.helpers import close_pubsub, member_names
 
 SLUG = "cars-cloud"
 NOW = int(time.time())
@@ -195,7 +196,7 @@ async def test_good_batch_reaches_postgis_redis_search_and_the_channel(
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
         if message is not None:
             break
-    await pubsub.aclose()
+    await close_pubsub(pubsub)
     assert message is not None
     delta = VehicleDelta.decode(message["data"])
     assert sorted(d.id for d in delta.created) == sorted(f"{SLUG}:{v['vehicle_id']}" for v in batch)
@@ -400,7 +401,9 @@ async def test_concurrent_batches_for_one_vehicle_keep_the_newest(
     assert all(r.status_code == 200 for r in responses)
     newest = max(statuses, key=lambda s: s["last_reported"])
     assert (await _stored(runtime))["car-1"][:2] == (newest["lat"], newest["lon"])
-    ((lon, lat),) = await runtime.redis.geopos(runtime.keys.vehicle_geo, f"{SLUG}:car-1")
+    (position,) = await runtime.redis.geopos(runtime.keys.vehicle_geo, f"{SLUG}:car-1")
+    assert position is not None
+    lon, lat = position
     assert (lat, lon) == pytest.approx((newest["lat"], newest["lon"]), abs=1e-5)
 
 
@@ -427,7 +430,7 @@ async def test_overlapping_batches_in_any_order_neither_deadlock_nor_lose_the_ne
     await _push_provider(runtime)
     ids = [f"car-{n}" for n in range(30)]
     rng = random.Random(7)
-    batches = []
+    batches: list[dict[str, Any]] = []
     for n in range(12):
         order = ids[:]
         rng.shuffle(order)  # each batch locks the same rows, listed in another order
@@ -487,7 +490,7 @@ async def test_redis_failure_answers_503_keeps_the_batch_and_a_resend_repairs_th
     response = await _post(api, batch)
     assert response.status_code == 200, response.text
     assert (response.json()["updated"], response.json()["removed"]) == (1, 0)
-    members = {m.decode() for m in await runtime.redis.zrange(geo, 0, -1)}
+    members = member_names(await runtime.redis.zrange(geo, 0, -1))
     assert members == {f"{SLUG}:car-2"}
 
 

@@ -100,7 +100,7 @@ def expected(folder: str) -> Expected:
     out.station_ids = set(station_ids)
 
     raw_types = docs.get("vehicle_types", {}).get("data", {}).get("vehicle_types")
-    form_factor = {
+    form_factor: dict[str, str] = {
         t["vehicle_type_id"]: {"scooter": "scooter_standing"}.get(
             t["form_factor"], t["form_factor"]
         )

@@ -14,6 +14,8 @@ from providers.simulators.feed_server import FeedServer
 from tests.helpers import (
     add_conformance_provider,
     add_provider,
+    close_pubsub,
+    member_names,
     raw,
     scooter,
     serve_documents,
@@ -196,7 +198,7 @@ async def _collect_deltas(runtime: Runtime, ready: asyncio.Event, out: list[Vehi
                 out.append(VehicleDelta.decode(message["data"]))
     finally:
         await pubsub.unsubscribe()
-        await pubsub.aclose()
+        await close_pubsub(pubsub)
 
 
 async def test_second_snapshot_produces_exactly_its_delta_everywhere(
@@ -250,9 +252,11 @@ async def test_second_snapshot_produces_exactly_its_delta_everywhere(
     for vid, (lat, lon) in moved.items():
         assert positions[vid] == pytest.approx((lat, lon))
     # Redis holds the same members at the same places.
-    members = {m.decode() for m in await runtime.redis.zrange(runtime.keys.vehicle_geo, 0, -1)}
+    members = member_names(await runtime.redis.zrange(runtime.keys.vehicle_geo, 0, -1))
     assert members == {f"synthetic:{vid}" for vid in positions}
-    ((lon0, lat0),) = await runtime.redis.geopos(runtime.keys.vehicle_geo, "synthetic:s0")
+    (position,) = await runtime.redis.geopos(runtime.keys.vehicle_geo, "synthetic:s0")
+    assert position is not None
+    lon0, lat0 = position
     assert (lat0, lon0) == pytest.approx(moved["s0"], abs=1e-5)
     # The channel carried exactly that delta.
     assert len(deltas) == 1
@@ -282,7 +286,7 @@ async def test_vehicle_that_becomes_reserved_leaves_the_index(
 
     assert (await runtime.sync.sync("synthetic")).ok
 
-    members = {m.decode() for m in await runtime.redis.zrange(runtime.keys.vehicle_geo, 0, -1)}
+    members = member_names(await runtime.redis.zrange(runtime.keys.vehicle_geo, 0, -1))
     assert members == {"synthetic:b"}
 
 
@@ -385,7 +389,7 @@ async def test_each_form_factor_has_its_own_geo_set(
     assert (await runtime.sync.sync("mixed")).ok
 
     async def members(key: str) -> set[str]:
-        return {m.decode() for m in await runtime.redis.zrange(key, 0, -1)}
+        return member_names(await runtime.redis.zrange(key, 0, -1))
 
     assert await members(runtime.keys.vehicle_geo_of("car")) == {"mixed:c1"}
     assert await members(runtime.keys.vehicle_geo_of("scooter_standing")) == {

@@ -18,6 +18,7 @@ from providers.simulators.feed_server import FeedServer
 from tests.helpers import (
     add_conformance_provider,
     add_provider,
+    member_names,
     raw,
     scooter,
     serve_documents,
@@ -38,7 +39,7 @@ async def _available(runtime: Runtime, provider_id: str) -> set[str]:
 
 
 async def _indexed(runtime: Runtime) -> set[str]:
-    return {m.decode() for m in await runtime.redis.zrange(runtime.keys.vehicle_geo, 0, -1)}
+    return member_names(await runtime.redis.zrange(runtime.keys.vehicle_geo, 0, -1))
 
 
 async def _forget_index(runtime: Runtime) -> None:

@@ -49,7 +49,9 @@ async def test_a_worker_delivers_what_the_scheduler_queues(
 
             async def delivered() -> bool:
                 async with runtime.sessions() as session:
-                    status = await session.scalar(text("SELECT status FROM webhook_deliveries"))
+                    status: str | None = await session.scalar(
+                        text("SELECT status FROM webhook_deliveries")
+                    )
                 return status == "DELIVERED"
 
             await wait_for(delivered, 60, "the delivery by a worker", logs)
