@@ -16,12 +16,12 @@ export MOBILITY_REDIS_URL    ?= redis://127.0.0.1:6379/0
 TEST_ENV := MOBILITY_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/mobility_test \
             MOBILITY_REDIS_URL=redis://127.0.0.1:6379/15 MOBILITY_ENVIRONMENT=test
 
-.PHONY: help install system venv web migrate demo run serve test lint typecheck schema bench bench-quick clean
+.PHONY: help install system venv web migrate demo run serve test check lint typecheck schema bench bench-quick clean
 
 help:
 	@echo "make run    - set everything up, register + sync the demo operators, serve http://127.0.0.1:8000/graphql"
 	@echo "make test   - set everything up, run the whole test suite against PostgreSQL/PostGIS and Redis"
-	@echo "make install | web | migrate | demo | serve | lint | typecheck | schema | bench | bench-quick | clean"
+	@echo "make install | web | migrate | demo | serve | check | lint | typecheck | schema | bench | bench-quick | clean"
 
 install: system venv web
 
@@ -73,6 +73,10 @@ lint: install
 
 typecheck: install
 	@$(VENV)/bin/mypy
+
+# What CI runs before the tests (.ci/run): lint, formatting and strict typing of every package,
+# tests included.
+check: lint typecheck
 
 schema: install
 	@$(PY) -m graphql_schema.export
