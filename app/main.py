@@ -94,17 +94,8 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     async def get_context(request: HTTPConnection) -> Context:
         # HTTPConnection: the same getter serves HTTP requests and websockets.
         runtime: Runtime = request.app.state.runtime
-        return Context(
-            sessions=runtime.sessions,
-            # The runtime's, as the fast path (graphql_schema/fast_http.py) takes them: one
-            # source for both ways a request can go.
-            settings=runtime.settings,
-            search=runtime.search,
-            reference=runtime.reference,
-            persisted_queries=runtime.persisted_queries,
-            bookings=runtime.bookings,
-            live_updates=runtime.live_updates,
-            booking_signals=runtime.booking_signals,
+        return Context.of(
+            runtime,
             authorization=request.headers.get("authorization"),
             client_address=client_address(request.scope),
             # A websocket's context serves every operation on the socket.

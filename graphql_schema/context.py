@@ -25,6 +25,7 @@ from app.live_updates import ChangeSignals, DeltaHub
 from app.models import Provider, SyncRun
 from app.persisted_queries import PersistedQueries
 from app.reference import ReferenceCache
+from app.runtime import Runtime
 from app.search import repository
 from app.search.schemas import ProviderStats, StationRow
 from app.search.service import SearchService
@@ -112,6 +113,31 @@ class Context(BaseContext):
         self._api_key: ApiKeyPrincipal | None = None
         self._api_key_lock = asyncio.Lock()
         self.loaders = Loaders(sessions)
+
+    @classmethod
+    def of(
+        cls,
+        runtime: Runtime,
+        *,
+        authorization: str | None = None,
+        client_address: str | None = None,
+        remember_viewer: bool = True,
+    ) -> Context:
+        """A request's context over the process's runtime: the one way both request paths
+        (the fast path and Strawberry's view, HTTP and websockets) and tests build it."""
+        return cls(
+            sessions=runtime.sessions,
+            settings=runtime.settings,
+            search=runtime.search,
+            reference=runtime.reference,
+            persisted_queries=runtime.persisted_queries,
+            bookings=runtime.bookings,
+            live_updates=runtime.live_updates,
+            booking_signals=runtime.booking_signals,
+            authorization=authorization,
+            client_address=client_address,
+            remember_viewer=remember_viewer,
+        )
 
     async def viewer(self) -> Viewer:
         """Who is calling, looked up once per request (concurrent resolvers share the one

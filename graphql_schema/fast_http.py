@@ -81,13 +81,8 @@ class GraphQLFastPath:
         ):
             return None
         runtime = scope["app"].state.runtime
-        context = Context(
-            sessions=runtime.sessions,
-            settings=runtime.settings,
-            search=runtime.search,
-            reference=runtime.reference,
-            persisted_queries=runtime.persisted_queries,
-            bookings=runtime.bookings,
+        context = Context.of(
+            runtime,
             authorization=header(scope["headers"], b"authorization"),
             client_address=client_address(scope),
         )

@@ -297,14 +297,7 @@ async def test_a_deployment_can_sign_riders_in_through_its_identity_provider_onl
 
 
 def _context(runtime: Runtime, authorization: str | None) -> Context:
-    return Context(
-        sessions=runtime.sessions,
-        settings=runtime.settings,
-        search=runtime.search,
-        reference=runtime.reference,
-        persisted_queries=runtime.persisted_queries,
-        authorization=authorization,
-    )
+    return Context.of(runtime, authorization=authorization)
 
 
 async def test_require_rider_answers_unauthenticated_without_a_rider_token(

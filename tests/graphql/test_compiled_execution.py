@@ -64,13 +64,7 @@ async def _execute(
     runtime: Runtime, compiled: bool, query: str, variables: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     schema = build_schema(runtime.settings, compiled=compiled)
-    context = Context(
-        sessions=runtime.sessions,
-        settings=runtime.settings,
-        search=runtime.search,
-        reference=runtime.reference,
-        persisted_queries=runtime.persisted_queries,
-    )
+    context = Context.of(runtime)
     result = await schema.execute(
         query, variable_values=variables or {"x": True}, context_value=context
     )

@@ -130,13 +130,7 @@ async def test_the_benchmark_query_is_planned_and_the_plan_answers_without_falli
     vehicle = raw("getaround-stavanger", "vehicle_status")["data"]["vehicles"][0]
     variables = {"lat": vehicle["lat"], "lon": vehicle["lon"], "radius": 5000.0, "first": 20}
     schema = build_schema(runtime.settings, compiled=True)
-    context = Context(
-        sessions=runtime.sessions,
-        settings=runtime.settings,
-        search=runtime.search,
-        reference=runtime.reference,
-        persisted_queries=runtime.persisted_queries,
-    )
+    context = Context.of(runtime)
     full = await schema.execute(GRAPHQL_QUERY, variable_values=variables, context_value=context)
     assert full.errors is None and full.data and full.data["vehicles"]
 
