@@ -47,6 +47,16 @@ async def add_conformance_provider(
     return slug
 
 
+async def synced_conformance_provider(
+    runtime: Runtime, feed_server: tuple[FeedServer, str], folder: str
+) -> str:
+    """A conformance folder registered (add_conformance_provider) and synced once, successfully."""
+    server, base_url = feed_server
+    slug = await add_conformance_provider(runtime, server, base_url, folder)
+    assert (await runtime.sync.sync(slug)).ok, folder
+    return slug
+
+
 def v23_envelope(
     data: dict[str, Any], *, last_updated: int = 1_700_000_000, ttl: int = 0
 ) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from graphql_schema.execution import CompiledExecutionContext
 from graphql_schema.schema import build_schema
 from graphql_schema.types import FAST_RELATIONS, Vehicle
 from providers.simulators.feed_server import FeedServer
-from tests.helpers import add_conformance_provider, raw
+from tests.helpers import raw, synced_conformance_provider
 
 NEAR = "near: {lat: 58.97, lon: 5.73, radiusMeters: 5000}"
 WITHIN = "within: {minLat: 58.93, minLon: 5.66, maxLat: 59.0, maxLon: 5.78}"
@@ -76,10 +76,7 @@ async def _execute(
 
 @pytest.fixture
 async def getaround(runtime: Runtime, feed_server: tuple[FeedServer, str]) -> str:
-    server, base_url = feed_server
-    slug = await add_conformance_provider(runtime, server, base_url, "getaround-stavanger")
-    assert (await runtime.sync.sync(slug)).ok
-    return slug
+    return await synced_conformance_provider(runtime, feed_server, "getaround-stavanger")
 
 
 @pytest.mark.parametrize("name", list(QUERIES))
@@ -117,13 +114,10 @@ def _other_fleets_queries() -> dict[str, str]:
 
 @pytest.fixture
 async def other_fleets(runtime: Runtime, feed_server: tuple[FeedServer, str]) -> list[str]:
-    server, base_url = feed_server
-    slugs = []
-    for folder in ("lillestrom-bysykkel", "cooltra-the-hague"):
-        slug = await add_conformance_provider(runtime, server, base_url, folder)
-        assert (await runtime.sync.sync(slug)).ok
-        slugs.append(slug)
-    return slugs
+    return [
+        await synced_conformance_provider(runtime, feed_server, folder)
+        for folder in ("lillestrom-bysykkel", "cooltra-the-hague")
+    ]
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ from graphql_schema.execution import (
 from graphql_schema.operation import PER_DOCUMENT_EXTENSIONS, OperationPlans
 from graphql_schema.schema import build_schema
 from providers.simulators.feed_server import FeedServer
-from tests.helpers import add_conformance_provider, raw
+from tests.helpers import raw, synced_conformance_provider
 
 # graphql-core's executor class (its name and module moved between releases).
 _EXECUTOR: Any = StrawberryGraphQLCoreExecutionContext.__mro__[1]
@@ -118,10 +118,7 @@ def test_our_schema_runs_only_per_document_extensions(runtime: Runtime) -> None:
 
 @pytest.fixture
 async def getaround(runtime: Runtime, feed_server: tuple[FeedServer, str]) -> str:
-    server, base_url = feed_server
-    slug = await add_conformance_provider(runtime, server, base_url, "getaround-stavanger")
-    assert (await runtime.sync.sync(slug)).ok
-    return slug
+    return await synced_conformance_provider(runtime, feed_server, "getaround-stavanger")
 
 
 async def test_the_benchmark_query_is_planned_and_the_plan_answers_without_falling_back(
