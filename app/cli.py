@@ -495,7 +495,8 @@ def _serve(settings: Settings, host: str, port: int, no_sync: bool) -> int:
 
 
 def _worker(processes: int, concurrency: int | None, settings: Settings) -> int:
-    """taskiq workers on the sync queue (providers/tasks.py). Blocks until stopped."""
+    """taskiq workers on the task queue (app/task_queue.py): syncs and webhook rounds. Blocks until
+    stopped."""
     from taskiq.cli.worker.args import WorkerArgs
     from taskiq.cli.worker.run import run_worker
 
@@ -504,7 +505,7 @@ def _worker(processes: int, concurrency: int | None, settings: Settings) -> int:
         f"sync(s) at a time each, queue {settings.redis_prefix}:tasks (Ctrl-C to stop)"
     )
     args = WorkerArgs(
-        broker="providers.tasks:worker_broker",
+        broker="app.task_queue:worker_broker",
         modules=[],
         workers=processes,
         max_async_tasks=concurrency or settings.sync_concurrency,
@@ -523,7 +524,9 @@ async def _scheduler(settings: Settings) -> int:
     from app.booking.maintenance import start_booking_maintenance
     from app.fleet.tasks import kick_webhook_rounds
     from app.runtime import open_runtime
+    from app.task_queue import running_broker
     from providers.scheduler import start_scheduler
+    from providers.tasks import kicker
 
     queued = settings.model_copy(update={"sync_dispatch": "queue"})
     stop = asyncio.Event()
@@ -532,11 +535,12 @@ async def _scheduler(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     async with (
         open_runtime(queued) as rt,
-        start_scheduler(rt),
+        running_broker(queued) as broker,
+        start_scheduler(rt, kick=kicker(broker)),
         # The periodic upkeep `mobility serve` runs in process: here for multi-process setups
         # (API processes then run with MOBILITY_BACKGROUND_SYNC=false).
         start_booking_maintenance(rt.bookings),
-        kick_webhook_rounds(queued),
+        kick_webhook_rounds(broker),
     ):
         _print(
             f"sync scheduler: queueing due syncs and webhook rounds on "

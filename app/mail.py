@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
-from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
 from app.settings import Settings
+from app.smtp_url import smtp_target
 
-__all__ = ["MailOutcome", "send_invitation", "smtp_target"]
+__all__ = ["MailOutcome", "send_invitation"]
 
 log = logging.getLogger(__name__)
 
@@ -35,47 +35,6 @@ SEND_TIMEOUT_SECONDS = 10.0
 class MailOutcome:
     sent: bool
     error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SmtpTarget:
-    host: str
-    port: int
-    username: str | None
-    password: str | None
-    implicit_tls: bool
-
-
-SMTP_URL_SHAPE = (
-    "MOBILITY_SMTP_URL must look like smtp://[user:password@]host[:port] or smtps://… "
-    "(percent-encode '/', '?', '#', '@' and ':' in the user and password)"
-)
-
-
-def smtp_target(url: str) -> SmtpTarget:
-    """The server of ``MOBILITY_SMTP_URL``; ValueError (always SMTP_URL_SHAPE: the URL may
-    hold a password, and parsers quote the part they choke on) when it is not one."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise ValueError(SMTP_URL_SHAPE) from None
-    if (
-        parts.scheme not in {"smtp", "smtps"}
-        or not parts.hostname
-        or parts.path not in {"", "/"}
-        or parts.query
-        or parts.fragment
-    ):
-        raise ValueError(SMTP_URL_SHAPE)
-    implicit_tls = parts.scheme == "smtps"
-    return SmtpTarget(
-        host=parts.hostname,
-        port=port or (465 if implicit_tls else 587),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        implicit_tls=implicit_tls,
-    )
 
 
 def _invitation(

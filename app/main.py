@@ -23,6 +23,7 @@ from app.gbfs_publish import router as gbfs_router
 from app.ingest_api import router as ingest_router
 from app.runtime import Runtime, open_runtime
 from app.settings import Settings, get_settings
+from app.task_queue import scheduling
 from app.web_assets import WebAssets
 from app.web_assets import router as web_assets_router
 from graphql_schema.context import Context, client_address
@@ -31,7 +32,6 @@ from graphql_schema.http import MobilityGraphQLRouter
 from graphql_schema.operation import OperationPlans
 from graphql_schema.schema import build_schema
 from providers.push import MAX_BODY_BYTES as PUSH_MAX_BODY_BYTES
-from providers.scheduler import start_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             gc.freeze()
             gc.set_threshold(*GC_THRESHOLDS)
             if settings.background_sync:
-                await stack.enter_async_context(start_scheduler(runtime))
+                await stack.enter_async_context(scheduling(runtime))
                 await stack.enter_async_context(start_booking_maintenance(runtime.bookings))
                 # Its own client, not runtime.http (which follows redirects and may reach any
                 # address): an organisation chose these URLs (app/outbound.py).

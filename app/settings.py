@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.smtp_url import smtp_target
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -253,8 +255,6 @@ class Settings(BaseSettings):
     @classmethod
     def _smtp_url(cls, value: str | None) -> str | None:
         # Refused at start-up rather than at the first invitation.
-        from app.mail import smtp_target  # app.mail needs this module
-
         if value:
             smtp_target(value)
         return value or None

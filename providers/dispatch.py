@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -40,6 +40,10 @@ from providers.sync import ProviderNotFound, SyncEngine, SyncReport
 log = logging.getLogger(__name__)
 
 Sessions = async_sessionmaker[AsyncSession]
+
+
+#: Queues one sync task (the taskiq task's ``kiq``, providers/tasks.py).
+KickSync = Callable[[str, str], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)

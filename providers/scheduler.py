@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,6 +26,7 @@ from app.settings import Settings
 from providers.breaker import CircuitBreaker
 from providers.dispatch import (
     Claim,
+    KickSync,
     claim_due,
     next_interval,
     outstanding_claims,
@@ -48,9 +49,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Queues one sync task (the taskiq task's ``kiq``, providers/tasks.py).
-KickSync = Callable[[str, str], Awaitable[object]]
 
 # A claim that could not be queued (Redis down) is retried this much later.
 REQUEUE_DELAY_SECONDS = 5.0
@@ -192,20 +190,18 @@ class Scheduler:
 
 
 @asynccontextmanager
-async def start_scheduler(runtime: Runtime) -> AsyncIterator[Scheduler]:
-    """A running scheduler dispatching as ``sync_dispatch`` says; stopped on exit."""
+async def start_scheduler(
+    runtime: Runtime, *, kick: KickSync | None = None
+) -> AsyncIterator[Scheduler]:
+    """A running scheduler dispatching as ``sync_dispatch`` says, stopped on exit: in process,
+    or (``queue``) through ``kick``, which queues a sync on the task queue
+    (app/task_queue.py's ``scheduling`` opens the queue and passes it)."""
     settings = runtime.settings
     dispatcher: Dispatcher
-    broker = None
     if settings.sync_dispatch == "queue":
-        from providers.tasks import build_broker, kicker
-
-        broker = build_broker(settings)
-        # Declares the workers' consumer group before the first task is queued.
-        await broker.startup()
-        dispatcher = QueueDispatcher(
-            kicker(broker), runtime.sync, max_outstanding=settings.sync_max_queued
-        )
+        if kick is None:
+            raise ValueError("sync_dispatch=queue: the scheduler needs the task queue's kicker")
+        dispatcher = QueueDispatcher(kick, runtime.sync, max_outstanding=settings.sync_max_queued)
     else:
         dispatcher = InProcessDispatcher(runtime.sync, runtime.breaker, settings)
     scheduler = Scheduler(runtime.sync, settings, dispatcher)
@@ -214,5 +210,3 @@ async def start_scheduler(runtime: Runtime) -> AsyncIterator[Scheduler]:
         yield scheduler
     finally:
         await scheduler.stop()
-        if broker is not None:
-            await broker.shutdown()

@@ -1,5 +1,5 @@
-"""The webhook round as a taskiq task, for ``mobility worker`` processes (providers/tasks.py
-has the broker).
+"""The webhook round as a taskiq task, for ``mobility worker`` processes (app/task_queue.py
+builds the broker).
 
 :func:`register_webhook_tasks` adds the task and the resources it needs (its own small engine
 and an HTTP client, opened at worker start-up) to a broker. Whoever schedules kicks the task
@@ -87,15 +87,12 @@ def webhook_kicker(broker: AsyncBroker) -> KickWebhooks:
 
 @contextlib.asynccontextmanager
 async def kick_webhook_rounds(
-    settings: Settings, *, every_seconds: float = TICK_SECONDS
+    broker: AsyncBroker, *, every_seconds: float = TICK_SECONDS
 ) -> AsyncIterator[None]:
-    """Queue a webhook round for the workers every ``every_seconds`` while open (``mobility
-    scheduler``). A round that finds nothing due costs one indexed query; rounds queued while
-    the workers are busy are harmless (each claims with SKIP LOCKED and a lease)."""
-    from providers.tasks import build_broker
-
-    broker = build_broker(settings)
-    await broker.startup()
+    """Queue a webhook round for the workers on ``broker`` (started, app/task_queue.py) every
+    ``every_seconds`` while open (``mobility scheduler``). A round that finds nothing due costs
+    one indexed query; rounds queued while the workers are busy are harmless (each claims with
+    SKIP LOCKED and a lease)."""
     kick = webhook_kicker(broker)
 
     async def loop() -> None:
@@ -113,4 +110,3 @@ async def kick_webhook_rounds(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await broker.shutdown()

@@ -13,9 +13,10 @@ from sqlalchemy import text
 
 from app.runtime import Runtime
 from app.settings import Settings
+from app.task_queue import build_broker
 from providers.scheduler import QueueDispatcher, Scheduler
 from providers.simulators.feed_server import FeedServer
-from providers.tasks import build_broker, kicker
+from providers.tasks import kicker
 from tests.conftest import make_settings
 from tests.helpers import add_conformance_provider, feed_dir
 from tests.processes import kill_group, mobility_process, wait_for

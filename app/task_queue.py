@@ -1,0 +1,97 @@
+"""The task queue: one taskiq broker on a Redis stream (taskiq-redis's ``RedisStreamBroker``,
+acknowledged delivery) carrying every background task: provider syncs (providers/tasks.py) and
+webhook delivery rounds (app/fleet/tasks.py). It is composed here, above both, so that neither
+imports the other.
+
+``mobility worker`` runs taskiq workers on :func:`worker_broker`; ``mobility scheduler`` opens
+the queue with :func:`running_broker` and kicks syncs (:func:`scheduling`) and webhook rounds on
+it. A task is acknowledged only after it ran (taskiq's default ``WHEN_SAVED``): a worker killed
+mid-task leaves its message pending in the stream, and another worker claims it once it has
+been idle for a sync claim's lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from taskiq import AsyncBroker
+from taskiq_redis import RedisStreamBroker
+
+from app.fleet.tasks import register_webhook_tasks
+from app.redis import RedisKeys
+from app.runtime import Runtime
+from app.settings import Settings, get_settings
+from providers.dispatch import claim_lease_seconds
+from providers.scheduler import Scheduler, start_scheduler
+from providers.tasks import kicker, register_sync_tasks
+
+__all__ = ["CONSUMER_GROUP", "build_broker", "running_broker", "scheduling", "worker_broker"]
+
+CONSUMER_GROUP = "sync-workers"
+
+
+def build_broker(settings: Settings) -> AsyncBroker:
+    """The broker with every task registered (not started)."""
+    broker = _stream_broker(settings)
+    register_sync_tasks(broker, settings)
+    # Webhook deliveries ride the same queue: `mobility scheduler` kicks a round every few
+    # seconds and any worker runs it.
+    register_webhook_tasks(broker, settings)
+    return broker
+
+
+def worker_broker() -> AsyncBroker:
+    """The broker ``mobility worker`` runs (taskiq imports it by name), from the environment."""
+    return build_broker(get_settings())
+
+
+@asynccontextmanager
+async def running_broker(settings: Settings) -> AsyncIterator[AsyncBroker]:
+    """The broker, started (which declares the workers' consumer group before the first task
+    is queued) and shut down on exit."""
+    broker = build_broker(settings)
+    await broker.startup()
+    try:
+        yield broker
+    finally:
+        await broker.shutdown()
+
+
+@asynccontextmanager
+async def scheduling(runtime: Runtime) -> AsyncIterator[Scheduler]:
+    """The sync scheduler as ``sync_dispatch`` says: syncing in process, or queueing each sync
+    for the workers on a broker opened for it."""
+    if runtime.settings.sync_dispatch != "queue":
+        async with start_scheduler(runtime) as scheduler:
+            yield scheduler
+        return
+    async with (
+        running_broker(runtime.settings) as broker,
+        start_scheduler(runtime, kick=kicker(broker)) as scheduler,
+    ):
+        yield scheduler
+
+
+def _stream_broker(settings: Settings) -> AsyncBroker:
+    keys = RedisKeys(settings.redis_prefix)
+    broker = RedisStreamBroker(
+        url=settings.redis_url,
+        queue_name=keys.task_stream,
+        consumer_group_name=CONSUMER_GROUP,
+        # "0": a group created after tasks were queued still delivers them (the default "$"
+        # would skip everything queued before the first worker ever started).
+        consumer_id="0",
+        # Pending messages of a dead worker are reclaimed once idle this long. Shorter than a
+        # claim's lease would hand a slow but live sync to a second worker.
+        idle_timeout=int(claim_lease_seconds(settings) * 1000),
+        xread_block=1000,
+        # One message per read: a worker takes a task only when it can start it, so the
+        # others share the queue (taskiq-redis's default of 100 let one consumer take every
+        # pending task into its own backlog while another worker sat idle).
+        xread_count=1,
+        # The stream is a queue, not a log: bounded (tasks are tiny; a claim is re-made if one
+        # were ever trimmed before delivery).
+        maxlen=100_000,
+    )
+    return broker
