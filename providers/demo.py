@@ -24,6 +24,7 @@ from functools import lru_cache
 from typing import Any, Final, TypeAlias
 from zoneinfo import ZoneInfo
 
+from geo.areas import BBox
 from providers.simulators.feed_server import FeedServer
 
 __all__ = [
@@ -31,7 +32,6 @@ __all__ = [
     "CENTRE",
     "DEMO_PROVIDERS",
     "EPOCH_SECONDS",
-    "BBox",
     "DemoProvider",
     "build_demo_feed_server",
     "demo_document",
@@ -54,17 +54,6 @@ STATIC_PERIOD_SECONDS: Final = 3600
 CENTRE: Final[tuple[float, float]] = (52.5219, 13.4132)
 _BERLIN: Final = ZoneInfo("Europe/Berlin")
 _METRES_PER_DEGREE_LAT: Final = 111_320.0
-
-
-@dataclass(frozen=True, slots=True)
-class BBox:
-    min_lat: float
-    min_lon: float
-    max_lat: float
-    max_lon: float
-
-    def contains(self, lat: float, lon: float) -> bool:
-        return self.min_lat <= lat <= self.max_lat and self.min_lon <= lon <= self.max_lon
 
 
 #: Central Berlin (Mitte, Prenzlauer Berg, Friedrichshain, Kreuzberg): every demo point is inside.

@@ -25,6 +25,7 @@ from adapters.booking import (
 )
 from adapters.booking import OperatorRejected as OperatorSaidNo
 from adapters.booking import OperatorUnavailable as OperatorDown
+from app.background import in_background
 from app.booking import idempotency as idem
 from app.booking import outcomes as out
 from app.booking.service import COMPENSATION_DUE, BookingService
@@ -380,10 +381,5 @@ async def start_booking_maintenance(service: BookingService) -> AsyncIterator[No
                 log.exception("booking maintenance failed; trying again next round")
             await asyncio.sleep(service.settings.booking_maintenance_interval_seconds)
 
-    task = asyncio.create_task(loop(), name="booking-maintenance")
-    try:
+    async with in_background(loop(), name="booking-maintenance"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

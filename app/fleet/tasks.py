@@ -20,6 +20,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from taskiq import AsyncBroker, TaskiqEvents, TaskiqState
 
+from app.background import in_background
 from app.db import create_engine, session_factory
 from app.fleet.webhooks import TICK_SECONDS, run_webhook_round, utc_now, webhook_http_client
 from app.settings import Settings
@@ -103,10 +104,5 @@ async def kick_webhook_rounds(
                 log.warning("could not queue a webhook round", exc_info=True)
             await asyncio.sleep(every_seconds)
 
-    task = asyncio.create_task(loop(), name="webhook-kicker")
-    try:
+    async with in_background(loop(), name="webhook-kicker"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -43,6 +43,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import outbound, secret_box
+from app.background import in_background
 from app.db import transaction
 from app.errors import InvalidInput
 from app.fleet.outbox import EventType
@@ -801,16 +802,13 @@ async def start_webhook_dispatcher(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), interval_seconds)
 
-    task = asyncio.create_task(loop(), name="webhook-dispatcher")
-    try:
-        yield
-    finally:
-        stopping.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(task), ATTEMPT_TIMEOUT_SECONDS + 5)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with in_background(loop(), name="webhook-dispatcher") as task:
+        try:
+            yield
+        finally:
+            stopping.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), ATTEMPT_TIMEOUT_SECONDS + 5)
 
 
 def event_types(values: Sequence[str]) -> list[EventType]:
