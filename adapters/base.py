@@ -78,17 +78,27 @@ class AvailabilityAdapter(Protocol):
         ...
 
 
+def installed(group: str) -> dict[str, Any]:
+    """The classes installed in this environment under an entry-point group, by name: the
+    one registry of availability adapters and booking operators alike."""
+    return {ep.name: ep.load() for ep in entry_points(group=group)}
+
+
+def load_installed(group: str, kind: str, name: str, config: Mapping[str, Any]) -> Any:
+    """``name``'s class of ``group`` made from ``config`` (its ``from_config``);
+    :class:`AdapterConfigError` naming what is installed when there is no such ``kind``."""
+    found = installed(group)
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none"
+        raise AdapterConfigError(f"unknown {kind} {name!r} (installed: {known})")
+    return found[name].from_config(config)
+
+
 def available_adapters() -> dict[str, type[AvailabilityAdapter]]:
     """Every adapter installed in this environment, by its entry-point name."""
-    found: dict[str, type[AvailabilityAdapter]] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found[ep.name] = ep.load()
-    return found
+    return installed(ENTRY_POINT_GROUP)
 
 
 def load_adapter(name: str, config: Mapping[str, Any]) -> AvailabilityAdapter:
-    adapters = available_adapters()
-    if name not in adapters:
-        known = ", ".join(sorted(adapters)) or "none"
-        raise AdapterConfigError(f"unknown adapter {name!r} (installed: {known})")
-    return adapters[name].from_config(config)
+    adapter: AvailabilityAdapter = load_installed(ENTRY_POINT_GROUP, "adapter", name, config)
+    return adapter

@@ -29,10 +29,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
+
+from adapters.base import installed, load_installed
 
 if TYPE_CHECKING:
     from adapters.credentials import OperatorAuth
@@ -226,17 +227,11 @@ class BookingOperator(Protocol):
 
 
 def available_booking_operators() -> dict[str, type[BookingOperator]]:
-    found: dict[str, type[BookingOperator]] = {}
-    for ep in entry_points(group=BOOKING_ENTRY_POINT_GROUP):
-        found[ep.name] = ep.load()
-    return found
+    return installed(BOOKING_ENTRY_POINT_GROUP)
 
 
 def load_booking_operator(name: str, config: Mapping[str, Any]) -> BookingOperator:
-    from adapters.base import AdapterConfigError
-
-    operators = available_booking_operators()
-    if name not in operators:
-        known = ", ".join(sorted(operators)) or "none"
-        raise AdapterConfigError(f"unknown booking operator {name!r} (installed: {known})")
-    return operators[name].from_config(config)
+    operator: BookingOperator = load_installed(
+        BOOKING_ENTRY_POINT_GROUP, "booking operator", name, config
+    )
+    return operator
