@@ -1,9 +1,8 @@
-"""Background tasks on taskiq with taskiq-redis's ``RedisStreamBroker`` (acknowledged delivery).
+"""The sync task: ``sync_provider`` runs one claimed provider sync in a ``mobility worker``.
 
-The task queue (app/task_queue.py) carries this module's ``sync_provider``: ``mobility
-scheduler`` claims due providers and queues one task per claim (providers/scheduler.py), and
-``mobility worker`` runs it. A task
-is acknowledged only after it ran (taskiq's default ``WHEN_SAVED``): a worker killed mid-sync
+The task queue (app/task_queue.py) carries it: ``mobility scheduler`` claims due providers and
+queues one task per claim (providers/scheduler.py), and any worker runs it. A task is
+acknowledged only after it ran (taskiq's default ``WHEN_SAVED``): a worker killed mid-sync
 leaves its message pending in the stream, and another worker claims it once it has been idle
 for a claim's lease. By then the scheduler may already have dispatched the provider again; the
 claim token carried by the task (providers/dispatch.py) makes the older copy a no-op, so the
