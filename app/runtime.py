@@ -123,7 +123,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             settings=settings,
             on_reference_change=reference.invalidate,
         ),
-        search=SearchService(settings, index, search_pool),
+        search=SearchService(settings, index, search_pool, sessions),
         reference=reference,
         persisted_queries=PersistedQueries(redis, settings.redis_prefix),
         push=PushIngest(ingest_pool, index),

@@ -273,6 +273,14 @@ class Context(BaseContext):
         async with self.sessions() as session:
             return frozenset(m.organisation_id for m in await memberships_of(session, rider.id))
 
+    async def search_viewer_organisations(self) -> frozenset[uuid.UUID]:
+        """:meth:`viewer_organisations` for the search's visibility rule, looked up only when
+        the caller is authenticated and a private fleet exists: anonymous search, and search
+        where no fleet is private, pay nothing for the feature."""
+        if not self.authorization or not await self.search.has_private_fleets():
+            return frozenset()
+        return await self.viewer_organisations()
+
     async def require_rider(self) -> Rider:
         """The signed-in rider; ``UNAUTHENTICATED`` without a rider token, or the token's own
         error (``INVALID_TOKEN``, ``TOKEN_EXPIRED``: both ``Unauthenticated``) for a bad one."""

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import strawberry
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.search.schemas import StationFilter, VehicleFilter
-from app.search.service import Area, validate_area, validate_first, validate_providers
+from app.search.service import Area, validate_area, validate_first
 from geo.areas import BBox, Near
 from graphql_schema.enums import FormFactor, PropulsionType
 
@@ -88,7 +87,6 @@ class VehicleSearch:
 
 async def vehicle_search(
     ctx: Context,
-    session: AsyncSession,
     near: NearInput | None,
     within: WithinInput | None,
     filter: VehicleFilterInput | None,
@@ -101,12 +99,8 @@ async def vehicle_search(
     )
     limit = validate_first(settings, first)
     flt = filter or VehicleFilterInput()
-    providers = None
-    if flt.providers is not None:
-        # A private fleet the caller may not see is an unknown provider here too.
-        providers = await validate_providers(
-            session,
-            [str(p) for p in flt.providers],
-            await ctx.search.hidden_providers(session, viewer_orgs),
-        )
+    # A private fleet the caller may not see is an unknown provider here too.
+    providers = await ctx.search.validate_providers(
+        [str(p) for p in flt.providers] if flt.providers is not None else None, viewer_orgs
+    )
     return VehicleSearch(area, flt.to_domain(providers), limit)

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 import strawberry
 
-from app.search.service import (
-    list_providers,
-    ride_end_check,
-    validate_area,
-    validate_first,
-    validate_providers,
-)
+from app.search.service import validate_area, validate_first
 from graphql_schema.accounts import AccountQuery
 from graphql_schema.api_keys import ApiKeyQuery, require_vehicles_read
 from graphql_schema.booking import BookingQuery
@@ -44,17 +37,6 @@ from graphql_schema.webhooks import WebhookQuery
 Info = strawberry.Info[Context, None]
 
 
-async def _viewer_orgs(ctx: Context) -> frozenset[uuid.UUID]:
-    """The caller's organisations, for the search's visibility rule; only looked up when a
-    private fleet exists and the caller is authenticated (anonymous search pays nothing).
-    Called before the resolver's own session: a request never holds two connections."""
-    if not ctx.authorization:
-        return frozenset()
-    async with ctx.sessions() as session:
-        private = await ctx.search.has_private_fleets(session)
-    return await ctx.viewer_organisations() if private else frozenset()
-
-
 @strawberry.type
 class Query(
     QuoteQuery,
@@ -69,12 +51,9 @@ class Query(
     @strawberry.field(description="Every operator this service aggregates.")
     async def providers(self, info: Info) -> list[Provider]:
         ctx = info.context
-        orgs = await _viewer_orgs(ctx)
-        async with ctx.sessions() as session:
-            rows = await list_providers(session)
-            # Another organisation's private fleet is not listed (its existence included).
-            hidden = await ctx.search.hidden_providers(session, orgs)
-        return [Provider.from_model(p, ctx.settings) for p in rows if p.id not in hidden]
+        orgs = await ctx.search_viewer_organisations()
+        rows = await ctx.search.providers(orgs)
+        return [Provider.from_model(p, ctx.settings) for p in rows]
 
     @strawberry.field(
         description="Vehicles near a point or inside a bounding box. Give exactly one of "
@@ -94,12 +73,11 @@ class Query(
         ctx = info.context
         if ctx.authorization:  # an API key needs vehicles:read; anonymous search skips this
             await require_vehicles_read(ctx)
-        orgs = await _viewer_orgs(ctx)
-        async with ctx.sessions() as session:
-            search = await vehicle_search(ctx, session, near, within, filter, first, orgs)
-            hits = await ctx.search.vehicles(
-                session, area=search.area, flt=search.flt, first=search.first, viewer_orgs=orgs
-            )
+        orgs = await ctx.search_viewer_organisations()
+        search = await vehicle_search(ctx, near, within, filter, first, orgs)
+        hits = await ctx.search.vehicles(
+            area=search.area, flt=search.flt, first=search.first, viewer_orgs=orgs
+        )
         return await vehicles_from_hits(ctx.reference, hits)
 
     @strawberry.field(
@@ -133,26 +111,23 @@ class Query(
         ctx = info.context
         if ctx.authorization:
             await require_vehicles_read(ctx)
-        orgs = await _viewer_orgs(ctx)
-        async with ctx.sessions() as session:
-            search = await vehicle_search(ctx, session, near, within, filter, first, orgs)
-            page = await ctx.search.vehicle_page(
-                session,
-                area=search.area,
-                flt=search.flt,
-                first=search.first,
-                after=after,
-                viewer_orgs=orgs,
-            )
+        orgs = await ctx.search_viewer_organisations()
+        search = await vehicle_search(ctx, near, within, filter, first, orgs)
+        page = await ctx.search.vehicle_page(
+            area=search.area,
+            flt=search.flt,
+            first=search.first,
+            after=after,
+            viewer_orgs=orgs,
+        )
         return await VehicleConnection.from_page(ctx.reference, page)
 
     @strawberry.field(description="One vehicle by its provider-scoped id.")
     async def vehicle(self, info: Info, id: strawberry.ID) -> Vehicle | None:
         if info.context.authorization:
             await require_vehicles_read(info.context)
-        orgs = await _viewer_orgs(info.context)
-        async with info.context.sessions() as session:
-            hit = await info.context.search.vehicle(session, str(id), viewer_orgs=orgs)
+        orgs = await info.context.search_viewer_organisations()
+        hit = await info.context.search.vehicle(str(id), viewer_orgs=orgs)
         if hit is None:
             return None
         ref = await info.context.reference.covering(
@@ -180,16 +155,13 @@ class Query(
         )
         limit = validate_first(ctx.settings, first)
         flt = filter or StationFilterInput()
-        orgs = await _viewer_orgs(ctx)
-        async with ctx.sessions() as session:
-            providers = await validate_providers(
-                session,
-                [str(p) for p in flt.providers] if flt.providers is not None else None,
-                await ctx.search.hidden_providers(session, orgs),
-            )
-            rows = await ctx.search.stations(
-                session, area=area, flt=flt.to_domain(providers), first=limit, viewer_orgs=orgs
-            )
+        orgs = await ctx.search_viewer_organisations()
+        providers = await ctx.search.validate_providers(
+            [str(p) for p in flt.providers] if flt.providers is not None else None, orgs
+        )
+        rows = await ctx.search.stations(
+            area=area, flt=flt.to_domain(providers), first=limit, viewer_orgs=orgs
+        )
         ref = await ctx.reference.covering(
             providers={s.provider_id for s in rows},
             types={c["vehicle_type_id"] for s in rows for c in s.vehicle_types_available},
@@ -217,16 +189,11 @@ class Query(
             required=providers is None,
         )
         limit = validate_first(ctx.settings, first)
-        orgs = await _viewer_orgs(ctx)
-        async with ctx.sessions() as session:
-            wanted = await validate_providers(
-                session,
-                [str(p) for p in providers] if providers is not None else None,
-                await ctx.search.hidden_providers(session, orgs),
-            )
-            rows = await ctx.search.zones(
-                session, area=area, providers=wanted, first=limit, viewer_orgs=orgs
-            )
+        orgs = await ctx.search_viewer_organisations()
+        wanted = await ctx.search.validate_providers(
+            [str(p) for p in providers] if providers is not None else None, orgs
+        )
+        rows = await ctx.search.zones(area=area, providers=wanted, first=limit, viewer_orgs=orgs)
         ref = await ctx.reference.covering(providers={z.provider_id for z in rows})
         return [GeofencingZone.from_row(z, ref) for z in rows]
 
@@ -245,18 +212,16 @@ class Query(
         provider_id: strawberry.ID | None = None,
         form_factor: FormFactor | None = None,
     ) -> RideEndCheck:
-        orgs = await _viewer_orgs(info.context)
-        async with info.context.sessions() as session:
-            answer = await ride_end_check(
-                session,
-                lat=lat,
-                lon=lon,
-                vehicle_id=str(vehicle_id) if vehicle_id is not None else None,
-                vehicle_type_id=str(vehicle_type_id) if vehicle_type_id is not None else None,
-                provider_id=str(provider_id) if provider_id is not None else None,
-                form_factor=form_factor.value if form_factor is not None else None,
-                hidden=await info.context.search.hidden_providers(session, orgs),
-            )
+        orgs = await info.context.search_viewer_organisations()
+        answer = await info.context.search.ride_end_check(
+            lat=lat,
+            lon=lon,
+            vehicle_id=str(vehicle_id) if vehicle_id is not None else None,
+            vehicle_type_id=str(vehicle_type_id) if vehicle_type_id is not None else None,
+            provider_id=str(provider_id) if provider_id is not None else None,
+            form_factor=form_factor.value if form_factor is not None else None,
+            viewer_orgs=orgs,
+        )
         zone = answer.zone
         ref = await info.context.reference.covering(providers=[zone.provider_id] if zone else [])
         return RideEndCheck(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Annotated
 
@@ -128,16 +127,6 @@ class TripOption:
         )
 
 
-async def _viewer_orgs(info: Info) -> frozenset[uuid.UUID]:
-    """The caller's organisations, looked up only when a private fleet exists."""
-    ctx = info.context
-    if not ctx.authorization:
-        return frozenset()
-    async with ctx.sessions() as session:
-        private = await ctx.search.has_private_fleets(session)
-    return await ctx.viewer_organisations() if private else frozenset()
-
-
 def _service(info: Info) -> QuoteService:
     ctx = info.context
     return QuoteService(ctx.settings, ctx.search, ctx.reference)
@@ -162,7 +151,6 @@ class QuoteQuery:
         if info.context.authorization:  # an API key needs vehicles:read
             await require_vehicles_read(info.context)
         found = await _service(info).trip_options(
-            info.context.sessions,
             origin=from_.to_domain(),
             destination=to.to_domain(),
             form_factors=frozenset(f.value for f in form_factors)
@@ -170,7 +158,7 @@ class QuoteQuery:
             else None,
             first=first,
             ranking=rank_by,
-            viewer_orgs=await _viewer_orgs(info),
+            viewer_orgs=await info.context.search_viewer_organisations(),
         )
         return [TripOption.from_domain(o, found.reference) for o in found.options]
 
@@ -189,10 +177,9 @@ class QuoteQuery:
         if info.context.authorization:
             await require_vehicles_read(info.context)
         found = await _service(info).quote(
-            info.context.sessions,
             vehicle_id=str(vehicle_id),
             to=to.to_domain() if to is not None else None,
             minutes=minutes,
-            viewer_orgs=await _viewer_orgs(info),
+            viewer_orgs=await info.context.search_viewer_organisations(),
         )
         return Offer.from_domain(found.offer, Vehicle.from_hit(found.hit, found.reference))

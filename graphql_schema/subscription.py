@@ -151,8 +151,7 @@ class Subscription(BookingSubscription):
         if ctx.authorization:  # an API key needs vehicles:read, as for search
             await require_vehicles_read(ctx)
         orgs = await ctx.viewer_organisations()
-        async with ctx.sessions() as session:
-            search = await vehicle_search(ctx, session, near, within, filter, first, orgs)
+        search = await vehicle_search(ctx, near, within, filter, first, orgs)
         view = _View(search.area, search.flt, search.first)
         await _refresh_visibility(info, view, search.flt)
         settings = ctx.settings
@@ -171,10 +170,9 @@ class Subscription(BookingSubscription):
                 # long as the socket).
                 ctx.loaders = Loaders(ctx.sessions)
                 deltas = [i for i in items if isinstance(i, VehicleDelta)]
-                async with ctx.sessions() as session:
-                    servable = await ctx.search.servable_providers(
-                        session, including={d.provider_id for d in deltas}
-                    )
+                servable = await ctx.search.servable_providers(
+                    including={d.provider_id for d in deltas}
+                )
                 # Who the subscriber is and which private fleets exist can change while the
                 # socket is open (a key revoked: this raises and ends the stream; a fleet
                 # made private, a membership ended): then the whole set is sent again.
@@ -201,8 +199,7 @@ async def _refresh_visibility(info: Info, view: _View, base: VehicleFilter) -> b
     changed what the subscriber may see."""
     ctx = info.context
     orgs = await ctx.viewer_organisations() if ctx.authorization else frozenset()
-    async with ctx.sessions() as session:
-        hidden = await ctx.search.hidden_providers(session, orgs)
+    hidden = await ctx.search.hidden_providers(orgs)
     changed = orgs != view.viewer_orgs or hidden != view.flt.hidden_providers
     view.viewer_orgs = orgs
     view.flt = replace(base, hidden_providers=hidden)
@@ -211,15 +208,10 @@ async def _refresh_visibility(info: Info, view: _View, base: VehicleFilter) -> b
 
 async def _snapshot(info: Info, view: _View) -> VehicleUpdate:
     ctx = info.context
-    async with ctx.sessions() as session:
-        view.servable = await ctx.search.servable_providers(session)
-        hits = await ctx.search.vehicles(
-            session,
-            area=view.area,
-            flt=view.flt,
-            first=view.capacity,
-            viewer_orgs=view.viewer_orgs,
-        )
+    view.servable = await ctx.search.servable_providers()
+    hits = await ctx.search.vehicles(
+        area=view.area, flt=view.flt, first=view.capacity, viewer_orgs=view.viewer_orgs
+    )
     view.reset(hits)
     return VehicleUpdate(
         kind=VehicleUpdateKind.SNAPSHOT,

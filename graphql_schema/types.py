@@ -21,7 +21,7 @@ from app.provider_admin import (
 )
 from app.reference import ReferenceCache, ReferenceData
 from app.search.schemas import ProviderStats, StationRow, VehicleHit, ZoneRow
-from app.search.service import is_stale, latest_sync_run, validate_first
+from app.search.service import is_stale, validate_first
 from app.settings import Settings
 from app.vehicle_index import VehicleDoc
 from app.vocabulary import currency_exponent
@@ -401,8 +401,7 @@ class Provider:
         self, info: strawberry.Info[Context, None], first: int = 20
     ) -> ValidationReport | None:
         first = validate_first(info.context.settings, first)
-        async with info.context.sessions() as session:
-            run = await latest_sync_run(session, str(self.id))
+        run = await info.context.search.latest_sync_run(str(self.id))
         if run is None:
             return None
         return ValidationReport(

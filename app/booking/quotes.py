@@ -30,7 +30,6 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.dto import PricingSegment
 from app import models
@@ -38,7 +37,6 @@ from app.admission import COSTLY, slots
 from app.booking.pricing import PriceBreakdown, estimate_price
 from app.errors import DomainError, InvalidInput, NotFound
 from app.reference import ReferenceCache, ReferenceData
-from app.search import repository as search_repository
 from app.search.schemas import VehicleFilter, VehicleHit
 from app.search.service import Area, SearchService, validate_first
 from app.settings import Settings
@@ -508,7 +506,6 @@ class QuoteService:
 
     async def quote(
         self,
-        sessions: async_sessionmaker[AsyncSession],
         *,
         vehicle_id: str,
         to: LatLon | None = None,
@@ -525,14 +522,13 @@ class QuoteService:
             _check_point(to, "to")
         if minutes is not None and not 0 < minutes <= MAX_QUOTE_MINUTES:
             raise InvalidInput(f"minutes must be between 1 and {MAX_QUOTE_MINUTES}; got {minutes}")
-        # One short session, given back before the reference look-up (which may take its own
-        # connection to reload): a request never holds two.
-        async with sessions() as session:
-            hit = await search_repository.vehicle_by_id(session, vehicle_id)
-            hidden = await self.search.hidden_providers(session, viewer_orgs)
-            servable = await self.search.servable_providers(
-                session, including=[hit.vehicle.provider_id] if hit is not None else []
-            )
+        # Each read takes a connection only while it runs, one after another: a request never
+        # holds two.
+        hit = await self.search.vehicle_record(vehicle_id)
+        hidden = await self.search.hidden_providers(viewer_orgs)
+        servable = await self.search.servable_providers(
+            including=[hit.vehicle.provider_id] if hit is not None else []
+        )
         if hit is None or hit.vehicle.provider_id in hidden:
             raise VehicleNotFound(f"no vehicle {vehicle_id!r}")
         vehicle = hit.vehicle
@@ -567,7 +563,6 @@ class QuoteService:
 
     async def trip_options(
         self,
-        sessions: async_sessionmaker[AsyncSession],
         *,
         origin: LatLon,
         destination: LatLon,
@@ -589,12 +584,11 @@ class QuoteService:
         # An expensive operation: a few at a time per process, waiting without a connection.
         async with slots(COSTLY, self.settings.max_concurrent_costly_operations):
             return await self._trip_options(
-                sessions, origin, destination, form_factors, limit, ranking, viewer_orgs
+                origin, destination, form_factors, limit, ranking, viewer_orgs
             )
 
     async def _trip_options(
         self,
-        sessions: async_sessionmaker[AsyncSession],
         origin: LatLon,
         destination: LatLon,
         form_factors: frozenset[str] | None,
@@ -603,15 +597,13 @@ class QuoteService:
         viewer_orgs: frozenset[uuid.UUID],
     ) -> TripOptions:
         near = Near(origin.lat, origin.lon, self.settings.trip_options_radius_meters)
-        async with sessions() as session:
-            hits = await self.search.vehicles(
-                session,
-                area=Area(near, None),
-                flt=VehicleFilter(form_factors=form_factors),
-                first=self.settings.max_first,
-                viewer_orgs=viewer_orgs,
-            )
-        # After the session is given back: a reload of reference data takes a connection.
+        hits = await self.search.vehicles(
+            area=Area(near, None),
+            flt=VehicleFilter(form_factors=form_factors),
+            first=self.settings.max_first,
+            viewer_orgs=viewer_orgs,
+        )
+        # After the search gave its connection back: a reload of reference data takes one.
         ref = await self.reference.covering(
             providers={h.vehicle.provider_id for h in hits},
             types={h.vehicle.vehicle_type_id for h in hits},

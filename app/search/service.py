@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import InvalidInput, NotFound, UnknownProvider
 from app.health import is_fresh
@@ -160,10 +160,25 @@ async def validate_providers(
 
 
 class SearchService:
-    def __init__(self, settings: Settings, index: VehicleIndex | None, pool: asyncpg.Pool) -> None:
+    """Every read of the map (vehicles, stations, zones, one vehicle, "may I park here?"), with
+    the one visibility rule applied inside: another organisation's private fleet is left out
+    and indistinguishable from nothing, stale providers' vehicles are hidden. It opens its own
+    sessions, one at a time and only for as long as a read takes, so its callers (the API's
+    resolvers, quotes) hold no connection: a caller holding a session of the same pool must
+    not call it (booking, inside its own transactions, uses the session-level functions of
+    this module instead)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        index: VehicleIndex | None,
+        pool: asyncpg.Pool,
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> None:
         self.settings = settings
         self.index = index
         self.pool = pool
+        self.sessions = sessions
         self._enabled: frozenset[str] = frozenset()
         self._servable: frozenset[str] = frozenset()
         self._private: dict[str, uuid.UUID] = {}
@@ -172,7 +187,6 @@ class SearchService:
 
     async def vehicles(
         self,
-        session: AsyncSession,
         *,
         area: Area,
         flt: VehicleFilter,
@@ -184,7 +198,7 @@ class SearchService:
         it), nearest first, ties by id. ``viewer_orgs``: the caller's organisations; other
         organisations' private fleets are left out."""
         _check_filter(flt)
-        hidden = await self.hidden_providers(session, viewer_orgs)
+        hidden = await self.hidden_providers(viewer_orgs)
         if hidden:
             flt = replace(flt, hidden_providers=flt.hidden_providers | hidden)
         if self.settings.hide_stale_vehicles:
@@ -199,7 +213,7 @@ class SearchService:
             and abs(ranked.lat) + ranked.reach_meters / _MIN_METERS_PER_DEGREE_LAT <= GEO_MAX_LAT
         ):
             try:
-                return await self._vehicles_from_index(session, ranked, flt, first, after)
+                return await self._vehicles_from_index(ranked, flt, first, after)
             except (RedisError, OSError, IndexUnavailable) as exc:
                 # Do not knock on a dead Redis with every request: PostGIS answers for a
                 # moment, then the index is tried again (no restart needed when it is back).
@@ -211,7 +225,6 @@ class SearchService:
 
     async def vehicle_page(
         self,
-        session: AsyncSession,
         *,
         area: Area,
         flt: VehicleFilter,
@@ -229,12 +242,12 @@ class SearchService:
         position = decode_cursor(after, fingerprint) if after is not None else None
         # One more than asked: whether another page follows is then known exactly.
         hits = await self.vehicles(
-            session, area=area, flt=flt, first=first + 1, viewer_orgs=viewer_orgs, after=position
+            area=area, flt=flt, first=first + 1, viewer_orgs=viewer_orgs, after=position
         )
         return VehiclePage(hits[:first], len(hits) > first, fingerprint)
 
     async def _enabled_providers(
-        self, session: AsyncSession, *, refresh: bool = False
+        self, *, refresh: bool = False
     ) -> tuple[frozenset[str], frozenset[str]]:
         """(servable, enabled): the providers whose vehicles search may show (enabled, and
         with fresh data when stale ones are hidden), and every enabled one. Cached for a few
@@ -242,8 +255,9 @@ class SearchService:
         removed, and search must not show them."""
         now = time.monotonic()
         if refresh or now - self._enabled_at > ENABLED_PROVIDERS_TTL_SECONDS:
-            providers = await repository.enabled_providers(session)
-            self._private = await repository.private_providers(session)
+            async with self.sessions() as session:
+                providers = await repository.enabled_providers(session)
+                self._private = await repository.private_providers(session)
             self._enabled = frozenset(providers)
             if self.settings.hide_stale_vehicles:
                 wall = datetime.now(UTC)
@@ -260,39 +274,34 @@ class SearchService:
         in this process; other processes see it within the cache's few seconds)."""
         self._enabled_at = -math.inf
 
-    async def has_private_fleets(self, session: AsyncSession) -> bool:
+    async def has_private_fleets(self) -> bool:
         """Whether any private fleet exists: only then does search need to know the caller's
         organisations (anonymous search pays nothing for the feature)."""
-        await self._enabled_providers(session)
+        await self._enabled_providers()
         return bool(self._private)
 
-    async def hidden_providers(
-        self, session: AsyncSession, viewer_orgs: frozenset[uuid.UUID]
-    ) -> frozenset[str]:
+    async def hidden_providers(self, viewer_orgs: frozenset[uuid.UUID]) -> frozenset[str]:
         """The private fleets a caller of ``viewer_orgs`` may not see."""
-        await self._enabled_providers(session)
+        await self._enabled_providers()
         return frozenset(p for p, org in self._private.items() if org not in viewer_orgs)
 
-    async def servable_providers(
-        self, session: AsyncSession, *, including: Iterable[str] = ()
-    ) -> frozenset[str]:
+    async def servable_providers(self, *, including: Iterable[str] = ()) -> frozenset[str]:
         """The providers whose vehicles may be shown now (see :meth:`_enabled_providers`);
         re-read at once if one of ``including`` is unknown (a provider added since)."""
-        servable, enabled = await self._enabled_providers(session)
+        servable, enabled = await self._enabled_providers()
         if any(p not in enabled for p in including):
-            servable, enabled = await self._enabled_providers(session, refresh=True)
+            servable, enabled = await self._enabled_providers(refresh=True)
         return servable
 
     async def _vehicles_from_index(
         self,
-        session: AsyncSession,
         area: RankedArea,
         flt: VehicleFilter,
         first: int,
         after: PagePosition | None,
     ) -> list[VehicleHit]:
         assert self.index is not None
-        servable, enabled = await self._enabled_providers(session)
+        servable, enabled = await self._enabled_providers()
         refreshed = False
         lat, lon, reach, box = area.lat, area.lon, area.reach_meters, area.box
         last = (after.distance_meters, after.vehicle_id) if after is not None else None
@@ -336,7 +345,7 @@ class SearchService:
                     continue
                 if doc.provider_id not in enabled and not refreshed:
                     # A provider added since the cache was filled: look again, once.
-                    servable, enabled = await self._enabled_providers(session, refresh=True)
+                    servable, enabled = await self._enabled_providers(refresh=True)
                     refreshed = True
                 if doc.provider_id not in servable:
                     continue
@@ -369,29 +378,28 @@ class SearchService:
         hits.sort(key=_rank)
         return hits[:first]
 
+    async def vehicle_record(self, vehicle_id: str) -> VehicleHit | None:
+        """The stored vehicle whatever its visibility, for a caller that applies the rule
+        itself with :meth:`hidden_providers` and :meth:`servable_providers` (a quote tells
+        a stale operator's vehicle from one that does not exist)."""
+        async with self.sessions() as session:
+            return await repository.vehicle_by_id(session, vehicle_id)
+
     async def vehicle(
-        self,
-        session: AsyncSession,
-        vehicle_id: str,
-        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
+        self, vehicle_id: str, viewer_orgs: frozenset[uuid.UUID] = frozenset()
     ) -> VehicleHit | None:
         """One vehicle by id; like search, not one of a provider whose data is stale, nor of
         another organisation's private fleet."""
-        hit = await repository.vehicle_by_id(session, vehicle_id)
-        if hit is not None and hit.vehicle.provider_id in await self.hidden_providers(
-            session, viewer_orgs
-        ):
+        hit = await self.vehicle_record(vehicle_id)
+        if hit is not None and hit.vehicle.provider_id in await self.hidden_providers(viewer_orgs):
             return None
         if hit is None or not self.settings.hide_stale_vehicles:
             return hit
-        servable, enabled = await self._enabled_providers(session)
-        if hit.vehicle.provider_id not in enabled:  # a provider added since: look again
-            servable, enabled = await self._enabled_providers(session, refresh=True)
+        servable = await self.servable_providers(including=[hit.vehicle.provider_id])
         return hit if hit.vehicle.provider_id in servable else None
 
     async def stations(
         self,
-        session: AsyncSession,
         *,
         area: Area,
         flt: StationFilter,
@@ -401,16 +409,16 @@ class SearchService:
         """Stations of the area, nearest to the `near` point or the box's centre first, ties
         by id; other organisations' private fleets are left out inside the query, so they
         never make a page short."""
-        hidden = await self.hidden_providers(session, viewer_orgs)
+        hidden = await self.hidden_providers(viewer_orgs)
         if hidden:
             flt = replace(flt, hidden_providers=flt.hidden_providers | hidden)
-        return await repository.search_stations(
-            session, near=area.near, bbox=area.bbox, flt=flt, first=first
-        )
+        async with self.sessions() as session:
+            return await repository.search_stations(
+                session, near=area.near, bbox=area.bbox, flt=flt, first=first
+            )
 
     async def zones(
         self,
-        session: AsyncSession,
         *,
         area: Area,
         providers: frozenset[str] | None,
@@ -420,14 +428,63 @@ class SearchService:
         """Zones touching the area, nearest to the `near` point or the box's centre first
         (0 for a zone holding it), ties by id; without an area, each provider's zones in feed
         order. Other organisations' private fleets are left out inside the query."""
-        return await repository.search_zones(
-            session,
-            near=area.near,
-            bbox=area.bbox,
-            providers=providers,
-            hidden_providers=await self.hidden_providers(session, viewer_orgs),
-            first=first,
-        )
+        hidden = await self.hidden_providers(viewer_orgs)
+        async with self.sessions() as session:
+            return await repository.search_zones(
+                session,
+                near=area.near,
+                bbox=area.bbox,
+                providers=providers,
+                hidden_providers=hidden,
+                first=first,
+            )
+
+    async def validate_providers(
+        self, providers: Sequence[str] | None, viewer_orgs: frozenset[uuid.UUID] = frozenset()
+    ) -> frozenset[str] | None:
+        """:func:`validate_providers` for a caller of ``viewer_orgs``."""
+        if providers is None:
+            return None
+        hidden = await self.hidden_providers(viewer_orgs)
+        async with self.sessions() as session:
+            return await validate_providers(session, providers, hidden)
+
+    async def ride_end_check(
+        self,
+        *,
+        lat: float,
+        lon: float,
+        vehicle_id: str | None = None,
+        vehicle_type_id: str | None = None,
+        provider_id: str | None = None,
+        form_factor: str | None = None,
+        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
+    ) -> RideEndAnswer:
+        """:func:`ride_end_check` for a caller of ``viewer_orgs``."""
+        hidden = await self.hidden_providers(viewer_orgs)
+        async with self.sessions() as session:
+            return await ride_end_check(
+                session,
+                lat=lat,
+                lon=lon,
+                vehicle_id=vehicle_id,
+                vehicle_type_id=vehicle_type_id,
+                provider_id=provider_id,
+                form_factor=form_factor,
+                hidden=hidden,
+            )
+
+    async def providers(self, viewer_orgs: frozenset[uuid.UUID] = frozenset()) -> list[Provider]:
+        """Every provider the caller may see (another organisation's private fleet is not
+        listed, its existence included)."""
+        hidden = await self.hidden_providers(viewer_orgs)
+        async with self.sessions() as session:
+            rows = await repository.provider_records(session)
+        return [p for p in rows if p.id not in hidden]
+
+    async def latest_sync_run(self, provider_id: str) -> SyncRun | None:
+        async with self.sessions() as session:
+            return await latest_sync_run(session, provider_id)
 
 
 def _rank(hit: VehicleHit) -> tuple[float | None, str]:
@@ -447,10 +504,6 @@ def is_stale(provider: Provider, settings: Settings, now: datetime | None = None
         return provider.last_sync_at is not None
     age = (now or datetime.now(UTC)) - provider.last_success_at
     return age.total_seconds() > settings.stale_after_seconds
-
-
-async def list_providers(session: AsyncSession) -> Sequence[Provider]:
-    return await repository.provider_records(session)
 
 
 async def latest_sync_run(session: AsyncSession, provider_id: str) -> SyncRun | None:

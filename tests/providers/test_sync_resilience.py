@@ -59,10 +59,9 @@ async def test_search_falls_back_to_postgis_until_the_lost_index_is_rebuilt(
     lat, lon = float(bikes[0]["lat"]), float(bikes[0]["lon"])
 
     async def nearby() -> list[str]:
-        async with runtime.sessions() as session:
-            hits = await runtime.search.vehicles(
-                session, area=Area(Near(lat, lon, 1000), None), flt=VehicleFilter(), first=20
-            )
+        hits = await runtime.search.vehicles(
+            area=Area(Near(lat, lon, 1000), None), flt=VehicleFilter(), first=20
+        )
         return [h.vehicle.id for h in hits]
 
     before = await nearby()
