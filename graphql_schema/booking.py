@@ -18,7 +18,6 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 
-from app import provider_admin
 from app.booking import outcomes as out
 from app.booking.service import BookingNotFound
 from app.booking.states import (
@@ -29,7 +28,6 @@ from app.booking.states import (
     IllegalTransition,
     allowed_events,
 )
-from app.db import transaction
 from app.errors import InvalidInput
 from app.fleet.policies import PolicyRule
 from app.fleet.principal import OrgNotFound, Scope
@@ -529,9 +527,8 @@ class BookingAdminMutation:
         booking: dict[str, Any] | None = (
             None if operator is None else {"operator": operator, "config": config or {}}
         )
-        async with transaction(info.context.sessions) as session:
-            provider = await provider_admin.set_booking(session, str(id), booking)
-            answer = Provider.from_model(provider, info.context.settings)
+        provider = await info.context.provider_admin.set_booking(str(id), booking)
+        answer = Provider.from_model(provider, info.context.settings)
         log.info("provider %s booking set to %s by %s", id, operator, viewer.name)
         info.context.reference.invalidate()
         return answer
@@ -545,9 +542,8 @@ class BookingAdminMutation:
     ) -> Provider:
         viewer = await info.context.require_admin()
         org = _org_uuid(organisation_id, "organisation") if organisation_id else None
-        async with transaction(info.context.sessions) as session:
-            provider = await provider_admin.set_private_to(session, str(id), org)
-            answer = Provider.from_model(provider, info.context.settings)
+        provider = await info.context.provider_admin.set_private_to(str(id), org)
+        answer = Provider.from_model(provider, info.context.settings)
         log.info("provider %s private to %s, by %s", id, org, viewer.name)
         info.context.reference.invalidate()
         info.context.search.invalidate()

@@ -139,6 +139,11 @@ class Context(BaseContext):
             remember_viewer=remember_viewer,
         )
 
+    @property
+    def provider_admin(self) -> provider_admin.ProviderAdmin:
+        """Staff's door to provider records (app/provider_admin.py); no state of its own."""
+        return provider_admin.ProviderAdmin(self.sessions)
+
     async def viewer(self) -> Viewer:
         """Who is calling, looked up once per request (concurrent resolvers share the one
         lookup). A websocket's context lives as long as the socket: there every operation

@@ -17,7 +17,6 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app import provider_admin as admin
-from app.db import transaction
 from app.errors import InvalidInput, NotFound
 from graphql_schema.accounts import AccountMutation
 from graphql_schema.api_keys import ApiKeyMutation
@@ -103,11 +102,10 @@ def _config(value: object) -> dict[str, Any]:
 
 
 async def _provider(info: Info, slug: str) -> Provider:
-    async with info.context.sessions() as session:
-        provider = await admin.get_provider(session, slug)
-        if provider is None:
-            raise NotFound(f"no provider {slug!r}", code="PROVIDER_NOT_FOUND")
-        return Provider.from_model(provider, info.context.settings)
+    provider = await info.context.provider_admin.get(slug)
+    if provider is None:
+        raise NotFound(f"no provider {slug!r}", code="PROVIDER_NOT_FOUND")
+    return Provider.from_model(provider, info.context.settings)
 
 
 def _changed(info: Info) -> None:
@@ -128,15 +126,13 @@ class Mutation(
     @strawberry.mutation(description="Add a provider (ADMIN). Its first sync is due at once.")
     async def add_provider(self, info: Info, input: ProviderInput) -> Provider:
         viewer = await info.context.require_admin()
-        async with transaction(info.context.sessions) as session:
-            await admin.add_provider(
-                session,
-                slug=str(input.id),
-                name=input.name,
-                adapter=input.adapter,
-                config=_config(input.config),
-                enabled=input.enabled,
-            )
+        await info.context.provider_admin.add(
+            slug=str(input.id),
+            name=input.name,
+            adapter=input.adapter,
+            config=_config(input.config),
+            enabled=input.enabled,
+        )
         log.info("provider %s added by %s", input.id, viewer.name)
         _changed(info)
         return await _provider(info, str(input.id))
@@ -151,8 +147,7 @@ class Mutation(
             adapter=input.adapter,
             config=_config(input.config) if input.config is not None else None,
         )
-        async with transaction(info.context.sessions) as session:
-            await admin.update_provider(session, str(id), changes)
+        await info.context.provider_admin.update(str(id), changes)
         log.info("provider %s updated by %s", id, viewer.name)
         _changed(info)
         return await _provider(info, str(id))
@@ -169,8 +164,7 @@ class Mutation(
         viewer = await info.context.require_admin()
         if overrides is not None and not isinstance(overrides, dict):
             raise InvalidInput("overrides must be a JSON object", code="INVALID_PROVIDER_CONFIG")
-        async with transaction(info.context.sessions) as session:
-            await admin.set_overrides(session, str(id), overrides or None)
+        await info.context.provider_admin.set_overrides(str(id), overrides or None)
         log.info("overrides of provider %s set by %s", id, viewer.name)
         _changed(info)
         return await _provider(info, str(id))
@@ -181,8 +175,7 @@ class Mutation(
     )
     async def set_provider_enabled(self, info: Info, id: strawberry.ID, enabled: bool) -> Provider:
         viewer = await info.context.require_admin()
-        async with transaction(info.context.sessions) as session:
-            await admin.set_enabled(session, str(id), enabled)
+        await info.context.provider_admin.set_enabled(str(id), enabled)
         log.info("provider %s %s by %s", id, "enabled" if enabled else "disabled", viewer.name)
         _changed(info)
         return await _provider(info, str(id))
@@ -190,8 +183,7 @@ class Mutation(
     @strawberry.mutation(description="Delete a provider and all its data (ADMIN).")
     async def delete_provider(self, info: Info, id: strawberry.ID) -> strawberry.ID:
         viewer = await info.context.require_admin()
-        async with transaction(info.context.sessions) as session:
-            await admin.delete_provider(session, str(id))
+        await info.context.provider_admin.delete(str(id))
         index = info.context.search.index
         if index is not None:
             try:
@@ -208,7 +200,7 @@ class Mutation(
     )
     async def sync_provider(self, info: Info, id: strawberry.ID) -> Provider:
         await info.context.require_admin()
-        if not await admin.force_sync(info.context.sessions, [str(id)]):
+        if not await info.context.provider_admin.sync_now([str(id)]):
             raise NotFound(f"no provider {id!r}", code="PROVIDER_NOT_FOUND")
         return await _provider(info, str(id))
 
@@ -221,8 +213,7 @@ class Mutation(
     ) -> Provider:
         viewer = await info.context.require_admin()
         kind, values = credentials.to_kind_and_values() if credentials else (None, None)
-        async with transaction(info.context.sessions) as session:
-            await admin.set_credentials(session, str(id), kind, values)
+        await info.context.provider_admin.set_credentials(str(id), kind, values)
         # The kind only: never the values.
         log.info("credentials of provider %s set to %s by %s", id, kind, viewer.name)
         return await _provider(info, str(id))

@@ -13,12 +13,7 @@ from strawberry.scalars import JSON
 
 from app import models
 from app.health import SyncRecord, data_age_seconds, health_status
-from app.provider_admin import (
-    config_view,
-    credentials_kinds,
-    get_provider,
-    overrides_summary,
-)
+from app.provider_admin import config_view, overrides_summary
 from app.reference import ReferenceCache, ReferenceData
 from app.search.schemas import ProviderStats, StationRow, VehicleHit, ZoneRow
 from app.search.service import is_stale, validate_first
@@ -320,10 +315,8 @@ class Provider:
     async def credentials_kind(self, info: strawberry.Info[Context, None]) -> str | None:
         if not (await info.context.viewer()).is_admin:
             return None
-        async with info.context.sessions() as session:
-            kinds = await credentials_kinds(session, [str(self.id)])
-        found = kinds.get(str(self.id))
-        return found[0].upper() if found else None
+        kind = await info.context.provider_admin.credentials_kind(str(self.id))
+        return kind.upper() if kind else None
 
     @strawberry.field(
         description="The adapter and its config, as stored (header values masked). Staff "
@@ -364,8 +357,7 @@ class Provider:
         """(adapter, config) for staff; None for anyone else, or when it is gone."""
         if not (await info.context.viewer()).is_admin:
             return None
-        async with info.context.sessions() as session:
-            provider = await get_provider(session, str(self.id))
+        provider = await info.context.provider_admin.get(str(self.id))
         return None if provider is None else (provider.adapter, dict(provider.config))
 
     async def _stats(self, info: strawberry.Info[Context, None]) -> ProviderStats | None:
