@@ -21,6 +21,7 @@ from app.errors import DomainError
 from app.fleet.access import actor_for, memberships_of
 from app.fleet.api_keys import is_api_key, verify_api_key
 from app.fleet.principal import ApiKeyPrincipal, OrgActor, Role, Scope
+from app.fleet.webhook_admin import WebhookAdmin
 from app.live_updates import ChangeSignals, DeltaHub
 from app.models import Provider, SyncRun
 from app.persisted_queries import PersistedQueries
@@ -138,6 +139,11 @@ class Context(BaseContext):
             client_address=client_address,
             remember_viewer=remember_viewer,
         )
+
+    @property
+    def webhooks(self) -> WebhookAdmin:
+        """An organisation's webhooks (app/fleet/webhook_admin.py); no state of its own."""
+        return WebhookAdmin(self.sessions, self.settings)
 
     @property
     def provider_admin(self) -> provider_admin.ProviderAdmin:

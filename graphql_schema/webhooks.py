@@ -15,9 +15,7 @@ from datetime import UTC, datetime
 from enum import Enum
 
 import strawberry
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import transaction
 from app.fleet import webhooks as service
 from app.fleet.access import ADMINS
 from app.fleet.outbox import EventType
@@ -147,15 +145,14 @@ async def _manager_of(
     info: Info,
     item_id: uuid.UUID,
     what: str,
-    lookup: Callable[[AsyncSession, uuid.UUID], Awaitable[uuid.UUID | None]],
+    lookup: Callable[[uuid.UUID], Awaitable[uuid.UUID | None]],
 ) -> OrgActor:
     """The caller acting for the organisation an endpoint or delivery belongs to."""
     ctx = info.context
     # Authenticate before looking: an anonymous caller must not learn which ids exist.
     if await ctx.api_key() is None:
         await ctx.require_rider()
-    async with ctx.sessions() as session:
-        organisation_id = await lookup(session, item_id)
+    organisation_id = await lookup(item_id)
     if organisation_id is None:
         raise OrgNotFound(f"no {what} {item_id}")
     try:
@@ -177,8 +174,7 @@ class WebhookQuery:
         self, info: Info, organisation_id: strawberry.ID | None = None
     ) -> list[WebhookEndpoint]:
         actor = await _manager(info, _uuid(organisation_id, "organisation"))
-        async with info.context.sessions() as session:
-            rows = await service.list_endpoints(session, actor)
+        rows = await info.context.webhooks.endpoints(actor)
         return [WebhookEndpoint.from_model(r) for r in rows]
 
     @strawberry.field(
@@ -195,14 +191,9 @@ class WebhookQuery:
         first: int | None = None,
     ) -> list[WebhookDelivery]:
         actor = await _manager(info, _uuid(organisation_id, "organisation"))
-        async with info.context.sessions() as session:
-            records = await service.deliveries_of(
-                session,
-                actor,
-                endpoint_id=_uuid(endpoint_id, "webhook endpoint"),
-                status=status,
-                first=first,
-            )
+        records = await info.context.webhooks.deliveries(
+            actor, endpoint_id=_uuid(endpoint_id, "webhook endpoint"), status=status, first=first
+        )
         return [WebhookDelivery.from_record(r) for r in records]
 
 
@@ -220,14 +211,9 @@ class WebhookMutation:
         organisation_id: strawberry.ID | None = None,
     ) -> RegisteredWebhook:
         actor = await _manager(info, _uuid(organisation_id, "organisation"))
-        async with transaction(info.context.sessions) as session:
-            row, secret = await service.register_endpoint(
-                session,
-                actor,
-                url,
-                [EventType(e.value) for e in events],
-                settings=info.context.settings,
-            )
+        row, secret = await info.context.webhooks.register(
+            actor, url, [EventType(e.value) for e in events]
+        )
         return RegisteredWebhook(endpoint=WebhookEndpoint.from_model(row), secret=secret)
 
     @strawberry.mutation(
@@ -239,20 +225,18 @@ class WebhookMutation:
     ) -> WebhookEndpoint:
         endpoint_id = _required_uuid(id, "webhook endpoint")
         actor = await _manager_of(
-            info, endpoint_id, "webhook endpoint", service.endpoint_organisation
+            info, endpoint_id, "webhook endpoint", info.context.webhooks.endpoint_organisation
         )
-        async with transaction(info.context.sessions) as session:
-            row = await service.set_endpoint_enabled(session, actor, endpoint_id, enabled)
+        row = await info.context.webhooks.set_enabled(actor, endpoint_id, enabled)
         return WebhookEndpoint.from_model(row)
 
     @strawberry.mutation(description="Delete an endpoint and its delivery log; returns its id.")
     async def delete_webhook(self, info: Info, id: strawberry.ID) -> strawberry.ID:
         endpoint_id = _required_uuid(id, "webhook endpoint")
         actor = await _manager_of(
-            info, endpoint_id, "webhook endpoint", service.endpoint_organisation
+            info, endpoint_id, "webhook endpoint", info.context.webhooks.endpoint_organisation
         )
-        async with transaction(info.context.sessions) as session:
-            await service.delete_endpoint(session, actor, endpoint_id)
+        await info.context.webhooks.delete(actor, endpoint_id)
         return id
 
     @strawberry.mutation(
@@ -262,9 +246,7 @@ class WebhookMutation:
     async def replay_webhook_delivery(self, info: Info, id: strawberry.ID) -> WebhookDelivery:
         delivery_id = _required_uuid(id, "webhook delivery")
         actor = await _manager_of(
-            info, delivery_id, "webhook delivery", service.delivery_organisation
+            info, delivery_id, "webhook delivery", info.context.webhooks.delivery_organisation
         )
-        async with transaction(info.context.sessions) as session:
-            await service.replay_delivery(session, actor, delivery_id, now=datetime.now(UTC))
-            records = await service.deliveries_of(session, actor, delivery_id=delivery_id)
-        return WebhookDelivery.from_record(records[0])
+        record = await info.context.webhooks.replay(actor, delivery_id, now=datetime.now(UTC))
+        return WebhookDelivery.from_record(record)
