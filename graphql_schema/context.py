@@ -20,6 +20,7 @@ from app.booking.service import BookingService
 from app.errors import DomainError
 from app.fleet.access import actor_for, memberships_of
 from app.fleet.api_keys import is_api_key, verify_api_key
+from app.fleet.policy_admin import PolicyAdmin
 from app.fleet.principal import ApiKeyPrincipal, OrgActor, Role, Scope
 from app.fleet.webhook_admin import WebhookAdmin
 from app.live_updates import ChangeSignals, DeltaHub
@@ -139,6 +140,11 @@ class Context(BaseContext):
             client_address=client_address,
             remember_viewer=remember_viewer,
         )
+
+    @property
+    def policies(self) -> PolicyAdmin:
+        """Travel policies and usage reports (app/fleet/policy_admin.py); no state."""
+        return PolicyAdmin(self.sessions)
 
     @property
     def webhooks(self) -> WebhookAdmin:

@@ -16,7 +16,6 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
-from app.db import transaction
 from app.errors import InvalidInput
 from app.fleet import policies as domain
 from app.fleet.access import ADMINS
@@ -176,11 +175,8 @@ class PolicyQuery:
         cost_centre_id: strawberry.ID | None = None,
     ) -> Policy | None:
         actor = await info.context.org_actor(_optional_uuid(organisation_id, "organisation"))
-        async with info.context.sessions() as session:
-            row = await domain.get_policy(
-                session, actor, cost_centre_id=_optional_uuid(cost_centre_id, "cost centre")
-            )
-            return Policy.from_row(row) if row is not None else None
+        row = await info.context.policies.get(actor, _optional_uuid(cost_centre_id, "cost centre"))
+        return Policy.from_row(row) if row is not None else None
 
     @strawberry.field(
         description="The rules that apply to trips booked for this cost centre (or without "
@@ -194,11 +190,7 @@ class PolicyQuery:
     ) -> EffectivePolicy:
         actor = await info.context.org_actor(_optional_uuid(organisation_id, "organisation"))
         centre = _optional_uuid(cost_centre_id, "cost centre")
-        async with info.context.sessions() as session:
-            if centre is not None:
-                # Confirms the cost centre is this organisation's (NOT_FOUND otherwise).
-                await domain.get_policy(session, actor, cost_centre_id=centre)
-            rules = await domain.effective_policy(session, actor.organisation_id, centre)
+        rules = await info.context.policies.effective(actor, centre)
         return EffectivePolicy.from_domain(rules)
 
 
@@ -221,27 +213,25 @@ class PolicyMutation:
         area = input.business_area
         if area is not None and not isinstance(area, dict):
             raise InvalidInput("businessArea must be a GeoJSON object", code=domain.INVALID)
-        async with transaction(info.context.sessions) as session:
-            row = await domain.set_policy(
-                session,
-                actor,
-                cost_centre_id=_optional_uuid(cost_centre_id, "cost centre"),
-                allowed_form_factors=(
-                    [f.value for f in input.allowed_form_factors]
-                    if input.allowed_form_factors is not None
-                    else None
-                ),
-                allowed_providers=(
-                    [str(p) for p in input.allowed_providers]
-                    if input.allowed_providers is not None
-                    else None
-                ),
-                max_price_minor=input.max_price_minor,
-                currency=input.currency,
-                allowed_weekdays=input.allowed_weekdays,
-                allowed_from=input.allowed_from,
-                allowed_until=input.allowed_until,
-                business_area=area,
-                monthly_budget_minor=input.monthly_budget_minor,
-            )
-            return Policy.from_row(row)
+        row = await info.context.policies.set(
+            actor,
+            cost_centre_id=_optional_uuid(cost_centre_id, "cost centre"),
+            allowed_form_factors=(
+                [f.value for f in input.allowed_form_factors]
+                if input.allowed_form_factors is not None
+                else None
+            ),
+            allowed_providers=(
+                [str(p) for p in input.allowed_providers]
+                if input.allowed_providers is not None
+                else None
+            ),
+            max_price_minor=input.max_price_minor,
+            currency=input.currency,
+            allowed_weekdays=input.allowed_weekdays,
+            allowed_from=input.allowed_from,
+            allowed_until=input.allowed_until,
+            business_area=area,
+            monthly_budget_minor=input.monthly_budget_minor,
+        )
+        return Policy.from_row(row)

@@ -91,8 +91,7 @@ class ReportQuery:
             except ValueError:
                 raise OrgNotFound(f"no organisation {organisation_id}") from None
         actor = await info.context.org_actor(wanted, roles=ADMINS, scope=Scope.REPORTS_READ)
-        async with info.context.sessions() as session:
-            report = await domain.usage_report(session, actor, month=month, group_by=group_by)
+        report = await info.context.policies.usage_report(actor, month=month, group_by=group_by)
         return UsageReport(
             organisation_id=strawberry.ID(str(report.organisation_id)),
             month=report.month,
