@@ -13,7 +13,6 @@ from datetime import datetime
 
 import strawberry
 
-from app.db import transaction
 from app.fleet import api_key_admin as admin
 from app.fleet.access import ADMINS
 from app.fleet.principal import OrgActor, OrgNotFound, Scope
@@ -96,8 +95,7 @@ async def _admin_of_key(info: Info, key_id: uuid.UUID) -> OrgActor:
     # Who is calling is settled first: an anonymous caller learns nothing about key ids.
     if await ctx.api_key() is None:
         await ctx.require_rider()
-    async with ctx.sessions() as session:
-        organisation_id = await admin.organisation_of_key(session, key_id)
+    organisation_id = await ctx.api_keys.organisation_of(key_id)
     if organisation_id is None:
         raise OrgNotFound(f"no API key {key_id}")
     try:
@@ -115,8 +113,7 @@ class ApiKeyQuery:
     @strawberry.field(description="An organisation's API keys, newest first (OWNER or ADMIN).")
     async def api_keys(self, info: Info, organisation_id: strawberry.ID) -> list[ApiKey]:
         actor = await _admin_of_org(info, organisation_id)
-        async with info.context.sessions() as session:
-            return [ApiKey.from_row(k) for k in await admin.list_api_keys(session, actor)]
+        return [ApiKey.from_row(k) for k in await info.context.api_keys.of_organisation(actor)]
 
 
 @strawberry.type
@@ -134,11 +131,10 @@ class ApiKeyMutation:
         expires_at: datetime | None = None,
     ) -> NewApiKey:
         actor = await _admin_of_org(info, organisation_id)
-        async with transaction(info.context.sessions) as session:
-            row, secret = await admin.create_api_key(
-                session, actor, name=name, scopes=scopes, expires_at=expires_at, live=_live(info)
-            )
-            return NewApiKey(api_key=ApiKey.from_row(row), secret=secret)
+        row, secret = await info.context.api_keys.create(
+            actor, name=name, scopes=scopes, expires_at=expires_at, live=_live(info)
+        )
+        return NewApiKey(api_key=ApiKey.from_row(row), secret=secret)
 
     @strawberry.mutation(
         description="A replacement for a key, with the same name and scopes (OWNER or ADMIN). "
@@ -151,13 +147,11 @@ class ApiKeyMutation:
         key_id = _uuid(id, "API key")
         actor = await _admin_of_key(info, key_id)
         overlap = admin.DEFAULT_OVERLAP_SECONDS if overlap_seconds is None else overlap_seconds
-        async with transaction(info.context.sessions) as session:
-            row, secret = await admin.rotate_api_key(session, actor, key_id, overlap)
-            return NewApiKey(api_key=ApiKey.from_row(row), secret=secret)
+        row, secret = await info.context.api_keys.rotate(actor, key_id, overlap)
+        return NewApiKey(api_key=ApiKey.from_row(row), secret=secret)
 
     @strawberry.mutation(description="Stop a key now (OWNER or ADMIN): its next request fails.")
     async def revoke_api_key(self, info: Info, id: strawberry.ID) -> ApiKey:
         key_id = _uuid(id, "API key")
         actor = await _admin_of_key(info, key_id)
-        async with transaction(info.context.sessions) as session:
-            return ApiKey.from_row(await admin.revoke_api_key(session, actor, key_id))
+        return ApiKey.from_row(await info.context.api_keys.revoke(actor, key_id))

@@ -19,6 +19,7 @@ from app.accounts import InvalidToken, Rider, Unauthenticated, rider_for_token
 from app.booking.service import BookingService
 from app.errors import DomainError
 from app.fleet.access import actor_for, memberships_of
+from app.fleet.api_key_admin import ApiKeyAdmin
 from app.fleet.api_keys import is_api_key, verify_api_key
 from app.fleet.policy_admin import PolicyAdmin
 from app.fleet.principal import ApiKeyPrincipal, OrgActor, Role, Scope
@@ -140,6 +141,11 @@ class Context(BaseContext):
             client_address=client_address,
             remember_viewer=remember_viewer,
         )
+
+    @property
+    def api_keys(self) -> ApiKeyAdmin:
+        """An organisation's API keys (app/fleet/api_key_admin.py); no state of its own."""
+        return ApiKeyAdmin(self.sessions)
 
     @property
     def policies(self) -> PolicyAdmin:
