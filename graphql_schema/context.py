@@ -21,6 +21,7 @@ from app.errors import DomainError
 from app.fleet.access import actor_for, memberships_of
 from app.fleet.api_key_admin import ApiKeyAdmin
 from app.fleet.api_keys import is_api_key, verify_api_key
+from app.fleet.organisation_admin import OrganisationAdmin
 from app.fleet.policy_admin import PolicyAdmin
 from app.fleet.principal import ApiKeyPrincipal, OrgActor, Role, Scope
 from app.fleet.webhook_admin import WebhookAdmin
@@ -146,6 +147,11 @@ class Context(BaseContext):
     def api_keys(self) -> ApiKeyAdmin:
         """An organisation's API keys (app/fleet/api_key_admin.py); no state of its own."""
         return ApiKeyAdmin(self.sessions)
+
+    @property
+    def organisations(self) -> OrganisationAdmin:
+        """Organisations, members, invitations (app/fleet/organisation_admin.py); no state."""
+        return OrganisationAdmin(self.sessions, self.settings)
 
     @property
     def policies(self) -> PolicyAdmin:

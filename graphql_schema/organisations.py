@@ -11,12 +11,9 @@ from datetime import UTC, datetime
 
 import strawberry
 
-from app.db import transaction
 from app.errors import InvalidInput
-from app.fleet import organisations as orgs
-from app.fleet.access import ADMINS, memberships_of
+from app.fleet.access import ADMINS
 from app.fleet.principal import OrgActor, OrgNotFound, Role
-from app.mail import send_invitation
 from app.models import CostCentre as CostCentreRow
 from app.models import Organisation as OrganisationRow
 from app.models import OrganisationMember, User
@@ -92,8 +89,9 @@ class Organisation:
     @strawberry.field
     async def cost_centres(self, info: Info) -> list[CostCentre]:
         actor = await info.context.org_actor(uuid.UUID(str(self.id)))
-        async with info.context.sessions() as session:
-            return [CostCentre.from_row(c) for c in await orgs.cost_centres_of(session, actor)]
+        return [
+            CostCentre.from_row(c) for c in await info.context.organisations.cost_centres(actor)
+        ]
 
     @strawberry.field(description="Its members (OWNER and ADMIN only).")
     async def members(self, info: Info) -> list[OrganisationMemberType]:
@@ -102,8 +100,7 @@ class Organisation:
             from app.staff_auth import Forbidden
 
             raise Forbidden("an organisation's members are shown to its admins only")
-        async with info.context.sessions() as session:
-            rows = await orgs.members_of(session, actor)
+        rows = await info.context.organisations.members(actor)
         return [OrganisationMemberType.from_rows(m, u) for m, u in rows]
 
 
@@ -133,20 +130,15 @@ class OrganisationQuery:
     @strawberry.field(description="An organisation you belong to (or your API key's).")
     async def organisation(self, info: Info, id: strawberry.ID) -> Organisation:
         actor = await info.context.org_actor(_uuid(id, "organisation"))
-        async with info.context.sessions() as session:
-            return Organisation.from_row(await orgs.get_organisation(session, actor), actor)
+        return Organisation.from_row(await info.context.organisations.get(actor), actor)
 
     @strawberry.field(description="The organisations you are a member of.")
     async def my_organisations(self, info: Info) -> list[Organisation]:
         rider = await info.context.require_rider()
-        async with info.context.sessions() as session:
-            found = []
-            for member in await memberships_of(session, rider.id):
-                org = await session.get(OrganisationRow, member.organisation_id)
-                if org is not None:
-                    actor = OrgActor(org.id, user_id=rider.id, role=Role(member.role))
-                    found.append(Organisation.from_row(org, actor))
-        return found
+        return [
+            Organisation.from_row(org, OrgActor(org.id, user_id=rider.id, role=role))
+            for org, role in await info.context.organisations.of_rider(rider.id)
+        ]
 
 
 @strawberry.type
@@ -156,21 +148,19 @@ class OrganisationMutation:
         self, info: Info, name: str, timezone: str = "UTC"
     ) -> Organisation:
         rider = await info.context.require_rider()
-        async with transaction(info.context.sessions) as session:
-            org = await orgs.create_organisation(
-                session, creator_id=rider.id, name=name, timezone=timezone
-            )
-            return Organisation.from_row(org, OrgActor(org.id, rider.id, Role.OWNER))
+        org = await info.context.organisations.create(
+            creator_id=rider.id, name=name, timezone=timezone
+        )
+        return Organisation.from_row(org, OrgActor(org.id, rider.id, Role.OWNER))
 
     @strawberry.mutation(description="A cost centre (OWNER or ADMIN).")
     async def add_cost_centre(
         self, info: Info, organisation_id: strawberry.ID, code: str, name: str
     ) -> CostCentre:
         actor = await info.context.org_actor(_uuid(organisation_id, "organisation"), roles=ADMINS)
-        async with transaction(info.context.sessions) as session:
-            return CostCentre.from_row(
-                await orgs.add_cost_centre(session, actor, code=code, name=name)
-            )
+        return CostCentre.from_row(
+            await info.context.organisations.add_cost_centre(actor, code=code, name=name)
+        )
 
     @strawberry.mutation(
         description="Invite someone by email (OWNER or ADMIN). The token is shown once; it is "
@@ -186,25 +176,10 @@ class OrganisationMutation:
     ) -> NewInvitation:
         actor = await info.context.org_actor(_uuid(organisation_id, "organisation"), roles=ADMINS)
         centre = _uuid(cost_centre_id, "cost centre") if cost_centre_id else None
-        async with transaction(info.context.sessions) as session:
-            invitation, token = await orgs.invite_member(
-                session,
-                actor,
-                email=email,
-                role=role,
-                cost_centre_id=centre,
-                now=datetime.now(UTC),
-            )
-            org = await orgs.get_organisation(session, actor)
-        # After the commit: the invitation exists whatever becomes of the email.
-        mail = await send_invitation(
-            info.context.settings,
-            to=invitation.email,
-            organisation=org.name,
-            role=invitation.role,
-            token=token,
-            expires_at=invitation.expires_at,
+        new = await info.context.organisations.invite(
+            actor, email=email, role=role, cost_centre_id=centre, now=datetime.now(UTC)
         )
+        invitation, token, mail = new.invitation, new.token, new.mail
         return NewInvitation(
             invitation=Invitation(
                 id=strawberry.ID(str(invitation.id)),
@@ -220,15 +195,10 @@ class OrganisationMutation:
     @strawberry.mutation(description="Join the organisation that invited you.")
     async def accept_invitation(self, info: Info, token: str) -> Organisation:
         rider = await info.context.require_rider()
-        async with transaction(info.context.sessions) as session:
-            member = await orgs.accept_invitation(
-                session, user_id=rider.id, token=token, now=datetime.now(UTC)
-            )
-            org = await session.get(OrganisationRow, member.organisation_id)
-            assert org is not None
-            return Organisation.from_row(
-                org, OrgActor(org.id, user_id=rider.id, role=Role(member.role))
-            )
+        org, role = await info.context.organisations.accept(
+            user_id=rider.id, token=token, now=datetime.now(UTC)
+        )
+        return Organisation.from_row(org, OrgActor(org.id, user_id=rider.id, role=role))
 
     @strawberry.mutation(description="Change a member's role or cost centre (OWNER or ADMIN).")
     async def update_member(
@@ -243,18 +213,14 @@ class OrganisationMutation:
         actor = await info.context.org_actor(_uuid(organisation_id, "organisation"), roles=ADMINS)
         if cost_centre_id is not None and clear_cost_centre:
             raise InvalidInput("give costCentreId or clearCostCentre, not both")
-        async with transaction(info.context.sessions) as session:
-            member = await orgs.set_member(
-                session,
-                actor,
-                _uuid(member_id, "member"),
-                role=role,
-                cost_centre_id=_uuid(cost_centre_id, "cost centre") if cost_centre_id else None,
-                clear_cost_centre=clear_cost_centre,
-            )
-            user = await session.get(User, member.user_id)
-            assert user is not None
-            return OrganisationMemberType.from_rows(member, user)
+        member, user = await info.context.organisations.update_member(
+            actor,
+            _uuid(member_id, "member"),
+            role=role,
+            cost_centre_id=_uuid(cost_centre_id, "cost centre") if cost_centre_id else None,
+            clear_cost_centre=clear_cost_centre,
+        )
+        return OrganisationMemberType.from_rows(member, user)
 
     @strawberry.mutation(
         description="Staff (ADMIN): an organisation's plan, which sets its API keys' rate "
@@ -265,15 +231,15 @@ class OrganisationMutation:
     ) -> Organisation:
         await info.context.require_admin()
         known = set(plan_limits(info.context.settings))
-        async with transaction(info.context.sessions) as session:
-            org = await orgs.set_plan(session, _uuid(organisation_id, "organisation"), plan, known)
-            return Organisation.from_row(org, OrgActor(org.id))
+        org = await info.context.organisations.set_plan(
+            _uuid(organisation_id, "organisation"), plan, known
+        )
+        return Organisation.from_row(org, OrgActor(org.id))
 
     @strawberry.mutation(description="Remove a member (OWNER or ADMIN).")
     async def remove_member(
         self, info: Info, organisation_id: strawberry.ID, member_id: strawberry.ID
     ) -> strawberry.ID:
         actor = await info.context.org_actor(_uuid(organisation_id, "organisation"), roles=ADMINS)
-        async with transaction(info.context.sessions) as session:
-            await orgs.remove_member(session, actor, _uuid(member_id, "member"))
+        await info.context.organisations.remove_member(actor, _uuid(member_id, "member"))
         return member_id
