@@ -19,7 +19,6 @@ from app.accounts import AuthSession as AuthSessionResult
 from app.accounts import Rider as RiderRecord
 from app.accounts import throttle
 from app.booking.eligibility import LicenceStatus
-from app.db import transaction
 from graphql_schema.context import Context
 
 Info = strawberry.Info[Context, None]
@@ -139,8 +138,7 @@ class AccountMutation:
         "or already ended. Access tokens already issued run until they expire."
     )
     async def log_out(self, info: Info, refresh_token: str) -> bool:
-        async with transaction(info.context.sessions) as session:
-            return await accounts.log_out(session, refresh_token=refresh_token)
+        return await accounts.log_out(info.context.sessions, refresh_token=refresh_token)
 
     @strawberry.mutation(description="Record staff's decision on a rider's licence (ADMIN).")
     async def set_licence_status(
@@ -151,6 +149,5 @@ class AccountMutation:
             wanted = uuid.UUID(str(user_id))
         except ValueError:
             raise accounts.UserNotFound(f"no user {user_id!r}") from None
-        async with transaction(info.context.sessions) as session:
-            rider = await accounts.set_licence_status(session, wanted, status)
+        rider = await accounts.set_licence_status(info.context.sessions, wanted, status)
         return Rider.from_domain(rider)

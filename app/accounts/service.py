@@ -260,31 +260,33 @@ async def refresh_session(
 
 
 async def log_out(
-    session: AsyncSession, *, refresh_token: str, now: datetime | None = None
+    sessions: async_sessionmaker[AsyncSession], *, refresh_token: str, now: datetime | None = None
 ) -> bool:
     """End the session the refresh token belongs to (every token of its family). False when
     the token is unknown or its session was already ended. Access tokens already issued stay
     valid until they expire (minutes): they are not looked up per request."""
     if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
         return False
-    family_id = await repository.family_of(session, refresh_token_hash(refresh_token))
-    if family_id is None:
-        return False
-    return await repository.revoke_family(session, family_id, now or utcnow()) > 0
+    async with transaction(sessions) as session:
+        family_id = await repository.family_of(session, refresh_token_hash(refresh_token))
+        if family_id is None:
+            return False
+        return await repository.revoke_family(session, family_id, now or utcnow()) > 0
 
 
 async def set_licence_status(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     user_id: uuid.UUID,
     status: LicenceStatus,
     *,
     now: datetime | None = None,
 ) -> Rider:
     """Staff's decision on a rider's driving licence (the API allows it to ADMIN tokens only)."""
-    user = await repository.set_licence_status(session, user_id, status.value, now or utcnow())
-    if user is None:
-        raise UserNotFound(f"no user {user_id}")
-    return Rider.from_user(user)
+    async with transaction(sessions) as session:
+        user = await repository.set_licence_status(session, user_id, status.value, now or utcnow())
+        if user is None:
+            raise UserNotFound(f"no user {user_id}")
+        return Rider.from_user(user)
 
 
 async def rider_for_token(session: AsyncSession, settings: Settings, token: str) -> Rider:

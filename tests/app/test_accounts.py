@@ -443,14 +443,12 @@ async def test_unknown_or_malformed_refresh_token_is_invalid(runtime: Runtime) -
 async def test_log_out_ends_the_family_and_is_idempotent(runtime: Runtime) -> None:
     first = await sign_up(runtime)
     successor = await refresh(runtime, first.refresh_token)
-    async with transaction(runtime.sessions) as s:
-        # Any token of the family names the session, even the used one.
-        assert await accounts.log_out(s, refresh_token=first.refresh_token)
+    # Any token of the family names the session, even the used one.
+    assert await accounts.log_out(runtime.sessions, refresh_token=first.refresh_token)
     with pytest.raises(accounts.RefreshTokenRevoked):
         await refresh(runtime, successor.refresh_token)
-    async with transaction(runtime.sessions) as s:
-        assert not await accounts.log_out(s, refresh_token=successor.refresh_token)
-        assert not await accounts.log_out(s, refresh_token="mob_rt_unknown")
+    assert not await accounts.log_out(runtime.sessions, refresh_token=successor.refresh_token)
+    assert not await accounts.log_out(runtime.sessions, refresh_token="mob_rt_unknown")
 
 
 # --- licence status ------------------------------------------------------------------------
@@ -461,8 +459,9 @@ async def test_set_licence_status_changes_the_rider_and_unknown_user_is_not_foun
 ) -> None:
     session = await sign_up(runtime)
     before = datetime.now(UTC)
-    async with transaction(runtime.sessions) as s:
-        rider = await accounts.set_licence_status(s, session.rider.id, LicenceStatus.VERIFIED)
+    rider = await accounts.set_licence_status(
+        runtime.sessions, session.rider.id, LicenceStatus.VERIFIED
+    )
     assert rider.licence_status is LicenceStatus.VERIFIED
     assert rider == session.rider.__class__(
         id=session.rider.id,
@@ -479,8 +478,7 @@ async def test_set_licence_status_changes_the_rider_and_unknown_user_is_not_foun
         LicenceStatus.VERIFIED
     )
     with pytest.raises(accounts.UserNotFound) as caught:
-        async with transaction(runtime.sessions) as s:
-            await accounts.set_licence_status(s, uuid.uuid4(), LicenceStatus.REJECTED)
+        await accounts.set_licence_status(runtime.sessions, uuid.uuid4(), LicenceStatus.REJECTED)
     assert caught.value.code == "USER_NOT_FOUND"
 
 
