@@ -109,8 +109,10 @@ async def _provider(info: Info, slug: str) -> Provider:
 
 
 def _changed(info: Info) -> None:
-    # Reference data (names, enabled set) is cached per process; this one sees it at once.
+    # Reference data and search's provider sets (enabled, private) are cached per process;
+    # this one sees the change at once, the others within their few seconds.
     info.context.reference.invalidate()
+    info.context.search.invalidate()
 
 
 @strawberry.type

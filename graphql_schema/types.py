@@ -393,7 +393,11 @@ class Provider:
         self, info: strawberry.Info[Context, None], first: int = 20
     ) -> ValidationReport | None:
         first = validate_first(info.context.settings, first)
-        run = await info.context.search.latest_sync_run(str(self.id))
+        # Through the request's DataLoader, as `health`: the providers of a whole vehicle list
+        # are read in one session, not one session per vehicle at once (graphql-core resolves
+        # a list's items concurrently, and 200 of them would drain the pool).
+        found = await info.context.loaders.provider_health.load(str(self.id))
+        run = found[1] if found is not None else None
         if run is None:
             return None
         return ValidationReport(

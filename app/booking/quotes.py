@@ -525,10 +525,12 @@ class QuoteService:
         # Each read takes a connection only while it runs, one after another: a request never
         # holds two.
         hit = await self.search.vehicle_record(vehicle_id)
-        hidden = await self.search.hidden_providers(viewer_orgs)
+        # The provider sets first (re-read if this provider is new to them), then who may see
+        # it: a private fleet added a moment ago is hidden at once.
         servable = await self.search.servable_providers(
             including=[hit.vehicle.provider_id] if hit is not None else []
         )
+        hidden = await self.search.hidden_providers(viewer_orgs)
         if hit is None or hit.vehicle.provider_id in hidden:
             raise VehicleNotFound(f"no vehicle {vehicle_id!r}")
         vehicle = hit.vehicle

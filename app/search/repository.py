@@ -481,9 +481,11 @@ async def enabled_providers(session: AsyncSession) -> dict[str, datetime | None]
 
 
 async def private_providers(session: AsyncSession) -> dict[str, uuid.UUID]:
-    """Enabled private fleets and the organisation each belongs to (issue 6)."""
+    """Private fleets and the organisation each belongs to (issue 6), disabled ones included:
+    to an outsider a disabled private fleet must be as unknown as an enabled one (listed by
+    `providers`, accepted as a filter, it was not)."""
     rows = await session.execute(
-        text("SELECT id, private_to FROM providers WHERE enabled AND private_to IS NOT NULL")
+        text("SELECT id, private_to FROM providers WHERE private_to IS NOT NULL")
     )
     return {r.id: r.private_to for r in rows}
 

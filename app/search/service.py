@@ -213,7 +213,7 @@ class SearchService:
             and abs(ranked.lat) + ranked.reach_meters / _MIN_METERS_PER_DEGREE_LAT <= GEO_MAX_LAT
         ):
             try:
-                return await self._vehicles_from_index(ranked, flt, first, after)
+                return await self._vehicles_from_index(ranked, flt, first, after, viewer_orgs)
             except (RedisError, OSError, IndexUnavailable) as exc:
                 # Do not knock on a dead Redis with every request: PostGIS answers for a
                 # moment, then the index is tried again (no restart needed when it is back).
@@ -299,10 +299,12 @@ class SearchService:
         flt: VehicleFilter,
         first: int,
         after: PagePosition | None,
+        viewer_orgs: frozenset[uuid.UUID],
     ) -> list[VehicleHit]:
         assert self.index is not None
         servable, enabled = await self._enabled_providers()
         refreshed = False
+        hidden = flt.hidden_providers
         lat, lon, reach, box = area.lat, area.lon, area.reach_meters, area.box
         last = (after.distance_meters, after.vehicle_id) if after is not None else None
         hits: list[VehicleHit] = []
@@ -347,7 +349,9 @@ class SearchService:
                     # A provider added since the cache was filled: look again, once.
                     servable, enabled = await self._enabled_providers(refresh=True)
                     refreshed = True
-                if doc.provider_id not in servable:
+                    # The re-read may have found it private: hide it from outsiders now.
+                    hidden = hidden | await self.hidden_providers(viewer_orgs)
+                if doc.provider_id not in servable or doc.provider_id in hidden:
                     continue
                 distance = ranking_meters(lat, lon, doc.lat, doc.lon)
                 # RankedArea.admits, inlined: this loop is the hot path.
@@ -391,11 +395,15 @@ class SearchService:
         """One vehicle by id; like search, not one of a provider whose data is stale, nor of
         another organisation's private fleet."""
         hit = await self.vehicle_record(vehicle_id)
-        if hit is not None and hit.vehicle.provider_id in await self.hidden_providers(viewer_orgs):
+        if hit is None:
             return None
-        if hit is None or not self.settings.hide_stale_vehicles:
-            return hit
+        # First the provider sets, re-read if this provider is new to them, then who may see
+        # it: a private fleet added or enabled a moment ago is hidden at once.
         servable = await self.servable_providers(including=[hit.vehicle.provider_id])
+        if hit.vehicle.provider_id in await self.hidden_providers(viewer_orgs):
+            return None
+        if not self.settings.hide_stale_vehicles:
+            return hit
         return hit if hit.vehicle.provider_id in servable else None
 
     async def stations(

@@ -127,3 +127,53 @@ async def test_a_burst_of_expensive_requests_never_starves_a_cheap_one(
     assert finished.index("cheap") < burst - gate, finished
     # Never more connections than the gate's operations and the cheap query use.
     assert peak_connections <= gate + 2, peak_connections
+
+
+async def test_a_list_field_that_reads_the_database_takes_one_connection_not_one_per_item(
+    runtime: Runtime, api: httpx.AsyncClient, fleet: str
+) -> None:
+    # graphql-core resolves a list's items concurrently: a field that opened its own session
+    # per item (Provider.validation did) took one connection per vehicle at once, so one
+    # anonymous request of 200 vehicles could drain the pool. Counted exactly, from the pool's
+    # own checkout and checkin events.
+    from sqlalchemy import event
+
+    pool = runtime.engine.sync_engine.pool
+    out = peak = 0
+
+    def checkout(*_: Any) -> None:
+        nonlocal out, peak
+        out += 1
+        peak = max(peak, out)
+
+    def checkin(*_: Any) -> None:
+        nonlocal out
+        out -= 1
+
+    event.listen(pool, "checkout", checkout)
+    event.listen(pool, "checkin", checkin)
+    try:
+        near = f"near: {{lat: {ORIGIN[0]}, lon: {ORIGIN[1]}, radiusMeters: 3000}}"
+        body = await gql(
+            api,
+            "{ vehicles(" + near + ", first: 200) "
+            "{ id provider { id validation { syncStatus } health { status } } } }",
+        )
+    finally:
+        event.remove(pool, "checkout", checkout)
+        event.remove(pool, "checkin", checkin)
+    assert "errors" not in body, body
+    vehicles = body["data"]["vehicles"]
+    assert len(vehicles) > 5  # a list, not one item
+    async with runtime.sessions() as session:
+        from sqlalchemy import text
+
+        latest = await session.scalar(
+            text(
+                "SELECT status FROM sync_runs WHERE provider_id = :p AND status <> 'running' "
+                "ORDER BY id DESC LIMIT 1"
+            ),
+            {"p": fleet},
+        )
+    assert {v["provider"]["validation"]["syncStatus"] for v in vehicles} == {latest}
+    assert peak == 1

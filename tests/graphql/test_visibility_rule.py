@@ -255,3 +255,28 @@ async def test_gbfs_republishing_answers_a_private_fleet_as_an_unknown_one(
     made_up = await api.get(f"/gbfs/v3/{GHOST}/{file}.json")
     assert told.status_code == made_up.status_code == 404
     assert told.text.replace(POOL, "<id>") == made_up.text.replace(GHOST, "<id>")
+
+
+DISABLE = "mutation($id: ID!) { setProviderEnabled(id: $id, enabled: false) { id enabled } }"
+
+
+async def test_a_disabled_private_fleet_is_as_unknown_to_outsiders_as_an_enabled_one(
+    runtime: Runtime, api: httpx.AsyncClient, world: World
+) -> None:
+    # Disabling a fleet hides its vehicles from everyone; it must not make the fleet itself
+    # visible to outsiders (listed by `providers`, accepted as a filter): the private rule is
+    # about who may know it exists, whatever its state.
+    await world.make_private(api)
+    disabled = await gql(api, DISABLE, {"id": POOL}, world.staff)
+    assert disabled["data"]["setProviderEnabled"] == {"id": POOL, "enabled": False}, disabled
+    listing = "{ providers { id } }"
+    filtered = "{ vehicles(" + AREA + ', filter: {providers: ["$PROVIDER"]}) { id } }'
+    for who, token in world.outsiders().items():
+        listed = {p["id"] for p in (await gql(api, listing, None, token))["data"]["providers"]}
+        assert POOL not in listed, who
+        told = await gql(api, filtered.replace("$PROVIDER", POOL), None, token)
+        made_up = await gql(api, filtered.replace("$PROVIDER", GHOST), None, token)
+        assert _masked(told, {"p": POOL}) == _masked(made_up, {"p": GHOST}), (who, told)
+    # The control: its own organisation still sees it listed (disabled).
+    listed = (await gql(api, listing, None, world.org_a.rider))["data"]["providers"]
+    assert POOL in {p["id"] for p in listed}
