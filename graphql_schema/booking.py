@@ -147,9 +147,7 @@ class Booking:
 
     @strawberry.field(description="Every transition so far, oldest first.")
     async def events(self, info: Info) -> list[BookingEventEntry]:
-        rows = (await info.context.bookings.events_of([uuid.UUID(str(self.id))]))[
-            uuid.UUID(str(self.id))
-        ]
+        rows = await info.context.loaders.booking_events.load(uuid.UUID(str(self.id)))
         return [
             BookingEventEntry(
                 at=r.at,

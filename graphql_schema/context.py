@@ -49,12 +49,15 @@ class Loaders:
     # Each batch opens its own short session: GraphQL resolves sibling fields concurrently, and
     # one AsyncSession must never be used by two coroutines at once.
     sessions: async_sessionmaker[AsyncSession]
+    bookings: BookingService | None = None
     provider_stats: DataLoader[str, ProviderStats | None] = field(init=False)
     station: DataLoader[str, StationRow | None] = field(init=False)
     provider_health: DataLoader[str, tuple[Provider, SyncRun | None] | None] = field(init=False)
+    booking_events: DataLoader[uuid.UUID, list[Any]] = field(init=False)
 
     def __post_init__(self) -> None:
         sessions = self.sessions
+        bookings = self.bookings
 
         async def provider_stats(keys: list[str]) -> list[ProviderStats | None]:
             async with sessions() as s:
@@ -72,6 +75,16 @@ class Loaders:
         # Not cached across requests (a loader lives one request): health is read when asked.
         self.provider_health = DataLoader(load_fn=provider_health)
         self.station = DataLoader(load_fn=stations)
+
+        async def booking_events(keys: list[uuid.UUID]) -> list[list[Any]]:
+            if bookings is None:
+                raise RuntimeError("this context was built without the booking service")
+            found = await bookings.events_of(keys)
+            return [found[k] for k in keys]
+
+        # Batched (a list of bookings is one query, not one session per booking at once) but
+        # not cached: a booking's events change while a bookingUpdates socket lives.
+        self.booking_events = DataLoader(load_fn=booking_events, cache=False)
 
 
 class Context(BaseContext):
@@ -116,7 +129,7 @@ class Context(BaseContext):
         self._rider_lock = asyncio.Lock()
         self._api_key: ApiKeyPrincipal | None = None
         self._api_key_lock = asyncio.Lock()
-        self.loaders = Loaders(sessions)
+        self.loaders = Loaders(sessions, bookings)
 
     @classmethod
     def of(

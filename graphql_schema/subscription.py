@@ -168,7 +168,7 @@ class Subscription(BookingSubscription):
                 )
                 # Each message is a fresh start for per-request caches (the context lives as
                 # long as the socket).
-                ctx.loaders = Loaders(ctx.sessions)
+                ctx.loaders = Loaders(ctx.sessions, ctx.loaders.bookings)
                 deltas = [i for i in items if isinstance(i, VehicleDelta)]
                 servable = await ctx.search.servable_providers(
                     including={d.provider_id for d in deltas}

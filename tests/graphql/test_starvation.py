@@ -129,39 +129,49 @@ async def test_a_burst_of_expensive_requests_never_starves_a_cheap_one(
     assert peak_connections <= gate + 2, peak_connections
 
 
+class PoolPeak:
+    """The most connections of the runtime's pool checked out at once while open, counted
+    exactly from the pool's own checkout and checkin events."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.pool = runtime.engine.sync_engine.pool
+        self.out = 0
+        self.peak = 0
+
+    def _checkout(self, *_: Any) -> None:
+        self.out += 1
+        self.peak = max(self.peak, self.out)
+
+    def _checkin(self, *_: Any) -> None:
+        self.out -= 1
+
+    def __enter__(self) -> PoolPeak:
+        from sqlalchemy import event
+
+        event.listen(self.pool, "checkout", self._checkout)
+        event.listen(self.pool, "checkin", self._checkin)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from sqlalchemy import event
+
+        event.remove(self.pool, "checkout", self._checkout)
+        event.remove(self.pool, "checkin", self._checkin)
+
+
 async def test_a_list_field_that_reads_the_database_takes_one_connection_not_one_per_item(
     runtime: Runtime, api: httpx.AsyncClient, fleet: str
 ) -> None:
     # graphql-core resolves a list's items concurrently: a field that opened its own session
     # per item (Provider.validation did) took one connection per vehicle at once, so one
-    # anonymous request of 200 vehicles could drain the pool. Counted exactly, from the pool's
-    # own checkout and checkin events.
-    from sqlalchemy import event
-
-    pool = runtime.engine.sync_engine.pool
-    out = peak = 0
-
-    def checkout(*_: Any) -> None:
-        nonlocal out, peak
-        out += 1
-        peak = max(peak, out)
-
-    def checkin(*_: Any) -> None:
-        nonlocal out
-        out -= 1
-
-    event.listen(pool, "checkout", checkout)
-    event.listen(pool, "checkin", checkin)
-    try:
-        near = f"near: {{lat: {ORIGIN[0]}, lon: {ORIGIN[1]}, radiusMeters: 3000}}"
+    # anonymous request of 200 vehicles could drain the pool.
+    near = f"near: {{lat: {ORIGIN[0]}, lon: {ORIGIN[1]}, radiusMeters: 3000}}"
+    with PoolPeak(runtime) as pool:
         body = await gql(
             api,
             "{ vehicles(" + near + ", first: 200) "
             "{ id provider { id validation { syncStatus } health { status } } } }",
         )
-    finally:
-        event.remove(pool, "checkout", checkout)
-        event.remove(pool, "checkin", checkin)
     assert "errors" not in body, body
     vehicles = body["data"]["vehicles"]
     assert len(vehicles) > 5  # a list, not one item
@@ -176,4 +186,38 @@ async def test_a_list_field_that_reads_the_database_takes_one_connection_not_one
             {"p": fleet},
         )
     assert {v["provider"]["validation"]["syncStatus"] for v in vehicles} == {latest}
-    assert peak == 1
+    assert pool.peak == 1
+
+
+async def test_a_riders_bookings_read_their_events_in_one_connection(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    # Booking.events read one session per booking at once: myBookings(first: 100) took up to
+    # 100 connections for one rider.
+    from tests.booking_support import RESERVE, bookable_operator, key, sign_up
+    from tests.booking_support import gql as booking_gql
+
+    limit = runtime.settings.max_active_bookings_per_rider
+    assert limit >= 2  # a list of bookings
+    async with bookable_operator(runtime, "simscoot") as (sim, _):
+        rider, _ = await sign_up(api)
+        for vehicle in sim.vehicles[:limit]:
+            made = await booking_gql(
+                api, RESERVE, {"vehicleId": f"simscoot:{vehicle.vehicle_id}", "key": key()}, rider
+            )
+            assert made["data"]["reserveVehicle"]["__typename"] == "BookingSuccess", made
+        with PoolPeak(runtime) as pool:
+            body = await booking_gql(
+                api, "{ myBookings(first: 100) { id events { event toState } } }", None, rider
+            )
+    bookings = body["data"]["myBookings"]
+    assert len(bookings) == limit
+    async with runtime.sessions() as session:
+        from sqlalchemy import text
+
+        stored = await session.scalar(
+            text("SELECT count(*) FROM booking_events WHERE booking_id::text = ANY(:ids)"),
+            {"ids": [b["id"] for b in bookings]},
+        )
+    assert sum(len(b["events"]) for b in bookings) == stored
+    assert pool.peak == 1
