@@ -289,6 +289,13 @@ class RefreshToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+#: The booking states that hold a vehicle, as the database knows them: migration 0008's unique
+#: partial index ``ux_bookings_active_vehicle`` is built over them. The booking domain's state
+#: machine (app/booking/states.ACTIVE) is checked against this at import; the sync and push
+#: paths read it here, so they need nothing of the booking domain.
+ACTIVE_BOOKING_STATES: tuple[str, ...] = ("PENDING", "CONFIRMED", "STARTED", "PAUSED")
+
+
 class Booking(Base):
     """One booking of one vehicle by one rider (migration 0008). PostgreSQL is the arbiter of
     "one active booking per vehicle": a unique partial index over ``vehicle_id`` for the active
@@ -301,7 +308,9 @@ class Booking(Base):
             "ux_bookings_active_vehicle",
             "vehicle_id",
             unique=True,
-            postgresql_where=text("state IN ('PENDING', 'CONFIRMED', 'STARTED', 'PAUSED')"),
+            postgresql_where=text(
+                "state IN (" + ", ".join(f"'{s}'" for s in ACTIVE_BOOKING_STATES) + ")"
+            ),
         ),
         Index("ix_bookings_user_created", "user_id", text("created_at DESC")),
         Index(

@@ -42,8 +42,8 @@ from redis.exceptions import RedisError
 from adapters.dto import UNSPECIFIED_VEHICLE_TYPE_ID, placeholder_vehicle_type
 from adapters.uris import MAX_URI_LENGTH, safe_link
 from app import secret_box
-from app.booking.states import ACTIVE
 from app.errors import DomainError
+from app.models import ACTIVE_BOOKING_STATES
 from app.reference import ReferenceData
 from app.vehicle_index import VehicleDoc, VehicleIndex
 
@@ -615,7 +615,7 @@ async def _write_batch(
             outcome.index_updated = False
 
 
-_ACTIVE_STATES = sorted(state.value for state in ACTIVE)
+_ACTIVE_STATES = sorted(ACTIVE_BOOKING_STATES)
 
 
 async def _hold_booked(

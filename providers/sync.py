@@ -27,9 +27,8 @@ from adapters.base import AdapterConfigError, AdapterError, FetchContext, load_a
 from adapters.credentials import OperatorAuth, OperatorCredentials
 from adapters.dto import Finding, Snapshot
 from adapters.http import FeedCache, redact_urls
-from app.booking.states import ACTIVE
 from app.db import transaction
-from app.models import Vehicle
+from app.models import ACTIVE_BOOKING_STATES, Vehicle
 from app.settings import Settings
 from app.vehicle_index import VehicleDoc, VehicleIndex
 from providers import repository
@@ -355,7 +354,7 @@ class SyncEngine:
             held = await pg.fetch(
                 "SELECT vehicle_id FROM bookings WHERE provider_id = $1 AND state = ANY($2)",
                 provider_id,
-                [state.value for state in ACTIVE],
+                list(ACTIVE_BOOKING_STATES),
             )
             hold_booked(rows, {r["vehicle_id"] for r in held})
             for name, spec, records in (
@@ -502,7 +501,7 @@ class SyncEngine:
 async def active_booked_vehicles(session: AsyncSession, provider_id: str) -> set[str]:
     rows = await session.execute(
         text("SELECT vehicle_id FROM bookings WHERE provider_id = :p AND state = ANY(:states)"),
-        {"p": provider_id, "states": [state.value for state in ACTIVE]},
+        {"p": provider_id, "states": list(ACTIVE_BOOKING_STATES)},
     )
     return {r.vehicle_id for r in rows}
 

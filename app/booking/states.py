@@ -23,6 +23,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from app.errors import DomainError
+from app.models import ACTIVE_BOOKING_STATES
 
 __all__ = [
     "ACTIVE",
@@ -85,6 +86,8 @@ _TRANSITIONS: MappingProxyType[tuple[BookingState, BookingEvent], BookingState] 
 #: States in which a booking holds its vehicle: at most one such booking per vehicle (the
 #: unique partial index of the bookings table is built from this set).
 ACTIVE = frozenset({S.PENDING, S.CONFIRMED, S.STARTED, S.PAUSED})
+# The database's own list (the unique index, and what sync and push hold vehicles for).
+assert {s.value for s in ACTIVE} == set(ACTIVE_BOOKING_STATES), ACTIVE_BOOKING_STATES
 #: States nothing leaves.
 TERMINAL = frozenset(BookingState) - ACTIVE
 
