@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import strawberry
 
 from app.search.schemas import StationFilter, VehicleFilter
-from app.search.service import Area, validate_area, validate_first
+from app.search.validation import Area, validate_area, validate_first
 from geo.areas import BBox, Near
 from graphql_schema.enums import FormFactor, PropulsionType
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import strawberry
 
-from app.search.service import validate_area, validate_first
+from app.search.validation import validate_area, validate_first
 from graphql_schema.accounts import AccountQuery
 from graphql_schema.api_keys import ApiKeyQuery, require_vehicles_read
 from graphql_schema.booking import BookingQuery

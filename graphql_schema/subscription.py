@@ -21,7 +21,7 @@ import strawberry
 from app.errors import DomainError
 from app.live_updates import RESYNC, DeltaHub
 from app.search.schemas import VehicleFilter, VehicleHit
-from app.search.service import Area
+from app.search.validation import Area
 from app.vehicle_index import VehicleDelta, VehicleDoc
 from geo.areas import BBox, Near
 from geo.distance import ranking_meters

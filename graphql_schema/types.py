@@ -16,7 +16,8 @@ from app.health import SyncRecord, data_age_seconds, health_status
 from app.provider_admin import config_view, overrides_summary
 from app.reference import ReferenceCache, ReferenceData
 from app.search.schemas import ProviderStats, StationRow, VehicleHit, ZoneRow
-from app.search.service import is_stale, validate_first
+from app.search.service import is_stale
+from app.search.validation import validate_first
 from app.settings import Settings
 from app.vehicle_index import VehicleDoc
 from app.vocabulary import currency_exponent

@@ -38,7 +38,8 @@ from app.booking.pricing import PriceBreakdown, estimate_price
 from app.errors import DomainError, InvalidInput, NotFound
 from app.reference import ReferenceCache, ReferenceData
 from app.search.schemas import VehicleFilter, VehicleHit
-from app.search.service import Area, SearchService, validate_first
+from app.search.service import SearchService
+from app.search.validation import Area, validate_first
 from app.settings import Settings
 from geo.areas import Near, valid_lat, valid_lon
 from geo.distance import geodesic_meters

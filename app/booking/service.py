@@ -76,7 +76,7 @@ from app.models import (
 )
 from app.redis import RedisKeys
 from app.search import repository as search_repository
-from app.search.service import ride_end_check
+from app.search.ride_end import ride_end_check
 from app.settings import Settings
 from app.staff_auth import Forbidden
 from app.vehicle_index import VehicleDoc, VehicleIndex

@@ -13,18 +13,19 @@ import math
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import asyncpg
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.errors import InvalidInput, NotFound, UnknownProvider
+from app.errors import InvalidInput
 from app.health import is_fresh
 from app.models import Provider, SyncRun
 from app.search import repository
 from app.search.paging import VehiclePage, decode_cursor, query_fingerprint
+from app.search.ride_end import RideEndAnswer, ride_end_check
 from app.search.schemas import (
     PagePosition,
     RankedArea,
@@ -34,6 +35,10 @@ from app.search.schemas import (
     VehicleHit,
     ZoneRow,
 )
+from app.search.validation import (
+    Area,
+    validate_providers,
+)
 from app.settings import Settings
 from app.vehicle_index import (
     GEO_MAX_LAT,
@@ -42,9 +47,7 @@ from app.vehicle_index import (
     IndexUnavailable,
     VehicleIndex,
 )
-from geo.areas import BBox, Near, valid_lat, valid_lon
 from geo.distance import ranking_meters, sphere_meters
-from geo.zones import Rule, ZoneCandidate, decide
 from providers import repository as provider_repository
 
 log = logging.getLogger(__name__)
@@ -57,106 +60,6 @@ FIRST_PROBE_METERS = 100.0
 # Metres per degree of latitude, at the least (the equator): bounds how far north or south a
 # circle reaches.
 _MIN_METERS_PER_DEGREE_LAT = 110_574.0
-
-
-@dataclass(frozen=True, slots=True)
-class Area:
-    near: Near | None
-    bbox: BBox | None
-
-    def ranked(self) -> RankedArea:
-        """The point answers are ranked from and how far they may be (see RankedArea)."""
-        if self.near is not None:
-            near = self.near
-            return RankedArea(near.lat, near.lon, near.radius_meters, None)
-        if self.bbox is None:
-            raise ValueError("an area without `near` or `within` has no ranking")
-        lat, lon = self.bbox.centre
-        # A hair past the farthest corner: the box decides membership, the reach only has to
-        # hold it whole, whichever way either store rounds.
-        return RankedArea(lat, lon, self.bbox.farthest_corner_meters() * 1.0001 + 1.0, self.bbox)
-
-
-def _check_point(lat: float, lon: float, what: str) -> None:
-    if not (math.isfinite(lat) and valid_lat(lat)):
-        raise InvalidInput(
-            f"{what}: latitude {lat} is out of range; use a value from -90 to 90",
-            code="INVALID_COORDINATES",
-        )
-    if not (math.isfinite(lon) and valid_lon(lon)):
-        raise InvalidInput(
-            f"{what}: longitude {lon} is out of range; use a value from -180 to 180",
-            code="INVALID_COORDINATES",
-        )
-
-
-def validate_area(
-    settings: Settings, near: Near | None, bbox: BBox | None, *, required: bool = True
-) -> Area:
-    if near is not None and bbox is not None:
-        raise InvalidInput("give either `near` or `within`, not both", code="INVALID_AREA")
-    if near is None and bbox is None:
-        if required:
-            raise InvalidInput(
-                "give exactly one of `near` (a point and radius) or `within` (a bounding box)",
-                code="INVALID_AREA",
-            )
-        return Area(None, None)
-    if near is not None:
-        _check_point(near.lat, near.lon, "near")
-        cap = settings.max_radius_meters
-        if not math.isfinite(near.radius_meters) or not 0 < near.radius_meters <= cap:
-            raise InvalidInput(
-                f"radiusMeters must be greater than 0 and at most {cap:g}; "
-                f"got {near.radius_meters:g}",
-                code="INVALID_RADIUS",
-            )
-    if bbox is not None:
-        _check_point(bbox.min_lat, bbox.min_lon, "within (min corner)")
-        _check_point(bbox.max_lat, bbox.max_lon, "within (max corner)")
-        if bbox.min_lat > bbox.max_lat or bbox.min_lon > bbox.max_lon:
-            raise InvalidInput(
-                "within: the bounding box is inverted; minLat must be <= maxLat and "
-                "minLon <= maxLon",
-                code="INVALID_BOUNDING_BOX",
-            )
-        span = settings.max_bbox_span_degrees
-        if bbox.max_lat - bbox.min_lat > span or bbox.max_lon - bbox.min_lon > span:
-            raise InvalidInput(
-                f"within: the bounding box may span at most {span:g} degrees each way; "
-                "zoom in or search `near` a point",
-                code="INVALID_BOUNDING_BOX",
-            )
-    return Area(near, bbox)
-
-
-def validate_first(settings: Settings, first: int | None) -> int:
-    if first is None:
-        return settings.default_first
-    if not 0 < first <= settings.max_first:
-        raise InvalidInput(
-            f"first must be between 1 and {settings.max_first}; got {first}", code="INVALID_FIRST"
-        )
-    return first
-
-
-async def validate_providers(
-    session: AsyncSession,
-    providers: Sequence[str] | None,
-    hidden: frozenset[str] = frozenset(),
-) -> frozenset[str] | None:
-    """The providers a request names, all of which must exist and be visible to the caller:
-    a private fleet the caller may not see (``hidden``) is refused exactly as an id that
-    does not exist, so its existence is not told (DESIGN.md: visibility is one rule)."""
-    if providers is None:
-        return None
-    wanted = frozenset(providers)
-    unknown = wanted - (await repository.known_provider_ids(session) - hidden)
-    if unknown:
-        raise UnknownProvider(
-            f"unknown provider(s): {', '.join(sorted(unknown))}; list them with `providers`"
-        )
-    return wanted
 
 
 class SearchService:
@@ -517,103 +420,3 @@ def is_stale(provider: Provider, settings: Settings, now: datetime | None = None
 async def latest_sync_run(session: AsyncSession, provider_id: str) -> SyncRun | None:
     """The provider's latest sync and its validation report."""
     return await provider_repository.latest_finished_run(session, provider_id)
-
-
-@dataclass(frozen=True, slots=True)
-class RideEndAnswer:
-    allowed: bool
-    reason: str
-    zone: ZoneRow | None
-    vehicle_type_ids: list[str]
-
-
-async def ride_end_check(
-    session: AsyncSession,
-    *,
-    lat: float,
-    lon: float,
-    vehicle_id: str | None = None,
-    vehicle_type_id: str | None = None,
-    provider_id: str | None = None,
-    form_factor: str | None = None,
-    now: datetime | None = None,
-    hidden: frozenset[str] = frozenset(),
-) -> RideEndAnswer:
-    """May a ride end here? GBFS precedence: first matching zone's rules, then global rules."""
-    _check_point(lat, lon, "rideEndCheck")
-    now = now or datetime.now(UTC)
-    # ``hidden``: private fleets this caller may not see; each of their ids is answered as an
-    # id that does not exist (UNKNOWN_VEHICLE, UNKNOWN_VEHICLE_TYPE, UNKNOWN_PROVIDER).
-    given = sum(x is not None for x in (vehicle_id, vehicle_type_id, provider_id or form_factor))
-    if given != 1:
-        raise InvalidInput(
-            "give exactly one of vehicleId, vehicleTypeId, or providerId with formFactor",
-            code="INVALID_ARGUMENTS",
-        )
-    if vehicle_id is not None:
-        hit = await repository.vehicle_by_id(session, vehicle_id)
-        if hit is None or hit.vehicle.provider_id in hidden:
-            raise NotFound(f"unknown vehicle {vehicle_id!r}", code="UNKNOWN_VEHICLE")
-        vehicle_type_id = hit.vehicle.vehicle_type_id
-        if vehicle_type_id is None:
-            provider_id, form_factor = hit.vehicle.provider_id, hit.vehicle.form_factor
-    if vehicle_type_id is not None:
-        types = await repository.vehicle_types_by_ids(session, [vehicle_type_id])
-        if vehicle_type_id not in types or types[vehicle_type_id].provider_id in hidden:
-            raise NotFound(f"unknown vehicle type {vehicle_type_id!r}", code="UNKNOWN_VEHICLE_TYPE")
-        provider_id = types[vehicle_type_id].provider_id
-        type_ids: list[str | None] = [vehicle_type_id]
-    else:
-        if provider_id is None or form_factor is None:
-            raise InvalidInput("providerId and formFactor go together", code="INVALID_ARGUMENTS")
-        await validate_providers(session, [provider_id], hidden)
-        of_kind = await repository.vehicle_types_of(session, provider_id, form_factor)
-        all_types = await repository.vehicle_types_of(session, provider_id)
-        if all_types and not of_kind:
-            raise InvalidInput(
-                f"provider {provider_id!r} has no vehicle type of form factor {form_factor}",
-                code="NO_SUCH_FORM_FACTOR",
-            )
-        # No vehicle_types at all: rules can only be the untyped ones.
-        type_ids = [t.id for t in of_kind] if of_kind else [None]
-
-    providers = await repository.providers_by_ids(session, [provider_id])
-    global_rules = [Rule.from_json(r) for r in providers[provider_id].global_rules]
-    zone_rows = await repository.zones_covering(session, provider_id=provider_id, lat=lat, lon=lon)
-    candidates = [
-        ZoneCandidate(
-            zone_id=z.id,
-            ordinal=z.ordinal,
-            rules=tuple(Rule.from_json(r) for r in z.rules),
-            start=z.starts_at,
-            end=z.ends_at,
-        )
-        for z in zone_rows
-    ]
-    by_id = {z.id: z for z in zone_rows}
-    named_types = [t for t in type_ids if t]
-    # With several types of one form factor, the ride may end only if it may for each of them.
-    decisions = [decide(candidates, global_rules, type_id, now) for type_id in type_ids]
-    for decision in decisions:
-        zone = by_id.get(decision.zone_id) if decision.zone_id else None
-        where = (
-            f"inside zone {zone.name or zone.id!r}"
-            if zone is not None
-            else "outside every zone, under the operator's global rules"
-        )
-        if decision.rule is not None and not decision.rule.ride_end_allowed:
-            return RideEndAnswer(False, f"ending a ride is not allowed {where}", zone, named_types)
-        if decision.rule is not None and decision.rule.station_parking:
-            return RideEndAnswer(
-                False, f"{where}, vehicles may only be parked at a station", zone, named_types
-            )
-    decision = decisions[0]
-    zone = by_id.get(decision.zone_id) if decision.zone_id else None
-    if decision.source == "zone":
-        label = zone.name or zone.id if zone is not None else ""
-        reason = f"ending a ride is allowed inside zone {label!r}"
-    elif decision.source == "global":
-        reason = "ending a ride is allowed here under the operator's global rules"
-    else:
-        reason = "no geofencing rule of the operator restricts ending a ride here"
-    return RideEndAnswer(True, reason, zone, named_types)

@@ -21,7 +21,7 @@ from app.live_updates import RESYNC, DeltaHub, Subscriber
 from app.main import create_app
 from app.runtime import Runtime
 from app.search.schemas import VehicleFilter
-from app.search.service import Area
+from app.search.validation import Area
 from app.settings import Settings
 from app.vehicle_index import VehicleDelta, VehicleDoc
 from geo.areas import Near

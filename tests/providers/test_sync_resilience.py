@@ -11,7 +11,7 @@ from sqlalchemy import text
 from app.db import transaction
 from app.runtime import Runtime
 from app.search.schemas import VehicleFilter
-from app.search.service import Area
+from app.search.validation import Area
 from geo.areas import Near
 from providers.service import register_provider
 from providers.simulators.feed_server import FeedServer
