@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -55,3 +56,22 @@ async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterato
         except BaseException:
             await session.rollback()
             raise
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def in_transaction(
+    factory: async_sessionmaker[AsyncSession],
+    operation: Callable[Concatenate[AsyncSession, P], Awaitable[T]],
+) -> Callable[P, Awaitable[T]]:
+    """``operation`` (a function whose first argument is the session) as one transaction of
+    its own, with the same remaining signature: what a service object hands its callers so
+    they hold no session."""
+
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        async with transaction(factory) as session:
+            return await operation(session, *args, **kwargs)
+
+    return run

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import strawberry
 
+from app.search.ride_end import RideEndQuestion
 from app.search.validation import validate_area, validate_first
 from graphql_schema.accounts import AccountQuery
 from graphql_schema.api_keys import ApiKeyQuery, require_vehicles_read
@@ -213,15 +214,15 @@ class Query(
         form_factor: FormFactor | None = None,
     ) -> RideEndCheck:
         orgs = await info.context.search_viewer_organisations()
-        answer = await info.context.search.ride_end_check(
+        question = RideEndQuestion(
             lat=lat,
             lon=lon,
             vehicle_id=str(vehicle_id) if vehicle_id is not None else None,
             vehicle_type_id=str(vehicle_type_id) if vehicle_type_id is not None else None,
             provider_id=str(provider_id) if provider_id is not None else None,
             form_factor=form_factor.value if form_factor is not None else None,
-            viewer_orgs=orgs,
         )
+        answer = await info.context.search.ride_end_check(question, orgs)
         zone = answer.zone
         ref = await info.context.reference.covering(providers=[zone.provider_id] if zone else [])
         return RideEndCheck(

@@ -76,7 +76,7 @@ from app.models import (
 )
 from app.redis import RedisKeys
 from app.search import repository as search_repository
-from app.search.ride_end import ride_end_check
+from app.search.ride_end import RideEndQuestion, ride_end_check
 from app.settings import Settings
 from app.staff_auth import Forbidden
 from app.vehicle_index import VehicleDoc, VehicleIndex
@@ -1224,14 +1224,14 @@ class BookingService:
                 known_type = booking.vehicle_type_id in types
             else:
                 known_type = False
-            answer = await ride_end_check(
-                session,
+            question = RideEndQuestion(
                 lat=lat,
                 lon=lon,
                 vehicle_type_id=booking.vehicle_type_id if known_type else None,
                 provider_id=None if known_type else booking.provider_id,
                 form_factor=None if known_type else booking.form_factor,
             )
+            answer = await ride_end_check(session, question)
         if answer.allowed:
             return None
         zone = answer.zone

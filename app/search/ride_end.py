@@ -16,7 +16,20 @@ from app.search.schemas import ZoneRow
 from app.search.validation import check_point, validate_providers
 from geo.zones import Rule, ZoneCandidate, decide
 
-__all__ = ["RideEndAnswer", "ride_end_check"]
+__all__ = ["RideEndAnswer", "RideEndQuestion", "ride_end_check"]
+
+
+@dataclass(frozen=True, slots=True)
+class RideEndQuestion:
+    """May a ride end at (lat, lon)? For exactly one of: a vehicle, a vehicle type, or a
+    provider's vehicles of one form factor."""
+
+    lat: float
+    lon: float
+    vehicle_id: str | None = None
+    vehicle_type_id: str | None = None
+    provider_id: str | None = None
+    form_factor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,17 +42,15 @@ class RideEndAnswer:
 
 async def ride_end_check(
     session: AsyncSession,
+    question: RideEndQuestion,
     *,
-    lat: float,
-    lon: float,
-    vehicle_id: str | None = None,
-    vehicle_type_id: str | None = None,
-    provider_id: str | None = None,
-    form_factor: str | None = None,
     now: datetime | None = None,
     hidden: frozenset[str] = frozenset(),
 ) -> RideEndAnswer:
     """May a ride end here? GBFS precedence: first matching zone's rules, then global rules."""
+    lat, lon = question.lat, question.lon
+    vehicle_id, vehicle_type_id = question.vehicle_id, question.vehicle_type_id
+    provider_id, form_factor = question.provider_id, question.form_factor
     check_point(lat, lon, "rideEndCheck")
     now = now or datetime.now(UTC)
     # ``hidden``: private fleets this caller may not see; each of their ids is answered as an

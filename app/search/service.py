@@ -25,7 +25,7 @@ from app.health import is_fresh
 from app.models import Provider, SyncRun
 from app.search import repository
 from app.search.paging import VehiclePage, decode_cursor, query_fingerprint
-from app.search.ride_end import RideEndAnswer, ride_end_check
+from app.search.ride_end import RideEndAnswer, RideEndQuestion, ride_end_check
 from app.search.schemas import (
     PagePosition,
     RankedArea,
@@ -361,29 +361,12 @@ class SearchService:
             return await validate_providers(session, providers, hidden)
 
     async def ride_end_check(
-        self,
-        *,
-        lat: float,
-        lon: float,
-        vehicle_id: str | None = None,
-        vehicle_type_id: str | None = None,
-        provider_id: str | None = None,
-        form_factor: str | None = None,
-        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
+        self, question: RideEndQuestion, viewer_orgs: frozenset[uuid.UUID] = frozenset()
     ) -> RideEndAnswer:
         """:func:`ride_end_check` for a caller of ``viewer_orgs``."""
         hidden = await self.hidden_providers(viewer_orgs)
         async with self.sessions() as session:
-            return await ride_end_check(
-                session,
-                lat=lat,
-                lon=lon,
-                vehicle_id=vehicle_id,
-                vehicle_type_id=vehicle_type_id,
-                provider_id=provider_id,
-                form_factor=form_factor,
-                hidden=hidden,
-            )
+            return await ride_end_check(session, question, hidden=hidden)
 
     async def providers(self, viewer_orgs: frozenset[uuid.UUID] = frozenset()) -> list[Provider]:
         """Every provider the caller may see (another organisation's private fleet is not
