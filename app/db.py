@@ -75,3 +75,17 @@ def in_transaction(
             return await operation(session, *args, **kwargs)
 
     return run
+
+
+def in_session(
+    factory: async_sessionmaker[AsyncSession],
+    read: Callable[Concatenate[AsyncSession, P], Awaitable[T]],
+) -> Callable[P, Awaitable[T]]:
+    """``read`` (a function whose first argument is the session) in one short session of its
+    own, with the same remaining signature; nothing is committed."""
+
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        async with factory() as session:
+            return await read(session, *args, **kwargs)
+
+    return run

@@ -175,7 +175,9 @@ class PolicyQuery:
         cost_centre_id: strawberry.ID | None = None,
     ) -> Policy | None:
         actor = await info.context.org_actor(_optional_uuid(organisation_id, "organisation"))
-        row = await info.context.policies.get(actor, _optional_uuid(cost_centre_id, "cost centre"))
+        row = await info.context.policies.get(
+            actor, cost_centre_id=_optional_uuid(cost_centre_id, "cost centre")
+        )
         return Policy.from_row(row) if row is not None else None
 
     @strawberry.field(

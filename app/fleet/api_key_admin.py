@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import transaction
+from app.db import in_session, in_transaction
 from app.errors import InvalidInput
 from app.fleet.api_keys import LIVE_PREFIX, SHOWN_CHARS, key_hash, new_key
 from app.fleet.principal import OrgActor, OrgNotFound, Scope
@@ -225,40 +225,12 @@ async def rotate_api_key(
 
 
 class ApiKeyAdmin:
-    """The functions above as the API calls them: each change one transaction of its own,
-    each read one short session."""
+    """The functions above as the API calls them (their arguments after the session): each
+    change one transaction of its own, each read one short session."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
-
-    async def organisation_of(self, key_id: uuid.UUID) -> uuid.UUID | None:
-        async with self._sessions() as session:
-            return await organisation_of_key(session, key_id)
-
-    async def of_organisation(self, actor: OrgActor) -> list[ApiKey]:
-        async with self._sessions() as session:
-            return await list_api_keys(session, actor)
-
-    async def create(
-        self,
-        actor: OrgActor,
-        *,
-        name: str,
-        scopes: Iterable[Scope | str],
-        expires_at: datetime | None,
-        live: bool,
-    ) -> tuple[ApiKey, str]:
-        async with transaction(self._sessions) as session:
-            return await create_api_key(
-                session, actor, name=name, scopes=scopes, expires_at=expires_at, live=live
-            )
-
-    async def rotate(
-        self, actor: OrgActor, key_id: uuid.UUID, overlap_seconds: int
-    ) -> tuple[ApiKey, str]:
-        async with transaction(self._sessions) as session:
-            return await rotate_api_key(session, actor, key_id, overlap_seconds)
-
-    async def revoke(self, actor: OrgActor, key_id: uuid.UUID) -> ApiKey:
-        async with transaction(self._sessions) as session:
-            return await revoke_api_key(session, actor, key_id)
+        self.organisation_of = in_session(sessions, organisation_of_key)
+        self.of_organisation = in_session(sessions, list_api_keys)
+        self.create = in_transaction(sessions, create_api_key)
+        self.rotate = in_transaction(sessions, rotate_api_key)
+        self.revoke = in_transaction(sessions, revoke_api_key)

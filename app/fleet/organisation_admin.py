@@ -5,18 +5,16 @@ app/fleet/organisations.py, which tests call with a session of their own."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import transaction
+from app.db import in_session, in_transaction, transaction
 from app.fleet import organisations as orgs
 from app.fleet.principal import OrgActor, Role
 from app.mail import MailOutcome, send_invitation
-from app.models import CostCentre, Invitation, Organisation, OrganisationMember, User
+from app.models import Invitation, Organisation, OrganisationMember, User
 from app.settings import Settings
 
 __all__ = ["NewInvitation", "OrganisationAdmin"]
@@ -33,40 +31,14 @@ class OrganisationAdmin:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessions = sessions
         self._settings = settings
-
-    async def get(self, actor: OrgActor) -> Organisation:
-        async with self._sessions() as session:
-            return await orgs.get_organisation(session, actor)
-
-    async def of_rider(self, user_id: uuid.UUID) -> list[tuple[Organisation, Role]]:
-        """The organisations a rider belongs to, with their role in each, oldest membership
-        first: one query."""
-        async with self._sessions() as session:
-            rows = await session.execute(
-                select(Organisation, OrganisationMember.role)
-                .join(OrganisationMember, OrganisationMember.organisation_id == Organisation.id)
-                .where(OrganisationMember.user_id == user_id)
-                .order_by(OrganisationMember.created_at)
-            )
-            return [(org, Role(role)) for org, role in rows.all()]
-
-    async def cost_centres(self, actor: OrgActor) -> list[CostCentre]:
-        async with self._sessions() as session:
-            return await orgs.cost_centres_of(session, actor)
-
-    async def members(self, actor: OrgActor) -> list[tuple[OrganisationMember, User]]:
-        async with self._sessions() as session:
-            return await orgs.members_of(session, actor)
-
-    async def create(self, *, creator_id: uuid.UUID, name: str, timezone: str) -> Organisation:
-        async with transaction(self._sessions) as session:
-            return await orgs.create_organisation(
-                session, creator_id=creator_id, name=name, timezone=timezone
-            )
-
-    async def add_cost_centre(self, actor: OrgActor, *, code: str, name: str) -> CostCentre:
-        async with transaction(self._sessions) as session:
-            return await orgs.add_cost_centre(session, actor, code=code, name=name)
+        self.get = in_session(sessions, orgs.get_organisation)
+        self.of_rider = in_session(sessions, orgs.organisations_of)
+        self.cost_centres = in_session(sessions, orgs.cost_centres_of)
+        self.members = in_session(sessions, orgs.members_of)
+        self.create = in_transaction(sessions, orgs.create_organisation)
+        self.add_cost_centre = in_transaction(sessions, orgs.add_cost_centre)
+        self.remove_member = in_transaction(sessions, orgs.remove_member)
+        self.set_plan = in_transaction(sessions, orgs.set_plan)
 
     async def invite(
         self,
@@ -125,13 +97,3 @@ class OrganisationAdmin:
             user = await session.get(User, member.user_id)
             assert user is not None  # the membership's foreign key
             return member, user
-
-    async def set_plan(
-        self, organisation_id: uuid.UUID, plan: str, known: Collection[str]
-    ) -> Organisation:
-        async with transaction(self._sessions) as session:
-            return await orgs.set_plan(session, organisation_id, plan, set(known))
-
-    async def remove_member(self, actor: OrgActor, member_id: uuid.UUID) -> None:
-        async with transaction(self._sessions) as session:
-            await orgs.remove_member(session, actor, member_id)

@@ -33,6 +33,7 @@ __all__ = [
     "create_organisation",
     "invite_member",
     "members_of",
+    "organisations_of",
     "remove_member",
     "set_member",
     "set_plan",
@@ -171,6 +172,20 @@ async def members_of(
         .order_by(OrganisationMember.created_at)
     )
     return [(m, u) for m, u in rows.all()]
+
+
+async def organisations_of(
+    session: AsyncSession, user_id: uuid.UUID
+) -> list[tuple[Organisation, Role]]:
+    """The organisations a rider belongs to, with their role in each, oldest membership
+    first: one query."""
+    rows = await session.execute(
+        select(Organisation, OrganisationMember.role)
+        .join(OrganisationMember, OrganisationMember.organisation_id == Organisation.id)
+        .where(OrganisationMember.user_id == user_id)
+        .order_by(OrganisationMember.created_at)
+    )
+    return [(org, Role(role)) for org, role in rows.all()]
 
 
 async def member_of(

@@ -8,10 +8,9 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import in_transaction
+from app.db import in_session, in_transaction
 from app.fleet import policies, reports
 from app.fleet.principal import OrgActor
-from app.models import Policy
 
 __all__ = ["PolicyAdmin"]
 
@@ -22,11 +21,9 @@ class PolicyAdmin:
         #: :func:`app.fleet.policies.set_policy` (its arguments after the session), in a
         #: transaction of its own.
         self.set = in_transaction(sessions, policies.set_policy)
-
-    async def get(self, actor: OrgActor, cost_centre_id: uuid.UUID | None) -> Policy | None:
-        """The policy set at this level (the organisation's, or a cost centre's), if any."""
-        async with self._sessions() as session:
-            return await policies.get_policy(session, actor, cost_centre_id=cost_centre_id)
+        #: The policy set at one level (the organisation's, or a cost centre's), if any.
+        self.get = in_session(sessions, policies.get_policy)
+        self.usage_report = in_session(sessions, reports.usage_report)
 
     async def effective(
         self, actor: OrgActor, cost_centre_id: uuid.UUID | None
@@ -37,9 +34,3 @@ class PolicyAdmin:
             if cost_centre_id is not None:
                 await policies.get_policy(session, actor, cost_centre_id=cost_centre_id)
             return await policies.effective_policy(session, actor.organisation_id, cost_centre_id)
-
-    async def usage_report(
-        self, actor: OrgActor, *, month: str, group_by: reports.GroupBy
-    ) -> reports.UsageReport:
-        async with self._sessions() as session:
-            return await reports.usage_report(session, actor, month=month, group_by=group_by)

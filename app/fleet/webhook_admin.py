@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import transaction
+from app.db import in_session, in_transaction, transaction
 from app.fleet import webhooks
 from app.fleet.outbox import EventType
 from app.fleet.principal import OrgActor
@@ -24,31 +24,12 @@ class WebhookAdmin:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessions = sessions
         self._settings = settings
-
-    async def endpoint_organisation(self, endpoint_id: uuid.UUID) -> uuid.UUID | None:
-        async with self._sessions() as session:
-            return await webhooks.endpoint_organisation(session, endpoint_id)
-
-    async def delivery_organisation(self, delivery_id: uuid.UUID) -> uuid.UUID | None:
-        async with self._sessions() as session:
-            return await webhooks.delivery_organisation(session, delivery_id)
-
-    async def endpoints(self, actor: OrgActor) -> list[WebhookEndpoint]:
-        async with self._sessions() as session:
-            return await webhooks.list_endpoints(session, actor)
-
-    async def deliveries(
-        self,
-        actor: OrgActor,
-        *,
-        endpoint_id: uuid.UUID | None = None,
-        status: webhooks.DeliveryStatus | None = None,
-        first: int | None = None,
-    ) -> list[webhooks.DeliveryRecord]:
-        async with self._sessions() as session:
-            return await webhooks.deliveries_of(
-                session, actor, endpoint_id=endpoint_id, status=status, first=first
-            )
+        self.endpoint_organisation = in_session(sessions, webhooks.endpoint_organisation)
+        self.delivery_organisation = in_session(sessions, webhooks.delivery_organisation)
+        self.endpoints = in_session(sessions, webhooks.list_endpoints)
+        self.deliveries = in_session(sessions, webhooks.deliveries_of)
+        self.set_enabled = in_transaction(sessions, webhooks.set_endpoint_enabled)
+        self.delete = in_transaction(sessions, webhooks.delete_endpoint)
 
     async def register(
         self, actor: OrgActor, url: str, events: Sequence[EventType]
@@ -58,16 +39,6 @@ class WebhookAdmin:
             return await webhooks.register_endpoint(
                 session, actor, url, list(events), settings=self._settings
             )
-
-    async def set_enabled(
-        self, actor: OrgActor, endpoint_id: uuid.UUID, enabled: bool
-    ) -> WebhookEndpoint:
-        async with transaction(self._sessions) as session:
-            return await webhooks.set_endpoint_enabled(session, actor, endpoint_id, enabled)
-
-    async def delete(self, actor: OrgActor, endpoint_id: uuid.UUID) -> None:
-        async with transaction(self._sessions) as session:
-            await webhooks.delete_endpoint(session, actor, endpoint_id)
 
     async def replay(
         self, actor: OrgActor, delivery_id: uuid.UUID, *, now: datetime

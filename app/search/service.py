@@ -69,7 +69,7 @@ class SearchService:
     sessions, one at a time and only for as long as a read takes, so its callers (the API's
     resolvers, quotes) hold no connection: a caller holding a session of the same pool must
     not call it (booking, inside its own transactions, uses the session-level functions of
-    this module instead)."""
+    ``app/search`` instead: the repository, ``ride_end_check``)."""
 
     def __init__(
         self,
@@ -375,10 +375,6 @@ class SearchService:
         async with self.sessions() as session:
             rows = await repository.provider_records(session)
         return [p for p in rows if p.id not in hidden]
-
-    async def latest_sync_run(self, provider_id: str) -> SyncRun | None:
-        async with self.sessions() as session:
-            return await latest_sync_run(session, provider_id)
 
 
 def _rank(hit: VehicleHit) -> tuple[float | None, str]:
