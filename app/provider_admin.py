@@ -43,6 +43,8 @@ class ProviderAdmin:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         self.get = in_session(sessions, get_provider)
+        # Each provider's row and latest finished sync, for a batch of slugs (health, validation).
+        self.health_records = in_session(sessions, health_records)
         self.add = in_transaction(sessions, admin.add_provider)
         self.update = in_transaction(sessions, admin.update_provider)
         self.set_overrides = in_transaction(sessions, admin.set_overrides)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 import httpx
@@ -16,10 +16,17 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import secret_box
+from app.accounts import Accounts
 from app.booking.service import BookingService
 from app.db import create_engine, plain_url, session_factory
+from app.fleet.api_key_admin import ApiKeyAdmin
+from app.fleet.organisation_admin import OrganisationAdmin
+from app.fleet.policy_admin import PolicyAdmin
+from app.fleet.webhook_admin import WebhookAdmin
+from app.identity import Identity
 from app.live_updates import ChangeSignals, DeltaHub
 from app.persisted_queries import PersistedQueries
+from app.provider_admin import ProviderAdmin
 from app.redis import RedisKeys, create_redis
 from app.redis_pipelined import Endpoint, PipelinedRedis
 from app.reference import ReferenceCache
@@ -62,6 +69,26 @@ class Runtime:
     live_updates: DeltaHub
     booking_signals: ChangeSignals
     bookings: BookingService
+    # The services the interfaces call (each opens its own sessions; none holds state).
+    identity: Identity
+    accounts: Accounts
+    provider_admin: ProviderAdmin
+    api_keys: ApiKeyAdmin
+    organisations: OrganisationAdmin
+    policies: PolicyAdmin
+    webhooks: WebhookAdmin
+
+    def with_settings(self, settings: Settings) -> Runtime:
+        """The same connections under other settings, with the services that read settings
+        built anew over them (tests run one database under several configurations)."""
+        return replace(
+            self,
+            settings=settings,
+            identity=Identity(self.sessions, settings),
+            accounts=Accounts(self.sessions, settings),
+            organisations=OrganisationAdmin(self.sessions, settings),
+            webhooks=WebhookAdmin(self.sessions, settings),
+        )
 
 
 @asynccontextmanager
@@ -138,6 +165,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             index=index,
             http=booking_http,
         ),
+        identity=Identity(sessions, settings),
+        accounts=Accounts(sessions, settings),
+        provider_admin=ProviderAdmin(sessions),
+        api_keys=ApiKeyAdmin(sessions),
+        organisations=OrganisationAdmin(sessions, settings),
+        policies=PolicyAdmin(sessions),
+        webhooks=WebhookAdmin(sessions, settings),
     )
     try:
         yield runtime

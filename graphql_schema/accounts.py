@@ -102,9 +102,7 @@ class AccountMutation:
         await throttle.admit_sign_up(
             redis, prefix, info.context.settings, client=info.context.client_address
         )
-        result = await accounts.sign_up(
-            info.context.sessions,
-            info.context.settings,
+        result = await info.context.accounts.sign_up(
             email=input.email,
             password=input.password,
             birth_date=input.birth_date,
@@ -118,9 +116,7 @@ class AccountMutation:
         await throttle.admit_log_in(
             redis, prefix, info.context.settings, email=email, client=info.context.client_address
         )
-        result = await accounts.log_in(
-            info.context.sessions, info.context.settings, email=email, password=password
-        )
+        result = await info.context.accounts.log_in(email=email, password=password)
         return AuthSession.from_domain(result)
 
     @strawberry.mutation(
@@ -128,9 +124,7 @@ class AccountMutation:
         "Presenting a used one again ends the whole session (REFRESH_TOKEN_REUSED)."
     )
     async def refresh_session(self, info: Info, refresh_token: str) -> AuthSession:
-        result = await accounts.refresh_session(
-            info.context.sessions, info.context.settings, refresh_token=refresh_token
-        )
+        result = await info.context.accounts.refresh_session(refresh_token=refresh_token)
         return AuthSession.from_domain(result)
 
     @strawberry.mutation(
@@ -138,7 +132,7 @@ class AccountMutation:
         "or already ended. Access tokens already issued run until they expire."
     )
     async def log_out(self, info: Info, refresh_token: str) -> bool:
-        return await accounts.log_out(info.context.sessions, refresh_token=refresh_token)
+        return await info.context.accounts.log_out(refresh_token=refresh_token)
 
     @strawberry.mutation(description="Record staff's decision on a rider's licence (ADMIN).")
     async def set_licence_status(
@@ -149,5 +143,5 @@ class AccountMutation:
             wanted = uuid.UUID(str(user_id))
         except ValueError:
             raise accounts.UserNotFound(f"no user {user_id!r}") from None
-        rider = await accounts.set_licence_status(info.context.sessions, wanted, status)
+        rider = await info.context.accounts.set_licence_status(wanted, status)
         return Rider.from_domain(rider)

@@ -16,7 +16,7 @@ import strawberry
 from app.fleet import api_key_admin as admin
 from app.fleet.access import ADMINS
 from app.fleet.principal import OrgActor, OrgNotFound, Scope
-from app.models import ApiKey as ApiKeyRow
+from app.records import ApiKeyRecord
 from graphql_schema.context import Context
 
 __all__ = ["ApiKey", "ApiKeyMutation", "ApiKeyQuery", "NewApiKey", "require_vehicles_read"]
@@ -62,7 +62,7 @@ class ApiKey:
     revoked_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: ApiKeyRow) -> ApiKey:
+    def from_row(cls, row: ApiKeyRecord) -> ApiKey:
         return cls(
             id=strawberry.ID(str(row.id)),
             name=row.name,

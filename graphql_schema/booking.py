@@ -31,7 +31,7 @@ from app.booking.states import (
 from app.errors import InvalidInput
 from app.fleet.policies import PolicyRule
 from app.fleet.principal import OrgNotFound, Scope
-from app.models import Booking as BookingRow
+from app.records import BookingRecord
 from graphql_schema.context import Context
 from graphql_schema.policies import PolicyViolation
 from graphql_schema.scalars import Long
@@ -125,7 +125,7 @@ class Booking:
     allowed_actions: list[BookingEvent]
 
     @classmethod
-    def from_row(cls, row: BookingRow) -> Booking:
+    def from_row(cls, row: BookingRecord) -> Booking:
         state = BookingState(row.state)
         return cls(
             id=strawberry.ID(str(row.id)),

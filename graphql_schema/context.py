@@ -1,4 +1,4 @@
-"""Per-request context: the DB session, the services, fresh DataLoaders."""
+"""Per-request context: the runtime's services, who is calling, fresh DataLoaders."""
 
 from __future__ import annotations
 
@@ -10,31 +10,21 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
-from app import provider_admin
-from app.accounts import InvalidToken, Rider, Unauthenticated, rider_for_token
+from app.accounts import InvalidToken, Rider, Unauthenticated
 from app.booking.service import BookingService
 from app.errors import DomainError
-from app.fleet.access import actor_for, memberships_of
-from app.fleet.api_key_admin import ApiKeyAdmin
-from app.fleet.api_keys import is_api_key, verify_api_key
-from app.fleet.organisation_admin import OrganisationAdmin
-from app.fleet.policy_admin import PolicyAdmin
+from app.fleet.api_keys import is_api_key
 from app.fleet.principal import ApiKeyPrincipal, OrgActor, Role, Scope
-from app.fleet.webhook_admin import WebhookAdmin
 from app.live_updates import ChangeSignals, DeltaHub
-from app.models import Provider, SyncRun
-from app.persisted_queries import PersistedQueries
-from app.reference import ReferenceCache
+from app.provider_admin import ProviderAdmin
+from app.records import ProviderRecord, SyncRunRecord
 from app.runtime import Runtime
-from app.search import repository
 from app.search.schemas import ProviderStats, StationRow
 from app.search.service import SearchService
-from app.settings import Settings
-from app.staff_auth import ANONYMOUS, TOKEN_PREFIX, Forbidden, Viewer, viewer_for
+from app.staff_auth import ANONYMOUS, TOKEN_PREFIX, Forbidden, Viewer
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -46,30 +36,36 @@ def _ordered(keys: Sequence[K], found: dict[K, V]) -> list[V | None]:
 
 @dataclass
 class Loaders:
-    # Each batch opens its own short session: GraphQL resolves sibling fields concurrently, and
-    # one AsyncSession must never be used by two coroutines at once.
-    sessions: async_sessionmaker[AsyncSession]
+    """A request's DataLoaders. Each batch is one read of a service, which opens its own short
+    session: GraphQL resolves sibling fields concurrently, and one database session must never
+    be used by two coroutines at once."""
+
+    search: SearchService
+    provider_admin: ProviderAdmin
     bookings: BookingService | None = None
     provider_stats: DataLoader[str, ProviderStats | None] = field(init=False)
     station: DataLoader[str, StationRow | None] = field(init=False)
-    provider_health: DataLoader[str, tuple[Provider, SyncRun | None] | None] = field(init=False)
+    provider_health: DataLoader[str, tuple[ProviderRecord, SyncRunRecord | None] | None] = field(
+        init=False
+    )
     booking_events: DataLoader[uuid.UUID, list[Any]] = field(init=False)
 
     def __post_init__(self) -> None:
-        sessions = self.sessions
+        search = self.search
+        admin = self.provider_admin
         bookings = self.bookings
 
         async def provider_stats(keys: list[str]) -> list[ProviderStats | None]:
-            async with sessions() as s:
-                return _ordered(keys, await repository.provider_stats(s, keys))
+            return _ordered(keys, await search.provider_stats(keys))
 
         async def stations(keys: list[str]) -> list[StationRow | None]:
-            async with sessions() as s:
-                return _ordered(keys, await repository.stations_by_ids(s, keys))
+            return _ordered(keys, await search.stations_by_ids(keys))
 
-        async def provider_health(keys: list[str]) -> list[tuple[Provider, SyncRun | None] | None]:
-            async with sessions() as s:
-                return _ordered(keys, await provider_admin.health_records(s, keys))
+        async def provider_health(
+            keys: list[str],
+        ) -> list[tuple[ProviderRecord, SyncRunRecord | None] | None]:
+            found = await admin.health_records(keys)
+            return [found.get(k) for k in keys]
 
         self.provider_stats = DataLoader(load_fn=provider_stats)
         # Not cached across requests (a loader lives one request): health is read when asked.
@@ -86,32 +82,40 @@ class Loaders:
         # not cached: a booking's events change while a bookingUpdates socket lives.
         self.booking_events = DataLoader(load_fn=booking_events, cache=False)
 
+    def fresh(self) -> Loaders:
+        """New loaders over the same services: per-request caches start empty again."""
+        return Loaders(self.search, self.provider_admin, self.bookings)
+
 
 class Context(BaseContext):
+    """One request's (or one websocket's) view of the process: the runtime's services, who is
+    calling (looked up once, on first need) and fresh DataLoaders. It holds no database
+    session: every read and change goes through a service (docs/architecture.md)."""
+
     def __init__(
         self,
+        runtime: Runtime,
         *,
-        sessions: async_sessionmaker[AsyncSession],
-        settings: Settings,
-        search: SearchService,
-        reference: ReferenceCache,
-        persisted_queries: PersistedQueries,
-        live_updates: DeltaHub | None = None,
-        booking_signals: ChangeSignals | None = None,
-        bookings: BookingService | None = None,
         authorization: str | None = None,
-        remember_viewer: bool = True,
         client_address: str | None = None,
+        remember_viewer: bool = True,
     ) -> None:
         super().__init__()
-        self._bookings = bookings
-        self.sessions = sessions
-        self.settings = settings
-        self.search = search
-        self.reference = reference
-        self.persisted_queries = persisted_queries
-        self.live_updates = live_updates
-        self.booking_signals = booking_signals
+        self._bookings = runtime.bookings
+        self.settings = runtime.settings
+        self.search = runtime.search
+        self.reference = runtime.reference
+        self.persisted_queries = runtime.persisted_queries
+        self.live_updates: DeltaHub | None = runtime.live_updates
+        self.booking_signals: ChangeSignals | None = runtime.booking_signals
+        self.identity = runtime.identity
+        # The services resolvers call; none holds state of its own.
+        self.accounts = runtime.accounts
+        self.provider_admin = runtime.provider_admin
+        self.api_keys = runtime.api_keys
+        self.organisations = runtime.organisations
+        self.policies = runtime.policies
+        self.webhooks = runtime.webhooks
         # The raw Authorization header; resolved to a viewer only when a field needs a role,
         # so the search hot path never reads the token table.
         self.authorization = authorization
@@ -129,7 +133,7 @@ class Context(BaseContext):
         self._rider_lock = asyncio.Lock()
         self._api_key: ApiKeyPrincipal | None = None
         self._api_key_lock = asyncio.Lock()
-        self.loaders = Loaders(sessions, bookings)
+        self.loaders = Loaders(runtime.search, runtime.provider_admin, runtime.bookings)
 
     @classmethod
     def of(
@@ -143,43 +147,11 @@ class Context(BaseContext):
         """A request's context over the process's runtime: the one way both request paths
         (the fast path and Strawberry's view, HTTP and websockets) and tests build it."""
         return cls(
-            sessions=runtime.sessions,
-            settings=runtime.settings,
-            search=runtime.search,
-            reference=runtime.reference,
-            persisted_queries=runtime.persisted_queries,
-            bookings=runtime.bookings,
-            live_updates=runtime.live_updates,
-            booking_signals=runtime.booking_signals,
+            runtime,
             authorization=authorization,
             client_address=client_address,
             remember_viewer=remember_viewer,
         )
-
-    @property
-    def api_keys(self) -> ApiKeyAdmin:
-        """An organisation's API keys (app/fleet/api_key_admin.py); no state of its own."""
-        return ApiKeyAdmin(self.sessions)
-
-    @property
-    def organisations(self) -> OrganisationAdmin:
-        """Organisations, members, invitations (app/fleet/organisation_admin.py); no state."""
-        return OrganisationAdmin(self.sessions, self.settings)
-
-    @property
-    def policies(self) -> PolicyAdmin:
-        """Travel policies and usage reports (app/fleet/policy_admin.py); no state."""
-        return PolicyAdmin(self.sessions)
-
-    @property
-    def webhooks(self) -> WebhookAdmin:
-        """An organisation's webhooks (app/fleet/webhook_admin.py); no state of its own."""
-        return WebhookAdmin(self.sessions, self.settings)
-
-    @property
-    def provider_admin(self) -> provider_admin.ProviderAdmin:
-        """Staff's door to provider records (app/provider_admin.py); no state of its own."""
-        return provider_admin.ProviderAdmin(self.sessions)
 
     async def viewer(self) -> Viewer:
         """Who is calling, looked up once per request (concurrent resolvers share the one
@@ -189,9 +161,7 @@ class Context(BaseContext):
             return ANONYMOUS
         async with self._viewer_lock:
             if self._viewer is None or not self.remember_viewer:
-                async with self.sessions() as session:
-                    self._viewer = await viewer_for(session, self.authorization)
-                    await session.commit()  # last_used_at
+                self._viewer = await self.identity.staff_viewer(self.authorization)
             return self._viewer
 
     async def require_admin(self) -> Viewer:
@@ -238,9 +208,7 @@ class Context(BaseContext):
         if scheme.lower() != "bearer" or not token:
             return None, InvalidToken("send the access token as `Authorization: Bearer <token>`")
         try:
-            async with self.sessions() as session:
-                rider = await rider_for_token(session, self.settings, token)
-                await session.commit()  # an external identity's first use creates its account
+            rider = await self.identity.rider(token)
         except DomainError as exc:
             return None, exc
         return rider, None
@@ -271,9 +239,7 @@ class Context(BaseContext):
             return None
         async with self._api_key_lock:
             if self._api_key is None or not self.remember_viewer:
-                async with self.sessions() as session:
-                    self._api_key = await verify_api_key(session, token, datetime.now(UTC))
-                    await session.commit()  # last_used_at
+                self._api_key = await self.identity.api_key(token, datetime.now(UTC))
             return self._api_key
 
     async def org_actor(
@@ -287,15 +253,13 @@ class Context(BaseContext):
         a signed-in member (needing one of ``roles``). Anyone else: ``NOT_FOUND``."""
         api_key = await self.api_key()
         rider = None if api_key is not None else await self.rider()
-        async with self.sessions() as session:
-            return await actor_for(
-                session,
-                rider_id=rider.id if rider is not None else None,
-                api_key=api_key,
-                organisation_id=organisation_id,
-                roles=roles,
-                scope=scope,
-            )
+        return await self.identity.org_actor(
+            rider_id=rider.id if rider is not None else None,
+            api_key=api_key,
+            organisation_id=organisation_id,
+            roles=roles,
+            scope=scope,
+        )
 
     async def viewer_organisations(self) -> frozenset[uuid.UUID]:
         """The organisations whose private fleets this caller may see: its API key's, or the
@@ -312,8 +276,7 @@ class Context(BaseContext):
             return frozenset()
         if rider is None:
             return frozenset()
-        async with self.sessions() as session:
-            return frozenset(m.organisation_id for m in await memberships_of(session, rider.id))
+        return await self.identity.organisations_of(rider.id)
 
     async def search_viewer_organisations(self) -> frozenset[uuid.UUID]:
         """:meth:`viewer_organisations` for the search's visibility rule, looked up only when

@@ -14,10 +14,8 @@ import strawberry
 from app.errors import InvalidInput
 from app.fleet.access import ADMINS
 from app.fleet.principal import OrgActor, OrgNotFound, Role
-from app.models import CostCentre as CostCentreRow
-from app.models import Organisation as OrganisationRow
-from app.models import OrganisationMember, User
 from app.rate_limit import plan_limits
+from app.records import CostCentreRecord, MemberRecord, OrganisationRecord, UserRecord
 from graphql_schema.context import Context
 
 Info = strawberry.Info[Context, None]
@@ -39,7 +37,7 @@ class CostCentre:
     name: str
 
     @classmethod
-    def from_row(cls, row: CostCentreRow) -> CostCentre:
+    def from_row(cls, row: CostCentreRecord) -> CostCentre:
         return cls(id=strawberry.ID(str(row.id)), code=row.code, name=row.name)
 
 
@@ -53,7 +51,7 @@ class OrganisationMemberType:
     cost_centre_id: strawberry.ID | None
 
     @classmethod
-    def from_rows(cls, member: OrganisationMember, user: User) -> OrganisationMemberType:
+    def from_rows(cls, member: MemberRecord, user: UserRecord) -> OrganisationMemberType:
         return cls(
             id=strawberry.ID(str(member.id)),
             user_id=strawberry.ID(str(user.id)),
@@ -77,7 +75,7 @@ class Organisation:
     )
 
     @classmethod
-    def from_row(cls, row: OrganisationRow, actor: OrgActor) -> Organisation:
+    def from_row(cls, row: OrganisationRecord, actor: OrgActor) -> Organisation:
         return cls(
             id=strawberry.ID(str(row.id)),
             name=row.name,

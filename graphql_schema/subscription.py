@@ -27,7 +27,7 @@ from geo.areas import BBox, Near
 from geo.distance import ranking_meters
 from graphql_schema.api_keys import require_vehicles_read
 from graphql_schema.booking import BookingSubscription
-from graphql_schema.context import Context, Loaders
+from graphql_schema.context import Context
 from graphql_schema.inputs import NearInput, VehicleFilterInput, WithinInput, vehicle_search
 from graphql_schema.types import Vehicle, vehicles_from_hits
 
@@ -168,7 +168,7 @@ class Subscription(BookingSubscription):
                 )
                 # Each message is a fresh start for per-request caches (the context lives as
                 # long as the socket).
-                ctx.loaders = Loaders(ctx.sessions, ctx.loaders.bookings)
+                ctx.loaders = ctx.loaders.fresh()
                 deltas = [i for i in items if isinstance(i, VehicleDelta)]
                 servable = await ctx.search.servable_providers(
                     including={d.provider_id for d in deltas}

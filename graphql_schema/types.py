@@ -11,9 +11,9 @@ import orjson
 import strawberry
 from strawberry.scalars import JSON
 
-from app import models
 from app.health import SyncRecord, data_age_seconds, health_status
 from app.provider_admin import config_view, overrides_summary
+from app.records import PricingPlanRecord, ProviderRecord, VehicleTypeRecord
 from app.reference import ReferenceCache, ReferenceData
 from app.search.schemas import ProviderStats, StationRow, VehicleHit, ZoneRow
 from app.search.service import is_stale
@@ -120,7 +120,7 @@ class PricingPlan:
     url: str | None
 
     @classmethod
-    def from_model(cls, p: models.PricingPlan, ref: ReferenceData) -> PricingPlan:
+    def from_model(cls, p: PricingPlanRecord, ref: ReferenceData) -> PricingPlan:
         currency = p.currency.strip()
         return cls(
             id=strawberry.ID(p.id),
@@ -158,7 +158,7 @@ class VehicleType:
     default_reserve_time_minutes: int | None
 
     @classmethod
-    def from_model(cls, t: models.VehicleType, ref: ReferenceData) -> VehicleType:
+    def from_model(cls, t: VehicleTypeRecord, ref: ReferenceData) -> VehicleType:
         return cls(
             id=strawberry.ID(t.id),
             ref=ref,
@@ -294,7 +294,7 @@ class Provider:
     )
 
     @classmethod
-    def from_model(cls, p: models.Provider, settings: Settings) -> Provider:
+    def from_model(cls, p: ProviderRecord, settings: Settings) -> Provider:
         return cls(
             id=strawberry.ID(p.id),
             name=p.name,

@@ -20,7 +20,7 @@ from app.fleet import webhooks as service
 from app.fleet.access import ADMINS
 from app.fleet.outbox import EventType
 from app.fleet.principal import OrgActor, OrgNotFound, Scope
-from app.models import WebhookEndpoint as EndpointRow
+from app.records import WebhookEndpointRecord
 from graphql_schema.context import Context
 
 Info = strawberry.Info[Context, None]
@@ -57,7 +57,7 @@ class WebhookEndpoint:
     created_at: datetime
 
     @classmethod
-    def from_model(cls, row: EndpointRow) -> WebhookEndpoint:
+    def from_model(cls, row: WebhookEndpointRecord) -> WebhookEndpoint:
         return cls(
             id=strawberry.ID(str(row.id)),
             url=row.url,

@@ -18,6 +18,7 @@ from app.accounts.errors import (
 from app.accounts.passwords import hash_password, needs_rehash, verify_password
 from app.accounts.schemas import AccessToken, AuthSession, Rider
 from app.accounts.service import (
+    Accounts,
     log_in,
     log_out,
     refresh_session,
@@ -29,6 +30,7 @@ from app.accounts.tokens import check_settings, issue_access_token, verify_acces
 
 __all__ = [
     "AccessToken",
+    "Accounts",
     "AccountsMisconfigured",
     "AuthSession",
     "EmailTaken",

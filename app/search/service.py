@@ -20,9 +20,11 @@ import asyncpg
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db import in_session
 from app.errors import InvalidInput
 from app.health import is_fresh
 from app.models import Provider, SyncRun
+from app.records import ProviderRecord
 from app.search import repository
 from app.search.paging import VehiclePage, decode_cursor, query_fingerprint
 from app.search.ride_end import RideEndAnswer, RideEndQuestion, ride_end_check
@@ -82,6 +84,9 @@ class SearchService:
         self.index = index
         self.pool = pool
         self.sessions = sessions
+        # Batch reads for the API's DataLoaders: one short session per batch.
+        self.provider_stats = in_session(sessions, repository.provider_stats)
+        self.stations_by_ids = in_session(sessions, repository.stations_by_ids)
         self._enabled: frozenset[str] = frozenset()
         self._servable: frozenset[str] = frozenset()
         self._private: dict[str, uuid.UUID] = {}
@@ -386,7 +391,7 @@ def _check_filter(flt: VehicleFilter) -> None:
         raise InvalidInput("minRangeMeters must be >= 0", code="INVALID_FILTER")
 
 
-def is_stale(provider: Provider, settings: Settings, now: datetime | None = None) -> bool:
+def is_stale(provider: ProviderRecord, settings: Settings, now: datetime | None = None) -> bool:
     """Stale: the latest sync failed, or the last good one is older than the limit."""
     if provider.stale:
         return True

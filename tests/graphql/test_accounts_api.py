@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -246,7 +245,7 @@ async def test_external_identity_provider_token_signs_the_rider_in(
     idp: IdentityProvider,  # noqa: F811
 ) -> None:
     # The same runtime (database, Redis) under settings that trust the provider.
-    trusting = dataclasses.replace(runtime, settings=idp.settings())
+    trusting = runtime.with_settings(idp.settings())
     app = create_app(trusting.settings)
     app.state.runtime = trusting
     async with httpx.AsyncClient(
@@ -272,7 +271,7 @@ async def test_a_deployment_can_sign_riders_in_through_its_identity_provider_onl
 ) -> None:
     # A password account made while the deployment still had them, with a live session.
     before = await signed_up(api)
-    only_idp = dataclasses.replace(runtime, settings=idp.settings(password_accounts=False))
+    only_idp = runtime.with_settings(idp.settings(password_accounts=False))
     app = create_app(only_idp.settings)
     app.state.runtime = only_idp
     async with httpx.AsyncClient(
@@ -329,7 +328,7 @@ async def test_the_rider_is_looked_up_once_per_request(
         calls.append("lookup")
         return await real(*args)
 
-    monkeypatch.setattr("graphql_schema.context.rider_for_token", counting)
+    monkeypatch.setattr("app.identity.rider_for_token", counting)
     context = _context(runtime, f"Bearer {session['accessToken']}")
     riders = await asyncio.gather(*(context.require_rider() for _ in range(5)))
     assert len({r.id for r in riders}) == 1

@@ -66,18 +66,14 @@ def smtp_server() -> Iterator[tuple[Inbox, int]]:
 
 @asynccontextmanager
 async def api_with(runtime: Runtime, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """The app as deployed with these mail settings (the runtime's settings too: requests on
-    the fast path take theirs from it)."""
-    original = runtime.settings
-    runtime.settings = original.model_copy(update=settings)
-    try:
-        app = create_app(runtime.settings)
-        app.state.runtime = runtime
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
-    finally:
-        runtime.settings = original
+    """The app as deployed with these mail settings (the runtime's too: requests on the fast
+    path, and the services, take theirs from it)."""
+    configured = runtime.with_settings(runtime.settings.model_copy(update=settings))
+    app = create_app(configured.settings)
+    app.state.runtime = configured
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        yield client
 
 
 async def test_the_invitee_gets_the_link_by_email_and_joins_with_it(runtime: Runtime) -> None:
