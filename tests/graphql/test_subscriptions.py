@@ -20,13 +20,13 @@ from websockets.asyncio.client import ClientConnection
 from app.live_updates import RESYNC, DeltaHub, Subscriber
 from app.main import create_app
 from app.runtime import Runtime
+from app.search.live_view import LiveView, box_around
 from app.search.schemas import VehicleFilter
 from app.search.validation import Area
 from app.settings import Settings
 from app.vehicle_index import VehicleDelta, VehicleDoc
 from geo.areas import Near
 from geo.distance import geodesic_meters
-from graphql_schema.subscription import _box_around, _View
 from providers.push import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from providers.simulators.feed_server import serve_in_background
 from tests.conftest import make_settings
@@ -423,7 +423,7 @@ def _delta(
 
 
 def test_a_view_reports_each_vehicle_once_per_batch_by_its_last_state() -> None:
-    view = _View(Area(near=Near(CENTER[0], CENTER[1], RADIUS), bbox=None), VehicleFilter(), 10)
+    view = LiveView(Area(near=Near(CENTER[0], CENTER[1], RADIUS), bbox=None), VehicleFilter(), 10)
     inside, outside = _offset(*CENTER, 10, 10), _offset(*CENTER, 5000, 0)
     servable = frozenset({"p"})
     # Appeared and vanished within one batch: the subscriber never needs to hear of it.
@@ -442,7 +442,7 @@ def test_a_view_reports_each_vehicle_once_per_batch_by_its_last_state() -> None:
 
 
 def test_a_view_tracks_at_most_its_capacity() -> None:
-    view = _View(Area(near=Near(CENTER[0], CENTER[1], RADIUS), bbox=None), VehicleFilter(), 3)
+    view = LiveView(Area(near=Near(CENTER[0], CENTER[1], RADIUS), bbox=None), VehicleFilter(), 3)
     docs = [_doc(f"v{i}", *_offset(*CENTER, i * 10, 0)) for i in range(5)]
     changes = view.apply([_delta(docs)], frozenset({"p"}))
     assert len(changes.created) == 3 and len(view.visible) == 3
@@ -456,10 +456,10 @@ def test_a_view_tracks_at_most_its_capacity() -> None:
 def test_the_box_around_a_circle_holds_the_whole_circle() -> None:
     for lat in (-60.0, 0.0, 45.0, 59.9, 70.0):
         near = Near(lat, 10.0, 5000.0)
-        box = _box_around(near)
+        box = box_around(near)
         assert box is not None
         for bearing in range(0, 360, 5):
             point = geodesic_destination(lat, 10.0, bearing, 5000.0)
             assert box.contains(*point), (lat, bearing)
-    assert _box_around(Near(89.99, 0.0, 5000.0)) is None
-    assert _box_around(Near(0.0, 179.99, 5000.0)) is None
+    assert box_around(Near(89.99, 0.0, 5000.0)) is None
+    assert box_around(Near(0.0, 179.99, 5000.0)) is None
