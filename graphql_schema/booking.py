@@ -34,8 +34,9 @@ from app.fleet.principal import OrgNotFound, Scope
 from app.records import BookingRecord
 from graphql_schema.context import Context
 from graphql_schema.policies import PolicyViolation
+from graphql_schema.provider_types import Provider
 from graphql_schema.scalars import Long
-from graphql_schema.types import Money, Provider
+from graphql_schema.types import Money
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from graphql_schema.booking import BookingAdminMutation, BookingMutation
 from graphql_schema.context import Context
 from graphql_schema.organisations import OrganisationMutation
 from graphql_schema.policies import PolicyMutation
-from graphql_schema.types import Provider
+from graphql_schema.provider_types import Provider
 from graphql_schema.webhooks import WebhookMutation
 
 log = logging.getLogger(__name__)

@@ -23,11 +23,11 @@ from graphql_schema.inputs import (
 from graphql_schema.organisations import OrganisationQuery
 from graphql_schema.paging import VehicleConnection
 from graphql_schema.policies import PolicyQuery
+from graphql_schema.provider_types import Provider
 from graphql_schema.quotes import QuoteQuery
 from graphql_schema.reports import ReportQuery
 from graphql_schema.types import (
     GeofencingZone,
-    Provider,
     RideEndCheck,
     Station,
     Vehicle,
