@@ -3,7 +3,7 @@
 The services hand the GraphQL schema (and the REST routers) the rows they loaded; the schema
 types them with these protocols, not with the ORM models, so that ``graphql_schema/`` depends on
 what a record says rather than on how it is stored (no SQLAlchemy there: docs/architecture.md).
-The models in app/models.py satisfy them structurally, which mypy checks at every call that
+The models in app/models/ satisfy them structurally, which mypy checks at every call that
 passes a row on: a column renamed or retyped in the model fails the type check here.
 
 A field the API shows is added to its model, its migration, the protocol below and the API

@@ -1,0 +1,66 @@
+"""ORM models: the system of record, one module per domain. The schema itself changes only
+through ``migrations/``; everything imports the models from here (``from app.models import X``)."""
+
+from app.models.accounts import (
+    RefreshToken,
+    StaffToken,
+    User,
+)
+from app.models.base import Base
+from app.models.booking import (
+    ACTIVE_BOOKING_STATES,
+    Booking,
+    BookingEventRow,
+    IdempotencyKey,
+)
+from app.models.fleet import (
+    ApiKey,
+    CostCentre,
+    Invitation,
+    Organisation,
+    OrganisationMember,
+    OutboxEvent,
+    Policy,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from app.models.providers import (
+    GeofencingZone,
+    PricingPlan,
+    Provider,
+    ProviderCredentials,
+    Station,
+    SyncRun,
+    SystemRegion,
+    Vehicle,
+    VehicleType,
+)
+
+__all__ = [
+    "ACTIVE_BOOKING_STATES",
+    "ApiKey",
+    "Base",
+    "Booking",
+    "BookingEventRow",
+    "CostCentre",
+    "GeofencingZone",
+    "IdempotencyKey",
+    "Invitation",
+    "Organisation",
+    "OrganisationMember",
+    "OutboxEvent",
+    "Policy",
+    "PricingPlan",
+    "Provider",
+    "ProviderCredentials",
+    "RefreshToken",
+    "StaffToken",
+    "Station",
+    "SyncRun",
+    "SystemRegion",
+    "User",
+    "Vehicle",
+    "VehicleType",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+]
