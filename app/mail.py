@@ -24,7 +24,7 @@ import aiosmtplib
 from app.settings import Settings
 from app.smtp_url import smtp_target
 
-__all__ = ["MailOutcome", "send_invitation"]
+__all__ = ["InvitationEmail", "MailOutcome", "send_invitation"]
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,20 @@ class MailOutcome:
     error: str | None = None
 
 
-def _invitation(
-    settings: Settings,
-    *,
-    to: str,
-    organisation: str,
-    role: str,
-    token: str,
-    expires_at: datetime,
-) -> EmailMessage:
+@dataclass(frozen=True, slots=True)
+class InvitationEmail:
+    """What an invitation email says: to whom, from which organisation, for which role, and
+    the token that accepts it (the secret: never logged)."""
+
+    to: str
+    organisation: str
+    role: str
+    token: str
+    expires_at: datetime
+
+
+def _invitation(settings: Settings, invitation: InvitationEmail) -> EmailMessage:
+    to, organisation, token = invitation.to, invitation.organisation, invitation.token
     link = settings.invitation_link.replace("{token}", token) if settings.invitation_link else None
     message = EmailMessage()
     message["From"] = settings.mail_from
@@ -59,22 +64,15 @@ def _invitation(
     )
     message.set_content(
         f"{organisation} invites you to book shared vehicles on its account, as "
-        f"{role.lower()}.\n\n{how}\n"
-        f"The invitation is valid until {expires_at:%Y-%m-%d %H:%M} UTC and only for {to}.\n"
+        f"{invitation.role.lower()}.\n\n{how}\n"
+        f"The invitation is valid until {invitation.expires_at:%Y-%m-%d %H:%M} UTC and only "
+        f"for {to}.\n"
         "If you did not expect it, ignore this email.\n"
     )
     return message
 
 
-async def send_invitation(
-    settings: Settings,
-    *,
-    to: str,
-    organisation: str,
-    role: str,
-    token: str,
-    expires_at: datetime,
-) -> MailOutcome:
+async def send_invitation(settings: Settings, invitation: InvitationEmail) -> MailOutcome:
     if not settings.smtp_url:
         return MailOutcome(False, "no mail server is configured (MOBILITY_SMTP_URL)")
     try:
@@ -82,14 +80,7 @@ async def send_invitation(
     except ValueError as exc:
         return MailOutcome(False, str(exc))
     try:
-        message = _invitation(
-            settings,
-            to=to,
-            organisation=organisation,
-            role=role,
-            token=token,
-            expires_at=expires_at,
-        )
+        message = _invitation(settings, invitation)
     except ValueError as exc:  # a header the email library will not write (MOBILITY_MAIL_FROM)
         log.warning("invitation email not written: %s", type(exc).__name__)
         return MailOutcome(False, "the email could not be written (check MOBILITY_MAIL_FROM)")
@@ -105,7 +96,9 @@ async def send_invitation(
             await aiosmtplib.send(
                 message,
                 sender=_address_of(settings.mail_from),
-                recipients=[to],  # exactly the invitee, never what a header might parse into
+                recipients=[
+                    invitation.to
+                ],  # exactly the invitee, never what a header might parse into
                 hostname=target.host,
                 port=target.port,
                 username=target.username,

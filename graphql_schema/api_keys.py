@@ -19,7 +19,7 @@ from app.fleet.principal import OrgActor, OrgNotFound, Scope
 from app.records import ApiKeyRecord
 from graphql_schema.context import Context
 
-__all__ = ["ApiKey", "ApiKeyMutation", "ApiKeyQuery", "NewApiKey", "require_vehicles_read"]
+__all__ = ["ApiKey", "ApiKeyMutation", "ApiKeyQuery", "NewApiKey"]
 
 Info = strawberry.Info[Context, None]
 
@@ -28,15 +28,6 @@ strawberry.enum(
     name="ApiKeyScope",
     description="What an API key may do: VEHICLES_READ is `vehicles:read`, and so on.",
 )
-
-
-async def require_vehicles_read(context: Context) -> None:
-    """An API key may search only with ``vehicles:read`` (``MISSING_SCOPE`` otherwise; an
-    invalid, revoked or expired key is ``INVALID_API_KEY``). Callers test
-    ``context.authorization`` first, so an anonymous search does not even make this call."""
-    principal = await context.api_key()
-    if principal is not None:
-        principal.require_scope(Scope.VEHICLES_READ)
 
 
 def _uuid(raw: strawberry.ID, what: str) -> uuid.UUID:

@@ -242,6 +242,16 @@ class Context(BaseContext):
                 self._api_key = await self.identity.api_key(token, datetime.now(UTC))
             return self._api_key
 
+    async def require_vehicles_read(self) -> None:
+        """An API key may read vehicles (search, quotes, live updates) only with
+        ``vehicles:read`` (``MISSING_SCOPE`` otherwise; an invalid, revoked or expired key is
+        ``INVALID_API_KEY``). Anonymous callers pass without a lookup: the search hot path."""
+        if not self.authorization:
+            return
+        principal = await self.api_key()
+        if principal is not None:
+            principal.require_scope(Scope.VEHICLES_READ)
+
     async def org_actor(
         self,
         organisation_id: uuid.UUID | None = None,

@@ -78,11 +78,13 @@ class StationFilterInput:
 
 @dataclass(frozen=True, slots=True)
 class VehicleSearch:
-    """The validated arguments of a vehicle search (the `vehicles` query, `vehicleUpdates`)."""
+    """The validated arguments of a vehicle search (`vehicles`, `vehiclesConnection`,
+    `vehicleUpdates`), with the organisations whose private fleets the caller sees."""
 
     area: Area
     flt: VehicleFilter
     first: int
+    viewer_orgs: frozenset[uuid.UUID]
 
 
 async def vehicle_search(
@@ -91,8 +93,10 @@ async def vehicle_search(
     within: WithinInput | None,
     filter: VehicleFilterInput | None,
     first: int | None,
-    viewer_orgs: frozenset[uuid.UUID],
 ) -> VehicleSearch:
+    """Who may search (an API key needs ``vehicles:read``), then the arguments validated."""
+    await ctx.require_vehicles_read()
+    viewer_orgs = await ctx.search_viewer_organisations()
     settings = ctx.settings
     area = validate_area(
         settings, near.to_domain() if near else None, within.to_domain() if within else None
@@ -103,4 +107,4 @@ async def vehicle_search(
     providers = await ctx.search.validate_providers(
         [str(p) for p in flt.providers] if flt.providers is not None else None, viewer_orgs
     )
-    return VehicleSearch(area, flt.to_domain(providers), limit)
+    return VehicleSearch(area, flt.to_domain(providers), limit, viewer_orgs)

@@ -9,7 +9,7 @@ import strawberry
 from app.search.ride_end import RideEndQuestion
 from app.search.validation import validate_area, validate_first
 from graphql_schema.accounts import AccountQuery
-from graphql_schema.api_keys import ApiKeyQuery, require_vehicles_read
+from graphql_schema.api_keys import ApiKeyQuery
 from graphql_schema.booking import BookingQuery
 from graphql_schema.context import Context
 from graphql_schema.enums import FormFactor
@@ -72,12 +72,9 @@ class Query(
         first: int | None = None,
     ) -> list[Vehicle]:
         ctx = info.context
-        if ctx.authorization:  # an API key needs vehicles:read; anonymous search skips this
-            await require_vehicles_read(ctx)
-        orgs = await ctx.search_viewer_organisations()
-        search = await vehicle_search(ctx, near, within, filter, first, orgs)
+        search = await vehicle_search(ctx, near, within, filter, first)
         hits = await ctx.search.vehicles(
-            area=search.area, flt=search.flt, first=search.first, viewer_orgs=orgs
+            area=search.area, flt=search.flt, first=search.first, viewer_orgs=search.viewer_orgs
         )
         return await vehicles_from_hits(ctx.reference, hits)
 
@@ -110,23 +107,19 @@ class Query(
         ] = None,
     ) -> VehicleConnection:
         ctx = info.context
-        if ctx.authorization:
-            await require_vehicles_read(ctx)
-        orgs = await ctx.search_viewer_organisations()
-        search = await vehicle_search(ctx, near, within, filter, first, orgs)
+        search = await vehicle_search(ctx, near, within, filter, first)
         page = await ctx.search.vehicle_page(
             area=search.area,
             flt=search.flt,
             first=search.first,
             after=after,
-            viewer_orgs=orgs,
+            viewer_orgs=search.viewer_orgs,
         )
         return await VehicleConnection.from_page(ctx.reference, page)
 
     @strawberry.field(description="One vehicle by its provider-scoped id.")
     async def vehicle(self, info: Info, id: strawberry.ID) -> Vehicle | None:
-        if info.context.authorization:
-            await require_vehicles_read(info.context)
+        await info.context.require_vehicles_read()
         orgs = await info.context.search_viewer_organisations()
         hit = await info.context.search.vehicle(str(id), viewer_orgs=orgs)
         if hit is None:

@@ -11,7 +11,6 @@ from app.booking import quotes
 from app.booking.pricing import PriceBreakdown as PriceBreakdownData
 from app.booking.quotes import LatLon, QuoteService, TripRanking
 from app.reference import ReferenceData
-from graphql_schema.api_keys import require_vehicles_read
 from graphql_schema.context import Context
 from graphql_schema.enums import FormFactor
 from graphql_schema.scalars import Long
@@ -148,8 +147,7 @@ class QuoteQuery:
         first: int = 10,
         rank_by: TripRanking = TripRanking.TOTAL_PRICE,
     ) -> list[TripOption]:
-        if info.context.authorization:  # an API key needs vehicles:read
-            await require_vehicles_read(info.context)
+        await info.context.require_vehicles_read()
         found = await _service(info).trip_options(
             origin=from_.to_domain(),
             destination=to.to_domain(),
@@ -174,8 +172,7 @@ class QuoteQuery:
         to: LatLonInput | None = None,
         minutes: int | None = None,
     ) -> Offer:
-        if info.context.authorization:
-            await require_vehicles_read(info.context)
+        await info.context.require_vehicles_read()
         found = await _service(info).quote(
             vehicle_id=str(vehicle_id),
             to=to.to_domain() if to is not None else None,

@@ -109,6 +109,17 @@ async def _refused(result: ExecutionResult) -> StreamResult:
     yield PreExecutionError(data=None, errors=result.errors)
 
 
+async def _admit(
+    variable_values: dict[str, Any] | None, context_value: Any | None
+) -> ExecutionResult | None:
+    """The refusal of an operation before it runs (variables too large or deep, a credentialed
+    caller over its rate limit), or None to run it: the same for HTTP and websockets."""
+    refused = refuse_variables(variable_values)
+    if refused is None and isinstance(context_value, Context) and context_value.authorization:
+        refused = await charge(context_value)
+    return refused
+
+
 class RateLimitedSchema(MobilitySchema):
     async def execute(
         self,
@@ -120,13 +131,9 @@ class RateLimitedSchema(MobilitySchema):
         allowed_operation_types: Iterable[OperationType] | None = None,
         operation_extensions: dict[str, Any] | None = None,
     ) -> ExecutionResult:
-        refused_input = refuse_variables(variable_values)
-        if refused_input is not None:
-            return refused_input
-        if isinstance(context_value, Context) and context_value.authorization:
-            refused = await charge(context_value)
-            if refused is not None:
-                return refused
+        refused = await _admit(variable_values, context_value)
+        if refused is not None:
+            return refused
         if allowed_operation_types is not None:
             # ``execute`` serves HTTP only (websocket operations go through ``stream``), and
             # subscriptions are served over WebSocket: executed as a query, a subscription
@@ -152,13 +159,9 @@ class RateLimitedSchema(MobilitySchema):
         operation_extensions: dict[str, Any] | None = None,
         allowed_operation_types: Iterable[OperationType] | None = None,
     ) -> StreamResult:
-        refused_input = refuse_variables(variable_values)
-        if refused_input is not None:
-            return _refused(refused_input)
-        if isinstance(context_value, Context) and context_value.authorization:
-            refused = await charge(context_value)
-            if refused is not None:
-                return _refused(refused)
+        refused = await _admit(variable_values, context_value)
+        if refused is not None:
+            return _refused(refused)
         return await super().stream(
             query,
             variable_values,

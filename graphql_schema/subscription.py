@@ -19,7 +19,6 @@ import strawberry
 from app.errors import DomainError
 from app.live_updates import DeltaHub
 from app.search.live_view import Changes, LiveView
-from graphql_schema.api_keys import require_vehicles_read
 from graphql_schema.booking import BookingSubscription
 from graphql_schema.context import Context
 from graphql_schema.inputs import NearInput, VehicleFilterInput, WithinInput, vehicle_search
@@ -62,10 +61,7 @@ class Subscription(BookingSubscription):
         hub = ctx.live_updates
         if hub is None:
             raise DomainError("live updates are not available here", code="UNAVAILABLE")
-        if ctx.authorization:  # an API key needs vehicles:read, as for search
-            await require_vehicles_read(ctx)
-        orgs = await ctx.viewer_organisations()
-        search = await vehicle_search(ctx, near, within, filter, first, orgs)
+        search = await vehicle_search(ctx, near, within, filter, first)
         view = LiveView(search.area, search.flt, search.first)
         settings = ctx.settings
 
@@ -85,8 +81,7 @@ class Subscription(BookingSubscription):
                 ctx.loaders = ctx.loaders.fresh()
                 # Who the subscriber is can change while the socket is open: a key revoked
                 # raises here and ends the stream; a membership ended is seen by the view.
-                if ctx.authorization:
-                    await require_vehicles_read(ctx)
+                await ctx.require_vehicles_read()
                 changes = await view.advance(ctx.search, batch, await _organisations(ctx))
                 if changes:
                     yield await _message(ctx, changes)

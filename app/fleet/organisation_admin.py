@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db import in_session, in_transaction, transaction
 from app.fleet import organisations as orgs
 from app.fleet.principal import OrgActor, Role
-from app.mail import MailOutcome, send_invitation
+from app.mail import InvitationEmail, MailOutcome, send_invitation
 from app.models import Invitation, Organisation, OrganisationMember, User
 from app.settings import Settings
 
@@ -58,11 +58,13 @@ class OrganisationAdmin:
             org = await orgs.get_organisation(session, actor)
         mail = await send_invitation(
             self._settings,
-            to=invitation.email,
-            organisation=org.name,
-            role=invitation.role,
-            token=token,
-            expires_at=invitation.expires_at,
+            InvitationEmail(
+                to=invitation.email,
+                organisation=org.name,
+                role=invitation.role,
+                token=token,
+                expires_at=invitation.expires_at,
+            ),
         )
         return NewInvitation(invitation, token, mail)
 
