@@ -26,12 +26,6 @@ def _offset(lat: float, lon: float, north_m: float, east_m: float) -> tuple[floa
     )
 
 
-def _distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
-    north = (b[0] - a[0]) * _METRES_PER_DEGREE_LAT
-    east = (b[1] - a[1]) * _METRES_PER_DEGREE_LAT * math.cos(math.radians(a[0]))
-    return math.hypot(north, east)
-
-
 def _inside(ring: Ring, lat: float, lon: float) -> bool:
     """Ray casting point-in-polygon on a closed (lon, lat) ring."""
     inside = False
