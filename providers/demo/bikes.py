@@ -8,15 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-from providers.demo.documents import (
-    Context,
-    Document,
-    FeedGenerator,
-    gbfs,
-    price_segment,
-    pricing_plan,
-    system_information,
-)
+from providers.demo.documents import Context, Document, feed_table, price_segment, pricing_plan
 from providers.demo.geometry import token
 from providers.demo.operators import BIKES, EPOCH_SECONDS
 
@@ -266,14 +258,14 @@ def _bikes_vehicle_status(ctx: Context) -> Document:
     return {"vehicles": vehicles}
 
 
-BIKE_FEEDS: Final[dict[str, FeedGenerator]] = {
-    "gbfs": gbfs,
-    "system_information": lambda ctx: system_information(
-        ctx, operator_domain=_BIKES_DOMAIN, app_id="demobikes"
-    ),
-    "vehicle_types": _bikes_vehicle_types,
-    "station_information": _bikes_station_information,
-    "station_status": _bikes_station_status,
-    "vehicle_status": _bikes_vehicle_status,
-    "system_pricing_plans": _bikes_pricing_plans,
-}
+BIKE_FEEDS: Final = feed_table(
+    _BIKES_DOMAIN,
+    "demobikes",
+    {
+        "vehicle_types": _bikes_vehicle_types,
+        "station_information": _bikes_station_information,
+        "station_status": _bikes_station_status,
+        "vehicle_status": _bikes_vehicle_status,
+        "system_pricing_plans": _bikes_pricing_plans,
+    },
+)

@@ -190,3 +190,17 @@ def price_segment(start: int, rate: float, interval: int, end: int | None = None
 
 
 FeedGenerator: TypeAlias = Callable[[Context], Document]
+
+
+def feed_table(
+    operator_domain: str, app_id: str, feeds: dict[str, FeedGenerator]
+) -> dict[str, FeedGenerator]:
+    """An operator's feeds by name: the discovery file and system information, which every demo
+    operator publishes alike, then its own ``feeds`` in their order."""
+    return {
+        "gbfs": gbfs,
+        "system_information": lambda ctx: system_information(
+            ctx, operator_domain=operator_domain, app_id=app_id
+        ),
+        **feeds,
+    }

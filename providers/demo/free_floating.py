@@ -10,11 +10,9 @@ from typing import Final
 from providers.demo.documents import (
     Context,
     Document,
-    FeedGenerator,
-    gbfs,
+    feed_table,
     price_segment,
     pricing_plan,
-    system_information,
     zone,
     zone_rule,
 )
@@ -161,18 +159,18 @@ def _cars_geofencing_zones(ctx: Context) -> Document:
     }
 
 
-CAR_FEEDS: Final[dict[str, FeedGenerator]] = {
-    "gbfs": gbfs,
-    "system_information": lambda ctx: system_information(
-        ctx, operator_domain=_CARS_DOMAIN, app_id=_CARS_APP
-    ),
-    "vehicle_types": _cars_vehicle_types,
-    "vehicle_status": lambda ctx: {
-        "vehicles": fleet_vehicles(ctx, app_id=_CARS_APP, domain=_CARS_DOMAIN)
+CAR_FEEDS: Final = feed_table(
+    _CARS_DOMAIN,
+    _CARS_APP,
+    {
+        "vehicle_types": _cars_vehicle_types,
+        "vehicle_status": lambda ctx: {
+            "vehicles": fleet_vehicles(ctx, app_id=_CARS_APP, domain=_CARS_DOMAIN)
+        },
+        "system_pricing_plans": _cars_pricing_plans,
+        "geofencing_zones": _cars_geofencing_zones,
     },
-    "system_pricing_plans": _cars_pricing_plans,
-    "geofencing_zones": _cars_geofencing_zones,
-}
+)
 
 
 # -- demo-scooters (GBFS 2.3, free-floating e-scooters) ------------------------------------------
@@ -249,15 +247,15 @@ def _scooters_geofencing_zones(ctx: Context) -> Document:
     return {"geofencing_zones": {"type": "FeatureCollection", "features": features}}
 
 
-SCOOTER_FEEDS: Final[dict[str, FeedGenerator]] = {
-    "gbfs": gbfs,
-    "system_information": lambda ctx: system_information(
-        ctx, operator_domain=_SCOOTERS_DOMAIN, app_id=_SCOOTERS_APP
-    ),
-    "vehicle_types": _scooters_vehicle_types,
-    "free_bike_status": lambda ctx: {
-        "bikes": fleet_vehicles(ctx, app_id=_SCOOTERS_APP, domain=_SCOOTERS_DOMAIN)
+SCOOTER_FEEDS: Final = feed_table(
+    _SCOOTERS_DOMAIN,
+    _SCOOTERS_APP,
+    {
+        "vehicle_types": _scooters_vehicle_types,
+        "free_bike_status": lambda ctx: {
+            "bikes": fleet_vehicles(ctx, app_id=_SCOOTERS_APP, domain=_SCOOTERS_DOMAIN)
+        },
+        "system_pricing_plans": _scooters_pricing_plans,
+        "geofencing_zones": _scooters_geofencing_zones,
     },
-    "system_pricing_plans": _scooters_pricing_plans,
-    "geofencing_zones": _scooters_geofencing_zones,
-}
+)
