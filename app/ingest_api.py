@@ -1,4 +1,4 @@
-"""``POST /ingest/{provider}/vehicles``: the HTTP side of push ingest (``providers/push.py``).
+"""``POST /ingest/{provider}/vehicles``: the HTTP side of push ingest (``providers/push/``).
 
 Every refusal is JSON ``{"error": {"code", "message"}}`` with a stable code and the status that
 fits it; nothing is written unless the signature, the timestamp and the envelope are good.

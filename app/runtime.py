@@ -128,7 +128,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         max_size=10,
         max_inactive_connection_lifetime=300,
     )
-    # Push ingest's own pool (providers/push.py says why); empty until a batch arrives.
+    # Push ingest's own pool (providers/push/apply.py says why); empty until a batch arrives.
     ingest_pool = await asyncpg.create_pool(
         plain_url(settings.database_url),
         min_size=0,

@@ -23,7 +23,7 @@ from adapters.dto import (
     Region,
     VehicleType,
 )
-from adapters.gbfs.values import Reader, RecordSkipped, records
+from adapters.gbfs.values import Reader, RecordSkipped, parse_records
 
 # Synthesized when there is no vehicle_types feed; GBFS ids never need to look like this one,
 # and it is only ever used for a feed that has no type ids of its own.
@@ -46,17 +46,14 @@ def default_type() -> VehicleType:
 
 
 def parse_pricing_plans(data: Mapping[str, Any], reader: Reader) -> list[PricingPlan]:
-    plans: list[PricingPlan] = []
-    kept: set[str] = set()
-    for plan_id, raw in records(data, ("plans",), ("plan_id",), reader, kept):
-        try:
-            plan = _plan(plan_id, raw, reader)
-        except RecordSkipped as skipped:
-            reader.error(skipped.code, f"pricing plan skipped: {skipped.message}", plan_id)
-            continue
-        kept.add(plan_id)
-        plans.append(plan)
-    return plans
+    return parse_records(
+        data,
+        ("plans",),
+        ("plan_id",),
+        reader,
+        "pricing plan",
+        lambda plan_id, raw: _plan(plan_id, raw, reader),
+    )
 
 
 def _currency(raw: object, reader: Reader, plan_id: str) -> str:
@@ -138,17 +135,14 @@ def parse_vehicle_types(
     plan_map: Mapping[str, str] | None = None,
 ) -> list[VehicleType]:
     """``plan_map`` redirects an operator's plan ids to others (the provider's overrides)."""
-    types: list[VehicleType] = []
-    kept: set[str] = set()
-    for type_id, raw in records(data, ("vehicle_types",), ("vehicle_type_id",), reader, kept):
-        try:
-            vehicle_type = _vehicle_type(type_id, raw, reader, plan_ids, plan_map or {})
-        except RecordSkipped as skipped:
-            reader.error(skipped.code, f"vehicle type skipped: {skipped.message}", type_id)
-            continue
-        kept.add(type_id)
-        types.append(vehicle_type)
-    return types
+    return parse_records(
+        data,
+        ("vehicle_types",),
+        ("vehicle_type_id",),
+        reader,
+        "vehicle type",
+        lambda type_id, raw: _vehicle_type(type_id, raw, reader, plan_ids, plan_map or {}),
+    )
 
 
 def _enum_text(raw: object, field: str, reader: Reader, type_id: str) -> str:
@@ -244,14 +238,8 @@ def _vehicle_type(
 
 
 def parse_regions(data: Mapping[str, Any], reader: Reader) -> list[Region]:
-    regions: list[Region] = []
-    kept: set[str] = set()
-    for region_id, raw in records(data, ("regions",), ("region_id",), reader, kept):
-        try:
-            name = reader.localized(raw.get("name"), "name", region_id)
-        except RecordSkipped as skipped:
-            reader.error(skipped.code, f"region skipped: {skipped.message}", region_id)
-            continue
-        kept.add(region_id)
-        regions.append(Region(region_id, reader.defaulted(name, region_id, "name", region_id)))
-    return regions
+    def region(region_id: str, raw: Mapping[str, Any]) -> Region:
+        name = reader.localized(raw.get("name"), "name", region_id)
+        return Region(region_id, reader.defaulted(name, region_id, "name", region_id))
+
+    return parse_records(data, ("regions",), ("region_id",), reader, "region", region)

@@ -5,7 +5,8 @@ Real feeds break the schema in small ways that still carry meaning: booleans as 
 the ``T``), sentinel timestamps, localized arrays where a plain string is expected. A
 :class:`Reader` accepts those and tallies a warning for each; a value that cannot be understood
 raises :class:`RecordSkipped`, which the record loops turn into an ``error`` finding.
-Also here: :func:`records` (main-array iteration with id, duplicate and shape checks) and
+Also here: :func:`records` (main-array iteration with id, duplicate and shape checks),
+:func:`parse_records` (each of those records parsed; one that cannot be is skipped) and
 :func:`coordinates` (range-checked lat/lon), shared by every per-file reader.
 """
 
@@ -403,6 +404,26 @@ def records(
             continue
         first.setdefault(record_id, raw)
         yield record_id, raw
+
+
+def parse_records(
+    data: Mapping[str, Any],
+    array_keys: Sequence[str],
+    id_keys: Sequence[str],
+    reader: Reader,
+    what: str,
+    parse: Callable[[str, Mapping[str, Any]], T],
+) -> list[T]:
+    """Each usable record of a feed's main array (:func:`records`) through ``parse``, in feed
+    order; a record ``parse`` refuses (:class:`RecordSkipped`) is an error finding ``{what}
+    skipped: ...`` and left out, and its id stays free for a later record."""
+    kept: dict[str, T] = {}
+    for record_id, raw in records(data, array_keys, id_keys, reader, kept):
+        try:
+            kept[record_id] = parse(record_id, raw)
+        except RecordSkipped as skipped:
+            reader.error(skipped.code, f"{what} skipped: {skipped.message}", record_id)
+    return list(kept.values())
 
 
 def coordinates(

@@ -9,7 +9,7 @@ as GBFS documents (any version the GBFS adapter reads), and parsed by the same p
                    "system_pricing_plans": {...}, "geofencing_zones": {...}}}
 
 Every sync re-reads them from the config, with no network. The snapshot carries no vehicle
-feed, so the sync leaves the provider's vehicles to push ingest (``providers/push.py``).
+feed, so the sync leaves the provider's vehicles to push ingest (``providers/push/``).
 """
 
 from __future__ import annotations

@@ -117,6 +117,17 @@ class SimBooking:
     price_minor: int | None = None  # final price, minor units
 
 
+def _actual_times(booking: SimBooking) -> Document:
+    """TOMP's ``actualDepartureTime`` and ``actualArrivalTime``, as far as the ride has got:
+    a leg and its booking state them alike."""
+    times: Document = {}
+    if booking.started_at is not None:
+        times["actualDepartureTime"] = _iso(booking.started_at)
+    if booking.finished_at is not None:
+        times["actualArrivalTime"] = _iso(booking.finished_at)
+    return times
+
+
 def _coordinates(raw: object) -> tuple[float, float] | None:
     """(lat, lon) of a TOMP ``place``, or None when it is not one."""
     if not isinstance(raw, Mapping):
@@ -201,10 +212,7 @@ class TompOperatorState:
             leg["to"] = _place(*booking.to)
         if booking.end is not None:
             leg["to"] = _place(*booking.end)
-        if booking.started_at is not None:
-            leg["actualDepartureTime"] = _iso(booking.started_at)
-        if booking.finished_at is not None:
-            leg["actualArrivalTime"] = _iso(booking.finished_at)
+        leg.update(_actual_times(booking))
         if booking.distance_m is not None:
             leg["distance"] = booking.distance_m
         if standalone:
@@ -223,10 +231,7 @@ class TompOperatorState:
         }
         if booking.to is not None:
             document["to"] = _place(*booking.to)
-        if booking.started_at is not None:
-            document["actualDepartureTime"] = _iso(booking.started_at)
-        if booking.finished_at is not None:
-            document["actualArrivalTime"] = _iso(booking.finished_at)
+        document.update(_actual_times(booking))
         return document
 
     def _booking_reply(self, booking: SimBooking, status: int) -> Reply:

@@ -2,7 +2,7 @@
 its centre, so the demo's cars, scooters and bikes all appear on the first page.
 
 Ordered by id (as `within` once was), the first 200 were the alphabetically first operator's
-bikes. The demo operators (providers/demo.py) are served by their own feed server with a
+bikes. The demo operators (providers/demo/) are served by their own feed server with a
 frozen clock and synced; what to expect is computed from the very documents served, with
 geographiclib, never with the code under test.
 """
