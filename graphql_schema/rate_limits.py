@@ -154,20 +154,11 @@ class RateLimitedSchema(MobilitySchema):
         query: str | None,
         variable_values: dict[str, Any] | None = None,
         context_value: Any | None = None,
-        root_value: Any | None = None,
-        operation_name: str | None = None,
-        operation_extensions: dict[str, Any] | None = None,
-        allowed_operation_types: Iterable[OperationType] | None = None,
+        *args: Any,
+        **kwargs: Any,
     ) -> StreamResult:
+        # Only the variables and the context matter here; the rest goes on as it came.
         refused = await _admit(variable_values, context_value)
         if refused is not None:
             return _refused(refused)
-        return await super().stream(
-            query,
-            variable_values,
-            context_value,
-            root_value,
-            operation_name,
-            operation_extensions,
-            allowed_operation_types,
-        )
+        return await super().stream(query, variable_values, context_value, *args, **kwargs)

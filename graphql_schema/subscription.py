@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import AsyncGenerator
+from typing import Annotated
 
 import strawberry
 
@@ -55,7 +56,15 @@ class Subscription(BookingSubscription):
         near: NearInput | None = None,
         within: WithinInput | None = None,
         filter: VehicleFilterInput | None = None,
-        first: int | None = None,
+        first: Annotated[
+            int | None,
+            strawberry.argument(
+                description="How many vehicles are sent and tracked at once, 1 to "
+                "MOBILITY_MAX_FIRST (200 by default); without it, MOBILITY_DEFAULT_FIRST (50). "
+                "A vehicle that enters the area while as many are tracked is sent once one "
+                "leaves and it next changes."
+            ),
+        ] = None,
     ) -> AsyncGenerator[VehicleUpdate, None]:
         ctx = info.context
         hub = ctx.live_updates

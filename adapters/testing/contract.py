@@ -41,21 +41,7 @@ from adapters.testing.transports import (
     fault_transport,
 )
 
-__all__ = [
-    "NOT_A_CONFIG",
-    "AvailabilityAdapterContract",
-    "ContractFailure",
-    "OperatorFactory",
-    "check_deterministic",
-    "check_failing_operator",
-    "check_honours_size_cap",
-    "check_loads_by_name",
-    "check_registered",
-    "check_rejects_bad_configs",
-    "check_retry_after",
-    "check_snapshot_well_formed",
-    "run_contract",
-]
+# The public names are listed once, in the package's __all__ (adapters/testing/__init__.py).
 
 OperatorFactory = Callable[[], AbstractAsyncContextManager[Mapping[str, Any]]]
 
