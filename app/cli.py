@@ -11,21 +11,10 @@ import sys
 import time
 from collections.abc import Sequence
 
-from app.commands import (
-    demo,
-    migrate,
-    providers,
-    scheduler,
-    secret_keys,
-    serve,
-    staff_tokens,
-    sync,
-    worker,
-)
 from app.commands.console import fail, say
 from app.errors import DomainError
 from app.logs import configure_logging
-from app.settings import get_settings
+from app.settings import Settings, get_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(logging.WARNING)
     settings = get_settings()
+    # After the arguments parse: `mobility --help` and a usage error need none of what it
+    # loads (SQLAlchemy, cryptography: a quarter of a second of start-up).
     from app import secret_box
 
     try:
@@ -134,55 +125,81 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         # Every command reading or writing the database seals with these keys.
         secret_box.configure(settings)
-        if args.command == "secrets":
-            return asyncio.run(secret_keys.reseal(settings))
-        if args.command == "migrate":
-            return asyncio.run(migrate.run(settings))
-        if args.command == "serve":
-            return serve.run(settings, args.host, args.port, args.no_sync)
-        if args.command == "worker":
-            if args.processes < 1 or (args.concurrency is not None and args.concurrency < 1):
-                return fail("--processes and --concurrency must be at least 1")
-            return worker.run(args.processes, args.concurrency, settings)
-        if args.command == "scheduler":
-            return asyncio.run(scheduler.run(settings))
-        if args.command == "providers":
-            if args.providers_command == "add":
-                return asyncio.run(providers.add(settings, args))
-            if args.providers_command == "list":
-                return asyncio.run(providers.list_all(settings))
-            if args.providers_command == "show":
-                return asyncio.run(providers.show(settings, args.slug))
-            if args.providers_command == "overrides":
-                try:
-                    return asyncio.run(providers.show_or_set_overrides(settings, args))
-                except ValueError as exc:
-                    return fail(str(exc))
-            if args.providers_command == "push-secret":
-                return asyncio.run(providers.push_secret(settings, args.slug, args.remove))
-            if args.providers_command == "remove":
-                return asyncio.run(providers.remove_provider(settings, args.slug))
-            try:
-                return asyncio.run(providers.admin(settings, args))
-            except (ValueError, OSError) as exc:
-                return fail(str(exc))
-        if args.command == "staff-token":
-            return asyncio.run(staff_tokens.run(settings, args))
-        if args.command == "sync":
-            if not args.slugs and not args.all:
-                return fail("name at least one provider, or use --all")
-            started = time.perf_counter()
-            code = asyncio.run(sync.run(settings, args.slugs, args.all))
-            say(f"done in {time.perf_counter() - started:.1f}s")
-            return code
-        if args.command == "demo":
-            return asyncio.run(demo.run(settings, not args.no_sync))
+        return _run(args, settings)
     except DomainError as exc:
         return fail(f"{exc.message} [{exc.code}]")
     except (secret_box.SecretsMisconfigured, secret_box.SecretUnreadable) as exc:
         return fail(str(exc))
     except OSError as exc:
         return fail(f"{exc} (are PostgreSQL and Redis running? see `make install`)", 1)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    # Each branch imports its command's module only when that command runs: the modules of
+    # app/commands/ load what their commands need (the database driver and models, uvicorn,
+    # taskiq: up to a second of start-up), which `mobility --help`, `secrets new-key` and the
+    # other commands need none of.
+    if args.command == "secrets":
+        from app.commands import secret_keys
+
+        return asyncio.run(secret_keys.reseal(settings))
+    if args.command == "migrate":
+        from app.commands import migrate
+
+        return asyncio.run(migrate.run(settings))
+    if args.command == "serve":
+        from app.commands import serve
+
+        return serve.run(settings, args.host, args.port, args.no_sync)
+    if args.command == "worker":
+        if args.processes < 1 or (args.concurrency is not None and args.concurrency < 1):
+            return fail("--processes and --concurrency must be at least 1")
+        from app.commands import worker
+
+        return worker.run(args.processes, args.concurrency, settings)
+    if args.command == "scheduler":
+        from app.commands import scheduler
+
+        return asyncio.run(scheduler.run(settings))
+    if args.command == "providers":
+        from app.commands import providers
+
+        if args.providers_command == "add":
+            return asyncio.run(providers.add(settings, args))
+        if args.providers_command == "list":
+            return asyncio.run(providers.list_all(settings))
+        if args.providers_command == "show":
+            return asyncio.run(providers.show(settings, args.slug))
+        if args.providers_command == "overrides":
+            try:
+                return asyncio.run(providers.show_or_set_overrides(settings, args))
+            except ValueError as exc:
+                return fail(str(exc))
+        if args.providers_command == "push-secret":
+            return asyncio.run(providers.push_secret(settings, args.slug, args.remove))
+        if args.providers_command == "remove":
+            return asyncio.run(providers.remove_provider(settings, args.slug))
+        try:
+            return asyncio.run(providers.manage(settings, args))
+        except (ValueError, OSError) as exc:
+            return fail(str(exc))
+    if args.command == "staff-token":
+        from app.commands import staff_tokens
+
+        return asyncio.run(staff_tokens.run(settings, args))
+    if args.command == "sync":
+        if not args.slugs and not args.all:
+            return fail("name at least one provider, or use --all")
+        from app.commands import sync
+
+        started = time.perf_counter()
+        code = asyncio.run(sync.run(settings, args.slugs, args.all))
+        say(f"done in {time.perf_counter() - started:.1f}s")
+        return code
+    if args.command == "demo":
+        from app.commands import demo
+
+        return asyncio.run(demo.run(settings, not args.no_sync))
     return 2
 
 

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 from app.commands.console import progress, say
 from app.commands.sync import print_report
+from app.db import transaction
+from app.runtime import open_runtime
 from app.settings import Settings
+from providers.demo_runtime import (
+    register_demo_providers,
+    run_demo_tomp_operators,
+    serve_demo_feeds,
+)
 
 __all__ = ["run"]
 
 
 async def run(settings: Settings, sync: bool) -> int:
-    from app.db import transaction
-    from app.runtime import open_runtime
-    from providers.demo_runtime import (
-        register_demo_providers,
-        run_demo_tomp_operators,
-        serve_demo_feeds,
-    )
-
     async with open_runtime(settings) as rt:
         async with transaction(rt.sessions) as session:
             slugs = await register_demo_providers(session, settings)

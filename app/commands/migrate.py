@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy.engine import make_url
+
+from app import migrate
 from app.commands.console import say
 from app.settings import Settings
 
@@ -12,10 +15,6 @@ __all__ = ["run"]
 
 
 async def run(settings: Settings) -> int:
-    from sqlalchemy.engine import make_url
-
-    from app import migrate
-
     name = make_url(settings.database_url).database
     say(f"[1/2] database {name!r} and PostGIS extension...")
     created = await migrate.ensure_database(settings.database_url)

@@ -11,15 +11,25 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 
 from app.commands.console import fail, say
+from app.db import create_engine, session_factory, transaction
 from app.errors import DomainError
+from app.models import Provider
+from app.runtime import open_runtime
+from app.search.repository import provider_summaries
+from app.search.service import latest_sync_run
 from app.settings import Settings
+from providers import admin, repository
+from providers.dispatch import force_sync
+from providers.push import new_secret
+from providers.service import register_provider
 
 __all__ = [
     "add",
-    "admin",
     "list_all",
+    "manage",
     "push_secret",
     "remove_provider",
     "show",
@@ -50,9 +60,6 @@ def _config_argument(value: str, option: str = "--config") -> dict[str, Any]:
 
 
 async def add(settings: Settings, args: argparse.Namespace) -> int:
-    from app.db import create_engine, session_factory, transaction
-    from providers.service import register_provider
-
     config: dict[str, Any] = {}
     if args.config:
         try:
@@ -88,13 +95,6 @@ async def add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def push_secret(settings: Settings, slug: str, remove: bool) -> int:
-    from sqlalchemy import select
-
-    from app.db import create_engine, session_factory, transaction
-    from app.models import Provider
-    from providers import repository
-    from providers.push import new_secret
-
     engine = create_engine(settings.database_url, pool_size=1)
     try:
         async with transaction(session_factory(engine)) as session:
@@ -142,9 +142,6 @@ def _json_text(value: object) -> str:
 async def show_or_set_overrides(settings: Settings, args: argparse.Namespace) -> int:
     """Show, set (``--set``) or remove (``--clear``) a provider's feed overrides: the same
     service the ``setProviderOverrides`` mutation uses, validated with the whole config."""
-    from app.db import create_engine, session_factory, transaction
-    from providers import admin, repository
-
     changing = args.set is not None or args.clear
     overrides = _config_argument(args.set, "--set") if args.set is not None else None
     engine = create_engine(settings.database_url, pool_size=1)
@@ -171,10 +168,6 @@ async def show_or_set_overrides(settings: Settings, args: argparse.Namespace) ->
 
 async def show(settings: Settings, slug: str) -> int:
     """A provider's adapter, config (header values masked), sync state and latest findings."""
-    from app.db import create_engine, session_factory
-    from app.search.service import latest_sync_run
-    from providers import admin, repository
-
     engine = create_engine(settings.database_url, pool_size=1)
     try:
         async with session_factory(engine)() as session:
@@ -208,9 +201,6 @@ async def show(settings: Settings, slug: str) -> int:
 
 
 async def list_all(settings: Settings) -> int:
-    from app.db import create_engine, session_factory
-    from app.search.repository import provider_summaries
-
     engine = create_engine(settings.database_url, pool_size=1)
     try:
         async with session_factory(engine)() as session:
@@ -239,10 +229,6 @@ async def list_all(settings: Settings) -> int:
 
 
 async def remove_provider(settings: Settings, slug: str) -> int:
-    from app.db import transaction
-    from app.runtime import open_runtime
-    from providers import repository
-
     async with open_runtime(settings) as rt:
         async with transaction(rt.sessions) as session:
             provider = await repository.get(session, slug)
@@ -257,12 +243,8 @@ async def remove_provider(settings: Settings, slug: str) -> int:
     return 0
 
 
-async def admin(settings: Settings, args: argparse.Namespace) -> int:
+async def manage(settings: Settings, args: argparse.Namespace) -> int:
     """enable / disable / sync-now / credentials: the same service the admin mutations use."""
-    from app.db import create_engine, session_factory, transaction
-    from providers import admin
-    from providers.dispatch import force_sync
-
     engine = create_engine(settings.database_url, pool_size=1)
     sessions = session_factory(engine)
     try:

@@ -4,9 +4,16 @@ workers and running booking upkeep, for multi-process deployments."""
 from __future__ import annotations
 
 import asyncio
+import signal
 
+from app.booking.maintenance import start_booking_maintenance
 from app.commands.console import say
+from app.fleet.tasks import kick_webhook_rounds
+from app.runtime import open_runtime
 from app.settings import Settings
+from app.task_queue import running_broker
+from providers.scheduler import start_scheduler
+from providers.tasks import kicker
 
 __all__ = ["run"]
 
@@ -14,15 +21,6 @@ __all__ = ["run"]
 async def run(settings: Settings) -> int:
     """The scheduler alone: claims due providers and queues their syncs for the workers, and
     runs booking upkeep and webhook deliveries."""
-    import signal
-
-    from app.booking.maintenance import start_booking_maintenance
-    from app.fleet.tasks import kick_webhook_rounds
-    from app.runtime import open_runtime
-    from app.task_queue import running_broker
-    from providers.scheduler import start_scheduler
-    from providers.tasks import kicker
-
     queued = settings.model_copy(update={"sync_dispatch": "queue"})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
+from app import secret_box
 from app.commands.console import progress, say
+from app.db import create_engine, session_factory, transaction
 from app.settings import Settings
 
 __all__ = ["reseal"]
 
 
 async def reseal(settings: Settings) -> int:
-    from app import secret_box
-    from app.db import create_engine, session_factory, transaction
-
     box = secret_box.configure(settings)
     say(f"re-sealing every stored secret with key {box.sealing_key_id}")
     engine = create_engine(settings.database_url, pool_size=1)

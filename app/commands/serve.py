@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+
+from app import server
 from app.commands.console import say
 from app.settings import Settings, get_settings
 
@@ -10,13 +13,9 @@ __all__ = ["run"]
 
 
 def run(settings: Settings, host: str, port: int, no_sync: bool) -> int:
-    import os
-
     if no_sync:
         os.environ["MOBILITY_BACKGROUND_SYNC"] = "false"
         get_settings.cache_clear()
     say(f"serving GraphQL at http://{host}:{port}/graphql (Ctrl-C to stop)")
-    from app import server  # uvicorn is imported by the one command that serves
-
     server.run(get_settings(), host, port)
     return 0

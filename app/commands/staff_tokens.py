@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from sqlalchemy import select
+
 from app.commands.console import fail, say
+from app.db import create_engine, session_factory, transaction
+from app.models import StaffToken
 from app.settings import Settings
+from app.staff_auth import create_token, revoke_token
 
 __all__ = ["run"]
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from app.db import create_engine, session_factory, transaction
-    from app.models import StaffToken
-    from app.staff_auth import create_token, revoke_token
-
     engine = create_engine(settings.database_url, pool_size=1)
     sessions = session_factory(engine)
     try:

@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.commands.console import progress, say
+from app.runtime import open_runtime
 from app.settings import Settings
+from providers import repository
+from providers.sync import ProviderNotFound
 
 __all__ = ["print_report", "run"]
 
@@ -34,10 +37,6 @@ def print_report(report: Any) -> None:
 
 
 async def run(settings: Settings, slugs: Sequence[str], sync_all: bool) -> int:
-    from app.runtime import open_runtime
-    from providers import repository
-    from providers.sync import ProviderNotFound
-
     failures = 0
     async with open_runtime(settings) as rt:
         if sync_all:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from taskiq.cli.worker.args import WorkerArgs
+from taskiq.cli.worker.run import run_worker
+
 from app.commands.console import say
 from app.settings import Settings
 
@@ -11,9 +14,6 @@ __all__ = ["run"]
 def run(processes: int, concurrency: int | None, settings: Settings) -> int:
     """taskiq workers on the task queue (app/task_queue.py): syncs and webhook rounds. Blocks until
     stopped."""
-    from taskiq.cli.worker.args import WorkerArgs
-    from taskiq.cli.worker.run import run_worker
-
     say(
         f"sync worker: {processes} process(es), {concurrency or settings.sync_concurrency} "
         f"sync(s) at a time each, queue {settings.redis_prefix}:tasks (Ctrl-C to stop)"
