@@ -24,8 +24,6 @@ from app.fleet.principal import OrgNotFound
 from app.models import Booking, Organisation
 from app.vocabulary import currency_exponent
 
-__all__ = ["check_trip", "month_bounds", "month_spent", "violations"]
-
 
 @lru_cache(maxsize=256)
 def _prepared_area(wkb: bytes) -> BaseGeometry:

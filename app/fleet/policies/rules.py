@@ -9,16 +9,6 @@ from datetime import datetime, time
 from enum import StrEnum
 from typing import TypeVar
 
-__all__ = [
-    "EffectivePolicy",
-    "HoursWindow",
-    "MoneyLimit",
-    "PolicyRule",
-    "TripCheck",
-    "Violation",
-    "merge",
-]
-
 T = TypeVar("T")
 
 

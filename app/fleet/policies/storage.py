@@ -26,17 +26,6 @@ from app.models import CostCentre, Policy
 from app.staff_auth import Forbidden
 from app.vocabulary import FormFactor, currency_exponent
 
-__all__ = [
-    "INVALID",
-    "MAX_AREA_VERTICES",
-    "area_geojson",
-    "effective_policy",
-    "get_policy",
-    "parse_area",
-    "rules_of",
-    "set_policy",
-]
-
 INVALID = "INVALID_POLICY"
 # A business area is a company's service region, not a coastline: this many vertices is plenty,
 # and a bound keeps one request from storing (and every check from testing) megabytes.

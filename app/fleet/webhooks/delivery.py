@@ -25,15 +25,6 @@ from app.fleet.webhooks.signing import SIGNATURE_HEADER, sign
 from app.fleet.webhooks.states import DeliveryStatus
 from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 
-__all__ = [
-    "ATTEMPT_TIMEOUT_SECONDS",
-    "DELIVERY_BATCH",
-    "DELIVERY_WINDOW",
-    "DeliveryOutcome",
-    "backoff_delay",
-    "deliver_due",
-]
-
 # The package's one logger, named as before the split: docs/webhooks.md tells operators to
 # look for refused destinations under it.
 log = logging.getLogger("app.fleet.webhooks")

@@ -12,14 +12,6 @@ from app import outbound
 from app.errors import InvalidInput
 from app.settings import Settings
 
-__all__ = [
-    "DESTINATION_REFUSED",
-    "MAX_URL_LENGTH",
-    "UNUSABLE_URL",
-    "canonical_url",
-    "destination_policy",
-]
-
 MAX_URL_LENGTH = 2048
 # Outside production, loopback is a permitted destination too (and plain http to it): the local
 # receivers of tests and of a developer's machine. Nothing else that is not public, anywhere.

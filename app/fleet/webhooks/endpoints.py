@@ -25,20 +25,6 @@ from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from app.settings import Settings
 from app.staff_auth import Forbidden
 
-__all__ = [
-    "DeliveryRecord",
-    "WebhookDisabled",
-    "delete_endpoint",
-    "deliveries_of",
-    "delivery_organisation",
-    "endpoint_organisation",
-    "event_types",
-    "list_endpoints",
-    "register_endpoint",
-    "replay_delivery",
-    "set_endpoint_enabled",
-]
-
 MAX_ENDPOINTS_PER_ORGANISATION = 20
 DELIVERIES_PAGE_DEFAULT = 50
 DELIVERIES_PAGE_MAX = 200

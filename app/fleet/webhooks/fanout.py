@@ -14,8 +14,6 @@ from app.db import transaction
 from app.fleet.webhooks.states import DeliveryStatus
 from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 
-__all__ = ["DISPATCH_BATCH", "OUTBOX_RETENTION", "dispatch_outbox", "forget_old_events"]
-
 # Dispatched events (and with them their delivery log) are kept this long, then forgotten
 # (unless a delivery of theirs is still being attempted).
 OUTBOX_RETENTION = timedelta(days=30)

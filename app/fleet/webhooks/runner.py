@@ -28,17 +28,6 @@ from app.fleet.webhooks.fanout import DISPATCH_BATCH, dispatch_outbox
 from app.fleet.webhooks.states import DeliveryStatus
 from app.settings import Settings
 
-__all__ = [
-    "TICK_SECONDS",
-    "USER_AGENT",
-    "Clock",
-    "RoundReport",
-    "run_webhook_round",
-    "start_webhook_dispatcher",
-    "utc_now",
-    "webhook_http_client",
-]
-
 # The package's one logger, named as before the split (app/fleet/webhooks/delivery.py).
 log = logging.getLogger("app.fleet.webhooks")
 

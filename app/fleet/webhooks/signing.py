@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-__all__ = ["SECRET_PREFIX", "SIGNATURE_HEADER", "sign"]
-
 SIGNATURE_HEADER = "Mobility-Signature"
 SECRET_PREFIX = "whsec_"
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["DeliveryStatus"]
-
 
 class DeliveryStatus(StrEnum):
     PENDING = "PENDING"
