@@ -20,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.errors import InvalidInput
+from app.fleet.organisations import cost_centre_of
 from app.fleet.policies.rules import EffectivePolicy, HoursWindow, MoneyLimit, merge
-from app.fleet.principal import OrgActor, OrgNotFound
-from app.models import CostCentre, Policy
+from app.fleet.principal import OrgActor
+from app.models import Policy
 from app.staff_auth import Forbidden
 from app.vocabulary import FormFactor, currency_exponent
 
@@ -149,18 +150,6 @@ def _require_admin(actor: OrgActor) -> None:
         raise Forbidden("this needs the OWNER or ADMIN role in the organisation")
 
 
-async def _check_cost_centre(
-    session: AsyncSession, organisation_id: uuid.UUID, cost_centre_id: uuid.UUID
-) -> None:
-    found = await session.scalar(
-        select(CostCentre.id).where(
-            CostCentre.id == cost_centre_id, CostCentre.organisation_id == organisation_id
-        )
-    )
-    if found is None:
-        raise OrgNotFound(f"no cost centre {cost_centre_id}")
-
-
 async def set_policy(
     session: AsyncSession,
     actor: OrgActor,
@@ -180,7 +169,7 @@ async def set_policy(
     override) as a whole: a rule left out is no rule (on a cost centre: inherited)."""
     _require_admin(actor)
     if cost_centre_id is not None:
-        await _check_cost_centre(session, actor.organisation_id, cost_centre_id)
+        await cost_centre_of(session, actor.organisation_id, cost_centre_id)
     money_rules = max_price_minor is not None or monthly_budget_minor is not None
     if money_rules and currency is None:
         raise _invalid("a maximum price or a monthly budget needs its currency")
@@ -239,7 +228,7 @@ async def get_policy(
     """The policy stored at that level (not merged), or None. Any member or key may read it:
     it is what their trips are checked against."""
     if cost_centre_id is not None:
-        await _check_cost_centre(session, actor.organisation_id, cost_centre_id)
+        await cost_centre_of(session, actor.organisation_id, cost_centre_id)
     level = (
         Policy.cost_centre_id.is_(None)
         if cost_centre_id is None
