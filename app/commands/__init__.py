@@ -2,6 +2,7 @@
 command line and calls them. Each returns the process's exit code.
 
 - ``console.py``: printing to the terminal, and failing with an exit code;
+- ``database.py``: the one-connection database a command works in;
 - ``migrate.py``: ``migrate``;
 - ``providers.py``: ``providers add | list | show | overrides | push-secret | remove | enable |
   disable | sync-now | credentials``;

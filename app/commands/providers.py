@@ -14,7 +14,8 @@ import orjson
 from sqlalchemy import select
 
 from app.commands.console import fail, say
-from app.db import create_engine, session_factory, transaction
+from app.commands.database import database
+from app.db import transaction
 from app.errors import DomainError
 from app.models import Provider
 from app.runtime import open_runtime
@@ -81,48 +82,39 @@ async def add(settings: Settings, args: argparse.Namespace) -> int:
             config["overrides"] = _config_argument(args.overrides, "--overrides")
         except ValueError as exc:
             return fail(str(exc))
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        async with transaction(session_factory(engine)) as session:
+    async with database(settings) as sessions:
+        async with transaction(sessions) as session:
             provider, created = await register_provider(
                 session, slug=args.slug, name=args.name, adapter=args.adapter, config=config
             )
         say(f"{'added' if created else 'updated'} provider {provider.id} ({provider.name})")
         say(f"sync it now with: mobility sync {provider.id}")
-    finally:
-        await engine.dispose()
     return 0
 
 
 async def push_secret(settings: Settings, slug: str, remove: bool) -> int:
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        async with transaction(session_factory(engine)) as session:
-            provider = await repository.get(session, slug)
-            if provider is None:
-                return fail(f"unknown provider {slug!r}", 1)
-            # Asked without opening it: an unreadable secret can still be replaced.
-            had = (
-                await session.scalar(
-                    select(Provider.id).where(
-                        Provider.id == slug, Provider.ingest_secret.is_not(None)
-                    )
-                )
-                is not None
+    async with database(settings) as sessions, transaction(sessions) as session:
+        provider = await repository.get(session, slug)
+        if provider is None:
+            return fail(f"unknown provider {slug!r}", 1)
+        # Asked without opening it: an unreadable secret can still be replaced.
+        had = (
+            await session.scalar(
+                select(Provider.id).where(Provider.id == slug, Provider.ingest_secret.is_not(None))
             )
-            vehicle_feeds = {"vehicle_status", "free_bike_status"} & set(provider.feed_names)
-            if not remove and vehicle_feeds:
-                # Its syncs replace the whole fleet with the feed's: pushed vehicles would be
-                # deleted at the next sync, and pushes would race the sync's bulk writes.
-                return fail(
-                    f"{slug} publishes {', '.join(sorted(vehicle_feeds))}: its vehicles come "
-                    "from that feed, so it cannot also push them (register the pushing "
-                    "operator as its own provider, e.g. with --adapter push)"
-                )
-            secret = None if remove else new_secret()
-            provider.ingest_secret = secret
-    finally:
-        await engine.dispose()
+            is not None
+        )
+        vehicle_feeds = {"vehicle_status", "free_bike_status"} & set(provider.feed_names)
+        if not remove and vehicle_feeds:
+            # Its syncs replace the whole fleet with the feed's: pushed vehicles would be
+            # deleted at the next sync, and pushes would race the sync's bulk writes.
+            return fail(
+                f"{slug} publishes {', '.join(sorted(vehicle_feeds))}: its vehicles come "
+                "from that feed, so it cannot also push them (register the pushing "
+                "operator as its own provider, e.g. with --adapter push)"
+            )
+        secret = None if remove else new_secret()
+        provider.ingest_secret = secret
     if secret is None:
         say(f"provider {slug} can no longer push" if had else f"{slug} had no ingest secret")
         return 0
@@ -144,19 +136,15 @@ async def show_or_set_overrides(settings: Settings, args: argparse.Namespace) ->
     service the ``setProviderOverrides`` mutation uses, validated with the whole config."""
     changing = args.set is not None or args.clear
     overrides = _config_argument(args.set, "--set") if args.set is not None else None
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        async with transaction(session_factory(engine)) as session:
-            if changing:
-                provider = await admin.set_overrides(session, args.slug, overrides)
-            else:
-                found = await repository.get(session, args.slug)
-                if found is None:
-                    return fail(f"unknown provider {args.slug!r}", 1)
-                provider = found
-            current = provider.config.get("overrides")
-    finally:
-        await engine.dispose()
+    async with database(settings) as sessions, transaction(sessions) as session:
+        if changing:
+            provider = await admin.set_overrides(session, args.slug, overrides)
+        else:
+            found = await repository.get(session, args.slug)
+            if found is None:
+                return fail(f"unknown provider {args.slug!r}", 1)
+            provider = found
+        current = provider.config.get("overrides")
     if changing:
         say(
             f"overrides of {args.slug} {'removed' if args.clear else 'set'}; they apply from "
@@ -168,15 +156,11 @@ async def show_or_set_overrides(settings: Settings, args: argparse.Namespace) ->
 
 async def show(settings: Settings, slug: str) -> int:
     """A provider's adapter, config (header values masked), sync state and latest findings."""
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        async with session_factory(engine)() as session:
-            provider = await repository.get(session, slug)
-            if provider is None:
-                return fail(f"unknown provider {slug!r}", 1)
-            run = await latest_sync_run(session, slug)
-    finally:
-        await engine.dispose()
+    async with database(settings) as sessions, sessions() as session:
+        provider = await repository.get(session, slug)
+        if provider is None:
+            return fail(f"unknown provider {slug!r}", 1)
+        run = await latest_sync_run(session, slug)
     state = "disabled" if not provider.enabled else ("stale" if provider.stale else "ok")
     if provider.last_sync_at is None:
         state = "new"
@@ -201,12 +185,8 @@ async def show(settings: Settings, slug: str) -> int:
 
 
 async def list_all(settings: Settings) -> int:
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        async with session_factory(engine)() as session:
-            rows = await provider_summaries(session)
-    finally:
-        await engine.dispose()
+    async with database(settings) as sessions, sessions() as session:
+        rows = await provider_summaries(session)
     if not rows:
         say("no providers yet: add one with `mobility providers add` or run `mobility demo`")
         return 0
@@ -245,9 +225,7 @@ async def remove_provider(settings: Settings, slug: str) -> int:
 
 async def manage(settings: Settings, args: argparse.Namespace) -> int:
     """enable / disable / sync-now / credentials: the same service the admin mutations use."""
-    engine = create_engine(settings.database_url, pool_size=1)
-    sessions = session_factory(engine)
-    try:
+    async with database(settings) as sessions:
         command = args.providers_command
         if command in {"enable", "disable"}:
             async with transaction(sessions) as session:
@@ -264,8 +242,6 @@ async def manage(settings: Settings, args: argparse.Namespace) -> int:
             await admin.set_credentials(session, args.slug, kind, values)
         say(f"credentials of {args.slug}: {kind or 'removed'} (never shown again)")
         return 0
-    finally:
-        await engine.dispose()
 
 
 def _secret_from(path: str) -> str:

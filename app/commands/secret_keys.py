@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from app import secret_box
 from app.commands.console import progress, say
-from app.db import create_engine, session_factory, transaction
+from app.commands.database import database
+from app.db import transaction
 from app.settings import Settings
 
 __all__ = ["reseal"]
@@ -14,11 +15,7 @@ __all__ = ["reseal"]
 async def reseal(settings: Settings) -> int:
     box = secret_box.configure(settings)
     say(f"re-sealing every stored secret with key {box.sealing_key_id}")
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        async with transaction(session_factory(engine)) as session:
-            counts = await secret_box.reseal_all(session, box, progress("secrets"))
-    finally:
-        await engine.dispose()
+    async with database(settings) as sessions, transaction(sessions) as session:
+        counts = await secret_box.reseal_all(session, box, progress("secrets"))
     say(f"done: {sum(counts.values())} re-sealed; keys other than the first may now go")
     return 0

@@ -7,7 +7,8 @@ import argparse
 from sqlalchemy import select
 
 from app.commands.console import fail, say
-from app.db import create_engine, session_factory, transaction
+from app.commands.database import database
+from app.db import transaction
 from app.models import StaffToken
 from app.settings import Settings
 from app.staff_auth import create_token, revoke_token
@@ -16,9 +17,7 @@ __all__ = ["run"]
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
-    engine = create_engine(settings.database_url, pool_size=1)
-    sessions = session_factory(engine)
-    try:
+    async with database(settings) as sessions:
         if args.token_command == "create":
             async with transaction(sessions) as session:
                 row, token = await create_token(session, args.name)
@@ -42,5 +41,3 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
             used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
             say(f"{t.id:>4}  {t.prefix}…  {t.name:<24} {t.role:<6} {state:<18} used {used}")
         return 0
-    finally:
-        await engine.dispose()
