@@ -4,18 +4,17 @@ demo`` prints too)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from app.commands.console import progress, say
 from app.runtime import open_runtime
 from app.settings import Settings
 from providers import repository
-from providers.sync import ProviderNotFound
+from providers.sync import ProviderNotFound, SyncReport
 
 __all__ = ["print_report", "run"]
 
 
-def print_report(report: Any) -> None:
+def print_report(report: SyncReport) -> None:
     status = "ok" if report.ok else "FAILED"
     say(f"sync {report.provider_id}: {status} in {report.duration_seconds:.2f}s")
     if report.phases:
