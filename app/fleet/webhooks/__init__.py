@@ -22,7 +22,7 @@ Where each part lives (this package's public names are importable from here):
 - ``states.py``: a delivery's states;
 - ``signing.py``: the signing secret's form and the signature header;
 - ``destinations.py``: where a delivery may connect (URL check, destination policy);
-- ``endpoints.py``: endpoint management and the delivery log (step 0, and replays);
+- ``endpoints.py``: managing endpoints, the delivery log, replays;
 - ``fanout.py``: step 2, and forgetting old outbox events;
 - ``delivery.py``: step 3, with its retry schedule;
 - ``runner.py``: the HTTP client, one round of steps 2 and 3, the in-process dispatcher.

@@ -37,7 +37,7 @@ def canonical_url(url: str, settings: Settings) -> str:
     """The URL as stored, its host in canonical form; or INVALID_WEBHOOK_URL.
 
     An early, friendly refusal only: a name's addresses are checked at every connection
-    (:func:`webhook_http_client`), since DNS may answer differently by then."""
+    (``runner.webhook_http_client``), since DNS may answer differently by then."""
     url = url.strip()
     if len(url) > MAX_URL_LENGTH:
         raise _invalid_url(f"the URL is longer than {MAX_URL_LENGTH}")

@@ -52,7 +52,7 @@ def webhook_http_client(
     """The client deliveries are sent with: every connection it opens is checked where it is
     made (app/outbound.py), against :func:`destination_policy` unless a test passes its own
     ``policy``, ``resolver`` and trusted certificates (``verify``). Redirects are not followed
-    (a signed POST is not re-sent elsewhere; :func:`_send` says so once more per request)."""
+    (a signed POST is not re-sent elsewhere; ``delivery._send`` says so once more per request)."""
     return outbound.guarded_client(
         policy if policy is not None else destination_policy(settings),
         timeout=httpx.Timeout(ATTEMPT_TIMEOUT_SECONDS),
