@@ -17,7 +17,7 @@ resolver will (every IPv4 spelling ``inet_aton`` accepts, IPv6 literals, a trail
 address is judged, and stored, in its one canonical form. It can only ever refuse early; the
 transport decides.
 
-Webhooks use this (``app/fleet/webhooks.py``); operator feeds and TOMP calls, whose URLs staff
+Webhooks use this (``app/fleet/webhooks/``); operator feeds and TOMP calls, whose URLs staff
 configure, do not, but could with a :class:`DestinationPolicy` of their own.
 """
 

@@ -1,6 +1,6 @@
 """Organisation events, written to the outbox in the transaction of the change they report: an
 event exists if and only if its change was committed, whatever process dies when. Webhook
-deliveries are made from the outbox afterwards (app/fleet/webhooks.py)."""
+deliveries are made from the outbox afterwards (app/fleet/webhooks/)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """An organisation's travel policies and usage reports as the API reads and sets them: each
 change one transaction of its own, each read one short session (the rules are in
-app/fleet/policies.py and app/fleet/reports.py)."""
+app/fleet/policies/ and app/fleet/reports.py)."""
 
 from __future__ import annotations
 

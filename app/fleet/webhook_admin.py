@@ -1,5 +1,5 @@
 """An organisation's webhooks as the API manages them: each change one transaction of its own,
-each read one short session (the rules are in app/fleet/webhooks.py, which tests call with a
+each read one short session (the rules are in app/fleet/webhooks/, which tests call with a
 session of their own)."""
 
 from __future__ import annotations

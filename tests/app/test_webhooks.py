@@ -20,6 +20,7 @@ from app.fleet import webhooks
 from app.fleet.outbox import EventType, emit
 from app.fleet.principal import ApiKeyPrincipal, MissingScope, OrgActor, OrgNotFound, Role, Scope
 from app.fleet.tasks import WEBHOOK_TASK, register_webhook_tasks, webhook_kicker
+from app.fleet.webhooks.delivery import _claim
 from app.models import OutboxEvent, WebhookDelivery
 from app.runtime import Runtime
 from app.staff_auth import Forbidden
@@ -335,7 +336,7 @@ async def test_a_runner_that_died_mid_attempt_is_retried_after_its_lease(
         await emit_committed(runtime, org)
         await webhooks.dispatch_outbox(runtime.sessions, T0)
         # A claim whose runner never came back (the lease committed, no result recorded).
-        claimed = await webhooks._claim(runtime.sessions, T0, 10)
+        claimed = await _claim(runtime.sessions, T0, 10)
         assert len(claimed) == 1
         assert await webhooks.deliver_due(runtime.sessions, http, T0 + timedelta(seconds=59)) == []
         outcomes = await webhooks.deliver_due(runtime.sessions, http, T0 + timedelta(seconds=60))

@@ -1,0 +1,45 @@
+"""``mobility scheduler``: the scheduler alone, queueing due syncs and webhook rounds for the
+workers and running booking upkeep, for multi-process deployments."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from app.booking.maintenance import start_booking_maintenance
+from app.commands.console import say
+from app.fleet.tasks import kick_webhook_rounds
+from app.runtime import open_runtime
+from app.settings import Settings
+from app.task_queue import running_broker
+from providers.scheduler import start_scheduler
+from providers.tasks import kicker
+
+__all__ = ["run"]
+
+
+async def run(settings: Settings) -> int:
+    """The scheduler alone: claims due providers and queues their syncs for the workers, and
+    runs booking upkeep and webhook deliveries."""
+    queued = settings.model_copy(update={"sync_dispatch": "queue"})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with (
+        open_runtime(queued) as rt,
+        running_broker(queued) as broker,
+        start_scheduler(rt, kick=kicker(broker)),
+        # The periodic upkeep `mobility serve` runs in process: here for multi-process setups
+        # (API processes then run with MOBILITY_BACKGROUND_SYNC=false).
+        start_booking_maintenance(rt.bookings),
+        kick_webhook_rounds(broker),
+    ):
+        say(
+            f"sync scheduler: queueing due syncs and webhook rounds on "
+            f"{queued.redis_prefix}:tasks for the workers; booking upkeep runs here "
+            "(Ctrl-C to stop)"
+        )
+        await stop.wait()
+    say("scheduler stopped")
+    return 0

@@ -1,0 +1,30 @@
+"""``mobility worker``: taskiq workers on the task queue (syncs and webhook rounds)."""
+
+from __future__ import annotations
+
+from taskiq.cli.worker.args import WorkerArgs
+from taskiq.cli.worker.run import run_worker
+
+from app.commands.console import say
+from app.settings import Settings
+
+__all__ = ["run"]
+
+
+def run(processes: int, concurrency: int | None, settings: Settings) -> int:
+    """taskiq workers on the task queue (app/task_queue.py): syncs and webhook rounds. Blocks until
+    stopped."""
+    say(
+        f"sync worker: {processes} process(es), {concurrency or settings.sync_concurrency} "
+        f"sync(s) at a time each, queue {settings.redis_prefix}:tasks (Ctrl-C to stop)"
+    )
+    args = WorkerArgs(
+        broker="app.task_queue:worker_broker",
+        modules=[],
+        workers=processes,
+        max_async_tasks=concurrency or settings.sync_concurrency,
+        # A sync may take up to its deadline: let one in flight finish on shutdown.
+        wait_tasks_timeout=settings.sync_deadline_seconds,
+        shutdown_timeout=settings.sync_deadline_seconds + 5,
+    )
+    return run_worker(args) or 0
