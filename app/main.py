@@ -31,6 +31,7 @@ from graphql_schema.fast_http import GraphQLFastPath
 from graphql_schema.http import MobilityGraphQLRouter
 from graphql_schema.operation import OperationPlans
 from graphql_schema.schema import build_schema
+from providers.demo_runtime import run_demo_tomp_operators, serve_demo_feeds
 from providers.push import MAX_BODY_BYTES as PUSH_MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,6 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         async with open_runtime(settings) as runtime, contextlib.AsyncExitStack() as stack:
             app.state.runtime = runtime
             if settings.demo_feeds:
-                from providers.demo_runtime import run_demo_tomp_operators, serve_demo_feeds
-
                 await stack.enter_async_context(serve_demo_feeds(settings, required=False))
                 await stack.enter_async_context(run_demo_tomp_operators(settings))
             await _ensure_index(runtime)

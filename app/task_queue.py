@@ -20,7 +20,7 @@ from taskiq_redis import RedisStreamBroker
 
 from app.fleet.tasks import register_webhook_tasks
 from app.redis import RedisKeys
-from app.runtime import Runtime
+from app.runtime import Runtime, open_runtime
 from app.settings import Settings, get_settings
 from providers.dispatch import claim_lease_seconds
 from providers.scheduler import Scheduler, start_scheduler
@@ -34,7 +34,7 @@ CONSUMER_GROUP = "sync-workers"
 def build_broker(settings: Settings) -> AsyncBroker:
     """The broker with every task registered (not started)."""
     broker = _stream_broker(settings)
-    register_sync_tasks(broker, settings)
+    register_sync_tasks(broker, settings, open_runtime)
     # Webhook deliveries ride the same queue: `mobility scheduler` kicks a round every few
     # seconds and any worker runs it.
     register_webhook_tasks(broker, settings)

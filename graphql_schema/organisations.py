@@ -16,6 +16,7 @@ from app.fleet.access import ADMINS
 from app.fleet.principal import OrgActor, OrgNotFound, Role
 from app.rate_limit import plan_limits
 from app.records import CostCentreRecord, MemberRecord, OrganisationRecord, UserRecord
+from app.staff_auth import Forbidden
 from graphql_schema.context import Context
 
 Info = strawberry.Info[Context, None]
@@ -95,8 +96,6 @@ class Organisation:
     async def members(self, info: Info) -> list[OrganisationMemberType]:
         actor = await info.context.org_actor(uuid.UUID(str(self.id)), roles=ADMINS)
         if actor.api_key is not None:
-            from app.staff_auth import Forbidden
-
             raise Forbidden("an organisation's members are shown to its admins only")
         rows = await info.context.organisations.members(actor)
         return [OrganisationMemberType.from_rows(m, u) for m, u in rows]

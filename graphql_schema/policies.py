@@ -21,7 +21,7 @@ from app.fleet import policies as domain
 from app.fleet.access import ADMINS
 from app.fleet.policies import PolicyRule, Violation
 from app.fleet.principal import OrgNotFound
-from app.models import Policy as PolicyRow
+from app.records import PolicyRecord
 from graphql_schema.context import Context
 from graphql_schema.enums import FormFactor
 from graphql_schema.scalars import Long
@@ -133,7 +133,7 @@ class Policy(EffectivePolicy):
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: PolicyRow) -> Policy:
+    def from_row(cls, row: PolicyRecord) -> Policy:
         return cls(
             organisation_id=strawberry.ID(str(row.organisation_id)),
             cost_centre_id=(

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.base import AdapterConfigError
+from adapters.booking import load_booking_operator
 from adapters.credentials import (
     CredentialsError,
     OperatorCredentials,
@@ -160,8 +161,6 @@ def validate_booking(booking: dict[str, Any] | None) -> dict[str, Any] | None:
     """``{"operator": "<entry point>", "config": {…}}``, checked by loading the operator."""
     if booking is None:
         return None
-    from adapters.booking import load_booking_operator
-
     unknown = set(booking) - {"operator", "config"}
     if unknown or not isinstance(booking.get("operator"), str):
         raise InvalidInput(

@@ -13,17 +13,35 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from taskiq import AsyncBroker, TaskiqEvents, TaskiqState
 
-from app.runtime import Runtime, open_runtime
 from app.settings import Settings
+from providers.breaker import CircuitBreaker
 from providers.dispatch import Claim, KickSync, run_claim
+from providers.sync import SyncEngine
 
 log = logging.getLogger(__name__)
 
 SYNC_TASK = "mobility.sync_provider"
+
+
+class SyncRuntime(Protocol):
+    """What a sync task needs of the process's runtime (app/runtime.py's ``Runtime`` has it):
+    named here so that providers/ does not import the runtime, which holds the domains."""
+
+    @property
+    def sync(self) -> SyncEngine: ...
+
+    @property
+    def breaker(self) -> CircuitBreaker: ...
+
+
+OpenRuntime = Callable[[Settings], AbstractAsyncContextManager[SyncRuntime]]
 
 
 @dataclass
@@ -31,13 +49,14 @@ class _WorkerResources:
     """What a worker process opens once at start and closes at shutdown."""
 
     settings: Settings
-    runtime: Runtime | None = None
+    runtime: SyncRuntime | None = None
     stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
 
-def register_sync_tasks(broker: AsyncBroker, settings: Settings) -> None:
+def register_sync_tasks(broker: AsyncBroker, settings: Settings, open_runtime: OpenRuntime) -> None:
     """Add ``mobility.sync_provider`` to ``broker``, with the runtime each worker process
-    opens for it (app/task_queue.py builds the broker)."""
+    opens for it with ``open_runtime`` (app/task_queue.py builds the broker and passes
+    app.runtime.open_runtime)."""
     resources = _WorkerResources(settings)
 
     async def startup(state: TaskiqState) -> None:

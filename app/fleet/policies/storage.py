@@ -24,6 +24,7 @@ from app.fleet.organisations import cost_centre_of
 from app.fleet.policies.rules import EffectivePolicy, HoursWindow, MoneyLimit, merge
 from app.fleet.principal import OrgActor
 from app.models import Policy
+from app.records import PolicyRecord
 from app.staff_auth import Forbidden
 from app.vocabulary import FormFactor, currency_exponent
 
@@ -239,7 +240,7 @@ async def get_policy(
     )
 
 
-def rules_of(policy: Policy) -> EffectivePolicy:
+def rules_of(policy: PolicyRecord) -> EffectivePolicy:
     hours = (
         HoursWindow(policy.allowed_from, policy.allowed_until)
         if policy.allowed_from is not None and policy.allowed_until is not None
