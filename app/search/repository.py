@@ -83,6 +83,11 @@ _FRESH_PROVIDERS = (
     "v.provider_id = ANY(ARRAY(SELECT id FROM providers WHERE enabled "
     "AND last_success_at >= now() - make_interval(secs => {seconds})))"
 )
+# The same for the enabled providers alone, when stale ones are not hidden. Either array is the
+# whole provider condition of the vehicle search: no join with providers, which cost a sixth of
+# the fallback's query time (the nested loop probed providers for every candidate; measured
+# with prepared statements over the bench fleet, docs/performance.md).
+_ENABLED_PROVIDERS = "v.provider_id = ANY(ARRAY(SELECT id FROM providers WHERE enabled))"
 
 
 _VEHICLE_COLUMNS = """
@@ -126,7 +131,7 @@ _POINT_PARAM = "ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography"
 # check below cover that.
 _RANKED_SQL = """
 SELECT {columns}, v.geom::geography <-> {point} AS sphere_m
-FROM vehicles v JOIN providers p ON p.id = v.provider_id
+FROM vehicles v
 WHERE ST_DWithin(v.geom::geography, {point}, $3) AND {where}
 ORDER BY v.geom::geography <-> {point}
 LIMIT $4
@@ -173,7 +178,7 @@ async def search_vehicles(
     transaction around a single read, one round trip (more only when the candidates did not
     reach far enough)."""
     params: list[Any] = [area.lon, area.lat, area.reach_meters + _REACH_SLACK_METERS, 0]
-    clauses = ["p.enabled"]
+    clauses: list[str] = []
 
     def bind(value: Any) -> str:
         params.append(value)
@@ -193,6 +198,8 @@ async def search_vehicles(
         clauses.append(f"v.geom::geography <-> {_POINT_PARAM} >= {bind(lower)}")
     if flt.fresh_within_seconds is not None:
         clauses.append(_FRESH_PROVIDERS.format(seconds=bind(flt.fresh_within_seconds)))
+    else:
+        clauses.append(_ENABLED_PROVIDERS)
     if not flt.include_reserved:
         clauses.append("NOT v.is_reserved")
     if not flt.include_disabled:
