@@ -55,8 +55,8 @@ from adapters.dto import PricingSegment
 from app.booking import idempotency as idem
 from app.booking import outcomes as out
 from app.booking.eligibility import LicenceStatus, refusals, rules_from_settings
+from app.booking.offers import OfferInvalid, verify_offer
 from app.booking.pricing import PriceBreakdown, estimate_price
-from app.booking.quotes import OfferInvalid, verify_offer
 from app.booking.states import ACTIVE, TERMINAL, BookingEvent, BookingState, transition
 from app.db import transaction
 from app.errors import DomainError, InvalidInput, NotFound
