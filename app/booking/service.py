@@ -28,8 +28,8 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -51,15 +51,21 @@ from adapters.booking import (
 from adapters.booking import OperatorRejected as OperatorSaidNo
 from adapters.booking import OperatorUnavailable as OperatorDown
 from adapters.credentials import OperatorAuth
-from adapters.dto import PricingSegment
 from app.booking import idempotency as idem
 from app.booking import outcomes as out
 from app.booking.eligibility import LicenceStatus, refusals, rules_from_settings
 from app.booking.offers import OfferInvalid, verify_offer
-from app.booking.pricing import PriceBreakdown, estimate_price
+from app.booking.receipts import plan_snapshot, receipt_for
+from app.booking.schemas import (
+    BookingBusy,
+    BookingChanged,
+    BookingNotFound,
+    OrgBooking,
+    RiderLike,
+)
 from app.booking.states import ACTIVE, TERMINAL, BookingEvent, BookingState, transition
 from app.db import transaction
-from app.errors import DomainError, InvalidInput, NotFound
+from app.errors import InvalidInput
 from app.fleet.access import BOOKERS
 from app.fleet.outbox import EventType, emit
 from app.fleet.policies import PolicyRule, check_trip
@@ -95,47 +101,6 @@ _INDEX_RETRY_SECONDS = 1.0
 _MAX_INDEX_DEBT = 10_000
 
 
-class RiderLike(Protocol):
-    """Who books: the accounts service's rider (only what booking needs of it)."""
-
-    @property
-    def id(self) -> uuid.UUID: ...
-
-    @property
-    def birth_date(self) -> date | None: ...
-
-    @property
-    def licence_status(self) -> Any: ...
-
-
-class BookingNotFound(NotFound):
-    # Someone else's booking is "not found" too: ids are not confirmed by guessing.
-    code = "BOOKING_NOT_FOUND"
-
-
-class BookingBusy(DomainError):
-    """Another change of the booking is under way (its operator call not answered yet)."""
-
-    code = "BOOKING_BUSY"
-
-
-class BookingChanged(DomainError):
-    """The booking changed between our read and our write (another request won)."""
-
-    code = "BOOKING_CHANGED"
-
-
-@dataclass(frozen=True, slots=True)
-class OrgBooking:
-    """A booking made for an organisation (issue 6): for one of its members, charged to a cost
-    centre, by a member (a booker, or the rider themselves) or by one of its API keys."""
-
-    organisation_id: uuid.UUID
-    cost_centre_id: uuid.UUID | None
-    booked_by_user_id: uuid.UUID | None
-    booked_by_api_key_id: uuid.UUID | None
-
-
 @dataclass(frozen=True, slots=True)
 class _Action:
     event: BookingEvent
@@ -158,79 +123,6 @@ def _owner(rider: RiderLike) -> str:
 def _rider_reference(rider: RiderLike) -> str:
     # Operators get a stable pseudonym, never who the rider is.
     return hashlib.sha256(f"rider:{rider.id}".encode()).hexdigest()[:24]
-
-
-def plan_snapshot(plan: PricingPlan) -> dict[str, Any]:
-    return {
-        "id": plan.id,
-        "name": plan.name,
-        "currency": plan.currency,
-        "price_minor": plan.price_minor,
-        "per_min_pricing": plan.per_min_pricing,
-        "per_km_pricing": plan.per_km_pricing,
-    }
-
-
-def _segments(raw: list[dict[str, Any]]) -> tuple[PricingSegment, ...]:
-    return tuple(
-        PricingSegment(
-            start=int(s["start"]),
-            rate_minor=int(s["rate_minor"]),
-            interval=int(s["interval"]),
-            end=s.get("end"),
-        )
-        for s in raw
-    )
-
-
-def price_for(plan: Mapping[str, Any], *, minutes: float, kilometers: float) -> PriceBreakdown:
-    return estimate_price(
-        currency=str(plan["currency"]),
-        price_minor=int(plan["price_minor"]),
-        per_min_pricing=_segments(plan.get("per_min_pricing") or []),
-        per_km_pricing=_segments(plan.get("per_km_pricing") or []),
-        minutes=minutes,
-        kilometers=kilometers,
-    )
-
-
-def receipt_for(
-    plan: Mapping[str, Any],
-    *,
-    started_at: datetime,
-    ended_at: datetime,
-    distance_meters: float,
-    operator_price: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """The itemised final price: real duration (pauses included: GBFS plans price the rental
-    time) and distance, over the plan as it was when the vehicle was reserved."""
-    minutes = max(0.0, (ended_at - started_at).total_seconds() / 60.0)
-    kilometers = distance_meters / 1000.0
-    price = price_for(plan, minutes=minutes, kilometers=kilometers)
-    return {
-        "currency": price.currency,
-        "plan_id": plan.get("id"),
-        "plan_name": plan.get("name"),
-        "minutes": minutes,
-        "kilometers": kilometers,
-        "lines": [
-            {"kind": "UNLOCK", "label": "Unlock / base fee", "amount_minor": price.base_minor},
-            {
-                "kind": "TIME",
-                "label": f"Time ({minutes:.1f} min)",
-                "amount_minor": price.time_minor,
-            },
-            {
-                "kind": "DISTANCE",
-                "label": f"Distance ({kilometers:.2f} km)",
-                "amount_minor": price.distance_minor,
-            },
-        ],
-        "total_minor": price.total_minor,
-        # What the operator itself reported, when it did: kept for reconciliation with its
-        # invoice, never shown as the price (TOMP leaves the final price unclear, NOTES.md §6).
-        "operator_price": dict(operator_price) if operator_price else None,
-    }
 
 
 class BookingService:
