@@ -51,6 +51,7 @@ from adapters.booking import (
 from adapters.booking import OperatorRejected as OperatorSaidNo
 from adapters.booking import OperatorUnavailable as OperatorDown
 from adapters.credentials import OperatorAuth
+from app.advisory_locks import RIDER_BOOKINGS_LOCK, VEHICLES_LOCK_SHARED
 from app.booking import idempotency as idem
 from app.booking import outcomes as out
 from app.booking.eligibility import LicenceStatus, refusals, rules_from_settings
@@ -1340,13 +1341,6 @@ _WEBHOOK_EVENTS: dict[tuple[BookingState | None, BookingState], EventType] = {
     (None, BookingState.EXPIRED): EventType.BOOKING_EXPIRED,
 }
 
-# Bookings and syncs both write vehicles.is_reserved: a sync's merge holds this lock exclusively
-# from reading the provider's active bookings to its commit (providers/sync.py), a booking
-# change holds it shared while it writes a vehicle, so neither overwrites the other's write.
-VEHICLES_LOCK = "SELECT pg_advisory_xact_lock_shared(hashtext('vehicles:' || :provider))"
-# One rider's reservations, one at a time: two at once would both count one fewer active.
-RIDER_BOOKINGS_LOCK = "SELECT pg_advisory_xact_lock(hashtext('rider-bookings:' || :user_id))"
-
 
 class _ActiveBookingLimitReached(Exception):
     pass
@@ -1363,7 +1357,7 @@ async def _may_hold_another(session: AsyncSession, user_id: uuid.UUID, limit: in
 
 
 async def lock_vehicles_shared(session: AsyncSession, provider_id: str) -> None:
-    await session.execute(text(VEHICLES_LOCK), {"provider": provider_id})
+    await session.execute(text(VEHICLES_LOCK_SHARED), {"provider": provider_id})
 
 
 def _log_event(
