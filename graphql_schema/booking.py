@@ -19,7 +19,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.booking import outcomes as out
-from app.booking.service import BookingNotFound
+from app.booking.schemas import BookingNotFound
 from app.booking.states import (
     ACTIVE,
     RIDER_EVENTS,

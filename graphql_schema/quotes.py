@@ -7,9 +7,10 @@ from typing import Annotated
 
 import strawberry
 
-from app.booking import quotes
+from app.booking import offers, quotes
+from app.booking.estimates import LatLon, TripRanking
 from app.booking.pricing import PriceBreakdown as PriceBreakdownData
-from app.booking.quotes import LatLon, QuoteService, TripRanking
+from app.booking.quotes import QuoteService
 from app.reference import ReferenceData
 from graphql_schema.context import Context
 from graphql_schema.enums import FormFactor
@@ -82,7 +83,7 @@ class Offer:
     valid_until: datetime
 
     @classmethod
-    def from_domain(cls, offer: quotes.Offer, vehicle: Vehicle) -> Offer:
+    def from_domain(cls, offer: offers.Offer, vehicle: Vehicle) -> Offer:
         price = offer.price
         return cls(
             id=strawberry.ID(offer.id),

@@ -27,6 +27,7 @@ from adapters.base import AdapterConfigError, AdapterError, FetchContext, load_a
 from adapters.credentials import OperatorAuth, OperatorCredentials
 from adapters.dto import Finding, Snapshot
 from adapters.http import FeedCache, redact_urls
+from app.advisory_locks import INDEX_XACT_LOCK, SYNC_LOCK, SYNC_UNLOCK, VEHICLES_XACT_LOCK
 from app.db import transaction
 from app.models import ACTIVE_BOOKING_STATES, Vehicle
 from app.settings import Settings
@@ -43,7 +44,6 @@ from providers.merge import (
     MergeOutcome,
     merge_table,
 )
-from providers.push import INDEX_XACT_LOCK, VEHICLES_XACT_LOCK
 from providers.rows import SnapshotRows, build_rows, hold_booked, rule_json
 
 log = logging.getLogger(__name__)
@@ -167,12 +167,7 @@ class SyncEngine:
     ) -> SyncReport:
         say = progress or (lambda _msg: None)
         async with self.sessions() as lock_session:
-            locked = (
-                await lock_session.execute(
-                    text("SELECT pg_try_advisory_lock(hashtext('sync:' || :p))"),
-                    {"p": provider_id},
-                )
-            ).scalar_one()
+            locked = (await lock_session.execute(text(SYNC_LOCK), {"p": provider_id})).scalar_one()
             if not locked:
                 return SyncReport(
                     provider_id=provider_id,
@@ -183,9 +178,7 @@ class SyncEngine:
             try:
                 return await self._sync_locked(provider_id, say, supplied)
             finally:
-                await lock_session.execute(
-                    text("SELECT pg_advisory_unlock(hashtext('sync:' || :p))"), {"p": provider_id}
-                )
+                await lock_session.execute(text(SYNC_UNLOCK), {"p": provider_id})
                 await lock_session.commit()
 
     async def _sync_locked(
@@ -347,7 +340,7 @@ class SyncEngine:
             await conn.execute(text("SELECT 1"))
             raw = await conn.get_raw_connection()
             pg: asyncpg.Connection = raw.driver_connection
-            # Bookings write is_reserved under this lock, shared (app/booking/service.py):
+            # Bookings write is_reserved under this lock, shared (app/advisory_locks.py):
             # held exclusively from here to the commit, every booking committed before is in
             # `held`, and one committing after waits and then writes is_reserved itself.
             await pg.execute(VEHICLES_XACT_LOCK, provider_id)

@@ -233,12 +233,12 @@ async def bookable_operator(
 
 @asynccontextmanager
 async def clock_of(runtime: Runtime, clock: SharedClock) -> AsyncIterator[SharedClock]:
-    previous = runtime.bookings._clock
-    runtime.bookings._clock = clock
+    previous = runtime.bookings.clock
+    runtime.bookings.clock = clock
     try:
         yield clock
     finally:
-        runtime.bookings._clock = previous
+        runtime.bookings.clock = previous
 
 
 async def visible_ids(api: httpx.AsyncClient, token: str, lat: float, lon: float) -> set[str]:

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
-
 from adapters.booking import (
     BookingNotFoundAtOperator,
     OperatorBooking,
@@ -28,8 +26,11 @@ from adapters.booking import OperatorUnavailable as OperatorDown
 from app.background import in_background
 from app.booking import idempotency as idem
 from app.booking import outcomes as out
-from app.booking.service import COMPENSATION_DUE, BookingService
-from app.booking.states import ACTIVE, BookingEvent, BookingState, transition
+from app.booking import repository
+from app.booking.receipts import finish_values
+from app.booking.repository import COMPENSATION_DUE
+from app.booking.service import BookingService
+from app.booking.states import BookingEvent, BookingState, transition
 from app.db import transaction
 from app.fleet.webhooks import forget_old_events
 from app.models import Booking
@@ -85,24 +86,12 @@ async def _each(
 async def _expire(service: BookingService, report: MaintenanceReport) -> None:
     now = service.now()
     async with service.sessions() as session:
-        due = list(
-            (
-                await session.execute(
-                    select(Booking)
-                    .where(
-                        Booking.state == BookingState.CONFIRMED.value,
-                        Booking.reserved_until < now,
-                    )
-                    .order_by(Booking.reserved_until)
-                    .limit(_BATCH)
-                )
-            ).scalars()
-        )
+        due = await repository.due_to_expire(session, now, _BATCH)
     await _each(service, report, due, _expire_one)
 
 
 async def _expire_one(service: BookingService, booking: Booking, report: MaintenanceReport) -> None:
-    lease = await service._take_lease(booking.id, BookingState.CONFIRMED)
+    lease = await service.core.take_lease(booking.id, BookingState.CONFIRMED)
     if lease is None:
         raise _Skip("a change is under way")  # e.g. the rider is starting it right now
     try:
@@ -110,7 +99,7 @@ async def _expire_one(service: BookingService, booking: Booking, report: Mainten
         if operator is not None and booking.operator_booking_id:
             current = _as_operator_booking(booking)
             try:
-                await service._call(
+                await service.operators.call(
                     operator.cancel(ctx, current, idempotency_key=f"{booking.id}:expire")
                 )
             except (OperatorSaidNo, BookingNotFoundAtOperator):
@@ -125,9 +114,10 @@ async def _expire_one(service: BookingService, booking: Booking, report: Mainten
                         report.reconciled[booking.id] = state
                     return
         async with transaction(service.sessions) as session:
-            expired = await service._transition_in(
+            expired = await repository.write_transition(
                 session,
                 booking.id,
+                now=service.now(),
                 expected=BookingState.CONFIRMED,
                 event=BookingEvent.EXPIRE,
                 cause="expiry",
@@ -135,10 +125,10 @@ async def _expire_one(service: BookingService, booking: Booking, report: Mainten
                 lease=lease,
             )
         if expired:
-            await service._after_change(booking.vehicle_id, booking.id)
+            await service.effects.after_change(booking.vehicle_id, booking.id)
             report.expired.append(booking.id)
     finally:
-        await service._drop_lease(booking.id, lease)
+        await service.core.drop_lease(booking.id, lease)
 
 
 _GONE = frozenset(
@@ -167,7 +157,7 @@ async def _status(
     if not booking.operator_booking_id:
         return None
     try:
-        result: OperatorBooking = await service._call(
+        result: OperatorBooking = await service.operators.call(
             operator.status(ctx, booking.operator_booking_id)
         )
     except BookingNotFoundAtOperator:
@@ -176,10 +166,10 @@ async def _status(
 
 
 async def _operator(service: BookingService, booking: Booking) -> tuple[Any, Any]:
-    operator = await service._operator_of(booking.provider_id)
+    operator = await service.operators.operator_of(booking.provider_id)
     if operator is None:
         return None, None
-    return operator, await service._context(booking.provider_id)
+    return operator, await service.operators.context(booking.provider_id)
 
 
 # Which of our events brings a booking in state (key) to the operator's state (value).
@@ -219,11 +209,12 @@ async def _converge(
         values["started_at"] = now
     elif event is BookingEvent.FINISH:
         # Where the ride ended is not known here; the operator's own figures are billed.
-        values.update(service._finish_values(booking, at_operator, None, None, now))
+        values.update(finish_values(booking, at_operator, None, None, now))
     async with transaction(service.sessions) as session:
-        applied = await service._transition_in(
+        applied = await repository.write_transition(
             session,
             booking.id,
+            now=service.now(),
             expected=state,
             event=event,
             cause="reconciliation",
@@ -243,7 +234,7 @@ async def _converge(
             )
     if not applied:
         return None
-    await service._after_change(booking.vehicle_id, booking.id)
+    await service.effects.after_change(booking.vehicle_id, booking.id)
     return transition(state, event).value
 
 
@@ -251,27 +242,7 @@ async def _reconcile(service: BookingService, report: MaintenanceReport) -> None
     now = service.now()
     cutoff = now - timedelta(seconds=service.settings.booking_reconcile_after_seconds)
     async with service.sessions() as session:
-        stuck = list(
-            (
-                await session.execute(
-                    select(Booking)
-                    .where(
-                        Booking.state.in_([s.value for s in ACTIVE]),
-                        or_(
-                            # Left PENDING by a crash (a live request finishes well before).
-                            and_(
-                                Booking.state == BookingState.PENDING.value,
-                                Booking.updated_at < cutoff,
-                            ),
-                            # An action whose answer was lost, a compensation still due.
-                            Booking.reconcile_after <= now,
-                        ),
-                    )
-                    .order_by(Booking.updated_at)
-                    .limit(_BATCH)
-                )
-            ).scalars()
-        )
+        stuck = await repository.due_to_reconcile(session, now, cutoff, _BATCH)
     await _each(service, report, stuck, _reconcile_one)
 
 
@@ -279,7 +250,7 @@ async def _reconcile_one(
     service: BookingService, booking: Booking, report: MaintenanceReport
 ) -> None:
     state = BookingState(booking.state)
-    lease = await service._take_lease(booking.id, state)
+    lease = await service.core.take_lease(booking.id, state)
     if lease is None:
         raise _Skip("a change is under way")
     try:
@@ -297,7 +268,7 @@ async def _reconcile_one(
             if at_operator is not None and at_operator.state not in _GONE:
                 # Held there but never ours to keep (or never committed): let it go first.
                 with contextlib.suppress(OperatorSaidNo, BookingNotFoundAtOperator):
-                    await service._call(
+                    await service.operators.call(
                         operator.cancel(ctx, at_operator, idempotency_key=f"{booking.id}:reconcile")
                     )
             result = await _fail(service, booking, at_operator, lease, compensating)
@@ -310,7 +281,7 @@ async def _reconcile_one(
         if result is not None:
             report.reconciled[booking.id] = result
     finally:
-        await service._drop_lease(booking.id, lease)
+        await service.core.drop_lease(booking.id, lease)
 
 
 def _same(ours: BookingState, theirs: OperatorBookingState) -> bool:
@@ -319,9 +290,7 @@ def _same(ours: BookingState, theirs: OperatorBookingState) -> bool:
 
 async def _clear_mark(service: BookingService, booking_id: uuid.UUID) -> None:
     async with transaction(service.sessions) as session:
-        await session.execute(
-            update(Booking).where(Booking.id == booking_id).values(reconcile_after=None)
-        )
+        await repository.clear_reconcile_mark(session, booking_id)
 
 
 async def _fail(
@@ -337,9 +306,10 @@ async def _fail(
         else "unknown to the operator"
     }
     async with transaction(service.sessions) as session:
-        failed = await service._transition_in(
+        failed = await repository.write_transition(
             session,
             booking.id,
+            now=service.now(),
             expected=BookingState.PENDING,
             event=BookingEvent.FAIL,
             cause="compensation" if compensating else "reconciliation",
@@ -358,7 +328,7 @@ async def _fail(
             )
     if not failed:
         return None
-    await service._after_change(booking.vehicle_id, booking.id)
+    await service.effects.after_change(booking.vehicle_id, booking.id)
     return BookingState.FAILED.value
 
 

@@ -25,18 +25,11 @@ whole request before anything is written.
 Where things live: ``signing`` (the signing secret, the signature and timestamp headers and
 their check; :class:`PushRejected`, the refusal of a whole request), ``records`` (the body: its
 envelope and each vehicle's record, validated into a batch) and ``apply`` (:class:`PushIngest`:
-the batch written to PostgreSQL, the Redis index and the delta channel; the advisory-lock keys
-push shares with ``providers/sync.py``).
+the batch written to PostgreSQL, the Redis index and the delta channel). The advisory-lock keys
+it shares with ``providers/sync.py`` and booking are in ``app/advisory_locks.py``.
 """
 
-# providers/sync.py takes the index and vehicles lock keys from here.
-from providers.push.apply import (
-    INDEX_LOCK_SHARED,
-    INDEX_XACT_LOCK,
-    VEHICLES_XACT_LOCK,
-    PushIngest,
-    provider_catalog,
-)
+from providers.push.apply import PushIngest, provider_catalog
 from providers.push.records import MAX_BODY_BYTES, parse_batch
 from providers.push.signing import (
     MAX_SKEW_SECONDS,
@@ -49,13 +42,10 @@ from providers.push.signing import (
 )
 
 __all__ = [
-    "INDEX_LOCK_SHARED",
-    "INDEX_XACT_LOCK",
     "MAX_BODY_BYTES",
     "MAX_SKEW_SECONDS",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
-    "VEHICLES_XACT_LOCK",
     "PushIngest",
     "PushRejected",
     "new_secret",

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from adapters.dto import UNSPECIFIED_VEHICLE_TYPE_ID, placeholder_vehicle_type
 from app import secret_box
+from app.advisory_locks import INDEX_LOCK_SHARED
 from app.models import ACTIVE_BOOKING_STATES
 from app.reference import ReferenceData
 from app.vehicle_index import VehicleDoc, VehicleIndex
@@ -103,12 +104,6 @@ DELETE FROM vehicles WHERE id IN (
 RETURNING id
 """
 _DEADLOCK_ATTEMPTS = 3
-# Push batches take it shared, a rebuild of the provider's index exclusive (providers/sync.py).
-INDEX_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(hashtext('index:' || $1))"
-INDEX_XACT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('index:' || :p))"
-# A sync's merge holds it exclusively from reading the provider's active bookings to its
-# commit; a booking holds it shared while it writes is_reserved (app/booking/service.py).
-VEHICLES_XACT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('vehicles:' || $1))"
 # Run after the upsert, so with a snapshot newer than it (READ COMMITTED: one per statement).
 _BOOKED = """
 SELECT vehicle_id FROM bookings

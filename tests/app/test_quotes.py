@@ -13,24 +13,20 @@ import pytest
 from geopy.distance import geodesic
 
 from adapters.dto import PricingSegment
-from app.booking.pricing import PriceBreakdown
-from app.booking.quotes import (
+from app.booking.estimates import (
     FALLBACK_RIDE_SPEED_KMH,
     LatLon,
     Leg,
-    OfferExpired,
-    OfferInvalid,
     PlanTerms,
     RideModel,
     TripEstimate,
     TripRanking,
-    _verify,
     estimate_trip,
-    issue_offer,
     rank_trip_estimates,
     ride_for_minutes,
-    verify_offer,
 )
+from app.booking.offers import OfferExpired, OfferInvalid, _verify, issue_offer, verify_offer
+from app.booking.pricing import PriceBreakdown
 from tests.conftest import make_settings
 
 MODEL = RideModel(
@@ -267,7 +263,7 @@ def test_a_tampered_expired_offer_is_reported_invalid_not_expired() -> None:
 
 
 def test_processes_sharing_the_jwt_secret_verify_each_others_offers() -> None:
-    from app.booking.quotes import offer_signing_key
+    from app.booking.offers import offer_signing_key
 
     one, other = make_settings(jwt_secret="s3cret"), make_settings(jwt_secret="s3cret")
     token = issue_offer(

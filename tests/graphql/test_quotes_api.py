@@ -12,7 +12,7 @@ import httpx
 import pytest
 from geopy.distance import geodesic
 
-from app.booking.quotes import verify_offer
+from app.booking.offers import verify_offer
 from app.runtime import Runtime
 from providers.simulators.feed_server import FeedServer
 from tests.helpers import (
