@@ -7,9 +7,9 @@ from typing import Annotated
 
 import strawberry
 
+from adapters.gbfs.pricing import PriceBreakdown as PriceBreakdownData
 from app.booking import offers, quotes
 from app.booking.estimates import LatLon, TripRanking
-from app.booking.pricing import PriceBreakdown as PriceBreakdownData
 from app.booking.quotes import QuoteService
 from app.reference import ReferenceData
 from graphql_schema.context import Context

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from geoalchemy2.functions import ST_X, ST_Y
 from redis.exceptions import RedisError
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -500,8 +501,6 @@ async def active_booked_vehicles(session: AsyncSession, provider_id: str) -> set
 
 
 async def load_vehicle_docs(session: AsyncSession, provider_id: str) -> list[VehicleDoc]:
-    from geoalchemy2.functions import ST_X, ST_Y
-
     rows = await session.execute(
         select(Vehicle, ST_Y(Vehicle.geom), ST_X(Vehicle.geom)).where(
             Vehicle.provider_id == provider_id

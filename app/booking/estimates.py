@@ -1,5 +1,5 @@
 """Trip estimates (pure): walk to the vehicle, ride to the destination, the price of that ride
-under the operator's GBFS pricing plan (computed by :mod:`app.booking.pricing`, the one price
+under the operator's GBFS pricing plan (computed by :mod:`adapters.gbfs.pricing`, the one price
 computation), and the ranking of options. No I/O, so the rules unit-test without a database;
 :mod:`app.booking.quotes` serves them, :mod:`app.booking.offers` signs what they priced.
 
@@ -17,8 +17,8 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from adapters.dto import PricingSegment
+from adapters.gbfs.pricing import PriceBreakdown, estimate_price
 from app import models
-from app.booking.pricing import PriceBreakdown, estimate_price
 from app.settings import Settings
 from geo.distance import geodesic_meters
 

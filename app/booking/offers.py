@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
+from adapters.gbfs.pricing import PriceBreakdown
 from app.booking.estimates import LatLon, Leg
-from app.booking.pricing import PriceBreakdown
 from app.errors import DomainError
 from app.settings import Settings
 

@@ -4,7 +4,7 @@ Three layers, so the rules unit-test without a database:
 
 * **Estimates** (pure, :mod:`app.booking.estimates`): walk to the vehicle, ride to the
   destination, the price of that ride under the operator's GBFS pricing plan (computed by
-  :mod:`app.booking.pricing`, the one price computation), and the ranking of options.
+  :mod:`adapters.gbfs.pricing`, the one price computation), and the ranking of options.
 * **Offers** (pure, given a key, :mod:`app.booking.offers`): stateless signed tokens carrying
   what was quoted, so the booking service can accept an offer id without any storage
   (:func:`app.booking.offers.verify_offer`).
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from adapters.gbfs.pricing import PriceBreakdown
 from app.admission import COSTLY, slots
 from app.booking.estimates import (
     LatLon,
@@ -36,7 +37,6 @@ from app.booking.estimates import (
     ride_to,
 )
 from app.booking.offers import Offer, issue_offer, offer_signing_key
-from app.booking.pricing import PriceBreakdown
 from app.errors import DomainError, InvalidInput, NotFound
 from app.reference import ReferenceCache, ReferenceData
 from app.search.schemas import VehicleFilter, VehicleHit

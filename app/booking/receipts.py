@@ -1,6 +1,6 @@
 """Receipts and price snapshots: the pricing plan a booking keeps from the moment its vehicle
 was reserved, and the itemised final price computed over it when the ride ends (with
-:func:`app.booking.pricing.estimate_price`, the one price computation). Pure: the ride's end
+:func:`adapters.gbfs.pricing.estimate_price`, the one price computation). Pure: the ride's end
 time is passed in.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from adapters.booking import OperatorBooking
 from adapters.dto import PricingSegment
-from app.booking.pricing import PriceBreakdown, estimate_price
+from adapters.gbfs.pricing import PriceBreakdown, estimate_price
 from app.models import Booking, PricingPlan
 from geo.distance import geodesic_meters
 

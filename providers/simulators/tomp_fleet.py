@@ -3,7 +3,7 @@ TOMP fares. Pure functions and plain data; the HTTP side is :mod:`providers.simu
 
 Money is integer minor units here, as everywhere in the project; it becomes decimal major units
 only where it is published (GBFS ``price``/``rate``, TOMP ``amount``). Trip prices use the
-project's GBFS pricing semantics (:func:`app.booking.pricing.estimate_price`: a charge at the
+project's GBFS pricing semantics (:func:`adapters.gbfs.pricing.estimate_price`: a charge at the
 beginning of each interval), so the fare the simulator bills is the fare the aggregator quotes
 from the same published plan.
 """
@@ -17,8 +17,8 @@ from decimal import Decimal
 from typing import Any, Final, Literal, TypeAlias
 
 from adapters.dto import PricingSegment
+from adapters.gbfs.pricing import PriceBreakdown, estimate_price
 from adapters.money import currency_exponent
-from app.booking.pricing import PriceBreakdown, estimate_price
 
 __all__ = [
     "DEFAULT_CENTER",

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from adapters.dto import PricingSegment
-from app.booking.pricing import PricingError, estimate_price, segment_charges
+from adapters.gbfs.pricing import PricingError, estimate_price, segment_charges
 
 
 def _walked(segments: list[PricingSegment], amount: float) -> int:

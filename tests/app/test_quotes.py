@@ -13,6 +13,7 @@ import pytest
 from geopy.distance import geodesic
 
 from adapters.dto import PricingSegment
+from adapters.gbfs.pricing import PriceBreakdown
 from app.booking.estimates import (
     FALLBACK_RIDE_SPEED_KMH,
     LatLon,
@@ -26,7 +27,6 @@ from app.booking.estimates import (
     ride_for_minutes,
 )
 from app.booking.offers import OfferExpired, OfferInvalid, _verify, issue_offer, verify_offer
-from app.booking.pricing import PriceBreakdown
 from tests.conftest import make_settings
 
 MODEL = RideModel(
