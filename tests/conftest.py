@@ -47,7 +47,9 @@ def make_settings(**overrides: object) -> Settings:
         "environment": "test",
         "database_url": TEST_DATABASE_URL,
         "redis_url": TEST_REDIS_URL,
-        "redis_prefix": "test",
+        # Per run: Redis pub/sub channels are not per database, so two suites running at once
+        # on one server (two checkouts, a developer's and CI's) would hear each other's deltas.
+        "redis_prefix": f"test{os.getpid()}",
         "demo_feeds": False,
         "background_sync": False,
         "sync_http_timeout_seconds": 2.0,
