@@ -7,7 +7,7 @@ publishing (app/gbfs_publish/) and the API (graphql_schema/) can all import it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
@@ -203,6 +203,9 @@ def _staged(doc: VehicleDoc) -> tuple[Any, ...]:
 STAGE_COLUMNS: tuple[tuple[str, str], ...] = tuple(
     (f.name, "text" if f.pg_type == "jsonb" else f.pg_type) for f in FIELDS
 )
+# Types whose values reach PostgreSQL as text and are cast there: jsonb (JSON text), and in
+# push's unnest arrays, text[] (an array literal: unnest flattens an array of arrays).
+_SENT_AS_TEXT = ("jsonb", "text[]")
 
 
 def _written(alias: str) -> tuple[tuple[str, str], ...]:
@@ -216,7 +219,7 @@ def _written(alias: str) -> tuple[tuple[str, str], ...]:
         if f.name == "lat":
             targets.append(("geom", f"ST_SetSRID(ST_MakePoint({alias}.lon, {alias}.lat), 4326)"))
         elif f.name != "lon":
-            cast = "::jsonb" if f.pg_type == "jsonb" else ""
+            cast = f"::{f.pg_type}" if f.pg_type in _SENT_AS_TEXT else ""
             targets.append((f.name, f"{alias}.{f.name}{cast}"))
     return tuple(targets)
 
@@ -230,3 +233,56 @@ def copy_records(docs: Iterable[VehicleDoc]) -> list[tuple[Any, ...]]:
     whole snapshot's records at once (zip(*docs)) set off the garbage collector over every
     object the snapshot holds, three times the cost."""
     return [_staged(doc) for doc in docs]
+
+
+# --- push ingest (providers/push/apply.py): one upsert over unnest arrays ------------------------
+
+_KEPT = tuple(f for f in FIELDS if f.on_push == "keep")
+_NOT_UPDATED = ("id", "provider_id", "external_id")
+
+
+def _push_upsert() -> str:
+    written = _written("u")
+    types = ", ".join(
+        f"${i}::{'text' if f.pg_type in _SENT_AS_TEXT else f.pg_type}[]"
+        for i, f in enumerate(FIELDS, start=1)
+    )
+    kept = {f.name for f in _KEPT}
+    updates = [
+        f"{c} = COALESCE(EXCLUDED.{c}, t.{c})" if c in kept else f"{c} = EXCLUDED.{c}"
+        for c, _ in written
+        if c not in _NOT_UPDATED
+    ]
+    return f"""
+INSERT INTO vehicles AS t ({", ".join(c for c, _ in written)})
+SELECT {", ".join(expr for _, expr in written)}
+FROM unnest({types}) AS u({", ".join(f.name for f in FIELDS)})
+ON CONFLICT (id) DO UPDATE SET
+    {", ".join(updates)}, updated_at = now()
+-- Never go back in time: a retry or a late delivery of an older status changes nothing.
+WHERE t.provider_id = EXCLUDED.provider_id
+  AND (t.last_reported IS NULL OR EXCLUDED.last_reported >= t.last_reported)
+RETURNING t.id, (t.xmax = 0) AS inserted{"".join(f", t.{f.name}" for f in _KEPT)}
+"""
+
+
+#: Push's upsert: one parameter per field (an array of every vehicle's values,
+#: :func:`push_columns`). A field kept on push (Field.on_push) keeps its stored value where
+#: the operator sent none, and comes back in RETURNING (:func:`with_kept`).
+PUSH_UPSERT = _push_upsert()
+
+
+def push_columns(docs: Iterable[VehicleDoc]) -> list[list[Any]]:
+    """The records' values field by field, for :data:`PUSH_UPSERT`'s arrays."""
+    staged = [_staged(doc) for doc in docs]
+    return [list(column) for column in zip(*staged, strict=True)] if staged else [[]] * WIDTH
+
+
+def with_kept(doc: VehicleDoc, row: Mapping[str, Any]) -> VehicleDoc:
+    """The pushed record with the stored values PUSH_UPSERT kept where the operator sent none."""
+    kept = {
+        f.name: orjson.loads(value) if f.pg_type == "jsonb" else value
+        for f in _KEPT
+        if getattr(doc, f.name) is None and (value := row[f.name]) is not None
+    }
+    return doc._replace(**kept) if kept else doc
