@@ -286,3 +286,45 @@ def with_kept(doc: VehicleDoc, row: Mapping[str, Any]) -> VehicleDoc:
         if getattr(doc, f.name) is None and (value := row[f.name]) is not None
     }
     return doc._replace(**kept) if kept else doc
+
+
+# --- the filter ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleFilter:
+    form_factors: frozenset[str] | None = None
+    propulsion_types: frozenset[str] | None = None
+    providers: frozenset[str] | None = None
+    min_range_meters: float | None = None
+    include_reserved: bool = False
+    include_disabled: bool = False
+    # Set by the search service, not by clients: only providers whose last good data is at
+    # most this old (app/health.py); None: any age.
+    fresh_within_seconds: float | None = None
+    # Set by the search service, not by clients: private fleets of organisations the caller
+    # is not a member of (issue 6). Empty: none to hide.
+    hidden_providers: frozenset[str] = frozenset()
+
+    def matches(self, doc: VehicleDoc) -> bool:
+        if doc.is_reserved and not self.include_reserved:
+            return False
+        if doc.is_disabled and not self.include_disabled:
+            return False
+        if self.form_factors is not None and doc.form_factor not in self.form_factors:
+            return False
+        if self.propulsion_types is not None and doc.propulsion_type not in self.propulsion_types:
+            return False
+        if self.providers is not None and doc.provider_id not in self.providers:
+            return False
+        if self.hidden_providers and doc.provider_id in self.hidden_providers:
+            return False
+        if self.min_range_meters is not None and (
+            doc.current_range_meters is None or doc.current_range_meters < self.min_range_meters
+        ):
+            return False
+        return True
+
+    @property
+    def available_only(self) -> bool:
+        return not self.include_reserved and not self.include_disabled
