@@ -7,7 +7,7 @@ publishing (app/gbfs_publish/) and the API (graphql_schema/) can all import it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
@@ -293,6 +293,13 @@ def with_kept(doc: VehicleDoc, row: Mapping[str, Any]) -> VehicleDoc:
 
 @dataclass(frozen=True, slots=True)
 class VehicleFilter:
+    """Which vehicles a search wants. Each criterion is compiled three ways, kept side by side
+    here: to SQL (:meth:`sql_clauses`, the PostGIS fallback), to the index script's arguments
+    (:meth:`redis_args` with :data:`LUA_REJECTS`) and to :meth:`matches` (in process: the hot
+    path's check and live views). tests/app/test_vehicle_home.py runs every criterion through
+    all three. A new criterion also joins :meth:`fingerprint_parts`, appended and only when
+    set, so that cursors already issued stay valid."""
+
     form_factors: frozenset[str] | None = None
     propulsion_types: frozenset[str] | None = None
     providers: frozenset[str] | None = None
@@ -328,3 +335,65 @@ class VehicleFilter:
     @property
     def available_only(self) -> bool:
         return not self.include_reserved and not self.include_disabled
+
+    def sql_clauses(self, bind: Callable[[Any], str]) -> list[str]:
+        """WHERE clauses over ``vehicles v``; ``bind`` adds a parameter and returns its
+        placeholder. Freshness reads the providers table: the search's SQL adds it."""
+        clauses: list[str] = []
+        if not self.include_reserved:
+            clauses.append("NOT v.is_reserved")
+        if not self.include_disabled:
+            clauses.append("NOT v.is_disabled")
+        if self.form_factors is not None:
+            clauses.append(f"v.form_factor = ANY({bind(sorted(self.form_factors))})")
+        if self.propulsion_types is not None:
+            clauses.append(f"v.propulsion_type = ANY({bind(sorted(self.propulsion_types))})")
+        if self.providers is not None:
+            clauses.append(f"v.provider_id = ANY({bind(sorted(self.providers))})")
+        if self.hidden_providers:
+            clauses.append(f"v.provider_id <> ALL({bind(sorted(self.hidden_providers))})")
+        if self.min_range_meters is not None:
+            clauses.append(f"v.current_range_meters >= {bind(self.min_range_meters)}")
+        return clauses
+
+    def redis_args(self) -> list[str | float]:
+        """The index script's filter arguments, in :data:`LUA_FILTER_ARGS`' order ("" = any).
+        The index holds available vehicles only; hidden providers are left to matches()."""
+        return [
+            ",".join(self.form_factors) if self.form_factors is not None else "",
+            ",".join(self.propulsion_types) if self.propulsion_types is not None else "",
+            ",".join(self.providers) if self.providers is not None else "",
+            self.min_range_meters if self.min_range_meters is not None else "",
+        ]
+
+    def fingerprint_parts(self) -> list[Any]:
+        """What a page cursor is bound to (app/search/paging.py), as canonical JSON values.
+        The service's own additions (hidden providers, freshness) are left out."""
+        return [
+            sorted(self.form_factors) if self.form_factors is not None else None,
+            sorted(self.propulsion_types) if self.propulsion_types is not None else None,
+            sorted(self.providers) if self.providers is not None else None,
+            float(self.min_range_meters) if self.min_range_meters is not None else None,
+            self.include_reserved,
+            self.include_disabled,
+        ]
+
+
+_P = {name: i + 1 for name, i in _POSITION.items()}  # Lua arrays count from 1
+
+#: Lua, given the first ARGV index of :meth:`VehicleFilter.redis_args`: defines ``filtering``
+#: (whether any criterion is set) and what :data:`LUA_REJECTS` reads.
+LUA_FILTER_ARGS = """
+local forms, propulsions, providers = set(ARGV[{a0}]), set(ARGV[{a1}]), set(ARGV[{a2}])
+local min_range = tonumber(ARGV[{a3}])
+local filtering = forms or propulsions or providers or min_range
+"""
+#: A Lua expression over a decoded document ``v`` (an array in VehicleDoc's order): true when
+#: the filter rejects it. Written inline in the script's loop, not as a function.
+LUA_REJECTS = (
+    f"(forms and not forms[v[{_P['form_factor']}]])"
+    f" or (propulsions and not propulsions[v[{_P['propulsion_type']}]])"
+    f" or (providers and not providers[v[{_P['provider_id']}]])"
+    f" or (min_range and (v[{_P['current_range_meters']}] == cjson.null"
+    f" or v[{_P['current_range_meters']}] < min_range))"
+)

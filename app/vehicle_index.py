@@ -20,7 +20,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from adapters.dto import FormFactor
 from app.redis import RedisKeys
 from app.redis_pipelined import PipelinedRedis, Script
-from app.vehicle import GEO_MAX_LAT, IndexUnavailable, VehicleDoc
+from app.vehicle import (
+    GEO_MAX_LAT,
+    LUA_FILTER_ARGS,
+    LUA_REJECTS,
+    IndexUnavailable,
+    VehicleDoc,
+    VehicleFilter,
+)
 
 __all__ = [
     "GEOHASH_SLACK_METERS",
@@ -40,9 +47,8 @@ SPHERE_MARGIN = 1.006
 GEOHASH_SLACK_METERS = 1.0
 _BATCH = 2_000
 # KEYS: geo set, documents hash, ready flag.
-# ARGV: lon, lat, radius (m), count, skip, then the filter: form factors, propulsion types and
-# providers as comma-separated lists ("" = any), minimum range ("" = none); then the minimum
-# distance (m, "" = none) of ids to consider.
+# ARGV: lon, lat, radius (m), count, skip, the minimum distance (m, "" = none) of ids to
+# consider; then the filter's arguments (app/vehicle.VehicleFilter.redis_args, "" = any).
 # Returns {number of ids found, JSON array of the matching documents}; {-1} when the index is
 # not built. One array, not one reply element per document: the client parses one string and
 # orjson decodes every document in one call.
@@ -57,7 +63,7 @@ _BATCH = 2_000
 _NEAREST_LUA = """
 if redis.call('EXISTS', KEYS[3]) == 0 then return {-1} end
 local skip = tonumber(ARGV[5])
-local min_dist = tonumber(ARGV[10])
+local min_dist = tonumber(ARGV[6])
 local wanted = {}
 local found
 if skip == 0 and not min_dist then
@@ -84,9 +90,7 @@ local function set(csv)
   for item in string.gmatch(csv, '[^,]+') do s[item] = true end
   return s
 end
-local forms, propulsions, providers = set(ARGV[6]), set(ARGV[7]), set(ARGV[8])
-local min_range = tonumber(ARGV[9])
-local filtering = forms or propulsions or providers or min_range
+-- FILTER_ARGS
 local kept = {}
 -- HMGET in slices: unpack() of more than a few thousand values overflows Lua's C stack.
 for first = 1, #wanted, 1000 do
@@ -96,9 +100,7 @@ for first = 1, #wanted, 1000 do
     local keep = doc ~= false  -- false: removed between GEOSEARCH and HMGET
     if keep and filtering then
       local v = cjson.decode(doc)
-      if (forms and not forms[v[3]]) or (propulsions and not propulsions[v[4]])
-         or (providers and not providers[v[2]])
-         or (min_range and (v[12] == cjson.null or v[12] < min_range)) then
+      if REJECTS then
         keep = false
       end
     end
@@ -106,10 +108,16 @@ for first = 1, #wanted, 1000 do
   end
 end
 return {found, '[' .. table.concat(kept, ',') .. ']'}
-"""
+""".replace(
+    # The filter's part comes from the vehicle's home: its arguments from ARGV[7] on, and the
+    # test on each decoded document at the field positions of VehicleDoc.
+    "-- FILTER_ARGS\n",
+    LUA_FILTER_ARGS.format(a0=7, a1=8, a2=9, a3=10),
+).replace("REJECTS", LUA_REJECTS)
 
 
 _FORM_FACTORS = tuple(f.value for f in FormFactor)
+_ANY = VehicleFilter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,16 +316,13 @@ class VehicleIndex:
         *,
         count: int,
         skip: int = 0,
-        form_factors: Iterable[str] | None = None,
-        propulsion_types: Iterable[str] | None = None,
-        providers: Iterable[str] | None = None,
-        min_range_meters: float | None = None,
+        flt: VehicleFilter = _ANY,
         min_distance_meters: float | None = None,
     ) -> tuple[int, list[VehicleDoc]]:
         """Documents of the ``count`` nearest indexed vehicles within (a hair more than) the
         radius, nearest first, without the first ``skip`` of them, keeping those that pass the
-        given filters; and how many ids the radius search found (fewer than ``count``: there
-        are no more).
+        criteria of ``flt`` the index decides (VehicleFilter.redis_args); and how many ids the
+        radius search found (fewer than ``count``: there are no more).
 
         With ``skip``, vehicles at the same distance as the skip-th come again (Redis may
         order ties differently from one call to the next): the caller drops those it has.
@@ -327,10 +332,10 @@ class VehicleIndex:
         One round trip: a server-side script runs GEOSEARCH, HMGET and the filters together,
         so only the documents wanted cross the wire and go through the client's parsing.
         """
-        wanted_forms = list(form_factors) if form_factors is not None else None
+        forms = flt.form_factors
         geo = (
-            self.keys.vehicle_geo_of(wanted_forms[0])
-            if wanted_forms is not None and len(wanted_forms) == 1
+            self.keys.vehicle_geo_of(next(iter(forms)))
+            if forms is not None and len(forms) == 1
             else self.keys.vehicle_geo
         )
         keys = [geo, self.keys.vehicle_docs, self.keys.index_ready]
@@ -340,11 +345,8 @@ class VehicleIndex:
             radius_meters * SPHERE_MARGIN + GEOHASH_SLACK_METERS,
             count,
             skip,
-            ",".join(wanted_forms) if wanted_forms is not None else "",
-            ",".join(propulsion_types) if propulsion_types is not None else "",
-            ",".join(providers) if providers is not None else "",
-            min_range_meters if min_range_meters is not None else "",
             min_distance_meters if min_distance_meters is not None else "",
+            *flt.redis_args(),
         ]
         try:
             reply = await self._run_nearest(keys, args)

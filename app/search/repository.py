@@ -146,20 +146,7 @@ async def search_vehicles(
         clauses.append(f"v.geom::geography <-> {_POINT_PARAM} >= {bind(lower)}")
     if flt.fresh_within_seconds is not None:
         clauses.append(_FRESH_PROVIDERS.format(seconds=bind(flt.fresh_within_seconds)))
-    if not flt.include_reserved:
-        clauses.append("NOT v.is_reserved")
-    if not flt.include_disabled:
-        clauses.append("NOT v.is_disabled")
-    if flt.form_factors is not None:
-        clauses.append(f"v.form_factor = ANY({bind(sorted(flt.form_factors))})")
-    if flt.propulsion_types is not None:
-        clauses.append(f"v.propulsion_type = ANY({bind(sorted(flt.propulsion_types))})")
-    if flt.providers is not None:
-        clauses.append(f"v.provider_id = ANY({bind(sorted(flt.providers))})")
-    if flt.hidden_providers:
-        clauses.append(f"v.provider_id <> ALL({bind(sorted(flt.hidden_providers))})")
-    if flt.min_range_meters is not None:
-        clauses.append(f"v.current_range_meters >= {bind(flt.min_range_meters)}")
+    clauses += flt.sql_clauses(bind)
     sql = _RANKED_SQL.format(
         columns=SELECT_COLUMNS, point=_POINT_PARAM, where=" AND ".join(clauses)
     )

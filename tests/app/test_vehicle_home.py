@@ -19,8 +19,10 @@ import pytest
 from app.db import transaction
 from app.runtime import Runtime
 from app.search import repository
+from app.search.paging import query_fingerprint
 from app.search.schemas import RankedArea, VehicleFilter
 from app.vehicle_index import VehicleDelta, VehicleDoc
+from geo.areas import BBox, Near
 from providers.simulators.feed_server import FeedServer
 from providers.sync import load_vehicle_docs
 from tests.helpers import add_provider, age_last_success, serve_documents, v23_envelope
@@ -214,10 +216,7 @@ async def _redis_ids(runtime: Runtime, flt: VehicleFilter) -> set[str]:
         CENTRE[1],
         RADIUS,
         count=1000,
-        form_factors=flt.form_factors,
-        propulsion_types=flt.propulsion_types,
-        providers=flt.providers,
-        min_range_meters=flt.min_range_meters,
+        flt=flt,
     )
     return {d.id for d in docs}
 
@@ -296,3 +295,21 @@ async def test_every_field_round_trips(
         b'{"provider":"full","created":[' + stored.encode() + b'],"updated":[],"removed":[]}'
     )
     assert delta.created == [as_indexed]
+
+
+def test_cursor_fingerprints_of_existing_queries_are_unchanged() -> None:
+    """Values computed before the filter moved into app/vehicle.py: a cursor issued by a
+    running version stays valid across the deploy (a new criterion is appended only when
+    set)."""
+    assert query_fingerprint(Near(52.5, 13.4, 500.0), None, VehicleFilter()) == "y4CKsKdZQA_b"
+    full = VehicleFilter(
+        form_factors=frozenset({"car", "bicycle"}),
+        propulsion_types=frozenset({"electric"}),
+        providers=frozenset({"b", "a"}),
+        min_range_meters=100,
+        include_reserved=True,
+        include_disabled=True,
+        hidden_providers=frozenset({"x"}),
+        fresh_within_seconds=5.0,
+    )
+    assert query_fingerprint(None, BBox(52.5, 13.4, 52.6, 13.5), full) == "Cc0CAY_W2nRd"
