@@ -7,6 +7,7 @@ publishing (app/gbfs_publish/) and the API (graphql_schema/) can all import it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -118,6 +119,13 @@ if tuple(f.name for f in FIELDS) != VehicleDoc._fields:
     raise AssertionError("FIELDS must name VehicleDoc's fields, in order")
 
 WIDTH = len(FIELDS)
+#: Names the document format: a short hash of the fields, in order, and their types. The index's
+#: keys and the delta channel carry it (app/redis.py), so a deploy that adds, removes or moves a
+#: field builds a fresh index under new keys, and processes of the previous version, still
+#: running during a rolling deploy, never read documents or deltas of the new one.
+DOC_FORMAT = hashlib.blake2b(
+    ",".join(f"{f.name}:{f.pg_type}" for f in FIELDS).encode(), digest_size=4
+).hexdigest()
 _POSITION = {f.name: i for i, f in enumerate(FIELDS)}
 # Fields PostgreSQL keeps as jsonb: asyncpg hands them over as JSON text.
 _JSON_POSITIONS = tuple(i for i, f in enumerate(FIELDS) if f.pg_type == "jsonb")

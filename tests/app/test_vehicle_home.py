@@ -17,10 +17,12 @@ import orjson
 import pytest
 
 from app.db import transaction
+from app.redis import RedisKeys
 from app.runtime import Runtime
 from app.search import repository
 from app.search.paging import query_fingerprint
 from app.search.schemas import RankedArea, VehicleFilter
+from app.vehicle import DOC_FORMAT
 from app.vehicle_index import VehicleDelta, VehicleDoc
 from geo.areas import BBox, Near
 from providers.simulators.feed_server import FeedServer
@@ -313,3 +315,10 @@ def test_cursor_fingerprints_of_existing_queries_are_unchanged() -> None:
         fresh_within_seconds=5.0,
     )
     assert query_fingerprint(None, BBox(52.5, 13.4, 52.6, 13.5), full) == "Cc0CAY_W2nRd"
+
+
+def test_index_keys_and_delta_channel_carry_the_document_format() -> None:
+    keys = RedisKeys("p")
+    assert len(DOC_FORMAT) == 8
+    for key in (keys.vehicle_docs, keys.vehicle_geo, keys.index_ready, keys.vehicle_deltas):
+        assert f"-{DOC_FORMAT}:" in key, key
