@@ -50,6 +50,9 @@ class VehicleDoc(NamedTuple):
     # Documents read from the index keep the ISO string as stored: most answers never show it,
     # so it is parsed only when asked for (reported_at()).
     last_reported: datetime | str | None
+    # GBFS vehicle_equipment values (adapters.dto.VehicleEquipment), in that enum's order;
+    # None: not reported, []: reported as none.
+    vehicle_equipment: list[str] | None = None
 
     def reported_at(self) -> datetime | None:
         value = self.last_reported
@@ -114,6 +117,8 @@ FIELDS: tuple[Field, ...] = (
     Field("current_fuel_percent", "float8"),
     Field("rental_uris", "jsonb", on_push="keep"),
     Field("last_reported", "timestamptz"),
+    # A connected car does not report equipment either: keep what is known.
+    Field("vehicle_equipment", "text[]", on_push="keep"),
 )
 if tuple(f.name for f in FIELDS) != VehicleDoc._fields:
     raise AssertionError("FIELDS must name VehicleDoc's fields, in order")
@@ -190,6 +195,7 @@ def record_from_dto(
         v.current_fuel_percent,
         uris_dict(v.rental_uris),
         v.last_reported,
+        None if v.vehicle_equipment is None else [e.value for e in v.vehicle_equipment],
     )
 
 
@@ -280,10 +286,27 @@ RETURNING t.id, (t.xmax = 0) AS inserted{"".join(f", t.{f.name}" for f in _KEPT)
 PUSH_UPSERT = _push_upsert()
 
 
+def _array_literal(values: Sequence[str] | None) -> str | None:
+    """A text[] as PostgreSQL's array literal, each element quoted."""
+    if values is None:
+        return None
+    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(quoted) + "}"
+
+
+_ARRAY_POSITIONS = tuple(i for i, f in enumerate(FIELDS) if f.pg_type == "text[]")
+
+
 def push_columns(docs: Iterable[VehicleDoc]) -> list[list[Any]]:
-    """The records' values field by field, for :data:`PUSH_UPSERT`'s arrays."""
+    """The records' values field by field, for :data:`PUSH_UPSERT`'s arrays; text[] values as
+    array literals (unnest would flatten an array of arrays)."""
     staged = [_staged(doc) for doc in docs]
-    return [list(column) for column in zip(*staged, strict=True)] if staged else [[]] * WIDTH
+    if not staged:
+        return [[] for _ in range(WIDTH)]
+    columns = [list(column) for column in zip(*staged, strict=True)]
+    for i in _ARRAY_POSITIONS:
+        columns[i] = [_array_literal(values) for values in columns[i]]
+    return columns
 
 
 def with_kept(doc: VehicleDoc, row: Mapping[str, Any]) -> VehicleDoc:

@@ -156,6 +156,7 @@ class PushIngest:
                 current_fuel_percent=v.current_fuel_percent,
                 rental_uris=v.rental_uris,
                 last_reported=v.last_reported,
+                vehicle_equipment=v.vehicle_equipment,
             )
         removed_ids = sorted(f"{p}:{vid}" for vid in batch.removed)
         for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):

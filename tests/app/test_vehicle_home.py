@@ -13,6 +13,7 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -256,11 +257,13 @@ _FULL_RECORD = {
     "current_fuel_percent": 0.5,
     "rental_uris": {"android": "https://a.example/full", "web": "https://w.example/full"},
     "last_reported": 1_700_000_123,
+    # Out of order, repeated, and one value GBFS does not define: kept once each, in order.
+    "vehicle_equipment": ["winter_tires", "child_seat_a", "winter_tires", "jet_pack"],
 }
 
 
 async def test_every_field_round_trips(
-    runtime: Runtime, feed_server: tuple[FeedServer, str]
+    runtime: Runtime, feed_server: tuple[FeedServer, str], api: httpx.AsyncClient
 ) -> None:
     """A vehicle with every field known: from a feed into PostGIS, the index, the delta
     channel and the search fallback, and back unchanged, no field lost on the way."""
@@ -274,6 +277,7 @@ async def test_every_field_round_trips(
     assert all(value is not None for value in stored), stored
     assert stored.id == "full:full" and stored.station_id == "full:st"
     assert stored.pricing_plan_id == "full:basic"
+    assert stored.vehicle_equipment == ["child_seat_a", "winter_tires"]
     assert stored.last_reported == datetime.fromtimestamp(1_700_000_123, UTC)
     assert stored.rental_uris == {
         "android": "https://a.example/full",
@@ -297,6 +301,18 @@ async def test_every_field_round_trips(
         b'{"provider":"full","created":[' + stored.encode() + b'],"updated":[],"removed":[]}'
     )
     assert delta.created == [as_indexed]
+
+    # And the API shows it, by id (PostGIS) and in an area search (the index, compiled plans).
+    query = (
+        '{ vehicle(id: "full:full") { vehicleEquipment } '
+        "vehicles(near: {lat: 52.52, lon: 13.40, radiusMeters: 5000}) { id vehicleEquipment } }"
+    )
+    response = await api.post("/graphql", json={"query": query})
+    assert response.status_code == 200, response.text
+    assert response.json()["data"] == {
+        "vehicle": {"vehicleEquipment": ["CHILD_SEAT_A", "WINTER_TIRES"]},
+        "vehicles": [{"id": "full:full", "vehicleEquipment": ["CHILD_SEAT_A", "WINTER_TIRES"]}],
+    }
 
 
 def test_cursor_fingerprints_of_existing_queries_are_unchanged() -> None:
