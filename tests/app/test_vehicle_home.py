@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
@@ -18,14 +19,16 @@ import orjson
 import pytest
 
 from app.db import transaction
+from app.gbfs_publish.repository import VEHICLE_STATUS
 from app.redis import RedisKeys
 from app.runtime import Runtime
 from app.search import repository
 from app.search.paging import query_fingerprint
 from app.search.schemas import RankedArea, VehicleFilter
-from app.vehicle import DOC_FORMAT
+from app.vehicle import DOC_FORMAT, MERGE_SELECT, PUSH_UPSERT, SELECT_COLUMNS
 from app.vehicle_index import VehicleDelta, VehicleDoc
 from geo.areas import BBox, Near
+from graphql_schema.types import Vehicle
 from providers.simulators.feed_server import FeedServer
 from providers.sync import load_vehicle_docs
 from tests.helpers import add_provider, age_last_success, serve_documents, v23_envelope
@@ -338,3 +341,27 @@ def test_index_keys_and_delta_channel_carry_the_document_format() -> None:
     assert len(DOC_FORMAT) == 8
     for key in (keys.vehicle_docs, keys.vehicle_geo, keys.index_ready, keys.vehicle_deltas):
         assert f"-{DOC_FORMAT}:" in key, key
+
+
+# Record fields GBFS's vehicle_status does not have, or that publishing writes differently.
+NOT_PUBLISHED = {"id", "provider_id", "form_factor", "propulsion_type"}
+# Record fields the API type shows under another name or not at all.
+NOT_IN_API = {"rental_uris"}  # shown as rentalUris, resolved from rental_uris_raw
+
+
+def test_every_field_is_read_written_published_and_shown() -> None:
+    """The ties a new field must pass: derived SQL holds it, GBFS publishing and the API type
+    show it (or it is listed above, with the reason)."""
+    api_fields = {f.name for f in dataclasses.fields(Vehicle)} | {
+        name for name in dir(Vehicle) if not name.startswith("_")
+    }
+    pushed = PUSH_UPSERT.split("(", 1)[1].split(")", 1)[0].split(", ")  # INSERT's columns
+    for name in VehicleDoc._fields:
+        if name not in ("lat", "lon"):  # both live in geom
+            assert f"v.{name}" in SELECT_COLUMNS, name
+            assert name in dict(MERGE_SELECT), name
+            assert name in pushed, name
+        if name not in NOT_PUBLISHED:
+            assert f"'{name}'" in VEHICLE_STATUS, name
+        if name not in NOT_IN_API:
+            assert name in api_fields, name
