@@ -31,75 +31,49 @@ from geo.areas import BBox, Near
 from graphql_schema.types import Vehicle
 from providers.simulators.feed_server import FeedServer
 from providers.sync import load_vehicle_docs
-from tests.helpers import add_provider, age_last_success, serve_documents, v23_envelope
+from tests.helpers import (
+    add_provider,
+    age_last_success,
+    serve_documents,
+    synthetic_scooter_feeds,
+    v23_envelope,
+)
 
 CENTRE = (52.52, 13.40)
 RADIUS = 5_000.0
 
 
 def _feeds(vehicles: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """A GBFS 2.3 system with three vehicle types, a plan and a station."""
-    return {
-        "system_information": v23_envelope(
-            {"system_id": "s", "language": "en", "name": "S", "timezone": "Europe/Berlin"}
-        ),
-        "vehicle_types": v23_envelope(
-            {
-                "vehicle_types": [
-                    {
-                        "vehicle_type_id": "es",
-                        "form_factor": "scooter_standing",
-                        "propulsion_type": "electric",
-                        "max_range_meters": 40000,
-                        "default_pricing_plan_id": "basic",
-                    },
-                    {
-                        "vehicle_type_id": "car",
-                        "form_factor": "car",
-                        "propulsion_type": "combustion",
-                        "max_range_meters": 600000,
-                    },
-                    {
-                        "vehicle_type_id": "bike",
-                        "form_factor": "bicycle",
-                        "propulsion_type": "human",
-                    },
-                ]
-            }
-        ),
-        "system_pricing_plans": v23_envelope(
-            {
-                "plans": [
-                    {
-                        "plan_id": "basic",
-                        "name": "Basic",
-                        "currency": "EUR",
-                        "price": 1.0,
-                        "is_taxable": True,
-                        "description": "1 EUR to unlock",
-                    }
-                ]
-            }
-        ),
-        "station_information": v23_envelope(
-            {"stations": [{"station_id": "st", "name": "Station", "lat": 52.521, "lon": 13.401}]}
-        ),
-        "station_status": v23_envelope(
-            {
-                "stations": [
-                    {
-                        "station_id": "st",
-                        "num_bikes_available": 1,
-                        "is_installed": True,
-                        "is_renting": True,
-                        "is_returning": True,
-                        "last_reported": 1_700_000_000,
-                    }
-                ]
-            }
-        ),
-        "free_bike_status": v23_envelope({"bikes": vehicles}),
-    }
+    """The helpers' synthetic GBFS 2.3 system (type "es", plan "basic"), with two more vehicle
+    types and a station."""
+    documents = synthetic_scooter_feeds(vehicles)
+    documents["vehicle_types"]["data"]["vehicle_types"] += [
+        {
+            "vehicle_type_id": "car",
+            "form_factor": "car",
+            "propulsion_type": "combustion",
+            "max_range_meters": 600000,
+        },
+        {"vehicle_type_id": "bike", "form_factor": "bicycle", "propulsion_type": "human"},
+    ]
+    documents["station_information"] = v23_envelope(
+        {"stations": [{"station_id": "st", "name": "Station", "lat": 52.521, "lon": 13.401}]}
+    )
+    documents["station_status"] = v23_envelope(
+        {
+            "stations": [
+                {
+                    "station_id": "st",
+                    "num_bikes_available": 1,
+                    "is_installed": True,
+                    "is_renting": True,
+                    "is_returning": True,
+                    "last_reported": 1_700_000_000,
+                }
+            ]
+        }
+    )
+    return documents
 
 
 # (id, type, range, reserved, disabled): positions spread around the centre.
