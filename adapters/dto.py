@@ -47,6 +47,17 @@ class Finding:
     record_id: str | None = None
 
 
+class VehicleEquipment(StrEnum):
+    """GBFS ``vehicle_equipment`` (v2.3+): what the operator provides besides what every
+    vehicle of the type has. In the spec's order, which is the order kept."""
+
+    CHILD_SEAT_A = "child_seat_a"
+    CHILD_SEAT_B = "child_seat_b"
+    CHILD_SEAT_C = "child_seat_c"
+    WINTER_TIRES = "winter_tires"
+    SNOW_CHAINS = "snow_chains"
+
+
 @dataclass(frozen=True, slots=True)
 class RentalUris:
     android: str | None = None
@@ -143,6 +154,8 @@ class Vehicle:
     current_fuel_percent: float | None = None  # 0..1
     rental_uris: RentalUris | None = None
     last_reported: datetime | None = None
+    # None: not reported; empty: reported as none. Each value once, in VehicleEquipment's order.
+    vehicle_equipment: tuple[VehicleEquipment, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,13 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-# Bumped whenever the index's document format changes: a deploy then builds a fresh index under
-# new keys instead of misreading documents written by the previous version.
-INDEX_FORMAT = "v2"
+from app.vehicle import DOC_FORMAT
+
+# The index's format: bumped by hand when the index's layout changes (its keys, what a set
+# holds); the vehicle document's own format (app/vehicle.DOC_FORMAT) follows its fields by
+# itself. Either way a deploy then builds a fresh index under new keys instead of misreading
+# what the previous version wrote.
+INDEX_FORMAT = f"v2-{DOC_FORMAT}"
 
 
 def create_redis(redis_url: str, *, timeout_seconds: float = 1.0) -> Redis:
@@ -64,8 +68,10 @@ class RedisKeys:
 
     @property
     def vehicle_deltas(self) -> str:
-        """Pub/sub channel of created / updated / removed vehicle deltas."""
-        return f"{self.prefix}:vehicles:deltas"
+        """Pub/sub channel of created / updated / removed vehicle deltas. Under the index's
+        format: its messages carry documents, and a process of another version would misread
+        them."""
+        return f"{self._index}:vehicles:deltas"
 
     @property
     def booking_changes(self) -> str:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import hiredis
 import orjson
@@ -21,6 +20,24 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from adapters.dto import FormFactor
 from app.redis import RedisKeys
 from app.redis_pipelined import PipelinedRedis, Script
+from app.vehicle import (
+    GEO_MAX_LAT,
+    LUA_FILTER_ARGS,
+    LUA_REJECTS,
+    IndexUnavailable,
+    VehicleDoc,
+    VehicleFilter,
+)
+
+__all__ = [
+    "GEOHASH_SLACK_METERS",
+    "GEO_MAX_LAT",
+    "SPHERE_MARGIN",
+    "IndexUnavailable",
+    "VehicleDelta",
+    "VehicleDoc",
+    "VehicleIndex",
+]
 
 # Redis GEO distances are spherical; ask for a slightly larger radius so that nothing within the
 # geodesic radius is missed, then filter on the geodesic distance.
@@ -29,72 +46,9 @@ SPHERE_MARGIN = 1.006
 # half a metre from the stored one. Bounds on Redis distances get this much slack as well.
 GEOHASH_SLACK_METERS = 1.0
 _BATCH = 2_000
-# Redis GEO covers the Web Mercator band only; vehicles beyond it stay searchable in PostGIS.
-GEO_MAX_LAT = 85.05112878
-
-
-class IndexUnavailable(Exception):
-    """The index cannot answer right now (not built yet, or holding unreadable documents):
-    search answers from PostGIS instead."""
-
-
-class VehicleDoc(NamedTuple):
-    """One vehicle as search returns it. A tuple, so that decoding the index's documents (the
-    search hot path) is a single C-level construction from the stored list."""
-
-    id: str
-    provider_id: str
-    form_factor: str
-    propulsion_type: str
-    lat: float
-    lon: float
-    is_reserved: bool
-    is_disabled: bool
-    vehicle_type_id: str | None
-    pricing_plan_id: str | None
-    station_id: str | None
-    current_range_meters: float | None
-    current_fuel_percent: float | None
-    # Read from PostGIS by the search fallback, the JSON text as stored: most answers never
-    # show it, so it is decoded only when asked for (graphql_schema RentalUris.from_json).
-    rental_uris: dict[str, str | None] | str | None
-    # Documents read from the index keep the ISO string as stored: most answers never show it,
-    # so it is parsed only when asked for (reported_at()).
-    last_reported: datetime | str | None
-
-    def reported_at(self) -> datetime | None:
-        value = self.last_reported
-        return datetime.fromisoformat(value) if isinstance(value, str) else value
-
-    def reported_iso(self) -> str | None:
-        value = self.last_reported
-        return value.isoformat() if isinstance(value, datetime) else value
-
-    @property
-    def is_available(self) -> bool:
-        return not self.is_reserved and not self.is_disabled
-
-    @property
-    def indexable(self) -> bool:
-        return self.is_available and abs(self.lat) <= GEO_MAX_LAT
-
-    def encode(self) -> bytes:
-        # orjson writes a datetime exactly as isoformat() does (RFC 3339, offset kept), in a
-        # third of the time; the tuple default serialises the NamedTuple as a JSON array.
-        return orjson.dumps(self, default=tuple)
-
-    @classmethod
-    def decode(cls, raw: bytes) -> VehicleDoc:
-        try:
-            return cls._make(orjson.loads(raw))
-        except (orjson.JSONDecodeError, IndexError, TypeError, ValueError) as exc:
-            raise IndexUnavailable(f"unreadable index document: {exc}") from exc
-
-
 # KEYS: geo set, documents hash, ready flag.
-# ARGV: lon, lat, radius (m), count, skip, then the filter: form factors, propulsion types and
-# providers as comma-separated lists ("" = any), minimum range ("" = none); then the minimum
-# distance (m, "" = none) of ids to consider.
+# ARGV: lon, lat, radius (m), count, skip, the minimum distance (m, "" = none) of ids to
+# consider; then the filter's arguments (app/vehicle.VehicleFilter.redis_args, "" = any).
 # Returns {number of ids found, JSON array of the matching documents}; {-1} when the index is
 # not built. One array, not one reply element per document: the client parses one string and
 # orjson decodes every document in one call.
@@ -109,7 +63,7 @@ class VehicleDoc(NamedTuple):
 _NEAREST_LUA = """
 if redis.call('EXISTS', KEYS[3]) == 0 then return {-1} end
 local skip = tonumber(ARGV[5])
-local min_dist = tonumber(ARGV[10])
+local min_dist = tonumber(ARGV[6])
 local wanted = {}
 local found
 if skip == 0 and not min_dist then
@@ -136,9 +90,7 @@ local function set(csv)
   for item in string.gmatch(csv, '[^,]+') do s[item] = true end
   return s
 end
-local forms, propulsions, providers = set(ARGV[6]), set(ARGV[7]), set(ARGV[8])
-local min_range = tonumber(ARGV[9])
-local filtering = forms or propulsions or providers or min_range
+-- FILTER_ARGS
 local kept = {}
 -- HMGET in slices: unpack() of more than a few thousand values overflows Lua's C stack.
 for first = 1, #wanted, 1000 do
@@ -148,9 +100,7 @@ for first = 1, #wanted, 1000 do
     local keep = doc ~= false  -- false: removed between GEOSEARCH and HMGET
     if keep and filtering then
       local v = cjson.decode(doc)
-      if (forms and not forms[v[3]]) or (propulsions and not propulsions[v[4]])
-         or (providers and not providers[v[2]])
-         or (min_range and (v[12] == cjson.null or v[12] < min_range)) then
+      if REJECTS then
         keep = false
       end
     end
@@ -158,10 +108,16 @@ for first = 1, #wanted, 1000 do
   end
 end
 return {found, '[' .. table.concat(kept, ',') .. ']'}
-"""
+""".replace(
+    # The filter's part comes from the vehicle's home: its arguments from ARGV[7] on, and the
+    # test on each decoded document at the field positions of VehicleDoc.
+    "-- FILTER_ARGS\n",
+    LUA_FILTER_ARGS.format(a0=7, a1=8, a2=9, a3=10),
+).replace("REJECTS", LUA_REJECTS)
 
 
 _FORM_FACTORS = tuple(f.value for f in FormFactor)
+_ANY = VehicleFilter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,16 +316,13 @@ class VehicleIndex:
         *,
         count: int,
         skip: int = 0,
-        form_factors: Iterable[str] | None = None,
-        propulsion_types: Iterable[str] | None = None,
-        providers: Iterable[str] | None = None,
-        min_range_meters: float | None = None,
+        flt: VehicleFilter = _ANY,
         min_distance_meters: float | None = None,
     ) -> tuple[int, list[VehicleDoc]]:
         """Documents of the ``count`` nearest indexed vehicles within (a hair more than) the
         radius, nearest first, without the first ``skip`` of them, keeping those that pass the
-        given filters; and how many ids the radius search found (fewer than ``count``: there
-        are no more).
+        criteria of ``flt`` the index decides (VehicleFilter.redis_args); and how many ids the
+        radius search found (fewer than ``count``: there are no more).
 
         With ``skip``, vehicles at the same distance as the skip-th come again (Redis may
         order ties differently from one call to the next): the caller drops those it has.
@@ -379,10 +332,10 @@ class VehicleIndex:
         One round trip: a server-side script runs GEOSEARCH, HMGET and the filters together,
         so only the documents wanted cross the wire and go through the client's parsing.
         """
-        wanted_forms = list(form_factors) if form_factors is not None else None
+        forms = flt.form_factors
         geo = (
-            self.keys.vehicle_geo_of(wanted_forms[0])
-            if wanted_forms is not None and len(wanted_forms) == 1
+            self.keys.vehicle_geo_of(next(iter(forms)))
+            if forms is not None and len(forms) == 1
             else self.keys.vehicle_geo
         )
         keys = [geo, self.keys.vehicle_docs, self.keys.index_ready]
@@ -392,11 +345,8 @@ class VehicleIndex:
             radius_meters * SPHERE_MARGIN + GEOHASH_SLACK_METERS,
             count,
             skip,
-            ",".join(wanted_forms) if wanted_forms is not None else "",
-            ",".join(propulsion_types) if propulsion_types is not None else "",
-            ",".join(providers) if providers is not None else "",
-            min_range_meters if min_range_meters is not None else "",
             min_distance_meters if min_distance_meters is not None else "",
+            *flt.redis_args(),
         ]
         try:
             reply = await self._run_nearest(keys, args)

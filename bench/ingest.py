@@ -169,13 +169,21 @@ def copy_rows(snap: Snapshot) -> tuple[list[str], list[tuple[Any, ...]]]:
     """The ``vehicles`` table's columns and the snapshot's rows for them, geometry as EWKB:
     the same values the merge writes, from the same row builder, encoded once, up front."""
     staged = [name for name, _ in VEHICLES.stage_columns]
-    lat_at, lon_at = staged.index("lat"), staged.index("lon")
+    lat_at, lon_at, id_at = staged.index("lat"), staged.index("lon"), staged.index("id")
     columns = [name for name, _ in VEHICLES.select]
-    picks: list[int | None] = [None if c == "geom" else staged.index(c) for c in columns]
+    # The merge derives geom and external_id in SQL (app/vehicle.MERGE_SELECT); the rest are
+    # staged values as they are.
+    picks: list[int | None] = [
+        None if c in ("geom", "external_id") else staged.index(c) for c in columns
+    ]
+    geom_at, external_at = columns.index("geom"), columns.index("external_id")
+    prefix = len(PROVIDER_ID) + 1
     records: list[tuple[Any, ...]] = []
     for row in build_rows(PROVIDER_ID, snap).vehicles:
-        geom = ewkb_point(row[lon_at], row[lat_at])
-        records.append(tuple(geom if i is None else row[i] for i in picks))
+        record = [None if i is None else row[i] for i in picks]
+        record[geom_at] = ewkb_point(row[lon_at], row[lat_at])
+        record[external_at] = row[id_at][prefix:]
+        records.append(tuple(record))
     return columns, records
 
 

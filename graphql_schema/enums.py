@@ -7,13 +7,18 @@ from __future__ import annotations
 import strawberry
 
 from app.health import HealthStatus
-from app.vocabulary import FormFactor, PropulsionType
+from app.vocabulary import FormFactor, PropulsionType, VehicleEquipment
 
 strawberry.enum(
     FormFactor,
     description="GBFS form factor; the deprecated `scooter` is reported as SCOOTER_STANDING.",
 )
 strawberry.enum(PropulsionType, description="GBFS propulsion type.")
+strawberry.enum(
+    VehicleEquipment,
+    description="GBFS vehicle equipment: what the operator provides besides what every vehicle "
+    "of the type has.",
+)
 strawberry.enum(
     HealthStatus,
     name="ProviderHealthStatus",
@@ -25,6 +30,7 @@ strawberry.enum(
 # Dictionary lookups: Enum(value) is several times slower, and runs for every vehicle listed.
 FORM_FACTORS = {m.value: m for m in FormFactor}
 PROPULSION_TYPES = {m.value: m for m in PropulsionType}
+VEHICLE_EQUIPMENT = {m.value: m for m in VehicleEquipment}
 
 
 def form_factor(value: str) -> FormFactor:
@@ -35,12 +41,19 @@ def propulsion_type(value: str) -> PropulsionType:
     return PROPULSION_TYPES[value]
 
 
+def vehicle_equipment(values: list[str] | None) -> list[VehicleEquipment] | None:
+    return None if values is None else [VEHICLE_EQUIPMENT[v] for v in values]
+
+
 __all__ = [
     "FORM_FACTORS",
     "PROPULSION_TYPES",
+    "VEHICLE_EQUIPMENT",
     "FormFactor",
     "HealthStatus",
     "PropulsionType",
+    "VehicleEquipment",
     "form_factor",
     "propulsion_type",
+    "vehicle_equipment",
 ]

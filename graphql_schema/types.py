@@ -22,8 +22,10 @@ from graphql_schema.enums import (
     PROPULSION_TYPES,
     FormFactor,
     PropulsionType,
+    VehicleEquipment,
     form_factor,
     propulsion_type,
+    vehicle_equipment,
 )
 from graphql_schema.provider_types import Provider
 from graphql_schema.scalars import Long
@@ -270,6 +272,14 @@ class Vehicle:
     def last_reported(self) -> datetime | None:
         return self.doc.reported_at()
 
+    @strawberry.field(
+        description="Equipment the operator provides besides what every vehicle of the type "
+        "has (GBFS vehicle_equipment). Null: not reported; empty: none."
+    )
+    def vehicle_equipment(self) -> list[VehicleEquipment] | None:
+        # Read from the record when asked: from_hit's cost stays the same for every answer.
+        return vehicle_equipment(self.doc.vehicle_equipment)
+
     @classmethod
     def from_hit(cls, hit: VehicleHit, ref: ReferenceData) -> Vehicle:
         # Built for every search result (50 per answer): filling the instance dict in one
@@ -446,6 +456,7 @@ FAST_RELATIONS: dict[tuple[str, str], Callable[[Any, Any], Any]] = {
     ("Vehicle", "provider"): lambda v, c: provider_view(v.ref, _settings(c), v.provider_id),
     ("Vehicle", "rentalUris"): lambda v, _c: RentalUris.from_json(v.rental_uris_raw),
     ("Vehicle", "lastReported"): lambda v, _c: v.doc.reported_at(),
+    ("Vehicle", "vehicleEquipment"): lambda v, _c: vehicle_equipment(v.doc.vehicle_equipment),
     ("Vehicle", "vehicleType"): lambda v, _c: vehicle_type_view(v.ref, v.vehicle_type_id),
     ("Vehicle", "pricingPlan"): lambda v, _c: pricing_plan_view(v.ref, v.pricing_plan_id),
     ("VehicleType", "provider"): lambda t, c: provider_view(t.ref, _settings(c), t.provider_id),

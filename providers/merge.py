@@ -12,6 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from app.vehicle import MERGE_SELECT, STAGE_COLUMNS
+
 
 @dataclass(frozen=True, slots=True)
 class TableSpec:
@@ -227,44 +229,9 @@ STATIONS = TableSpec(
     touch_updated_at=True,
 )
 
+# The vehicle's columns are derived from its home (app/vehicle.py).
 VEHICLES = TableSpec(
-    table="vehicles",
-    stage_columns=(
-        ("id", "text"),
-        ("provider_id", "text"),
-        ("external_id", "text"),
-        ("vehicle_type_id", "text"),
-        ("pricing_plan_id", "text"),
-        ("station_id", "text"),
-        ("lat", "float8"),
-        ("lon", "float8"),
-        ("form_factor", "text"),
-        ("propulsion_type", "text"),
-        ("is_reserved", "bool"),
-        ("is_disabled", "bool"),
-        ("current_range_meters", "float8"),
-        ("current_fuel_percent", "float8"),
-        ("rental_uris", "text"),
-        ("last_reported", "timestamptz"),
-    ),
-    select=(
-        ("id", "s.id"),
-        ("provider_id", "s.provider_id"),
-        ("external_id", "s.external_id"),
-        ("vehicle_type_id", "s.vehicle_type_id"),
-        ("pricing_plan_id", "s.pricing_plan_id"),
-        ("station_id", "s.station_id"),
-        ("geom", "ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326)"),
-        ("form_factor", "s.form_factor"),
-        ("propulsion_type", "s.propulsion_type"),
-        ("is_reserved", "s.is_reserved"),
-        ("is_disabled", "s.is_disabled"),
-        ("current_range_meters", "s.current_range_meters"),
-        ("current_fuel_percent", "s.current_fuel_percent"),
-        ("rental_uris", "s.rental_uris::jsonb"),
-        ("last_reported", "s.last_reported"),
-    ),
-    touch_updated_at=True,
+    table="vehicles", stage_columns=STAGE_COLUMNS, select=MERGE_SELECT, touch_updated_at=True
 )
 
 ZONES = TableSpec(

@@ -19,12 +19,11 @@ from adapters.dto import (
     Finding,
     FormFactor,
     PropulsionType,
-    RentalUris,
     Snapshot,
     VehicleType,
     placeholder_vehicle_type,
 )
-from app.vehicle_index import VehicleDoc
+from app.vehicle import VehicleDoc, copy_records, record_from_dto, uris_dict
 
 _INT4 = 2**31 - 1
 
@@ -55,14 +54,6 @@ def scoped(provider_id: str, external_id: str) -> str:
     return f"{provider_id}:{external_id}"
 
 
-def _uris_dict(uris: RentalUris | None) -> dict[str, str | None] | None:
-    if uris is None or not (uris.android or uris.ios or uris.web):
-        return None
-    # Spelled out: dataclasses.asdict deep-copies field by field, a third of a 100k-vehicle
-    # sync's row building.
-    return {"android": uris.android, "ios": uris.ios, "web": uris.web}
-
-
 def _uris_json(uris: dict[str, str | None] | None) -> str | None:
     return None if uris is None else orjson.dumps(uris).decode()
 
@@ -72,11 +63,16 @@ class SnapshotRows:
     vehicle_types: list[tuple[Any, ...]] = field(default_factory=list)
     pricing_plans: list[tuple[Any, ...]] = field(default_factory=list)
     stations: list[tuple[Any, ...]] = field(default_factory=list)
-    vehicles: list[tuple[Any, ...]] = field(default_factory=list)
     zones: list[tuple[Any, ...]] = field(default_factory=list)
     regions: list[tuple[Any, ...]] = field(default_factory=list)
     vehicle_docs: dict[str, VehicleDoc] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def vehicles(self) -> list[tuple[Any, ...]]:
+        """The vehicles' staging rows (app/vehicle.STAGE_COLUMNS), from their records as they
+        are now: built when the merge asks, after :func:`hold_booked`."""
+        return copy_records(self.vehicle_docs.values())
 
 
 def build_rows(provider_id: str, snap: Snapshot) -> SnapshotRows:
@@ -159,7 +155,7 @@ def build_rows(provider_id: str, snap: Snapshot) -> SnapshotRows:
                 int4(s.capacity, "station_information", "capacity", s.external_id),
                 s.region_id,
                 s.is_virtual,
-                _uris_json(_uris_dict(s.rental_uris)),
+                _uris_json(uris_dict(s.rental_uris)),
                 int4(
                     s.num_vehicles_available,
                     "station_status",
@@ -239,44 +235,8 @@ def build_rows(provider_id: str, snap: Snapshot) -> SnapshotRows:
         station_id = (
             scoped(p, v.station_id) if v.station_id and v.station_id in station_ids else None
         )
-        uris = _uris_dict(v.rental_uris)
-        out.vehicles.append(
-            (
-                vid,
-                p,
-                v.external_id,
-                type_id,
-                plan_id,
-                station_id,
-                v.lat,
-                v.lon,
-                form_factor,
-                propulsion,
-                v.is_reserved,
-                v.is_disabled,
-                v.current_range_meters,
-                v.current_fuel_percent,
-                _uris_json(uris),
-                v.last_reported,
-            )
-        )
-        # Positional: VehicleDoc's field order (app/vehicle_index.py).
-        docs[vid] = VehicleDoc(
-            vid,
-            p,
-            form_factor,
-            propulsion,
-            v.lat,
-            v.lon,
-            v.is_reserved,
-            v.is_disabled,
-            type_id,
-            plan_id,
-            station_id,
-            v.current_range_meters,
-            v.current_fuel_percent,
-            uris,
-            v.last_reported,
+        docs[vid] = record_from_dto(
+            v, vid, p, form_factor, propulsion, type_id, plan_id, station_id
         )
     for external_id, count in duplicates.items():
         out.findings.append(
@@ -350,18 +310,9 @@ def rule_json(provider_id: str, rule: Any) -> dict[str, Any]:
     }
 
 
-#: Position of ``is_reserved`` in a vehicle row (the staging columns of merge.VEHICLES).
-_IS_RESERVED = 10
-
-
 def hold_booked(rows: SnapshotRows, held: set[str]) -> None:
     """Vehicles with an active booking here stay reserved, whatever the operator's feed says:
     its feed may predate the booking, and a booked vehicle must not come back into search."""
-    if not held:
-        return
-    for i, row in enumerate(rows.vehicles):
-        if row[0] in held and not row[_IS_RESERVED]:
-            rows.vehicles[i] = (*row[:_IS_RESERVED], True, *row[_IS_RESERVED + 1 :])
     for vid in held:
         doc = rows.vehicle_docs.get(vid)
         if doc is not None and not doc.is_reserved:

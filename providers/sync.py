@@ -19,9 +19,8 @@ from typing import Any
 
 import asyncpg
 import httpx
-from geoalchemy2.functions import ST_X, ST_Y
 from redis.exceptions import RedisError
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.base import AdapterConfigError, AdapterError, FetchContext, load_adapter
@@ -30,9 +29,10 @@ from adapters.dto import Finding, Snapshot
 from adapters.http import FeedCache, redact_urls
 from app.advisory_locks import INDEX_XACT_LOCK, SYNC_LOCK, SYNC_UNLOCK, VEHICLES_XACT_LOCK
 from app.db import transaction
-from app.models import ACTIVE_BOOKING_STATES, Vehicle
+from app.models import ACTIVE_BOOKING_STATES
 from app.settings import Settings
-from app.vehicle_index import VehicleDoc, VehicleIndex
+from app.vehicle import SELECT_COLUMNS, VehicleDoc, decoded_record_from_row
+from app.vehicle_index import VehicleIndex
 from providers import repository
 from providers.admin import credentials_for
 from providers.merge import (
@@ -502,29 +502,7 @@ async def active_booked_vehicles(session: AsyncSession, provider_id: str) -> set
 
 async def load_vehicle_docs(session: AsyncSession, provider_id: str) -> list[VehicleDoc]:
     rows = await session.execute(
-        select(Vehicle, ST_Y(Vehicle.geom), ST_X(Vehicle.geom)).where(
-            Vehicle.provider_id == provider_id
-        )
+        text(f"SELECT {SELECT_COLUMNS} FROM vehicles v WHERE v.provider_id = :p"),
+        {"p": provider_id},
     )
-    docs: list[VehicleDoc] = []
-    for v, lat, lon in rows:
-        docs.append(
-            VehicleDoc(
-                id=v.id,
-                provider_id=v.provider_id,
-                form_factor=v.form_factor,
-                propulsion_type=v.propulsion_type,
-                lat=float(lat),
-                lon=float(lon),
-                is_reserved=v.is_reserved,
-                is_disabled=v.is_disabled,
-                vehicle_type_id=v.vehicle_type_id,
-                pricing_plan_id=v.pricing_plan_id,
-                station_id=v.station_id,
-                current_range_meters=v.current_range_meters,
-                current_fuel_percent=v.current_fuel_percent,
-                rental_uris=v.rental_uris,
-                last_reported=v.last_reported,
-            )
-        )
-    return docs
+    return [decoded_record_from_row(row) for row in rows]

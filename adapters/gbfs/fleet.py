@@ -21,6 +21,7 @@ from adapters.dto import (
     Region,
     Station,
     Vehicle,
+    VehicleEquipment,
     VehicleType,
     VehicleTypeCount,
     placeholder_vehicle_type,
@@ -397,6 +398,28 @@ def _fuel_percent(raw: object, reader: Reader, rid: str) -> float | None:
     return None
 
 
+_EQUIPMENT = {e.value: e for e in VehicleEquipment}
+
+
+def _equipment(raw: object, reader: Reader, rid: str) -> tuple[VehicleEquipment, ...] | None:
+    """Known values, each once, in the spec's order; unknown ones are dropped and reported."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        reader.warn("INVALID_OPTIONAL_FIELD", "vehicle_equipment: not an array, dropped", rid)
+        return None
+    found = set()
+    for item in raw:
+        equipment = _EQUIPMENT.get(item) if isinstance(item, str) else None
+        if equipment is None:
+            reader.warn(
+                "UNKNOWN_VEHICLE_EQUIPMENT", "vehicle_equipment: unknown value dropped", rid
+            )
+        else:
+            found.add(equipment)
+    return tuple(e for e in VehicleEquipment if e in found)
+
+
 def _vehicle(
     vehicle_id: str,
     raw: Mapping[str, Any],
@@ -456,4 +479,5 @@ def _vehicle(
         last_reported=reader.optional(
             reader.timestamp, raw.get("last_reported"), "last_reported", rid
         ),
+        vehicle_equipment=_equipment(raw.get("vehicle_equipment"), reader, rid),
     )

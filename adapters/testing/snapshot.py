@@ -25,6 +25,7 @@ from adapters.dto import (
     Snapshot,
     Station,
     Vehicle,
+    VehicleEquipment,
     VehicleType,
     ZoneRule,
 )
@@ -158,6 +159,14 @@ def _check_vehicle(
     if fuel is not None and not (_number(fuel) and 0.0 <= fuel <= 1.0):
         out.append(f"{where}: current_fuel_percent {fuel!r} is not within 0..1")
     _timestamp(where, "last_reported", vehicle.last_reported, out)
+    equipment = vehicle.vehicle_equipment
+    if equipment is not None and (
+        not all(isinstance(e, VehicleEquipment) for e in equipment)
+        or list(equipment) != [e for e in VehicleEquipment if e in equipment]
+    ):
+        out.append(
+            f"{where}: vehicle_equipment must be VehicleEquipment values, each once, in order"
+        )
 
 
 def _check_station(

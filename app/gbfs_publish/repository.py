@@ -180,7 +180,8 @@ SELECT json_strip_nulls(json_build_object(
     'current_fuel_percent',
         CASE WHEN v.current_fuel_percent BETWEEN 0 AND 1 THEN v.current_fuel_percent END,
     'station_id', v.station_id,
-    'pricing_plan_id', v.pricing_plan_id
+    'pricing_plan_id', v.pricing_plan_id,
+    'vehicle_equipment', v.vehicle_equipment
 ))::text
 FROM vehicles v
 LEFT JOIN vehicle_types t ON t.id = v.vehicle_type_id

@@ -156,6 +156,8 @@ class Vehicle(Base):
     current_fuel_percent: Mapped[float | None] = mapped_column(Float)
     rental_uris: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     last_reported: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # GBFS vehicle_equipment values; None: not reported, []: none (app/vehicle.py).
+    vehicle_equipment: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

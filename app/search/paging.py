@@ -58,9 +58,6 @@ def query_fingerprint(near: Near | None, bbox: BBox | None, flt: VehicleFilter) 
     additions to the filter (hidden private fleets, freshness) are left out on purpose: they
     depend on the caller and the moment, not on the query."""
 
-    def sorted_or_none(values: frozenset[str] | None) -> list[str] | None:
-        return sorted(values) if values is not None else None
-
     if near is not None:
         area: list[Any] = ["near", float(near.lat), float(near.lon), float(near.radius_meters)]
     elif bbox is not None:
@@ -77,12 +74,7 @@ def query_fingerprint(near: Near | None, bbox: BBox | None, flt: VehicleFilter) 
         [
             "vehicles",
             area,
-            sorted_or_none(flt.form_factors),
-            sorted_or_none(flt.propulsion_types),
-            sorted_or_none(flt.providers),
-            float(flt.min_range_meters) if flt.min_range_meters is not None else None,
-            flt.include_reserved,
-            flt.include_disabled,
+            *flt.fingerprint_parts(),
         ]
     )
     return base64.urlsafe_b64encode(hashlib.blake2b(canonical, digest_size=9).digest()).decode()

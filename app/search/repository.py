@@ -25,7 +25,14 @@ from app.search.schemas import (
     VehicleHit,
     ZoneRow,
 )
-from app.vehicle_index import SPHERE_MARGIN, VehicleDoc
+from app.vehicle import (
+    SELECT_COLUMNS,
+    WIDTH,
+    VehicleDoc,
+    decoded_record_from_row,
+    record_from_row,
+)
+from app.vehicle_index import SPHERE_MARGIN
 from geo.areas import BBox, Near
 from geo.distance import ranking_meters
 
@@ -90,38 +97,6 @@ _FRESH_PROVIDERS = (
 _ENABLED_PROVIDERS = "v.provider_id = ANY(ARRAY(SELECT id FROM providers WHERE enabled))"
 
 
-_VEHICLE_COLUMNS = """
-    v.id, v.provider_id, v.form_factor, v.propulsion_type, ST_Y(v.geom) AS lat,
-    ST_X(v.geom) AS lon, v.is_reserved, v.is_disabled, v.vehicle_type_id, v.pricing_plan_id,
-    v.station_id, v.current_range_meters, v.current_fuel_percent, v.rental_uris, v.last_reported
-"""
-
-
-def _vehicle_hit(row: Any) -> VehicleHit:
-    """From an asyncpg Record or a SQLAlchemy row mapping."""
-    uris = row["rental_uris"]
-    if isinstance(uris, str):  # jsonb straight from asyncpg, without SQLAlchemy's codec
-        uris = orjson.loads(uris)
-    doc = VehicleDoc(
-        id=row["id"],
-        provider_id=row["provider_id"],
-        form_factor=row["form_factor"],
-        propulsion_type=row["propulsion_type"],
-        lat=row["lat"],
-        lon=row["lon"],
-        is_reserved=row["is_reserved"],
-        is_disabled=row["is_disabled"],
-        vehicle_type_id=row["vehicle_type_id"],
-        pricing_plan_id=row["pricing_plan_id"],
-        station_id=row["station_id"],
-        current_range_meters=row["current_range_meters"],
-        current_fuel_percent=row["current_fuel_percent"],
-        rental_uris=uris,
-        last_reported=row["last_reported"],
-    )
-    return VehicleHit(doc, row["distance"])
-
-
 _POINT_PARAM = "ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography"
 # Candidates nearest-first by PostGIS's geography KNN (<->, spherical distance), inside the
 # reach (the radius, or a circle holding the whole box). Python then computes each candidate's
@@ -139,29 +114,7 @@ LIMIT $4
 # ST_DWithin measures on the spheroid, Python with its own formula: the SQL reach is a hair
 # longer, and Python decides.
 _REACH_SLACK_METERS = 0.01
-_VEHICLE_FIELDS = [
-    "id",
-    "provider_id",
-    "form_factor",
-    "propulsion_type",
-    "lat",
-    "lon",
-    "is_reserved",
-    "is_disabled",
-    "vehicle_type_id",
-    "pricing_plan_id",
-    "station_id",
-    "current_range_meters",
-    "current_fuel_percent",
-    "rental_uris",
-    "last_reported",
-]
-
-
-_DOC_WIDTH = len(VehicleDoc._fields)
-_make_doc = VehicleDoc._make
-assert tuple(_VEHICLE_FIELDS) == VehicleDoc._fields
-_ID, _LAT, _LON = (_VEHICLE_FIELDS.index(name) for name in ("id", "lat", "lon"))
+_ID, _LAT, _LON = (VehicleDoc._fields.index(name) for name in ("id", "lat", "lon"))
 
 
 async def search_vehicles(
@@ -200,22 +153,9 @@ async def search_vehicles(
         clauses.append(_FRESH_PROVIDERS.format(seconds=bind(flt.fresh_within_seconds)))
     else:
         clauses.append(_ENABLED_PROVIDERS)
-    if not flt.include_reserved:
-        clauses.append("NOT v.is_reserved")
-    if not flt.include_disabled:
-        clauses.append("NOT v.is_disabled")
-    if flt.form_factors is not None:
-        clauses.append(f"v.form_factor = ANY({bind(sorted(flt.form_factors))})")
-    if flt.propulsion_types is not None:
-        clauses.append(f"v.propulsion_type = ANY({bind(sorted(flt.propulsion_types))})")
-    if flt.providers is not None:
-        clauses.append(f"v.provider_id = ANY({bind(sorted(flt.providers))})")
-    if flt.hidden_providers:
-        clauses.append(f"v.provider_id <> ALL({bind(sorted(flt.hidden_providers))})")
-    if flt.min_range_meters is not None:
-        clauses.append(f"v.current_range_meters >= {bind(flt.min_range_meters)}")
+    clauses += flt.sql_clauses(bind)
     sql = _RANKED_SQL.format(
-        columns=_VEHICLE_COLUMNS, point=_POINT_PARAM, where=" AND ".join(clauses)
+        columns=SELECT_COLUMNS, point=_POINT_PARAM, where=" AND ".join(clauses)
     )
     lat, lon, reach = area.lat, area.lon, area.reach_meters
     last = (after.distance_meters, after.vehicle_id) if after is not None else None
@@ -228,7 +168,7 @@ async def search_vehicles(
         complete = len(rows) < limit  # everything within reach was read
         threshold: float | None = None  # once `first` are found: how far swaps could reach
         for row in rows:
-            if threshold is not None and row[_DOC_WIDTH] > threshold:
+            if threshold is not None and row[WIDTH] > threshold:
                 # Rows come nearest first by sphere: no later one can sort before (or tie)
                 # the `first` found, whatever its geodesic distance.
                 complete = True
@@ -251,10 +191,8 @@ async def search_vehicles(
                 threshold = (farthest + _REACH_SLACK_METERS) * SPHERE_MARGIN
         if complete:
             ranked.sort()
-            # The first columns are VehicleDoc's fields in order.
             return [
-                VehicleHit(_make_doc(row[:_DOC_WIDTH]), distance)
-                for distance, _, row in ranked[:first]
+                VehicleHit(record_from_row(row), distance) for distance, _, row in ranked[:first]
             ]
         limit *= 4
 
@@ -262,13 +200,13 @@ async def search_vehicles(
 async def vehicle_by_id(session: AsyncSession, vehicle_id: str) -> VehicleHit | None:
     rows = await session.execute(
         text(
-            f"SELECT {_VEHICLE_COLUMNS}, NULL::float8 AS distance FROM vehicles v "
+            f"SELECT {SELECT_COLUMNS} FROM vehicles v "
             "JOIN providers p ON p.id = v.provider_id WHERE v.id = :id AND p.enabled"
         ),
         {"id": vehicle_id},
     )
     row = rows.first()
-    return _vehicle_hit(row._mapping) if row is not None else None
+    return VehicleHit(decoded_record_from_row(row), None) if row is not None else None
 
 
 _STATION_COLUMNS = """

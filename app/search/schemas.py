@@ -1,4 +1,5 @@
-"""Search filters and results as plain data."""
+"""Search filters and results as plain data. The vehicle filter lives in the vehicle's home
+(app/vehicle.py) and is re-exported here."""
 
 from __future__ import annotations
 
@@ -7,47 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from app.models import Provider
-from app.vehicle_index import VehicleDoc
+from app.vehicle import VehicleDoc
+from app.vehicle import VehicleFilter as VehicleFilter  # re-exported: its home is app/vehicle.py
 from geo.areas import BBox
-
-
-@dataclass(frozen=True, slots=True)
-class VehicleFilter:
-    form_factors: frozenset[str] | None = None
-    propulsion_types: frozenset[str] | None = None
-    providers: frozenset[str] | None = None
-    min_range_meters: float | None = None
-    include_reserved: bool = False
-    include_disabled: bool = False
-    # Set by the search service, not by clients: only providers whose last good data is at
-    # most this old (app/health.py); None: any age.
-    fresh_within_seconds: float | None = None
-    # Set by the search service, not by clients: private fleets of organisations the caller
-    # is not a member of (issue 6). Empty: none to hide.
-    hidden_providers: frozenset[str] = frozenset()
-
-    def matches(self, doc: VehicleDoc) -> bool:
-        if doc.is_reserved and not self.include_reserved:
-            return False
-        if doc.is_disabled and not self.include_disabled:
-            return False
-        if self.form_factors is not None and doc.form_factor not in self.form_factors:
-            return False
-        if self.propulsion_types is not None and doc.propulsion_type not in self.propulsion_types:
-            return False
-        if self.providers is not None and doc.provider_id not in self.providers:
-            return False
-        if self.hidden_providers and doc.provider_id in self.hidden_providers:
-            return False
-        if self.min_range_meters is not None and (
-            doc.current_range_meters is None or doc.current_range_meters < self.min_range_meters
-        ):
-            return False
-        return True
-
-    @property
-    def available_only(self) -> bool:
-        return not self.include_reserved and not self.include_disabled
 
 
 @dataclass(frozen=True, slots=True)

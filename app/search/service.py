@@ -233,10 +233,7 @@ class SearchService:
                 radius,
                 count=count,
                 skip=skip,
-                form_factors=flt.form_factors,
-                propulsion_types=flt.propulsion_types,
-                providers=flt.providers,
-                min_range_meters=flt.min_range_meters,
+                flt=flt,
                 min_distance_meters=min_distance,
             )
             # A read further into the same circle repeats the vehicles tied with the last one

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-import orjson
 from redis.exceptions import RedisError
 
 from adapters.dto import UNSPECIFIED_VEHICLE_TYPE_ID, placeholder_vehicle_type
@@ -18,7 +17,8 @@ from app import secret_box
 from app.advisory_locks import INDEX_LOCK_SHARED
 from app.models import ACTIVE_BOOKING_STATES
 from app.reference import ReferenceData
-from app.vehicle_index import VehicleDoc, VehicleIndex
+from app.vehicle import PUSH_UPSERT, VehicleDoc, push_columns, with_kept
+from app.vehicle_index import VehicleIndex
 from providers.push.records import PushBatch, PushedVehicle, RecordProblem
 
 
@@ -62,40 +62,6 @@ class TypeInfo:
 
 # An untyped vehicle of a provider that declares no types: a bicycle, as GBFS 1.x implies.
 UNTYPED = TypeInfo(None, "bicycle", "human", None)
-
-_UPSERT = """
-INSERT INTO vehicles AS t (
-    id, provider_id, external_id, vehicle_type_id, pricing_plan_id, station_id, geom,
-    form_factor, propulsion_type, is_reserved, is_disabled, current_range_meters,
-    current_fuel_percent, rental_uris, last_reported)
-SELECT u.id, $1, u.external_id, u.type_id, u.plan_id, NULL,
-       ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326), u.form_factor, u.propulsion_type,
-       u.is_reserved, u.is_disabled, u.range_m, u.fuel, u.uris::jsonb, u.reported
-FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::float8[],
-            $8::text[], $9::text[], $10::bool[], $11::bool[], $12::float8[], $13::float8[],
-            $14::text[], $15::timestamptz[])
-     AS u(id, external_id, type_id, plan_id, lat, lon, form_factor, propulsion_type,
-          is_reserved, is_disabled, range_m, fuel, uris, reported)
-ON CONFLICT (id) DO UPDATE SET
-    vehicle_type_id = EXCLUDED.vehicle_type_id,
-    pricing_plan_id = EXCLUDED.pricing_plan_id,
-    station_id = NULL,
-    geom = EXCLUDED.geom,
-    form_factor = EXCLUDED.form_factor,
-    propulsion_type = EXCLUDED.propulsion_type,
-    is_reserved = EXCLUDED.is_reserved,
-    is_disabled = EXCLUDED.is_disabled,
-    current_range_meters = EXCLUDED.current_range_meters,
-    current_fuel_percent = EXCLUDED.current_fuel_percent,
-    -- A connected car reports position and fuel, not its deep links: keep the known ones.
-    rental_uris = COALESCE(EXCLUDED.rental_uris, t.rental_uris),
-    last_reported = EXCLUDED.last_reported,
-    updated_at = now()
--- Never go back in time: a retry or a late delivery of an older status changes nothing.
-WHERE t.provider_id = EXCLUDED.provider_id
-  AND (t.last_reported IS NULL OR EXCLUDED.last_reported >= t.last_reported)
-RETURNING t.id, (t.xmax = 0) AS inserted, t.rental_uris
-"""
 
 _DELETE = """
 DELETE FROM vehicles WHERE id IN (
@@ -146,7 +112,6 @@ class PushIngest:
         external ids."""
         outcome = PushOutcome(rejected=list(batch.rejected), ignored=list(batch.ignored))
         p = provider_id
-        columns: tuple[list[Any], ...] = tuple([] for _ in range(14))
         docs: dict[str, VehicleDoc] = {}
         positions: dict[str, int] = {}  # where each vehicle was in the request
         # Rows are written (and locked) in id order, so two batches touching the same
@@ -169,48 +134,29 @@ class PushIngest:
                     )
             vid = f"{p}:{v.vehicle_id}"
             positions[vid] = v.index
-            for column, value in zip(
-                columns,
-                (
-                    vid,
-                    v.vehicle_id,
-                    info.type_id,
-                    plan_id,
-                    v.lat,
-                    v.lon,
-                    info.form_factor,
-                    info.propulsion_type,
-                    v.is_reserved,
-                    v.is_disabled,
-                    v.current_range_meters,
-                    v.current_fuel_percent,
-                    None if v.rental_uris is None else orjson.dumps(v.rental_uris).decode(),
-                    v.last_reported,
-                ),
-                strict=True,
-            ):
-                column.append(value)
             docs[vid] = VehicleDoc(
-                vid,
-                p,
-                info.form_factor,
-                info.propulsion_type,
-                v.lat,
-                v.lon,
-                v.is_reserved,
-                v.is_disabled,
-                info.type_id,
-                plan_id,
-                None,
-                v.current_range_meters,
-                v.current_fuel_percent,
-                v.rental_uris,
-                v.last_reported,
+                id=vid,
+                provider_id=p,
+                form_factor=info.form_factor,
+                propulsion_type=info.propulsion_type,
+                lat=v.lat,
+                lon=v.lon,
+                is_reserved=v.is_reserved,
+                is_disabled=v.is_disabled,
+                vehicle_type_id=info.type_id,
+                pricing_plan_id=plan_id,
+                # A pushed position is the operator's own: no station.
+                station_id=None,
+                current_range_meters=v.current_range_meters,
+                current_fuel_percent=v.current_fuel_percent,
+                rental_uris=v.rental_uris,
+                last_reported=v.last_reported,
+                vehicle_equipment=v.vehicle_equipment,
             )
         removed_ids = sorted(f"{p}:{vid}" for vid in batch.removed)
         for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
             try:
-                await _write_batch(self.pool, self.index, p, columns, docs, removed_ids, outcome)
+                await _write_batch(self.pool, self.index, p, docs, removed_ids, outcome)
                 break
             except asyncpg.DeadlockDetectedError:
                 # Upserts lock in id order, but an upsert and a delete in two batches can
@@ -246,7 +192,6 @@ async def _write_batch(
     pool: asyncpg.Pool,
     index: VehicleIndex,
     p: str,
-    columns: tuple[list[Any], ...],
     docs: dict[str, VehicleDoc],
     removed_ids: list[str],
     outcome: PushOutcome,
@@ -259,14 +204,12 @@ async def _write_batch(
         # (SyncEngine.rebuild_index), which would otherwise write positions it read before
         # this batch committed over the ones this batch writes.
         await conn.execute(INDEX_LOCK_SHARED, p)
-        rows = await conn.fetch(_UPSERT, p, *columns) if docs else []
+        rows = await conn.fetch(PUSH_UPSERT, *push_columns(docs.values())) if docs else []
         await _hold_booked(conn, p, [r["id"] for r in rows], docs)
         gone = await conn.fetch(_DELETE, p, removed_ids) if removed_ids else []
         applied: list[VehicleDoc] = []
         for row in rows:
-            doc = docs[row["id"]]
-            if doc.rental_uris is None and row["rental_uris"] is not None:
-                doc = doc._replace(rental_uris=orjson.loads(row["rental_uris"]))
+            doc = with_kept(docs[row["id"]], row)
             (outcome.created if row["inserted"] else outcome.updated).append(doc.id)
             applied.append(doc)
         outcome.removed = [r["id"] for r in gone]

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from adapters.dto import VehicleEquipment
 from adapters.uris import MAX_URI_LENGTH, safe_link
 from providers.push.signing import PushRejected
 
@@ -56,6 +57,8 @@ class PushedVehicle:
     current_fuel_percent: float | None
     rental_uris: dict[str, str | None] | None
     last_reported: datetime
+    # None: not sent (the stored value is kept); []: none.
+    vehicle_equipment: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -150,6 +153,20 @@ def _uris(value: object) -> dict[str, str | None] | None:
     return uris if any(uris.values()) else None
 
 
+_EQUIPMENT = tuple(e.value for e in VehicleEquipment)
+
+
+def _equipment(value: object) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(v in _EQUIPMENT for v in value):
+        raise _Invalid(
+            "INVALID_FIELD",
+            f"vehicle_equipment must be an array of {', '.join(_EQUIPMENT)}",
+        )
+    return [e for e in _EQUIPMENT if e in value]
+
+
 def _record(index: int, raw: object, now: datetime) -> PushedVehicle:
     if not isinstance(raw, dict):
         raise _Invalid("INVALID_RECORD", "each vehicle must be a JSON object")
@@ -180,6 +197,7 @@ def _record(index: int, raw: object, now: datetime) -> PushedVehicle:
         current_fuel_percent=fuel,
         rental_uris=_uris(raw.get("rental_uris")),
         last_reported=_timestamp(raw.get("last_reported"), now),
+        vehicle_equipment=_equipment(raw.get("vehicle_equipment")),
     )
 
 

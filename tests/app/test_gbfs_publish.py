@@ -721,3 +721,24 @@ def test_conformance_folder_is_read_at_run_time() -> None:
     repository_root = Path(__file__).resolve().parents[2]
     assert not list(repository_root.glob("**/schemas/v3.0/vehicle_status.json"))
     assert (require_conformance() / "gbfs" / "schemas" / "v3.0" / "manifest.json").is_file()
+
+
+async def test_vehicle_equipment_is_published_as_stored_and_validates(
+    runtime: Runtime, feed_server: tuple[FeedServer, str], planner: httpx.AsyncClient
+) -> None:
+    # None of the real feeds reports equipment: give two of one's vehicles some, and none.
+    (slug,) = await publish(runtime, feed_server, "check-almere")
+    ids = [r[0] for r in await rows(runtime, "SELECT id FROM vehicles ORDER BY id LIMIT 2")]
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE vehicles SET vehicle_equipment = :e WHERE id = :v"),
+            [{"e": ["child_seat_a", "snow_chains"], "v": ids[0]}, {"e": [], "v": ids[1]}],
+        )
+
+    files = await dataset_files(planner, slug)
+
+    assert schema_errors("vehicle_status", files["vehicle_status"]) == []
+    published = {v["vehicle_id"]: v for v in files["vehicle_status"]["data"]["vehicles"]}
+    assert published[ids[0]]["vehicle_equipment"] == ["child_seat_a", "snow_chains"]
+    assert published[ids[1]]["vehicle_equipment"] == []
+    assert sum("vehicle_equipment" in v for v in published.values()) == 2

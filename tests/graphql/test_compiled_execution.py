@@ -44,6 +44,7 @@ QUERIES = {
     # completed by a plan (in "relations" above, Money.amount is a resolver, so graphql-core
     # completes those vehicles and only the nested segment lists get plans).
     "relations the plan resolves": f"{{ vehicles({NEAR}, first: 10) {{ id lastReported "
+    "vehicleEquipment "
     "rentalUris { android ios web } provider { id name timezone } "
     "vehicleType { id formFactor provider { id } } pricingPlan { id currency provider { id } } "
     "} }",
@@ -76,7 +77,20 @@ async def _execute(
 
 @pytest.fixture
 async def getaround(runtime: Runtime, feed_server: tuple[FeedServer, str]) -> str:
-    return await synced_conformance_provider(runtime, feed_server, "getaround-stavanger")
+    slug = await synced_conformance_provider(runtime, feed_server, "getaround-stavanger")
+    # No real feed reports vehicle_equipment: every other car gets some (none, for a few), so
+    # the plans' vehicleEquipment relation has values to prove.
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE vehicles SET vehicle_equipment = CASE WHEN id < :m "
+                "THEN ARRAY['child_seat_a', 'winter_tires'] ELSE '{}' END "
+                "WHERE provider_id = :p AND hashtext(id) % 2 = 0"
+            ),
+            {"p": slug, "m": f"{slug}:5"},
+        )
+    await runtime.sync.rebuild_index(slug)
+    return slug
 
 
 @pytest.mark.parametrize("name", list(QUERIES))

@@ -560,3 +560,42 @@ async def test_a_rebuild_waits_for_a_push_batch_in_flight(runtime: Runtime) -> N
         await asyncio.sleep(0.3)
         assert not rebuild.done()  # blocked behind the batch
     assert await asyncio.wait_for(rebuild, 5) == 0
+
+
+async def test_vehicle_equipment_absent_keeps_empty_clears_unknown_is_refused(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    await _push_provider(runtime)
+
+    async def equipment() -> tuple[list[str] | None, list[str] | None]:
+        async with runtime.sessions() as session:
+            stored = (
+                await session.execute(
+                    text("SELECT vehicle_equipment FROM vehicles WHERE id = :v"),
+                    {"v": f"{SLUG}:car-1"},
+                )
+            ).scalar_one()
+        (doc,) = await runtime.index.documents([f"{SLUG}:car-1"])
+        assert doc is not None
+        return stored, doc.vehicle_equipment
+
+    # Sent out of order and twice: stored once each, in the spec's order.
+    sent = _vehicle("car-1", 52.52, 13.40, vehicle_equipment=["snow_chains", "child_seat_b"] * 2)
+    assert (await _post(api, {"vehicles": [sent]})).status_code == 200
+    assert await equipment() == (["child_seat_b", "snow_chains"], ["child_seat_b", "snow_chains"])
+    # Absent (or null): the known equipment stays, in PostGIS and in the index.
+    later = _vehicle("car-1", 52.53, 13.41, last_reported=NOW - 5)
+    assert (await _post(api, {"vehicles": [later]})).json()["updated"] == 1
+    assert await equipment() == (["child_seat_b", "snow_chains"], ["child_seat_b", "snow_chains"])
+    # An empty array: none any more.
+    cleared = _vehicle("car-1", 52.53, 13.41, last_reported=NOW - 4, vehicle_equipment=[])
+    assert (await _post(api, {"vehicles": [cleared]})).json()["updated"] == 1
+    assert await equipment() == ([], [])
+    # A value GBFS does not define, or not an array: the record is refused.
+    for bad in (["jet_pack"], "winter_tires", [1]):
+        record = _vehicle("car-1", 52.6, 13.5, last_reported=NOW - 3, vehicle_equipment=bad)
+        response = await _post(api, {"vehicles": [record]})
+        assert [(r["index"], r["code"]) for r in response.json()["rejected"]] == [
+            (0, "INVALID_FIELD")
+        ], bad
+    assert await equipment() == ([], [])
