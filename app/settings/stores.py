@@ -1,0 +1,27 @@
+"""The stores: PostgreSQL (``database_url``) and Redis (``redis_url``, ``redis_prefix``).
+
+Read by app/runtime.py, app/db.py, app/redis.py, app/migrate.py, migrations/env.py,
+app/task_queue.py, app/live_updates.py, app/fleet/tasks.py, the CLI commands (database, migrate,
+worker, scheduler) and the benchmarks.
+"""
+
+from __future__ import annotations
+
+from pydantic import field_validator
+
+from app.settings.base import MobilityBaseSettings
+
+
+class StoreSettings(MobilityBaseSettings):
+    # A plain libpq-style URL; the async driver is chosen in app.db.
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/mobility"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Namespaces every Redis key, so several deployments (or test runs) can share one server.
+    redis_prefix: str = "mob"
+
+    @field_validator("database_url")
+    @classmethod
+    def _plain_postgres_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
+            raise ValueError("MOBILITY_DATABASE_URL must be a postgresql:// URL")
+        return value
