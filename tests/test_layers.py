@@ -32,6 +32,7 @@ PROVIDERS_MAY_IMPORT = frozenset(
         "app.reference",
         "app.secret_box",
         "app.settings",
+        "app.vehicle",
         "app.vehicle_index",
         "app.vocabulary",
     }

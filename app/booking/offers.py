@@ -49,7 +49,7 @@ _OFFER_VERSION = "o1"
 _OFFER_KEY_LABEL = b"mobility-aggregator/offer-id/v1"
 # Without MOBILITY_JWT_SECRET, each process signs with its own random key: offers then die with
 # the process, and one API process cannot verify another's. Multi-process deployments must set
-# MOBILITY_JWT_SECRET (settings.py: production is meant to refuse to start without it).
+# MOBILITY_JWT_SECRET (app/accounts/tokens.py: production is meant to refuse to start without it).
 _PROCESS_KEY = secrets.token_bytes(32)
 # Our offer ids are about 200 characters; anything much longer is not ours and is refused
 # before it costs a decode.
