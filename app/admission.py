@@ -12,7 +12,7 @@ import asyncio
 
 __all__ = ["COSTLY", "PASSWORD_HASHING", "slots"]
 
-COSTLY = "costly-operations"  # tripOptions (app/settings/graphql.py says how many)
+COSTLY = "costly-operations"  # tripOptions (app/platform/settings/graphql.py says how many)
 PASSWORD_HASHING = "password-hashing"
 
 _slots: dict[tuple[int, str, int], asyncio.Semaphore] = {}

@@ -12,9 +12,9 @@ import time
 from collections.abc import Sequence
 
 from app.commands.console import fail, say
-from app.errors import DomainError
-from app.logs import configure_logging
-from app.settings import Settings, get_settings
+from app.platform.errors import DomainError
+from app.platform.logs import configure_logging
+from app.platform.settings import Settings, get_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_settings()
     # After the arguments parse: `mobility --help` and a usage error need none of what it
     # loads (SQLAlchemy, cryptography: a quarter of a second of start-up).
-    from app import secret_box
+    from app.platform import secret_box
 
     try:
         if args.command == "secrets" and args.secrets_command == "new-key":

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from app.settings import Settings
+from app.platform.settings import Settings
 
 
 class HealthStatus(StrEnum):

@@ -14,10 +14,10 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts import Rider, rider_for_token
-from app.db import in_transaction, transaction
 from app.fleet.access import actor_for, memberships_of
 from app.fleet.api_keys import verify_api_key
-from app.settings import Settings
+from app.platform.db import in_transaction, transaction
+from app.platform.settings import Settings
 from app.staff_auth import viewer_for
 
 __all__ = ["Identity"]

@@ -13,19 +13,19 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.requests import HTTPConnection
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from app import secret_box
 from app.accounts import check_settings
 from app.booking.maintenance import start_booking_maintenance
-from app.edge import BodyCap, RequestLimits
-from app.fleet.reports_api import router as reports_router
 from app.fleet.webhooks import start_webhook_dispatcher, webhook_http_client
-from app.gbfs_publish import router as gbfs_router
-from app.ingest_api import router as ingest_router
+from app.platform import secret_box
+from app.platform.edge import BodyCap, RequestLimits
+from app.platform.settings import Settings, get_settings
+from app.rest.gbfs import router as gbfs_router
+from app.rest.ingest import router as ingest_router
+from app.rest.reports import router as reports_router
+from app.rest.web_assets import WebAssets
+from app.rest.web_assets import router as web_assets_router
 from app.runtime import Runtime, open_runtime
-from app.settings import Settings, get_settings
 from app.task_queue import scheduling
-from app.web_assets import WebAssets
-from app.web_assets import router as web_assets_router
 from graphql_schema.context import Context, client_address
 from graphql_schema.fast_http import GraphQLFastPath
 from graphql_schema.http import MobilityGraphQLRouter
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
                 await stack.enter_async_context(scheduling(runtime))
                 await stack.enter_async_context(start_booking_maintenance(runtime.bookings))
                 # Its own client, not runtime.http (which follows redirects and may reach any
-                # address): an organisation chose these URLs (app/outbound.py).
+                # address): an organisation chose these URLs (app/platform/outbound.py).
                 webhook_http = await stack.enter_async_context(webhook_http_client(settings))
                 await stack.enter_async_context(
                     start_webhook_dispatcher(runtime.sessions, webhook_http, settings)

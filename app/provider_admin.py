@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import in_session, in_transaction
+from app.platform.db import in_session, in_transaction
 from providers import admin
 from providers.admin import (
     OverridesSummary,

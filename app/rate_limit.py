@@ -28,14 +28,14 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from app.accounts import rider_for_token
-from app.errors import DomainError
 from app.fleet.api_keys import is_api_key, verify_api_key
 from app.fleet.principal import ApiKeyPrincipal
+from app.platform.errors import DomainError
 from app.staff_auth import TOKEN_PREFIX
 
 if TYPE_CHECKING:
+    from app.platform.settings import Settings
     from app.runtime import Runtime
-    from app.settings import Settings
 
 __all__ = [
     "PLAN_LIMITS",

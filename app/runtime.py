@@ -15,10 +15,8 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app import secret_box
 from app.accounts import Accounts
 from app.booking.service import BookingService
-from app.db import create_engine, plain_url, session_factory
 from app.fleet.api_key_admin import ApiKeyAdmin
 from app.fleet.organisation_admin import OrganisationAdmin
 from app.fleet.policy_admin import PolicyAdmin
@@ -26,12 +24,14 @@ from app.fleet.webhook_admin import WebhookAdmin
 from app.identity import Identity
 from app.live_updates import ChangeSignals, DeltaHub
 from app.persisted_queries import PersistedQueries
+from app.platform import secret_box
+from app.platform.db import create_engine, plain_url, session_factory
+from app.platform.redis import RedisKeys, create_redis
+from app.platform.redis_pipelined import Endpoint, PipelinedRedis
+from app.platform.settings import Settings
 from app.provider_admin import ProviderAdmin
-from app.redis import RedisKeys, create_redis
-from app.redis_pipelined import Endpoint, PipelinedRedis
 from app.reference import ReferenceCache
 from app.search.service import SearchService
-from app.settings import Settings
 from app.vehicle_index import VehicleIndex
 from providers.breaker import CircuitBreaker
 from providers.push import PushIngest

@@ -10,7 +10,7 @@ uvicorn does not set by itself.
 - **Connection cap**: at most ``MOBILITY_MAX_CONNECTIONS`` connections and requests in flight
   per process; past it new requests are answered 503 (uvicorn's ``limit_concurrency``).
 - **WebSocket messages** at most ``MOBILITY_MAX_REQUEST_BYTES`` (uvicorn's ``ws_max_size``;
-  app/edge.py checks the same inside the app).
+  app/platform/edge.py checks the same inside the app).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.settings import Settings
+from app.platform.settings import Settings
 
 __all__ = ["guarded_protocol", "run"]
 
@@ -102,7 +102,8 @@ _REQUEST_TIMEOUT = (
 
 
 def run(settings: Settings, host: str, port: int) -> None:
-    # No log config of uvicorn's own: its loggers go to the root handler (app/logs.py), so its
+    # No log config of uvicorn's own: its loggers go to the root handler (app/platform/logs.py), so
+    # its
     # lines are escaped like ours.
     logging.getLogger("uvicorn").setLevel(logging.INFO)
     uvicorn.run(

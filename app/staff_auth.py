@@ -19,8 +19,8 @@ from enum import StrEnum
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import DomainError, InvalidInput
 from app.models import StaffToken
+from app.platform.errors import DomainError, InvalidInput
 
 TOKEN_PREFIX = "mob_staff_"
 # Characters of a token kept in clear (prefix plus the start of the random part).

@@ -19,9 +19,9 @@ from taskiq import AsyncBroker
 from taskiq_redis import RedisStreamBroker
 
 from app.fleet.tasks import register_webhook_tasks
-from app.redis import RedisKeys
+from app.platform.redis import RedisKeys
+from app.platform.settings import Settings, get_settings
 from app.runtime import Runtime, open_runtime
-from app.settings import Settings, get_settings
 from providers.dispatch import claim_lease_seconds
 from providers.scheduler import Scheduler, start_scheduler
 from providers.tasks import kicker, register_sync_tasks

@@ -125,7 +125,8 @@ if tuple(f.name for f in FIELDS) != VehicleDoc._fields:
 
 WIDTH = len(FIELDS)
 #: Names the document format: a short hash of the fields, in order, and their types. The index's
-#: keys and the delta channel carry it (app/redis.py), so a deploy that adds, removes or moves a
+#: keys and the delta channel carry it (app/platform/redis.py), so a deploy that adds, removes or
+#: moves a
 #: field builds a fresh index under new keys, and processes of the previous version, still
 #: running during a rolling deploy, never read documents or deltas of the new one.
 DOC_FORMAT = hashlib.blake2b(

@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from adapters.dto import FormFactor
-from app.redis import RedisKeys
-from app.redis_pipelined import PipelinedRedis, Script
+from app.platform.redis import RedisKeys
+from app.platform.redis_pipelined import PipelinedRedis, Script
 from app.vehicle import (
     GEO_MAX_LAT,
     LUA_FILTER_ARGS,
@@ -197,7 +197,7 @@ class VehicleIndex:
         self, redis: Redis, keys: RedisKeys, *, search_client: PipelinedRedis | None = None
     ) -> None:
         """``search_client``: the hot path's shared pipelined connection
-        (app/redis_pipelined.py); without it, searches go through ``redis``."""
+        (app/platform/redis_pipelined.py); without it, searches go through ``redis``."""
         self.redis = redis
         self.keys = keys
         self.search_client = search_client

@@ -37,10 +37,10 @@ from typing import Any
 
 import httpx
 
-from app import migrate
-from app.db import transaction
+from app.platform import migrate
+from app.platform.db import transaction
+from app.platform.settings import Settings
 from app.runtime import open_runtime
-from app.settings import Settings
 from bench import config
 from bench.progress import say
 from bench.servers import free_port

@@ -28,8 +28,8 @@ import asyncpg
 import orjson
 from redis.asyncio import Redis
 
-from app import migrate
-from app.redis import RedisKeys, create_redis
+from app.platform import migrate
+from app.platform.redis import RedisKeys, create_redis
 from app.vehicle_index import VehicleIndex
 from bench import config
 from bench.fleet import (

@@ -49,9 +49,9 @@ from adapters.dto import (
     Vehicle,
     VehicleType,
 )
-from app.db import create_engine, session_factory
-from app.redis import RedisKeys, create_redis
-from app.settings import Settings
+from app.platform.db import create_engine, session_factory
+from app.platform.redis import RedisKeys, create_redis
+from app.platform.settings import Settings
 from app.vehicle_index import VehicleIndex
 from bench import config
 from bench.fleet import CITIES

@@ -76,7 +76,7 @@ async def _run(
 ) -> None:
     _configure_env()
     from app.main import create_app
-    from app.settings import Settings
+    from app.platform.settings import Settings
 
     app = create_app(Settings())
     points = _points(requests)

@@ -40,10 +40,10 @@ import httpx
 import orjson
 from redis.asyncio import Redis
 
-from app.db import transaction
-from app.redis import RedisKeys, create_redis
+from app.platform.db import transaction
+from app.platform.redis import RedisKeys, create_redis
+from app.platform.settings import Settings
 from app.runtime import open_runtime
-from app.settings import Settings
 from bench import config
 from bench.fleet import CITIES
 from bench.generate import prepare_database

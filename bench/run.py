@@ -47,8 +47,8 @@ import httpx
 import orjson
 from redis.asyncio import Redis
 
-from app.redis import RedisKeys
-from app.vocabulary import FormFactor
+from app.platform.redis import RedisKeys
+from app.platform.vocabulary import FormFactor
 from bench import charts, config
 from bench.fleet import CITIES, query_points
 from bench.generate import (

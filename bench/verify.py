@@ -25,7 +25,7 @@ import asyncpg
 import httpx
 import orjson
 
-from app.vocabulary import FormFactor
+from app.platform.vocabulary import FormFactor
 from bench import config
 from bench.servers import Server
 from bench.targets import (

@@ -28,9 +28,9 @@ from app.booking.states import (
     IllegalTransition,
     allowed_events,
 )
-from app.errors import InvalidInput
 from app.fleet.policies import PolicyRule
 from app.fleet.principal import OrgNotFound, Scope
+from app.platform.errors import InvalidInput
 from app.records import BookingRecord
 from graphql_schema.context import Context
 from graphql_schema.policies import PolicyViolation

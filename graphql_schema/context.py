@@ -15,10 +15,10 @@ from strawberry.fastapi import BaseContext
 
 from app.accounts import InvalidToken, Rider, Unauthenticated
 from app.booking.service import BookingService
-from app.errors import DomainError
 from app.fleet.api_keys import is_api_key
 from app.fleet.principal import ApiKeyPrincipal, OrgActor, Role, Scope
 from app.live_updates import ChangeSignals, DeltaHub
+from app.platform.errors import DomainError
 from app.provider_admin import ProviderAdmin
 from app.records import ProviderRecord, SyncRunRecord
 from app.runtime import Runtime

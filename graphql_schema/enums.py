@@ -7,7 +7,7 @@ from __future__ import annotations
 import strawberry
 
 from app.health import HealthStatus
-from app.vocabulary import FormFactor, PropulsionType, VehicleEquipment
+from app.platform.vocabulary import FormFactor, PropulsionType, VehicleEquipment
 
 strawberry.enum(
     FormFactor,

@@ -17,7 +17,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
-from app.errors import DomainError
+from app.platform.errors import DomainError
 from app.rate_limit import RateLimited
 
 log = logging.getLogger(__name__)

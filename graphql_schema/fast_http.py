@@ -51,7 +51,7 @@ class GraphQLFastPath:
         ):
             await self.app(scope, receive, send)
             return
-        # The body's size is capped at the edge (app/edge.py), before this reads it.
+        # The body's size is capped at the edge (app/platform/edge.py), before this reads it.
         body = await _read_body(receive)
         if body is None:
             return  # the client went away

@@ -29,7 +29,7 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.persisted_queries import PersistedQueryError
-from app.web_assets import WebAssets
+from app.rest.web_assets import WebAssets
 from graphql_schema import media
 from graphql_schema.context import Context
 from graphql_schema.errors import OPERATION_NOT_FOUND, assign_code, document_checked
@@ -98,7 +98,7 @@ class MobilityGraphQLRouter(GraphQLRouter[Context, None]):
     graphql_transport_ws_handler_class = KeepAliveTransportWSHandler
     websocket_adapter_class = TextFrameWebSocketAdapter
     ws_keepalive_seconds: float = 15.0
-    # GraphiQL from our own assets (app/web_assets.py), not Strawberry's page, which loads
+    # GraphiQL from our own assets (app/rest/web_assets.py), not Strawberry's page, which loads
     # React and GraphiQL from a public CDN and stays blank without internet.
     web_assets: WebAssets | None = None
 

@@ -17,7 +17,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app import provider_admin as admin
-from app.errors import InvalidInput, NotFound
+from app.platform.errors import InvalidInput, NotFound
 from graphql_schema.accounts import AccountMutation
 from graphql_schema.api_keys import ApiKeyMutation
 from graphql_schema.booking import BookingAdminMutation, BookingMutation

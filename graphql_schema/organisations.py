@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 import strawberry
 
-from app.errors import InvalidInput
 from app.fleet.access import ADMINS
 from app.fleet.principal import OrgActor, OrgNotFound, Role
+from app.platform.errors import InvalidInput
 from app.rate_limit import plan_limits
 from app.records import CostCentreRecord, MemberRecord, OrganisationRecord, UserRecord
 from app.staff_auth import Forbidden

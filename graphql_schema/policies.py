@@ -16,11 +16,11 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
-from app.errors import InvalidInput
 from app.fleet import policies as domain
 from app.fleet.access import ADMINS
 from app.fleet.policies import PolicyRule, Violation
 from app.fleet.principal import OrgNotFound
+from app.platform.errors import InvalidInput
 from app.records import PolicyRecord
 from graphql_schema.context import Context
 from graphql_schema.enums import FormFactor

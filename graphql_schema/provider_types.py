@@ -10,12 +10,12 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.health import SyncRecord, data_age_seconds, health_status
+from app.platform.settings import Settings
 from app.provider_admin import config_view, overrides_summary
 from app.records import ProviderRecord
 from app.search.schemas import ProviderStats
 from app.search.service import is_stale
 from app.search.validation import validate_first
-from app.settings import Settings
 from graphql_schema.enums import FormFactor, HealthStatus, form_factor
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
-from app.errors import DomainError
+from app.platform.errors import DomainError
 from app.rate_limit import RateLimited, Subject, api_key_subject, rider_subject, take
 from graphql_schema.context import Context
 from graphql_schema.errors import MobilitySchema

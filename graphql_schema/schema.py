@@ -17,7 +17,7 @@ from strawberry.extensions.max_aliases import create_validator as alias_limit
 from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
 from strawberry.schema.config import StrawberryConfig
 
-from app.settings import Settings, get_settings
+from app.platform.settings import Settings, get_settings
 from graphql_schema.cost import cost_limit
 from graphql_schema.execution import CompiledExecutionContext, OneLaneExecutionContext
 from graphql_schema.input_guard import NoNulInStrings

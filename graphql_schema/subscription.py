@@ -17,8 +17,8 @@ from typing import Annotated
 
 import strawberry
 
-from app.errors import DomainError
 from app.live_updates import DeltaHub
+from app.platform.errors import DomainError
 from app.search.live_view import Changes, LiveView
 from graphql_schema.booking import BookingSubscription
 from graphql_schema.context import Context

@@ -11,12 +11,12 @@ import orjson
 import strawberry
 from strawberry.scalars import JSON
 
+from app.platform.settings import Settings
+from app.platform.vocabulary import currency_exponent
 from app.records import PricingPlanRecord, VehicleTypeRecord
 from app.reference import ReferenceCache, ReferenceData
 from app.search.schemas import StationRow, VehicleHit, ZoneRow
-from app.settings import Settings
 from app.vehicle_index import VehicleDoc
-from app.vocabulary import currency_exponent
 from graphql_schema.enums import (
     FORM_FACTORS,
     PROPULSION_TYPES,

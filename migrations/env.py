@@ -8,9 +8,9 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db import async_url
 from app.models import Base
-from app.settings import get_settings
+from app.platform.db import async_url
+from app.platform.settings import get_settings
 
 config = context.config
 target_metadata = Base.metadata

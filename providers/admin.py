@@ -3,7 +3,7 @@ GraphQL mutations (add, update, enable, disable, delete, force a sync, set crede
 feed overrides).
 
 Every function validates before writing and raises a :class:`DomainError` with a stable code;
-callers own the transaction (``app.db.transaction``).
+callers own the transaction (``app.platform.db.transaction``).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from adapters.credentials import (
     credentials_values,
     parse_credentials,
 )
-from app.errors import DomainError, InvalidInput, NotFound
 from app.models import Organisation, Provider, ProviderCredentials
+from app.platform.errors import DomainError, InvalidInput, NotFound
 from providers import repository
 from providers.service import register_provider
 

@@ -22,8 +22,8 @@ from enum import StrEnum
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.redis import RedisKeys
-from app.settings import Settings
+from app.platform.redis import RedisKeys
+from app.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 

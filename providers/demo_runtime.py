@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.settings import Settings
+from app.platform.settings import Settings
 from providers.admin import set_booking
 from providers.demo import DEMO_PROVIDERS, build_demo_feed_server
 from providers.service import register_provider

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import transaction
-from app.errors import DomainError
-from app.settings import Settings
+from app.platform.db import transaction
+from app.platform.errors import DomainError
+from app.platform.settings import Settings
 from providers import repository
 from providers.breaker import BreakerState, CircuitBreaker
 from providers.sync import ProviderNotFound, SyncEngine, SyncReport

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Protocol
 
-from app.settings import Settings
+from app.platform.settings import Settings
 from providers.breaker import CircuitBreaker
 from providers.dispatch import (
     Claim,

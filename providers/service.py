@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.base import AdapterConfigError, load_adapter
-from app.errors import InvalidInput
 from app.models import Provider
+from app.platform.errors import InvalidInput
 from providers import repository
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

@@ -27,10 +27,10 @@ from adapters.base import AdapterConfigError, AdapterError, FetchContext, load_a
 from adapters.credentials import OperatorAuth, OperatorCredentials
 from adapters.dto import Finding, Snapshot
 from adapters.http import FeedCache, redact_urls
-from app.advisory_locks import INDEX_XACT_LOCK, SYNC_LOCK, SYNC_UNLOCK, VEHICLES_XACT_LOCK
-from app.db import transaction
 from app.models import ACTIVE_BOOKING_STATES
-from app.settings import Settings
+from app.platform.advisory_locks import INDEX_XACT_LOCK, SYNC_LOCK, SYNC_UNLOCK, VEHICLES_XACT_LOCK
+from app.platform.db import transaction
+from app.platform.settings import Settings
 from app.vehicle import SELECT_COLUMNS, VehicleDoc, decoded_record_from_row
 from app.vehicle_index import VehicleIndex
 from providers import repository
@@ -341,7 +341,7 @@ class SyncEngine:
             await conn.execute(text("SELECT 1"))
             raw = await conn.get_raw_connection()
             pg: asyncpg.Connection = raw.driver_connection
-            # Bookings write is_reserved under this lock, shared (app/advisory_locks.py):
+            # Bookings write is_reserved under this lock, shared (app/platform/advisory_locks.py):
             # held exclusively from here to the commit, every booking committed before is in
             # `held`, and one committing after waits and then writes is_reserved itself.
             await pg.execute(VEHICLES_XACT_LOCK, provider_id)

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from taskiq import AsyncBroker, TaskiqEvents, TaskiqState
 
-from app.settings import Settings
+from app.platform.settings import Settings
 from providers.breaker import CircuitBreaker
 from providers.dispatch import Claim, KickSync, run_claim
 from providers.sync import SyncEngine

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from app.db import transaction
+from app.platform.db import transaction
 from app.runtime import Runtime
 from app.staff_auth import create_token
 from providers.admin import set_booking

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from app import migrate, secret_box
 from app.main import create_app
+from app.platform import migrate, secret_box
+from app.platform.settings import PROJECT_ROOT, Settings
 from app.runtime import Runtime, open_runtime
-from app.settings import PROJECT_ROOT, Settings
 from providers.simulators.feed_server import FeedServer, serve_in_background
 
 TEST_DATABASE_URL = os.environ.get(

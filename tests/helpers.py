@@ -10,7 +10,7 @@ from typing import Any
 from redis.asyncio.client import PubSub
 from sqlalchemy import text
 
-from app.db import transaction
+from app.platform.db import transaction
 from app.runtime import Runtime
 from providers.service import register_provider
 from providers.simulators.feed_server import DocumentFactory, FeedServer

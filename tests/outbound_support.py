@@ -1,4 +1,4 @@
-"""Test stand-ins for outbound requests to addresses a tenant chose (app/outbound.py):
+"""Test stand-ins for outbound requests to addresses a tenant chose (app/platform/outbound.py):
 
 - :func:`canary`: a real TCP listener on this machine (127.0.0.1 and ::1, one port) that counts
   every connection it is offered, so a test can say "nothing reached a local service";
@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from app.outbound import Resolver
+from app.platform.outbound import Resolver
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # The stand-in for "somewhere on the public internet": a loopback address the tests' policies

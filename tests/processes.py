@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.settings import Settings
+from app.platform.settings import Settings
 from tests.conftest import conformance_root
 
 

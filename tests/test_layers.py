@@ -5,6 +5,8 @@ are not run at import time), resolved to the modules of the project.
 - no import cycle between the project's modules;
 - ``graphql_schema/`` imports no SQLAlchemy, no model and no session factory;
 - ``adapters/`` imports nothing of ``app/`` or ``providers/``, ``geo/`` nothing of the others;
+- ``app/platform/`` imports no domain, no interface and nothing of ``providers/`` (only the
+  vehicle's pure record, app/vehicle.py);
 - ``providers/`` imports only the platform modules of ``app/``, never a domain package;
 - an import inside a function has its reason written beside it (a comment above it in the
   function, or on its line).
@@ -24,17 +26,13 @@ PACKAGES = ("app", "adapters", "geo", "graphql_schema", "providers")
 # accounts, live updates, GBFS publishing) nor the runtime that assembles them.
 PROVIDERS_MAY_IMPORT = frozenset(
     {
-        "app.advisory_locks",
-        "app.db",
-        "app.errors",
+        "app.platform",
+        # The data every layer shares: the models, the vehicle's home and its index, the
+        # reference cache (providers, vehicle types, pricing plans).
         "app.models",
-        "app.redis",
         "app.reference",
-        "app.secret_box",
-        "app.settings",
         "app.vehicle",
         "app.vehicle_index",
-        "app.vocabulary",
     }
 )
 
@@ -163,7 +161,7 @@ def test_the_rules_see_the_whole_project() -> None:
     assert {"app.runtime", "graphql_schema.context", "providers.sync", "adapters.dto"} <= set(
         MODULES
     )
-    assert "app.settings" in _project_edges(MODULES["app.runtime"])
+    assert "app.platform.settings" in _project_edges(MODULES["app.runtime"])
 
 
 def test_there_is_no_import_cycle() -> None:
@@ -174,7 +172,7 @@ def test_the_graphql_schema_holds_no_database_access() -> None:
     offending = [
         (name, target)
         for name, target in _imports_under("graphql_schema")
-        if _within(target, "sqlalchemy", "geoalchemy2", "asyncpg", "app.models", "app.db")
+        if _within(target, "sqlalchemy", "geoalchemy2", "asyncpg", "app.models", "app.platform.db")
     ]
     assert offending == []
 
@@ -186,6 +184,17 @@ def test_adapters_and_geo_import_nothing_above_them() -> None:
         for n, t in _imports_under("geo")
         if _within(t, "app", "providers", "adapters", "graphql_schema")
     ] == []
+
+
+def test_the_platform_imports_no_domain() -> None:
+    offending = [
+        (name, target)
+        for name, target in _imports_under("app.platform")
+        if _within(target, "app", "providers", "graphql_schema")
+        # The vehicle's record (pure, no I/O) names the index's document format.
+        and not _within(target, "app.platform", "app.vehicle")
+    ]
+    assert offending == []
 
 
 def test_providers_import_only_the_platform_of_app() -> None:

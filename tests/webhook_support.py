@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.db import transaction
 from app.fleet.api_keys import SHOWN_CHARS, key_hash, new_key
 from app.fleet.principal import Scope
 from app.models import ApiKey, Organisation, OrganisationMember
+from app.platform.db import transaction
 from app.runtime import Runtime
 from providers.simulators.feed_server import serve_in_background
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.errors import DomainError, InvalidInput, NotFound
+from app.platform.errors import DomainError, InvalidInput, NotFound
 
 
 class Unauthenticated(DomainError):

@@ -17,7 +17,7 @@ import httpx
 import jwt
 
 from app.accounts.errors import IdentityProviderUnavailable, InvalidToken, TokenExpired
-from app.settings import Settings
+from app.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from app.admission import PASSWORD_HASHING, slots
-from app.settings import Settings
+from app.platform.settings import Settings
 
 # argon2-cffi's default lanes; fewer when the memory setting is too small for four (each lane
 # needs at least 8 KiB).

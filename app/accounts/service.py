@@ -48,12 +48,12 @@ from app.accounts.tokens import (
     verify_access_token,
 )
 from app.booking.eligibility import LicenceStatus
-from app.db import transaction
-from app.email_address import normalized_email
-from app.errors import InvalidInput
 from app.models import User
-from app.names import forbidden_character
-from app.settings import Settings
+from app.platform.db import transaction
+from app.platform.email_address import normalized_email
+from app.platform.errors import InvalidInput
+from app.platform.names import forbidden_character
+from app.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import hashlib
 
 from redis.asyncio import Redis
 
+from app.platform.settings import Settings
 from app.rate_limit import Limit, RateLimited, Subject, take
-from app.settings import Settings
 
 __all__ = ["admit_log_in", "admit_sign_up"]
 

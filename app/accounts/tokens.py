@@ -16,7 +16,7 @@ import jwt
 
 from app.accounts.errors import AccountsMisconfigured, InvalidToken, TokenExpired
 from app.accounts.schemas import AccessToken
-from app.settings import Settings
+from app.platform.settings import Settings
 
 ALGORITHM = "HS256"
 ACCESS_TYPE = "access"

@@ -30,10 +30,10 @@ from app.booking.receipts import finish_values
 from app.booking.ride_end import ride_end_refusal
 from app.booking.schemas import BookingBusy, BookingChanged, RiderLike
 from app.booking.states import BookingEvent, BookingState, transition
-from app.db import in_session, transaction
-from app.errors import InvalidInput
 from app.fleet.principal import ApiKeyPrincipal
 from app.models import Booking
+from app.platform.db import in_session, transaction
+from app.platform.errors import InvalidInput
 from app.search import repository as search_repository
 
 __all__ = ["TripActions"]

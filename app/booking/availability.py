@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.booking import outcomes as out
 from app.booking.eligibility import EligibilityRules, LicenceStatus, refusals
 from app.booking.schemas import RiderLike
-from app.errors import InvalidInput
 from app.models import PricingPlan, Provider, VehicleType
+from app.platform.errors import InvalidInput
+from app.platform.vocabulary import FormFactor
 from app.search import repository as search_repository
 from app.vehicle_index import VehicleDoc
-from app.vocabulary import FormFactor
 
 __all__ = ["Candidate", "find_vehicle", "refusal"]
 

@@ -31,8 +31,8 @@ from app.booking import repository
 from app.booking.effects import SideEffects
 from app.booking.schemas import RiderLike
 from app.booking.states import TERMINAL, BookingEvent, BookingState
-from app.db import transaction
-from app.settings import Settings
+from app.platform.db import transaction
+from app.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.booking.schemas import OrgBooking
 from app.booking.states import BookingState
 from app.fleet.outbox import EventType, emit
-from app.redis import RedisKeys
+from app.platform.redis import RedisKeys
 from app.search import repository as search_repository
 from app.vehicle_index import VehicleDoc, VehicleIndex
 

@@ -14,7 +14,7 @@ from datetime import date
 from enum import StrEnum
 from types import MappingProxyType
 
-from app.vocabulary import FormFactor
+from app.platform.vocabulary import FormFactor
 
 __all__ = [
     "DEFAULT_RULES",

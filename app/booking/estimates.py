@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from adapters.dto import PricingSegment
 from adapters.gbfs.pricing import PriceBreakdown, estimate_price
 from app import models
-from app.settings import Settings
+from app.platform.settings import Settings
 from geo.distance import geodesic_meters
 
 __all__ = [

@@ -26,9 +26,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import transaction
-from app.errors import DomainError, InvalidInput
 from app.models import IdempotencyKey
+from app.platform.db import transaction
+from app.platform.errors import DomainError, InvalidInput
 
 __all__ = [
     "Claimed",

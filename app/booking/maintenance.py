@@ -23,7 +23,6 @@ from adapters.booking import (
 )
 from adapters.booking import OperatorRejected as OperatorSaidNo
 from adapters.booking import OperatorUnavailable as OperatorDown
-from app.background import in_background
 from app.booking import idempotency as idem
 from app.booking import outcomes as out
 from app.booking import repository
@@ -31,9 +30,10 @@ from app.booking.receipts import finish_values
 from app.booking.repository import COMPENSATION_DUE
 from app.booking.service import BookingService
 from app.booking.states import BookingEvent, BookingState, transition
-from app.db import transaction
 from app.fleet.webhooks import forget_old_events
 from app.models import Booking
+from app.platform.background import in_background
+from app.platform.db import transaction
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ import orjson
 
 from adapters.gbfs.pricing import PriceBreakdown
 from app.booking.estimates import LatLon, Leg
-from app.errors import DomainError
-from app.settings import Settings
+from app.platform.errors import DomainError
+from app.platform.settings import Settings
 
 __all__ = [
     "Offer",

@@ -33,8 +33,8 @@ from adapters.credentials import OperatorAuth
 from app.booking import repository
 from app.booking.core import BookingCore
 from app.booking.states import BookingEvent
-from app.db import transaction
 from app.models import Provider
+from app.platform.db import transaction
 from providers.admin import credentials_for
 
 log = logging.getLogger(__name__)

@@ -19,13 +19,13 @@ from app.booking import outcomes as out
 from app.booking import repository
 from app.booking.effects import emit_policy_violation
 from app.booking.schemas import OrgBooking
-from app.db import transaction
-from app.errors import InvalidInput
 from app.fleet.access import BOOKERS
 from app.fleet.organisations import cost_centre_of, member_of
 from app.fleet.policies import check_trip
 from app.fleet.principal import OrgActor
 from app.models import User
+from app.platform.db import transaction
+from app.platform.errors import InvalidInput
 from app.staff_auth import Forbidden
 from app.vehicle_index import VehicleDoc
 

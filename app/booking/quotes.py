@@ -37,12 +37,12 @@ from app.booking.estimates import (
     ride_to,
 )
 from app.booking.offers import Offer, issue_offer, offer_signing_key
-from app.errors import DomainError, InvalidInput, NotFound
+from app.platform.errors import DomainError, InvalidInput, NotFound
+from app.platform.settings import Settings
 from app.reference import ReferenceCache, ReferenceData
 from app.search.schemas import VehicleFilter, VehicleHit
 from app.search.service import SearchService
 from app.search.validation import Area, validate_first
-from app.settings import Settings
 from geo.areas import Near, valid_lat, valid_lon
 from geo.distance import geodesic_meters
 

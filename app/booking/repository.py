@@ -2,7 +2,8 @@
 
 Each function runs in the session or transaction its caller opened, so the caller decides what
 commits together (a change and its idempotent answer, for one). Time is passed in (``now``),
-never read here. The advisory-lock keys come from ``app/advisory_locks.py``, the one home they
+never read here. The advisory-lock keys come from ``app/platform/advisory_locks.py``, the one home
+they
 share with sync and push.
 
 Every state change goes through :func:`write_transition`: checked by
@@ -21,13 +22,13 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.advisory_locks import RIDER_BOOKINGS_LOCK, VEHICLES_LOCK_SHARED
 from app.booking.effects import Changed, emit_transition
 from app.booking.schemas import BookingNotFound
 from app.booking.states import ACTIVE, TERMINAL, BookingEvent, BookingState, transition
 from app.fleet.access import BOOKERS
 from app.fleet.principal import ApiKeyPrincipal, Role
 from app.models import Booking, BookingEventRow, OrganisationMember, Vehicle
+from app.platform.advisory_locks import RIDER_BOOKINGS_LOCK, VEHICLES_LOCK_SHARED
 
 __all__ = [
     "ACTIVE_NAMES",

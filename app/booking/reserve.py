@@ -51,10 +51,10 @@ from app.booking.organisation import on_behalf, policy_refusal
 from app.booking.receipts import plan_snapshot
 from app.booking.schemas import BookingChanged, OrgBooking, RiderLike
 from app.booking.states import BookingEvent, BookingState
-from app.db import transaction
 from app.fleet.principal import OrgActor
 from app.models import Booking, Provider
-from app.settings import Settings
+from app.platform.db import transaction
+from app.platform.settings import Settings
 from app.vehicle_index import VehicleDoc
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """What callers of the booking service pass and get back besides outcomes: who books
 (:class:`RiderLike`), for which organisation (:class:`OrgBooking`), and the errors the service
-raises (each a :class:`app.errors.DomainError` with a stable code).
+raises (each a :class:`app.platform.errors.DomainError` with a stable code).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
-from app.errors import DomainError, NotFound
+from app.platform.errors import DomainError, NotFound
 
 __all__ = ["BookingBusy", "BookingChanged", "BookingNotFound", "OrgBooking", "RiderLike"]
 

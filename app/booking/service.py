@@ -35,9 +35,9 @@ from app.booking.eligibility import rules_from_settings
 from app.booking.operators import Operators
 from app.booking.reserve import Reservations
 from app.booking.schemas import BookingChanged, BookingNotFound, OrgBooking, RiderLike
-from app.db import in_session
-from app.redis import RedisKeys
-from app.settings import Settings
+from app.platform.db import in_session
+from app.platform.redis import RedisKeys
+from app.platform.settings import Settings
 from app.vehicle_index import VehicleIndex
 
 __all__ = ["BookingChanged", "BookingNotFound", "BookingService", "OrgBooking", "RiderLike"]

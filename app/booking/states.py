@@ -22,8 +22,8 @@ from __future__ import annotations
 from enum import StrEnum
 from types import MappingProxyType
 
-from app.errors import DomainError
 from app.models import ACTIVE_BOOKING_STATES
+from app.platform.errors import DomainError
 
 __all__ = [
     "ACTIVE",

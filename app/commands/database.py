@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import create_engine, session_factory
-from app.settings import Settings
+from app.platform.db import create_engine, session_factory
+from app.platform.settings import Settings
 
 __all__ = ["database"]
 

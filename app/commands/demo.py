@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from app.commands.console import progress, say
 from app.commands.sync import print_report
-from app.db import transaction
+from app.platform.db import transaction
+from app.platform.settings import Settings
 from app.runtime import open_runtime
-from app.settings import Settings
 from providers.demo_runtime import (
     register_demo_providers,
     run_demo_tomp_operators,

@@ -7,9 +7,9 @@ import asyncio
 
 from sqlalchemy.engine import make_url
 
-from app import migrate
 from app.commands.console import say
-from app.settings import Settings
+from app.platform import migrate
+from app.platform.settings import Settings
 
 __all__ = ["run"]
 

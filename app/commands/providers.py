@@ -15,13 +15,13 @@ from sqlalchemy import select
 
 from app.commands.console import fail, say
 from app.commands.database import database
-from app.db import transaction
-from app.errors import DomainError
 from app.models import Provider
+from app.platform.db import transaction
+from app.platform.errors import DomainError
+from app.platform.settings import Settings
 from app.runtime import open_runtime
 from app.search.repository import provider_summaries
 from app.search.service import latest_sync_run
-from app.settings import Settings
 from providers import admin, repository
 from providers.dispatch import force_sync
 from providers.push import new_secret

@@ -9,8 +9,8 @@ import signal
 from app.booking.maintenance import start_booking_maintenance
 from app.commands.console import say
 from app.fleet.tasks import kick_webhook_rounds
+from app.platform.settings import Settings
 from app.runtime import open_runtime
-from app.settings import Settings
 from app.task_queue import running_broker
 from providers.scheduler import start_scheduler
 from providers.tasks import kicker

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from app import secret_box
 from app.commands.console import progress, say
 from app.commands.database import database
-from app.db import transaction
-from app.settings import Settings
+from app.platform import secret_box
+from app.platform.db import transaction
+from app.platform.settings import Settings
 
 __all__ = ["reseal"]
 

@@ -7,7 +7,7 @@ import os
 
 from app import server
 from app.commands.console import say
-from app.settings import Settings, get_settings
+from app.platform.settings import Settings, get_settings
 
 __all__ = ["run"]
 

@@ -8,9 +8,9 @@ from sqlalchemy import select
 
 from app.commands.console import fail, say
 from app.commands.database import database
-from app.db import transaction
 from app.models import StaffToken
-from app.settings import Settings
+from app.platform.db import transaction
+from app.platform.settings import Settings
 from app.staff_auth import create_token, revoke_token
 
 __all__ = ["run"]

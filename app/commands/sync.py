@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.commands.console import progress, say
+from app.platform.settings import Settings
 from app.runtime import open_runtime
-from app.settings import Settings
 from providers import repository
 from providers.sync import ProviderNotFound, SyncReport
 

@@ -6,7 +6,7 @@ from taskiq.cli.worker.args import WorkerArgs
 from taskiq.cli.worker.run import run_worker
 
 from app.commands.console import say
-from app.settings import Settings
+from app.platform.settings import Settings
 
 __all__ = ["run"]
 

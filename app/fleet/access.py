@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import Unauthenticated
-from app.errors import InvalidInput
 from app.fleet.principal import ApiKeyPrincipal, OrgActor, OrgNotFound, Role, Scope
 from app.models import OrganisationMember
+from app.platform.errors import InvalidInput
 from app.staff_auth import Forbidden
 
 __all__ = ["ADMINS", "BOOKERS", "actor_for", "memberships_of"]

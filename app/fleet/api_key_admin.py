@@ -19,11 +19,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import in_session, in_transaction
-from app.errors import InvalidInput
 from app.fleet.api_keys import LIVE_PREFIX, SHOWN_CHARS, key_hash, new_key
 from app.fleet.principal import OrgActor, OrgNotFound, Scope
 from app.models import ApiKey
+from app.platform.db import in_session, in_transaction
+from app.platform.errors import InvalidInput
 from app.staff_auth import Forbidden
 
 __all__ = [

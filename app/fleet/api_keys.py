@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import DomainError
 from app.fleet.principal import ApiKeyPrincipal, Scope
 from app.models import ApiKey, Organisation
+from app.platform.errors import DomainError
 
 __all__ = [
     "KEY_PREFIXES",

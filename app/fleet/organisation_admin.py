@@ -10,12 +10,12 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import in_session, in_transaction, transaction
 from app.fleet import organisations as orgs
 from app.fleet.principal import OrgActor, Role
-from app.mail import InvitationEmail, MailOutcome, send_invitation
 from app.models import Invitation, Organisation, OrganisationMember, User
-from app.settings import Settings
+from app.platform.db import in_session, in_transaction, transaction
+from app.platform.mail import InvitationEmail, MailOutcome, send_invitation
+from app.platform.settings import Settings
 
 __all__ = ["NewInvitation", "OrganisationAdmin"]
 

@@ -18,11 +18,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.email_address import normalized_email
-from app.errors import DomainError, InvalidInput
 from app.fleet.principal import OrgActor, OrgNotFound, Role
 from app.models import CostCentre, Invitation, Organisation, OrganisationMember, User
-from app.names import forbidden_character
+from app.platform.email_address import normalized_email
+from app.platform.errors import DomainError, InvalidInput
+from app.platform.names import forbidden_character
 from app.staff_auth import Forbidden
 
 __all__ = [
@@ -57,7 +57,8 @@ def _name(value: str, what: str) -> str:
     value = value.strip()
     if not 1 <= len(value) <= 200:
         raise InvalidInput(f"{what} must be 1-200 characters", code="INVALID_NAME")
-    # Names go into emails' subjects, CSV reports and logs (app/names.py says what is refused).
+    # Names go into emails' subjects, CSV reports and logs (app/platform/names.py says what is
+    # refused).
     bad = forbidden_character(value)
     if bad is not None:
         raise InvalidInput(

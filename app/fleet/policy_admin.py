@@ -8,9 +8,9 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import in_session, in_transaction
 from app.fleet import policies, reports
 from app.fleet.principal import OrgActor
+from app.platform.db import in_session, in_transaction
 
 __all__ = ["PolicyAdmin"]
 

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-from app.errors import DomainError
+from app.platform.errors import DomainError
 
 __all__ = [
     "ApiKeyPrincipal",

@@ -38,9 +38,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.booking.states import BookingState
-from app.errors import InvalidInput
 from app.fleet.principal import OrgActor, OrgNotFound, Scope
 from app.models import Booking, CostCentre, Organisation, Provider, User
+from app.platform.errors import InvalidInput
 from app.staff_auth import Forbidden
 
 __all__ = ["NO_COST_CENTRE", "GroupBy", "UsageReport", "UsageRow", "parse_month", "usage_report"]

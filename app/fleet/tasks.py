@@ -20,10 +20,10 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from taskiq import AsyncBroker, TaskiqEvents, TaskiqState
 
-from app.background import in_background
-from app.db import create_engine, session_factory
 from app.fleet.webhooks import TICK_SECONDS, run_webhook_round, utc_now, webhook_http_client
-from app.settings import Settings
+from app.platform.background import in_background
+from app.platform.db import create_engine, session_factory
+from app.platform.settings import Settings
 
 __all__ = [
     "WEBHOOK_TASK",

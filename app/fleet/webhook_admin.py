@@ -10,12 +10,12 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import in_session, in_transaction, transaction
 from app.fleet import webhooks
 from app.fleet.outbox import EventType
 from app.fleet.principal import OrgActor
 from app.models import WebhookEndpoint
-from app.settings import Settings
+from app.platform.db import in_session, in_transaction, transaction
+from app.platform.settings import Settings
 
 __all__ = ["WebhookAdmin"]
 

@@ -1,6 +1,7 @@
 """What the published GBFS feeds say about us, the re-publisher, rather than about an operator.
 
-Env prefix ``MOBILITY_GBFS_PUBLISH_``. Kept apart from :class:`app.settings.Settings` because
+Env prefix ``MOBILITY_GBFS_PUBLISH_``. Kept apart from :class:`app.platform.settings.Settings`
+because
 only this feature reads it; tests override :func:`get_publish_settings` through FastAPI's
 ``dependency_overrides`` instead of patching the environment.
 """

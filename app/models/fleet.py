@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, _org_fk, _uuid_pk
-from app.secret_box import (
+from app.platform.secret_box import (
     WEBHOOK_SECRET_PURPOSE,
     SealedText,
 )

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, _provider_fk
-from app.secret_box import (
+from app.platform.secret_box import (
     CREDENTIALS_PURPOSE,
     INGEST_SECRET_PURPOSE,
     SealedJSON,

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from app.errors import InvalidInput
+from app.platform.errors import InvalidInput
 from app.search.schemas import PagePosition, VehicleFilter, VehicleHit
 from geo.areas import BBox, Near
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import InvalidInput, NotFound
+from app.platform.errors import InvalidInput, NotFound
 from app.search import repository
 from app.search.schemas import ZoneRow
 from app.search.validation import check_point, validate_providers

@@ -20,10 +20,11 @@ import asyncpg
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import in_session
-from app.errors import InvalidInput
 from app.health import is_fresh
 from app.models import Provider, SyncRun
+from app.platform.db import in_session
+from app.platform.errors import InvalidInput
+from app.platform.settings import Settings
 from app.records import ProviderRecord
 from app.search import repository
 from app.search.paging import VehiclePage, decode_cursor, query_fingerprint
@@ -41,7 +42,6 @@ from app.search.validation import (
     Area,
     validate_providers,
 )
-from app.settings import Settings
 from app.vehicle_index import (
     GEO_MAX_LAT,
     GEOHASH_SLACK_METERS,

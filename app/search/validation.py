@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import InvalidInput, UnknownProvider
+from app.platform.errors import InvalidInput, UnknownProvider
+from app.platform.settings import Settings
 from app.search import repository
 from app.search.schemas import RankedArea
-from app.settings import Settings
 from geo.areas import BBox, Near, valid_lat, valid_lon
 
 __all__ = ["Area", "check_point", "validate_area", "validate_first", "validate_providers"]

@@ -26,7 +26,7 @@ Where things live: ``signing`` (the signing secret, the signature and timestamp 
 their check; :class:`PushRejected`, the refusal of a whole request), ``records`` (the body: its
 envelope and each vehicle's record, validated into a batch) and ``apply`` (:class:`PushIngest`:
 the batch written to PostgreSQL, the Redis index and the delta channel). The advisory-lock keys
-it shares with ``providers/sync.py`` and booking are in ``app/advisory_locks.py``.
+it shares with ``providers/sync.py`` and booking are in ``app/platform/advisory_locks.py``.
 """
 
 from providers.push.apply import PushIngest, provider_catalog

@@ -13,9 +13,9 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from adapters.dto import UNSPECIFIED_VEHICLE_TYPE_ID, placeholder_vehicle_type
-from app import secret_box
-from app.advisory_locks import INDEX_LOCK_SHARED
 from app.models import ACTIVE_BOOKING_STATES
+from app.platform import secret_box
+from app.platform.advisory_locks import INDEX_LOCK_SHARED
 from app.reference import ReferenceData
 from app.vehicle import PUSH_UPSERT, VehicleDoc, push_columns, with_kept
 from app.vehicle_index import VehicleIndex
@@ -95,7 +95,8 @@ class PushIngest:
         )
         if row is None:
             return None
-        # Read with the driver, not the ORM: opened here (sealed at rest, app/secret_box.py).
+        # Read with the driver, not the ORM: opened here (sealed at rest,
+        # app/platform/secret_box.py).
         stored = row["ingest_secret"]
         if stored is None:
             return None, row["enabled"]

@@ -10,7 +10,7 @@ import hmac
 import re
 import secrets
 
-from app.errors import DomainError
+from app.platform.errors import DomainError
 
 SIGNATURE_HEADER = "X-Mobility-Signature"
 TIMESTAMP_HEADER = "X-Mobility-Timestamp"

@@ -35,7 +35,7 @@ from adapters.dto import (
     ZoneRule,
 )
 from adapters.testing import AvailabilityAdapterContract, run_contract, snapshot_problems
-from app.db import transaction
+from app.platform.db import transaction
 from app.runtime import Runtime
 from providers.service import register_provider
 from providers.simulators.feed_server import FeedServer, serve_in_background

@@ -25,11 +25,11 @@ from app.accounts import external, passwords
 from app.accounts.external import JwksCache, verify_external_token
 from app.accounts.tokens import ALGORITHM
 from app.booking.eligibility import LicenceStatus
-from app.db import transaction
-from app.errors import InvalidInput
 from app.models import RefreshToken, User
+from app.platform.db import transaction
+from app.platform.errors import InvalidInput
+from app.platform.settings import Settings
 from app.runtime import Runtime
-from app.settings import Settings
 from providers.simulators.feed_server import serve_in_background
 from tests.conftest import make_settings
 

@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
-from app.db import transaction
-from app.errors import DomainError
 from app.fleet import api_key_admin as admin
 from app.fleet.api_keys import (
     LIVE_PREFIX,
@@ -23,6 +21,8 @@ from app.fleet.api_keys import (
 )
 from app.fleet.principal import OrgActor, OrgNotFound, Role, Scope
 from app.models import ApiKey, Organisation, OrganisationMember, User
+from app.platform.db import transaction
+from app.platform.errors import DomainError
 from app.runtime import Runtime
 from app.staff_auth import Forbidden
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from app import secret_box
+from app.platform import secret_box
 from app.runtime import Runtime
 from providers.simulators.feed_server import FeedServer
 from tests.helpers import feed_dir, raw
@@ -110,7 +110,7 @@ async def test_push_secret_is_shown_once_stored_and_refused_for_a_feed_fed_fleet
 ) -> None:
     from sqlalchemy import text
 
-    from app.db import transaction
+    from app.platform.db import transaction
     from tests.providers.test_push_ingest import DOCUMENTS
 
     config = '{"documents": ' + orjson.dumps(DOCUMENTS).decode() + "}"
@@ -125,7 +125,7 @@ async def test_push_secret_is_shown_once_stored_and_refused_for_a_feed_fed_fleet
         stored = await session.scalar(
             text("SELECT ingest_secret FROM providers WHERE id = 'pusher'")
         )
-    # Sealed at rest (app/secret_box.py), the same secret once opened.
+    # Sealed at rest (app/platform/secret_box.py), the same secret once opened.
     assert (
         secret not in stored
         and secret_box.current().open(stored, secret_box.INGEST_SECRET_PURPOSE) == secret

@@ -14,7 +14,7 @@ from app.booking.eligibility import (
     age_on,
     refusals,
 )
-from app.vocabulary import FormFactor
+from app.platform.vocabulary import FormFactor
 
 TODAY = date(2026, 11, 28)
 

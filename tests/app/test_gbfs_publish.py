@@ -19,10 +19,10 @@ from jsonschema.validators import validator_for
 from sqlalchemy import text
 
 from adapters.money import currency_exponent
-from app.db import transaction
 from app.gbfs_publish.documents import URI_PATTERN, is_publishable_uri
 from app.gbfs_publish.settings import GbfsPublishSettings, get_publish_settings
 from app.main import create_app
+from app.platform.db import transaction
 from app.runtime import Runtime
 from providers.service import register_provider
 from providers.simulators.feed_server import FeedServer, serve_in_background

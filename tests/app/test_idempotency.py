@@ -9,8 +9,8 @@ import pytest
 
 from app.booking import idempotency as idem
 from app.booking import outcomes as out
-from app.db import transaction
-from app.errors import InvalidInput
+from app.platform.db import transaction
+from app.platform.errors import InvalidInput
 from app.runtime import Runtime
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

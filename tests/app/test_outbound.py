@@ -1,4 +1,4 @@
-"""The outbound guard (app/outbound.py) on its own: which addresses are public, how a URL's
+"""The outbound guard (app/platform/outbound.py) on its own: which addresses are public, how a URL's
 host is read, and the transport that resolves, checks and connects to the checked address."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app import outbound
+from app.platform import outbound
 from tests.outbound_support import (
     STAND_IN_PUBLIC,
     Canary,

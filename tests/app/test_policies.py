@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from app.db import transaction
-from app.errors import InvalidInput
 from app.fleet.policies import (
     EffectivePolicy,
     HoursWindow,
@@ -27,6 +25,8 @@ from app.fleet.policies import (
 )
 from app.fleet.principal import ApiKeyPrincipal, OrgActor, OrgNotFound, Role, Scope
 from app.models import Booking, CostCentre, Organisation, OrganisationMember, User
+from app.platform.db import transaction
+from app.platform.errors import InvalidInput
 from app.runtime import Runtime
 from app.staff_auth import Forbidden
 

@@ -18,11 +18,11 @@ import pytest
 from fastapi import Depends, FastAPI
 
 from app import rate_limit
-from app.db import transaction
 from app.fleet import api_key_admin as admin
 from app.fleet.principal import OrgActor, Role, Scope
 from app.main import create_app
 from app.models import Organisation
+from app.platform.db import transaction
 from app.rate_limit import (
     PLAN_LIMITS,
     Limit,

@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.redis_pipelined import Endpoint, PipelinedRedis, Script
+from app.platform.redis_pipelined import Endpoint, PipelinedRedis, Script
 from tests.conftest import TEST_REDIS_URL
 
 PREFIX = "test:pipelined:"

@@ -14,8 +14,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 
-from app.db import transaction
-from app.errors import InvalidInput
 from app.fleet.principal import ApiKeyPrincipal, MissingScope, OrgActor, Role, Scope
 from app.fleet.reports import NO_COST_CENTRE, GroupBy, UsageRow, usage_report
 from app.models import (
@@ -27,6 +25,8 @@ from app.models import (
     User,
     VehicleType,
 )
+from app.platform.db import transaction
+from app.platform.errors import InvalidInput
 from app.runtime import Runtime
 from app.staff_auth import Forbidden
 

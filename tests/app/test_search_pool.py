@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from app.db import plain_url
+from app.platform.db import plain_url
 from app.runtime import ReadOnlyConnection, Runtime
 
 

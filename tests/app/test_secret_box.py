@@ -13,10 +13,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.credentials import BearerToken
-from app import ingest_api, secret_box
-from app.db import transaction
+from app.platform import secret_box
+from app.platform.db import transaction
+from app.platform.secret_box import SecretBox, SecretsMisconfigured, SecretUnreadable
+from app.rest import ingest as ingest_api
 from app.runtime import Runtime
-from app.secret_box import SecretBox, SecretsMisconfigured, SecretUnreadable
 from providers import admin
 from providers.service import register_provider
 from tests.app.test_cli import mobility
@@ -279,7 +280,7 @@ async def test_an_unreadable_push_secret_breaks_neither_listing_nor_search(
     answer = (await api.post("/graphql", json={"query": "{ providers { id name } }"})).json()
     assert answer["data"]["providers"] == [{"id": "opco", "name": "Op Co"}], answer
     ingest_api._unreadable_logged.clear()  # this process may have told it for "opco" already
-    with caplog.at_level(logging.ERROR, logger="app.ingest_api"):
+    with caplog.at_level(logging.ERROR, logger="app.rest.ingest"):
         for _ in range(5):  # unauthenticated callers: each refused, the log told once
             response = await api.post(
                 "/ingest/opco/vehicles",

@@ -1,4 +1,5 @@
-"""app/settings/: Settings is every concern's class at once, each field in exactly one of them,
+"""app/platform/settings/: Settings is every concern's class at once, each field in exactly one of
+them,
 and a concern's class built alone reads the same variables, the same way."""
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import pkgutil
 import pytest
 from pydantic import ValidationError
 
-import app.settings
-from app.settings import (
+import app.platform.settings
+from app.platform.settings import (
     HttpSettings,
     MobilityBaseSettings,
     SearchSettings,
@@ -23,8 +24,8 @@ from app.settings import (
 def _concern_classes() -> set[type[MobilityBaseSettings]]:
     """Every MobilityBaseSettings subclass defined in a module of the package."""
     found: set[type[MobilityBaseSettings]] = set()
-    for module_info in pkgutil.iter_modules(app.settings.__path__):
-        module = importlib.import_module(f"app.settings.{module_info.name}")
+    for module_info in pkgutil.iter_modules(app.platform.settings.__path__):
+        module = importlib.import_module(f"app.platform.settings.{module_info.name}")
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if (
                 issubclass(cls, MobilityBaseSettings)

@@ -18,9 +18,9 @@ import httpx
 import orjson
 import pytest
 
-from app.db import transaction
 from app.gbfs_publish.repository import VEHICLE_STATUS
-from app.redis import RedisKeys
+from app.platform.db import transaction
+from app.platform.redis import RedisKeys
 from app.runtime import Runtime
 from app.search import repository
 from app.search.paging import query_fingerprint

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from app.main import create_app
+from app.platform.settings import PROJECT_ROOT, Settings
 from app.runtime import Runtime
-from app.settings import PROJECT_ROOT, Settings
 from tests.conftest import make_settings
 
 BUILT = PROJECT_ROOT / "web" / "dist" / "graphiql" / "manifest.json"

@@ -23,16 +23,16 @@ import pytest
 from sqlalchemy import select
 from taskiq import InMemoryBroker
 
-from app import outbound
-from app.db import transaction
-from app.errors import InvalidInput
 from app.fleet import webhooks
 from app.fleet.outbox import EventType, emit
 from app.fleet.principal import OrgActor, Role
 from app.fleet.tasks import register_webhook_tasks, webhook_kicker
 from app.models import WebhookDelivery, WebhookEndpoint
+from app.platform import outbound
+from app.platform.db import transaction
+from app.platform.errors import InvalidInput
+from app.platform.settings import Settings
 from app.runtime import Runtime
-from app.settings import Settings
 from tests.conftest import make_settings
 from tests.outbound_support import (
     STAND_IN_PUBLIC,

@@ -14,14 +14,14 @@ import pytest
 from sqlalchemy import func, select, update
 from taskiq import InMemoryBroker
 
-from app.db import transaction
-from app.errors import InvalidInput
 from app.fleet import webhooks
 from app.fleet.outbox import EventType, emit
 from app.fleet.principal import ApiKeyPrincipal, MissingScope, OrgActor, OrgNotFound, Role, Scope
 from app.fleet.tasks import WEBHOOK_TASK, register_webhook_tasks, webhook_kicker
 from app.fleet.webhooks.delivery import _claim
 from app.models import OutboxEvent, WebhookDelivery
+from app.platform.db import transaction
+from app.platform.errors import InvalidInput
 from app.runtime import Runtime
 from app.staff_auth import Forbidden
 from tests.conftest import make_settings
@@ -39,7 +39,7 @@ PAYLOAD = {"booking_id": "b-1", "member_id": "m-1", "vehicle_id": "scooterco:42"
 
 @pytest.fixture
 async def http(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    # The client the dispatcher and the worker deliver with, guarded (app/outbound.py); the
+    # The client the dispatcher and the worker deliver with, guarded (app/platform/outbound.py); the
     # test settings let it reach the local receivers.
     async with webhooks.webhook_http_client(runtime.settings) as client:
         yield client
@@ -532,11 +532,11 @@ async def test_old_settled_events_are_forgotten_and_nothing_still_being_sent(
 async def test_an_endpoint_whose_secret_cannot_be_read_fails_alone_and_sends_nothing_unsigned(
     runtime: Runtime, http: httpx.AsyncClient
 ) -> None:
-    """A secret sealed with a key this deployment lost (app/secret_box.py): that endpoint's
+    """A secret sealed with a key this deployment lost (app/platform/secret_box.py): that endpoint's
     delivery is a failed attempt with a clear error; the other endpoint's goes out signed."""
     from sqlalchemy import text
 
-    from app.secret_box import SecretBox
+    from app.platform.secret_box import SecretBox
 
     receiver = Receiver()
     async with running(receiver) as base:

@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from app.db import transaction
+from app.platform.db import transaction
 from app.runtime import Runtime
 from providers.service import register_provider
 from providers.simulators.feed_server import FeedServer, serve_in_background

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from app.platform.settings import PROJECT_ROOT
 from app.runtime import Runtime
-from app.settings import PROJECT_ROOT
 from tests.clients.live_api import live_api
 
 WEB = PROJECT_ROOT / "web"

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from app import accounts
-from app.db import transaction
 from app.main import create_app
+from app.platform.db import transaction
 from app.runtime import Runtime
 from app.staff_auth import create_token
 from graphql_schema.context import Context

@@ -13,9 +13,9 @@ import pytest
 import websockets
 from sqlalchemy import text
 
-from app import secret_box
-from app.db import transaction
 from app.main import create_app
+from app.platform import secret_box
+from app.platform.db import transaction
 from app.runtime import Runtime
 from app.staff_auth import create_token, new_token, revoke_token, well_formed
 from providers.scheduler import Scheduler
@@ -243,7 +243,7 @@ async def test_credentials_go_in_and_never_come_out(
             assert secret not in str(answer)
         assert all(secret not in r.getMessage() for r in caplog.records)
 
-    # Stored sealed (app/secret_box.py), and for the adapter, once opened, exactly what was
+    # Stored sealed (app/platform/secret_box.py), and for the adapter, once opened, exactly what was
     # given.
     async with runtime.sessions() as session:
         stored = (

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 from sqlalchemy import update
 
-from app.db import transaction
 from app.fleet.api_keys import SHOWN_CHARS, TEST_PREFIX, well_formed
 from app.fleet.principal import Role
 from app.models import ApiKey, Organisation, OrganisationMember
+from app.platform.db import transaction
 from app.runtime import Runtime
 from tests.booking_support import codes, gql, sign_up
 

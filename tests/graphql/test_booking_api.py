@@ -14,7 +14,7 @@ from geopy.distance import geodesic
 from sqlalchemy import text
 
 from app.booking.maintenance import run_maintenance
-from app.db import transaction
+from app.platform.db import transaction
 from app.runtime import Runtime
 from providers.push import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from providers.simulators.feed_server import FeedServer

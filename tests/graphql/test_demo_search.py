@@ -16,7 +16,7 @@ import httpx
 import pytest
 from geographiclib.geodesic import Geodesic
 
-from app.db import transaction
+from app.platform.db import transaction
 from app.runtime import Runtime
 from providers.demo import BERLIN_BOX, DEMO_PROVIDERS, build_demo_feed_server, demo_documents
 from providers.service import register_provider

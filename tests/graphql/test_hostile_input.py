@@ -14,7 +14,7 @@ import httpx
 import pytest
 import websockets
 
-from app.logs import EscapingFormatter
+from app.platform.logs import EscapingFormatter
 from app.runtime import Runtime
 from tests.graphql.test_subscriptions import connect, served
 from tests.providers.test_push_ingest import _post, _push_provider, _vehicle
@@ -188,7 +188,7 @@ async def test_a_path_with_control_characters_is_a_400(api: httpx.AsyncClient, p
 def test_log_lines_escape_control_characters() -> None:
     formatter = EscapingFormatter("%(levelname)s %(name)s: %(message)s")
     record = logging.LogRecord(
-        "app.ingest_api",
+        "app.rest.ingest",
         logging.WARNING,
         __file__,
         1,
@@ -199,7 +199,7 @@ def test_log_lines_escape_control_characters() -> None:
     line = formatter.format(record)
     assert "\n" not in line and "\r" not in line and "\x00" not in line and "\x1b" not in line
     assert line == (
-        "WARNING app.ingest_api: push for x\\x00\\nERROR app.staff_auth: forged\\r\\x2028"
+        "WARNING app.rest.ingest: push for x\\x00\\nERROR app.staff_auth: forged\\r\\x2028"
         "\\x1b[31m refused"
     )
 

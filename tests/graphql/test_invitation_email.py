@@ -20,11 +20,11 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from pydantic import ValidationError
 from sqlalchemy import text
 
-from app.db import transaction
 from app.fleet.organisations import MAX_INVITATIONS_PER_DAY
 from app.main import create_app
+from app.platform.db import transaction
+from app.platform.smtp_url import smtp_target
 from app.runtime import Runtime
-from app.smtp_url import smtp_target
 from tests.booking_support import gql, sign_up
 from tests.conftest import make_settings
 from tests.graphql.test_organisations_api import ACCEPT, CREATE, _email, _org

@@ -16,12 +16,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from app.db import transaction
 from app.fleet.api_keys import SHOWN_CHARS, key_hash, new_key
 from app.fleet.principal import Role, Scope
 from app.fleet.reports import GroupBy
-from app.fleet.reports_api import CSV_COLUMNS
 from app.models import ApiKey, User
+from app.platform.db import transaction
+from app.rest.reports import CSV_COLUMNS
 from app.runtime import Runtime
 from tests.app.test_reports import (
     Fleet,

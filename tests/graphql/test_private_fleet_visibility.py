@@ -29,8 +29,8 @@ from geographiclib.geodesic import Geodesic
 from sqlalchemy import text
 from websockets.asyncio.client import ClientConnection
 
-from app.db import transaction
 from app.main import create_app
+from app.platform.db import transaction
 from app.runtime import Runtime
 from providers.admin import set_booking
 from providers.service import register_provider

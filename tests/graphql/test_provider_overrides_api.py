@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from app.db import transaction
+from app.platform.db import transaction
 from app.runtime import Runtime
 from app.staff_auth import create_token
 from providers.simulators.feed_server import FeedServer

@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.redis import create_redis
-from app.redis_pipelined import Endpoint, PipelinedRedis
+from app.platform.redis import create_redis
+from app.platform.redis_pipelined import Endpoint, PipelinedRedis
 from app.runtime import Runtime
 from providers.simulators.tomp_server import TompSimulator
 from tests.booking_support import NEARBY, RESERVE, bookable_operator, key

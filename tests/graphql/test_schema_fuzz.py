@@ -27,8 +27,8 @@ from websockets import ConnectionClosed
 
 from app.fleet.principal import Scope
 from app.main import create_app
+from app.platform.settings import PROJECT_ROOT
 from app.runtime import Runtime
-from app.settings import PROJECT_ROOT
 from tests.booking_support import bookable_operator, sign_up, staff_token
 from tests.conftest import make_settings
 from tests.graphql.test_booking_updates import connect

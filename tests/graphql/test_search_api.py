@@ -12,8 +12,8 @@ import pytest
 from geographiclib.geodesic import Geodesic
 from shapely.geometry import Point, shape
 
-from app.redis import create_redis
-from app.redis_pipelined import Endpoint, PipelinedRedis
+from app.platform.redis import create_redis
+from app.platform.redis_pipelined import Endpoint, PipelinedRedis
 from app.runtime import Runtime
 from app.vehicle_index import VehicleIndex
 from providers.simulators.feed_server import FeedServer

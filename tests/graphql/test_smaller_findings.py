@@ -9,8 +9,8 @@ import pytest
 
 from app.fleet.api_keys import new_key
 from app.main import create_app
+from app.platform.settings import Settings
 from app.runtime import Runtime
-from app.settings import Settings
 from app.staff_auth import new_token
 from tests.booking_support import codes, gql, sign_up, staff_token
 from tests.conftest import make_settings

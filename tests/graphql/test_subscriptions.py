@@ -19,11 +19,11 @@ from websockets.asyncio.client import ClientConnection
 
 from app.live_updates import RESYNC, DeltaHub, Subscriber
 from app.main import create_app
+from app.platform.settings import Settings
 from app.runtime import Runtime
 from app.search.live_view import LiveView, box_around
 from app.search.schemas import VehicleFilter
 from app.search.validation import Area
-from app.settings import Settings
 from app.vehicle_index import VehicleDelta, VehicleDoc
 from geo.areas import Near
 from geo.distance import geodesic_meters

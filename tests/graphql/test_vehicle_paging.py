@@ -25,7 +25,7 @@ import orjson
 import pytest
 from geographiclib.geodesic import Geodesic
 
-from app.db import transaction
+from app.platform.db import transaction
 from app.runtime import Runtime
 from providers.admin import set_enabled
 from providers.simulators.feed_server import FeedServer

@@ -21,8 +21,8 @@ import graphql
 import httpx
 import pytest
 
+from app.platform.settings import PROJECT_ROOT
 from app.runtime import Runtime
-from app.settings import PROJECT_ROOT
 from tests.booking_support import gql
 from tests.graphql.test_private_fleet_visibility import CENTER, POOL, World, world
 from tests.graphql.test_subscriptions import served

@@ -11,11 +11,11 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from app.db import transaction
 from app.fleet import webhooks
 from app.fleet.outbox import EventType, emit
 from app.fleet.principal import OrgActor, Role, Scope
 from app.models import WebhookDelivery
+from app.platform.db import transaction
 from app.runtime import Runtime
 from tests.booking_support import codes, gql, sign_up
 from tests.webhook_support import (
@@ -309,7 +309,7 @@ async def test_endpoints_and_deliveries_list_when_a_secret_cannot_be_opened(
     (docs/webhooks.md), and nothing else: the admin still sees the endpoint and its log."""
     from sqlalchemy import text
 
-    from app import secret_box
+    from app.platform import secret_box
 
     org = await organisation(runtime)
     token = await admin(api, runtime, org)

@@ -13,9 +13,9 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app import migrate
-from app.db import async_url
 from app.models import Base
+from app.platform import migrate
+from app.platform.db import async_url
 from tests.conftest import TEST_DATABASE_URL
 
 # A database of its own: downgrading must never pull tables from under other tests.

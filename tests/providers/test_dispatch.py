@@ -9,8 +9,8 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from taskiq.exceptions import SendTaskError
 
-from app.db import transaction
-from app.redis import RedisKeys, create_redis
+from app.platform.db import transaction
+from app.platform.redis import RedisKeys, create_redis
 from app.runtime import Runtime
 from providers.breaker import BreakerState, CircuitBreaker
 from providers.dispatch import (

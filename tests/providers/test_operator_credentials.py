@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from app.db import transaction
+from app.platform.db import transaction
 from app.runtime import Runtime
 from providers import admin
 from providers.simulators.feed_server import FeedServer, serve_in_background

@@ -17,9 +17,9 @@ from sqlalchemy import text
 
 from adapters.base import AdapterConfigError
 from adapters.push import PushAdapter
-from app.advisory_locks import INDEX_LOCK_SHARED
-from app.db import transaction
-from app.redis import create_redis
+from app.platform.advisory_locks import INDEX_LOCK_SHARED
+from app.platform.db import transaction
+from app.platform.redis import create_redis
 from app.runtime import Runtime
 from app.vehicle_index import VehicleDelta, VehicleIndex
 from providers import repository

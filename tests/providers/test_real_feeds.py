@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import text
 
 from adapters.dto import Finding
-from app.db import transaction
+from app.platform.db import transaction
 from app.runtime import Runtime
 from app.staff_auth import create_token
 from providers.simulators.feed_server import FeedServer

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from app.db import transaction
+from app.platform.db import transaction
 from app.runtime import Runtime
 from app.search.schemas import VehicleFilter
 from app.search.validation import Area

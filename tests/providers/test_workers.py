@@ -11,8 +11,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from app.platform.settings import Settings
 from app.runtime import Runtime
-from app.settings import Settings
 from app.task_queue import build_broker
 from providers.scheduler import QueueDispatcher, Scheduler
 from providers.simulators.feed_server import FeedServer

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from app.db import transaction
 from app.fleet.outbox import EventType, emit
 from app.fleet.principal import OrgActor, Role
 from app.fleet.webhooks import SIGNATURE_HEADER, register_endpoint
+from app.platform.db import transaction
 from app.runtime import Runtime
 from tests.processes import mobility_process, wait_for
 from tests.webhook_support import Receiver, organisation, running, verify_signature

@@ -22,7 +22,7 @@ from app.fleet.policies.rules import EffectivePolicy, PolicyRule, TripCheck, Vio
 from app.fleet.policies.storage import effective_policy
 from app.fleet.principal import OrgNotFound
 from app.models import Booking, Organisation
-from app.vocabulary import currency_exponent
+from app.platform.vocabulary import currency_exponent
 
 
 @lru_cache(maxsize=256)

@@ -19,14 +19,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.errors import InvalidInput
 from app.fleet.organisations import cost_centre_of
 from app.fleet.policies.rules import EffectivePolicy, HoursWindow, MoneyLimit, merge
 from app.fleet.principal import OrgActor
 from app.models import Policy
+from app.platform.errors import InvalidInput
+from app.platform.vocabulary import FormFactor, currency_exponent
 from app.records import PolicyRecord
 from app.staff_auth import Forbidden
-from app.vocabulary import FormFactor, currency_exponent
 
 INVALID = "INVALID_POLICY"
 # A business area is a company's service region, not a coastline: this many vertices is plenty,

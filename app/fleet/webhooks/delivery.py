@@ -18,12 +18,12 @@ import httpx
 from sqlalchemy import Text, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app import outbound, secret_box
-from app.db import transaction
 from app.fleet.webhooks.destinations import DESTINATION_REFUSED, UNUSABLE_URL
 from app.fleet.webhooks.signing import SIGNATURE_HEADER, sign
 from app.fleet.webhooks.states import DeliveryStatus
 from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from app.platform import outbound, secret_box
+from app.platform.db import transaction
 
 # The package's one logger, named as before the split: docs/webhooks.md tells operators to
 # look for refused destinations under it.

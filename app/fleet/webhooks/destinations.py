@@ -1,5 +1,5 @@
 """Where a delivery may connect: the early check of an endpoint's URL at registration, the
-destination policy every connection is checked against (app/outbound.py), and what the
+destination policy every connection is checked against (app/platform/outbound.py), and what the
 delivery log says when a destination is refused."""
 
 from __future__ import annotations
@@ -8,15 +8,16 @@ import ipaddress
 
 import httpx
 
-from app import outbound
-from app.errors import InvalidInput
-from app.settings import Settings
+from app.platform import outbound
+from app.platform.errors import InvalidInput
+from app.platform.settings import Settings
 
 MAX_URL_LENGTH = 2048
 # Outside production, loopback is a permitted destination too (and plain http to it): the local
 # receivers of tests and of a developer's machine. Nothing else that is not public, anywhere.
 _LOCAL_RECEIVERS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-# What the log says when the guard refused the destination (app/outbound.py). One text for a
+# What the log says when the guard refused the destination (app/platform/outbound.py). One text for
+# a
 # name that does not resolve and for one that resolves to a non-public address, with no address
 # or port: the log must not tell a tenant which internal names exist or which ports are open.
 DESTINATION_REFUSED = (

@@ -15,14 +15,14 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import InvalidInput
 from app.fleet.outbox import EventType
 from app.fleet.principal import OrgActor, OrgNotFound, Scope
 from app.fleet.webhooks.destinations import canonical_url
 from app.fleet.webhooks.signing import SECRET_PREFIX
 from app.fleet.webhooks.states import DeliveryStatus
 from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from app.settings import Settings
+from app.platform.errors import InvalidInput
+from app.platform.settings import Settings
 from app.staff_auth import Forbidden
 
 MAX_ENDPOINTS_PER_ORGANISATION = 20

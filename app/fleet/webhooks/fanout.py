@@ -10,9 +10,9 @@ from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import transaction
 from app.fleet.webhooks.states import DeliveryStatus
 from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from app.platform.db import transaction
 
 # Dispatched events (and with them their delivery log) are kept this long, then forgotten
 # (unless a delivery of theirs is still being attempted).

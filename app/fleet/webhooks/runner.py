@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app import outbound
-from app.background import in_background
 from app.fleet.webhooks.delivery import (
     ATTEMPT_TIMEOUT_SECONDS,
     DELIVERY_BATCH,
@@ -26,7 +24,9 @@ from app.fleet.webhooks.delivery import (
 from app.fleet.webhooks.destinations import destination_policy
 from app.fleet.webhooks.fanout import DISPATCH_BATCH, dispatch_outbox
 from app.fleet.webhooks.states import DeliveryStatus
-from app.settings import Settings
+from app.platform import outbound
+from app.platform.background import in_background
+from app.platform.settings import Settings
 
 # The package's one logger, named as before the split (app/fleet/webhooks/delivery.py).
 log = logging.getLogger("app.fleet.webhooks")
@@ -50,7 +50,7 @@ def webhook_http_client(
     verify: ssl.SSLContext | bool = True,
 ) -> httpx.AsyncClient:
     """The client deliveries are sent with: every connection it opens is checked where it is
-    made (app/outbound.py), against :func:`destination_policy` unless a test passes its own
+    made (app/platform/outbound.py), against :func:`destination_policy` unless a test passes its own
     ``policy``, ``resolver`` and trusted certificates (``verify``). Redirects are not followed
     (a signed POST is not re-sent elsewhere; ``delivery._send`` says so once more per request)."""
     return outbound.guarded_client(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from app.settings.base import MobilityBaseSettings
+from app.platform.settings.base import MobilityBaseSettings
 
 
 class PasswordSettings(MobilityBaseSettings):

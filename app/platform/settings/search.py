@@ -7,7 +7,7 @@ app/commands/providers.py (for app/reference.py).
 
 from __future__ import annotations
 
-from app.settings.base import MobilityBaseSettings
+from app.platform.settings.base import MobilityBaseSettings
 
 
 class SearchSettings(MobilityBaseSettings):

@@ -16,7 +16,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import secret_box
+from app.platform import secret_box
 from app.runtime import Runtime
 from providers.push import (
     MAX_BODY_BYTES,

@@ -3,9 +3,10 @@
 ``environment``.
 
 Every concern class derives from :class:`MobilityBaseSettings`, so one built alone reads exactly
-the variables the composed :class:`app.settings.Settings` reads. ``environment`` is here rather
+the variables the composed :class:`app.platform.settings.Settings` reads. ``environment`` is here
+rather
 than in one concern because several decide by it: the GraphQL switches (graphql.py),
-app/secret_box.py, app/accounts/tokens.py, app/fleet/webhooks/destinations.py and
+app/platform/secret_box.py, app/accounts/tokens.py, app/fleet/webhooks/destinations.py and
 graphql_schema/api_keys.py.
 """
 

@@ -38,7 +38,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import Text, TypeDecorator
 
-from app.settings import Settings
+from app.platform.settings import Settings
 
 __all__ = [
     "CREDENTIALS_PURPOSE",

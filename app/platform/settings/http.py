@@ -1,7 +1,8 @@
 """The HTTP edge: request size, the server's header and body deadlines and connection cap, and
 which browser origins may call the API (CORS).
 
-Read by app/main.py (``max_request_bytes`` for app/edge.py, ``cors_origins``) and app/server.py
+Read by app/main.py (``max_request_bytes`` for app/platform/edge.py, ``cors_origins``) and
+app/server.py
 (``mobility serve``: the timeouts, ``max_connections``, ``max_request_bytes`` for WebSockets).
 """
 
@@ -14,11 +15,12 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from app.settings.base import MobilityBaseSettings
+from app.platform.settings.base import MobilityBaseSettings
 
 
 class HttpSettings(MobilityBaseSettings):
-    # Every request body and WebSocket message (app/edge.py); push ingest has its own, larger
+    # Every request body and WebSocket message (app/platform/edge.py); push ingest has its own,
+    # larger
     # cap (providers/push.MAX_BODY_BYTES). A GraphQL document is at most max_tokens anyway.
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
     # `mobility serve` (app/server.py): a request's headers, and then its body, must arrive

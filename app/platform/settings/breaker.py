@@ -1,13 +1,14 @@
 """The circuit breaker in front of each operator: when it opens and how long it stays open.
 
-Read by providers/breaker.py (which also reads ``sync_deadline_seconds``, app/settings/sync.py).
+Read by providers/breaker.py (which also reads ``sync_deadline_seconds``,
+app/platform/settings/sync.py).
 """
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from app.settings.base import MobilityBaseSettings
+from app.platform.settings.base import MobilityBaseSettings
 
 
 class BreakerSettings(MobilityBaseSettings):

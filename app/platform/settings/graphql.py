@@ -4,14 +4,14 @@ what the API reveals of its schema (GraphiQL, introspection, suggestions).
 Read by graphql_schema/schema.py (limits, ``introspection_enabled``, ``suggestions_enabled``),
 app/main.py (``graphiql_enabled``), app/booking/quotes.py (``max_concurrent_costly_operations``,
 the slots of app/admission.COSTLY). The switches default by ``environment``
-(app/settings/base.py), which this class inherits.
+(app/platform/settings/base.py), which this class inherits.
 """
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from app.settings.base import MobilityBaseSettings
+from app.platform.settings.base import MobilityBaseSettings
 
 
 class GraphQLSettings(MobilityBaseSettings):

@@ -1,5 +1,5 @@
 """The SMTP server setting (``MOBILITY_SMTP_URL``) read into where to connect and how: its own
-module so that settings can check the URL at start-up and app/mail.py can use it, neither
+module so that settings can check the URL at start-up and app/platform/mail.py can use it, neither
 importing the other."""
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The stores: PostgreSQL (``database_url``) and Redis (``redis_url``, ``redis_prefix``).
 
-Read by app/runtime.py, app/db.py, app/redis.py, app/migrate.py, migrations/env.py,
+Read by app/runtime.py, app/platform/db.py, app/platform/redis.py, app/platform/migrate.py,
+migrations/env.py,
 app/task_queue.py, app/live_updates.py, app/fleet/tasks.py, the CLI commands (database, migrate,
 worker, scheduler) and the benchmarks.
 """
@@ -9,11 +10,11 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
-from app.settings.base import MobilityBaseSettings
+from app.platform.settings.base import MobilityBaseSettings
 
 
 class StoreSettings(MobilityBaseSettings):
-    # A plain libpq-style URL; the async driver is chosen in app.db.
+    # A plain libpq-style URL; the async driver is chosen in app.platform.db.
     database_url: str = "postgresql://postgres@127.0.0.1:5432/mobility"
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Namespaces every Redis key, so several deployments (or test runs) can share one server.

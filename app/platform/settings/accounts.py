@@ -4,14 +4,15 @@ may have password accounts, and an external identity provider whose tokens are t
 Read by app/accounts/tokens.py (signing, verifying, which tokens are accepted),
 app/accounts/service.py (issuer, refresh lifetime, password accounts),
 app/accounts/external.py (the identity provider's keys) and app/booking/quotes.py (signs
-offers with ``jwt_secret``). Password hashing and attempt limits: app/settings/passwords.py.
+offers with ``jwt_secret``). Password hashing and attempt limits:
+app/platform/settings/passwords.py.
 """
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from app.settings.base import MobilityBaseSettings
+from app.platform.settings.base import MobilityBaseSettings
 
 
 class AccountSettings(MobilityBaseSettings):

@@ -21,8 +21,8 @@ from email.utils import parseaddr
 
 import aiosmtplib
 
-from app.settings import Settings
-from app.smtp_url import smtp_target
+from app.platform.settings import Settings
+from app.platform.smtp_url import smtp_target
 
 __all__ = ["InvitationEmail", "MailOutcome", "send_invitation"]
 

@@ -1,6 +1,6 @@
 """Settings from the environment, prefix ``MOBILITY_``. Tests build ``Settings(...)`` explicitly.
 
-Each concern's settings are a class of their own in this package (app/settings/search.py:
+Each concern's settings are a class of their own in this package (app/platform/settings/search.py:
 :class:`SearchSettings`, …), all derived from :class:`MobilityBaseSettings` (the prefix, and
 ``environment``); :class:`Settings` is all of them at once, and is what the code base passes
 around. A variable is named after its field whichever class reads it: ``MOBILITY_MAX_FIRST`` is
@@ -12,24 +12,24 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from app.settings.accounts import AccountSettings
-from app.settings.base import MobilityBaseSettings
-from app.settings.booking import BookingSettings
-from app.settings.breaker import BreakerSettings
-from app.settings.demo import DemoSettings
-from app.settings.freshness import FreshnessSettings
-from app.settings.graphql import GraphQLSettings
-from app.settings.http import HttpSettings
-from app.settings.live_updates import LiveUpdateSettings
-from app.settings.mail import MailSettings
-from app.settings.passwords import PasswordSettings
-from app.settings.paths import PROJECT_ROOT, PathSettings
-from app.settings.quotes import QuoteSettings
-from app.settings.rate_limits import RateLimitSettings
-from app.settings.sealing import SealingSettings
-from app.settings.search import SearchSettings
-from app.settings.stores import StoreSettings
-from app.settings.sync import SyncSettings
+from app.platform.settings.accounts import AccountSettings
+from app.platform.settings.base import MobilityBaseSettings
+from app.platform.settings.booking import BookingSettings
+from app.platform.settings.breaker import BreakerSettings
+from app.platform.settings.demo import DemoSettings
+from app.platform.settings.freshness import FreshnessSettings
+from app.platform.settings.graphql import GraphQLSettings
+from app.platform.settings.http import HttpSettings
+from app.platform.settings.live_updates import LiveUpdateSettings
+from app.platform.settings.mail import MailSettings
+from app.platform.settings.passwords import PasswordSettings
+from app.platform.settings.paths import PROJECT_ROOT, PathSettings
+from app.platform.settings.quotes import QuoteSettings
+from app.platform.settings.rate_limits import RateLimitSettings
+from app.platform.settings.sealing import SealingSettings
+from app.platform.settings.search import SearchSettings
+from app.platform.settings.stores import StoreSettings
+from app.platform.settings.sync import SyncSettings
 
 __all__ = [
     "PROJECT_ROOT",

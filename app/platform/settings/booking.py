@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from app.settings.base import MobilityBaseSettings
+from app.platform.settings.base import MobilityBaseSettings
 
 
 class BookingSettings(MobilityBaseSettings):

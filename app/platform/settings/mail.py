@@ -1,18 +1,18 @@
 """Email: the SMTP server, the sender, and the link an invitation to an organisation carries.
 
-Read by app/mail.py; the SMTP URL is checked at start-up with app/smtp_url.py.
+Read by app/platform/mail.py; the SMTP URL is checked at start-up with app/platform/smtp_url.py.
 """
 
 from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from app.settings.base import MobilityBaseSettings
-from app.smtp_url import smtp_target
+from app.platform.settings.base import MobilityBaseSettings
+from app.platform.smtp_url import smtp_target
 
 
 class MailSettings(MobilityBaseSettings):
-    # --- Email (app/mail.py): invitations to organisations ---
+    # --- Email (app/platform/mail.py): invitations to organisations ---
     # smtp://[user:password@]host[:port] (STARTTLS when offered) or smtps://…; unset: no email,
     # the inviting admin passes the token on.
     smtp_url: str | None = Field(default=None, repr=False)

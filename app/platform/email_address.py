@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from app.errors import InvalidInput
+from app.platform.errors import InvalidInput
 
 __all__ = ["MAX_EMAIL_LENGTH", "normalized_email"]
 

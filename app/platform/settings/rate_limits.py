@@ -7,7 +7,7 @@ graphql_schema/rate_limits.py (whether a request is charged).
 
 from __future__ import annotations
 
-from app.settings.base import MobilityBaseSettings
+from app.platform.settings.base import MobilityBaseSettings
 
 
 class RateLimitSettings(MobilityBaseSettings):

@@ -7,7 +7,7 @@ Read by app/main.py (``demo_feeds``: start them with the API) and providers/demo
 
 from __future__ import annotations
 
-from app.settings.base import MobilityBaseSettings
+from app.platform.settings.base import MobilityBaseSettings
 
 
 class DemoSettings(MobilityBaseSettings):

@@ -1,10 +1,10 @@
 """Where the process finds files that are not Python: GraphiQL's built assets, and the
 conformance material (reference feeds and schemas).
 
-``web_dist_dir`` is read by app/main.py (it hands it to app/web_assets.py). ``conformance_dir``
+``web_dist_dir`` is read by app/main.py (it hands it to app/rest/web_assets.py). ``conformance_dir``
 is read by no code: it names ``MOBILITY_CONFORMANCE_DIR``, which the tests and the README use
 (tests/conftest.py reads the variable itself). ``PROJECT_ROOT``, the checkout's top folder, is
-what both default from, and tests and scripts import it from :mod:`app.settings`.
+what both default from, and tests and scripts import it from :mod:`app.platform.settings`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 
 from pydantic import Field
 
-from app.settings.base import MobilityBaseSettings
+from app.platform.settings.base import MobilityBaseSettings
 
-# app/settings/paths.py -> the checkout (the folder that holds app/).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+# app/platform/settings/paths.py -> the checkout (the folder that holds app/).
+# app/platform/settings/paths.py: four levels below the project's root.
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 class PathSettings(MobilityBaseSettings):

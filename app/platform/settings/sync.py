@@ -6,7 +6,7 @@ Read by providers/dispatch.py (cadence, deadline, claim lease, backoff), provide
 and app/commands/worker.py (dispatch, concurrency, queue bound), providers/sync.py (deadline,
 feed size, language), providers/breaker.py (deadline), app/runtime.py (HTTP timeout),
 app/task_queue.py and app/commands/scheduler.py (dispatch), app/main.py (``background_sync``),
-app/gbfs_publish/api.py (language).
+app/rest/gbfs.py (language).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from app.settings.base import MobilityBaseSettings
+from app.platform.settings.base import MobilityBaseSettings
 
 
 class SyncSettings(MobilityBaseSettings):

@@ -21,12 +21,12 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.accounts import Unauthenticated, rider_for_token
-from app.db import transaction
-from app.errors import DomainError, InvalidInput, NotFound
 from app.fleet.access import ADMINS, actor_for
 from app.fleet.api_keys import InvalidApiKey, is_api_key, verify_api_key
 from app.fleet.principal import ApiKeyPrincipal, MissingScope, OrgNotFound, Scope
 from app.fleet.reports import GroupBy, UsageReport, usage_report
+from app.platform.db import transaction
+from app.platform.errors import DomainError, InvalidInput, NotFound
 from app.rate_limit import rate_limited
 from app.runtime import Runtime
 from app.staff_auth import Forbidden
