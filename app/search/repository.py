@@ -21,7 +21,6 @@ from app.search.schemas import (
     RankedArea,
     StationFilter,
     StationRow,
-    VehicleFilter,
     VehicleHit,
     ZoneRow,
 )
@@ -29,6 +28,7 @@ from app.vehicle import (
     SELECT_COLUMNS,
     WIDTH,
     VehicleDoc,
+    VehicleFilter,
     decoded_record_from_row,
     record_from_row,
 )

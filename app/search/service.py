@@ -34,7 +34,6 @@ from app.search.schemas import (
     RankedArea,
     StationFilter,
     StationRow,
-    VehicleFilter,
     VehicleHit,
     ZoneRow,
 )
@@ -42,6 +41,7 @@ from app.search.validation import (
     Area,
     validate_providers,
 )
+from app.vehicle import VehicleFilter
 from app.vehicle_index import (
     GEO_MAX_LAT,
     GEOHASH_SLACK_METERS,
