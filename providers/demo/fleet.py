@@ -156,7 +156,26 @@ def _rental_uris(app_id: str, domain: str, vehicle_id: str) -> Document:
     }
 
 
-def fleet_vehicles(ctx: Context, *, app_id: str, domain: str) -> list[Document]:
+# What a demo car has on board (GBFS vehicle_equipment, v2.3+), chosen by its id so that it
+# stays the same from one sync to the next: a few with child seats, most with winter tyres.
+_CAR_EQUIPMENT: Final[tuple[list[str], ...]] = (
+    ["child_seat_a", "winter_tires"],
+    ["winter_tires"],
+    ["child_seat_b", "child_seat_c", "winter_tires"],
+    [],
+)
+
+
+def car_equipment(vehicle_id: str) -> list[str]:
+    """The demo car's equipment: deterministic in its id (not Python's salted hash)."""
+    return list(_CAR_EQUIPMENT[sum(vehicle_id.encode()) % len(_CAR_EQUIPMENT)])
+
+
+def fleet_vehicles(
+    ctx: Context, *, app_id: str, domain: str, equipped: bool = False
+) -> list[Document]:
+    """The operator's vehicles as its vehicle_status (v3) or free_bike_status (v2) lists them;
+    ``equipped``: each also says what it has on board (the demo cars)."""
     documents = []
     for vehicle in _fleet(ctx.provider.slug, ctx.seed, ctx.epoch):
         document: Document = {
@@ -171,5 +190,7 @@ def fleet_vehicles(ctx: Context, *, app_id: str, domain: str) -> list[Document]:
             "current_fuel_percent": vehicle.fuel,
             "rental_uris": _rental_uris(app_id, domain, vehicle.vehicle_id),
         }
+        if equipped:
+            document["vehicle_equipment"] = car_equipment(vehicle.vehicle_id)
         documents.append(document)
     return documents

@@ -165,7 +165,7 @@ CAR_FEEDS: Final = feed_table(
     {
         "vehicle_types": _cars_vehicle_types,
         "vehicle_status": lambda ctx: {
-            "vehicles": fleet_vehicles(ctx, app_id=_CARS_APP, domain=_CARS_DOMAIN)
+            "vehicles": fleet_vehicles(ctx, app_id=_CARS_APP, domain=_CARS_DOMAIN, equipped=True)
         },
         "system_pricing_plans": _cars_pricing_plans,
         "geofencing_zones": _cars_geofencing_zones,

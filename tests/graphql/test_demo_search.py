@@ -24,13 +24,16 @@ from providers.simulators.feed_server import serve_in_background
 
 QUERY = """
 query Demo($box: WithinInput!) {
-  vehicles(within: $box, first: 200) { id formFactor distanceMeters }
+  vehicles(within: $box, first: 200) { id formFactor distanceMeters vehicleEquipment }
 }"""
 
 
-def _available_vehicles(now: float, base_url: str) -> dict[str, tuple[float, float, str]]:
+def _available_vehicles(
+    now: float, base_url: str
+) -> dict[str, tuple[float, float, str, list[str] | None]]:
     """Every available vehicle of the demo operators at ``now``: id -> (lat, lon, GraphQL
-    form factor), docked bikes at their station's position."""
+    form factor, GraphQL equipment or None when the feed says none), docked bikes at their
+    station's position."""
     out = {}
     for provider in DEMO_PROVIDERS:
         docs = demo_documents(provider.slug, now, base_url)
@@ -49,7 +52,9 @@ def _available_vehicles(now: float, base_url: str) -> dict[str, tuple[float, flo
                 continue
             lat, lon = (v["lat"], v["lon"]) if "lat" in v else stations[v["station_id"]]
             vid = v.get("vehicle_id") or v["bike_id"]
-            out[f"{provider.slug}:{vid}"] = (lat, lon, types[v["vehicle_type_id"]])
+            equipment = v.get("vehicle_equipment")
+            listed = [e.upper() for e in equipment] if equipment is not None else None
+            out[f"{provider.slug}:{vid}"] = (lat, lon, types[v["vehicle_type_id"]], listed)
     return out
 
 
@@ -83,7 +88,7 @@ async def test_within_the_demo_area_shows_cars_scooters_and_bikes_nearest_its_ce
     centre = ((box["minLat"] + box["maxLat"]) / 2, (box["minLon"] + box["maxLon"]) / 2)
     inside = {
         vid: (Geodesic.WGS84.Inverse(*centre, lat, lon)["s12"], form_factor)
-        for vid, (lat, lon, form_factor) in vehicles.items()
+        for vid, (lat, lon, form_factor, _) in vehicles.items()
         if box["minLat"] <= lat <= box["maxLat"] and box["minLon"] <= lon <= box["maxLon"]
     }
     assert len(inside) > 200
@@ -105,3 +110,6 @@ async def test_within_the_demo_area_shows_cars_scooters_and_bikes_nearest_its_ce
     assert {v["formFactor"] for v in answer} == expected_form_factors
     for v in answer:
         assert v["distanceMeters"] == pytest.approx(inside[v["id"]][0], abs=0.002)
+        # What each vehicle has on board, as its operator's feed said (the demo cars list it).
+        assert v["vehicleEquipment"] == vehicles[v["id"]][3]
+    assert any(v["vehicleEquipment"] for v in answer if v["formFactor"] == "CAR")
