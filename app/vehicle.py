@@ -336,6 +336,9 @@ class VehicleFilter:
     propulsion_types: frozenset[str] | None = None
     providers: frozenset[str] | None = None
     min_range_meters: float | None = None
+    # GBFS vehicle_equipment values a vehicle must all have (None or empty: any); a vehicle
+    # whose operator does not report its equipment has none.
+    equipment: frozenset[str] | None = None
     include_reserved: bool = False
     include_disabled: bool = False
     # Set by the search service, not by clients: only providers whose last good data is at
@@ -362,6 +365,8 @@ class VehicleFilter:
             doc.current_range_meters is None or doc.current_range_meters < self.min_range_meters
         ):
             return False
+        if self.equipment and not self.equipment.issubset(doc.vehicle_equipment or ()):
+            return False
         return True
 
     @property
@@ -386,6 +391,9 @@ class VehicleFilter:
             clauses.append(f"v.provider_id <> ALL({bind(sorted(self.hidden_providers))})")
         if self.min_range_meters is not None:
             clauses.append(f"v.current_range_meters >= {bind(self.min_range_meters)}")
+        if self.equipment:
+            # NULL (not reported) contains nothing, as in matches.
+            clauses.append(f"v.vehicle_equipment @> {bind(sorted(self.equipment))}::text[]")
         return clauses
 
     def redis_args(self) -> list[str | float]:
@@ -396,6 +404,7 @@ class VehicleFilter:
             ",".join(self.propulsion_types) if self.propulsion_types is not None else "",
             ",".join(self.providers) if self.providers is not None else "",
             self.min_range_meters if self.min_range_meters is not None else "",
+            ",".join(sorted(self.equipment)) if self.equipment else "",
         ]
 
     def fingerprint_parts(self) -> list[Any]:
@@ -408,6 +417,8 @@ class VehicleFilter:
             float(self.min_range_meters) if self.min_range_meters is not None else None,
             self.include_reserved,
             self.include_disabled,
+            # Appended only when set: cursors issued before the criterion existed stay valid.
+            *([sorted(self.equipment)] if self.equipment else []),
         ]
 
 
@@ -418,7 +429,18 @@ _P = {name: i + 1 for name, i in _POSITION.items()}  # Lua arrays count from 1
 LUA_FILTER_ARGS = """
 local forms, propulsions, providers = set(ARGV[{a0}]), set(ARGV[{a1}]), set(ARGV[{a2}])
 local min_range = tonumber(ARGV[{a3}])
-local filtering = forms or propulsions or providers or min_range
+local equipment = set(ARGV[{a4}])
+local filtering = forms or propulsions or providers or min_range or equipment
+-- Whether a document's equipment (a JSON array, or null: not reported) holds every one asked.
+local function lacks_equipment(items)
+  if items == cjson.null then return true end
+  local have = {{}}
+  for _, item in ipairs(items) do have[item] = true end
+  for item in pairs(equipment) do
+    if not have[item] then return true end
+  end
+  return false
+end
 """
 #: A Lua expression over a decoded document ``v`` (an array in VehicleDoc's order): true when
 #: the filter rejects it. Written inline in the script's loop, not as a function.
@@ -428,4 +450,6 @@ LUA_REJECTS = (
     f" or (providers and not providers[v[{_P['provider_id']}]])"
     f" or (min_range and (v[{_P['current_range_meters']}] == cjson.null"
     f" or v[{_P['current_range_meters']}] < min_range))"
+    # A call only when equipment is asked for: the common search pays one nil test.
+    f" or (equipment and lacks_equipment(v[{_P['vehicle_equipment']}]))"
 )

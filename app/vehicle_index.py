@@ -112,7 +112,7 @@ return {found, '[' .. table.concat(kept, ',') .. ']'}
     # The filter's part comes from the vehicle's home: its arguments from ARGV[7] on, and the
     # test on each decoded document at the field positions of VehicleDoc.
     "-- FILTER_ARGS\n",
-    LUA_FILTER_ARGS.format(a0=7, a1=8, a2=9, a3=10),
+    LUA_FILTER_ARGS.format(a0=7, a1=8, a2=9, a3=10, a4=11),
 ).replace("REJECTS", LUA_REJECTS)
 
 

@@ -11,7 +11,7 @@ import strawberry
 from app.search.schemas import StationFilter, VehicleFilter
 from app.search.validation import Area, validate_area, validate_first
 from geo.areas import BBox, Near
-from graphql_schema.enums import FormFactor, PropulsionType
+from graphql_schema.enums import FormFactor, PropulsionType, VehicleEquipment
 
 if TYPE_CHECKING:
     from graphql_schema.context import Context
@@ -44,6 +44,11 @@ class VehicleFilterInput:
     propulsion_types: list[PropulsionType] | None = None
     providers: list[strawberry.ID] | None = None
     min_range_meters: float | None = None
+    equipment: list[VehicleEquipment] | None = strawberry.field(
+        default=None,
+        description="Only vehicles that have all of these on board (GBFS vehicle_equipment); "
+        "a vehicle whose operator does not report its equipment has none. Empty: any.",
+    )
     include_reserved: bool = False
     include_disabled: bool = False
 
@@ -57,6 +62,7 @@ class VehicleFilterInput:
             else None,
             providers=providers,
             min_range_meters=self.min_range_meters,
+            equipment=frozenset(e.value for e in self.equipment) if self.equipment else None,
             include_reserved=self.include_reserved,
             include_disabled=self.include_disabled,
         )

@@ -87,6 +87,12 @@ _FLEET: list[tuple[str, str, float | None, bool, bool]] = [
     ("c2", "car", 1000.0, False, False),
     ("b1", "bike", None, False, False),
 ]
+# What some of them report on board (GBFS vehicle_equipment); the others report nothing.
+_EQUIPMENT: dict[str, list[str]] = {
+    "c1": ["child_seat_a", "winter_tires"],
+    "c2": ["winter_tires"],
+    "s1": [],
+}
 _KINDS = {"es": ("scooter_standing", "electric"), "car": ("car", "combustion")}
 _KINDS["bike"] = ("bicycle", "human")
 _PROVIDERS = ("alpha", "beta")
@@ -105,6 +111,8 @@ def _vehicle_json(
     }
     if range_m is not None:
         record["current_range_meters"] = range_m
+    if vid in _EQUIPMENT:
+        record["vehicle_equipment"] = _EQUIPMENT[vid]
     return record
 
 
@@ -119,6 +127,7 @@ class _Row:
         self.form_factor, self.propulsion_type = _KINDS[type_id]
         self.range = range_m
         self.reserved, self.disabled = r, d
+        self.equipment = set(_EQUIPMENT.get(vid, ()))
 
     @property
     def available(self) -> bool:
@@ -139,6 +148,10 @@ EXAMPLES: dict[str, tuple[dict[str, Any], Any]] = {
     "min_range_meters": (
         {"min_range_meters": 5000.0},
         lambda r: r.range is not None and r.range >= 5000.0,
+    ),
+    "equipment": (
+        {"equipment": frozenset({"winter_tires", "child_seat_a"})},
+        lambda r: {"winter_tires", "child_seat_a"} <= r.equipment,
     ),
     "include_reserved": ({"include_reserved": True}, lambda r: not r.disabled),
     "include_disabled": ({"include_disabled": True}, lambda r: not r.reserved),

@@ -1,10 +1,10 @@
 """What `make run` shows: a `within` search over the demo area answers the vehicles nearest
 its centre, so the demo's cars, scooters and bikes all appear on the first page.
 
-Ordered by id (as `within` once was), the first 200 were the alphabetically first operator's
-bikes. The demo operators (providers/demo/) are served by their own feed server with a
-frozen clock and synced; what to expect is computed from the very documents served, with
-geographiclib, never with the code under test.
+Ordered by id (as `within` once was), the first 200 were the alphabetically first operators'
+bikes and cars, never a scooter. The demo operators (providers/demo/) are served by their own
+feed server with a frozen clock and synced; what to expect is computed from the very documents
+served, with geographiclib, never with the code under test.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ from geographiclib.geodesic import Geodesic
 
 from app.platform.db import transaction
 from app.runtime import Runtime
-from providers.demo import BERLIN_BOX, DEMO_PROVIDERS, build_demo_feed_server, demo_documents
+from providers.demo import (
+    BERLIN_BOX,
+    CENTRE,
+    DEMO_PROVIDERS,
+    build_demo_feed_server,
+    demo_documents,
+)
 from providers.service import register_provider
 from providers.simulators.feed_server import serve_in_background
 
@@ -58,9 +64,9 @@ def _available_vehicles(
     return out
 
 
-async def test_within_the_demo_area_shows_cars_scooters_and_bikes_nearest_its_centre(
-    runtime: Runtime, api: httpx.AsyncClient
-) -> None:
+async def _synced_demo(runtime: Runtime) -> dict[str, tuple[float, float, str, list[str] | None]]:
+    """The demo operators registered and synced from their own feed server at a frozen
+    moment; what their feeds served, vehicle by vehicle (:func:`_available_vehicles`)."""
     now = time.time()  # frozen: the server and the expectation see the same moment
     base_url = ""
     server = build_demo_feed_server(lambda: base_url, clock=lambda: now)
@@ -77,7 +83,13 @@ async def test_within_the_demo_area_shows_cars_scooters_and_bikes_nearest_its_ce
                 )
             report = await runtime.sync.sync(provider.slug)
             assert report.ok, report.error
-        vehicles = _available_vehicles(now, base_url)
+        return _available_vehicles(now, base_url)
+
+
+async def test_within_the_demo_area_shows_cars_scooters_and_bikes_nearest_its_centre(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    vehicles = await _synced_demo(runtime)
 
     box = {
         "minLat": BERLIN_BOX.min_lat,
@@ -92,8 +104,10 @@ async def test_within_the_demo_area_shows_cars_scooters_and_bikes_nearest_its_ce
         if box["minLat"] <= lat <= box["maxLat"] and box["minLon"] <= lon <= box["maxLon"]
     }
     assert len(inside) > 200
-    # What an order by id gave: one operator's bikes only.
-    assert {inside[vid][1] for vid in sorted(inside)[:200]} == {"BICYCLE"}
+    # What an order by id gave: the alphabetically first operators only (their count in the
+    # area changes as the demo fleet moves, but bikes and cars are always more than 200), no
+    # scooter at all.
+    assert not any(inside[vid][1].startswith("SCOOTER") for vid in sorted(inside)[:200])
     # The nearest 200; vehicles at one spot (docked bikes) tie, and the id decides.
     ranked = sorted(inside, key=lambda vid: (round(inside[vid][0], 3), vid))
     cut, after_cut = inside[ranked[199]][0], inside[ranked[200]][0]
@@ -113,3 +127,37 @@ async def test_within_the_demo_area_shows_cars_scooters_and_bikes_nearest_its_ce
         # What each vehicle has on board, as its operator's feed said (the demo cars list it).
         assert v["vehicleEquipment"] == vehicles[v["id"]][3]
     assert any(v["vehicleEquipment"] for v in answer if v["formFactor"] == "CAR")
+
+
+async def test_the_equipment_filter_keeps_the_cars_that_have_all_of_it(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    vehicles = await _synced_demo(runtime)
+    wanted = ["CHILD_SEAT_A", "WINTER_TIRES"]
+    equipped = {vid for vid, v in vehicles.items() if v[3] is not None and set(wanted) <= set(v[3])}
+    reported_otherwise = {vid for vid, v in vehicles.items() if v[3] is not None} - equipped
+    assert equipped and reported_otherwise  # the demo feeds tell the filter's cases apart
+    near = {"lat": CENTRE[0], "lon": CENTRE[1], "radiusMeters": 5000.0}
+    query = """query Equipped($near: NearInput!, $equipment: [VehicleEquipment!]) {
+      vehicles(near: $near, first: 200, filter: {equipment: $equipment}) { id vehicleEquipment }
+    }"""
+    answers = {}
+    for equipment in (wanted, None):
+        body = (
+            await api.post(
+                "/graphql",
+                json={"query": query, "variables": {"near": near, "equipment": equipment}},
+            )
+        ).json()
+        assert "errors" not in body, body
+        answers[equipment is None] = body["data"]["vehicles"]
+    within = {
+        vid
+        for vid, (lat, lon, _, _) in vehicles.items()
+        if Geodesic.WGS84.Inverse(*CENTRE, lat, lon)["s12"] <= 5000.0
+    }
+    assert 0 < len(equipped & within) < 200  # all of them fit in one answer
+    assert {v["id"] for v in answers[False]} == equipped & within
+    assert all(set(wanted) <= set(v["vehicleEquipment"]) for v in answers[False])
+    # Without the filter the nearest include vehicles the filter leaves out.
+    assert {v["id"] for v in answers[True]} - equipped
