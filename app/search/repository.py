@@ -55,10 +55,14 @@ class _Where:
         return " AND ".join(self.clauses) if self.clauses else "TRUE"
 
 
-def _area(where: _Where, alias: str, near: Near | None, bbox: BBox | None) -> str:
+def _area(
+    where: _Where, alias: str, near: Near | None, bbox: BBox | None, *, shapes: bool = False
+) -> str:
     """Adds the area clause; returns the distance expression: geodesic metres from the
     `near` point or the box's centre, rounded to the millimetre as vehicle search does
-    (geo.distance.ranking_meters), so that "ties by id" means the same everywhere."""
+    (geo.distance.ranking_meters), so that "ties by id" means the same everywhere.
+    ``shapes``: the rows are areas (zones), inside the box when they intersect it, and their
+    distance is to their nearest point; points are inside when their box overlap says so."""
     if near is not None:
         where.add(
             f"ST_DWithin({alias}.geom::geography, {_POINT}::geography, :radius)",
@@ -69,8 +73,13 @@ def _area(where: _Where, alias: str, near: Near | None, bbox: BBox | None) -> st
     else:
         assert bbox is not None
         lat, lon = bbox.centre
+        test = (
+            f"ST_Intersects({alias}.geom, {_ENVELOPE})"
+            if shapes
+            else f"{alias}.geom && {_ENVELOPE}"
+        )
         where.add(
-            f"{alias}.geom && {_ENVELOPE}",
+            test,
             min_lon=bbox.min_lon,
             min_lat=bbox.min_lat,
             max_lon=bbox.max_lon,
@@ -307,25 +316,8 @@ async def search_zones(
     distance = "NULL::float8"
     order = "z.provider_id, z.ordinal"  # no area: each provider's zones in feed order
     if near is not None or bbox is not None:
-        if near is not None:
-            lat, lon = near.lat, near.lon
-            where.add(
-                f"ST_DWithin(z.geom::geography, {_POINT}::geography, :radius)",
-                radius=near.radius_meters,
-            )
-        else:
-            assert bbox is not None
-            lat, lon = bbox.centre
-            where.add(
-                f"ST_Intersects(z.geom, {_ENVELOPE})",
-                min_lon=bbox.min_lon,
-                min_lat=bbox.min_lat,
-                max_lon=bbox.max_lon,
-                max_lat=bbox.max_lat,
-            )
-        where.params.update(lat=lat, lon=lon)
         # To the zone's nearest point: 0 for every zone holding the point, then the id decides.
-        distance = f"round(ST_Distance(z.geom::geography, {_POINT}::geography) * 1000) / 1000"
+        distance = _area(where, "z", near, bbox, shapes=True)
         order = 'distance, z.id COLLATE "C"'
     if hidden_providers:
         where.add("z.provider_id <> ALL(:hidden)", hidden=sorted(hidden_providers))
