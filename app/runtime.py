@@ -15,7 +15,7 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.accounts import Accounts
+from app.accounts.facade import Accounts
 from app.booking.service import BookingService
 from app.fleet.api_key_admin import ApiKeyAdmin
 from app.fleet.organisation_admin import OrganisationAdmin
@@ -85,7 +85,7 @@ class Runtime:
             self,
             settings=settings,
             identity=Identity(self.sessions, settings),
-            accounts=Accounts(self.sessions, settings),
+            accounts=Accounts(self.sessions, settings, self.redis, self.keys.prefix),
             organisations=OrganisationAdmin(self.sessions, settings),
             webhooks=WebhookAdmin(self.sessions, settings),
         )
@@ -166,7 +166,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             http=booking_http,
         ),
         identity=Identity(sessions, settings),
-        accounts=Accounts(sessions, settings),
+        accounts=Accounts(sessions, settings, redis, keys.prefix),
         provider_admin=ProviderAdmin(sessions),
         api_keys=ApiKeyAdmin(sessions),
         organisations=OrganisationAdmin(sessions, settings),

@@ -17,7 +17,6 @@ import strawberry
 from app import accounts
 from app.accounts import AuthSession as AuthSessionResult
 from app.accounts import Rider as RiderRecord
-from app.accounts import throttle
 from app.booking.eligibility import LicenceStatus
 from graphql_schema.context import Context
 
@@ -98,11 +97,8 @@ class AccountQuery:
 class AccountMutation:
     @strawberry.mutation(description="Create a rider account and sign in (EMAIL_TAKEN if used).")
     async def sign_up(self, info: Info, input: SignUpInput) -> AuthSession:
-        redis, prefix = info.context.redis_and_prefix()
-        await throttle.admit_sign_up(
-            redis, prefix, info.context.settings, client=info.context.client_address
-        )
         result = await info.context.accounts.sign_up(
+            client=info.context.client_address,
             email=input.email,
             password=input.password,
             birth_date=input.birth_date,
@@ -112,11 +108,9 @@ class AccountMutation:
 
     @strawberry.mutation(description="Sign in. Wrong email or password: INVALID_CREDENTIALS.")
     async def log_in(self, info: Info, email: str, password: str) -> AuthSession:
-        redis, prefix = info.context.redis_and_prefix()
-        await throttle.admit_log_in(
-            redis, prefix, info.context.settings, email=email, client=info.context.client_address
+        result = await info.context.accounts.log_in(
+            client=info.context.client_address, email=email, password=password
         )
-        result = await info.context.accounts.log_in(email=email, password=password)
         return AuthSession.from_domain(result)
 
     @strawberry.mutation(

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
@@ -169,10 +168,6 @@ class Context(BaseContext):
         if not viewer.is_admin:
             raise Forbidden("this needs a staff token with the ADMIN role")
         return viewer
-
-    def redis_and_prefix(self) -> tuple[Redis, str]:
-        """The runtime's Redis client and key prefix (the booking service holds them)."""
-        return self.bookings.redis, self.bookings.keys.prefix
 
     @property
     def bookings(self) -> BookingService:

@@ -18,7 +18,6 @@ from app.accounts.errors import (
 from app.accounts.passwords import hash_password, needs_rehash, verify_password
 from app.accounts.schemas import AccessToken, AuthSession, Rider
 from app.accounts.service import (
-    Accounts,
     log_in,
     log_out,
     refresh_session,
@@ -30,7 +29,6 @@ from app.accounts.tokens import check_settings, issue_access_token, verify_acces
 
 __all__ = [
     "AccessToken",
-    "Accounts",
     "AccountsMisconfigured",
     "AuthSession",
     "EmailTaken",

@@ -12,7 +12,6 @@ import logging
 import unicodedata
 import uuid
 from datetime import date, datetime, timedelta
-from functools import partial
 from typing import Any
 
 import jwt
@@ -345,15 +344,3 @@ async def _external_user(session: AsyncSession, claims: dict[str, Any]) -> User:
     # Not linked by email on purpose: that would hand a password account to whoever controls
     # the address at the identity provider.
     raise EmailTaken("an account with this email exists already: log in with its password")
-
-
-class Accounts:
-    """The account operations over the process's sessions and settings, as the API calls them
-    (each opens its own transactions; the caller holds no session)."""
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
-        self.sign_up = partial(sign_up, sessions, settings)
-        self.log_in = partial(log_in, sessions, settings)
-        self.refresh_session = partial(refresh_session, sessions, settings)
-        self.log_out = partial(log_out, sessions)
-        self.set_licence_status = partial(set_licence_status, sessions)

@@ -21,7 +21,6 @@ from app.platform.errors import DomainError
 from app.platform.settings import Settings
 from app.runtime import open_runtime
 from app.search.repository import provider_summaries
-from app.search.service import latest_sync_run
 from providers import admin, repository
 from providers.dispatch import force_sync
 from providers.push import new_secret
@@ -160,7 +159,7 @@ async def show(settings: Settings, slug: str) -> int:
         provider = await repository.get(session, slug)
         if provider is None:
             return fail(f"unknown provider {slug!r}", 1)
-        run = await latest_sync_run(session, slug)
+        run = await repository.latest_finished_run(session, slug)
     state = "disabled" if not provider.enabled else ("stale" if provider.stale else "ok")
     if provider.last_sync_at is None:
         state = "new"

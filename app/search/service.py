@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.health import is_fresh
-from app.models import Provider, SyncRun
+from app.models import Provider
 from app.platform.db import in_session
 from app.platform.errors import InvalidInput
 from app.platform.settings import Settings
@@ -50,7 +50,6 @@ from app.vehicle_index import (
     VehicleIndex,
 )
 from geo.distance import ranking_meters, sphere_meters
-from providers import repository as provider_repository
 
 log = logging.getLogger(__name__)
 
@@ -396,8 +395,3 @@ def is_stale(provider: ProviderRecord, settings: Settings, now: datetime | None 
         return provider.last_sync_at is not None
     age = (now or datetime.now(UTC)) - provider.last_success_at
     return age.total_seconds() > settings.stale_after_seconds
-
-
-async def latest_sync_run(session: AsyncSession, provider_id: str) -> SyncRun | None:
-    """The provider's latest sync and its validation report."""
-    return await provider_repository.latest_finished_run(session, provider_id)
