@@ -16,7 +16,6 @@ from app.accounts import InvalidToken, Rider, Unauthenticated
 from app.booking.service import BookingService
 from app.fleet.api_keys import is_api_key
 from app.fleet.principal import ApiKeyPrincipal, OrgActor, Role, Scope
-from app.live_updates import ChangeSignals, DeltaHub
 from app.platform.errors import DomainError
 from app.provider_admin import ProviderAdmin
 from app.records import ProviderRecord, SyncRunRecord
@@ -41,7 +40,7 @@ class Loaders:
 
     search: SearchService
     provider_admin: ProviderAdmin
-    bookings: BookingService | None = None
+    bookings: BookingService
     provider_stats: DataLoader[str, ProviderStats | None] = field(init=False)
     station: DataLoader[str, StationRow | None] = field(init=False)
     provider_health: DataLoader[str, tuple[ProviderRecord, SyncRunRecord | None] | None] = field(
@@ -72,8 +71,6 @@ class Loaders:
         self.station = DataLoader(load_fn=stations)
 
         async def booking_events(keys: list[uuid.UUID]) -> list[list[Any]]:
-            if bookings is None:
-                raise RuntimeError("this context was built without the booking service")
             found = await bookings.events_of(keys)
             return [found[k] for k in keys]
 
@@ -100,13 +97,13 @@ class Context(BaseContext):
         remember_viewer: bool = True,
     ) -> None:
         super().__init__()
-        self._bookings = runtime.bookings
+        self.bookings = runtime.bookings
         self.settings = runtime.settings
         self.search = runtime.search
         self.reference = runtime.reference
         self.persisted_queries = runtime.persisted_queries
-        self.live_updates: DeltaHub | None = runtime.live_updates
-        self.booking_signals: ChangeSignals | None = runtime.booking_signals
+        self.live_updates = runtime.live_updates
+        self.booking_signals = runtime.booking_signals
         self.identity = runtime.identity
         # The services resolvers call; none holds state of its own.
         self.accounts = runtime.accounts
@@ -168,12 +165,6 @@ class Context(BaseContext):
         if not viewer.is_admin:
             raise Forbidden("this needs a staff token with the ADMIN role")
         return viewer
-
-    @property
-    def bookings(self) -> BookingService:
-        if self._bookings is None:
-            raise RuntimeError("this context was built without the booking service")
-        return self._bookings
 
     async def rider(self) -> Rider | None:
         """The signed-in rider, or None for an anonymous caller or a staff token (staff are

@@ -18,7 +18,6 @@ from typing import Annotated
 import strawberry
 
 from app.live_updates import DeltaHub
-from app.platform.errors import DomainError
 from app.search.live_view import Changes, LiveView
 from graphql_schema.booking import BookingSubscription
 from graphql_schema.context import Context
@@ -68,8 +67,6 @@ class Subscription(BookingSubscription):
     ) -> AsyncGenerator[VehicleUpdate, None]:
         ctx = info.context
         hub = ctx.live_updates
-        if hub is None:
-            raise DomainError("live updates are not available here", code="UNAVAILABLE")
         search = await vehicle_search(ctx, near, within, filter, first)
         view = LiveView(search.area, search.flt, search.first)
         settings = ctx.settings
