@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import httpx
 
@@ -80,6 +80,13 @@ class OperatorBookingState(StrEnum):
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
     REJECTED = "REJECTED"
+
+
+class Position(NamedTuple):
+    """A point on the ground (WGS 84), such as where a rider ends a trip."""
+
+    lat: float
+    lon: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,14 +215,10 @@ class BookingOperator(Protocol):
     ) -> OperatorBooking: ...
 
     async def end(
-        self,
-        ctx: BookingContext,
-        booking: OperatorBooking,
-        *,
-        idempotency_key: str,
-        lat: float,
-        lon: float,
-    ) -> OperatorBooking: ...
+        self, ctx: BookingContext, booking: OperatorBooking, *, idempotency_key: str, at: Position
+    ) -> OperatorBooking:
+        """End the trip where the rider is (``at``), which the operator checks against its zones."""
+        ...
 
     async def cancel(
         self, ctx: BookingContext, booking: OperatorBooking, *, idempotency_key: str

@@ -38,6 +38,15 @@ from graphql_schema.webhooks import WebhookQuery
 Info = strawberry.Info[Context, None]
 
 
+PageSize = Annotated[
+    int | None,
+    strawberry.argument(
+        description="Page size, 1 to MOBILITY_MAX_FIRST (200 by default); without it, "
+        "MOBILITY_DEFAULT_FIRST (50)."
+    ),
+]
+
+
 @strawberry.type
 class Query(
     QuoteQuery,
@@ -91,13 +100,7 @@ class Query(
         near: NearInput | None = None,
         within: WithinInput | None = None,
         filter: VehicleFilterInput | None = None,
-        first: Annotated[
-            int | None,
-            strawberry.argument(
-                description="Page size, 1 to MOBILITY_MAX_FIRST (200 by default); without it, "
-                "MOBILITY_DEFAULT_FIRST (50)."
-            ),
-        ] = None,
+        first: PageSize = None,
         after: Annotated[
             str | None,
             strawberry.argument(

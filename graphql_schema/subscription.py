@@ -21,7 +21,12 @@ from app.live_updates import DeltaHub
 from app.search.live_view import Changes, LiveView
 from graphql_schema.booking import BookingSubscription
 from graphql_schema.context import Context
-from graphql_schema.inputs import NearInput, VehicleFilterInput, WithinInput, vehicle_search
+from graphql_schema.inputs import (
+    NearInput,
+    VehicleFilterInput,
+    WithinInput,
+    vehicle_search,
+)
 from graphql_schema.types import Vehicle, vehicles_from_hits
 
 Info = strawberry.Info[Context, None]
@@ -41,6 +46,17 @@ class VehicleUpdate:
     removed: list[strawberry.ID] = strawberry.field(description="Ids to drop from your set.")
 
 
+TrackedCount = Annotated[
+    int | None,
+    strawberry.argument(
+        description="How many vehicles are sent and tracked at once, 1 to "
+        "MOBILITY_MAX_FIRST (200 by default); without it, MOBILITY_DEFAULT_FIRST (50). "
+        "A vehicle that enters the area while as many are tracked is sent once one "
+        "leaves and it next changes."
+    ),
+]
+
+
 @strawberry.type
 class Subscription(BookingSubscription):
     @strawberry.subscription(
@@ -55,15 +71,7 @@ class Subscription(BookingSubscription):
         near: NearInput | None = None,
         within: WithinInput | None = None,
         filter: VehicleFilterInput | None = None,
-        first: Annotated[
-            int | None,
-            strawberry.argument(
-                description="How many vehicles are sent and tracked at once, 1 to "
-                "MOBILITY_MAX_FIRST (200 by default); without it, MOBILITY_DEFAULT_FIRST (50). "
-                "A vehicle that enters the area while as many are tracked is sent once one "
-                "leaves and it next changes."
-            ),
-        ] = None,
+        first: TrackedCount = None,
     ) -> AsyncGenerator[VehicleUpdate, None]:
         ctx = info.context
         hub = ctx.live_updates

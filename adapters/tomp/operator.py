@@ -28,6 +28,7 @@ from adapters.booking import (
     OperatorOffer,
     OperatorRejected,
     OperatorUnavailable,
+    Position,
     ReservationRequest,
 )
 from adapters.tomp.wire import (
@@ -346,16 +347,10 @@ class TompBookingOperator:
         return await self._leg_event(ctx, booking, "SET_IN_USE", _S.STARTED)
 
     async def end(
-        self,
-        ctx: BookingContext,
-        booking: OperatorBooking,
-        *,
-        idempotency_key: str,
-        lat: float,
-        lon: float,
+        self, ctx: BookingContext, booking: OperatorBooking, *, idempotency_key: str, at: Position
     ) -> OperatorBooking:
         return await self._leg_event(
-            ctx, booking, "FINISH", _S.FINISHED, {"userLocation": coordinates(lat, lon)}
+            ctx, booking, "FINISH", _S.FINISHED, {"userLocation": coordinates(at.lat, at.lon)}
         )
 
     async def _leg_event(

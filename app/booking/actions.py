@@ -18,6 +18,7 @@ from adapters.booking import (
     BookingOperator,
     OperatorBooking,
     OperatorBookingState,
+    Position,
 )
 from adapters.booking import OperatorRejected as OperatorSaidNo
 from adapters.booking import OperatorUnavailable as OperatorDown
@@ -163,7 +164,7 @@ class TripActions:
         if event is BookingEvent.FINISH:
             assert lat is not None and lon is not None
             return await self.operators.call(
-                operator.end(ctx, current, idempotency_key=key, lat=lat, lon=lon)
+                operator.end(ctx, current, idempotency_key=key, at=Position(lat, lon))
             )
         return await self.operators.call(operator.cancel(ctx, current, idempotency_key=key))
 

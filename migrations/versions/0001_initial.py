@@ -1,18 +1,9 @@
-"""Initial schema: providers, reference data, vehicles, stations, zones, regions, sync runs.
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-27
-"""
-
-from collections.abc import Sequence
+"""Initial schema: providers, reference data, vehicles, stations, zones, regions, sync runs."""
 
 from alembic import op
 
 revision: str = "0001"
 down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def _execute_script(script: str) -> None:

@@ -6,20 +6,12 @@ still hold that token to act on it. A task redelivered after its worker died, on
 dispatch exists, finds another token and is dropped, so a provider is never synced twice for
 one interval. ``sync_claimed_at`` says since when a claim is outstanding (for the CLI and
 for diagnosing a stuck worker).
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-28
 """
-
-from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0004"
 down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

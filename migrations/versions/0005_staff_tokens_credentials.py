@@ -7,20 +7,12 @@ prefix is kept to recognise a token in lists and logs; revocation is immediate.
 ``provider_credentials``: what an adapter needs to call an operator's API (bearer token, API
 key header, OAuth2 client credentials). Kept out of ``providers`` so that no query reading
 providers for the API can select it by accident; never returned by the API or logged.
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-28
 """
-
-from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0005"
 down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

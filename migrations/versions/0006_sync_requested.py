@@ -4,20 +4,12 @@
 had computed: backoff, ``Retry-After``, an open breaker) was thrown away and the forced sync ran
 into the advisory lock. Now it only records ``sync_requested_at``; the running sync, when it
 completes, makes the provider due at once instead of after its interval.
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-11-28
 """
-
-from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0006"
 down_revision: str | None = "0005"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

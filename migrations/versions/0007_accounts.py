@@ -1,18 +1,9 @@
-"""Rider accounts and rotating refresh tokens (issue 5).
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-11-28
-"""
-
-from collections.abc import Sequence
+"""Rider accounts and rotating refresh tokens (issue 5)."""
 
 from alembic import op
 
 revision: str = "0007"
 down_revision: str | None = "0006"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

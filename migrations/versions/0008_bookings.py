@@ -2,20 +2,12 @@
 
 ``ux_bookings_active_vehicle`` is what makes double booking impossible: at most one booking per
 vehicle in an active state (app/booking/states.ACTIVE), whatever the races above it.
-
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-11-28
 """
-
-from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0008"
 down_revision: str | None = "0007"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 _STATES = (
     "'PENDING', 'CONFIRMED', 'STARTED', 'PAUSED', 'FINISHED', 'CANCELLED', 'EXPIRED', "

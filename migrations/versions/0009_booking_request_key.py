@@ -1,19 +1,11 @@
 """The reserveVehicle request behind each booking (its idempotency key's owner and key), so the
 reconciliation task can answer that request when it settles a booking after a crash.
-
-Revision ID: 0009
-Revises: 0008
-Create Date: 2026-11-28
 """
-
-from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0009"
 down_revision: str | None = "0008"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,19 +1,11 @@
 """B2B fleet clients (issue 6): organisations, members, cost centres, invitations, API keys,
 policies, webhooks with their outbox and delivery log; bookings and providers learn about them.
-
-Revision ID: 0010
-Revises: 0009
-Create Date: 2026-11-28
 """
-
-from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0010"
 down_revision: str | None = "0009"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,19 +1,11 @@
 """A lease for the one change of a booking in flight, and a mark for bookings whose state at
 the operator must be re-read (an action whose outcome is unknown, a compensation still due).
-
-Revision ID: 0011
-Revises: 0010
-Create Date: 2026-11-28
 """
-
-from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0011"
 down_revision: str | None = "0010"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

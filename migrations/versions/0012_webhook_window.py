@@ -1,19 +1,11 @@
 """Webhook deliveries get their own retry-window start (a replay reopens it; ``created_at``
 stays the delivery's creation), and dispatched outbox events an index for their retention.
-
-Revision ID: 0012
-Revises: 0011
-Create Date: 2026-11-28
 """
-
-from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0012"
 down_revision: str | None = "0011"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,19 +1,11 @@
 """Bookings keep their vehicle type's CO2 per km as it was at reservation (like the pricing
 plan): a month's usage report does not change when an operator edits its vehicle types later.
-
-Revision ID: 0013
-Revises: 0012
-Create Date: 2026-11-28
 """
-
-from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0013"
 down_revision: str | None = "0012"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

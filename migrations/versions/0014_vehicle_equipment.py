@@ -1,19 +1,11 @@
 """Vehicles carry GBFS's ``vehicle_equipment`` (v2.3+): child seats, winter tyres, snow chains.
 NULL: not reported; an empty array: reported as none.
-
-Revision ID: 0014
-Revises: 0013
-Create Date: 2026-12-05
 """
-
-from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0014"
 down_revision: str | None = "0013"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

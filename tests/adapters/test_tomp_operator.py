@@ -22,6 +22,7 @@ from adapters.booking import (
     OperatorMoney,
     OperatorRejected,
     OperatorUnavailable,
+    Position,
     ReservationRequest,
     load_booking_operator,
 )
@@ -191,9 +192,7 @@ async def test_scooter_ride_from_offer_to_final_fare(scooters: Rig) -> None:
     assert resumed.state is S.STARTED
     rig.sim.advance(334)  # 754 s in all: 12.6 minutes, 13 started minutes
     end = (request.lat + 0.004, request.lon + 0.003)
-    finished = await rig.operator.end(
-        rig.ctx, resumed, idempotency_key="k-end", lat=end[0], lon=end[1]
-    )
+    finished = await rig.operator.end(rig.ctx, resumed, idempotency_key="k-end", at=Position(*end))
     assert finished.state is S.FINISHED
     meters = _geodesic_m((request.lat, request.lon), end)
     assert finished.distance_meters == round(meters)
@@ -225,7 +224,7 @@ async def test_car_fare_charges_started_minutes_and_kilometres(cars: Rig) -> Non
     booking = await rig.operator.start(rig.ctx, booking, idempotency_key="s")
     rig.sim.advance(1_530)  # 25.5 minutes
     finished = await rig.operator.end(
-        rig.ctx, booking, idempotency_key="e", lat=destination[0], lon=destination[1]
+        rig.ctx, booking, idempotency_key="e", at=Position(*destination)
     )
     assert finished.price is not None
     assert finished.price.amount_minor == _expected_price(plan, 1_530 / 60, planned_km)
@@ -528,7 +527,7 @@ async def test_every_exchange_of_a_lifecycle_and_its_refusals_follows_the_spec(
     booking = await rig.operator.pause(rig.ctx, booking, idempotency_key="p")
     booking = await rig.operator.resume(rig.ctx, booking, idempotency_key="r")
     rig.sim.advance(200)
-    await rig.operator.end(rig.ctx, booking, idempotency_key="e", lat=first.lat, lon=first.lon)
+    await rig.operator.end(rig.ctx, booking, idempotency_key="e", at=Position(first.lat, first.lon))
     assert booking.leg_reference is not None
     leg = await http.get(f"{rig.base_url}/legs/{booking.leg_reference}", headers=headers)
     assert leg.status_code == 200
