@@ -10,15 +10,18 @@ identity's first use creates its account), so the interfaces that ask hold no se
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts import Rider, rider_for_token
 from app.fleet.access import actor_for, memberships_of
-from app.fleet.api_keys import verify_api_key
+from app.fleet.api_keys import is_api_key, verify_api_key
+from app.fleet.principal import Scope
 from app.platform.db import in_transaction, transaction
+from app.platform.errors import DomainError
 from app.platform.settings import Settings
-from app.staff_auth import viewer_for
+from app.staff_auth import TOKEN_PREFIX, viewer_for
 
 __all__ = ["Identity"]
 
@@ -43,3 +46,30 @@ class Identity:
         """The organisations the rider is a member of."""
         async with self._sessions() as session:
             return frozenset(m.organisation_id for m in await memberships_of(session, rider_id))
+
+    async def map_viewer(
+        self, authorization: str | None, *, private_fleets: bool
+    ) -> frozenset[uuid.UUID]:
+        """For reads of the map outside GraphQL (vector tiles): the organisations whose private
+        fleets the caller of this ``Authorization`` header may see, as GraphQL's search does.
+        An API key must be valid and hold ``vehicles:read`` (``INVALID_API_KEY``,
+        ``MISSING_SCOPE``); a rider's token that does not check out reads as anonymous (a map
+        never fails for a stale token), and so does a staff token. Organisations are looked up
+        only when ``private_fleets`` exist: anonymous maps pay nothing for the feature."""
+        if not authorization:
+            return frozenset()
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or token.startswith(TOKEN_PREFIX):
+            return frozenset()
+        if is_api_key(token):
+            principal = await self.api_key(token, datetime.now(UTC))
+            principal.require_scope(Scope.VEHICLES_READ)
+            return frozenset({principal.organisation_id})
+        if not private_fleets:
+            return frozenset()
+        try:
+            rider = await self.rider(token)
+        except DomainError:
+            return frozenset()
+        return await self.organisations_of(rider.id)

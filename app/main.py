@@ -22,6 +22,7 @@ from app.platform.settings import Settings, get_settings
 from app.rest.gbfs import router as gbfs_router
 from app.rest.ingest import router as ingest_router
 from app.rest.reports import router as reports_router
+from app.rest.tiles import router as tiles_router
 from app.rest.web_assets import WebAssets
 from app.rest.web_assets import router as web_assets_router
 from app.runtime import Runtime, open_runtime
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     app.include_router(ingest_router)
     app.include_router(gbfs_router)
     app.include_router(reports_router)
+    app.include_router(tiles_router)
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, str]:

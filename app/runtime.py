@@ -32,6 +32,7 @@ from app.platform.settings import Settings
 from app.provider_admin import ProviderAdmin
 from app.reference import ReferenceCache
 from app.search.service import SearchService
+from app.tiles.service import TileService
 from app.vehicle_index import VehicleIndex
 from providers.breaker import CircuitBreaker
 from providers.push import PushIngest
@@ -61,6 +62,7 @@ class Runtime:
     http: httpx.AsyncClient
     sync: SyncEngine
     search: SearchService
+    tiles: TileService
     reference: ReferenceCache
     persisted_queries: PersistedQueries
     push: PushIngest
@@ -84,6 +86,7 @@ class Runtime:
         return replace(
             self,
             settings=settings,
+            tiles=TileService(settings, self.tiles.pool, self.search),
             identity=Identity(self.sessions, settings),
             accounts=Accounts(self.sessions, settings, self.redis, self.keys.prefix),
             organisations=OrganisationAdmin(self.sessions, settings),
@@ -135,6 +138,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         max_size=5,
         max_inactive_connection_lifetime=300,
     )
+    search = SearchService(settings, index, search_pool, sessions)
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -150,7 +154,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             settings=settings,
             on_reference_change=reference.invalidate,
         ),
-        search=SearchService(settings, index, search_pool, sessions),
+        search=search,
+        # Tiles read through the search's visibility rule, on its pool, in slots of their own.
+        tiles=TileService(settings, search_pool, search),
         reference=reference,
         persisted_queries=PersistedQueries(redis, settings.redis_prefix),
         push=PushIngest(ingest_pool, index),

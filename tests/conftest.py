@@ -117,6 +117,7 @@ async def runtime(session_runtime: Runtime) -> AsyncIterator[Runtime]:
     # Per-process caches and circuits start fresh, as in a new process.
     session_runtime.search._index_retry_at = -math.inf
     session_runtime.search._enabled_at = -math.inf
+    session_runtime.tiles._bounds.clear()
     session_runtime.reference.invalidate()
     # Secrets are sealed with the runtime's keys, whatever keys a previous test used.
     secret_box.configure(session_runtime.settings)

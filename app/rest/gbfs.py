@@ -9,20 +9,18 @@ codes, as in the ingest API. docs/gbfs-publishing.md is the consumer-facing desc
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.gbfs_publish import documents, repository
 from app.gbfs_publish.documents import Publication
 from app.gbfs_publish.settings import GbfsPublishSettings, get_publish_settings
+from app.rest.responses import DATABASE_DOWN, entity_tag, not_modified, refusal
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -41,37 +39,19 @@ class Refusal(Exception):
 
 
 def _refusal(exc: Refusal) -> Response:
-    return Response(
-        orjson.dumps({"error": {"code": exc.code, "message": exc.message}}),
-        status_code=exc.status,
-        media_type="application/json",
-        # A provider enabled or synced a moment later must be seen at once.
-        headers={"Cache-Control": "no-store"},
-    )
-
-
-def _etag(body: bytes) -> str:
-    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
-
-
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    if if_none_match is None:
-        return False
-    # RFC 9110 §13.1.2: If-None-Match compares weakly, so a W/ tag a cache derived from ours
-    # still matches.
-    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-    return "*" in candidates or etag in candidates
+    # A provider enabled or synced a moment later must be seen at once.
+    return refusal(exc.status, exc.code, exc.message, {"Cache-Control": "no-store"})
 
 
 def _cached(
     request: Request, body: bytes, *, last_updated: datetime, ttl: int, now: datetime
 ) -> Response:
-    etag = _etag(body)
+    etag = entity_tag(body)
     headers = {
         "ETag": etag,
         "Cache-Control": f"public, max-age={documents.max_age(last_updated, ttl, now)}",
     }
-    if _matches(request.headers.get("if-none-match"), etag):
+    if not_modified(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="application/json", headers=headers)
 
@@ -83,7 +63,6 @@ def _runtime(request: Request) -> Runtime:
 
 # The database cannot be reached (down, restarting, pool exhausted): the consumer may retry.
 # Anything else is a bug and is left to surface as a 500.
-_DATABASE_DOWN = (OperationalError, InterfaceError, OSError)
 _UNAVAILABLE = Refusal(
     503, "DATABASE_UNAVAILABLE", "the feed could not be read from the database; try again"
 )
@@ -94,7 +73,7 @@ async def manifest(request: Request, settings: PublishSettings) -> Response:
     try:
         async with _runtime(request).sessions() as session:
             rows = await repository.manifest_datasets(session)
-    except _DATABASE_DOWN as exc:
+    except DATABASE_DOWN as exc:
         log.warning("GBFS manifest not served: %s", exc.__class__.__name__)
         return _refusal(_UNAVAILABLE)
     now = datetime.now(UTC)
@@ -127,7 +106,7 @@ async def provider_file(
                 )
     except Refusal as exc:
         return _refusal(exc)
-    except _DATABASE_DOWN as exc:
+    except DATABASE_DOWN as exc:
         log.warning("GBFS %s/%s not served: %s", provider_id, file_name, exc.__class__.__name__)
         return _refusal(_UNAVAILABLE)
     return _cached(request, body, last_updated=pub.last_updated, ttl=pub.ttl, now=datetime.now(UTC))

@@ -17,19 +17,18 @@ import io
 import uuid
 from datetime import UTC, datetime
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.accounts import Unauthenticated, rider_for_token
 from app.fleet.access import ADMINS, actor_for
-from app.fleet.api_keys import InvalidApiKey, is_api_key, verify_api_key
-from app.fleet.principal import ApiKeyPrincipal, MissingScope, OrgNotFound, Scope
+from app.fleet.api_keys import is_api_key, verify_api_key
+from app.fleet.principal import ApiKeyPrincipal, OrgNotFound, Scope
 from app.fleet.reports import GroupBy, UsageReport, usage_report
 from app.platform.db import transaction
-from app.platform.errors import DomainError, InvalidInput, NotFound
+from app.platform.errors import DomainError, InvalidInput
 from app.rate_limit import rate_limited
+from app.rest.responses import refusal, status_of
 from app.runtime import Runtime
-from app.staff_auth import Forbidden
 
 __all__ = ["CSV_COLUMNS", "router", "usage_csv"]
 
@@ -49,26 +48,6 @@ CSV_COLUMNS = (
     "trips_without_co2",
 )
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _status(error: DomainError) -> int:
-    if isinstance(error, Unauthenticated | InvalidApiKey):
-        return 401
-    if isinstance(error, Forbidden | MissingScope):
-        return 403
-    if isinstance(error, OrgNotFound | NotFound):
-        return 404
-    # InvalidInput and anything else the caller sent wrong.
-    return 400
-
-
-def _refusal(status: int, code: str, message: str) -> Response:
-    return Response(
-        orjson.dumps({"error": {"code": code, "message": message}}),
-        status_code=status,
-        media_type="application/json",
-        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
-    )
 
 
 def _cell(value: object) -> str:
@@ -147,7 +126,7 @@ async def usage_report_csv(
             )
             report = await usage_report(session, actor, month=month, group_by=grouping)
     except DomainError as exc:
-        return _refusal(_status(exc), exc.code, exc.message)
+        return refusal(status_of(exc), exc.code, exc.message)
     filename = f"usage-{report.month}-{grouping.value.lower()}-{report.organisation_id}.csv"
     return Response(
         usage_csv(report),

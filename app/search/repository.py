@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -106,6 +106,14 @@ _FRESH_PROVIDERS = (
 _ENABLED_PROVIDERS = "v.provider_id = ANY(ARRAY(SELECT id FROM providers WHERE enabled))"
 
 
+def provider_condition(flt: VehicleFilter, bind: Callable[[Any], str]) -> str:
+    """The providers whose vehicles ``v`` a read may show: enabled ones, with fresh data when
+    the filter asks (the search service sets ``fresh_within_seconds``). Vector tiles use it too."""
+    if flt.fresh_within_seconds is not None:
+        return _FRESH_PROVIDERS.format(seconds=bind(flt.fresh_within_seconds))
+    return _ENABLED_PROVIDERS
+
+
 _POINT_PARAM = "ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography"
 # Candidates nearest-first by PostGIS's geography KNN (<->, spherical distance), inside the
 # reach (the radius, or a circle holding the whole box). Python then computes each candidate's
@@ -158,10 +166,7 @@ async def search_vehicles(
         # way: a deep page costs what lies before it.)
         lower = after.distance_meters / SPHERE_MARGIN - _REACH_SLACK_METERS
         clauses.append(f"v.geom::geography <-> {_POINT_PARAM} >= {bind(lower)}")
-    if flt.fresh_within_seconds is not None:
-        clauses.append(_FRESH_PROVIDERS.format(seconds=bind(flt.fresh_within_seconds)))
-    else:
-        clauses.append(_ENABLED_PROVIDERS)
+    clauses.append(provider_condition(flt, bind))
     clauses += flt.sql_clauses(bind)
     sql = _RANKED_SQL.format(
         columns=SELECT_COLUMNS, point=_POINT_PARAM, where=" AND ".join(clauses)

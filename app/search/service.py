@@ -104,12 +104,7 @@ class SearchService:
         """The first ``first`` vehicles of the area that sort after ``after`` (all, without
         it), nearest first, ties by id. ``viewer_orgs``: the caller's organisations; other
         organisations' private fleets are left out."""
-        _check_filter(flt)
-        hidden = await self.hidden_providers(viewer_orgs)
-        if hidden:
-            flt = replace(flt, hidden_providers=flt.hidden_providers | hidden)
-        if self.settings.hide_stale_vehicles:
-            flt = replace(flt, fresh_within_seconds=self.settings.stale_after_seconds)
+        flt = await self.visible(flt, viewer_orgs)
         ranked = area.ranked()
         # The index holds available vehicles inside Redis's GEO band only; reserved/disabled
         # requests, and areas reaching past the band, go to PostGIS.
@@ -129,6 +124,20 @@ class SearchService:
         return await repository.search_vehicles(
             self.pool, area=ranked, flt=flt, first=first, after=after
         )
+
+    async def visible(
+        self, flt: VehicleFilter, viewer_orgs: frozenset[uuid.UUID] = frozenset()
+    ) -> VehicleFilter:
+        """The client's filter checked, with the visibility rule added: other organisations'
+        private fleets hidden, and stale providers when they are to be hidden. Every read of
+        vehicles goes through it (search, vector tiles)."""
+        _check_filter(flt)
+        hidden = await self.hidden_providers(viewer_orgs)
+        if hidden:
+            flt = replace(flt, hidden_providers=flt.hidden_providers | hidden)
+        if self.settings.hide_stale_vehicles:
+            flt = replace(flt, fresh_within_seconds=self.settings.stale_after_seconds)
+        return flt
 
     async def vehicle_page(
         self,

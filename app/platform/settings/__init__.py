@@ -30,6 +30,7 @@ from app.platform.settings.sealing import SealingSettings
 from app.platform.settings.search import SearchSettings
 from app.platform.settings.stores import StoreSettings
 from app.platform.settings.sync import SyncSettings
+from app.platform.settings.tiles import TileSettings
 
 __all__ = [
     "PROJECT_ROOT",
@@ -52,6 +53,7 @@ __all__ = [
     "Settings",
     "StoreSettings",
     "SyncSettings",
+    "TileSettings",
     "get_settings",
 ]
 
@@ -61,6 +63,7 @@ __all__ = [
 # (environment, stores, search, … rate limits): repr(), model_dump() and the order of several
 # validation errors keep that order.
 class Settings(
+    TileSettings,
     RateLimitSettings,
     BookingSettings,
     QuoteSettings,

@@ -1,0 +1,225 @@
+"""Drawing a tile for one caller: its filters checked, the search's visibility rule applied
+inside the statement (other organisations' private fleets left out, stale providers' vehicles
+hidden, disabled providers never shown), one statement on the search's read-only pool.
+
+A tile query waits for one of ``tiles_max_concurrent`` slots of the process before it takes a
+connection (app/admission.py), so a burst of map requests queues instead of taking every
+connection the search needs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from app.admission import slots
+from app.platform.errors import InvalidInput, NotFound
+from app.platform.settings import Settings
+from app.platform.vocabulary import FormFactor, PropulsionType
+from app.search import repository
+from app.search.service import SearchService
+from app.tiles.grid import MAX_MERCATOR_LAT, TileAddress
+from app.tiles.layers import (
+    LAYERS,
+    Statement,
+    cluster_statement,
+    point_statement,
+    zone_statement,
+)
+from app.vehicle import VehicleFilter
+
+__all__ = ["TILES", "TileQuery", "TileService", "UnknownLayer"]
+
+TILES = "vector-tiles"  # the admission slots' kind
+# How long a layer's bounds (TileJSON) are kept per process: they move as slowly as a city.
+_BOUNDS_TTL_SECONDS = 60.0
+Bounds = tuple[float, float, float, float]
+_WORLD: Bounds = (-180.0, -MAX_MERCATOR_LAT, 180.0, MAX_MERCATOR_LAT)
+
+# The query parameters each layer takes; anything else is refused (a misspelt filter must not
+# pass silently as no filter).
+_PARAMETERS: dict[str, frozenset[str]] = {
+    "vehicles": frozenset({"form_factors", "propulsion_types", "providers", "min_range_meters"}),
+    "stations": frozenset({"providers"}),
+    "zones": frozenset({"providers"}),
+}
+
+
+class UnknownLayer(NotFound):
+    code = "UNKNOWN_LAYER"
+
+
+def _words(raw: str, name: str, allowed: type[FormFactor] | type[PropulsionType]) -> frozenset[str]:
+    values = frozenset(v.strip() for v in raw.split(",") if v.strip())
+    known = {a.value for a in allowed}
+    unknown = sorted(values - known)
+    if unknown or not values:
+        raise InvalidInput(
+            f"{name} takes a comma-separated list of {', '.join(sorted(known))}"
+            + (f"; not {', '.join(unknown)}" if unknown else ""),
+            code="INVALID_FILTER",
+        )
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class TileQuery:
+    """A tile request's filters, from its query string (docs/tiles.md)."""
+
+    layer: str
+    form_factors: frozenset[str] | None = None
+    propulsion_types: frozenset[str] | None = None
+    providers: tuple[str, ...] | None = None
+    min_range_meters: float | None = None
+
+    @classmethod
+    def parse(cls, layer: str, params: Mapping[str, str]) -> TileQuery:
+        if layer not in LAYERS:
+            raise UnknownLayer(f"no layer {layer!r}: the layers are {', '.join(LAYERS)}")
+        stray = sorted(set(params) - _PARAMETERS[layer])
+        if stray:
+            raise InvalidInput(
+                f"the {layer} layer takes {', '.join(sorted(_PARAMETERS[layer]))}; "
+                f"not {', '.join(stray)}",
+                code="INVALID_FILTER",
+            )
+        providers = None
+        if "providers" in params:
+            providers = tuple(sorted({p.strip() for p in params["providers"].split(",")} - {""}))
+            if not providers:
+                raise InvalidInput(
+                    "providers takes provider ids, comma-separated", code="INVALID_FILTER"
+                )
+        min_range = None
+        if "min_range_meters" in params:
+            try:
+                min_range = float(params["min_range_meters"])
+            except ValueError:
+                min_range = math.nan
+            if not (math.isfinite(min_range) and min_range >= 0):
+                raise InvalidInput("min_range_meters is a number >= 0", code="INVALID_FILTER")
+        return cls(
+            layer=layer,
+            form_factors=_words(params["form_factors"], "form_factors", FormFactor)
+            if "form_factors" in params
+            else None,
+            propulsion_types=_words(params["propulsion_types"], "propulsion_types", PropulsionType)
+            if "propulsion_types" in params
+            else None,
+            providers=providers,
+            min_range_meters=min_range,
+        )
+
+
+Conditions = Callable[[Callable[[Any], str]], list[str]]
+
+
+class TileService:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, search: SearchService) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.search = search
+        self._bounds: dict[tuple[TileQuery, frozenset[str]], tuple[float, Bounds]] = {}
+
+    async def tile(
+        self,
+        query: TileQuery,
+        tile: TileAddress,
+        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
+    ) -> bytes:
+        """The tile as Mapbox Vector Tile bytes (empty when nothing visible is in it)."""
+        conditions = await self._conditions(query, viewer_orgs)
+        if query.layer == "zones":
+            st = Statement()
+            return await self._fetch(zone_statement(tile, conditions(st.bind), st), st)
+        table = query.layer
+        points, clusters = LAYERS[table]
+        points_from = (
+            self.settings.tiles_vehicle_points_from_zoom
+            if table == "vehicles"
+            else self.settings.tiles_station_points_from_zoom
+        )
+        if tile.z >= points_from:
+            cap = self.settings.tiles_max_points
+            st = Statement()
+            sql = point_statement(table, points, tile, conditions(st.bind), st, cap)
+            async with slots(TILES, self.settings.tiles_max_concurrent):
+                row = await self.pool.fetchrow(sql, *st.params)
+            assert row is not None
+            if row["features"] <= cap:
+                return bytes(row["tile"] or b"")
+            # Too dense to draw every point: the same rows, counted per cell.
+        st = Statement()
+        return await self._fetch(
+            cluster_statement(table, clusters, tile, conditions(st.bind), st), st
+        )
+
+    async def bounds(
+        self, query: TileQuery, viewer_orgs: frozenset[uuid.UUID] = frozenset()
+    ) -> Bounds:
+        """(west, south, east, north) of what the caller may see of the layer (the whole map
+        when it is empty), for TileJSON; kept a minute per process."""
+        hidden = await self.search.hidden_providers(viewer_orgs)
+        key = (query, hidden)
+        now = time.monotonic()
+        cached = self._bounds.get(key)
+        if cached is not None and now - cached[0] < _BOUNDS_TTL_SECONDS:
+            return cached[1]
+        conditions = await self._conditions(query, viewer_orgs)
+        st = Statement()
+        table = "geofencing_zones" if query.layer == "zones" else query.layer
+        alias = "z" if query.layer == "zones" else "v"
+        sql = (
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+            f"(SELECT ST_Extent({alias}.geom) AS e FROM {table} {alias} "
+            f"WHERE {' AND '.join(['true', *conditions(st.bind)])}) s"
+        )
+        async with slots(TILES, self.settings.tiles_max_concurrent):
+            row = await self.pool.fetchrow(sql, *st.params)
+        assert row is not None
+        found: Bounds = _WORLD if row[0] is None else (row[0], row[1], row[2], row[3])
+        if len(self._bounds) > 1_000:  # bounded: one entry per filter and visibility seen
+            self._bounds.clear()
+        self._bounds[key] = (now, found)
+        return found
+
+    async def _conditions(self, query: TileQuery, viewer_orgs: frozenset[uuid.UUID]) -> Conditions:
+        """The layer's WHERE clauses for this caller, to bind into a statement: the search's
+        own visibility rule and filter for vehicles; for stations and zones, enabled providers
+        only (a stale provider's stations stay where they were, as in search), and not another
+        organisation's private fleet."""
+        providers = await self.search.validate_providers(query.providers, viewer_orgs)
+        if query.layer == "vehicles":
+            flt = await self.search.visible(
+                VehicleFilter(
+                    form_factors=query.form_factors,
+                    propulsion_types=query.propulsion_types,
+                    providers=providers,
+                    min_range_meters=query.min_range_meters,
+                ),
+                viewer_orgs,
+            )
+            return lambda bind: [repository.provider_condition(flt, bind), *flt.sql_clauses(bind)]
+        alias = "z" if query.layer == "zones" else "v"
+        hidden = await self.search.hidden_providers(viewer_orgs)
+
+        def shown(bind: Callable[[Any], str]) -> list[str]:
+            clauses = [f"{alias}.provider_id = ANY(ARRAY(SELECT id FROM providers WHERE enabled))"]
+            if hidden:
+                clauses.append(f"{alias}.provider_id <> ALL({bind(sorted(hidden))})")
+            if providers is not None:
+                clauses.append(f"{alias}.provider_id = ANY({bind(sorted(providers))})")
+            return clauses
+
+        return shown
+
+    async def _fetch(self, sql: str, st: Statement) -> bytes:
+        async with slots(TILES, self.settings.tiles_max_concurrent):
+            tile = await self.pool.fetchval(sql, *st.params)
+        return bytes(tile or b"")
