@@ -16,12 +16,12 @@ export MOBILITY_REDIS_URL    ?= redis://127.0.0.1:6379/0
 TEST_ENV := MOBILITY_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/mobility_test \
             MOBILITY_REDIS_URL=redis://127.0.0.1:6379/15 MOBILITY_ENVIRONMENT=test
 
-.PHONY: help install system venv web migrate demo run serve test check lint typecheck schema bench bench-quick clean
+.PHONY: help install system venv web migrate demo run serve test screenshots check lint typecheck schema bench bench-quick clean
 
 help:
 	@echo "make run    - set everything up, register + sync the demo operators, serve http://127.0.0.1:8000/graphql"
 	@echo "make test   - set everything up, run the whole test suite against PostgreSQL/PostGIS and Redis"
-	@echo "make install | web | migrate | demo | serve | check | lint | typecheck | schema | bench | bench-quick | clean"
+	@echo "make install | web | migrate | demo | serve | screenshots | check | lint | typecheck | schema | bench | bench-quick | clean"
 
 install: system venv web
 
@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@touch $(STAMP)
 	@echo "python environment ready in $(VENV)"
 
-# The browser assets (GraphiQL) and the JavaScript client tests: one npm package with a committed
+# The browser assets (GraphiQL, the web app) and the JavaScript client tests: one npm package with a committed
 # lockfile (web/), installed with `npm ci` and built into web/dist, which the API serves.
 web: $(WEB_BUILT)
 
@@ -48,7 +48,7 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 	@cd web && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(WEB_STAMP)
 
-$(WEB_BUILT): $(WEB_STAMP) web/scripts/build.mjs $(wildcard web/src/*/*)
+$(WEB_BUILT): $(WEB_STAMP) web/scripts/build.mjs web/vite.config.mjs $(wildcard web/src/*/*)
 	@cd web && npm run --silent build
 
 migrate: install
@@ -66,6 +66,10 @@ serve: install
 test: install
 	@$(TEST_ENV) $(MOBILITY) migrate
 	@$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+# The web app's screens in docs/images, from the demo: run `make run` in another terminal first.
+screenshots: install
+	@cd web && node scripts/screenshots.mjs http://127.0.0.1:8000
 
 lint: install
 	@$(VENV)/bin/ruff check .

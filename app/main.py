@@ -24,6 +24,7 @@ from app.rest.ingest import router as ingest_router
 from app.rest.reports import router as reports_router
 from app.rest.tiles import router as tiles_router
 from app.rest.web_assets import WebAssets
+from app.rest.web_assets import app_router as web_app_router
 from app.rest.web_assets import router as web_assets_router
 from app.runtime import Runtime, open_runtime
 from app.task_queue import scheduling
@@ -116,11 +117,16 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         allowed_origins=settings.cors_origins,
     )
     graphql.ws_keepalive_seconds = settings.ws_keepalive_seconds
-    web_assets = WebAssets(settings.web_dist_dir)
+    basemap = settings.web_basemap_style_url
+    web_assets = WebAssets(
+        settings.web_dist_dir, basemap_style_url=str(basemap) if basemap is not None else None
+    )
     graphql.web_assets = web_assets
     app.include_router(graphql, prefix="/graphql")
     if settings.graphiql_enabled:
         app.include_router(web_assets_router(web_assets))
+    if settings.web_app:
+        app.include_router(web_app_router(web_assets))
     if fast_path:
         app.add_middleware(GraphQLFastPath, path="/graphql")
     # Outside the fast path and every route: one body cap for every content type and transport.

@@ -1,5 +1,6 @@
-"""What the API serves to browsers: GraphiQL's page and assets, built from npm packages into
-``web/dist`` at install time (``web/scripts/build.mjs``), never loaded from a CDN.
+"""What the API serves to browsers: GraphiQL's page and assets, and the reference web app at
+``/app/`` (docs/web-app.md), built from npm packages into ``web/dist`` at install time
+(``web/scripts/build.mjs``), never loaded from a CDN.
 
 A built bundle is a folder of files plus ``manifest.json`` (file name -> Subresource Integrity
 hash). Only the files the manifest lists are served, with the hash as their ETag; pages are
@@ -14,13 +15,16 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 log = logging.getLogger(__name__)
 
 GRAPHIQL = "graphiql"
 GRAPHIQL_ASSETS_PATH = "/graphiql"
+APP = "app"
+APP_PATH = "/app"
 
 # 'self' covers the page's own ws:// and wss:// (CSP Level 3), which GraphiQL's subscriptions
 # use. Inline styles: React and CodeMirror set style attributes; no inline script is allowed.
@@ -35,10 +39,25 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+
+
+def app_policy(basemap_origin: str | None) -> str:
+    """The web app's Content-Security-Policy: everything from this server (MapLibre's worker is
+    a file of ours: its CSP build), no inline script or style; a configured basemap's origin
+    may be fetched from and drawn."""
+    extra = f" {basemap_origin}" if basemap_origin else ""
+    return (
+        f"default-src 'self'; script-src 'self'; style-src 'self'; worker-src 'self'; "
+        f"img-src 'self' data: blob:{extra}; connect-src 'self'{extra}; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
+
+
 _CONTENT_TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".map": "application/json",
+    ".html": "text/html; charset=utf-8",
 }
 _TEMPLATE = "index.html"
 
@@ -61,25 +80,53 @@ class Bundle:
 
 
 class WebAssets:
-    def __init__(self, dist: Path) -> None:
+    def __init__(self, dist: Path, *, basemap_style_url: str | None = None) -> None:
         self.dist = dist
-        self._graphiql: Bundle | None = None
+        self.basemap_style_url = basemap_style_url
+        # name -> (the manifest's modification time, the bundle read from it)
+        self._bundles: dict[str, tuple[float, Bundle]] = {}
 
     @property
     def graphiql(self) -> Bundle | None:
-        # Not remembered while missing: a build made after start-up is served without a restart.
-        if self._graphiql is None:
-            self._graphiql = self._bundle(GRAPHIQL)
-        return self._graphiql
+        return self._bundle(GRAPHIQL)
+
+    @property
+    def app(self) -> Bundle | None:
+        return self._bundle(APP)
+
+    def app_page(self) -> Response:
+        bundle = self.app
+        headers = dict(_PAGE_HEADERS)
+        headers["Content-Security-Policy"] = app_policy(_origin(self.basemap_style_url))
+        if bundle is None:
+            return HTMLResponse(_APP_NOT_BUILT, status_code=503, headers=headers)
+        return HTMLResponse((bundle.directory / _TEMPLATE).read_text("utf-8"), headers=headers)
+
+    def app_config(self) -> Response:
+        """What the page cannot know by itself: the operator's basemap, if any."""
+        body = {"basemapStyleUrl": self.basemap_style_url}
+        return Response(
+            orjson.dumps(body), media_type="application/json", headers={"Cache-Control": "no-cache"}
+        )
 
     def _bundle(self, name: str) -> Bundle | None:
+        """The bundle as last built: re-read when its manifest changes, so a build made while
+        the server runs is served at once (the app's file names change with every build), and
+        not remembered while missing."""
         directory = self.dist / name
+        path = directory / "manifest.json"
         try:
-            manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+            built_at = path.stat().st_mtime
+            cached = self._bundles.get(name)
+            if cached is not None and cached[0] == built_at:
+                return cached[1]
+            manifest = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             log.warning("web bundle %r not built (%s): run `make install`", name, exc)
             return None
-        return Bundle(directory, {str(k): str(v) for k, v in manifest.items()})
+        bundle = Bundle(directory, {str(k): str(v) for k, v in manifest.items()})
+        self._bundles[name] = (built_at, bundle)
+        return bundle
 
     def graphiql_page(self) -> Response:
         bundle = self.graphiql
@@ -103,9 +150,42 @@ class WebAssets:
         return Response((bundle.directory / file).read_bytes(), media_type=media, headers=headers)
 
 
+def _origin(url: str | None) -> str | None:
+    if url is None:
+        return None
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+_APP_NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>Web app not built</title>
+<p>The web app is not built. Run <code>make install</code>, then reload.</p>"""
+
 _NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>GraphiQL not built</title>
 <p>GraphiQL's assets are not built. Run <code>make install</code> (it runs
 <code>npm ci &amp;&amp; npm run build</code> in <code>web/</code>), then reload.</p>"""
+
+
+def app_router(assets: WebAssets) -> APIRouter:
+    """The web app: its page at /app/, its files under /app/, and its config."""
+    routes = APIRouter()
+
+    @routes.get(APP_PATH, include_in_schema=False)
+    async def app_root() -> Response:
+        return RedirectResponse(APP_PATH + "/", status_code=308)
+
+    @routes.get(APP_PATH + "/", include_in_schema=False)
+    async def app_page() -> Response:
+        return assets.app_page()
+
+    @routes.get(APP_PATH + "/config.json", include_in_schema=False)
+    async def app_config() -> Response:
+        return assets.app_config()
+
+    @routes.get(APP_PATH + "/{file:path}", include_in_schema=False)
+    async def app_file(file: str, request: Request) -> Response:
+        return assets.asset(assets.app, file, request)
+
+    return routes
 
 
 def router(assets: WebAssets) -> APIRouter:

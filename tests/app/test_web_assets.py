@@ -1,5 +1,5 @@
-"""GraphiQL from our own assets (web/dist, built from npm packages at install time) and CORS for
-browser apps of configured origins."""
+"""GraphiQL and the web app (/app/) from our own assets (web/dist, built from npm packages at
+install time), and CORS for browser apps of configured origins."""
 
 from __future__ import annotations
 
@@ -86,6 +86,55 @@ async def test_graphiql_off_serves_neither_page_nor_assets(runtime: Runtime) -> 
     async for client in _client(runtime, settings):
         assert (await client.get("/graphql", headers=HTML)).status_code != 200
         assert (await client.get("/graphiql/graphiql.min.js")).status_code == 404
+
+
+async def test_the_web_app_page_loads_only_its_own_files_with_integrity(
+    browser_api: httpx.AsyncClient,
+) -> None:
+    _require_built()
+    redirect = await browser_api.get("/app")
+    assert redirect.status_code == 308 and redirect.headers["location"].endswith("/app/")
+    page = await browser_api.get("/app/")
+    assert page.status_code == 200
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self';" in policy and "style-src 'self';" in policy
+    assert "unsafe-inline" not in policy  # the app sets no inline script or style
+    references = re.findall(r'(?:src|href)="([^"]+)"\s+integrity="([^"]+)"', page.text)
+    assert len(references) >= 2  # the bundle's script and stylesheet
+    all_links = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert all(u.startswith(("/app/", "data:", "#")) for u in all_links), all_links
+    for url, integrity in references:
+        asset = await browser_api.get(url)
+        assert asset.status_code == 200, url
+        digest = base64.b64encode(hashlib.sha384(asset.content).digest()).decode()
+        assert integrity == f"sha384-{digest}", url
+    # MapLibre's worker is one of our files too (the CSP build): listed, served, no blob: URL.
+    manifest = (PROJECT_ROOT / "web" / "dist" / "app" / "manifest.json").read_text()
+    worker = re.search(r'"(assets/maplibre-gl-csp-worker[^"]+\.js)"', manifest)
+    assert worker is not None
+    assert (await browser_api.get(f"/app/{worker.group(1)}")).status_code == 200
+    for name in ("index.html", "manifest.json", "..%2F..%2Fpackage.json", "assets/nothing.js"):
+        assert (await browser_api.get(f"/app/{name}")).status_code == 404, name
+    config = await browser_api.get("/app/config.json")
+    assert config.json() == {"basemapStyleUrl": None}
+
+
+async def test_a_basemap_is_named_in_the_config_and_allowed_by_the_policy(
+    runtime: Runtime,
+) -> None:
+    _require_built()
+    style = "https://tiles.example.org/styles/streets/style.json"
+    settings = make_settings(web_basemap_style_url=style)
+    async for client in _client(runtime, settings):
+        assert (await client.get("/app/config.json")).json() == {"basemapStyleUrl": style}
+        policy = (await client.get("/app/")).headers["content-security-policy"]
+        assert "connect-src 'self' https://tiles.example.org;" in policy
+        assert "img-src 'self' data: blob: https://tiles.example.org;" in policy
+
+
+async def test_the_web_app_can_be_switched_off(runtime: Runtime) -> None:
+    async for client in _client(runtime, make_settings(web_app=False)):
+        assert (await client.get("/app/")).status_code == 404
 
 
 BROWSER_NAVIGATION = (

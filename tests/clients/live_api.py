@@ -10,7 +10,8 @@ it must then observe (a sync in another process, a server restart).
 
 The control endpoint (``MOBILITY_CONTROL_URL`` for the JavaScript tests):
 
-- ``GET /info``: what a test needs to know (URLs, the fleet's centre, ids, CORS origins);
+- ``GET /info``: what a test needs to know (URLs, the fleet's centre, ids and positions as the
+  operators published them, CORS origins);
 - ``POST /move``: moves some of ``live-scooters``' vehicles in the feed, then runs
   ``mobility sync live-scooters`` as its own process; answers the positions before and after,
   which the test uses as its oracle (they come from the feed, not from the API);
@@ -143,6 +144,9 @@ class LiveApi:
     api_url: str
     control_url: str
     bookable_vehicle_ids: list[str]
+    # Where the simulator put each bookable vehicle, from the simulator (the web app test's
+    # oracle for what the map must draw).
+    bookable_positions: dict[str, tuple[float, float]]
     port: int
     log: Path
     extra_env: dict[str, str]
@@ -168,6 +172,14 @@ class LiveApi:
             "liveVehicleIds": [f"{LIVE_PROVIDER}:{v}" for v in self.fleet.ids()],
             "bookableProvider": BOOKABLE_PROVIDER,
             "bookableVehicleIds": self.bookable_vehicle_ids,
+            # Positions as the operators published them (the feed, the simulator), not the API.
+            "livePositions": {
+                f"{LIVE_PROVIDER}:{v}": {"lat": p[0], "lon": p[1]}
+                for v, p in self.fleet.positions().items()
+            },
+            "bookablePositions": {
+                v: {"lat": p[0], "lon": p[1]} for v, p in self.bookable_positions.items()
+            },
             "keepAliveSeconds": KEEPALIVE_SECONDS,
             "corsAllowedOrigin": self.cors_allowed_origin,
             "corsRefusedOrigin": self.cors_refused_origin,
@@ -286,6 +298,9 @@ async def live_api(runtime: Runtime, log: Path, **extra_env: str) -> AsyncIterat
             api_url="",
             control_url=control_url,
             bookable_vehicle_ids=[f"{BOOKABLE_PROVIDER}:{v.vehicle_id}" for v in sim.vehicles],
+            bookable_positions={
+                f"{BOOKABLE_PROVIDER}:{v.vehicle_id}": (v.lat, v.lon) for v in sim.vehicles
+            },
             port=free_port(),
             log=log,
             extra_env={

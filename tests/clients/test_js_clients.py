@@ -45,6 +45,7 @@ def test_every_client_script_is_run() -> None:
     # The parametrisation below is built from this glob: an empty list would pass silently.
     assert {p.name for p in SCRIPTS} >= {
         "apollo.test.mjs",
+        "app.test.mjs",
         "browser.test.mjs",
         "graphql-http-audit.test.mjs",
         "graphql-ws.test.mjs",

@@ -3,35 +3,16 @@
 // query typed into its editor runs, a subscription shows its messages; and CORS lets a page
 // of an allowed origin call the API while another origin's page is refused.
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { after, before, test } from "node:test";
 
-import { chromium } from "playwright-core";
-
 import { control, eventually, gql, info } from "./support.mjs";
-
-const CHROMIUM = process.env.MOBILITY_CHROMIUM ?? "/usr/bin/chromium";
+import { launchChromium } from "./chromium.mjs";
 
 let live;
 let browser;
 before(async () => {
   live = await info();
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`no Chromium at ${CHROMIUM}: make install installs Debian's chromium package`);
-  }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    // As root in a container, and with nothing of Google's to call home to.
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

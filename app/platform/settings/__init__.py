@@ -31,6 +31,7 @@ from app.platform.settings.search import SearchSettings
 from app.platform.settings.stores import StoreSettings
 from app.platform.settings.sync import SyncSettings
 from app.platform.settings.tiles import TileSettings
+from app.platform.settings.web import WebSettings
 
 __all__ = [
     "PROJECT_ROOT",
@@ -54,6 +55,7 @@ __all__ = [
     "StoreSettings",
     "SyncSettings",
     "TileSettings",
+    "WebSettings",
     "get_settings",
 ]
 
@@ -63,6 +65,7 @@ __all__ = [
 # (environment, stores, search, … rate limits): repr(), model_dump() and the order of several
 # validation errors keep that order.
 class Settings(
+    WebSettings,
     TileSettings,
     RateLimitSettings,
     BookingSettings,
