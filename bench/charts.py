@@ -5,6 +5,8 @@
   the percentiles wrk's ``--latency`` histogram gives the Lua ``done`` hook.
 - ``throughput.png``: requests/s and p99 against concurrency (wrk connections), GraphQL and
   baseline, from the concurrency sweep's short runs.
+- ``tiles.png``: vector tiles, the API against tipg: tiles/s, p99 and mean bytes per tile at
+  street zooms and at z11 (``bench.tiles``).
 
     python -m bench.charts bench/results/<run>/result.json [--out DIR]
 
@@ -121,7 +123,75 @@ def render_charts(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
         fig.savefig(path, metadata=metadata_png)
         plt.close(fig)
         written["throughput"] = str(path)
+    tiles = result.get("tiles") or {}
+    if tiles.get("loads"):
+        written["tiles"] = render_tiles_chart(result, out_dir)
     return written
+
+
+def render_tiles_chart(result: dict[str, Any], out_dir: Path) -> str:
+    """``tiles.png``: tiles/s, p99 and mean bytes per tile of the API and tipg, at street zooms
+    (z15 and z16) and at z11 (the API's clusters against tipg's points)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tiles = result["tiles"]
+    loads = tiles["loads"]
+    street = "z" + " and z".join(map(str, tiles["street"]["zooms"]))
+    groups = (
+        (f"{street}, points", "street"),
+        (f"z{tiles['city']['zoom']}, API clustered", "city"),
+    )
+    servers = (
+        ("tipg", f"tipg {tiles['tipg_version']}", COLOURS["baseline"]),
+        ("tiles", "API /tiles/vehicles", COLOURS["graphql"]),
+    )
+
+    def figure(load: dict[str, Any], what: str) -> float:
+        w = load["wrk"]
+        if what == "rps":
+            return float(w["rps"])
+        if what == "p99":
+            return float(w["latency_ms"]["p99"])
+        return float(w["body_bytes"]) / max(int(w["responses"]), 1) / 1024
+
+    # One row per zoom group, one column per figure: each panel on its own linear scale (a z11
+    # tile costs a hundred street tiles).
+    fig, axes = plt.subplots(len(groups), 3, figsize=(10, 6.4), dpi=110, squeeze=False)
+    panels = (
+        ("rps", "tiles/s"),
+        ("p99", "p99 latency (ms)"),
+        ("kib", "mean KiB per tile"),
+    )
+    for row, (group, kind) in enumerate(groups):
+        for col, (what, label) in enumerate(panels):
+            ax = axes[row][col]
+            ys = [figure(loads[f"{server}_{kind}"], what) for server, _, _ in servers]
+            bars = ax.bar(
+                [name for _, name, _ in servers], ys, 0.6, color=[c for _, _, c in servers]
+            )
+            ax.bar_label(bars, [f"{y:,.1f}" if y < 100 else f"{y:,.0f}" for y in ys], fontsize=8)
+            ax.set_title(f"{group}: {label}", fontsize=9)
+            ax.set_ylim(0, max(ys) * 1.15 if max(ys) > 0 else 1)
+            ax.tick_params(axis="x", labelsize=8)
+            ax.grid(True, axis="y", alpha=0.3)
+    rounds = int(tiles["rounds"])
+    fig.suptitle(
+        f"Vector tiles, the API against tipg ({result['run']['connections']} connections, "
+        f"{tiles['duration_s']:g} s per load"
+        + (f" in {rounds} rounds" if rounds > 1 else "")
+        + "; more tiles/s, less p99 and fewer bytes are better)\n"
+        + _subtitle(result),
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path = out_dir / "tiles.png"
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return str(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -268,4 +268,90 @@ def evaluate(result: dict[str, Any]) -> list[Outcome]:
             problems,
         )
     )
+    out.extend(tile_outcomes(result.get("tiles")))
     return out
+
+
+def _p99(load: dict[str, Any] | None) -> float | None:
+    return None if not load else float(load["wrk"]["latency_ms"]["p99"])
+
+
+def bytes_per_tile(load: dict[str, Any] | None) -> float | None:
+    """Mean response body bytes of a load (wrk counts them in its Lua script)."""
+    if not load or not load["wrk"].get("responses"):
+        return None
+    return float(load["wrk"]["body_bytes"]) / int(load["wrk"]["responses"])
+
+
+def tile_outcomes(tiles: dict[str, Any] | None) -> list[Outcome]:
+    """Targets 9 to 12: our vector tiles against tipg's (bench/tiles.py)."""
+    if not tiles:
+        common = ["tiles benchmark not run"]
+    elif tiles.get("skipped"):
+        common = [f"tiles benchmark skipped: {tiles['skipped']}"]
+    elif tiles.get("error"):
+        common = [f"tiles benchmark failed: {tiles['error']}"]
+    else:
+        common = []
+    loads: dict[str, Any] = (tiles or {}).get("loads") or {}
+    checks: dict[str, Any] = (tiles or {}).get("checks") or {}
+    street = list(common)
+    city = list(common)
+    if not common:
+        for key in ("tipg_street", "tiles_street"):
+            street += _load_problems(key, loads.get(key))
+        for key in ("tipg_city", "tiles_city"):
+            city += _load_problems(key, loads.get(key))
+        same = checks.get("street") or {}
+        if not same.get("ok"):
+            detail = same.get("mismatches") or ["nothing compared"]
+            street.append(f"the two servers' street tiles differ: {detail[0]}")
+        sums = checks.get("city") or {}
+        if not sums.get("ok"):
+            detail = sums.get("mismatches") or ["nothing checked"]
+            city.append(f"z11 check failed: {detail[0]}")
+    truncation: tuple[str, ...] = ()
+    city_check = checks.get("city") or {}
+    if city_check.get("tipg_truncated"):
+        truncation = (
+            f"tipg truncated {city_check['tipg_truncated']} of {city_check['tiles']} z11 tiles "
+            f"at {tiles.get('tipg_max_features', 0) if tiles else 0:,} points",
+        )
+    return [
+        _outcome(
+            9,
+            "tiles_vs_tipg_street_throughput",
+            _ratio(_rps(loads.get("tiles_street")), _rps(loads.get("tipg_street"))),
+            1.0,
+            "our tiles/s ÷ tipg's tiles/s, random z15 and z16 tiles over the city boxes",
+            list(street),
+        ),
+        _outcome(
+            10,
+            "tiles_vs_tipg_street_p99",
+            _ratio(_p99(loads.get("tiles_street")), _p99(loads.get("tipg_street"))),
+            1.0,
+            "our p99 ÷ tipg's p99, the same z15 and z16 loads",
+            list(street),
+            at_most=True,
+        ),
+        _outcome(
+            11,
+            "tiles_vs_tipg_city_throughput",
+            _ratio(_rps(loads.get("tiles_city")), _rps(loads.get("tipg_city"))),
+            1.0,
+            "our z11 cluster tiles/s ÷ tipg's z11 point tiles/s, the tiles covering the cities",
+            list(city),
+            notes=truncation,
+        ),
+        _outcome(
+            12,
+            "tiles_vs_tipg_city_bytes",
+            _ratio(bytes_per_tile(loads.get("tiles_city")), bytes_per_tile(loads.get("tipg_city"))),
+            0.2,
+            "our mean bytes per z11 tile ÷ tipg's (bodies, uncompressed)",
+            list(city),
+            at_most=True,
+            notes=truncation,
+        ),
+    ]

@@ -3,8 +3,10 @@
 wrk is a closed-loop generator: each connection sends its next request when the previous answer
 arrives, so throughput is what the server sustains at that concurrency and the latency
 percentiles are per request (wrk's own HdrHistogram-style buckets, microsecond resolution).
-The Lua script builds each POST body from a point list written beforehand, so both servers are
-asked about exactly the same points in the same order, and it samples answers for errors.
+The Lua script builds each POST body (or, for a GET target such as a vector tile, each path)
+from a list of requests written beforehand, one line of fields each (``lat lon``, ``z x y``), so
+every server is asked exactly the same things in the same order; it checks every answer's
+status, samples bodies for errors and counts the body bytes.
 """
 
 from __future__ import annotations
@@ -64,14 +66,20 @@ PERCENTILES: tuple[float, ...] = (
 )
 
 _LUA = r"""
--- Written by bench/load.py; one request per point, points in the same order for every target.
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+-- Written by bench/load.py; one request per line of the list, in the same order for every
+-- target: a POST body (lat lon) or a GET path (z x y) filled from the line's fields.
+local method = "__METHOD__"
+if method == "POST" then
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+end
 
 local template = [==[__TEMPLATE__]==]
 local ok_prefix = [==[__PREFIX__]==]
+local json_answers = __JSON__
 local sample_every = __SAMPLE_EVERY__
 local percentiles = {__PERCENTILES__}
+local unpack_fields = table.unpack or unpack
 
 local threads = {}
 local next_id = 0
@@ -82,16 +90,17 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local lats, lons = {}, {}
+local lines = {}
 local n, i = 0, 0
-responses, bad_status, checked, bad_body, first_bad = 0, 0, 0, 0, ""
+responses, bad_status, checked, bad_body, body_bytes, first_bad = 0, 0, 0, 0, 0, ""
 
 function init(args)
   for line in io.lines(args[1]) do
-    local lat, lon = line:match("^(%S+)%s+(%S+)$")
-    if lat then
+    local fields = {}
+    for field in line:gmatch("%S+") do fields[#fields + 1] = field end
+    if #fields > 0 then
       n = n + 1
-      lats[n], lons[n] = lat, lon
+      lines[n] = fields
     end
   end
   -- Threads start at different places in the list, so they do not ask the same thing at once.
@@ -100,16 +109,29 @@ end
 
 function request()
   i = i % n + 1
-  return wrk.format(nil, nil, nil, string.format(template, lats[i], lons[i]))
+  local filled = string.format(template, unpack_fields(lines[i]))
+  if method == "GET" then
+    return wrk.format("GET", filled)
+  end
+  return wrk.format(nil, nil, nil, filled)
+end
+
+local function wrong(body)
+  if json_answers then
+    return body:sub(1, #ok_prefix) ~= ok_prefix or body:find('"errors"', 1, true)
+  end
+  -- A binary answer (a vector tile) that is a JSON document is an error sent with a 2xx.
+  return body:sub(1, 1) == "{"
 end
 
 function response(status, headers, body)
   responses = responses + 1
+  body_bytes = body_bytes + #body
   local bad = status < 200 or status > 299
   if bad then bad_status = bad_status + 1 end
   if bad or responses % sample_every == 0 then
     checked = checked + 1
-    if bad or body:sub(1, #ok_prefix) ~= ok_prefix or body:find('"errors"', 1, true) then
+    if bad or wrong(body) then
       bad_body = bad_body + 1
       if first_bad == "" then first_bad = status .. " " .. body:sub(1, 300) end
     end
@@ -117,7 +139,7 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local s = {responses = 0, bad_status = 0, checked = 0, bad_body = 0}
+  local s = {responses = 0, bad_status = 0, checked = 0, bad_body = 0, body_bytes = 0}
   local example = ""
   for _, t in ipairs(threads) do
     for k, _ in pairs(s) do s[k] = s[k] + t:get(k) end
@@ -134,14 +156,15 @@ function done(summary, latency, requests)
     '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
     '"latency_us":{"min":%.1f,"mean":%.1f,"stdev":%.1f,"max":%.1f,' ..
     '"p50":%.1f,"p75":%.1f,"p90":%.1f,"p99":%.1f,"p999":%.1f},' ..
-    '"responses":%d,"bad_status":%d,"checked":%d,"bad_body":%d,"example":"%s",' ..
+    '"responses":%d,"bad_status":%d,"checked":%d,"bad_body":%d,"body_bytes":%d,' ..
+    '"example":"%s",' ..
     '"distribution_us":[%s]}\n',
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency.min, latency.mean, latency.stdev, latency.max,
     latency:percentile(50), latency:percentile(75), latency:percentile(90),
     latency:percentile(99), latency:percentile(99.9),
-    s.responses, s.bad_status, s.checked, s.bad_body,
+    s.responses, s.bad_status, s.checked, s.bad_body, s.body_bytes,
     (example:gsub('[\\"]', ''):gsub('%c', ' ')), table.concat(dist, ",")))
 end
 """
@@ -161,6 +184,8 @@ class WrkResult:
     checked: int
     bad_body: int
     example: str
+    # Bytes of the response bodies (headers not counted), over every response.
+    body_bytes: int = 0
 
     @property
     def rps(self) -> float:
@@ -183,6 +208,7 @@ class WrkResult:
             "bad_status": self.bad_status,
             "checked": self.checked,
             "bad_body": self.bad_body,
+            "body_bytes": self.body_bytes,
             "example": self.example,
         }
 
@@ -218,9 +244,12 @@ def wrk_version(wrk: str) -> str:
 
 
 def write_script(target: Target, directory: Path) -> Path:
+    template = target.path_template if target.method == "GET" else target.body_template
     script = (
-        _LUA.replace("__TEMPLATE__", target.body_template)
+        _LUA.replace("__METHOD__", target.method)
+        .replace("__TEMPLATE__", template)
         .replace("__PREFIX__", target.ok_prefix)
+        .replace("__JSON__", "true" if target.json_answers else "false")
         .replace("__SAMPLE_EVERY__", str(SAMPLE_EVERY))
         .replace("__PERCENTILES__", ", ".join(f"{p:g}" for p in PERCENTILES))
     )
@@ -275,4 +304,5 @@ def run_wrk(
         checked=raw["checked"],
         bad_body=raw["bad_body"],
         example=raw["example"],
+        body_bytes=raw["body_bytes"],
     )

@@ -26,7 +26,7 @@ class LoadPlan:
     """How every load of a run is driven; a target may override the duration or concurrency."""
 
     wrk: str
-    points: Path
+    points: Path  # the request list: one line of fields per request (lat lon; z x y for tiles)
     run_dir: Path
     connections: int
     threads: int
@@ -175,6 +175,7 @@ def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "bad_status": sum(w["bad_status"] for w in wrks),
         "checked": sum(w["checked"] for w in wrks),
         "bad_body": sum(w["bad_body"] for w in wrks),
+        "body_bytes": sum(w.get("body_bytes", 0) for w in wrks),
         "example": next((w["example"] for w in wrks if w["example"]), ""),
     }
     cpus = [r["cpu"] for r in rounds]

@@ -21,6 +21,7 @@ import orjson
 from redis.asyncio import Redis
 
 from bench import config
+from bench.goals import bytes_per_tile
 
 PACKAGES = ("fastapi", "starlette", "uvicorn", "strawberry-graphql", "graphql-core", "asyncpg")
 
@@ -181,6 +182,7 @@ def _chart_lines(result: dict[str, Any]) -> list[str]:
     titles = {
         "latency": "Latency distribution, GraphQL vs baseline",
         "throughput": "Requests/s and p99 against concurrency",
+        "tiles": "Vector tiles, the API against tipg",
     }
     if result["mode"] == "full":
         # docs/benchmarks.md links its neighbours in docs/bench/ relatively.
@@ -318,6 +320,112 @@ def _resume_rows(result: dict[str, Any]) -> list[str]:
             "phase's, where every answer came from Redis; the warnings are what the API logged "
             "(a failed Redis attempt, not every answer it then gave from PostGIS).",
         ]
+    return lines
+
+
+def _tile_load_rows(tiles: dict[str, Any]) -> list[str]:
+    loads = tiles["loads"]
+    lines = [
+        "| load | tiles/s | vs tipg | p50 | p99 | max | mean bytes per tile | tiles | errors "
+        "| server CPU per tile | PostgreSQL CPU per tile |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, base in (
+        ("tipg_street", "tipg_street"),
+        ("tiles_street", "tipg_street"),
+        ("tipg_city", "tipg_city"),
+        ("tiles_city", "tipg_city"),
+    ):
+        t = loads.get(key)
+        if not t:
+            continue
+        w, c = t["wrk"], t["cpu"]
+        lat = w["latency_ms"]
+        mean = bytes_per_tile(t)
+        lines.append(
+            f"| {t['label']} | {w['rps']:,.1f} | {_ratio(w['rps'], loads[base]['wrk']['rps'])} | "
+            f"{_ms(lat['p50'])} | {_ms(lat['p99'])} | {_ms(lat['max'])} | "
+            f"{'' if mean is None else f'{mean:,.0f}'} | {w['requests']:,} | {_errors(w)} | "
+            f"{_ms(c['server_ms_per_request'])} | {_ms(c['postgres_ms_per_request'])} |"
+        )
+    return lines
+
+
+def tile_rows(tiles: dict[str, Any] | None) -> list[str]:
+    """The vector tiles' block (targets 9 to 12, bench/tiles.py)."""
+    if not tiles:
+        return []
+    title = "**Vector tiles against tipg** (targets 9 to 12)"
+    if tiles.get("skipped") or tiles.get("error"):
+        why = tiles.get("skipped") and f"skipped ({tiles['skipped']})"
+        return ["", f"{title}: {why or 'failed: `' + str(tiles['error']) + '`'}."]
+    street, city = tiles["street"], tiles["city"]
+    rounds = int(tiles["rounds"])
+    lines = [
+        "",
+        f"{title}: tipg {tiles['tipg_version']} (its own virtualenv, `.venv-tipg`) serving the "
+        "view `tipg_bench.vehicles` and the API's `/tiles/vehicles`, each with "
+        f"{tiles['workers']} uvicorn workers; {street['tiles']:,} random tiles at "
+        f"z{' and z'.join(map(str, street['zooms']))} over the city boxes "
+        f"({street['distinct']:,} distinct), and the {city['tiles']} z{city['zoom']} tiles "
+        f"covering the cities; {tiles['duration_s']:g} s per load"
+        + (
+            f" in {rounds} interleaved rounds, tipg first in each"
+            if rounds > 1
+            else ", one piece each"
+        )
+        + ". Bytes are the response bodies as sent to wrk (no `Accept-Encoding`: uncompressed).",
+        "",
+        *_tile_load_rows(tiles),
+        "",
+    ]
+    checks = tiles.get("checks") or {}
+    s, c = checks.get("street"), checks.get("city")
+    if s:
+        verdict = (
+            "the same vehicle ids in every tile, with the same attributes and positions "
+            f"(largest difference {s['max_position_diff']} tile units)"
+            if s["ok"]
+            else f"**they differ**: {s['mismatches'][:1]}"
+        )
+        lines.append(
+            f"- **Street tiles compared** (before the loads): the first {s['tiles']} tiles of the "
+            f"list, {s['vehicles']:,} vehicles, decoded from both servers: {verdict}. tipg "
+            f"truncated {s['truncated']} of them, the API clustered {s['clustered']}; "
+            f"{s['edge']} vehicles lay on an east or south tile edge, which tipg draws and the "
+            "API leaves to the neighbouring tile."
+        )
+    if c:
+        verdict = (
+            "in every tile the API's clusters add up to the vehicles it owns (a plain SQL "
+            "`count(*)` over the view) and each cluster's form factors to its count"
+            if c["ok"]
+            else f"**check failed**: {c['mismatches'][:1]}"
+        )
+        fleet = c.get("fleet")
+        every = (
+            f", every one of the {fleet:,} vehicles the view shows, once"
+            if fleet == c["vehicles"]
+            else f" (the view shows {fleet:,})"
+            if fleet is not None
+            else ""
+        )
+        truncated = (
+            f"it **truncated {c['tipg_truncated']} of the {c['tiles']} tiles** at its limit of "
+            f"{tiles['tipg_max_features']:,} features (`ORDER BY id LIMIT`: the vehicles with the "
+            "smallest ids), so its z11 figures are those of truncated tiles; complete ones would "
+            "be larger and slower"
+            if c["tipg_truncated"]
+            else f"none was over its limit of {tiles['tipg_max_features']:,} features"
+        )
+        lines.append(
+            f"- **z{city['zoom']} tiles** (before the loads): {c['tiles']} tiles owning "
+            f"{c['vehicles']:,} vehicles{every} (the densest tile {c['largest']:,}); {verdict}; "
+            f"the API drew them as {c['clusters']:,} clusters. tipg sent "
+            f"{c['tipg_features']:,} points: {truncated}."
+        )
+    settings = ", ".join(f"`{k}={v}`" for k, v in tiles.get("tipg_settings", {}).items())
+    lines.append(f"- **tipg settings** (the rest at its defaults): {settings}.")
     return lines
 
 
@@ -486,6 +594,7 @@ def render(result: dict[str, Any]) -> Rendered:
         *_cpu_rows(result),
         *_sweep_rows(result),
         *_resume_rows(result),
+        *tile_rows(result.get("tiles")),
         *_memory_rows(result),
         *_ingest_rows(result),
         *_push_rows(result),

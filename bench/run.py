@@ -14,7 +14,10 @@ run, and every search target of the issue measured around it.
    minutes here, and each ratio should compare servers, not minutes; reads the API processes'
    memory; then a short concurrency sweep of GraphQL and the baseline;
 4. the outage and return of a private redis-server under load (``bench.outage``);
-5. writes ``result.json`` and the charts, replaces this mode's block in ``docs/benchmarks.md``
+5. vector tiles against tipg (``bench.tiles``): the API's tiles and tipg's over the same vehicles,
+   checked, then loaded at street zooms (z15, z16) and city zoom (z11) in interleaved rounds;
+6. the ingest benchmarks (``bench.ingest``, ``bench.push``);
+7. writes ``result.json`` and the charts, replaces this mode's block in ``docs/benchmarks.md``
    and prints one ``target <n> <name> <measured> <goal> <met|missed>`` line per target on
    stdout (progress goes to stderr).
 
@@ -23,8 +26,8 @@ different answers, errors under their load, a PostGIS fallback in the API) exits
 leaves the document alone. A missed target is a result, not a failure: its line says why.
 
 ``--smoke`` is the few-seconds version ``make test`` runs: 20,000 vehicles in a database and
-Redis db of its own (``mobility_bench_smoke``, db 13, prefix ``smoke``), 2 s per load, no
-sweep, results in ``--results-dir``, the document untouched.
+Redis db of its own (``mobility_bench_smoke``, db 13, prefix ``smoke``), 2 s per load (1 s per
+tile load), no sweep, results in ``--results-dir``, the document untouched.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ from bench.targets import (
     AnswerError,
     Target,
 )
+from bench.tiles import measure_tiles
 from bench.verify import check_apq, check_filtered, verify
 
 # Per mode: (vehicles, seconds per load, warm-up, sweep seconds per level, outage phase s).
@@ -145,6 +149,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--skip-generate", action="store_true", help="use the fleet already loaded, as it is"
     )
     parser.add_argument("--force", action="store_true", help="regenerate the fleet")
+    parser.add_argument(
+        "--no-tiles",
+        action="store_true",
+        help="skip the vector tiles against tipg (targets 9 to 12 are then missed)",
+    )
     parser.add_argument("--no-report", action="store_true", help="do not touch docs/benchmarks.md")
     parser.add_argument("--no-charts", action="store_true", help="do not draw the PNG charts")
     parser.add_argument(
@@ -304,6 +313,34 @@ def _relative(path: Path) -> str:
         return str(path.resolve().relative_to(config.PROJECT_ROOT))
     except ValueError:
         return str(path)
+
+
+def _tiles(
+    args: argparse.Namespace, plan: LoadPlan, env: dict[str, str], run_dir: Path
+) -> dict[str, Any]:
+    """Targets 9 to 12 (``bench.tiles``): a failure is a result to report, not a crashed run."""
+    if args.no_tiles:
+        say("vector tiles against tipg: skipped (--no-tiles)")
+        return {"skipped": "--no-tiles"}
+    # A second apiece is enough to show the loads run in smoke mode; the figures are not read.
+    duration = 1.0 if args.smoke else args.duration
+    say(
+        f"vector tiles against tipg: {args.points:,} street tiles, the z11 tiles of the cities, "
+        f"{duration:g} s per load in {args.rounds} round(s)"
+    )
+    try:
+        return measure_tiles(
+            plan.with_(duration_s=duration, warmup_s=min(args.warmup, duration)),
+            env,
+            workers=args.workers,
+            rounds=args.rounds,
+            tile_count=args.points,
+            check_count=2 * args.verify_points,
+            seed=args.seed,
+        )
+    except Exception as exc:
+        say(f"tiles benchmark failed: {exc!r} (logs in {run_dir})")
+        return {"error": f"{exc.__class__.__name__}: {exc}"}
 
 
 def _sigterm(signum: int, frame: object) -> None:
@@ -480,6 +517,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     time.sleep(args.settle)
+    tiles = _tiles(args, plan, env, run_dir)
+
+    time.sleep(args.settle)
     ingest_count, ingest_repeat = _INGEST[args.mode]
     say(f"ingest: {ingest_count:,}-vehicle snapshot, {ingest_repeat} round(s)")
     try:
@@ -551,6 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "memory": _memory_summary(samples),
         "sweep": sweep,
         "resume": resumed,
+        "tiles": tiles,
         "ingest": ingest,
         "push": push,
     }

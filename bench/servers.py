@@ -81,7 +81,7 @@ class Server:
         return "\n".join(text.splitlines()[-lines:])
 
     def wait_ready(self, *, workers: int, timeout_s: float = 120.0) -> None:
-        """Until /health answers and every worker has logged its startup as complete."""
+        """Until the health path answers and every worker has logged its startup as complete."""
         assert self.process is not None
         deadline = time.monotonic() + timeout_s
         with httpx.Client(timeout=2.0) as client:
@@ -94,7 +94,7 @@ class Server:
                 started = self.log_path.read_bytes().count(b"Application startup complete.")
                 if started >= workers:
                     with contextlib.suppress(httpx.HTTPError):
-                        if client.get(self.base_url + "/health").status_code == 200:
+                        if client.get(self.base_url + self.target.health_path).status_code == 200:
                             say(f"{self.key} ready on {self.base_url}")
                             return
                 time.sleep(0.2)

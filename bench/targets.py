@@ -142,9 +142,20 @@ class Target:
     ok_prefix: str
     body: Callable[[str, str], str]
     rows: Callable[[Any], list[Row]]
+    # "GET" targets (vector tiles) send no body: each request is a GET of ``path_template``
+    # with ``%s`` filled by the fields of one line of the request list (``z x y``).
+    method: str = "POST"
+    path_template: str = ""
+    # JSON answers are sampled for ``ok_prefix`` and an error envelope; binary ones (MVT) only
+    # for not being a JSON document (every status is checked either way).
+    json_answers: bool = True
+    # The interpreter that runs uvicorn: this one, or another environment's (the tipg baseline
+    # has a virtualenv of its own, bench/tipg.py).
+    python: str | None = None
+    health_path: str = "/health"
 
     def uvicorn_command(self, port: int, workers: int) -> list[str]:
-        command = [sys.executable, "-m", "uvicorn", self.app]
+        command = [self.python or sys.executable, "-m", "uvicorn", self.app]
         if self.factory:
             command.append("--factory")
         # Identical server settings for all: access logs off (a log line per request would be
@@ -219,3 +230,41 @@ BASELINE = Target(
 )
 
 TARGETS: tuple[Target, ...] = (GRAPHQL, BASELINE, GRAPHQL_CARS, GRAPHQL_APQ, GRAPHQL_REDIS_DOWN)
+
+
+def _no_body(lat: str, lon: str) -> str:
+    raise TypeError("a tile target is a GET without a body")
+
+
+def _no_rows(payload: Any) -> list[Row]:
+    raise TypeError("a tile target answers a vector tile, not vehicle rows")
+
+
+def tile_target(
+    key: str,
+    label: str,
+    *,
+    app: str,
+    factory: bool,
+    path_template: str,
+    python: str | None = None,
+    health_path: str = "/health",
+) -> Target:
+    """A vector-tile load (bench/tiles.py): a GET of ``path_template`` per ``z x y`` line of
+    the tile list; the answers are binary (MVT)."""
+    return Target(
+        key=key,
+        label=label,
+        app=app,
+        factory=factory,
+        path=path_template.split("%s", 1)[0].rstrip("/"),
+        body_template="",
+        ok_prefix="",
+        body=_no_body,
+        rows=_no_rows,
+        method="GET",
+        path_template=path_template,
+        json_answers=False,
+        python=python,
+        health_path=health_path,
+    )

@@ -1,7 +1,8 @@
 """The benchmark must not rot: ``python -m bench.run --smoke`` end to end, on every test run.
 
 20,000 vehicles in the smoke stores (database ``mobility_bench_smoke``, Redis db 13, prefix
-``smoke``: never the test suite's or the real benchmark's), 2 s per load, no concurrency sweep,
+``smoke``: never the test suite's or the real benchmark's), 2 s per load (1 s per vector-tile
+load; the tipg baseline's virtualenv, .venv-tipg, is built on the first run), no concurrency sweep,
 results in a temporary folder, ``docs/benchmarks.md`` untouched. It asserts that every target's
 figure was produced, not what the figures are: those depend on the machine and on 2-second runs.
 """
@@ -35,6 +36,10 @@ TARGETS = [
     (7, "snapshot_merge_vs_copy_first_load"),
     (7, "snapshot_merge_vs_copy_steady_state"),
     (8, "push_ingest_vs_bare_loop"),
+    (9, "tiles_vs_tipg_street_throughput"),
+    (10, "tiles_vs_tipg_street_p99"),
+    (11, "tiles_vs_tipg_city_throughput"),
+    (12, "tiles_vs_tipg_city_bytes"),
 ]
 
 
@@ -110,6 +115,13 @@ def test_smoke_run_produces_every_target_figure(tmp_path: Path) -> None:
     assert "error" not in push, push
     assert push["push_updates"] > 0 and push["bare_updates"] > 0
     assert push["check"]["ok"], push["check"]
+    tiles = result["tiles"]
+    assert "error" not in tiles, tiles
+    for key in ("tipg_street", "tiles_street", "tipg_city", "tiles_city"):
+        assert tiles["loads"][key]["wrk"]["requests"] > 0, key
+        assert tiles["loads"][key]["wrk"]["body_bytes"] > 0, key
+    assert tiles["checks"]["street"]["ok"], tiles["checks"]["street"]
+    assert tiles["checks"]["city"]["ok"], tiles["checks"]["city"]
     if _has_matplotlib():
         assert (tmp_path / "charts" / "latency.png").read_bytes().startswith(b"\x89PNG")
 
