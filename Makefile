@@ -93,4 +93,4 @@ bench-quick: install
 	@$(PY) -m bench.run --quick $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist
+	rm -rf $(VENV) .venv-tipg .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist

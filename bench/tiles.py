@@ -421,7 +421,13 @@ def _measure(
     with contextlib.ExitStack() as stack:
         for server in (api, baseline):
             stack.callback(server.stop)
-        api.start(workers=workers, env=env, cwd=config.PROJECT_ROOT)
+        # Like for like: each server's work per tile. The API's few-second cache of cluster
+        # tiles is off here (with it, a z11 tile asked again within 5 s is not drawn again).
+        api.start(
+            workers=workers,
+            env={**env, "MOBILITY_TILES_CLUSTER_CACHE_SECONDS": "0"},
+            cwd=config.PROJECT_ROOT,
+        )
         # tipg's settings read a .env file in the working directory: the run's own folder has none.
         baseline.start(workers=workers, env=tipg.tipg_env(), cwd=plan.run_dir)
         for server in (api, baseline):

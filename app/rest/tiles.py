@@ -93,6 +93,7 @@ async def tilejson(request: Request, layer: str) -> Response:
         if layer == "vehicles"
         else settings.tiles_station_points_from_zoom
     )
+    min_zoom = 0 if layer == "zones" else settings.tiles_min_zoom
     vector_layers = []
     for mvt_layer in LAYERS[layer]:
         clustered = mvt_layer.name.endswith("_clusters")
@@ -101,7 +102,7 @@ async def tilejson(request: Request, layer: str) -> Response:
                 "id": mvt_layer.name,
                 "description": mvt_layer.description,
                 "fields": mvt_layer.fields,
-                "minzoom": 0 if clustered or layer == "zones" else points_from,
+                "minzoom": min_zoom if clustered or layer == "zones" else points_from,
                 # A dense point tile is sent clustered at any zoom (docs/tiles.md).
                 "maxzoom": settings.tiles_max_zoom,
             }
@@ -112,7 +113,7 @@ async def tilejson(request: Request, layer: str) -> Response:
         "description": f"The {layer} of the mobility API",
         "scheme": "xyz",
         "tiles": [template],
-        "minzoom": 0,
+        "minzoom": min_zoom,
         "maxzoom": settings.tiles_max_zoom,
         "bounds": [west, south, east, north],
         "center": [(west + east) / 2, (south + north) / 2, min(13, settings.tiles_max_zoom)],

@@ -169,8 +169,8 @@ def point_statement(
     table: str, layer: Layer, tile: TileAddress, where: Sequence[str], st: Statement, cap: int
 ) -> str:
     """(features, tile): the tile's rows as points, at most ``cap + 1`` of them, so that the
-    caller knows when there are more than ``cap`` (and draws clusters instead). ``where``
-    clauses are over ``v`` and bind into ``st``."""
+    caller knows when there are more than ``cap`` (and draws clusters instead; the points are
+    then not encoded). ``where`` clauses are over ``v`` and bind into ``st``."""
     columns = _POINT_COLUMNS[table]
     owned = _owned("v", tile, st.bind)
     envelope = _envelope(tile, st.bind)
@@ -183,12 +183,16 @@ WITH owned AS (
     WHERE {" AND ".join([owned, *where])}
     LIMIT {st.bind(cap + 1)}
 )
-SELECT (SELECT count(*) FROM owned) AS features,
-       (SELECT ST_AsMVT(t, '{layer.name}', {EXTENT}, 'geom') FROM (
-            SELECT {names},
-                   ST_AsMVTGeom(ST_Transform(geom, 3857), {envelope}, {EXTENT}, 0, false) AS geom
-            FROM owned
-       ) t) AS tile
+SELECT owned_count.features,
+       CASE WHEN owned_count.features <= {st.bind(cap)} THEN (
+           SELECT ST_AsMVT(t, '{layer.name}', {EXTENT}, 'geom') FROM (
+               SELECT {names},
+                      ST_AsMVTGeom(ST_Transform(geom, 3857), {envelope}, {EXTENT}, 0, false)
+                          AS geom
+               FROM owned
+           ) t
+       ) END AS tile
+FROM (SELECT count(*) AS features FROM owned) owned_count
 """
 
 

@@ -9,10 +9,12 @@ connection the search needs.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +120,10 @@ class TileQuery:
 
 
 Conditions = Callable[[Callable[[Any], str]], list[str]]
+# (filters, tile, providers hidden from the caller, providers servable now)
+ClusterKey = tuple[TileQuery, TileAddress, frozenset[str], frozenset[str]]
+# Cluster tiles kept per process, newest kept: a few MB at about 2 KB a tile.
+_CLUSTER_CACHE_ENTRIES = 2_000
 
 
 class TileService:
@@ -126,6 +132,11 @@ class TileService:
         self.pool = pool
         self.search = search
         self._bounds: dict[tuple[TileQuery, frozenset[str]], tuple[float, Bounds]] = {}
+        # Cluster tiles drawn in the last few seconds, and those being drawn now (one statement
+        # for every request of the same tile at once): the low zooms are few tiles over many
+        # rows, and every viewer of a city asks for the same ones.
+        self._clusters: OrderedDict[ClusterKey, tuple[float, bytes]] = OrderedDict()
+        self._drawing: dict[ClusterKey, asyncio.Future[bytes]] = {}
 
     async def tile(
         self,
@@ -134,6 +145,8 @@ class TileService:
         viewer_orgs: frozenset[uuid.UUID] = frozenset(),
     ) -> bytes:
         """The tile as Mapbox Vector Tile bytes (empty when nothing visible is in it)."""
+        if query.layer != "zones" and tile.z < self.settings.tiles_min_zoom:
+            return b""  # a continent of vehicles is not a map anyone rides from
         conditions = await self._conditions(query, viewer_orgs)
         if query.layer == "zones":
             st = Statement()
@@ -155,10 +168,58 @@ class TileService:
             if row["features"] <= cap:
                 return bytes(row["tile"] or b"")
             # Too dense to draw every point: the same rows, counted per cell.
-        st = Statement()
-        return await self._fetch(
-            cluster_statement(table, clusters, tile, conditions(st.bind), st), st
+
+        async def draw() -> bytes:
+            st = Statement()
+            sql = cluster_statement(table, clusters, tile, conditions(st.bind), st)
+            return await self._fetch(sql, st)
+
+        ttl = self.settings.tiles_cluster_cache_seconds
+        if ttl <= 0:
+            return await draw()
+        # Who may see what is part of the key: another caller's private fleet, or a provider
+        # that went stale since, never comes out of the cache.
+        key = (
+            query,
+            tile,
+            await self.search.hidden_providers(viewer_orgs),
+            await self.search.servable_providers(),
         )
+        return await self._cached_cluster(key, ttl, draw)
+
+    async def _cached_cluster(
+        self, key: ClusterKey, ttl: float, draw: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        now = time.monotonic()
+        cached = self._clusters.get(key)
+        if cached is not None and now - cached[0] < ttl:
+            return cached[1]
+        while (drawing := self._drawing.get(key)) is not None:
+            try:
+                return await asyncio.shield(drawing)
+            except asyncio.CancelledError:
+                if not drawing.cancelled():
+                    raise  # this request was cancelled, not the drawing
+                # The request drawing it went away (its client did): draw it here.
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._drawing[key] = future
+        try:
+            body = await draw()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: nobody else may be waiting
+            raise
+        finally:
+            del self._drawing[key]
+        future.set_result(body)
+        self._clusters[key] = (time.monotonic(), body)
+        self._clusters.move_to_end(key)
+        while len(self._clusters) > _CLUSTER_CACHE_ENTRIES:
+            self._clusters.popitem(last=False)
+        return body
 
     async def bounds(
         self, query: TileQuery, viewer_orgs: frozenset[uuid.UUID] = frozenset()

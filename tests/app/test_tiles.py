@@ -513,6 +513,88 @@ async def test_filters_by_form_factor_propulsion_provider_and_range(
         assert len(expected) < len(everyone), query
 
 
+async def test_cluster_tiles_are_kept_briefly_but_never_across_visibility(
+    runtime: Runtime, api: httpx.AsyncClient, city: City
+) -> None:
+    z = 12
+    tiles = tiles_over(z, [(v.lat, v.lon) for v in city.private_vehicles])
+    cached = runtime.with_settings(
+        runtime.settings.model_copy(update={"tiles_cluster_cache_seconds": 600.0})
+    )
+
+    async def total(client: httpx.AsyncClient, token: str | None = None) -> int:
+        found = 0
+        for tile in tiles:
+            clusters = (await fetch(client, "vehicles", tile, token=token)).get(
+                "vehicle_clusters", []
+            )
+            found += sum(c["properties"]["count"] for c in clusters)
+        return found
+
+    everyone = len(city.visible())
+    async with client_of(cached) as cached_api:
+        assert await total(cached_api) == everyone
+        # The fleet leaves the area: within the cache's life the counts stay as drawn...
+        for doc in city.docs[FLEET].values():
+            doc["last_updated"] = int(time.time()) + 5
+        city.docs[FLEET]["free_bike_status"]["data"]["bikes"] = []
+        report = await runtime.sync.sync(FLEET)
+        assert report.ok, report.error
+        assert await total(cached_api) == everyone
+        # ...while the API without the cache sees the change at once (the control).
+        assert await total(api) == everyone - len(city.private_vehicles)
+
+    # A private fleet: an insider's cluster tile is never served to an outsider.
+    for doc in city.docs[FLEET].values():
+        doc["last_updated"] = int(time.time()) + 10
+    city.docs[FLEET]["free_bike_status"]["data"]["bikes"] = [
+        v.gbfs() for v in city.private_vehicles
+    ]
+    report = await runtime.sync.sync(FLEET)
+    assert report.ok, report.error
+    staff = await staff_token(runtime)
+    org = await Org.build(api, "Acme")
+    key = await org.key(api, "VEHICLES_READ")
+    made = await gql(api, PRIVATE, {"id": FLEET, "org": org.id}, staff)
+    assert "errors" not in made, made
+    runtime.search.invalidate()
+    cached = runtime.with_settings(
+        runtime.settings.model_copy(update={"tiles_cluster_cache_seconds": 600.0})
+    )
+    async with client_of(cached) as cached_api:
+        assert await total(cached_api, key) == everyone
+        assert await total(cached_api) == everyone - len(city.private_vehicles)
+        assert await total(cached_api, key) == everyone
+
+
+async def test_below_the_minimum_zoom_vehicle_and_station_tiles_are_empty(
+    runtime: Runtime, api: httpx.AsyncClient, city: City
+) -> None:
+    low = runtime.settings.tiles_min_zoom - 1
+    n = 2**low
+    tile = (
+        low,
+        int((CENTER[1] + 180) / 360 * n),
+        int((1 - mercator_y(CENTER[0]) / math.pi) / 2 * n),
+    )
+    for layer in ("vehicles", "stations"):
+        response = await api.get(f"/tiles/{layer}/{low}/{tile[1]}/{tile[2]}.mvt")
+        assert response.status_code == 200 and response.content == b"", layer
+    # Zones are drawn at every zoom; and one zoom up, the same place has vehicles (the control).
+    assert (await fetch(api, "zones", tile))["zones"]
+    up = (low + 1, tile[1] * 2, tile[2] * 2)
+    counts = 0
+    for dx in (0, 1):
+        for dy in (0, 1):
+            clusters = (await fetch(api, "vehicles", (up[0], up[1] + dx, up[2] + dy))).get(
+                "vehicle_clusters", []
+            )
+            counts += sum(c["properties"]["count"] for c in clusters)
+    assert counts == len(city.visible())
+    doc = (await api.get("/tiles/vehicles.json")).json()
+    assert doc["minzoom"] == runtime.settings.tiles_min_zoom
+
+
 # ------------------------------------------------------------------ stations and zones
 
 
