@@ -5,20 +5,15 @@
 // What the map must draw is computed from the positions the operators published (the control
 // endpoint's /info), not from the API.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
-import { eventually, gql, info, metres } from "./support.mjs";
-import { launchChromium } from "./chromium.mjs";
+import { eventually, gql, liveBrowser, metres } from "./support.mjs";
 
 let live;
 let browser;
-before(async () => {
-  live = await info();
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
+liveBrowser((l, b) => {
+  live = l;
+  browser = b;
 });
 
 /** The app in a fresh browser context, with every request and failure recorded. */

@@ -3,20 +3,15 @@
 // query typed into its editor runs, a subscription shows its messages; and CORS lets a page
 // of an allowed origin call the API while another origin's page is refused.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
-import { control, eventually, gql, info } from "./support.mjs";
-import { launchChromium } from "./chromium.mjs";
+import { control, eventually, gql, liveBrowser } from "./support.mjs";
 
 let live;
 let browser;
-before(async () => {
-  live = await info();
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
+liveBrowser((l, b) => {
+  live = l;
+  browser = b;
 });
 
 async function openGraphiQL() {

@@ -2,6 +2,9 @@
 // the API and sets MOBILITY_CONTROL_URL), GraphQL over plain fetch for set-up steps, and small
 // waiting helpers. Nothing here talks the GraphQL protocols for the clients under test.
 import { randomUUID } from "node:crypto";
+import { after, before } from "node:test";
+
+import { launchChromium } from "./chromium.mjs";
 
 export const CONTROL_URL = process.env.MOBILITY_CONTROL_URL;
 if (!CONTROL_URL) {
@@ -145,3 +148,16 @@ export class VehicleSet {
   }
 }
 
+/** For a browser test file: before its tests, the live API's /info and a Chromium, handed to
+ * ``ready(live, browser)``; after them, the browser closed. */
+export function liveBrowser(ready) {
+  let browser;
+  before(async () => {
+    const live = await info();
+    browser = await launchChromium();
+    ready(live, browser);
+  });
+  after(async () => {
+    await browser?.close();
+  });
+}
