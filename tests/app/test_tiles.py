@@ -676,6 +676,36 @@ async def test_a_tile_is_revalidated_and_changes_when_its_vehicles_do(
     assert moved.key not in vehicle_ids(decode(after.content))
 
 
+async def test_tiles_are_gzipped_for_clients_that_take_it(
+    api: httpx.AsyncClient, city: City
+) -> None:
+    z = 14
+    n = 2**z
+    x, y = int((CENTER[1] + 180) / 360 * n), int((1 - mercator_y(CENTER[0]) / math.pi) / 2 * n)
+    url = f"/tiles/vehicles/{z}/{x}/{y}.mvt"
+    plain = await api.get(url, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert len(plain.content) > 512 and vehicle_ids(decode(plain.content))
+    for accept in ("gzip", "br, gzip;q=0.5", "*"):
+        zipped = await api.get(url, headers={"Accept-Encoding": accept})
+        assert zipped.headers["content-encoding"] == "gzip", accept
+        assert zipped.content == plain.content  # httpx decodes: the same tile
+        assert int(zipped.headers["content-length"]) < len(plain.content)
+        assert zipped.headers["etag"] != plain.headers["etag"]  # another representation
+        assert "Accept-Encoding" in zipped.headers["vary"]
+        # Each representation revalidates against its own tag only.
+        same = await api.get(
+            url, headers={"Accept-Encoding": accept, "If-None-Match": zipped.headers["etag"]}
+        )
+        assert same.status_code == 304
+        other = await api.get(
+            url, headers={"Accept-Encoding": accept, "If-None-Match": plain.headers["etag"]}
+        )
+        assert other.status_code == 200
+    refused = await api.get(url, headers={"Accept-Encoding": "gzip;q=0"})
+    assert "content-encoding" not in refused.headers
+
+
 # ------------------------------------------------------------------ errors and TileJSON
 
 
