@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 import uuid
 
+import asyncpg
 import orjson
 from fastapi import APIRouter, Request, Response
 
@@ -23,7 +25,7 @@ from app.rest.responses import DATABASE_DOWN, entity_tag, not_modified, refusal,
 from app.runtime import Runtime
 from app.tiles.grid import InvalidTile, TileAddress
 from app.tiles.layers import LAYERS
-from app.tiles.service import TileQuery
+from app.tiles.service import TileQuery, TilesBusy
 
 __all__ = ["MVT_MEDIA_TYPE", "router"]
 
@@ -32,6 +34,7 @@ router = APIRouter(prefix="/tiles", tags=["tiles"])
 
 MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
 _NO_STORE = {"Cache-Control": "no-store"}
+_COORDINATE = re.compile(r"[0-9]{1,8}")
 # Smaller tiles are sent as they are: gzip would save nothing worth its header.
 _GZIP_FROM_BYTES = 512
 
@@ -44,8 +47,14 @@ async def _viewer(request: Request, runtime: Runtime) -> frozenset[uuid.UUID]:
 
 
 def _refused(exc: Exception) -> Response:
+    if isinstance(exc, TilesBusy):
+        return refusal(503, exc.code, exc.message, {**_NO_STORE, "Retry-After": "1"})
     if isinstance(exc, DomainError):
         return refusal(status_of(exc), exc.code, exc.message, _NO_STORE)
+    if isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, DATABASE_DOWN):
+        # A statement that failed on data we did not expect: logged for us, not shown.
+        log.error("tile statement failed: %s", exc.__class__.__name__, exc_info=exc)
+        return refusal(500, "INTERNAL_ERROR", "the tile could not be drawn", _NO_STORE)
     log.warning("tiles not served: %s", exc.__class__.__name__)
     return refusal(503, "DATABASE_UNAVAILABLE", "the map could not be read; try again", _NO_STORE)
 
@@ -66,8 +75,12 @@ async def tile(request: Request, layer: str, z: str, x: str, y: str) -> Response
         address = TileAddress.parse(
             _coordinate(z), _coordinate(x), _coordinate(y), max_zoom=settings.tiles_max_zoom
         )
-        body = await runtime.tiles.tile(query, address, await _viewer(request, runtime))
-    except (DomainError, *DATABASE_DOWN) as exc:
+        viewer = await _viewer(request, runtime)
+        if await request.is_disconnected():
+            # A map that panned on (MapLibre cancels tiles all the time) takes no slot.
+            return Response(status_code=499)
+        body = await runtime.tiles.tile(query, address, viewer)
+    except (DomainError, asyncpg.PostgresError, *DATABASE_DOWN) as exc:
         return _refused(exc)
     headers = _cache_headers(request, settings.tiles_max_age_seconds)
     etag = entity_tag(body)
@@ -105,7 +118,7 @@ async def tilejson(request: Request, layer: str) -> Response:
         query = TileQuery.parse(layer, _parameters(request))
         viewer = await _viewer(request, runtime)
         west, south, east, north = await runtime.tiles.bounds(query, viewer)
-    except (DomainError, *DATABASE_DOWN) as exc:
+    except (DomainError, asyncpg.PostgresError, *DATABASE_DOWN) as exc:
         return _refused(exc)
     template = str(request.url_for("tile", layer=layer, z="0", x="0", y="0"))
     template = template.replace("/0/0/0.mvt", "/{z}/{x}/{y}.mvt")
@@ -116,7 +129,7 @@ async def tilejson(request: Request, layer: str) -> Response:
         if layer == "vehicles"
         else settings.tiles_station_points_from_zoom
     )
-    min_zoom = 0 if layer == "zones" else settings.tiles_min_zoom
+    min_zoom = settings.tiles_min_zoom
     vector_layers = []
     for mvt_layer in LAYERS[layer]:
         clustered = mvt_layer.name.endswith("_clusters")
@@ -157,7 +170,7 @@ def _parameters(request: Request) -> dict[str, str]:
 
 
 def _coordinate(raw: str) -> int:
-    # Digits only: FastAPI's int would take "+1", " 1" or "1_0".
-    if not raw.isdigit() or len(raw) > 8:
+    # ASCII digits only: FastAPI's int would take "+1", " 1" or "1_0", str.isdigit "²" or "١٢".
+    if not _COORDINATE.fullmatch(raw):
         raise InvalidTile(f"{raw!r} is not a tile coordinate (a whole number from 0)")
     return int(raw)

@@ -134,14 +134,17 @@ class WebAssets:
             return HTMLResponse(_NOT_BUILT, status_code=503, headers=_PAGE_HEADERS)
         return HTMLResponse(bundle.render(GRAPHIQL_ASSETS_PATH), headers=_PAGE_HEADERS)
 
-    def asset(self, bundle: Bundle | None, file: str, request: Request) -> Response:
+    def asset(
+        self, bundle: Bundle | None, file: str, request: Request, *, immutable: bool = False
+    ) -> Response:
         if bundle is None or file == _TEMPLATE or file not in bundle.integrity:
             return Response(status_code=404)
         etag = f'"{bundle.integrity[file]}"'
         headers = {
             "ETag": etag,
-            # Revalidated on each load: the names do not change between builds, the bytes may.
-            "Cache-Control": "no-cache",
+            # A name with its content's hash in it never changes meaning: kept for a year. Other
+            # names are revalidated on each load (the bytes may change between builds).
+            "Cache-Control": "public, max-age=31536000, immutable" if immutable else "no-cache",
             "X-Content-Type-Options": "nosniff",
         }
         if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
@@ -183,7 +186,8 @@ def app_router(assets: WebAssets) -> APIRouter:
 
     @routes.get(APP_PATH + "/{file:path}", include_in_schema=False)
     async def app_file(file: str, request: Request) -> Response:
-        return assets.asset(assets.app, file, request)
+        # Vite names the bundle's files after their content (assets/index-<hash>.js).
+        return assets.asset(assets.app, file, request, immutable=file.startswith("assets/"))
 
     return routes
 

@@ -150,7 +150,8 @@ _POINT_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("provider_id", "v.provider_id"),
         ("form_factor", "v.form_factor"),
         ("propulsion_type", "v.propulsion_type"),
-        ("range_meters", "round(v.current_range_meters)::int"),
+        # bigint: an operator's absurd range must not make the tile fail (int overflows at 2^31).
+        ("range_meters", "round(v.current_range_meters)::bigint"),
         ("vehicle_type_id", "v.vehicle_type_id"),
     ),
     "stations": (
@@ -208,8 +209,8 @@ _CLUSTER_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "stations": (
         ("count", "count(*)::int"),
-        ("vehicles_available", "sum(v.num_vehicles_available)::int"),
-        ("docks_available", "sum(v.num_docks_available)::int"),
+        ("vehicles_available", "sum(v.num_vehicles_available)::bigint"),
+        ("docks_available", "sum(v.num_docks_available)::bigint"),
     ),
 }
 
@@ -256,8 +257,9 @@ SELECT ST_AsMVT(t, '{layer.name}', {EXTENT}, 'geom') AS tile FROM (
 """
 
 
-# A zone's rule for every vehicle type: GBFS applies the first rule that names the vehicle's
-# type, and a rule without vehicle_type_ids names them all.
+# A zone's general rule: the first without vehicle_type_ids (GBFS applies, per vehicle type, the
+# first rule that names the type or names none). It is the rule of every type no earlier rule
+# names; the `rules` attribute holds them all, for a client that knows the vehicle's type.
 _GENERAL_RULE = (
     "(SELECT r FROM jsonb_array_elements(z.rules) r "
     "WHERE CASE WHEN jsonb_typeof(r->'vehicle_type_ids') = 'array' "
@@ -265,6 +267,15 @@ _GENERAL_RULE = (
 )
 # Outlines are drawn this far past the tile's edge (in tile units), so they join seamlessly.
 _ZONE_BUFFER = 64
+
+
+def _rule_value(name: str, json_type: str, sql_type: str) -> str:
+    """One value of the general rule, or NULL when the operator sent something else there (a
+    zone tile must not fail over one operator's "yes")."""
+    return (
+        f"CASE WHEN jsonb_typeof(g.rule->'{name}') = '{json_type}' "
+        f"THEN (g.rule->>'{name}')::{sql_type} END AS {name}"
+    )
 
 
 def zone_statement(tile: TileAddress, where: Sequence[str], st: Statement) -> str:
@@ -275,11 +286,11 @@ def zone_statement(tile: TileAddress, where: Sequence[str], st: Statement) -> st
     return f"""
 SELECT ST_AsMVT(t, '{ZONES.name}', {EXTENT}, 'geom') AS tile FROM (
     SELECT z.id, z.provider_id, z.name, z.ordinal AS "order",
-           (g.rule->>'ride_start_allowed')::boolean AS ride_start_allowed,
-           (g.rule->>'ride_end_allowed')::boolean AS ride_end_allowed,
-           (g.rule->>'ride_through_allowed')::boolean AS ride_through_allowed,
-           (g.rule->>'maximum_speed_kph')::float8 AS maximum_speed_kph,
-           (g.rule->>'station_parking')::boolean AS station_parking,
+           {_rule_value("ride_start_allowed", "boolean", "boolean")},
+           {_rule_value("ride_end_allowed", "boolean", "boolean")},
+           {_rule_value("ride_through_allowed", "boolean", "boolean")},
+           {_rule_value("maximum_speed_kph", "number", "float8")},
+           {_rule_value("station_parking", "boolean", "boolean")},
            z.rules::text AS rules,
            to_char(z.starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS starts_at,
            to_char(z.ends_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS ends_at,

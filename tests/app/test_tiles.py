@@ -16,6 +16,7 @@ served positions with the slippy-map formulas, not from PostGIS or app/tiles:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import random
@@ -31,9 +32,12 @@ import mapbox_vector_tile
 import pytest
 from sqlalchemy import text
 
+from app.admission import slots
 from app.main import create_app
 from app.platform.db import transaction
 from app.runtime import Runtime
+from app.tiles.grid import TileAddress
+from app.tiles.service import TILES, TileQuery
 from providers.service import register_provider
 from providers.simulators.feed_server import FeedServer
 from tests.booking_support import gql, staff_token
@@ -213,6 +217,8 @@ def city_fleet() -> list[Vehicle]:
     fleet.append(Vehicle("edge-w", CENTER[0], west, "es"))
     fleet.append(Vehicle("edge-n", north, CENTER[1], "bk"))
     fleet.append(Vehicle("edge-corner", north, west, "car"))
+    # An operator's absurd range (GBFS only warns about it): drawn, not a failed tile.
+    fleet.append(Vehicle("far-range", *offset(-700, 900), "car", range_m=3e9))
     # Two dense spots: more vehicles at one place than a street tile may carry in the cap test.
     for i in range(40):
         fleet.append(Vehicle(f"dense{i:02d}", *offset(1200 + (i % 5), -800 + i // 5), "es"))
@@ -414,7 +420,13 @@ async def test_a_private_fleet_is_drawn_for_its_organisation_only(
             ids.update(vehicle_ids(await fetch(api, "vehicles", tile, token=token)))
         return ids
 
-    for name, token in {"anonymous": None, "B's key": key_b, "B's owner": org_b.owner}.items():
+    outsiders = {
+        "anonymous": None,
+        "B's key": key_b,
+        "B's owner": org_b.owner,
+        "a token that is no one's": "not-a-token",  # read as anonymous, as search does
+    }
+    for name, token in outsiders.items():
         assert not await seen(token) & private_ids, name
     for name, token in {"A's key": key_a, "A's rider": org_a.rider}.items():
         assert private_ids <= await seen(token), name
@@ -567,7 +579,7 @@ async def test_cluster_tiles_are_kept_briefly_but_never_across_visibility(
         assert await total(cached_api, key) == everyone
 
 
-async def test_below_the_minimum_zoom_vehicle_and_station_tiles_are_empty(
+async def test_below_the_minimum_zoom_tiles_are_empty(
     runtime: Runtime, api: httpx.AsyncClient, city: City
 ) -> None:
     low = runtime.settings.tiles_min_zoom - 1
@@ -577,11 +589,10 @@ async def test_below_the_minimum_zoom_vehicle_and_station_tiles_are_empty(
         int((CENTER[1] + 180) / 360 * n),
         int((1 - mercator_y(CENTER[0]) / math.pi) / 2 * n),
     )
-    for layer in ("vehicles", "stations"):
+    for layer in ("vehicles", "stations", "zones"):
         response = await api.get(f"/tiles/{layer}/{low}/{tile[1]}/{tile[2]}.mvt")
         assert response.status_code == 200 and response.content == b"", layer
-    # Zones are drawn at every zoom; and one zoom up, the same place has vehicles (the control).
-    assert (await fetch(api, "zones", tile))["zones"]
+    # One zoom up, the same place has its vehicles and zones (the control).
     up = (low + 1, tile[1] * 2, tile[2] * 2)
     counts = 0
     for dx in (0, 1):
@@ -591,8 +602,16 @@ async def test_below_the_minimum_zoom_vehicle_and_station_tiles_are_empty(
             )
             counts += sum(c["properties"]["count"] for c in clusters)
     assert counts == len(city.visible())
-    doc = (await api.get("/tiles/vehicles.json")).json()
-    assert doc["minzoom"] == runtime.settings.tiles_min_zoom
+    zones = 0
+    for dx in (0, 1):
+        for dy in (0, 1):
+            zones += len(
+                (await fetch(api, "zones", (up[0], up[1] + dx, up[2] + dy))).get("zones", [])
+            )
+    assert zones >= 2  # each provider's zone, once per tile it touches
+    for layer in ("vehicles", "stations", "zones"):
+        doc = (await api.get(f"/tiles/{layer}.json")).json()
+        assert doc["minzoom"] == runtime.settings.tiles_min_zoom, layer
 
 
 # ------------------------------------------------------------------ stations and zones
@@ -706,6 +725,89 @@ async def test_tiles_are_gzipped_for_clients_that_take_it(
     assert "content-encoding" not in refused.headers
 
 
+async def test_a_flood_waits_a_moment_for_a_slot_then_is_told_to_come_back(
+    runtime: Runtime, city: City
+) -> None:
+    n = 2**15
+    x, y = int((CENTER[1] + 180) / 360 * n), int((1 - mercator_y(CENTER[0]) / math.pi) / 2 * n)
+    url = f"/tiles/vehicles/15/{x}/{y}.mvt"
+    busy = runtime.with_settings(
+        runtime.settings.model_copy(
+            update={"tiles_max_concurrent": 1, "tiles_slot_wait_seconds": 0.05}
+        )
+    )
+    async with client_of(busy) as busy_api:
+        slot = slots(TILES, 1)
+        async with slot:  # every slot of the process taken, as by a long tile
+            started = time.monotonic()
+            response = await busy_api.get(url)
+            waited = time.monotonic() - started
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "TILES_BUSY"
+        assert response.headers["retry-after"] == "1"
+        assert 0.05 <= waited < 2.0
+        # The slot free again: the same request is drawn.
+        assert vehicle_ids(await fetch(busy_api, "vehicles", (15, x, y)))
+    slow = runtime.with_settings(
+        runtime.settings.model_copy(update={"tiles_statement_timeout_seconds": 1e-6})
+    )
+    async with client_of(slow) as slow_api:
+        response = await slow_api.get(url)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "TILES_BUSY"
+
+
+async def test_one_drawing_serves_every_request_of_a_tile_at_once(runtime: Runtime) -> None:
+    service = runtime.tiles
+    key = (TileQuery(layer="vehicles"), TileAddress(12, 1, 1), frozenset(), frozenset())
+    drawn = 0
+    release = asyncio.Event()
+
+    async def draw() -> bytes:
+        nonlocal drawn
+        drawn += 1
+        await release.wait()
+        return b"tile %d" % drawn
+
+    requests = [asyncio.create_task(service._cached(key, 60.0, draw)) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    release.set()
+    assert await asyncio.gather(*requests) == [b"tile 1"] * 5
+    assert drawn == 1
+    # Kept: asked again, not drawn again.
+    assert await service._cached(key, 60.0, draw) == b"tile 1" and drawn == 1
+
+    # The request drawing it goes away: a waiting one draws it instead.
+    other = (key[0], TileAddress(12, 2, 2), frozenset(), frozenset())
+    release.clear()
+    first = asyncio.create_task(service._cached(other, 60.0, draw))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(service._cached(other, 60.0, draw))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    await asyncio.sleep(0.01)
+    release.set()
+    assert await second == b"tile 3" and drawn == 3
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+    # A drawing that fails: each waiting request draws (and fails) on its own.
+    failing = (key[0], TileAddress(12, 3, 3), frozenset(), frozenset())
+    attempts = 0
+
+    async def broken() -> bytes:
+        nonlocal attempts
+        attempts += 1
+        await asyncio.sleep(0.01)
+        raise OSError(f"attempt {attempts}")
+
+    results = await asyncio.gather(
+        *(service._cached(failing, 60.0, broken) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, OSError) for r in results)
+    assert len({str(r) for r in results}) == attempts == 3  # its own error each
+
+
 # ------------------------------------------------------------------ errors and TileJSON
 
 
@@ -718,12 +820,28 @@ async def test_tiles_are_gzipped_for_clients_that_take_it(
         ("/tiles/vehicles/2/0/4.mvt", 400, "INVALID_TILE"),
         ("/tiles/vehicles/-1/0/0.mvt", 400, "INVALID_TILE"),
         ("/tiles/vehicles/1/+1/0.mvt", 400, "INVALID_TILE"),
+        ("/tiles/vehicles/%C2%B2/0/0.mvt", 400, "INVALID_TILE"),  # "²": a digit to str.isdigit
+        ("/tiles/vehicles/%D9%A1%D9%A2/0/0.mvt", 400, "INVALID_TILE"),  # Arabic-Indic 12
+        ("/tiles/vehicles/1/0/0.mvt?min_range_meters=1_0", 400, "INVALID_FILTER"),
+        ("/tiles/vehicles/1/0/0.mvt?min_range_meters=1.5", 400, "INVALID_FILTER"),
+        ("/tiles/vehicles/1/0/0.mvt?min_range_meters=1000001", 400, "INVALID_FILTER"),
+        (
+            "/tiles/vehicles/1/0/0.mvt?providers=" + ",".join(f"p{i}" for i in range(51)),
+            400,
+            "INVALID_FILTER",
+        ),
+        ("/tiles/vehicles/1/0/0.mvt?providers=" + "x" * 65, 400, "INVALID_FILTER"),
         ("/tiles/vehicles/99999999999/0/0.mvt", 400, "INVALID_TILE"),
         ("/tiles/vehicles/1/0/0.mvt?form_factors=bike", 400, "INVALID_FILTER"),
         ("/tiles/vehicles/1/0/0.mvt?form_factors=", 400, "INVALID_FILTER"),
         ("/tiles/vehicles/1/0/0.mvt?formfactors=car", 400, "INVALID_FILTER"),
         ("/tiles/vehicles/1/0/0.mvt?min_range_meters=-1", 400, "INVALID_FILTER"),
         ("/tiles/vehicles/1/0/0.mvt?min_range_meters=inf", 400, "INVALID_FILTER"),
+        (
+            "/tiles/vehicles/1/0/0.mvt?min_range_meters=%EF%BC%91",
+            400,
+            "INVALID_FILTER",
+        ),  # fullwidth one
         ("/tiles/vehicles/1/0/0.mvt?providers=,", 400, "INVALID_FILTER"),
         ("/tiles/stations/1/0/0.mvt?form_factors=car", 400, "INVALID_FILTER"),
         ("/tiles/zones/1/0/0.mvt?providers=nope", 400, "UNKNOWN_PROVIDER"),
@@ -752,12 +870,14 @@ async def test_tilejson_describes_the_layer_for_this_caller(
     assert doc["tiles"] == ["http://api/tiles/vehicles/{z}/{x}/{y}.mvt?form_factors=car"]
     west, south, east, north = doc["bounds"]
     cars = [v for v in city.visible() if v.form_factor == "car"]
-    # The extent of the cars alone (PostGIS keeps boxes in single precision, rounded outwards).
+    # The extent of everything the caller may see of the layer, filters aside (PostGIS keeps
+    # boxes in single precision, rounded outwards).
+    shown = city.visible()
     for edge, exact in [
-        (west, min(v.lon for v in cars)),
-        (south, min(v.lat for v in cars)),
-        (-east, -max(v.lon for v in cars)),
-        (-north, -max(v.lat for v in cars)),
+        (west, min(v.lon for v in shown)),
+        (south, min(v.lat for v in shown)),
+        (-east, -max(v.lon for v in shown)),
+        (-north, -max(v.lat for v in shown)),
     ]:
         assert 0 <= exact - edge < 1e-5
     layers = {layer["id"]: layer for layer in doc["vector_layers"]}

@@ -108,6 +108,7 @@ async def test_the_web_app_page_loads_only_its_own_files_with_integrity(
         assert asset.status_code == 200, url
         digest = base64.b64encode(hashlib.sha384(asset.content).digest()).decode()
         assert integrity == f"sha384-{digest}", url
+        assert asset.headers["cache-control"] == "public, max-age=31536000, immutable", url
     # MapLibre's worker is one of our files too (the CSP build): listed, served, no blob: URL.
     manifest = (PROJECT_ROOT / "web" / "dist" / "app" / "manifest.json").read_text()
     worker = re.search(r'"(assets/maplibre-gl-csp-worker[^"]+\.js)"', manifest)

@@ -14,9 +14,9 @@ from app.platform.settings.base import MobilityBaseSettings
 class TileSettings(MobilityBaseSettings):
     # The highest zoom tiles are served at (MapLibre overzooms past it on its own).
     tiles_max_zoom: int = Field(default=20, ge=0, le=24)
-    # Below this zoom, vehicle and station tiles are empty: a z4 tile over Europe reads most of
-    # the table (1.6 to 2.3 s at a million vehicles), for a map nobody rides from. Zones are
-    # drawn at every zoom.
+    # Below this zoom, tiles are empty: a z4 tile over Europe reads most of the vehicles table
+    # (1.6 to 2.3 s at a million vehicles), and a z0 tile of 5,000 zones takes a second, for a
+    # map nobody rides from.
     tiles_min_zoom: int = Field(default=9, ge=0, le=24)
     # Vehicles are points from this zoom up and clusters (a count per cell) below it: a whole
     # city at zoom 11 is a few hundred clusters instead of tens of thousands of points.
@@ -29,10 +29,15 @@ class TileSettings(MobilityBaseSettings):
     # Cache-Control max-age of a tile: short, since vehicles move; a client revalidates with
     # If-None-Match and gets 304 when its tile has not changed.
     tiles_max_age_seconds: int = Field(default=10, ge=0)
-    # Cluster tiles are kept this long per process and drawn once for every request of the
-    # same tile at once (0: drawn for each request). Within the tiles' own max-age, so no
-    # client sees older counts than it would from its own cache.
+    # Cluster and zone tiles are kept this long per process and drawn once for every request
+    # of the same tile at once (0: drawn for each request). A client may then see counts up to
+    # this plus its own max-age old.
     tiles_cluster_cache_seconds: float = Field(default=5.0, ge=0)
+    # How long a tile request waits for a slot (below), and how long a tile statement may run,
+    # before it is answered 503 TILES_BUSY (Retry-After): a flood of expensive tiles is refused
+    # after a moment instead of queueing without end.
+    tiles_slot_wait_seconds: float = Field(default=2.0, gt=0)
+    tiles_statement_timeout_seconds: float = Field(default=5.0, gt=0)
     # Tile queries running at once per process; more wait for a turn holding no database
     # connection, so a map flood never takes every connection of the search's pool.
     tiles_max_concurrent: int = Field(default=4, ge=1)

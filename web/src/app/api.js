@@ -25,8 +25,47 @@ export const session = {
   },
 };
 
-/** One GraphQL operation; errors become an ApiError with the API's stable code. */
+const EXPIRED = new Set(["TOKEN_EXPIRED", "INVALID_TOKEN"]);
+let refreshing = null;
+
+/** A new access token from the refresh token (one refresh at a time), or the session ends. */
+async function refresh() {
+  const current = session.get();
+  if (!current?.refreshToken) return false;
+  refreshing ??= send(
+    `mutation R($t: String!) { refreshSession(refreshToken: $t) { accessToken refreshToken } }`,
+    { t: current.refreshToken },
+    null,
+  )
+    .then((data) => {
+      session.set({ ...current, ...data.refreshSession });
+      return true;
+    })
+    .catch(() => {
+      session.set(null);
+      window.dispatchEvent(new Event("mobility:signed-out"));
+      return false;
+    })
+    .finally(() => {
+      refreshing = null;
+    });
+  return refreshing;
+}
+
+/** One GraphQL operation; errors become an ApiError with the API's stable code. An access
+ * token that has run out is refreshed once and the operation sent again. */
 export async function gql(query, variables = {}, { token = session.token() } = {}) {
+  try {
+    return await send(query, variables, token);
+  } catch (error) {
+    if (token && EXPIRED.has(error.code) && token === session.token() && (await refresh())) {
+      return send(query, variables, session.token());
+    }
+    throw error;
+  }
+}
+
+async function send(query, variables, token) {
   const headers = { "content-type": "application/json", accept: "application/json" };
   if (token) headers.authorization = `Bearer ${token}`;
   let response;

@@ -60,15 +60,15 @@ function renderAccount() {
     try {
       const data = signUp
         ? await gql(
-            `mutation S($input: SignUpInput!) { signUp(input: $input) { accessToken rider { email } } }`,
+            `mutation S($input: SignUpInput!) { signUp(input: $input) { accessToken refreshToken rider { email } } }`,
             { input: { email: email.value, password: password.value, birthDate: birth.value } },
           )
         : await gql(
-            `mutation L($e: String!, $p: String!) { logIn(email: $e, password: $p) { accessToken rider { email } } }`,
+            `mutation L($e: String!, $p: String!) { logIn(email: $e, password: $p) { accessToken refreshToken rider { email } } }`,
             { e: email.value, p: password.value },
           );
       const auth = signUp ? data.signUp : data.logIn;
-      session.set({ accessToken: auth.accessToken, email: auth.rider.email });
+      session.set({ accessToken: auth.accessToken, refreshToken: auth.refreshToken, email: auth.rider.email });
       say(`Welcome, ${auth.rider.email}`);
       renderAccount();
       state.map?.refreshTiles();
@@ -240,6 +240,9 @@ function handleResult(result) {
     followBooking(result.booking);
   } else if (result.__typename === "ExternalBooking") {
     say(result.message);
+    if (result.webUri?.startsWith("https://")) {
+      $("#message").append(" ", el("a", { href: result.webUri, target: "_blank", rel: "noopener noreferrer" }, "Open the operator's app"));
+    }
   } else {
     say(`${result.message} (${result.code})`, "error");
   }
@@ -365,6 +368,11 @@ async function start() {
   window.mobility = { map: state.map.map, you: state.map.you, state, ready: state.map.loaded };
   await renderFilters().catch(failed);
   window.addEventListener("hashchange", route);
+  window.addEventListener("mobility:signed-out", () => {
+    renderAccount();
+    say("Your session ended: log in again.", "error");
+    state.map.refreshTiles();
+  });
   route();
 }
 

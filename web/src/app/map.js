@@ -102,8 +102,18 @@ export class MobilityMap {
       type: "fill",
       source: "zones",
       "source-layer": "zones",
+      filter: this.zonesInForce(),
       paint: {
-        "fill-color": ["case", ["==", ["get", "ride_end_allowed"], false], "#e63946", "#457b9d"],
+        // Red where rides may not end, blue where they may, grey where the zone's general rule
+        // does not say (its rules name vehicle types: ask "May I park here?" with the vehicle).
+        "fill-color": [
+          "case",
+          ["==", ["get", "ride_end_allowed"], false],
+          "#e63946",
+          ["==", ["get", "ride_end_allowed"], true],
+          "#457b9d",
+          "#8d99ae",
+        ],
         "fill-opacity": 0.12,
       },
     });
@@ -112,6 +122,7 @@ export class MobilityMap {
       type: "line",
       source: "zones",
       "source-layer": "zones",
+      filter: this.zonesInForce(),
       paint: { "line-color": "#e63946", "line-width": 1, "line-opacity": 0.6 },
     });
     map.addLayer({
@@ -211,6 +222,16 @@ export class MobilityMap {
     setInterval(() => this.refreshTiles(), TILE_REFRESH_MS);
   }
 
+  /** Temporary zones only while in force (their times are ISO 8601 in UTC: they compare as text). */
+  zonesInForce() {
+    const now = new Date().toISOString().slice(0, 19) + "Z";
+    return [
+      "all",
+      ["any", ["!", ["has", "starts_at"]], ["<=", ["get", "starts_at"], now]],
+      ["any", ["!", ["has", "ends_at"]], [">", ["get", "ends_at"], now]],
+    ];
+  }
+
   setFilters(filters) {
     this.filters = filters;
     this.refreshTiles();
@@ -220,6 +241,9 @@ export class MobilityMap {
   refreshTiles() {
     for (const layer of ["zones", "stations", "vehicles"]) {
       this.map.getSource(layer)?.setTiles([this.tileUrl(layer)]);
+    }
+    for (const layer of ["zones-fill", "zones-line"]) {
+      if (this.map.getLayer(layer)) this.map.setFilter(layer, this.zonesInForce());
     }
   }
 
