@@ -37,7 +37,7 @@ from app.main import create_app
 from app.platform.db import transaction
 from app.runtime import Runtime
 from app.tiles.grid import TileAddress
-from app.tiles.service import TILES, TileQuery
+from app.tiles.service import TILES, TileKey, TileQuery
 from providers.service import register_provider
 from providers.simulators.feed_server import FeedServer
 from tests.booking_support import gql, staff_token
@@ -759,7 +759,7 @@ async def test_a_flood_waits_a_moment_for_a_slot_then_is_told_to_come_back(
 
 async def test_one_drawing_serves_every_request_of_a_tile_at_once(runtime: Runtime) -> None:
     service = runtime.tiles
-    key = (TileQuery(layer="vehicles"), TileAddress(12, 1, 1), frozenset(), frozenset())
+    key: TileKey = (TileQuery(layer="vehicles"), TileAddress(12, 1, 1), frozenset(), frozenset())
     drawn = 0
     release = asyncio.Event()
 
@@ -778,7 +778,7 @@ async def test_one_drawing_serves_every_request_of_a_tile_at_once(runtime: Runti
     assert await service._cached(key, 60.0, draw) == b"tile 1" and drawn == 1
 
     # The request drawing it goes away: a waiting one draws it instead.
-    other = (key[0], TileAddress(12, 2, 2), frozenset(), frozenset())
+    other: TileKey = (key[0], TileAddress(12, 2, 2), frozenset(), frozenset())
     release.clear()
     first = asyncio.create_task(service._cached(other, 60.0, draw))
     await asyncio.sleep(0.01)
@@ -792,7 +792,7 @@ async def test_one_drawing_serves_every_request_of_a_tile_at_once(runtime: Runti
         await first
 
     # A drawing that fails: each waiting request draws (and fails) on its own.
-    failing = (key[0], TileAddress(12, 3, 3), frozenset(), frozenset())
+    failing: TileKey = (key[0], TileAddress(12, 3, 3), frozenset(), frozenset())
     attempts = 0
 
     async def broken() -> bytes:
