@@ -13,7 +13,10 @@ export MOBILITY_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/mobility
 export MOBILITY_REDIS_URL    ?= redis://127.0.0.1:6379/0
 
 # The test suite owns its own database and Redis db, so `make test` never touches demo data.
-TEST_ENV := MOBILITY_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/mobility_test \
+# Two checkouts testing at once on one machine give each its own: make test TEST_DB=mobility_b_test
+# (the name must end in _test).
+TEST_DB ?= mobility_test
+TEST_ENV := MOBILITY_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/$(TEST_DB) \
             MOBILITY_REDIS_URL=redis://127.0.0.1:6379/15 MOBILITY_ENVIRONMENT=test
 
 .PHONY: help install system venv web migrate demo run serve test screenshots check lint typecheck schema bench bench-quick clean
