@@ -306,6 +306,27 @@ async def test_a_subscriber_that_falls_behind_is_told_to_resync() -> None:
     assert batch == [RESYNC, deltas[4]]
 
 
+async def test_a_batch_holds_what_was_queued_and_what_arrives_within_its_window() -> None:
+    subscriber = Subscriber(max_pending=100)
+    deltas = [
+        VehicleDelta(provider_id=f"p{i}", created=[], updated=[], removed=[]) for i in range(6)
+    ]
+    for delta in deltas[:3]:
+        subscriber.offer(delta)
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, subscriber.offer, deltas[3])  # within the window: joins
+    loop.call_later(0.5, subscriber.offer, deltas[4])  # after it: the next batch
+    assert await subscriber.next_batch(0.2, max_items=256) == deltas[:4]
+    assert await subscriber.next_batch(0.2, max_items=256, idle_seconds=2.0) == [deltas[4]]
+    for delta in deltas:
+        subscriber.offer(delta)
+    # At most max_items; the rest is the next batch, at once.
+    assert await subscriber.next_batch(0.2, max_items=4) == deltas[:4]
+    started = loop.time()
+    assert await subscriber.next_batch(0.2, max_items=2) == deltas[4:]
+    assert loop.time() - started < 0.1
+
+
 async def test_websocket_connections_share_one_redis_subscription(runtime: Runtime) -> None:
     async with (
         served(runtime) as base_url,
