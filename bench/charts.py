@@ -5,6 +5,8 @@
   the percentiles wrk's ``--latency`` histogram gives the Lua ``done`` hook.
 - ``throughput.png``: requests/s and p99 against concurrency (wrk connections), GraphQL and
   baseline, from the concurrency sweep's short runs.
+- ``subscriptions.png``: how long after a sync's commit its changes reached the
+  ``vehicleUpdates`` subscribers (bench/subscription_report.py).
 
     python -m bench.charts bench/results/<run>/result.json [--out DIR]
 
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from bench import subscription_report
 
 COLOURS = {"graphql": "#d62728", "baseline": "#1f77b4"}
 LABELS = {"graphql": "GraphQL API", "baseline": "baseline (plain FastAPI + PostGIS)"}
@@ -121,6 +125,7 @@ def render_charts(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
         fig.savefig(path, metadata=metadata_png)
         plt.close(fig)
         written["throughput"] = str(path)
+    written.update(subscription_report.render_chart(result, out_dir))
     return written
 
 

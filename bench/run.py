@@ -13,7 +13,9 @@ run, and every search target of the issue measured around it.
    (baseline first in each; a warm-up before the first): whole-machine speed drifts between
    minutes here, and each ratio should compare servers, not minutes; reads the API processes'
    memory; then a short concurrency sweep of GraphQL and the baseline;
-4. the outage and return of a private redis-server under load (``bench.outage``);
+4. the outage and return of a private redis-server under load (``bench.outage``); snapshot
+   ingest (``bench.ingest``), push ingest (``bench.push``) and live updates to thousands of
+   subscribers (``bench.subscriptions``), each with servers and stores of its own;
 5. writes ``result.json`` and the charts, replaces this mode's block in ``docs/benchmarks.md``
    and prints one ``target <n> <name> <measured> <goal> <met|missed>`` line per target on
    stdout (progress goes to stderr).
@@ -71,6 +73,7 @@ from bench.push import SMOKE as PUSH_SMOKE
 from bench.push import measure as push_measure
 from bench.report import machine_facts, render, write_report
 from bench.servers import Server, free_port, group_memory
+from bench.subscriptions import run_step as subscriptions_step
 from bench.targets import (
     BASELINE,
     GRAPHQL,
@@ -506,6 +509,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"push benchmark failed: {exc!r}")
         push = {"error": f"{exc.__class__.__name__}: {exc}"}
 
+    time.sleep(args.settle)
+    # Target 10: its own database, API server and subscriber processes (bench/subscriptions.py).
+    subscriptions = subscriptions_step(args.mode, seed=args.seed, run_dir=run_dir)
+
     finished_at = datetime.now(UTC)
     command = "python -m bench.run" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:])
@@ -553,6 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "resume": resumed,
         "ingest": ingest,
         "push": push,
+        "subscriptions": subscriptions,
     }
     goals = evaluate(result)
     result["goals"] = [g.to_json() for g in goals]

@@ -152,24 +152,31 @@ def expected(provider_id: str, before: Snapshot, after: Snapshot, boxes: Sequenc
 # --- the check ------------------------------------------------------------------------------------
 
 
-def _percentile(ordered: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of sorted values."""
+def _percentile(ordered: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile of sorted values; None when there are none, or when it falls on
+    a subscriber whose changes never all arrived (infinite)."""
     if not ordered:
-        return math.nan
+        return None
     rank = max(1, math.ceil(p / 100.0 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
+    value = ordered[min(rank, len(ordered)) - 1]
+    return value if math.isfinite(value) else None
 
 
-def _summary(values: list[float]) -> dict[str, float | int]:
+def _summary(values: list[float]) -> dict[str, float | int | None]:
     ordered = sorted(values)
     return {
         "count": len(ordered),
         "p50": _percentile(ordered, 50),
         "p90": _percentile(ordered, 90),
         "p99": _percentile(ordered, 99),
-        "max": ordered[-1] if ordered else math.nan,
-        "min": ordered[0] if ordered else math.nan,
+        "max": _percentile(ordered, 100),
+        "min": _percentile(ordered, 0),
     }
+
+
+def _distribution(values: list[float]) -> list[list[float | None]]:
+    ordered = sorted(values)
+    return [[p, _percentile(ordered, p)] for p in _PERCENTILES] if ordered else []
 
 
 def check(records: Sequence[dict[str, Any]], exp: Expected, committed_at: float) -> dict[str, Any]:
@@ -238,7 +245,6 @@ def check(records: Sequence[dict[str, Any]], exp: Expected, committed_at: float)
                 example(f"subscriber {i}: {vid} {kind}, expected {should.get(vid) or 'nothing'}")
         if should:
             completion.append(latest)
-    ordered = sorted(latencies)
     return {
         "expected_changes": exp.total,
         "delivered": len(latencies),
@@ -255,7 +261,8 @@ def check(records: Sequence[dict[str, Any]], exp: Expected, committed_at: float)
         "examples": examples,
         "latency_s": _summary(latencies),
         "completion_s": _summary(completion),
-        "distribution_s": [[p, _percentile(ordered, p)] for p in _PERCENTILES] if ordered else [],
+        "distribution_s": _distribution(latencies),
+        "completion_distribution_s": _distribution(completion),
     }
 
 
@@ -266,7 +273,7 @@ def snapshot_stats(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     ends = [r["messages"][0]["at"] for r in opened]
     return {
         "opened": len(opened),
-        "open_all_s": (max(ends) - min(starts)) if ends and starts else math.nan,
+        "open_all_s": (max(ends) - min(starts)) if ends and starts else None,
         "latency_s": _summary(latency),
         "vehicles": sum(len(r["messages"][0]["created"]) for r in opened),
     }

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
 import multiprocessing
 import os
 import secrets
@@ -442,6 +441,8 @@ def measure(
         say(f"subscriptions: opening {len(boxes):,} subscriptions")
         opened_at = time.monotonic()
         clients, opened = _start_clients(ws_url, boxes, sizes.clients, sizes.gate)
+        if not sum(opened):
+            raise RuntimeError(f"no subscriber got its snapshot; see {server.log_path}")
         open_s = time.monotonic() - opened_at
         cpu_opening = _cpu(pgid, cpu_open)
         memory_open = _worker_memory(pgid)
@@ -481,10 +482,8 @@ def measure(
     checked = check(records, exp, synced["committed_at"])
     opened_total = sum(opened)
     per_subscriber_kib = (
-        (_workers_rss_kib(memory_open) - _workers_rss_kib(memory_before)) / opened_total
-        if opened_total
-        else math.nan
-    )
+        _workers_rss_kib(memory_open) - _workers_rss_kib(memory_before)
+    ) / opened_total
     result: dict[str, Any] = {
         "subscribers": len(boxes),
         "opened": opened_total,
@@ -521,11 +520,15 @@ def measure(
     say(
         f"subscriptions: {checked['delivered']:,} of {checked['expected_changes']:,} changes "
         f"delivered, {checked['missed']} missed, {checked['phantom']} phantom; after the "
-        f"commit p50 {lat['p50']:.2f} s, p99 {lat['p99']:.2f} s, max {lat['max']:.2f} s; "
-        f"{per_subscriber_kib:.0f} KiB per subscriber; API CPU "
+        f"commit p50 {_seconds(lat['p50'])}, p99 {_seconds(lat['p99'])}, max "
+        f"{_seconds(lat['max'])}; {per_subscriber_kib:.0f} KiB per subscriber; API CPU "
         f"{cpu_deltas['api_cpu_s']:.1f} s for the deltas"
     )
     return result
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
 
 
 def run_step(mode: str, *, seed: int, run_dir: Path) -> dict[str, Any]:
@@ -596,7 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"subscribers {result['opened']:,}/{result['subscribers']:,}; changes "
         f"{check_['delivered']:,}/{check_['expected_changes']:,}; missed {check_['missed']}, "
-        f"phantom {check_['phantom']}; p99 {check_['latency_s']['p99']:.3f} s; "
+        f"phantom {check_['phantom']}; p99 {_seconds(check_['latency_s']['p99'])}; "
         f"{result['memory']['per_subscriber_kib']:.1f} KiB per subscriber"
     )
     return 0 if check_["wrong"] == 0 and not check_["resnapshots"] else 1
