@@ -61,7 +61,7 @@ from app.platform.db import create_engine, session_factory
 from app.platform.redis import RedisKeys, create_redis
 from app.platform.settings import Settings
 from app.vehicle_index import VehicleIndex
-from bench import config, subscription_client
+from bench import charts, config, subscription_client, subscription_report
 from bench.ingest import moved, snapshot
 from bench.progress import say
 from bench.servers import Server, cpu_sample, free_port, group_memory
@@ -595,6 +595,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     (run_dir / "subscriptions.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     say(f"raw results: {run_dir / 'subscriptions.json'}")
+    if charts.available():
+        finished = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        record = {"subscriptions": result, "mode": f"{mode} standalone", "finished_at": finished}
+        for path in subscription_report.render_chart(record, run_dir).values():
+            say(f"chart: {path}")
     check_ = result["check"]
     print(
         f"subscribers {result['opened']:,}/{result['subscribers']:,}; changes "
