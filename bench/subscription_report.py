@@ -97,7 +97,7 @@ def render_chart(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=110)
+    fig, ax = plt.subplots(figsize=(8, 5.0), dpi=110)
     for label, points, colour, style in series:
         pairs = [(p, s) for p, s in points if p < 100.0 and s is not None]
         if pairs:
@@ -114,8 +114,8 @@ def render_chart(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
     ax.grid(True, which="major", alpha=0.3)
     ax.set_title(
         f"vehicleUpdates: delivery of one sync's delta to {subs['opened']:,} subscribers\n"
-        f"{subs['moved']:,} of {subs['vehicles']:,} vehicles moved, "
-        f"{check['expected_changes']:,} changes, {subs['workers']} API workers; "
+        f"{subs['moved']:,} of {subs['vehicles']:,} vehicles moved "
+        f"({check['expected_changes']:,} changes), {subs['workers']} API workers\n"
         f"{result['mode']} run {result['finished_at']}",
         fontsize=10,
     )
