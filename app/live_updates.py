@@ -63,21 +63,24 @@ class Subscriber:
     async def next_batch(
         self, window_seconds: float, max_items: int, idle_seconds: float | None = None
     ) -> list[Item]:
-        """Wait for the next item, then gather whatever else arrives within the window. After
-        ``idle_seconds`` with nothing, an empty batch (the caller re-checks its world)."""
+        """Wait for the next item, then gather whatever else arrives within the window (at most
+        ``max_items``; the rest waits for the next batch). After ``idle_seconds`` with nothing,
+        an empty batch (the caller re-checks its world)."""
         try:
             items = [await asyncio.wait_for(self._queue.get(), idle_seconds)]
         except TimeoutError:
             return []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + window_seconds
+        if window_seconds > 0 and self._queue.qsize() < max_items - 1:
+            # Asleep through the window, then take what came: a sync publishes its delta as
+            # many messages, each handed to every subscriber of the process at once, and
+            # waking each subscriber for each message (a thousand wake-ups per message) kept
+            # the hub from reading the next ones before the windows closed
+            # (bench/subscriptions.py).
+            await asyncio.sleep(window_seconds)
         while len(items) < max_items:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
             try:
-                items.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
+                items.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
                 break
         return items
 

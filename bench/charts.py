@@ -7,6 +7,8 @@
   baseline, from the concurrency sweep's short runs.
 - ``tiles.png``: vector tiles, the API against tipg: tiles/s, p99 and mean bytes per tile at
   street zooms and at z11 (``bench.tiles``).
+- ``subscriptions.png``: how long after a sync's commit its changes reached the
+  ``vehicleUpdates`` subscribers (bench/subscription_report.py).
 
     python -m bench.charts bench/results/<run>/result.json [--out DIR]
 
@@ -24,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from bench import subscription_report
 
 COLOURS = {"graphql": "#d62728", "baseline": "#1f77b4"}
 LABELS = {"graphql": "GraphQL API", "baseline": "baseline (plain FastAPI + PostGIS)"}
@@ -126,6 +130,7 @@ def render_charts(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
     tiles = result.get("tiles") or {}
     if tiles.get("loads"):
         written["tiles"] = render_tiles_chart(result, out_dir)
+    written.update(subscription_report.render_chart(result, out_dir))
     return written
 
 

@@ -22,12 +22,14 @@ class Outcome:
     goal: float
     at_most: bool  # met when measured <= goal; otherwise when measured >= goal
     met: bool
-    unit: str  # "ratio" or "MiB"
+    unit: str  # "ratio", "MiB", "s" or "count"
     what: str  # what the figure is, in words
     why: str  # what decided met/missed, beyond the figure itself
 
     def _number(self, value: float) -> str:
-        return f"{value:.2f}" if self.unit == "ratio" else f"{value:.1f}"
+        if self.unit == "count":
+            return f"{value:.0f}"
+        return f"{value:.2f}" if self.unit in ("ratio", "s") else f"{value:.1f}"
 
     @property
     def measured_text(self) -> str:
@@ -35,7 +37,7 @@ class Outcome:
 
     @property
     def goal_text(self) -> str:
-        return f"{self.goal:.2f}" if self.unit == "ratio" else f"{self.goal:g}"
+        return f"{self.goal:.2f}" if self.unit in ("ratio", "s") else f"{self.goal:g}"
 
     def line(self) -> str:
         verdict = "met" if self.met else "missed"
@@ -269,6 +271,7 @@ def evaluate(result: dict[str, Any]) -> list[Outcome]:
         )
     )
     out.extend(tile_outcomes(result.get("tiles")))
+    out.extend(_subscription_outcomes(result.get("subscriptions")))
     return out
 
 
@@ -353,5 +356,61 @@ def tile_outcomes(tiles: dict[str, Any] | None) -> list[Outcome]:
             list(city),
             at_most=True,
             notes=truncation,
+        ),
+    ]
+
+
+def _subscription_outcomes(subs: dict[str, Any] | None) -> list[Outcome]:
+    """Target 13 (bench/subscriptions.py): delivery p99 after the commit, and exactness."""
+    check: dict[str, Any] = (subs or {}).get("check") or {}
+    problems: list[str] = []
+    notes: list[str] = []
+    if not subs:
+        problems = ["subscription benchmark not run"]
+    elif subs.get("error"):
+        problems = [f"subscription benchmark failed: {subs['error']}"]
+    else:
+        if subs["opened"] < subs["subscribers"]:
+            problems.append(f"{subs['opened']:,} of {subs['subscribers']:,} got a snapshot")
+        if check["resnapshots"]:
+            problems.append(f"{check['resnapshots']} subscribers got a new SNAPSHOT, not deltas")
+        if subs["subscribers"] < 2_000 or subs["vehicles"] < 100_000:
+            notes.append(
+                f"measured with {subs['subscribers']:,} subscribers and {subs['vehicles']:,} "
+                "vehicles, not 2,000 and 100,000"
+            )
+        memory = subs["memory"]["per_subscriber_kib"]
+        notes.append(f"API memory per subscriber {memory:.0f} KiB (VmRSS of the workers)")
+    latency_problems = list(problems)
+    if check.get("missed"):
+        latency_problems.append(f"{check['missed']} changes never arrived (not in the figure)")
+    exact_problems = list(problems)
+    if check and not check["expected_changes"]:
+        exact_problems.append("the sync changed nothing any subscriber sees: nothing checked")
+    failed = subs is None or bool(subs.get("error"))
+    return [
+        _outcome(
+            13,
+            "subscriptions_p99_delivery_seconds",
+            None if failed else check["latency_s"]["p99"],
+            2.0,
+            "99th percentile of the seconds from the sync's commit to a vehicle change reaching "
+            "its subscriber, over every change every subscriber should get",
+            latency_problems,
+            at_most=True,
+            unit="s",
+            notes=tuple(notes),
+        ),
+        _outcome(
+            13,
+            "subscriptions_missed_or_phantom",
+            None if failed else float(check["wrong"]),
+            0.0,
+            "vehicle changes missed, sent though not due, sent twice or with a stale position, "
+            "plus snapshots that were not exactly the box's vehicles, over every subscriber",
+            exact_problems,
+            at_most=True,
+            unit="count",
+            notes=tuple(notes[:1]),
         ),
     ]

@@ -20,7 +20,7 @@ import asyncpg
 import orjson
 from redis.asyncio import Redis
 
-from bench import config
+from bench import config, subscription_report
 from bench.goals import bytes_per_tile
 
 PACKAGES = ("fastapi", "starlette", "uvicorn", "strawberry-graphql", "graphql-core", "asyncpg")
@@ -183,6 +183,7 @@ def _chart_lines(result: dict[str, Any]) -> list[str]:
         "latency": "Latency distribution, GraphQL vs baseline",
         "throughput": "Requests/s and p99 against concurrency",
         "tiles": "Vector tiles, the API against tipg",
+        "subscriptions": "Live updates: delivery after the sync's commit",
     }
     if result["mode"] == "full":
         # docs/benchmarks.md links its neighbours in docs/bench/ relatively.
@@ -598,6 +599,7 @@ def render(result: dict[str, Any]) -> Rendered:
         *_memory_rows(result),
         *_ingest_rows(result),
         *_push_rows(result),
+        *subscription_report.rows(result),
         "",
     ]
     generation = (

@@ -16,7 +16,8 @@ run, and every search target of the issue measured around it.
 4. the outage and return of a private redis-server under load (``bench.outage``);
 5. vector tiles against tipg (``bench.tiles``): the API's tiles and tipg's over the same vehicles,
    checked, then loaded at street zooms (z15, z16) and city zoom (z11) in interleaved rounds;
-6. the ingest benchmarks (``bench.ingest``, ``bench.push``);
+6. snapshot ingest (``bench.ingest``), push ingest (``bench.push``) and live updates to
+   thousands of subscribers (``bench.subscriptions``), each with servers and stores of its own;
 7. writes ``result.json`` and the charts, replaces this mode's block in ``docs/benchmarks.md``
    and prints one ``target <n> <name> <measured> <goal> <met|missed>`` line per target on
    stdout (progress goes to stderr).
@@ -74,6 +75,7 @@ from bench.push import SMOKE as PUSH_SMOKE
 from bench.push import measure as push_measure
 from bench.report import machine_facts, render, write_report
 from bench.servers import Server, free_port, group_memory
+from bench.subscriptions import run_step as subscriptions_step
 from bench.targets import (
     BASELINE,
     GRAPHQL,
@@ -546,6 +548,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"push benchmark failed: {exc!r}")
         push = {"error": f"{exc.__class__.__name__}: {exc}"}
 
+    time.sleep(args.settle)
+    # Target 13: its own database, API server and subscriber processes (bench/subscriptions.py).
+    subscriptions = subscriptions_step(args.mode, seed=args.seed, run_dir=run_dir)
+
     finished_at = datetime.now(UTC)
     command = "python -m bench.run" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:])
@@ -594,6 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tiles": tiles,
         "ingest": ingest,
         "push": push,
+        "subscriptions": subscriptions,
     }
     goals = evaluate(result)
     result["goals"] = [g.to_json() for g in goals]

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import strawberry
 
-from app.live_updates import DeltaHub
+from app.live_updates import DeltaHub, Subscriber
 from app.search.live_view import Changes, LiveView
 from graphql_schema.booking import BookingSubscription
 from graphql_schema.context import Context
@@ -77,28 +77,51 @@ class Subscription(BookingSubscription):
         hub = ctx.live_updates
         search = await vehicle_search(ctx, near, within, filter, first)
         view = LiveView(search.area, search.flt, search.first)
-        settings = ctx.settings
 
         # Subscribed before the snapshot is read: a delta published in between is then
         # applied on top of it (and is at worst a repeat), never lost.
         async with hub.subscribe() as subscriber:
-            changes = await view.snapshot(ctx.search, await _organisations(ctx))
-            yield await _message(ctx, changes)
+            snapshot = await view.snapshot(ctx.search, await _organisations(ctx))
+            message: VehicleUpdate | None = await _message(ctx, snapshot)
+            del snapshot
             while True:
-                batch = await subscriber.next_batch(
-                    settings.subscription_batch_seconds,
-                    max_items=256,
-                    idle_seconds=settings.subscription_recheck_seconds,
-                )
-                # Each message is a fresh start for per-request caches (the context lives as
-                # long as the socket).
-                ctx.loaders = ctx.loaders.fresh()
-                # Who the subscriber is can change while the socket is open: a key revoked
-                # raises here and ends the stream; a membership ended is seen by the view.
-                await ctx.require_vehicles_read()
-                changes = await view.advance(ctx.search, batch, await _organisations(ctx))
-                if changes:
-                    yield await _message(ctx, changes)
+                if message is not None:
+                    yield message
+                    # Sent (the next value is asked for once this one went out). graphql-core
+                    # and Strawberry hold a stream's last value until the next one, and a
+                    # subscriber idles most of its life: its vehicles and their documents are
+                    # let go now, not kept per socket (about 70 KiB for a snapshot of 50;
+                    # bench/subscriptions.py). Only what this frame holds across the yield
+                    # stays alive, so the next message is built in a call of its own.
+                    _let_go(message)
+                message = await _next_message(ctx, view, subscriber)
+
+
+async def _next_message(
+    ctx: Context, view: LiveView, subscriber: Subscriber
+) -> VehicleUpdate | None:
+    """Waits for the next batch of deltas; the message for it, or None if it changes nothing
+    for this subscriber."""
+    settings = ctx.settings
+    batch = await subscriber.next_batch(
+        settings.subscription_batch_seconds,
+        max_items=256,
+        idle_seconds=settings.subscription_recheck_seconds,
+    )
+    # Each message is a fresh start for per-request caches (the context lives as long as the
+    # socket).
+    ctx.loaders = ctx.loaders.fresh()
+    # Who the subscriber is can change while the socket is open: a key revoked raises here and
+    # ends the stream; a membership ended is seen by the view.
+    await ctx.require_vehicles_read()
+    changes = await view.advance(ctx.search, batch, await _organisations(ctx))
+    return await _message(ctx, changes) if changes else None
+
+
+def _let_go(message: VehicleUpdate) -> None:
+    message.created = []
+    message.updated = []
+    message.removed = []
 
 
 async def _organisations(ctx: Context) -> frozenset[uuid.UUID]:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 from app.live_updates import RESYNC
 from app.search.schemas import VehicleFilter, VehicleHit
@@ -24,7 +26,7 @@ from app.vehicle_index import VehicleDelta, VehicleDoc
 from geo.areas import BBox, Near
 from geo.distance import ranking_meters
 
-__all__ = ["Changes", "LiveView", "box_around"]
+__all__ = ["Changes", "DeltaBatch", "LiveView", "box_around"]
 
 
 @dataclass(slots=True)
@@ -113,18 +115,11 @@ class LiveView:
         distance = ranking_meters(ranked.lat, ranked.lon, doc.lat, doc.lon)
         return VehicleHit(doc, distance) if ranked.admits(doc.lat, doc.lon, distance) else None
 
-    def apply(self, deltas: Iterable[VehicleDelta], servable: frozenset[str]) -> Changes:
-        # Later messages win: a vehicle created then moved in the same batch is one change.
-        latest: dict[str, VehicleDoc | None] = {}
-        for delta in deltas:
-            for doc in delta.created:
-                latest[doc.id] = doc
-            for doc in delta.updated:
-                latest[doc.id] = doc
-            for vehicle_id in delta.removed:
-                latest[vehicle_id] = None
+    def apply(self, deltas: Sequence[VehicleDelta], servable: frozenset[str]) -> Changes:
+        batch = DeltaBatch.of(deltas)
         changes = Changes([], [], [])
-        for vehicle_id, latest_doc in latest.items():
+        for vehicle_id in self._candidates(batch):
+            latest_doc = batch.latest[vehicle_id]
             hit = self.hit(latest_doc, servable) if latest_doc is not None else None
             if hit is None:
                 if vehicle_id in self.visible:
@@ -136,6 +131,94 @@ class LiveView:
                 self.visible.add(vehicle_id)
                 changes.created.append(hit)
         return changes
+
+    def _candidates(self, batch: DeltaBatch) -> list[str]:
+        """The batch's vehicles that can change this subscriber's set: those it was sent, and
+        those whose last position lies in cells its area overlaps. Any other is outside the
+        area (or removed) and was not sent, so it changes nothing. In the order the batch
+        first names them: which of several newcomers fill the last free places depends on it."""
+        box = self._box
+        found = set(batch.latest if box is None else batch.ids_near(box))
+        found.update(batch.latest.keys() & self.visible)
+        return sorted(found, key=batch.order.__getitem__)
+
+
+#: Side of the cells (degrees) a batch's vehicles are filed under (:attr:`DeltaBatch.cells`).
+CELL_DEGREES = 0.01
+# Batches merged lately, by the identity of their messages (each entry holds its messages, so
+# no key can be reused while it is here): enough for the few ways one sync's messages fall
+# into the batches of a process's subscribers.
+_RECENT_BATCHES = 4
+
+
+def _cell(lat: float, lon: float) -> tuple[int, int]:
+    return math.floor(lat / CELL_DEGREES), math.floor(lon / CELL_DEGREES)
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaBatch:
+    """A batch of delta messages merged: each vehicle's last state in the batch (None when it
+    was removed; later messages win, so a vehicle created then moved is one change), keyed in
+    the order the batch first names them (``order``: that position), and the vehicles with a
+    position by grid cell.
+
+    Every live subscriber of a process receives the same message objects, and most receive a
+    sync's messages as the same batch: it is merged once (:meth:`of`), and each view reads the
+    few cells its area overlaps and the vehicles it tracks instead of every document
+    (bench/subscriptions.py: 2,000 subscribers each scanning a 10,000-vehicle sync)."""
+
+    messages: tuple[VehicleDelta, ...]
+    latest: dict[str, VehicleDoc | None]
+    order: dict[str, int]
+    cells: dict[tuple[int, int], list[str]]
+
+    _recent: ClassVar[OrderedDict[tuple[int, ...], DeltaBatch]] = OrderedDict()
+
+    @classmethod
+    def of(cls, deltas: Sequence[VehicleDelta]) -> DeltaBatch:
+        key = tuple(map(id, deltas))
+        batch = cls._recent.get(key)
+        if batch is not None:
+            cls._recent.move_to_end(key)
+            return batch
+        batch = cls._merge(tuple(deltas))
+        cls._recent[key] = batch
+        while len(cls._recent) > _RECENT_BATCHES:
+            cls._recent.popitem(last=False)
+        return batch
+
+    @classmethod
+    def _merge(cls, deltas: tuple[VehicleDelta, ...]) -> DeltaBatch:
+        latest: dict[str, VehicleDoc | None] = {}
+        for delta in deltas:
+            for doc in delta.created:
+                latest[doc.id] = doc
+            for doc in delta.updated:
+                latest[doc.id] = doc
+            for vehicle_id in delta.removed:
+                latest[vehicle_id] = None
+        cells: dict[tuple[int, int], list[str]] = {}
+        for vehicle_id, last in latest.items():
+            if last is not None:
+                cells.setdefault(_cell(last.lat, last.lon), []).append(vehicle_id)
+        order = {vehicle_id: n for n, vehicle_id in enumerate(latest)}
+        return cls(deltas, latest, order, cells)
+
+    def ids_near(self, box: BBox) -> list[str]:
+        """The vehicles whose last position may be in ``box``: those of the cells it overlaps
+        (a superset, to be checked exactly)."""
+        lat0, lon0 = _cell(box.min_lat, box.min_lon)
+        lat1, lon1 = _cell(box.max_lat, box.max_lon)
+        found: list[str] = []
+        if (lat1 - lat0 + 1) * (lon1 - lon0 + 1) <= len(self.cells):
+            for lat_cell in range(lat0, lat1 + 1):
+                for lon_cell in range(lon0, lon1 + 1):
+                    found.extend(self.cells.get((lat_cell, lon_cell), ()))
+        else:  # a box wider than the batch's spread: fewer cells to walk the other way
+            for (lat_cell, lon_cell), ids in self.cells.items():
+                if lat0 <= lat_cell <= lat1 and lon0 <= lon_cell <= lon1:
+                    found.extend(ids)
+        return found
 
 
 def box_around(near: Near) -> BBox | None:

@@ -8,6 +8,7 @@ from either."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -90,6 +91,7 @@ class SearchService:
         self._servable: frozenset[str] = frozenset()
         self._private: dict[str, uuid.UUID] = {}
         self._enabled_at = -math.inf
+        self._enabled_lock = asyncio.Lock()
         self._index_retry_at = -math.inf
 
     async def vehicles(
@@ -169,21 +171,35 @@ class SearchService:
         with fresh data when stale ones are hidden), and every enabled one. Cached for a few
         seconds: the index may briefly hold vehicles of a provider that was just disabled or
         removed, and search must not show them."""
-        now = time.monotonic()
-        if refresh or now - self._enabled_at > ENABLED_PROVIDERS_TTL_SECONDS:
-            async with self.sessions() as session:
-                providers = await repository.enabled_providers(session)
-                self._private = await repository.private_providers(session)
-            self._enabled = frozenset(providers)
-            if self.settings.hide_stale_vehicles:
-                wall = datetime.now(UTC)
-                self._servable = frozenset(
-                    p for p, at in providers.items() if is_fresh(at, self.settings, wall)
-                )
-            else:
-                self._servable = self._enabled
-            self._enabled_at = now
+        asked = time.monotonic()
+        if refresh or asked - self._enabled_at > ENABLED_PROVIDERS_TTL_SECONDS:
+            # One read at a time per process, and callers that queued behind it take its
+            # answer: a delta batch wakes every live subscriber of the process at once, and each
+            # found the cache expired and read the providers again (two thousand sessions
+            # queued on the pool, seconds before the first delta went out; bench/subscriptions).
+            async with self._enabled_lock:
+                if refresh:
+                    current = self._enabled_at >= asked  # read from after this call began
+                else:
+                    current = time.monotonic() - self._enabled_at <= ENABLED_PROVIDERS_TTL_SECONDS
+                if not current:
+                    await self._read_providers()
         return self._servable, self._enabled
+
+    async def _read_providers(self) -> None:
+        started = time.monotonic()
+        async with self.sessions() as session:
+            providers = await repository.enabled_providers(session)
+            self._private = await repository.private_providers(session)
+        self._enabled = frozenset(providers)
+        if self.settings.hide_stale_vehicles:
+            wall = datetime.now(UTC)
+            self._servable = frozenset(
+                p for p, at in providers.items() if is_fresh(at, self.settings, wall)
+            )
+        else:
+            self._servable = self._enabled
+        self._enabled_at = started
 
     def invalidate(self) -> None:
         """Forget the cached provider sets (a provider was enabled, disabled or made private

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -25,7 +26,7 @@ from app.search.live_view import LiveView, box_around
 from app.search.schemas import VehicleFilter
 from app.search.validation import Area
 from app.vehicle_index import VehicleDelta, VehicleDoc
-from geo.areas import Near
+from geo.areas import BBox, Near
 from geo.distance import geodesic_meters
 from providers.push import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from providers.simulators.feed_server import serve_in_background
@@ -305,6 +306,27 @@ async def test_a_subscriber_that_falls_behind_is_told_to_resync() -> None:
     assert batch == [RESYNC, deltas[4]]
 
 
+async def test_a_batch_holds_what_was_queued_and_what_arrives_within_its_window() -> None:
+    subscriber = Subscriber(max_pending=100)
+    deltas = [
+        VehicleDelta(provider_id=f"p{i}", created=[], updated=[], removed=[]) for i in range(6)
+    ]
+    for delta in deltas[:3]:
+        subscriber.offer(delta)
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, subscriber.offer, deltas[3])  # within the window: joins
+    loop.call_later(0.5, subscriber.offer, deltas[4])  # after it: the next batch
+    assert await subscriber.next_batch(0.2, max_items=256) == deltas[:4]
+    assert await subscriber.next_batch(0.2, max_items=256, idle_seconds=2.0) == [deltas[4]]
+    for delta in deltas:
+        subscriber.offer(delta)
+    # At most max_items; the rest is the next batch, at once.
+    assert await subscriber.next_batch(0.2, max_items=4) == deltas[:4]
+    started = loop.time()
+    assert await subscriber.next_batch(0.2, max_items=2) == deltas[4:]
+    assert loop.time() - started < 0.1
+
+
 async def test_websocket_connections_share_one_redis_subscription(runtime: Runtime) -> None:
     async with (
         served(runtime) as base_url,
@@ -451,6 +473,99 @@ def test_a_view_tracks_at_most_its_capacity() -> None:
     others = [d for d in docs if d.id != gone]
     changes = view.apply([_delta(removed=[gone]), _delta(updated=others)], frozenset({"p"}))
     assert changes.removed == [gone] and len(changes.created) == 1 and len(view.visible) == 3
+
+
+def _scan_every_vehicle(
+    view: LiveView, visible: set[str], deltas: Sequence[VehicleDelta], servable: frozenset[str]
+) -> tuple[list[tuple[str, float | None]], list[tuple[str, float | None]], list[str]]:
+    """What a view answered before it filed each message's vehicles by cell: every vehicle of
+    the batch, by its last state, in the order the batch first names them."""
+    latest: dict[str, VehicleDoc | None] = {}
+    for delta in deltas:
+        for doc in [*delta.created, *delta.updated]:
+            latest[doc.id] = doc
+        for vehicle_id in delta.removed:
+            latest[vehicle_id] = None
+    created: list[tuple[str, float | None]] = []
+    updated: list[tuple[str, float | None]] = []
+    removed: list[str] = []
+    for vehicle_id, last in latest.items():
+        hit = view.hit(last, servable) if last is not None else None
+        if hit is None:
+            if vehicle_id in visible:
+                visible.discard(vehicle_id)
+                removed.append(vehicle_id)
+        elif vehicle_id in visible:
+            updated.append((vehicle_id, hit.distance_meters))
+        elif len(visible) < view.capacity:
+            visible.add(vehicle_id)
+            created.append((vehicle_id, hit.distance_meters))
+    return created, updated, removed
+
+
+@pytest.mark.parametrize(
+    "area",
+    [
+        Area(near=Near(CENTER[0], CENTER[1], RADIUS), bbox=None),
+        Area(near=Near(CENTER[0], CENTER[1], 5000.0), bbox=None),
+        Area(near=None, bbox=BBox(59.905, 10.74, 59.92, 10.77)),
+        # Wider than the vehicles' spread: the view walks the message's cells instead.
+        Area(near=None, bbox=BBox(58.0, 8.0, 61.0, 13.0)),
+        # Near the antimeridian there is no box around the circle: every vehicle is looked at.
+        Area(near=Near(0.0, 179.99, 5000.0), bbox=None),
+    ],
+)
+@pytest.mark.parametrize("capacity", [3, 200])
+def test_a_view_changes_exactly_as_a_scan_of_every_vehicle_would(area: Area, capacity: int) -> None:
+    rng = random.Random(f"{area}-{capacity}")
+    if area.near is not None:
+        centre = (area.near.lat, area.near.lon)
+    else:
+        assert area.bbox is not None
+        centre = area.bbox.centre
+    view = LiveView(area, VehicleFilter(), capacity)
+    # Another subscriber of the same area in the process: handed the same messages, it reads
+    # the batch the first one merged.
+    twin = LiveView(area, VehicleFilter(), capacity)
+    visible: set[str] = set()
+    ids = [f"p:v{i}" for i in range(60)]
+    spread = 1.5 * area.ranked().reach_meters  # about half the vehicles inside, half out
+    shown = 0
+    for _ in range(150):
+        deltas = []
+        for _ in range(rng.randint(1, 4)):
+            created, updated, removed = [], [], []
+            for vehicle_id in rng.sample(ids, rng.randint(0, 25)):
+                lat, lon = _offset(
+                    *centre,
+                    rng.uniform(-spread, spread),
+                    rng.uniform(-spread, spread),
+                )
+                doc = _doc(vehicle_id, lat, lon, reserved=rng.random() < 0.1)
+                roll = rng.random()
+                if roll < 0.3:
+                    created.append(doc)
+                elif roll < 0.85:
+                    updated.append(doc)
+                else:
+                    removed.append(vehicle_id)
+            deltas.append(_delta(created, updated, removed))
+        servable = frozenset({"p"}) if rng.random() < 0.9 else frozenset()
+        expected = _scan_every_vehicle(view, visible, deltas, servable)
+        changes = view.apply(deltas, servable)
+        got = (
+            [(h.vehicle.id, h.distance_meters) for h in changes.created],
+            [(h.vehicle.id, h.distance_meters) for h in changes.updated],
+            changes.removed,
+        )
+        assert got == expected
+        assert view.visible == visible
+        again = twin.apply(list(deltas), servable)
+        assert [h.vehicle.id for h in again.created] == [v for v, _ in expected[0]]
+        assert [h.vehicle.id for h in again.updated] == [v for v, _ in expected[1]]
+        assert again.removed == expected[2]
+        shown += len(changes.created)
+    assert shown > 50  # the batches did reach the area
 
 
 def test_the_box_around_a_circle_holds_the_whole_circle() -> None:
