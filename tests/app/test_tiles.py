@@ -553,8 +553,12 @@ async def test_cluster_tiles_are_kept_briefly_but_never_across_visibility(
         report = await runtime.sync.sync(FLEET)
         assert report.ok, report.error
         assert await total(cached_api) == everyone
-        # ...while the API without the cache sees the change at once (the control).
-        assert await total(api) == everyone - len(city.private_vehicles)
+    # ...while the API without the cache sees the change at once (the control).
+    uncached = runtime.with_settings(
+        runtime.settings.model_copy(update={"tiles_cluster_cache_seconds": 0.0})
+    )
+    async with client_of(uncached) as uncached_api:
+        assert await total(uncached_api) == everyone - len(city.private_vehicles)
 
     # A private fleet: an insider's cluster tile is never served to an outsider.
     for doc in city.docs[FLEET].values():
