@@ -422,10 +422,19 @@ def _measure(
         for server in (api, baseline):
             stack.callback(server.stop)
         # Like for like: each server's work per tile. The API's few-second cache of cluster
-        # tiles is off here (with it, a z11 tile asked again within 5 s is not drawn again).
+        # tiles is off here (with it, a z11 tile asked again within 5 s is not drawn again),
+        # and so are its admission deadlines (a tile waits at most 2 s for a slot, then is
+        # refused 503 TILES_BUSY): tipg queues without limit, and 16 connections of z11 tiles
+        # at a second each wait longer than that, which is the deadline doing its job, not a
+        # measure of throughput.
         api.start(
             workers=workers,
-            env={**env, "MOBILITY_TILES_CLUSTER_CACHE_SECONDS": "0"},
+            env={
+                **env,
+                "MOBILITY_TILES_CLUSTER_CACHE_SECONDS": "0",
+                "MOBILITY_TILES_SLOT_WAIT_SECONDS": "600",
+                "MOBILITY_TILES_STATEMENT_TIMEOUT_SECONDS": "600",
+            },
             cwd=config.PROJECT_ROOT,
         )
         # tipg's settings read a .env file in the working directory: the run's own folder has none.
