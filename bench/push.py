@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import secrets
 import sys
 import time
 from collections.abc import Sequence
@@ -48,7 +46,7 @@ from bench import config
 from bench.fleet import CITIES
 from bench.generate import prepare_database
 from bench.progress import say
-from bench.servers import Server, free_port
+from bench.servers import Server, free_port, server_env
 from bench.targets import GRAPHQL
 from providers import repository
 from providers.push import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -362,22 +360,7 @@ async def _check_final(sent: dict[str, tuple[float, float, float]]) -> list[str]
 
 
 def _server_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOBILITY_", "BENCH_"))}
-    env.update(
-        MOBILITY_DATABASE_URL=config.DATABASE_URL,
-        MOBILITY_REDIS_URL=config.REDIS_URL,
-        MOBILITY_REDIS_PREFIX=_redis_prefix(),
-        MOBILITY_BACKGROUND_SYNC="false",
-        MOBILITY_DEMO_FEEDS="false",
-        MOBILITY_ENVIRONMENT="production",
-        # Production refuses to start without a signing key (app/accounts): one per run.
-        MOBILITY_JWT_SECRET=secrets.token_hex(32),
-        MOBILITY_SECRETS_KEYS=config.SECRETS_KEY,
-        PYTHONPATH=os.pathsep.join(
-            p for p in (str(config.PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
-        ),
-    )
-    return env
+    return server_env(config.DATABASE_URL, _redis_prefix())
 
 
 async def _measure_push(

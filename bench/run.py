@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
 import sys
 import time
@@ -74,7 +73,7 @@ from bench.push import DEFAULTS as PUSH_DEFAULTS
 from bench.push import SMOKE as PUSH_SMOKE
 from bench.push import measure as push_measure
 from bench.report import machine_facts, render, write_report
-from bench.servers import Server, free_port, group_memory
+from bench.servers import Server, free_port, group_memory, server_env
 from bench.subscriptions import run_step as subscriptions_step
 from bench.targets import (
     BASELINE,
@@ -251,27 +250,14 @@ def _write_points(
 
 
 def _server_env() -> dict[str, str]:
-    # Nothing inherited from MOBILITY_*/BENCH_* (make exports the demo database's URL).
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOBILITY_", "BENCH_"))}
-    env.update(
-        MOBILITY_DATABASE_URL=config.DATABASE_URL,
-        MOBILITY_REDIS_URL=config.REDIS_URL,
-        MOBILITY_REDIS_PREFIX=config.REDIS_PREFIX,
-        MOBILITY_BACKGROUND_SYNC="false",
-        MOBILITY_DEMO_FEEDS="false",
-        MOBILITY_ENVIRONMENT="production",
-        # Production refuses to start without a signing key (app/accounts): one per run.
-        MOBILITY_JWT_SECRET=secrets.token_hex(32),
-        MOBILITY_SECRETS_KEYS=config.SECRETS_KEY,
+    return server_env(
+        config.DATABASE_URL,
+        config.REDIS_PREFIX,
         # The fleet is stamped as synced when the run starts and nothing syncs it during the
         # run: a day's limit keeps it fresh throughout, and search still checks freshness.
         MOBILITY_STALE_AFTER_SECONDS="86400",
         BENCH_DATABASE_URL=config.DATABASE_URL,
-        PYTHONPATH=os.pathsep.join(
-            p for p in (str(config.PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
-        ),
     )
-    return env
 
 
 def _memory(server: Server, after: str) -> dict[str, Any]:

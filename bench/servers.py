@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -22,6 +23,7 @@ from typing import IO
 
 import httpx
 
+from bench import config
 from bench.progress import say
 from bench.targets import Target
 
@@ -330,3 +332,26 @@ class RedisServer:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=5)
         self.process = None
+
+
+def server_env(database_url: str, redis_prefix: str, **extra: str) -> dict[str, str]:
+    """The environment of an API server a benchmark starts: its own stores, production mode with
+    a signing key of its own, no background sync or demo feeds, and nothing inherited from the
+    caller's MOBILITY_*/BENCH_* (make exports the demo database's URL); ``extra`` on top."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOBILITY_", "BENCH_"))}
+    env.update(
+        MOBILITY_DATABASE_URL=database_url,
+        MOBILITY_REDIS_URL=config.REDIS_URL,
+        MOBILITY_REDIS_PREFIX=redis_prefix,
+        MOBILITY_BACKGROUND_SYNC="false",
+        MOBILITY_DEMO_FEEDS="false",
+        MOBILITY_ENVIRONMENT="production",
+        # Production refuses to start without a signing key (app/accounts): one per run.
+        MOBILITY_JWT_SECRET=secrets.token_hex(32),
+        MOBILITY_SECRETS_KEYS=config.SECRETS_KEY,
+        PYTHONPATH=os.pathsep.join(
+            p for p in (str(config.PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+        ),
+    )
+    env.update(extra)
+    return env

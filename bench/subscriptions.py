@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -64,7 +63,7 @@ from app.vehicle_index import VehicleIndex
 from bench import charts, config, subscription_client, subscription_report
 from bench.ingest import moved, snapshot
 from bench.progress import say
-from bench.servers import Server, cpu_sample, free_port, group_memory
+from bench.servers import Server, cpu_sample, free_port, group_memory, server_env
 from bench.subscription_check import Box, check, expected, snapshot_stats, tile_boxes
 from bench.targets import GRAPHQL
 from providers.merge import MergeOutcome
@@ -228,24 +227,12 @@ async def _teardown() -> None:
 
 
 def _server_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOBILITY_", "BENCH_"))}
-    env.update(
-        MOBILITY_DATABASE_URL=database_url(),
-        MOBILITY_REDIS_URL=config.REDIS_URL,
-        MOBILITY_REDIS_PREFIX=redis_prefix(),
-        MOBILITY_BACKGROUND_SYNC="false",
-        MOBILITY_DEMO_FEEDS="false",
-        MOBILITY_ENVIRONMENT="production",
-        # Production refuses to start without a signing key (app/accounts): one per run.
-        MOBILITY_JWT_SECRET=secrets.token_hex(32),
-        MOBILITY_SECRETS_KEYS=config.SECRETS_KEY,
+    return server_env(
+        database_url(),
+        redis_prefix(),
         # Nothing may turn the operator stale mid-run (that would re-snapshot everyone).
         MOBILITY_STALE_AFTER_SECONDS="86400",
-        PYTHONPATH=os.pathsep.join(
-            p for p in (str(config.PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
-        ),
     )
-    return env
 
 
 def _worker_memory(pgid: int) -> list[dict[str, Any]]:
