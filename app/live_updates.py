@@ -27,6 +27,7 @@ from typing import Final
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.platform import metrics
 from app.vehicle_index import IndexUnavailable, VehicleDelta
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ class _ChannelListener:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                metrics.redis_error("live_updates")
                 log.warning("%s subscription lost (%s); reconnecting", self._channel, exc)
             except Exception:
                 # Never let the listener die quietly: subscribers would wait forever.

@@ -16,11 +16,14 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from app.accounts import check_settings
 from app.booking.maintenance import start_booking_maintenance
 from app.fleet.webhooks import start_webhook_dispatcher, webhook_http_client
-from app.platform import secret_box
+from app.platform import metrics, secret_box
 from app.platform.edge import BodyCap, RequestLimits
+from app.platform.pool_metrics import sampling_pools
+from app.platform.request_metrics import RequestMetrics
 from app.platform.settings import Settings, get_settings
 from app.rest.gbfs import router as gbfs_router
 from app.rest.ingest import router as ingest_router
+from app.rest.metrics import router as metrics_router
 from app.rest.reports import router as reports_router
 from app.rest.tiles import router as tiles_router
 from app.rest.web_assets import WebAssets
@@ -64,6 +67,17 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime, contextlib.AsyncExitStack() as stack:
             app.state.runtime = runtime
+            # This process's pools, sampled for /metrics; its live gauges let go on the way out.
+            stack.callback(metrics.release_process)
+            await stack.enter_async_context(
+                sampling_pools(
+                    {
+                        "orm": runtime.engine,
+                        "search": runtime.search.pool,
+                        "ingest": runtime.push.pool,
+                    }
+                )
+            )
             if settings.demo_feeds:
                 await stack.enter_async_context(serve_demo_feeds(settings, required=False))
                 await stack.enter_async_context(run_demo_tomp_operators(settings))
@@ -147,7 +161,11 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             max_age=600,
         )
 
+    # Outermost: every request is timed, the edge's refusals and the fast path's answers too.
+    app.add_middleware(RequestMetrics, known_paths=("/graphql",))
+
     app.include_router(ingest_router)
+    app.include_router(metrics_router)
     app.include_router(gbfs_router)
     app.include_router(reports_router)
     app.include_router(tiles_router)

@@ -101,7 +101,7 @@ _REQUEST_TIMEOUT = (
 )
 
 
-def run(settings: Settings, host: str, port: int) -> None:
+def run(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
     # No log config of uvicorn's own: its loggers go to the root handler (app/platform/logs.py), so
     # its
     # lines are escaped like ours.
@@ -118,4 +118,5 @@ def run(settings: Settings, host: str, port: int) -> None:
         limit_concurrency=settings.max_connections,
         ws_max_size=settings.max_request_bytes,
         timeout_keep_alive=5,
+        workers=workers,
     )

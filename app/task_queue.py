@@ -12,13 +12,16 @@ been idle for a sync claim's lease.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from taskiq import AsyncBroker
+from taskiq import AsyncBroker, TaskiqMessage, TaskiqMiddleware, TaskiqResult
 from taskiq_redis import RedisStreamBroker
 
 from app.fleet.tasks import register_webhook_tasks
+from app.platform import metrics
 from app.platform.redis import RedisKeys
 from app.platform.settings import Settings, get_settings
 from app.runtime import Runtime, open_runtime
@@ -26,7 +29,14 @@ from providers.dispatch import claim_lease_seconds
 from providers.scheduler import Scheduler, start_scheduler
 from providers.tasks import kicker, register_sync_tasks
 
-__all__ = ["CONSUMER_GROUP", "build_broker", "running_broker", "scheduling", "worker_broker"]
+__all__ = [
+    "CONSUMER_GROUP",
+    "TaskMetrics",
+    "build_broker",
+    "running_broker",
+    "scheduling",
+    "worker_broker",
+]
 
 CONSUMER_GROUP = "sync-workers"
 
@@ -34,6 +44,7 @@ CONSUMER_GROUP = "sync-workers"
 def build_broker(settings: Settings) -> AsyncBroker:
     """The broker with every task registered (not started)."""
     broker = _stream_broker(settings)
+    broker.add_middlewares(TaskMetrics())
     register_sync_tasks(broker, settings, open_runtime)
     # Webhook deliveries ride the same queue: `mobility scheduler` kicks a round every few
     # seconds and any worker runs it.
@@ -71,6 +82,31 @@ async def scheduling(runtime: Runtime) -> AsyncIterator[Scheduler]:
         start_scheduler(runtime, kick=kicker(broker)) as scheduler,
     ):
         yield scheduler
+
+
+# The label a task carries from the process that sent it: when it was queued (epoch seconds).
+QUEUED_AT = "mobility_queued_at"
+
+
+class TaskMetrics(TaskiqMiddleware):
+    """Each task's wait on the queue and its run, by task name (ours: a closed set) and
+    outcome (``mobility_task_wait_seconds``, ``mobility_task_duration_seconds``)."""
+
+    def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+        message.labels[QUEUED_AT] = f"{time.time():.6f}"
+        return message
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        try:
+            queued_at = float(message.labels.get(QUEUED_AT, ""))
+        except ValueError:
+            return message  # sent by a version that did not say
+        metrics.TASK_WAIT.labels(message.task_name).observe(max(0.0, time.time() - queued_at))
+        return message
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        outcome = "error" if result.is_err else "ok"
+        metrics.TASKS.labels(message.task_name, outcome).observe(result.execution_time)
 
 
 def _stream_broker(settings: Settings) -> AsyncBroker:

@@ -22,6 +22,7 @@ from enum import StrEnum
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.platform import metrics
 from app.platform.redis import RedisKeys
 from app.platform.settings import Settings
 
@@ -109,6 +110,7 @@ class CircuitBreaker:
                 keys=[self._keys.provider_breaker(provider_id)], args=[self._trial_lease]
             )
         except RedisError as exc:
+            metrics.redis_error("breaker")
             log.warning("circuit breaker unavailable, allowing %s: %s", provider_id, exc)
             return BreakerDecision(True, BreakerState.CLOSED)
         return BreakerDecision(
@@ -119,6 +121,7 @@ class CircuitBreaker:
         try:
             await self._redis.delete(self._keys.provider_breaker(provider_id))
         except RedisError as exc:
+            metrics.redis_error("breaker")
             log.warning("could not close the circuit breaker of %s: %s", provider_id, exc)
 
     async def record_failure(self, provider_id: str) -> BreakerDecision:
@@ -129,6 +132,7 @@ class CircuitBreaker:
                 args=[self._threshold, self._cooldown, self._max_cooldown, self._ttl],
             )
         except RedisError as exc:
+            metrics.redis_error("breaker")
             log.warning("could not record a failure of %s: %s", provider_id, exc)
             return BreakerDecision(True, BreakerState.CLOSED)
         breaker_state = BreakerState(_text(state))

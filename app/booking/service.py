@@ -20,13 +20,15 @@ goes through :func:`app.booking.states.transition` and the transition writer
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.booking import outcomes as out
 from app.booking import repository
 from app.booking.actions import TripActions
 from app.booking.core import BookingCore
@@ -35,6 +37,7 @@ from app.booking.eligibility import rules_from_settings
 from app.booking.operators import Operators
 from app.booking.reserve import Reservations
 from app.booking.schemas import BookingChanged, BookingNotFound, OrgBooking, RiderLike
+from app.platform import metrics
 from app.platform.db import in_session
 from app.platform.redis import RedisKeys
 from app.platform.settings import Settings
@@ -74,9 +77,9 @@ class BookingService:
         reservations = Reservations(
             self.core, self.operators, rules_from_settings(settings.eligibility_rules)
         )
-        self.reserve = reservations.reserve
-        self.reserve_for_organisation = reservations.reserve_for_organisation
-        self.act = TripActions(self.core, self.operators).act
+        self.reserve = counted("reserve", reservations.reserve)
+        self.reserve_for_organisation = counted("reserve", reservations.reserve_for_organisation)
+        self.act = counted_act(TripActions(self.core, self.operators).act)
         self.booking_for = in_session(sessions, repository.booking_for)
         self.booking_by_id = in_session(sessions, repository.booking_by_id)
         self.bookings_of = in_session(sessions, repository.bookings_of)
@@ -85,3 +88,43 @@ class BookingService:
 
     def now(self) -> datetime:
         return self.clock()
+
+
+_P = ParamSpec("_P")
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def outcome_label(outcome: out.Outcome) -> str:
+    """``ok``, or the answer's kind in snake case (``vehicle_unavailable``): a closed set."""
+    if isinstance(outcome, out.BookingDone):
+        return "ok"
+    return _CAMEL.sub("_", type(outcome).__name__).lower()
+
+
+def counted(
+    action: str, flow: Callable[_P, Awaitable[out.Outcome]]
+) -> Callable[_P, Awaitable[out.Outcome]]:
+    """``flow`` with each answer counted in ``mobility_bookings_total`` under ``action``."""
+
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> out.Outcome:
+        outcome = await flow(*args, **kwargs)
+        metrics.BOOKINGS.labels(action, outcome_label(outcome)).inc()
+        return outcome
+
+    return run
+
+
+def counted_act(
+    act: Callable[_P, Awaitable[out.Outcome]],
+) -> Callable[_P, Awaitable[out.Outcome]]:
+    """The trip actions, counted under the event's name (start, pause, resume, finish,
+    cancel)."""
+
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> out.Outcome:
+        outcome = await act(*args, **kwargs)
+        event = kwargs.get("event")
+        action = str(getattr(event, "value", event)).lower()
+        metrics.BOOKINGS.labels(action, outcome_label(outcome)).inc()
+        return outcome
+
+    return run

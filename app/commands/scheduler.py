@@ -9,6 +9,7 @@ import signal
 from app.booking.maintenance import start_booking_maintenance
 from app.commands.console import say
 from app.fleet.tasks import kick_webhook_rounds
+from app.platform import metrics
 from app.platform.settings import Settings
 from app.runtime import open_runtime
 from app.task_queue import running_broker
@@ -18,9 +19,12 @@ from providers.tasks import kicker
 __all__ = ["run"]
 
 
-async def run(settings: Settings) -> int:
+async def run(settings: Settings, *, metrics_at: tuple[str, int] | None = None) -> int:
     """The scheduler alone: claims due providers and queues their syncs for the workers, and
-    runs booking upkeep and webhook deliveries."""
+    runs booking upkeep and webhook deliveries; its metrics on ``metrics_at`` if given."""
+    if metrics_at is not None:
+        metrics.serve_metrics(metrics_at)
+        say(f"metrics at http://{metrics_at[0]}:{metrics_at[1]}/metrics")
     queued = settings.model_copy(update={"sync_dispatch": "queue"})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -6,14 +6,26 @@ from taskiq.cli.worker.args import WorkerArgs
 from taskiq.cli.worker.run import run_worker
 
 from app.commands.console import say
+from app.platform import metrics
 from app.platform.settings import Settings
 
 __all__ = ["run"]
 
 
-def run(processes: int, concurrency: int | None, settings: Settings) -> int:
+def run(
+    processes: int,
+    concurrency: int | None,
+    settings: Settings,
+    *,
+    metrics_at: tuple[str, int] | None = None,
+) -> int:
     """taskiq workers on the task queue (app/task_queue.py): syncs and webhook rounds. Blocks until
-    stopped."""
+    stopped. With ``metrics_at``, the processes count into one directory and this (the
+    supervising) process serves their metrics."""
+    directory = metrics.use_multiprocess_dir() if metrics_at is not None else None
+    if metrics_at is not None:
+        metrics.serve_metrics(metrics_at)
+        say(f"metrics at http://{metrics_at[0]}:{metrics_at[1]}/metrics")
     say(
         f"sync worker: {processes} process(es), {concurrency or settings.sync_concurrency} "
         f"sync(s) at a time each, queue {settings.redis_prefix}:tasks (Ctrl-C to stop)"
@@ -27,4 +39,8 @@ def run(processes: int, concurrency: int | None, settings: Settings) -> int:
         wait_tasks_timeout=settings.sync_deadline_seconds,
         shutdown_timeout=settings.sync_deadline_seconds + 5,
     )
-    return run_worker(args) or 0
+    try:
+        return run_worker(args) or 0
+    finally:
+        if directory is not None:
+            metrics.remove_multiprocess_dir(directory)

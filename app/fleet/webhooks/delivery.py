@@ -22,7 +22,7 @@ from app.fleet.webhooks.destinations import DESTINATION_REFUSED, UNUSABLE_URL
 from app.fleet.webhooks.signing import SIGNATURE_HEADER, sign
 from app.fleet.webhooks.states import DeliveryStatus
 from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from app.platform import outbound, secret_box
+from app.platform import metrics, outbound, secret_box
 from app.platform.db import transaction
 
 # The package's one logger, named as before the split: docs/webhooks.md tells operators to
@@ -260,6 +260,13 @@ async def _record(
     return DeliveryOutcome(claimed.id, status, status_code, error)
 
 
+_OUTCOME_LABELS = {
+    DeliveryStatus.DELIVERED: "delivered",
+    DeliveryStatus.PENDING: "retrying",
+    DeliveryStatus.FAILED: "failed",
+}
+
+
 async def deliver_due(
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
@@ -275,6 +282,8 @@ async def deliver_due(
     async def attempt(one: _Claimed) -> DeliveryOutcome:
         async with gate:
             result = await _send(http, one, now)
-        return await _record(sessions, one, now, result, rng)
+        recorded = await _record(sessions, one, now, result, rng)
+        metrics.WEBHOOK_DELIVERIES.labels(_OUTCOME_LABELS[recorded.status]).inc()
+        return recorded
 
     return list(await asyncio.gather(*(attempt(c) for c in claimed)))

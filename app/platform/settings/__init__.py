@@ -22,6 +22,7 @@ from app.platform.settings.graphql import GraphQLSettings
 from app.platform.settings.http import HttpSettings
 from app.platform.settings.live_updates import LiveUpdateSettings
 from app.platform.settings.mail import MailSettings
+from app.platform.settings.metrics import MetricsSettings
 from app.platform.settings.passwords import PasswordSettings
 from app.platform.settings.paths import PROJECT_ROOT, PathSettings
 from app.platform.settings.quotes import QuoteSettings
@@ -44,6 +45,7 @@ __all__ = [
     "HttpSettings",
     "LiveUpdateSettings",
     "MailSettings",
+    "MetricsSettings",
     "MobilityBaseSettings",
     "PasswordSettings",
     "PathSettings",
@@ -65,6 +67,7 @@ __all__ = [
 # (environment, stores, search, … rate limits): repr(), model_dump() and the order of several
 # validation errors keep that order.
 class Settings(
+    MetricsSettings,
     WebSettings,
     TileSettings,
     RateLimitSettings,
