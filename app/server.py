@@ -11,20 +11,35 @@ uvicorn does not set by itself.
   per process; past it new requests are answered 503 (uvicorn's ``limit_concurrency``).
 - **WebSocket messages** at most ``MOBILITY_MAX_REQUEST_BYTES`` (uvicorn's ``ws_max_size``;
   app/platform/edge.py checks the same inside the app).
+- **Graceful shutdown** (:class:`GracefulServer`, docs/operations-shutdown.md): on SIGTERM or
+  SIGINT, ``/readyz`` answers 503 and every WebSocket is closed with 1001 at once; after
+  ``MOBILITY_SHUTDOWN_DRAIN_SECONDS`` (and the WebSockets' close handshakes) the server stops
+  accepting and in-flight requests get ``MOBILITY_SHUTDOWN_GRACE_SECONDS`` to finish; then the
+  lifespan stops the background loops and waits for booking operations still running. The
+  process exits 0. A second signal skips the drain (uvicorn's own shutdown at once).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import math
+import signal
+import sys
+import time
+from types import FrameType
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.main import create_app
 from app.platform.settings import Settings
+from app.platform.shutdown import Shutdown
 
-__all__ = ["guarded_protocol", "run"]
+__all__ = ["GracefulServer", "guarded_protocol", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +116,61 @@ _REQUEST_TIMEOUT = (
 )
 
 
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, draining first on the first SIGTERM or SIGINT."""
+
+    def __init__(
+        self, config: uvicorn.Config, shutdown: Shutdown, drain_seconds: float, grace_seconds: float
+    ) -> None:
+        super().__init__(config)
+        self.shutdown_state = shutdown
+        self.drain_seconds = drain_seconds
+        self.grace_seconds = grace_seconds
+        self._signalled_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._signalled_at is None and sig in (signal.SIGTERM, signal.SIGINT):
+            # A signal handler: only note the time. on_tick, on the event loop, does the rest.
+            # Not recorded as captured, so uvicorn does not re-raise it once done and the
+            # process exits 0 (a clean stop, not a death by signal).
+            self._signalled_at = time.monotonic()
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._signalled_at is not None and not self.should_exit:
+            self._drain(time.monotonic() - self._signalled_at)
+        return await super().on_tick(counter)
+
+    def _drain(self, elapsed: float) -> None:
+        if not self.shutdown_state.began:
+            log.info(
+                "shutting down: draining for %gs, then up to %gs for in-flight work",
+                self.drain_seconds,
+                self.grace_seconds,
+            )
+            self.shutdown_state.begin()  # /readyz says 503; WebSockets get 1001
+            return
+        if elapsed < self.drain_seconds:
+            return
+        after_drain = elapsed - self.drain_seconds
+        if self.shutdown_state.open_websockets and after_drain < self.grace_seconds:
+            return  # their close handshakes are still under way
+        # What is left of the grace is uvicorn's to wait for in-flight requests (whole
+        # seconds: its setting is an int), then it cancels them.
+        self.config.timeout_graceful_shutdown = max(1, math.ceil(self.grace_seconds - after_drain))
+        self.should_exit = True
+
+
 def run(settings: Settings, host: str, port: int) -> None:
     # No log config of uvicorn's own: its loggers go to the root handler (app/platform/logs.py), so
     # its
     # lines are escaped like ours.
     logging.getLogger("uvicorn").setLevel(logging.INFO)
-    uvicorn.run(
-        "app.main:create_app",
+    shutdown = Shutdown()
+    config = uvicorn.Config(
+        # The factory, called by uvicorn in its process, shares this process's shutdown.
+        functools.partial(create_app, settings, shutdown=shutdown),
         factory=True,
         host=host,
         port=port,
@@ -118,4 +181,14 @@ def run(settings: Settings, host: str, port: int) -> None:
         limit_concurrency=settings.max_connections,
         ws_max_size=settings.max_request_bytes,
         timeout_keep_alive=5,
+        timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace_seconds)),
     )
+    server = GracefulServer(
+        config,
+        shutdown,
+        drain_seconds=settings.shutdown_drain_seconds,
+        grace_seconds=settings.shutdown_grace_seconds,
+    )
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)  # as uvicorn.run: the lifespan or the bind failed

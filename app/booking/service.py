@@ -38,6 +38,7 @@ from app.booking.schemas import BookingChanged, BookingNotFound, OrgBooking, Rid
 from app.platform.db import in_session
 from app.platform.redis import RedisKeys
 from app.platform.settings import Settings
+from app.platform.shutdown import RunToEnd
 from app.vehicle_index import VehicleIndex
 
 __all__ = ["BookingChanged", "BookingNotFound", "BookingService", "OrgBooking", "RiderLike"]
@@ -74,14 +75,24 @@ class BookingService:
         reservations = Reservations(
             self.core, self.operators, rules_from_settings(settings.eligibility_rules)
         )
-        self.reserve = reservations.reserve
-        self.reserve_for_organisation = reservations.reserve_for_organisation
-        self.act = TripActions(self.core, self.operators).act
+        # A reservation or trip action runs to its end even if its request is cancelled (a
+        # shutdown's grace ran out, the client left): stopped between the operator's answer
+        # and our commit it would leave the booking PENDING until reconciliation.
+        # open_runtime waits for them (aclose) before it closes the pools.
+        self._operations = RunToEnd("booking")
+        self.reserve = self._operations.wrap(reservations.reserve)
+        self.reserve_for_organisation = self._operations.wrap(reservations.reserve_for_organisation)
+        self.act = self._operations.wrap(TripActions(self.core, self.operators).act)
         self.booking_for = in_session(sessions, repository.booking_for)
         self.booking_by_id = in_session(sessions, repository.booking_by_id)
         self.bookings_of = in_session(sessions, repository.bookings_of)
         self.events_of = in_session(sessions, repository.events_of)
-        self.aclose = self.effects.aclose
 
     def now(self) -> datetime:
         return self.clock()
+
+    async def aclose(self) -> None:
+        """Wait for the booking operations still running, then stop the side effects' retries
+        (the process is shutting down)."""
+        await self._operations.wait()
+        await self.effects.aclose()
