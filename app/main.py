@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.requests import HTTPConnection
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -21,6 +21,9 @@ from app.platform.edge import BodyCap, RequestLimits
 from app.platform.pool_metrics import sampling_pools
 from app.platform.request_metrics import RequestMetrics
 from app.platform.settings import Settings, get_settings
+from app.platform.shutdown import GoingAway, Shutdown
+from app.probes import migration_heads
+from app.probes import router as probes_router
 from app.rest.gbfs import router as gbfs_router
 from app.rest.ingest import router as ingest_router
 from app.rest.metrics import router as metrics_router
@@ -56,9 +59,17 @@ async def _ensure_index(runtime: Runtime) -> None:
         log.warning("could not build the search index at start: %s", exc)
 
 
-def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> FastAPI:
-    """``fast_path=False`` leaves every request to Strawberry's view (tests compare the two)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    fast_path: bool = True,
+    shutdown: Shutdown | None = None,
+) -> FastAPI:
+    """``fast_path=False`` leaves every request to Strawberry's view (tests compare the two).
+    ``shutdown``: begun by the server on SIGTERM (app/server.py); ``/readyz`` and the
+    WebSockets follow it."""
     settings = settings or get_settings()
+    shutdown = shutdown or Shutdown()
     # Refuse a production configuration that could not sign or check tokens, before serving.
     check_settings(settings)
     secret_box.configure(settings)
@@ -67,6 +78,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime, contextlib.AsyncExitStack() as stack:
             app.state.runtime = runtime
+            migration_heads()  # read the migration files now, not in the first /readyz
             # This process's pools, sampled for /metrics; its live gauges let go on the way out.
             stack.callback(metrics.release_process)
             await stack.enter_async_context(
@@ -117,6 +129,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             remember_viewer=request.scope["type"] != "websocket",
         )
 
+    app.state.shutdown = shutdown
     schema = build_schema(settings)
     app.state.graphql_schema = schema
     app.state.operation_plans = OperationPlans(schema)
@@ -149,6 +162,8 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         default_bytes=settings.max_request_bytes,
         caps=[BodyCap("/ingest/", PUSH_MAX_BODY_BYTES)],
     )
+    # WebSockets are closed with 1001 once shutdown begins (app/platform/shutdown.py).
+    app.add_middleware(GoingAway, shutdown=shutdown)
     if settings.cors_origins:
         # Outside the fast path, so its answers carry the CORS headers too, and a preflight
         # never reaches it. Credentials are tokens in a header, never cookies.
@@ -169,9 +184,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     app.include_router(gbfs_router)
     app.include_router(reports_router)
     app.include_router(tiles_router)
-
-    @app.get("/health")
-    async def health(request: Request) -> dict[str, str]:
-        return {"status": "ok"}
+    # /livez, /readyz, and /health (as /livez) for existing monitors.
+    app.include_router(probes_router)
 
     return app

@@ -36,9 +36,7 @@ def observe(
 ) -> None:
     kind, name = describe(query, operation_name) if query else ("query", operation_name)
     outcome = "error" if errors else "ok"
-    metrics.GRAPHQL_OPERATIONS.labels(metrics.operation_label(name), kind, outcome).observe(
-        seconds
-    )
+    metrics.GRAPHQL_OPERATIONS.labels(metrics.operation_label(name), kind, outcome).observe(seconds)
     for error in errors or ():
         code = (error.extensions or {}).get("code")
         metrics.GRAPHQL_ERRORS.labels(metrics.error_code_label(code)).inc()

@@ -21,7 +21,7 @@ goes through :func:`app.booking.states.transition` and the transition writer
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, ParamSpec
 
@@ -41,6 +41,7 @@ from app.platform import metrics
 from app.platform.db import in_session
 from app.platform.redis import RedisKeys
 from app.platform.settings import Settings
+from app.platform.shutdown import RunToEnd
 from app.vehicle_index import VehicleIndex
 
 __all__ = ["BookingChanged", "BookingNotFound", "BookingService", "OrgBooking", "RiderLike"]
@@ -77,17 +78,29 @@ class BookingService:
         reservations = Reservations(
             self.core, self.operators, rules_from_settings(settings.eligibility_rules)
         )
-        self.reserve = counted("reserve", reservations.reserve)
-        self.reserve_for_organisation = counted("reserve", reservations.reserve_for_organisation)
-        self.act = counted_act(TripActions(self.core, self.operators).act)
+        # A reservation or trip action runs to its end even if its request is cancelled (a
+        # shutdown's grace ran out, the client left): stopped between the operator's answer
+        # and our commit it would leave the booking PENDING until reconciliation.
+        # open_runtime waits for them (aclose) before it closes the pools.
+        self._operations = RunToEnd("booking")
+        self.reserve = self._operations.wrap(counted("reserve", reservations.reserve))
+        self.reserve_for_organisation = self._operations.wrap(
+            counted("reserve", reservations.reserve_for_organisation)
+        )
+        self.act = self._operations.wrap(counted_act(TripActions(self.core, self.operators).act))
         self.booking_for = in_session(sessions, repository.booking_for)
         self.booking_by_id = in_session(sessions, repository.booking_by_id)
         self.bookings_of = in_session(sessions, repository.bookings_of)
         self.events_of = in_session(sessions, repository.events_of)
-        self.aclose = self.effects.aclose
 
     def now(self) -> datetime:
         return self.clock()
+
+    async def aclose(self) -> None:
+        """Wait for the booking operations still running, then stop the side effects' retries
+        (the process is shutting down)."""
+        await self._operations.wait()
+        await self.effects.aclose()
 
 
 _P = ParamSpec("_P")
@@ -102,8 +115,8 @@ def outcome_label(outcome: out.Outcome) -> str:
 
 
 def counted(
-    action: str, flow: Callable[_P, Awaitable[out.Outcome]]
-) -> Callable[_P, Awaitable[out.Outcome]]:
+    action: str, flow: Callable[_P, Coroutine[Any, Any, out.Outcome]]
+) -> Callable[_P, Coroutine[Any, Any, out.Outcome]]:
     """``flow`` with each answer counted in ``mobility_bookings_total`` under ``action``."""
 
     async def run(*args: _P.args, **kwargs: _P.kwargs) -> out.Outcome:
@@ -115,8 +128,8 @@ def counted(
 
 
 def counted_act(
-    act: Callable[_P, Awaitable[out.Outcome]],
-) -> Callable[_P, Awaitable[out.Outcome]]:
+    act: Callable[_P, Coroutine[Any, Any, out.Outcome]],
+) -> Callable[_P, Coroutine[Any, Any, out.Outcome]]:
     """The trip actions, counted under the event's name (start, pause, resume, finish,
     cancel)."""
 

@@ -35,9 +35,13 @@ def run(
         modules=[],
         workers=processes,
         max_async_tasks=concurrency or settings.sync_concurrency,
-        # A sync may take up to its deadline: let one in flight finish on shutdown.
-        wait_tasks_timeout=settings.sync_deadline_seconds,
-        shutdown_timeout=settings.sync_deadline_seconds + 5,
+        # On SIGTERM (or SIGINT) a worker stops reading the queue and gives the tasks it runs
+        # this long to finish (docs/operations-shutdown.md). A task still running then is never
+        # acknowledged: it stays pending in the stream and another worker claims it once idle
+        # for a claim's lease (app/task_queue.py). A grace at least the sync deadline lets
+        # every sync in flight finish.
+        wait_tasks_timeout=settings.shutdown_grace_seconds,
+        shutdown_timeout=settings.shutdown_grace_seconds + 5,
     )
     try:
         return run_worker(args) or 0

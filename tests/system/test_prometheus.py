@@ -146,7 +146,7 @@ scrape_configs:
                 # Several scrapes later, every one of them saw all the searches, whichever
                 # process answered it: the processes count into one set of files.
                 await asyncio.sleep(4)
-                every_scrape = await _query(client, prom, f"min_over_time({probe}[3s])")
+                every_scrape = await _query(client, prom, f"min_over_time({probe}[3s:1s])")
                 assert _value(every_scrape) == searches
                 up = await _query(client, prom, 'up{job="mobility"}')
                 assert _value(up) == 1

@@ -29,6 +29,7 @@ from app.platform.settings.quotes import QuoteSettings
 from app.platform.settings.rate_limits import RateLimitSettings
 from app.platform.settings.sealing import SealingSettings
 from app.platform.settings.search import SearchSettings
+from app.platform.settings.shutdown import ShutdownSettings
 from app.platform.settings.stores import StoreSettings
 from app.platform.settings.sync import SyncSettings
 from app.platform.settings.tiles import TileSettings
@@ -54,6 +55,7 @@ __all__ = [
     "SealingSettings",
     "SearchSettings",
     "Settings",
+    "ShutdownSettings",
     "StoreSettings",
     "SyncSettings",
     "TileSettings",
@@ -67,6 +69,7 @@ __all__ = [
 # (environment, stores, search, … rate limits): repr(), model_dump() and the order of several
 # validation errors keep that order.
 class Settings(
+    ShutdownSettings,
     MetricsSettings,
     WebSettings,
     TileSettings,
