@@ -18,6 +18,7 @@ from app.booking.maintenance import start_booking_maintenance
 from app.fleet.webhooks import start_webhook_dispatcher, webhook_http_client
 from app.platform import secret_box
 from app.platform.edge import BodyCap, RequestLimits
+from app.platform.request_id import RequestIdMiddleware
 from app.platform.settings import Settings, get_settings
 from app.rest.gbfs import router as gbfs_router
 from app.rest.ingest import router as ingest_router
@@ -142,10 +143,13 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type", "accept"],
-            expose_headers=["retry-after"],
+            allow_headers=["authorization", "content-type", "accept", "x-request-id"],
+            expose_headers=["retry-after", "x-request-id"],
             max_age=600,
         )
+    # Outermost: every answer carries the request's id (the edge's refusals and CORS preflights
+    # too), and every line logged while a request is served has it (app/platform/request_id.py).
+    app.add_middleware(RequestIdMiddleware)
 
     app.include_router(ingest_router)
     app.include_router(gbfs_router)

@@ -102,10 +102,8 @@ _REQUEST_TIMEOUT = (
 
 
 def run(settings: Settings, host: str, port: int) -> None:
-    # No log config of uvicorn's own: its loggers go to the root handler (app/platform/logs.py), so
-    # its
-    # lines are escaped like ours.
-    logging.getLogger("uvicorn").setLevel(logging.INFO)
+    # No log config of uvicorn's own: its loggers go to the root handler (app/platform/logs.py)
+    # at the root's level (MOBILITY_LOG_LEVEL), so its lines have our format and fields.
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -21,6 +21,7 @@ from app.platform.settings.freshness import FreshnessSettings
 from app.platform.settings.graphql import GraphQLSettings
 from app.platform.settings.http import HttpSettings
 from app.platform.settings.live_updates import LiveUpdateSettings
+from app.platform.settings.logs import LogSettings
 from app.platform.settings.mail import MailSettings
 from app.platform.settings.passwords import PasswordSettings
 from app.platform.settings.paths import PROJECT_ROOT, PathSettings
@@ -43,6 +44,7 @@ __all__ = [
     "GraphQLSettings",
     "HttpSettings",
     "LiveUpdateSettings",
+    "LogSettings",
     "MailSettings",
     "MobilityBaseSettings",
     "PasswordSettings",
@@ -65,6 +67,7 @@ __all__ = [
 # (environment, stores, search, … rate limits): repr(), model_dump() and the order of several
 # validation errors keep that order.
 class Settings(
+    LogSettings,
     WebSettings,
     TileSettings,
     RateLimitSettings,
