@@ -19,7 +19,7 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import orjson
 
@@ -129,15 +129,22 @@ class TextFormatter(EscapingFormatter):
 
 
 def configure_logging(
-    level: int | str = logging.WARNING, log_format: Literal["json", "text"] = "text"
+    level: int | str = logging.WARNING,
+    log_format: Literal["json", "text"] = "text",
+    *,
+    stream: TextIO | None = None,
 ) -> None:
-    """The root handler (stderr) with the format's formatter; uvicorn's and taskiq's loggers
-    propagate to it (the server is started without a logging config of its own, the worker
-    without taskiq's)."""
-    handler = logging.StreamHandler(sys.stderr)
+    """The root handler (on ``stream``, stderr by default) with the format's formatter;
+    uvicorn's and taskiq's loggers propagate to it (the server is started without a logging
+    config of its own, the worker without taskiq's)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    # httpx logs each request's whole URL at INFO, and a URL may carry a credential (a feed's
+    # ?key=, a webhook endpoint's token in its path): our own lines say what was called
+    # (app/platform/request_id.py, app/fleet/webhooks/delivery.py), without them.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
