@@ -129,7 +129,7 @@ def test_configure_logging_writes_json_lines_and_keeps_urls_of_httpx_out() -> No
 async def test_an_incoming_request_id_is_taken_only_if_well_formed(
     api: httpx.AsyncClient, given: str, taken: bool
 ) -> None:
-    response = await api.get("/health", headers={"X-Request-Id": given.encode("utf-8")})
+    response = await api.get("/health", headers={b"X-Request-Id": given.encode("utf-8")})
     assert response.status_code == 200
     returned = response.headers["x-request-id"]
     if taken:
