@@ -211,9 +211,10 @@ async def test_a_booking_and_its_webhooks_log_no_secret_and_carry_the_request_id
         set_secrets["sealing keys"] = settings.secrets_keys
     assert all(set_secrets.values()), [k for k, v in set_secrets.items() if not v]
     json_text, text_text = logs.json_text.getvalue(), logs.text_text.getvalue()
-    for name, value in set_secrets.items():
-        assert value not in json_text, f"the {name} is in the JSON log"
-        assert value not in text_text, f"the {name} is in the text log"
+    # Named, not shown: a failure must not print the secret it found.
+    in_json = [name for name, value in set_secrets.items() if value in json_text]
+    in_text = [name for name, value in set_secrets.items() if value in text_text]
+    assert (in_json, in_text) == ([], [])
 
     # --- the request ids: one JSON object per line; each request's own in its work's lines ---
     documents = logs.documents()
