@@ -18,9 +18,12 @@ import httpx
 import pytest
 from taskiq import TaskiqMessage
 
+from app.main import create_app
 from app.platform.logs import JsonFormatter, TextFormatter, configure_logging
 from app.platform.request_id import REQUEST_ID, well_formed
+from app.runtime import Runtime
 from app.task_queue import REQUEST_ID_LABEL, RequestIdMiddleware
+from tests.conftest import make_settings
 
 # A caller's value that tries to end the line and start a forged one, in every way a reader
 # might split a line or a terminal act on it.
@@ -154,6 +157,33 @@ async def test_every_answer_has_its_own_id_refusals_and_the_fast_path_included(
     # The fast path's answer carries it once, beside its own headers.
     assert answers[1].headers.get_list("x-request-id") == [ids[1]]
     assert answers[1].headers["content-type"].startswith("application/")
+
+
+async def test_a_browser_of_an_allowed_origin_may_send_and_read_the_id(runtime: Runtime) -> None:
+    origin = "https://app.example"
+    app = create_app(make_settings(cors_origins=origin))
+    app.state.runtime = runtime
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api"
+    ) as client:
+        preflight = await client.options(
+            "/graphql",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type, x-request-id",
+            },
+        )
+        answer = await client.post(
+            "/graphql",
+            json={"query": "{ __typename }"},
+            headers={"Origin": origin, "X-Request-Id": "browser-1"},
+        )
+    assert preflight.status_code == 200
+    assert "x-request-id" in preflight.headers["access-control-allow-headers"].lower()
+    assert GENERATED.fullmatch(preflight.headers["x-request-id"])
+    assert answer.headers["x-request-id"] == "browser-1"
+    assert "x-request-id" in answer.headers["access-control-expose-headers"].lower()
 
 
 @contextmanager
