@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -15,6 +14,8 @@ from app.commands.console import fail, say
 from app.platform.errors import DomainError
 from app.platform.logs import configure_logging
 from app.platform.settings import Settings, get_settings
+
+LONG_RUNNING = frozenset({"serve", "worker", "scheduler"})
 
 
 def _metrics_address(args: argparse.Namespace) -> tuple[str, int] | None:
@@ -136,8 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(logging.WARNING)
     settings = get_settings()
+    # The long-running processes write lines for a log pipeline; a one-shot command's reader is
+    # a person, and its output is on stdout.
+    long_running = args.command in LONG_RUNNING
+    configure_logging(
+        settings.log_level or ("INFO" if long_running else "WARNING"),
+        settings.log_format or ("json" if long_running else "text"),
+    )
     # After the arguments parse: `mobility --help` and a usage error need none of what it
     # loads (SQLAlchemy, cryptography: a quarter of a second of start-up).
     from app.platform import secret_box

@@ -19,6 +19,7 @@ from app.fleet.webhooks import start_webhook_dispatcher, webhook_http_client
 from app.platform import metrics, secret_box
 from app.platform.edge import BodyCap, RequestLimits
 from app.platform.pool_metrics import sampling_pools
+from app.platform.request_id import RequestIdMiddleware
 from app.platform.request_metrics import RequestMetrics
 from app.platform.settings import Settings, get_settings
 from app.platform.shutdown import GoingAway, Shutdown
@@ -171,10 +172,13 @@ def create_app(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type", "accept"],
-            expose_headers=["retry-after"],
+            allow_headers=["authorization", "content-type", "accept", "x-request-id"],
+            expose_headers=["retry-after", "x-request-id"],
             max_age=600,
         )
+    # Outermost: every answer carries the request's id (the edge's refusals and CORS preflights
+    # too), and every line logged while a request is served has it (app/platform/request_id.py).
+    app.add_middleware(RequestIdMiddleware)
 
     # Outermost: every request is timed, the edge's refusals and the fast path's answers too.
     app.add_middleware(RequestMetrics, known_paths=("/graphql",))

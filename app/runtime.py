@@ -6,6 +6,7 @@ talks to PostgreSQL, Redis and operators exactly the way production does.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ from app.platform import secret_box
 from app.platform.db import create_engine, plain_url, session_factory
 from app.platform.redis import RedisKeys, create_redis
 from app.platform.redis_pipelined import Endpoint, PipelinedRedis
+from app.platform.request_id import outbound_event_hooks
 from app.platform.settings import Settings
 from app.provider_admin import ProviderAdmin
 from app.reference import ReferenceCache
@@ -119,6 +121,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         timeout=httpx.Timeout(booking_timeout, connect=min(5.0, booking_timeout)),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
+        # Each operator call carries the request id out (X-Request-Id) and is logged with it.
+        event_hooks=outbound_event_hooks(logging.getLogger("app.booking.operator_calls")),
     )
     # The search's own pool: single reads on the hot path, without the ORM's session and
     # transaction round trips (app/search/repository.py: search_vehicles_near).

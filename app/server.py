@@ -38,6 +38,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import multiprocess
 
 from app.main import create_app
+from app.platform.logs import configure_logging
 from app.platform.settings import Settings
 from app.platform.shutdown import Shutdown
 
@@ -187,6 +188,9 @@ class _GracefulWorker(multiprocess.Process):
     @property
     def server(self) -> uvicorn.Server:
         if self._server is None:
+            # In the worker, which starts with nothing configured (spawned, not forked): the
+            # log format and level `mobility serve` has (app/cli.py).
+            configure_logging(self.settings.log_level or "INFO", self.settings.log_format or "json")
             self._server = _graceful_server(self.config, self.settings)
         return self._server
 
@@ -231,9 +235,8 @@ def _graceful_server(config: uvicorn.Config, settings: Settings) -> GracefulServ
 
 def run(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
     """Serve until stopped; ``workers`` processes share the port (uvicorn's supervisor)."""
-    # No log config of uvicorn's own: its loggers go to the root handler (app/platform/logs.py),
-    # so its lines are escaped like ours.
-    logging.getLogger("uvicorn").setLevel(logging.INFO)
+    # No log config of uvicorn's own: its loggers go to the root handler (app/platform/logs.py)
+    # at the root's level (MOBILITY_LOG_LEVEL), so its lines have our format and fields.
     config = MobilityConfig(
         # The factory, called by uvicorn in the serving process, shares that process's
         # shutdown with its server.

@@ -8,6 +8,10 @@ the queue with :func:`running_broker` and kicks syncs (:func:`scheduling`) and w
 it. A task is acknowledged only after it ran (taskiq's default ``WHEN_SAVED``): a worker killed
 mid-task leaves its message pending in the stream, and another worker claims it once it has
 been idle for a sync claim's lease.
+
+Every task carries a request id (:class:`RequestIdMiddleware`): the one current where it was
+kicked, in a message label, or a new one if none was; the worker runs the task with it, so
+every line the task logs has it (docs/operations-logs.md).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from taskiq_redis import RedisStreamBroker
 from app.fleet.tasks import register_webhook_tasks
 from app.platform import metrics
 from app.platform.redis import RedisKeys
+from app.platform.request_id import REQUEST_ID, new_request_id, well_formed
 from app.platform.settings import Settings, get_settings
 from app.runtime import Runtime, open_runtime
 from providers.dispatch import claim_lease_seconds
@@ -31,6 +36,8 @@ from providers.tasks import kicker, register_sync_tasks
 
 __all__ = [
     "CONSUMER_GROUP",
+    "REQUEST_ID_LABEL",
+    "RequestIdMiddleware",
     "TaskMetrics",
     "build_broker",
     "running_broker",
@@ -39,11 +46,34 @@ __all__ = [
 ]
 
 CONSUMER_GROUP = "sync-workers"
+REQUEST_ID_LABEL = "request_id"
+
+
+class RequestIdMiddleware(TaskiqMiddleware):
+    """The request id across the queue: put in a label when a task is kicked, restored in the
+    worker for the task's run (each message is run in an asyncio task of its own, so the id
+    set here is that run's alone)."""
+
+    def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            message.labels[REQUEST_ID_LABEL] = request_id
+        return message
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        # A label is checked like a header: anyone who can write to the stream can write one.
+        carried = well_formed(str(message.labels.get(REQUEST_ID_LABEL, "")))
+        REQUEST_ID.set(carried or new_request_id())
+        return message
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[object]) -> None:
+        REQUEST_ID.set(None)
 
 
 def build_broker(settings: Settings) -> AsyncBroker:
     """The broker with every task registered (not started)."""
     broker = _stream_broker(settings)
+    broker.add_middlewares(RequestIdMiddleware())
     broker.add_middlewares(TaskMetrics())
     register_sync_tasks(broker, settings, open_runtime)
     # Webhook deliveries ride the same queue: `mobility scheduler` kicks a round every few

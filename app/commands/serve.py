@@ -19,10 +19,8 @@ def run(settings: Settings, host: str, port: int, no_sync: bool, *, workers: int
         get_settings.cache_clear()
     # Several processes count into one directory, so that /metrics of any reports them all.
     directory = metrics.use_multiprocess_dir() if workers > 1 else None
-    say(
-        f"serving GraphQL at http://{host}:{port}/graphql with {workers} process(es) "
-        "(Ctrl-C to stop)"
-    )
+    processes = f" with {workers} processes" if workers > 1 else ""
+    say(f"serving GraphQL at http://{host}:{port}/graphql{processes} (Ctrl-C to stop)")
     try:
         server.run(get_settings(), host, port, workers=workers)
     finally:

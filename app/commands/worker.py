@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+from taskiq.cli.common_args import LogLevel
 from taskiq.cli.worker.args import WorkerArgs
 from taskiq.cli.worker.run import run_worker
 
@@ -42,6 +45,11 @@ def run(
         # every sync in flight finish.
         wait_tasks_timeout=settings.shutdown_grace_seconds,
         shutdown_timeout=settings.shutdown_grace_seconds + 5,
+        # The root handler app/cli.py configured (MOBILITY_LOG_FORMAT): the worker processes
+        # are forked and inherit it; taskiq's own basicConfig would be a second format.
+        configure_logging=False,
+        # taskiq sets its loggers to this level: the one the root logger has.
+        log_level=LogLevel(logging.getLogger().getEffectiveLevel()),
     )
     try:
         return run_worker(args) or 0

@@ -21,6 +21,7 @@ from app.platform.settings.freshness import FreshnessSettings
 from app.platform.settings.graphql import GraphQLSettings
 from app.platform.settings.http import HttpSettings
 from app.platform.settings.live_updates import LiveUpdateSettings
+from app.platform.settings.logs import LogSettings
 from app.platform.settings.mail import MailSettings
 from app.platform.settings.metrics import MetricsSettings
 from app.platform.settings.passwords import PasswordSettings
@@ -45,6 +46,7 @@ __all__ = [
     "GraphQLSettings",
     "HttpSettings",
     "LiveUpdateSettings",
+    "LogSettings",
     "MailSettings",
     "MetricsSettings",
     "MobilityBaseSettings",
@@ -71,6 +73,7 @@ __all__ = [
 class Settings(
     ShutdownSettings,
     MetricsSettings,
+    LogSettings,
     WebSettings,
     TileSettings,
     RateLimitSettings,
