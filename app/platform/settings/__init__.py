@@ -31,6 +31,7 @@ from app.platform.settings.search import SearchSettings
 from app.platform.settings.stores import StoreSettings
 from app.platform.settings.sync import SyncSettings
 from app.platform.settings.tiles import TileSettings
+from app.platform.settings.tracing import TracingSettings
 from app.platform.settings.web import WebSettings
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "StoreSettings",
     "SyncSettings",
     "TileSettings",
+    "TracingSettings",
     "WebSettings",
     "get_settings",
 ]
@@ -65,6 +67,7 @@ __all__ = [
 # (environment, stores, search, … rate limits): repr(), model_dump() and the order of several
 # validation errors keep that order.
 class Settings(
+    TracingSettings,
     WebSettings,
     TileSettings,
     RateLimitSettings,

@@ -1,0 +1,269 @@
+"""OpenTelemetry traces: the process's tracer provider and the instrumentations, installed once
+per process and only when an OTLP endpoint is configured (app/platform/settings/tracing.py).
+
+Off means not installed at all: no tracer provider, no wrapped asyncpg method, no wrapped httpx
+transport, no traced Redis client, and FastAPI's own request telemetry switched off for the app.
+The hot path then runs exactly the code it runs without this module (docs/performance.md), which
+is why the instrumentations (which import what they patch) and the exporter are imported only
+when tracing is switched on.
+
+What is traced when on (docs/operations-otel-traces.md):
+
+- every HTTP request and websocket, by FastAPI's native telemetry (``FastAPI(telemetry=...)``,
+  :meth:`Tracing.fastapi_telemetry`). It wraps the application outside its whole middleware
+  stack, so requests answered by the GraphQL fast path (graphql_schema/fast_http.py, a pure-ASGI
+  middleware that never reaches FastAPI's routing) get their server span too. It reads a
+  caller's ``traceparent``;
+- every statement on every asyncpg connection (asyncpg's instrumentation, which patches the
+  ``asyncpg`` classes for the process): the SQLAlchemy engine's connections, the search pool and
+  the push-ingest pool alike. The SQLAlchemy instrumentation is not used: every ORM statement
+  runs through asyncpg and would be traced twice;
+- the runtime's Redis client and its outbound httpx clients, per client
+  (:meth:`Tracing.instrument_clients`): the sync's feed fetches and the booking calls to
+  operators, which carry a W3C ``traceparent`` so the operator's side can join the trace;
+- taskiq tasks, queued by one process and run by a worker (:class:`TaskTracing`).
+
+What is kept out of spans: statement parameters (asyncpg's ``capture_parameters`` stays off, and
+our SQL binds every value, so ``db.statement`` holds ``$1`` placeholders, never a value), Redis
+command arguments (the instrumentation records ``SET ? ?``), request and response bodies (no
+instrumentation records them), headers (none captured unless the OTEL_INSTRUMENTATION_HTTP_
+CAPTURE_HEADERS_* variables ask, and then every header but a few harmless ones is redacted
+here), and the values of URL query parameters (a feed URL may carry its key there): see
+:class:`RedactingSpanProcessor`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+from opentelemetry.sdk.trace import SpanProcessor
+from redis.asyncio import Redis
+
+from app.platform.settings.tracing import TracingSettings
+
+if TYPE_CHECKING:
+    from fastapi.telemetry import TelemetryConfig
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import Span, TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+__all__ = [
+    "SERVICE_VERSION",
+    "ProcessRole",
+    "RedactingSpanProcessor",
+    "Tracing",
+    "active_tracing",
+    "configure_tracing",
+    "redact_query",
+    "redact_url",
+]
+
+log = logging.getLogger(__name__)
+
+ProcessRole = Literal["api", "worker", "scheduler", "cli"]
+SERVICE_VERSION = "0.1.0"
+# The resource attribute naming which of our processes a span comes from (the OpenTelemetry
+# conventions have none for a process's role in a deployment).
+ROLE_ATTRIBUTE = "mobility.process.role"
+REDACTED = "REDACTED"
+# Captured headers (only when an operator asks for them by the OTEL_INSTRUMENTATION_HTTP_
+# CAPTURE_HEADERS_* variables) keep their value only if named here: an operator's API key may
+# ride in a header of any name (adapters/credentials.py: ApiKeyHeader), so there is no list of
+# the dangerous ones to strike out.
+HARMLESS_HEADERS = frozenset(
+    {"accept", "content_type", "content_length", "user_agent", "retry_after", "etag"}
+)
+_HEADER_ATTRIBUTE_PREFIXES = ("http.request.header.", "http.response.header.")
+_URL_ATTRIBUTES = ("url.full", "http.url", "http.target")
+_QUERY_ATTRIBUTES = ("url.query",)
+
+_lock = threading.Lock()
+_active: Tracing | None = None
+
+
+def redact_query(query: str) -> str:
+    """``key=secret&page=2`` -> ``key=REDACTED&page=REDACTED``: names kept, values never."""
+    if not query:
+        return query
+    return urlencode([(name, REDACTED) for name, _ in parse_qsl(query, keep_blank_values=True)])
+
+
+def redact_url(url: str) -> str:
+    """The URL without its query values, user name or password."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+    return urlunsplit((parts.scheme, netloc, parts.path, redact_query(parts.query), ""))
+
+
+class RedactingSpanProcessor(SpanProcessor):
+    """Runs first on every span's start, rewriting what the instrumentations put there before
+    any exporter can see it: URL query values and captured header values. (Attributes are set
+    at a span's start by every instrumentation used here; a finished span is read-only.)"""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        attributes: Mapping[str, Any] = span.attributes or {}
+        changes: dict[str, Any] = {}
+        for key, value in attributes.items():
+            if not isinstance(value, str) and not key.startswith(_HEADER_ATTRIBUTE_PREFIXES):
+                continue
+            if key in _URL_ATTRIBUTES and isinstance(value, str) and ("?" in value or "@" in value):
+                changes[key] = redact_url(value) if "://" in value else _redact_target(value)
+            elif key in _QUERY_ATTRIBUTES and isinstance(value, str):
+                changes[key] = redact_query(value)
+            elif key.startswith(_HEADER_ATTRIBUTE_PREFIXES):
+                name = key.rpartition(".")[2]
+                if name not in HARMLESS_HEADERS:
+                    changes[key] = (REDACTED,)
+        if changes:
+            span.set_attributes(changes)
+
+
+def _redact_target(target: str) -> str:
+    path, _, query = target.partition("?")
+    return f"{path}?{redact_query(query)}" if query else path
+
+
+@dataclass
+class Tracing:
+    """The process's tracing, once switched on: its provider, and how to undo what it patched."""
+
+    provider: TracerProvider
+    role: ProcessRole
+    _uninstrument: list[Callable[[], None]] = field(default_factory=list)
+
+    def fastapi_telemetry(self) -> TelemetryConfig:
+        """``FastAPI(telemetry=...)``: request spans on this provider. Not FastAPI's automatic
+        exporter set-up, which would add a second exporter for the same endpoint; no metrics or
+        logs (this module configures traces only)."""
+        return {
+            "tracer_provider": self.provider,
+            "auto_configure": False,
+            "metrics": False,
+            "logs": False,
+        }
+
+    def instrument_clients(
+        self, *, redis: Iterable[Redis] = (), http: Iterable[httpx.AsyncClient] = ()
+    ) -> Callable[[], None]:
+        """Trace these clients (the runtime's); the returned function undoes it."""
+        # Loaded only when tracing is on (the module docstring says why).
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+        redis_clients, http_clients = list(redis), list(http)
+        for client in redis_clients:
+            RedisInstrumentor.instrument_client(client, tracer_provider=self.provider)
+        for http_client in http_clients:
+            HTTPXClientInstrumentor.instrument_client(http_client, tracer_provider=self.provider)
+
+        def undo() -> None:
+            for client in redis_clients:
+                RedisInstrumentor.uninstrument_client(client)
+            for http_client in http_clients:
+                HTTPXClientInstrumentor.uninstrument_client(http_client)
+
+        return undo
+
+    def shutdown(self) -> None:
+        """Undo the process-wide instrumentation, export what is pending, and let a later
+        :func:`configure_tracing` start anew (tests; a process ends with this too)."""
+        global _active
+        with _lock:
+            for undo in reversed(self._uninstrument):
+                undo()
+            self._uninstrument.clear()
+            self.provider.shutdown()
+            if _active is self:
+                _active = None
+
+
+def active_tracing() -> Tracing | None:
+    """This process's tracing, or None: off."""
+    return _active
+
+
+def configure_tracing(
+    settings: TracingSettings,
+    *,
+    role: ProcessRole,
+    exporter: SpanExporter | None = None,
+    install_global: bool = True,
+) -> Tracing | None:
+    """Switch tracing on for this process if an OTLP endpoint is configured, or if ``exporter``
+    is given (tests pass an in-memory one, exported to synchronously); None: tracing is off and
+    nothing was installed. A second call returns the first one's tracing.
+
+    ``install_global`` also makes the provider OpenTelemetry's global one (which the API allows
+    once per process), so a library tracing through ``opentelemetry.trace.get_tracer`` joins
+    in. Everything here is given the provider explicitly, so a test can trace without it and
+    leave no global state behind for the tests after it."""
+    global _active
+    with _lock:
+        if _active is not None:
+            return _active
+        url = settings.otlp_traces_url()
+        if exporter is None and url is None:
+            return None
+        # Loaded only when tracing is on (the module docstring says why).
+        from opentelemetry import trace
+        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.resources import SERVICE_VERSION as VERSION_KEY
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+        resource = Resource.create(
+            {
+                SERVICE_NAME: settings.otel_service_name,
+                VERSION_KEY: SERVICE_VERSION,
+                ROLE_ATTRIBUTE: role,
+            }
+        )
+        provider = TracerProvider(
+            resource=resource,
+            sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio)),
+            # This module shuts it down (Tracing.shutdown): an atexit hook of its own would
+            # run a second time, after the process's loops are gone.
+            shutdown_on_exit=False,
+        )
+        # First, so every processor after it sees the redacted attributes.
+        provider.add_span_processor(RedactingSpanProcessor())
+        if exporter is not None:
+            # A test reads its spans right after the request: exported as each span ends.
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+        else:
+            # Loaded only when tracing is on (the module docstring says why).
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            # Batched, in a thread of its own: a request never waits for the collector. The
+            # exporter reads OTEL_EXPORTER_OTLP_HEADERS / _TIMEOUT / _COMPRESSION itself.
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url)))
+        tracing = Tracing(provider=provider, role=role)
+        instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]  # untyped package
+        # capture_parameters stays False: statement parameters are the riders' data.
+        instrumentor.instrument(tracer_provider=provider)
+        tracing._uninstrument.append(instrumentor.uninstrument)
+        if install_global:
+            trace.set_tracer_provider(provider)
+        _active = tracing
+        log.info(
+            "tracing on: %s spans of %s (%s) to %s, sample ratio %s",
+            role,
+            settings.otel_service_name,
+            SERVICE_VERSION,
+            "a test exporter" if exporter is not None else url,
+            settings.trace_sample_ratio,
+        )
+        return tracing
