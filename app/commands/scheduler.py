@@ -10,6 +10,7 @@ from app.booking.maintenance import start_booking_maintenance
 from app.commands.console import say
 from app.fleet.tasks import kick_webhook_rounds
 from app.platform.settings import Settings
+from app.platform.tracing import configure_tracing
 from app.runtime import open_runtime
 from app.task_queue import running_broker
 from providers.scheduler import start_scheduler
@@ -22,6 +23,8 @@ async def run(settings: Settings) -> int:
     """The scheduler alone: claims due providers and queues their syncs for the workers, and
     runs booking upkeep and webhook deliveries."""
     queued = settings.model_copy(update={"sync_dispatch": "queue"})
+    # Before the runtime and the broker: their clients and tasks are traced if it is on.
+    configure_tracing(queued, role="scheduler")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -4,8 +4,8 @@ per process and only when an OTLP endpoint is configured (app/platform/settings/
 Off means not installed at all: no tracer provider, no wrapped asyncpg method, no wrapped httpx
 transport, no traced Redis client, and FastAPI's own request telemetry switched off for the app.
 The hot path then runs exactly the code it runs without this module (docs/performance.md), which
-is why the instrumentations (which import what they patch) and the exporter are imported only
-when tracing is switched on.
+is why the instrumentations (which import what they patch) and the OTLP exporter are imported
+only when tracing is switched on.
 
 What is traced when on (docs/operations-otel-traces.md):
 
@@ -21,7 +21,8 @@ What is traced when on (docs/operations-otel-traces.md):
 - the runtime's Redis client and its outbound httpx clients, per client
   (:meth:`Tracing.instrument_clients`): the sync's feed fetches and the booking calls to
   operators, which carry a W3C ``traceparent`` so the operator's side can join the trace;
-- taskiq tasks, queued by one process and run by a worker (:class:`TaskTracing`).
+- taskiq tasks, queued by one process and run by a worker (:class:`TaskTracing`), in the
+  trace of what queued them.
 
 What is kept out of spans: statement parameters (asyncpg's ``capture_parameters`` stays off, and
 our SQL binds every value, so ``db.statement`` holds ``$1`` placeholders, never a value), Redis
@@ -34,6 +35,7 @@ here), and the values of URL query parameters (a feed URL may carry its key ther
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -42,21 +44,30 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
-from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import SERVICE_VERSION as VERSION_KEY
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from redis.asyncio import Redis
+from taskiq import TaskiqMessage, TaskiqMiddleware, TaskiqResult
 
 from app.platform.settings.tracing import TracingSettings
 
 if TYPE_CHECKING:
     from fastapi.telemetry import TelemetryConfig
     from opentelemetry.context import Context
-    from opentelemetry.sdk.trace import Span, TracerProvider
+    from opentelemetry.sdk.trace import Span
     from opentelemetry.sdk.trace.export import SpanExporter
 
 __all__ = [
     "SERVICE_VERSION",
     "ProcessRole",
     "RedactingSpanProcessor",
+    "TaskTracing",
     "Tracing",
     "active_tracing",
     "configure_tracing",
@@ -188,6 +199,72 @@ class Tracing:
                 _active = None
 
 
+# The task span a worker is running, with the token that made it current: set by
+# TaskTracing.pre_execute and read by post_execute, which taskiq runs in the same asyncio task
+# (its receiver's callback), so each task running concurrently sees its own.
+_task_span: contextvars.ContextVar[tuple[Any, object] | None] = contextvars.ContextVar(
+    "mobility_task_span", default=None
+)
+# The W3C headers carried in a task's labels, from the process that queued it to the worker.
+_TRACE_LABELS = ("traceparent", "tracestate")
+
+
+class TaskTracing(TaskiqMiddleware):
+    """A span per taskiq task in the worker, in the trace of whatever queued it: the kicking
+    side puts the W3C ``traceparent`` of its current span in the message's labels, the worker
+    continues that trace (a CONSUMER span named after the task). Neither the task's arguments
+    (a sync's claim token is one) nor an error's message are recorded: the span says which task,
+    how long, and the error's type."""
+
+    def __init__(self, tracing: Tracing) -> None:
+        super().__init__()
+        self._tracer = tracing.provider.get_tracer("mobility.tasks", SERVICE_VERSION)
+
+    def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        for label in _TRACE_LABELS:
+            if label in carrier:
+                message.labels[label] = carrier[label]
+        return message
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        carrier = {k: str(message.labels[k]) for k in _TRACE_LABELS if k in message.labels}
+        parent = propagate.extract(carrier)
+        span = self._tracer.start_span(
+            f"task {message.task_name}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "taskiq",
+                "messaging.operation.type": "process",
+                "messaging.message.id": message.task_id,
+                "mobility.task.name": message.task_name,
+            },
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        _task_span.set((span, token))
+        return message
+
+    def on_error(
+        self, message: TaskiqMessage, result: TaskiqResult[Any], exception: BaseException
+    ) -> None:
+        current = _task_span.get()
+        if current is not None:
+            span = current[0]
+            span.set_attribute("error.type", type(exception).__qualname__)
+            span.set_status(Status(StatusCode.ERROR))
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        current = _task_span.get()
+        if current is None:
+            return
+        _task_span.set(None)
+        span, token = current
+        span.end()
+        otel_context.detach(token)  # type: ignore[arg-type]
+
+
 def active_tracing() -> Tracing | None:
     """This process's tracing, or None: off."""
     return _active
@@ -216,13 +293,7 @@ def configure_tracing(
         if exporter is None and url is None:
             return None
         # Loaded only when tracing is on (the module docstring says why).
-        from opentelemetry import trace
         from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-        from opentelemetry.sdk.resources import SERVICE_VERSION as VERSION_KEY
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
         resource = Resource.create(
             {
@@ -234,9 +305,9 @@ def configure_tracing(
         provider = TracerProvider(
             resource=resource,
             sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio)),
-            # This module shuts it down (Tracing.shutdown): an atexit hook of its own would
-            # run a second time, after the process's loops are gone.
-            shutdown_on_exit=False,
+            # A process exporting to a collector flushes its last batch as it exits; a test's
+            # provider is shut down by the test (Tracing.shutdown), once.
+            shutdown_on_exit=exporter is None,
         )
         # First, so every processor after it sees the redacted attributes.
         provider.add_span_processor(RedactingSpanProcessor())

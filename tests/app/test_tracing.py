@@ -10,6 +10,7 @@ on plain clients.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,18 +23,21 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from taskiq.receiver import Receiver
 
 from app.main import create_app
 from app.platform.db import transaction
 from app.platform.settings import Settings
 from app.platform.tracing import Tracing, active_tracing, configure_tracing
 from app.runtime import Runtime, open_runtime
+from app.task_queue import build_broker
 from providers.admin import set_credentials
 from providers.simulators.feed_server import FeedServer
 from tests.booking_support import NEARBY, RESERVE, bookable_operator, gql, key, sign_up
 from tests.conftest import make_settings
 
 OPERATOR_TOKEN = "operator-secret-token-7f3a9c"
+PROBE_ARGUMENT = "claim-token-3e8d1f"
 PASSWORD = "correct horse battery"  # tests/booking_support.sign_up's
 
 
@@ -262,3 +266,46 @@ def test_spans_name_the_service_and_the_process_role() -> None:
         assert resource["mobility.process.role"] == "worker"
     finally:
         tracing.shutdown()
+
+
+async def test_a_queued_task_runs_in_the_trace_of_what_queued_it(runtime: Runtime) -> None:
+    """The app's own broker (Redis stream), a task kicked under a span, run by taskiq's
+    receiver as a worker runs it."""
+    exporter = InMemorySpanExporter()
+    tracing = configure_tracing(
+        runtime.settings, role="worker", exporter=exporter, install_global=False
+    )
+    assert tracing is not None
+    seen: list[tuple[int, int]] = []
+
+    async def probe(claim_token: str) -> str:
+        current = trace.get_current_span().get_span_context()
+        seen.append((current.trace_id, current.span_id))
+        return claim_token
+
+    try:
+        broker = build_broker(runtime.settings)
+        task = broker.register_task(probe, task_name="mobility.test_trace_probe")
+        await broker.startup()
+        try:
+            tracer = tracing.provider.get_tracer("tests")
+            with tracer.start_as_current_span("kicking request") as kicking:
+                await task.kiq(PROBE_ARGUMENT)
+            receiver = Receiver(broker, run_startup=False)
+            async with asyncio.timeout(20):
+                async for message in broker.listen():
+                    await receiver.callback(message, raise_err=True)
+                    break
+        finally:
+            await broker.shutdown()
+    finally:
+        tracing.shutdown()
+    (task_span,) = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CONSUMER]
+    assert task_span.name == "task mobility.test_trace_probe"
+    assert task_span.parent is not None
+    assert task_span.parent.span_id == kicking.get_span_context().span_id
+    assert task_span.context.trace_id == kicking.get_span_context().trace_id
+    # The task's own code ran with the task's span current.
+    assert seen == [(task_span.context.trace_id, task_span.context.span_id)]
+    # Its arguments are not (a sync's claim token is one).
+    assert PROBE_ARGUMENT not in attribute_text([task_span])
