@@ -166,6 +166,15 @@ async def test_a_reservation_is_one_trace_from_the_request_through_the_database_
     assert any("INSERT INTO bookings" in st for st in statements), statements
     assert any("$1" in st for st in statements), statements
 
+    # Redis commands are in it too, their arguments left out.
+    redis_statements = [
+        str((s.attributes or {}).get("db.statement"))
+        for s in spans
+        if (s.attributes or {}).get("db.system") == "redis"
+    ]
+    assert redis_statements
+    assert all(set(st.split()[1:]) <= {"?"} for st in redis_statements), redis_statements
+
     operator_spans = [
         s for s in spans if s.kind is SpanKind.CLIENT and outbound_url(s).startswith(base_url)
     ]
@@ -309,3 +318,28 @@ async def test_a_queued_task_runs_in_the_trace_of_what_queued_it(runtime: Runtim
     assert seen == [(task_span.context.trace_id, task_span.context.span_id)]
     # Its arguments are not (a sync's claim token is one).
     assert PROBE_ARGUMENT not in attribute_text([task_span])
+
+
+async def test_the_sample_ratio_drops_new_traces_but_never_cuts_a_caller_s(
+    runtime: Runtime,
+) -> None:
+    settings = runtime.settings.model_copy(update={"trace_sample_ratio": 0.0})
+    exporter = InMemorySpanExporter()
+    tracing = configure_tracing(settings, role="api", exporter=exporter, install_global=False)
+    assert tracing is not None
+    try:
+        app = create_app(settings)
+        app.state.runtime = runtime
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api"
+        ) as api:
+            assert (await api.get("/health")).status_code == 200
+            assert exporter.get_finished_spans() == ()
+            caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            response = await api.get("/health", headers={"traceparent": caller})
+            assert response.status_code == 200
+    finally:
+        tracing.shutdown()
+    spans = exporter.get_finished_spans()
+    assert spans
+    assert {f"{s.context.trace_id:032x}" for s in spans} == {"0af7651916cd43dd8448eb211c80319c"}
