@@ -30,7 +30,7 @@ command arguments (the instrumentation records ``SET ? ?``), request and respons
 instrumentation records them), headers (none captured unless the OTEL_INSTRUMENTATION_HTTP_
 CAPTURE_HEADERS_* variables ask, and then every header but a few harmless ones is redacted
 here), and the values of URL query parameters (a feed URL may carry its key there): see
-:class:`RedactingSpanProcessor`.
+:class:`RedactingSpanExporter`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -48,8 +48,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.resources import SERVICE_VERSION as VERSION_KEY
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from redis.asyncio import Redis
@@ -59,20 +64,18 @@ from app.platform.settings.tracing import TracingSettings
 
 if TYPE_CHECKING:
     from fastapi.telemetry import TelemetryConfig
-    from opentelemetry.context import Context
-    from opentelemetry.sdk.trace import Span
-    from opentelemetry.sdk.trace.export import SpanExporter
 
 __all__ = [
     "SERVICE_VERSION",
     "ProcessRole",
-    "RedactingSpanProcessor",
+    "RedactingSpanExporter",
     "TaskTracing",
     "Tracing",
     "active_tracing",
     "configure_tracing",
     "redact_query",
     "redact_url",
+    "redacted_attributes",
 ]
 
 log = logging.getLogger(__name__)
@@ -117,27 +120,61 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, redact_query(parts.query), ""))
 
 
-class RedactingSpanProcessor(SpanProcessor):
-    """Runs first on every span's start, rewriting what the instrumentations put there before
-    any exporter can see it: URL query values and captured header values. (Attributes are set
-    at a span's start by every instrumentation used here; a finished span is read-only.)"""
+def redacted_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes of ``attributes`` that must change before a span leaves the process, and
+    what they become (empty: none)."""
+    changes: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if key.startswith(_HEADER_ATTRIBUTE_PREFIXES):
+            if key.rpartition(".")[2] not in HARMLESS_HEADERS:
+                changes[key] = (REDACTED,)
+        elif not isinstance(value, str):
+            continue
+        elif key in _URL_ATTRIBUTES and ("?" in value or "@" in value):
+            changes[key] = redact_url(value) if "://" in value else _redact_target(value)
+        elif key in _QUERY_ATTRIBUTES:
+            changes[key] = redact_query(value)
+    return changes
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        attributes: Mapping[str, Any] = span.attributes or {}
-        changes: dict[str, Any] = {}
-        for key, value in attributes.items():
-            if not isinstance(value, str) and not key.startswith(_HEADER_ATTRIBUTE_PREFIXES):
-                continue
-            if key in _URL_ATTRIBUTES and isinstance(value, str) and ("?" in value or "@" in value):
-                changes[key] = redact_url(value) if "://" in value else _redact_target(value)
-            elif key in _QUERY_ATTRIBUTES and isinstance(value, str):
-                changes[key] = redact_query(value)
-            elif key.startswith(_HEADER_ATTRIBUTE_PREFIXES):
-                name = key.rpartition(".")[2]
-                if name not in HARMLESS_HEADERS:
-                    changes[key] = (REDACTED,)
-        if changes:
-            span.set_attributes(changes)
+
+class RedactingSpanExporter(SpanExporter):
+    """Every exporter is behind this one: a span leaves the process only with its URL query
+    values, URL credentials and captured headers redacted. At export, not at a span's start:
+    the instrumentations set some attributes (a response's captured headers) later. It runs in
+    the export thread (or, in tests, as each span ends), never on a request's path."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self._inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._inner.export([_redacted(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+def _redacted(span: ReadableSpan) -> ReadableSpan:
+    attributes = span.attributes or {}
+    changes = redacted_attributes(attributes)
+    if not changes:
+        return span
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes={**attributes, **changes},
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
 
 
 def _redact_target(target: str) -> str:
@@ -309,18 +346,17 @@ def configure_tracing(
             # provider is shut down by the test (Tracing.shutdown), once.
             shutdown_on_exit=exporter is None,
         )
-        # First, so every processor after it sees the redacted attributes.
-        provider.add_span_processor(RedactingSpanProcessor())
         if exporter is not None:
             # A test reads its spans right after the request: exported as each span ends.
-            provider.add_span_processor(SimpleSpanProcessor(exporter))
+            provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(exporter)))
         else:
             # Loaded only when tracing is on (the module docstring says why).
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             # Batched, in a thread of its own: a request never waits for the collector. The
             # exporter reads OTEL_EXPORTER_OTLP_HEADERS / _TIMEOUT / _COMPRESSION itself.
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url)))
+            otlp = OTLPSpanExporter(endpoint=url)
+            provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(otlp)))
         tracing = Tracing(provider=provider, role=role)
         instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]  # untyped package
         # capture_parameters stays False: statement parameters are the riders' data.

@@ -232,6 +232,45 @@ async def test_an_outbound_url_keeps_no_query_value_or_password(
     assert "pw-9d2e" not in attribute_text([span])
 
 
+async def test_captured_headers_keep_no_credential(
+    traced: Traced, feed_server: tuple[FeedServer, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator may ask the httpx instrumentation to record every header: credentials,
+    whatever the header's name, still leave the process redacted."""
+    server, base_url = feed_server
+    server.add_static("/feed/gbfs.json", b"{}")
+    server.require_headers("/feed", {"X-Feed-Key": "feed-key-c41d"})
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST", ".*")
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE", ".*")
+    async with httpx.AsyncClient(headers={"User-Agent": "probe/1"}) as client:
+        untrace = traced.tracing.instrument_clients(http=[client])
+        try:
+            traced.exporter.clear()
+            response = await client.get(
+                f"{base_url}/feed/gbfs.json",
+                headers={"X-Feed-Key": "feed-key-c41d", "Authorization": "Bearer bt-0e7a"},
+            )
+        finally:
+            untrace()
+    assert response.status_code == 200
+    # The operator's side saw the credentials.
+    assert server.last_headers["/feed/gbfs.json"]["x-feed-key"] == "feed-key-c41d"
+    (span,) = traced.exporter.get_finished_spans()
+    attributes = span.attributes or {}
+    assert attributes["http.request.header.x_feed_key"] == ("REDACTED",)
+    assert attributes["http.request.header.authorization"] == ("REDACTED",)
+    assert attributes["http.request.header.user_agent"] == ("probe/1",)
+    # Set after the span started, when the answer came: redacted too, but for harmless ones.
+    assert attributes["http.response.header.content_type"] == ("application/json",)
+    assert any(
+        key.startswith("http.response.header.") and value == ("REDACTED",)
+        for key, value in attributes.items()
+    )
+    text = attribute_text([span])
+    assert "feed-key-c41d" not in text
+    assert "bt-0e7a" not in text
+
+
 async def test_with_no_endpoint_nothing_is_installed(runtime: Runtime) -> None:
     settings: Settings = make_settings()
     assert settings.otlp_traces_url() is None
