@@ -80,7 +80,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ProcessRole = Literal["api", "worker", "scheduler", "cli"]
+ProcessRole = Literal["api", "worker", "scheduler"]
 SERVICE_VERSION = "0.1.0"
 # The resource attribute naming which of our processes a span comes from (the OpenTelemetry
 # conventions have none for a process's role in a deployment).
