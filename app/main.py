@@ -23,6 +23,7 @@ from app.platform.request_id import RequestIdMiddleware
 from app.platform.request_metrics import RequestMetrics
 from app.platform.settings import Settings, get_settings
 from app.platform.shutdown import GoingAway, Shutdown
+from app.platform.tracing import configure_tracing
 from app.probes import migration_heads
 from app.probes import router as probes_router
 from app.rest.gbfs import router as gbfs_router
@@ -74,6 +75,9 @@ def create_app(
     # Refuse a production configuration that could not sign or check tokens, before serving.
     check_settings(settings)
     secret_box.configure(settings)
+    # Before the runtime is opened, whose clients are traced if tracing is on; None: off, and
+    # nothing of OpenTelemetry is installed (app/platform/tracing.py).
+    tracing = configure_tracing(settings, role="api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,6 +112,8 @@ def create_app(
                 # Its own client, not runtime.http (which follows redirects and may reach any
                 # address): an organisation chose these URLs (app/platform/outbound.py).
                 webhook_http = await stack.enter_async_context(webhook_http_client(settings))
+                if tracing is not None:
+                    stack.callback(tracing.instrument_clients(http=[webhook_http]))
                 await stack.enter_async_context(
                     start_webhook_dispatcher(runtime.sessions, webhook_http, settings)
                 )
@@ -117,6 +123,10 @@ def create_app(
         title="Mobility aggregator",
         version="0.1.0",
         lifespan=lifespan,
+        # FastAPI's own request spans, outside the whole middleware stack, so the GraphQL fast
+        # path's answers are traced too; switched off with tracing (it would otherwise start
+        # on any global tracer provider some library installed).
+        telemetry=tracing.fastapi_telemetry() if tracing is not None else {"tracing": False},
     )
 
     async def get_context(request: HTTPConnection) -> Context:

@@ -31,6 +31,7 @@ from app.platform.redis import RedisKeys, create_redis
 from app.platform.redis_pipelined import Endpoint, PipelinedRedis
 from app.platform.request_id import outbound_event_hooks
 from app.platform.settings import Settings
+from app.platform.tracing import active_tracing
 from app.provider_admin import ProviderAdmin
 from app.reference import ReferenceCache
 from app.search.service import SearchService
@@ -143,6 +144,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         max_inactive_connection_lifetime=300,
     )
     search = SearchService(settings, index, search_pool, sessions)
+    # Traced only when this process switched tracing on (app/platform/tracing.py); asyncpg's
+    # connections, the engine's and both pools', are traced process-wide there.
+    tracing = active_tracing()
+    untrace = (
+        tracing.instrument_clients(redis=[redis], http=[http, booking_http])
+        if tracing is not None
+        else None
+    )
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -186,6 +195,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     try:
         yield runtime
     finally:
+        if untrace is not None:
+            untrace()
         await runtime.bookings.aclose()
         await runtime.live_updates.aclose()
         await runtime.booking_signals.aclose()

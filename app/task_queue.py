@@ -29,6 +29,7 @@ from app.platform import metrics
 from app.platform.redis import RedisKeys
 from app.platform.request_id import REQUEST_ID, new_request_id, well_formed
 from app.platform.settings import Settings, get_settings
+from app.platform.tracing import TaskTracing, active_tracing, configure_tracing
 from app.runtime import Runtime, open_runtime
 from providers.dispatch import claim_lease_seconds
 from providers.scheduler import Scheduler, start_scheduler
@@ -75,6 +76,10 @@ def build_broker(settings: Settings) -> AsyncBroker:
     broker = _stream_broker(settings)
     broker.add_middlewares(RequestIdMiddleware())
     broker.add_middlewares(TaskMetrics())
+    tracing = active_tracing()
+    if tracing is not None:
+        # The kicking side puts its trace in each task's labels; the worker continues it.
+        broker.add_middlewares(TaskTracing(tracing))
     register_sync_tasks(broker, settings, open_runtime)
     # Webhook deliveries ride the same queue: `mobility scheduler` kicks a round every few
     # seconds and any worker runs it.
@@ -83,8 +88,11 @@ def build_broker(settings: Settings) -> AsyncBroker:
 
 
 def worker_broker() -> AsyncBroker:
-    """The broker ``mobility worker`` runs (taskiq imports it by name), from the environment."""
-    return build_broker(get_settings())
+    """The broker ``mobility worker`` runs (taskiq imports it by name, in each worker process),
+    from the environment; tracing is switched on here first if it is configured."""
+    settings = get_settings()
+    configure_tracing(settings, role="worker")
+    return build_broker(settings)
 
 
 @asynccontextmanager

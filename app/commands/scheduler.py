@@ -11,6 +11,7 @@ from app.commands.console import say
 from app.fleet.tasks import kick_webhook_rounds
 from app.platform import metrics
 from app.platform.settings import Settings
+from app.platform.tracing import configure_tracing
 from app.runtime import open_runtime
 from app.task_queue import running_broker
 from providers.scheduler import start_scheduler
@@ -26,6 +27,8 @@ async def run(settings: Settings, *, metrics_at: tuple[str, int] | None = None) 
         metrics.serve_metrics(metrics_at)
         say(f"metrics at http://{metrics_at[0]}:{metrics_at[1]}/metrics")
     queued = settings.model_copy(update={"sync_dispatch": "queue"})
+    # Before the runtime and the broker: their clients and tasks are traced if it is on.
+    configure_tracing(queued, role="scheduler")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -34,6 +34,7 @@ from app.platform.settings.shutdown import ShutdownSettings
 from app.platform.settings.stores import StoreSettings
 from app.platform.settings.sync import SyncSettings
 from app.platform.settings.tiles import TileSettings
+from app.platform.settings.tracing import TracingSettings
 from app.platform.settings.web import WebSettings
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "StoreSettings",
     "SyncSettings",
     "TileSettings",
+    "TracingSettings",
     "WebSettings",
     "get_settings",
 ]
@@ -74,6 +76,7 @@ class Settings(
     ShutdownSettings,
     MetricsSettings,
     LogSettings,
+    TracingSettings,
     WebSettings,
     TileSettings,
     RateLimitSettings,
