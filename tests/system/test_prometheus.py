@@ -14,10 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 from app.runtime import Runtime
 from providers.simulators.feed_server import FeedServer
-from tests.helpers import synced_conformance_provider
+from tests.conftest import make_settings
+from tests.helpers import add_conformance_provider, synced_conformance_provider
 from tests.processes import external_process, free_port, mobility_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,3 +163,84 @@ scrape_configs:
                 assert _value(provider) == 1
                 pools = await _query(client, prom, "count(mobility_db_pool_connections_in_use)")
                 assert _value(pools) == 3  # orm, search, ingest, summed over the processes
+
+
+async def _succeeded_syncs(runtime: Runtime, provider: str) -> int:
+    async with runtime.sessions() as session:
+        count = await session.scalar(
+            text("SELECT count(*) FROM sync_runs WHERE provider_id = :p AND status = 'succeeded'"),
+            {"p": provider},
+        )
+    return int(count or 0)
+
+
+def _samples(text_format: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(text_format):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total
+
+
+async def test_worker_and_scheduler_metrics_count_every_worker_process(
+    runtime: Runtime, feed_server: tuple[FeedServer, str], tmp_path: Path
+) -> None:
+    """Two worker processes count into one directory that the supervising process serves:
+    the syncs it reports equal the succeeded syncs the database recorded."""
+    server, base_url = feed_server
+    slug = await add_conformance_provider(runtime, server, base_url, "lillestrom-bysykkel")
+    settings = make_settings(sync_min_interval_seconds=1.0, sync_max_interval_seconds=1.0)
+    worker_port, scheduler_port = free_port(), free_port()
+    logs = [tmp_path / "worker.log", tmp_path / "scheduler.log"]
+    worker_metrics = f"http://127.0.0.1:{worker_port}/metrics"
+    with (
+        mobility_process(
+            ["worker", "--processes", "2", "--metrics-port", str(worker_port)], settings, logs[0]
+        ),
+        mobility_process(["scheduler", "--metrics-port", str(scheduler_port)], settings, logs[1]),
+    ):
+        async with httpx.AsyncClient(timeout=10) as client:
+
+            async def scrape(url: str) -> str | None:
+                try:
+                    response = await client.get(url)
+                except httpx.HTTPError:
+                    return None
+                return response.text if response.status_code == 200 else None
+
+            async def synced_thrice() -> bool:
+                body = await scrape(worker_metrics)
+                ok = f'provider="{slug}"'
+                return (
+                    body is not None and ok in body and await _succeeded_syncs(runtime, slug) >= 3
+                )
+
+            await wait_for(synced_thrice, 60, "three syncs through the workers", logs)
+            # The counts and the database agree (read the metrics on both sides of the
+            # database read, so a sync finishing in between is seen).
+            while True:
+                first = await scrape(worker_metrics)
+                recorded = await _succeeded_syncs(runtime, slug)
+                second = await scrape(worker_metrics)
+                assert first is not None and second is not None
+                counted = _samples(
+                    first,
+                    "mobility_provider_sync_duration_seconds_count",
+                    provider=slug,
+                    outcome="ok",
+                )
+                if counted == _samples(
+                    second,
+                    "mobility_provider_sync_duration_seconds_count",
+                    provider=slug,
+                    outcome="ok",
+                ):
+                    break
+            assert counted == recorded
+            tasks = _samples(second, "mobility_task_duration_seconds_count", outcome="ok")
+            assert tasks >= counted
+            scheduler_body = await scrape(f"http://127.0.0.1:{scheduler_port}/metrics")
+            assert scheduler_body is not None
+            # The scheduler's own process: prometheus-client's process metrics are there.
+            assert "process_cpu_seconds_total" in scheduler_body
