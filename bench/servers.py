@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,6 +350,9 @@ def server_env(database_url: str, redis_prefix: str, **extra: str) -> dict[str, 
         # Production refuses to start without a signing key (app/accounts): one per run.
         MOBILITY_JWT_SECRET=secrets.token_hex(32),
         MOBILITY_SECRETS_KEYS=config.SECRETS_KEY,
+        # Its workers count metrics into one directory, as under `mobility serve --workers`
+        # (app/platform/metrics.py): the hot path measured is the one production runs.
+        PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="bench-metrics-"),
         PYTHONPATH=os.pathsep.join(
             p for p in (str(config.PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
         ),

@@ -22,7 +22,9 @@ from sqlalchemy import text
 
 from app.platform.shutdown import GOING_AWAY
 from app.runtime import Runtime
+from providers.simulators.feed_server import FeedServer
 from tests.booking_support import RESERVE, bookable_operator, gql, key, sign_up
+from tests.helpers import synced_conformance_provider
 from tests.processes import free_port, mobility_process, wait_for
 
 # Bounds for waiting on the process, generous next to the settings below: the test checks what
@@ -262,3 +264,42 @@ async def test_a_reservation_outliving_the_grace_is_still_settled(
         assert exit_code == 0, log.read_text()[-3000:]
         assert await _booking_states(runtime) == ["CONFIRMED"]
         assert {b["state"] for b in sim.bookings_view()} == {"CONFIRMED"}
+
+
+async def test_every_worker_of_serve_workers_shuts_down_gracefully(
+    runtime: Runtime, feed_server: tuple[FeedServer, str], tmp_path: Path
+) -> None:
+    """``mobility serve --workers 2``: SIGTERM to the supervisor reaches each worker, which
+    drains as a single process does: WebSockets on either worker closed with 1001, searches
+    started before the signal answered, and the whole process group gone within the bound."""
+    await synced_conformance_provider(runtime, feed_server, "getaround-stavanger")
+    lat, lon = 58.97, 5.73
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "api.log"
+    with mobility_process(
+        ["serve", "--port", str(port), "--no-sync", "--workers", "2"],
+        runtime.settings,
+        log,
+        MOBILITY_SHUTDOWN_DRAIN_SECONDS="1",
+    ) as proc:
+        await _up(base_url, log)
+        async with contextlib.AsyncExitStack() as stack:
+            # Sockets on new connections: with two workers accepting, both get some.
+            sockets = [
+                await stack.enter_async_context(_subscribed(base_url, lat, lon)) for _ in range(6)
+            ]
+            load = Load(base_url, {"lat": lat, "lon": lon})
+            clients = [asyncio.create_task(load.client()) for _ in range(3)]
+            await asyncio.sleep(0.5)
+            load.signalled.set()
+            os.kill(proc.pid, signal.SIGTERM)  # the supervisor only, as a process manager does
+            codes = await asyncio.gather(*(_close_code(ws) for ws in sockets))
+            load.stop.set()
+            await asyncio.gather(*clients)
+        assert codes == [GOING_AWAY] * len(sockets)
+        assert load.before and set(load.before) == {"ok"}, load.before
+        assert await asyncio.to_thread(_exit_code, proc) == 0
+    workers = [line for line in log.read_text().splitlines() if "shutting down: draining" in line]
+    # Each worker process drained (its own log line); no worker was killed instead.
+    assert len(workers) == 2, log.read_text()[-3000:]
