@@ -104,8 +104,14 @@ async def reset_state(runtime: Runtime) -> None:
                 "organisations CASCADE"
             )
         )
-    # Only this suite's keys: whatever else shares the Redis server is left alone.
-    keys = [k async for k in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}:*", count=1000)]
+    # Only this suite's keys: whatever else shares the Redis server is left alone. The index's
+    # keys start with their hash tag, "{<prefix>:" (app/platform/redis.RedisKeys).
+    prefix = runtime.keys.prefix
+    keys = [
+        k
+        for pattern in (f"{prefix}:*", f"{{{prefix}:*")
+        async for k in runtime.redis.scan_iter(match=pattern, count=1000)
+    ]
     if keys:
         await runtime.redis.delete(*keys)
     # An empty database's index is complete: mark it ready, as the API's start-up would.

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.booking import repository
@@ -36,7 +35,7 @@ from app.booking.operators import Operators
 from app.booking.reserve import Reservations
 from app.booking.schemas import BookingChanged, BookingNotFound, OrgBooking, RiderLike
 from app.platform.db import in_session
-from app.platform.redis import RedisKeys
+from app.platform.redis import RedisClient, RedisKeys
 from app.platform.settings import Settings
 from app.vehicle_index import VehicleIndex
 
@@ -52,7 +51,7 @@ class BookingService:
         *,
         sessions: async_sessionmaker[AsyncSession],
         settings: Settings,
-        redis: Redis,
+        redis: RedisClient,
         keys: RedisKeys,
         index: VehicleIndex,
         http: Any,

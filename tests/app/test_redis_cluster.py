@@ -1,0 +1,472 @@
+"""Every Redis use against a real three-master Redis Cluster (``MOBILITY_REDIS_CLUSTER``).
+
+The session fixture starts three ``redis-server`` processes in cluster mode on ports 7101-7103,
+joins them with ``redis-cli --cluster create`` and stops them at the end. The tests then run the
+production code paths on a runtime built for the cluster: a sync writing the index, searches
+through its script, rate limits, the breaker, persisted queries, deltas and booking signals over
+sharded pub/sub, and the task stream consumed by a real ``mobility worker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import ResponseError
+from sqlalchemy import text
+from taskiq import AckableMessage
+
+from app.live_updates import RESYNC
+from app.persisted_queries import PersistedQueries
+from app.platform.redis import cluster_seeds, create_redis, publish
+from app.platform.settings import Settings
+from app.rate_limit import Limit, Subject, take
+from app.runtime import Runtime, open_runtime
+from app.task_queue import ClusterStreamBroker, build_broker
+from app.vehicle import VehicleFilter
+from app.vehicle_index import VehicleDelta
+from providers.breaker import BreakerState, CircuitBreaker
+from providers.scheduler import QueueDispatcher, Scheduler
+from providers.simulators.feed_server import FeedServer
+from providers.tasks import kicker
+from tests.conftest import make_settings, reset_state
+from tests.helpers import add_provider, scooter, serve_documents, synthetic_scooter_feeds
+from tests.processes import mobility_process, wait_for
+
+PORTS = (7101, 7102, 7103)
+CLUSTER_URL = "redis://127.0.0.1:7101,127.0.0.1:7102"
+CENTER = (59.91, 10.75)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _cluster_ok(port: int) -> bool:
+    out = subprocess.run(
+        ["redis-cli", "-p", str(port), "cluster", "info"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    ).stdout
+    return "cluster_state:ok" in out
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Three masters started from ``redis-server``, no replicas; their seed URL."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.fail("redis-server and redis-cli are needed (scripts/install-system.sh)")
+    busy = [p for p in PORTS if not _port_free(p)]
+    if busy:
+        pytest.fail(f"ports {busy} are taken: the cluster test needs 7101-7103")
+    folder = tmp_path_factory.mktemp("redis-cluster")
+    servers: list[subprocess.Popen[bytes]] = []
+    try:
+        for port in PORTS:
+            log = (folder / f"{port}.log").open("ab")
+            servers.append(
+                subprocess.Popen(
+                    [
+                        "redis-server",
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        str(folder / f"nodes-{port}.conf"),
+                        "--dir",
+                        str(folder),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--daemonize",
+                        "no",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        deadline = time.monotonic() + 20
+        while any(_port_free(p) for p in PORTS):
+            if time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not start; logs in {folder}")
+            time.sleep(0.05)
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in PORTS),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        while not all(_cluster_ok(p) for p in PORTS):
+            if time.monotonic() > deadline:
+                pytest.fail("the cluster did not reach cluster_state:ok")
+            time.sleep(0.1)
+        yield CLUSTER_URL
+    finally:
+        for server in servers:
+            server.kill()
+        for server in servers:
+            server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def cluster_settings(redis_cluster: str) -> Settings:
+    return make_settings(redis_url=redis_cluster, redis_cluster=True)
+
+
+@pytest.fixture(scope="session")
+async def cluster_session_runtime(
+    cluster_settings: Settings, migrated: None
+) -> AsyncIterator[Runtime]:
+    async with open_runtime(cluster_settings) as runtime:
+        yield runtime
+
+
+@pytest.fixture
+async def cluster(cluster_session_runtime: Runtime) -> Runtime:
+    """The cluster runtime with an empty database and none of this suite's keys."""
+    await reset_state(cluster_session_runtime)
+    cluster_session_runtime.sync._caches.clear()
+    cluster_session_runtime.reference.invalidate()
+    return cluster_session_runtime
+
+
+@pytest.fixture
+async def nodes(redis_cluster: str) -> AsyncIterator[dict[int, Redis]]:
+    """A plain client to each master: what each node holds, seen without the cluster client."""
+    clients = {port: Redis(host="127.0.0.1", port=port) for port in PORTS}
+    yield clients
+    for client in clients.values():
+        await client.aclose()
+
+
+async def _keys_by_node(nodes: dict[int, Redis], prefix: str) -> dict[int, set[str]]:
+    found: dict[int, set[str]] = {}
+    for port, client in nodes.items():
+        keys = {k.decode() async for k in client.scan_iter(match=f"*{prefix}*", count=1000)}
+        if keys:
+            found[port] = keys
+    return found
+
+
+def _haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    # The test's own distance (a sphere): the scooters sit hundreds of metres from the radius,
+    # far beyond any difference between a sphere and the ellipsoid at this scale.
+    r = 6_371_008.8
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * r * math.asin(math.sqrt(a))
+
+
+def _fleet() -> list[dict[str, Any]]:
+    # North of the centre at 150 m steps: 150, 300, ..., 1500 m; and one reserved scooter
+    # (never indexed) right at the centre.
+    lat0, lon0 = CENTER
+    fleet = [scooter(f"s{i}", lat0 + i * 150 / 111_195, lon0) for i in range(1, 11)]
+    fleet.append(scooter("taken", lat0, lon0, is_reserved=True))
+    return fleet
+
+
+async def _synced(runtime: Runtime, server: FeedServer, base_url: str) -> tuple[str, Any]:
+    documents = synthetic_scooter_feeds(_fleet())
+    feeds = serve_documents(server, base_url, "clustered", documents)
+    await add_provider(runtime, "clustered", feeds)
+    report = await runtime.sync.sync("clustered")
+    assert report.ok, report
+    return "clustered", documents
+
+
+async def test_the_cluster_refuses_keys_of_two_slots_in_one_command(
+    cluster: Runtime, nodes: dict[int, Redis]
+) -> None:
+    """The control: were the index's keys not under one hash tag, the cluster would refuse
+    the script and the multi-key writes the way it refuses this."""
+    client = cluster.redis
+    assert isinstance(client, RedisCluster)
+    a, b = "cluster-control-a", "cluster-control-b"
+    assert client.keyslot(a) != client.keyslot(b)
+    node = client.get_node_from_key(a)
+    assert node is not None
+    with pytest.raises(ResponseError, match="hash to the same slot"):  # CROSSSLOT
+        await nodes[int(node.port)].delete(a, b)
+
+
+async def test_a_sync_and_searches_run_on_the_cluster(
+    cluster: Runtime, feed_server: tuple[FeedServer, str], nodes: dict[int, Redis]
+) -> None:
+    slug, _ = await _synced(cluster, *feed_server)
+    lat, lon = CENTER
+    radius = 800.0
+    fleet = [v for v in _fleet() if not v["is_reserved"]]
+    expected = sorted(
+        (v for v in fleet if _haversine_m(lat, lon, v["lat"], v["lon"]) <= radius),
+        key=lambda v: _haversine_m(lat, lon, v["lat"], v["lon"]),
+    )
+    assert len(expected) == 5  # 150 ... 750 m
+
+    found, docs = await cluster.index.nearest_documents(lat, lon, radius, count=50)
+    assert found == len(expected)
+    assert [d.id for d in docs] == [f"{slug}:{v['bike_id']}" for v in expected]
+    for doc, vehicle in zip(docs, expected, strict=True):
+        assert (round(doc.lat, 5), round(doc.lon, 5)) == (
+            round(vehicle["lat"], 5),
+            round(vehicle["lon"], 5),
+        )
+
+    # The script's other branches: skipping, a minimum distance, one form factor's own set.
+    # (With ``skip``, the skip-th comes again: ids at its distance may be ordered otherwise.)
+    _, skipped = await cluster.index.nearest_documents(lat, lon, radius, count=50, skip=2)
+    assert [d.id for d in skipped] == [d.id for d in docs[1:]]
+    _, farther = await cluster.index.nearest_documents(
+        lat, lon, radius, count=50, min_distance_meters=400.0
+    )
+    assert [d.id for d in farther] == [d.id for d in docs[2:]]
+    scooters_only = VehicleFilter(form_factors=frozenset({"scooter_standing"}))
+    _, of_form = await cluster.index.nearest_documents(
+        lat, lon, radius, count=50, flt=scooters_only
+    )
+    assert [d.id for d in of_form] == [d.id for d in docs]
+    bicycles = VehicleFilter(form_factors=frozenset({"bicycle"}))
+    assert await cluster.index.nearest_documents(lat, lon, radius, count=50, flt=bicycles) == (
+        0,
+        [],
+    )
+
+    # The pipelined client speaks to one server: on a cluster the searches above went through
+    # the cluster client, which routed the script by its keys' slot.
+    assert cluster.index.search_client is None
+
+    # Every index key on one node (one hash tag), as the script needs.
+    by_node = await _keys_by_node(nodes, cluster.keys.index_tag)
+    assert len(by_node) == 1, by_node
+    (index_keys,) = by_node.values()
+    assert {cluster.keys.vehicle_geo, cluster.keys.vehicle_docs, cluster.keys.index_ready} <= (
+        index_keys
+    )
+
+    # Multi-key removal and rebuild (one DEL of two keys, bulk writes over several keys).
+    await cluster.index.remove_provider(slug)
+    assert await cluster.index.nearest_documents(lat, lon, radius, count=50) == (0, [])
+    assert await cluster.sync.rebuild_index(slug) == len(fleet) + 1
+    assert (await cluster.index.nearest_documents(lat, lon, radius, count=50))[0] == 5
+
+
+async def test_the_index_is_rebuilt_when_the_cluster_lost_it(
+    cluster: Runtime, feed_server: tuple[FeedServer, str], nodes: dict[int, Redis]
+) -> None:
+    await _synced(cluster, *feed_server)
+    for client in nodes.values():
+        await client.flushall()
+    assert not await cluster.index.is_ready()
+    assert await cluster.sync.ensure_index_ready()
+    found, _ = await cluster.index.nearest_documents(*CENTER, 800.0, count=50)
+    assert found == 5
+
+
+async def test_limits_breaker_and_persisted_queries_spread_over_the_nodes(
+    cluster: Runtime, nodes: dict[int, Redis]
+) -> None:
+    prefix = cluster.keys.prefix
+    limit = Limit(burst=3, per_second=0.001)
+    riders = [f"rider:{n}" for n in range(12)]
+    for rider in riders:
+        decisions = [await take(cluster.redis, prefix, Subject(rider, limit)) for _ in range(4)]
+        assert [d.allowed for d in decisions] == [True, True, True, False]
+        assert not any(d.unchecked for d in decisions)
+
+    settings = cluster.settings
+    breaker = CircuitBreaker(cluster.redis, cluster.keys, settings)
+    providers = [f"operator-{n}" for n in range(6)]
+    for provider in providers:
+        for _ in range(settings.breaker_failure_threshold):
+            await breaker.record_failure(provider)
+        refused = await breaker.allow(provider)
+        assert (refused.allowed, refused.state) == (False, BreakerState.OPEN)
+        assert (await breaker.state(provider)).state is BreakerState.OPEN
+    await breaker.record_success(providers[0])
+    assert (await breaker.allow(providers[0])).state is BreakerState.CLOSED
+
+    query = "{ __typename }"
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    persisted = {"version": 1, "sha256Hash": digest}
+    first = PersistedQueries(cluster.redis, prefix)
+    resolved = await first.resolve(query, persisted)
+    assert await first.register(resolved, "198.51.100.7")
+    # Another process (no local copy) finds it in the cluster.
+    assert (await PersistedQueries(cluster.redis, prefix).resolve(None, persisted)).query == query
+
+    by_node = await _keys_by_node(nodes, prefix)
+    assert len(by_node) == len(PORTS), by_node  # 20 keys of their own slots: every node
+    everything = set().union(*by_node.values())
+    assert {f"{prefix}:breaker:{p}" for p in providers[1:]} <= everything
+    assert f"{prefix}:apq:{digest}" in everything
+
+
+async def test_deltas_and_booking_signals_over_sharded_pub_sub(
+    cluster: Runtime, feed_server: tuple[FeedServer, str]
+) -> None:
+    server, base_url = feed_server
+    async with cluster.live_updates.subscribe(ready_timeout=5.0) as subscriber:
+        slug, documents = await _synced(cluster, server, base_url)
+        first = await _next_delta(subscriber)
+        assert first.provider_id == slug
+        expected_ids = {f"{slug}:{v['bike_id']}" for v in _fleet()}
+        assert {d.id for d in first.created} == expected_ids
+
+        # A vehicle moves: its update arrives, published by the next sync.
+        bikes = documents["free_bike_status"]["data"]["bikes"]
+        bikes[0] = {**bikes[0], "lat": CENTER[0] + 0.01}
+        assert (await cluster.sync.sync(slug)).ok
+        update = await _next_delta(subscriber)
+        assert [(d.id, round(d.lat, 5)) for d in update.updated] == [
+            (f"{slug}:s1", round(CENTER[0] + 0.01, 5))
+        ]
+
+    async with (
+        cluster.booking_signals.watch("booking-a", ready_timeout=5.0) as a,
+        cluster.booking_signals.watch("booking-b", ready_timeout=5.0) as b,
+    ):
+        # The first subscription tells every watch to look (it may have missed something).
+        await a.changed(0.5)
+        await b.changed(0.5)
+        await publish(cluster.redis, cluster.keys.booking_changes, b"booking-a")
+        assert await a.changed(5.0)
+        assert not await b.changed(0.5)
+
+
+async def _next_delta(subscriber: Any) -> VehicleDelta:
+    items = await subscriber.next_batch(0, 1, idle_seconds=10.0)
+    assert items, "no delta arrived"
+    assert items[0] is not RESYNC
+    delta = items[0]
+    assert isinstance(delta, VehicleDelta)
+    return delta
+
+
+async def test_a_pending_task_of_a_dead_consumer_is_reclaimed(
+    cluster: Runtime, cluster_settings: Settings
+) -> None:
+    stream = f"{cluster.keys.prefix}:reclaim-test"
+
+    def broker(name: str) -> ClusterStreamBroker:
+        return ClusterStreamBroker(
+            url=cluster_settings.redis_url,
+            queue_name=stream,
+            consumer_group_name="reclaim",
+            consumer_name=name,
+            consumer_id="0",
+            idle_timeout=300,
+            xread_block=100,
+            xread_count=1,
+        )
+
+    dead, alive = broker("dead"), broker("alive")
+    await dead.startup()
+    await alive.startup()
+    try:
+        await cluster.redis.xadd(stream, {b"data": b"task-1"})
+        taken = await anext(dead.listen())
+        assert taken.data == b"task-1"  # read, never acknowledged: its consumer "dies"
+        reclaimed = await asyncio.wait_for(_first(alive.listen()), 10)
+        assert reclaimed.data == b"task-1"
+        await _ack(reclaimed)
+        pending: Any = await cluster.redis.xpending(stream, "reclaim")
+        assert pending["pending"] == 0
+    finally:
+        await dead.shutdown()
+        await alive.shutdown()
+
+
+async def _first(messages: Any) -> AckableMessage:
+    async for message in messages:
+        return message  # type: ignore[no-any-return]
+    raise AssertionError("the stream ended")
+
+
+async def _ack(message: AckableMessage) -> None:
+    result = message.ack()
+    if result is not None:
+        await result
+
+
+async def test_a_queued_sync_is_run_by_a_worker_on_the_cluster(
+    cluster: Runtime,
+    cluster_settings: Settings,
+    feed_server: tuple[FeedServer, str],
+    tmp_path: Path,
+) -> None:
+    server, base_url = feed_server
+    feeds = serve_documents(server, base_url, "queued", synthetic_scooter_feeds(_fleet()))
+    await add_provider(cluster, "queued", feeds)
+    settings = make_settings(
+        redis_url=cluster_settings.redis_url,
+        redis_cluster=True,
+        sync_dispatch="queue",
+        sync_min_interval_seconds=600,
+    )
+    broker = build_broker(settings)
+    assert isinstance(broker, ClusterStreamBroker)
+    await broker.startup()
+    scheduler = Scheduler(
+        cluster.sync, settings, QueueDispatcher(kicker(broker), cluster.sync), tick_seconds=0.2
+    )
+    log = tmp_path / "worker.log"
+    scheduler.start()
+    try:
+        with mobility_process(["worker"], settings, log):
+
+            async def synced() -> bool:
+                async with cluster.sessions() as session:
+                    status = await session.execute(
+                        text("SELECT status FROM sync_runs WHERE provider_id = 'queued'")
+                    )
+                    return "succeeded" in status.scalars().all()
+
+            await wait_for(synced, 60, "the worker to run the queued sync", [log])
+    finally:
+        await scheduler.stop()
+        await broker.shutdown()
+    # The worker's sync wrote the index on the cluster: this process finds its vehicles.
+    found, _ = await cluster.index.nearest_documents(*CENTER, 800.0, count=50)
+    assert found == 5
+    # The stream lives in the cluster under its own key, every task acknowledged.
+    pending: Any = await cluster.redis.xpending(cluster.keys.task_stream, "sync-workers")
+    assert pending["pending"] == 0
+
+
+def test_cluster_urls_name_their_seeds() -> None:
+    first, seeds = cluster_seeds("redis://user:secret@10.0.0.1:7000,10.0.0.2:7001")
+    assert first == "redis://user:secret@10.0.0.1:7000"
+    assert seeds == [("10.0.0.1", 7000), ("10.0.0.2", 7001)]
+    with pytest.raises(ValueError, match="database 0"):
+        cluster_seeds("redis://10.0.0.1:7000/3")
+    with pytest.raises(ValueError, match="host:port"):
+        cluster_seeds("redis://10.0.0.1")
+    assert isinstance(create_redis(CLUSTER_URL, cluster=True), RedisCluster)
+    assert isinstance(create_redis(CLUSTER_URL.split(",")[0]), Redis)
