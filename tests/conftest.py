@@ -104,12 +104,10 @@ async def reset_state(runtime: Runtime) -> None:
                 "organisations CASCADE"
             )
         )
-    # Only this suite's keys: whatever else shares the Redis server is left alone. The index's
-    # keys start with their hash tag, "{<prefix>:" (app/platform/redis.RedisKeys).
-    prefix = runtime.keys.prefix
+    # Only this suite's keys: whatever else shares the Redis server is left alone.
     keys = [
         k
-        for pattern in (f"{prefix}:*", f"{{{prefix}:*")
+        for pattern in runtime.keys.patterns
         async for k in runtime.redis.scan_iter(match=pattern, count=1000)
     ]
     if keys:

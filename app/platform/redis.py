@@ -120,6 +120,12 @@ class RedisKeys:
     prefix: str
 
     @property
+    def patterns(self) -> tuple[str, str]:
+        """SCAN patterns that together match every key under this prefix (the index's keys
+        begin with their hash tag's brace)."""
+        return f"{self.prefix}:*", f"{{{self.prefix}:*"
+
+    @property
     def _index(self) -> str:
         return f"{{{self.prefix}:{INDEX_FORMAT}}}"
 
