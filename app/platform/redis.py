@@ -64,9 +64,10 @@ def create_redis(
             socket_timeout=timeout_seconds,
             socket_connect_timeout=1.0,
             health_check_interval=0,
-            # The cluster client's own retries are what follow a MOVED / ASK redirection or a
-            # failover to another node: one, not none, so a resharding is not an error, and
-            # not redis-py's default three with backoff (the reason for none above).
+            # MOVED / ASK redirections are followed whatever this says. The retry is what
+            # comes after a lost connection or CLUSTERDOWN: the slot map read again, then one
+            # more attempt, so a failover to a replica costs a retry rather than an error;
+            # not redis-py's default three with backoff (the reason for none below).
             retry=Retry(NoBackoff(), 1),
         )
     return Redis.from_url(
