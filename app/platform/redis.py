@@ -11,13 +11,15 @@ docs/operations-redis-cluster.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Any, Literal, overload
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 
 from app.vehicle import DOC_FORMAT
 
@@ -81,6 +83,29 @@ def create_redis(
     )
 
 
+class ClusterClient(RedisCluster):
+    """redis-py's cluster client, whose own failures are Redis errors.
+
+    When no node answers, or no node serves a key's slot, redis-py raises
+    ``RedisClusterException``, which is not a ``RedisError``; every caller here catches
+    ``RedisError`` to degrade (search answers from PostGIS, rate limits and the breaker let
+    calls through, a sync leaves the index to be rebuilt). Raised as a ``ConnectionError``
+    instead, an unreachable cluster degrades exactly as an unreachable server does."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> ClusterClient:
+        try:
+            await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise RedisConnectionError(f"Redis Cluster unavailable: {exc}") from exc
+        return self
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise RedisConnectionError(f"Redis Cluster unavailable: {exc}") from exc
+
+
 def cluster_seeds(redis_url: str) -> tuple[str, list[tuple[str, int]]]:
     """A cluster URL's first node as a plain URL (credentials, TLS and options kept) and every
     seed node named: ``redis://[user:password@]host1:port1,host2:port2`` (a cluster has only
@@ -99,15 +124,17 @@ def cluster_seeds(redis_url: str) -> tuple[str, list[tuple[str, int]]]:
     return urlunsplit((parts.scheme, first, "", parts.query, "")), seeds
 
 
-def create_cluster(redis_url: str, **options: object) -> RedisCluster:
+def create_cluster(redis_url: str, **options: object) -> ClusterClient:
     """A cluster client over the URL's seed nodes (:func:`cluster_seeds`); it discovers the
     other nodes and the slot map by itself."""
     first, seeds = cluster_seeds(redis_url)
-    return RedisCluster.from_url(
+    client = ClusterClient.from_url(
         first,
         startup_nodes=[ClusterNode(host, port) for host, port in seeds[1:]],
         **options,
     )
+    assert isinstance(client, ClusterClient)  # from_url builds the class it is called on
+    return client
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,14 +27,16 @@ from sqlalchemy import text
 from taskiq import AckableMessage
 
 from app.live_updates import RESYNC
-from app.persisted_queries import PersistedQueries
+from app.persisted_queries import PersistedQueries, PersistedQueryError
 from app.platform.redis import cluster_seeds, create_redis, publish
 from app.platform.settings import Settings
 from app.rate_limit import Limit, Subject, take
 from app.runtime import Runtime, open_runtime
+from app.search.validation import Area
 from app.task_queue import ClusterStreamBroker, build_broker
 from app.vehicle import VehicleFilter
 from app.vehicle_index import VehicleDelta
+from geo.areas import Near
 from providers.breaker import BreakerState, CircuitBreaker
 from providers.scheduler import QueueDispatcher, Scheduler
 from providers.simulators.feed_server import FeedServer
@@ -44,6 +46,7 @@ from tests.helpers import add_provider, scooter, serve_documents, synthetic_scoo
 from tests.processes import mobility_process, wait_for
 
 PORTS = (7101, 7102, 7103)
+UNUSED_PORT = 7106  # in the test's range, never started: a cluster that does not answer
 CLUSTER_URL = "redis://127.0.0.1:7101,127.0.0.1:7102"
 CENTER = (59.91, 10.75)
 
@@ -470,3 +473,27 @@ def test_cluster_urls_name_their_seeds() -> None:
         cluster_seeds("redis://10.0.0.1")
     assert isinstance(create_redis(CLUSTER_URL, cluster=True), RedisCluster)
     assert isinstance(create_redis(CLUSTER_URL.split(",")[0]), Redis)
+
+
+async def test_an_unreachable_cluster_degrades_like_an_unreachable_server(
+    cluster: Runtime, cluster_settings: Settings, feed_server: tuple[FeedServer, str]
+) -> None:
+    """Search answers from PostGIS, limits and the breaker fail open, persisted queries are
+    not found: what a single server's outage does (tests/graphql/test_redis_outage.py)."""
+    slug, _ = await _synced(cluster, *feed_server)
+    assert _port_free(UNUSED_PORT)
+    down = cluster_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{UNUSED_PORT}"})
+    async with open_runtime(down) as runtime:
+        hits = await runtime.search.vehicles(
+            area=Area(Near(*CENTER, 800.0), None), flt=VehicleFilter(), first=20
+        )
+        assert [h.vehicle.id for h in hits] == [f"{slug}:s{i}" for i in range(1, 6)]
+        decision = await take(runtime.redis, "x", Subject("rider:1", Limit(1, 1.0)))
+        assert (decision.allowed, decision.unchecked) == (True, True)
+        assert (await runtime.breaker.allow(slug)).allowed
+        digest = hashlib.sha256(b"{ __typename }").hexdigest()
+        with pytest.raises(PersistedQueryError):
+            await runtime.persisted_queries.resolve(None, {"version": 1, "sha256Hash": digest})
+        # A live subscriber is told to start from a snapshot, as the hub cannot listen.
+        async with runtime.live_updates.subscribe(ready_timeout=0.5) as subscriber:
+            assert await subscriber.next_batch(0, 1, idle_seconds=2.0) == [RESYNC]
