@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from taskiq import AckableMessage
 
 from app.live_updates import RESYNC
 from app.persisted_queries import PersistedQueries, PersistedQueryError
-from app.platform.redis import cluster_seeds, create_redis, publish
+from app.platform.redis import cluster_seeds, create_redis
 from app.platform.settings import Settings
 from app.rate_limit import Limit, Subject, take
 from app.runtime import Runtime, open_runtime
@@ -332,10 +333,19 @@ async def test_limits_breaker_and_persisted_queries_spread_over_the_nodes(
 
 
 async def test_deltas_and_booking_signals_over_sharded_pub_sub(
-    cluster: Runtime, feed_server: tuple[FeedServer, str]
+    cluster: Runtime, feed_server: tuple[FeedServer, str], nodes: dict[int, Redis]
 ) -> None:
     server, base_url = feed_server
     async with cluster.live_updates.subscribe(ready_timeout=5.0) as subscriber:
+        # Sharded: the hub's subscription is on the node that holds the channel's slot.
+        channel = cluster.keys.vehicle_deltas
+        client = cluster.redis
+        assert isinstance(client, RedisCluster)
+        owner = client.get_node_from_key(channel)
+        assert owner is not None
+        subscribed = await nodes[int(owner.port)].pubsub_shardnumsub(channel)
+        assert subscribed == [(channel.encode(), 1)]
+
         slug, documents = await _synced(cluster, server, base_url)
         first = await _next_delta(subscriber)
         assert first.provider_id == slug
@@ -351,14 +361,16 @@ async def test_deltas_and_booking_signals_over_sharded_pub_sub(
             (f"{slug}:s1", round(CENTER[0] + 0.01, 5))
         ]
 
+    changed, unchanged = uuid.uuid4(), uuid.uuid4()
     async with (
-        cluster.booking_signals.watch("booking-a", ready_timeout=5.0) as a,
-        cluster.booking_signals.watch("booking-b", ready_timeout=5.0) as b,
+        cluster.booking_signals.watch(str(changed), ready_timeout=5.0) as a,
+        cluster.booking_signals.watch(str(unchanged), ready_timeout=5.0) as b,
     ):
         # The first subscription tells every watch to look (it may have missed something).
         await a.changed(0.5)
         await b.changed(0.5)
-        await publish(cluster.redis, cluster.keys.booking_changes, b"booking-a")
+        # What a booking change sends (app/booking/effects.py), on the cluster.
+        await cluster.bookings.effects.publish(changed)
         assert await a.changed(5.0)
         assert not await b.changed(0.5)
 
