@@ -32,7 +32,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterPubSub, RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from app.platform.redis import create_cluster
 from app.vehicle_index import IndexUnavailable, VehicleDelta
@@ -232,7 +232,9 @@ class _ChannelListener:
                         self._on_message(data)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
+                # (RedisClusterException: a cluster whose slot map has no node for the
+                # channel yet, as during a failover.)
                 log.warning("%s subscription lost (%s); reconnecting", self._channel, exc)
             except Exception:
                 # Never let the listener die quietly: subscribers would wait forever.

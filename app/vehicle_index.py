@@ -8,6 +8,7 @@ rebuilt from it (``rebuild_provider``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,8 +16,9 @@ from typing import Any
 import hiredis
 import orjson
 from redis.asyncio import RedisCluster
-from redis.exceptions import AskError, MovedError
+from redis.exceptions import AskError, MovedError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters.dto import FormFactor
 from app.platform.redis import RedisClient, RedisKeys
@@ -165,8 +167,8 @@ class _BulkWriter:
     On a Redis Cluster the connection is one to the node that holds ``slot_key``'s hash slot:
     every key the commands name must share that slot (the index's keys share one hash tag,
     app/platform/redis.RedisKeys). A MOVED or ASK reply (the slot is being moved to another
-    node) fails the batch like any error, and has the client read the cluster's slot map
-    again, so the caller's retry goes to the new owner.
+    node) or a lost node (a failover) fails the batch like any error, and has the client read
+    the cluster's slot map again, so the caller's retry goes to the slot's new owner.
     """
 
     def __init__(self, redis: RedisClient, slot_key: str) -> None:
@@ -196,8 +198,11 @@ class _BulkWriter:
             await self._conn.send_packed_command([hiredis.pack_command(c) for c in commands])
             self._pending += len(commands)
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, *_: object
+    ) -> None:
         conn, self._conn = self._conn, None
+        failure = exc
         try:
             if exc_type is None:
                 while self._pending:
@@ -205,14 +210,9 @@ class _BulkWriter:
                     await conn.read_response()
             else:
                 await conn.disconnect()
-        except (MovedError, AskError):
+        except BaseException as error:
             await conn.disconnect()
-            redis = self._redis
-            if isinstance(redis, RedisCluster):
-                await redis.nodes_manager.initialize()
-            raise
-        except BaseException:
-            await conn.disconnect()
+            failure = error
             raise
         finally:
             release = self._release
@@ -220,6 +220,19 @@ class _BulkWriter:
             result = release(conn)
             if result is not None:  # the pool's release is a coroutine, a node's is not
                 await result
+            if failure is not None:
+                await self._after_failure(failure)
+
+    async def _after_failure(self, error: BaseException) -> None:
+        # The slot moved (MOVED, ASK) or its node went away (a failover): read the slot map
+        # again, so the next writer goes to the slot's owner now. redis-py does this for its
+        # own commands; this connection is taken past them.
+        redis = self._redis
+        if isinstance(redis, RedisCluster) and isinstance(
+            error, (MovedError, AskError, RedisConnectionError, RedisTimeoutError, OSError)
+        ):
+            with contextlib.suppress(RedisError, RedisClusterException, OSError):
+                await redis.nodes_manager.initialize()
 
 
 class VehicleIndex:

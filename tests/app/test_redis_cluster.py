@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from sqlalchemy import text
 from taskiq import AckableMessage
 
@@ -46,8 +46,9 @@ from tests.conftest import make_settings, reset_state
 from tests.helpers import add_provider, scooter, serve_documents, synthetic_scooter_feeds
 from tests.processes import mobility_process, wait_for
 
-PORTS = (7101, 7102, 7103)
-UNUSED_PORT = 7106  # in the test's range, never started: a cluster that does not answer
+PORTS = (7101, 7102, 7103, 7104, 7105, 7106)  # three masters, each with a replica
+# Nothing listens on the discard port here (the suite's convention for an unreachable Redis).
+UNREACHABLE_URL = "redis://127.0.0.1:9"
 CLUSTER_URL = "redis://127.0.0.1:7101,127.0.0.1:7102"
 CENTER = (59.91, 10.75)
 
@@ -57,59 +58,91 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def _cluster_ok(port: int) -> bool:
-    out = subprocess.run(
-        ["redis-cli", "-p", str(port), "cluster", "info"],
+def _cli(port: int, *args: str) -> str:
+    return subprocess.run(
+        ["redis-cli", "-p", str(port), *args],
         capture_output=True,
         text=True,
         timeout=5,
         check=False,
     ).stdout
-    return "cluster_state:ok" in out
+
+
+class ClusterProcesses:
+    """The cluster's ``redis-server`` processes, one per port; a test may kill one."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.servers: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self, port: int) -> None:
+        with (self.folder / f"{port}.log").open("ab") as log:
+            self.servers[port] = subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(self.folder / f"nodes-{port}.conf"),
+                    # A master that stops answering is failed over within seconds.
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--dir",
+                    str(self.folder),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--daemonize",
+                    "no",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self, port: int) -> None:
+        server = self.servers.pop(port)
+        server.kill()
+        server.wait(timeout=10)
+
+    def live_ports(self) -> list[int]:
+        return sorted(self.servers)
+
+    def wait_ok(self, seconds: float) -> None:
+        """Every live node says ``cluster_state:ok`` and every replica is in sync."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            ports = self.live_ports()
+            states = [_cli(p, "cluster", "info") for p in ports]
+            roles = [_cli(p, "info", "replication") for p in ports]
+            if all("cluster_state:ok" in s for s in states) and all(
+                "role:master" in r or "master_link_status:up" in r for r in roles
+            ):
+                return
+            time.sleep(0.1)
+        pytest.fail(f"the cluster is not ok after {seconds} s; logs in {self.folder}")
 
 
 @pytest.fixture(scope="session")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Three masters started from ``redis-server``, no replicas; their seed URL."""
+def redis_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterProcesses]:
+    """Three masters and three replicas started from ``redis-server`` on 7101-7106."""
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         pytest.fail("redis-server and redis-cli are needed (scripts/install-system.sh)")
     busy = [p for p in PORTS if not _port_free(p)]
     if busy:
-        pytest.fail(f"ports {busy} are taken: the cluster test needs 7101-7103")
-    folder = tmp_path_factory.mktemp("redis-cluster")
-    servers: list[subprocess.Popen[bytes]] = []
+        pytest.fail(f"ports {busy} are taken: the cluster test needs 7101-7106")
+    processes = ClusterProcesses(tmp_path_factory.mktemp("redis-cluster"))
     try:
         for port in PORTS:
-            log = (folder / f"{port}.log").open("ab")
-            servers.append(
-                subprocess.Popen(
-                    [
-                        "redis-server",
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        str(folder / f"nodes-{port}.conf"),
-                        "--dir",
-                        str(folder),
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--daemonize",
-                        "no",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+            processes.start(port)
         deadline = time.monotonic() + 20
         while any(_port_free(p) for p in PORTS):
             if time.monotonic() > deadline:
-                pytest.fail(f"redis-server did not start; logs in {folder}")
+                pytest.fail(f"redis-server did not start; logs in {processes.folder}")
             time.sleep(0.05)
         subprocess.run(
             [
@@ -118,24 +151,24 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 "create",
                 *(f"127.0.0.1:{p}" for p in PORTS),
                 "--cluster-replicas",
-                "0",
+                "1",
                 "--cluster-yes",
             ],
             check=True,
             capture_output=True,
             timeout=60,
         )
-        deadline = time.monotonic() + 30
-        while not all(_cluster_ok(p) for p in PORTS):
-            if time.monotonic() > deadline:
-                pytest.fail("the cluster did not reach cluster_state:ok")
-            time.sleep(0.1)
-        yield CLUSTER_URL
+        processes.wait_ok(30)
+        yield processes
     finally:
-        for server in servers:
-            server.kill()
-        for server in servers:
-            server.wait(timeout=10)
+        for port in processes.live_ports():
+            processes.kill(port)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(redis_processes: ClusterProcesses) -> str:
+    """The cluster's seed URL."""
+    return CLUSTER_URL
 
 
 @pytest.fixture(scope="session")
@@ -161,9 +194,13 @@ async def cluster(cluster_session_runtime: Runtime) -> Runtime:
 
 
 @pytest.fixture
-async def nodes(redis_cluster: str) -> AsyncIterator[dict[int, Redis]]:
+async def nodes(redis_processes: ClusterProcesses) -> AsyncIterator[dict[int, Redis]]:
     """A plain client to each master: what each node holds, seen without the cluster client."""
-    clients = {port: Redis(host="127.0.0.1", port=port) for port in PORTS}
+    masters = [
+        p for p in redis_processes.live_ports() if "role:master" in _cli(p, "info", "replication")
+    ]
+    assert len(masters) == 3, masters
+    clients = {port: Redis(host="127.0.0.1", port=port) for port in masters}
     yield clients
     for client in clients.values():
         await client.aclose()
@@ -326,7 +363,7 @@ async def test_limits_breaker_and_persisted_queries_spread_over_the_nodes(
     assert (await PersistedQueries(cluster.redis, prefix).resolve(None, persisted)).query == query
 
     by_node = await _keys_by_node(nodes, prefix)
-    assert len(by_node) == len(PORTS), by_node  # 20 keys of their own slots: every node
+    assert len(by_node) == len(nodes), by_node  # 20 keys of their own slots: every master
     everything = set().union(*by_node.values())
     assert {f"{prefix}:breaker:{p}" for p in providers[1:]} <= everything
     assert f"{prefix}:apq:{digest}" in everything
@@ -464,12 +501,17 @@ async def test_a_queued_sync_is_run_by_a_worker_on_the_cluster(
                     return "succeeded" in status.scalars().all()
 
             await wait_for(synced, 60, "the worker to run the queued sync", [log])
+
+            # The worker's sync wrote the index on the cluster (just after its run was
+            # recorded): this process finds its vehicles there.
+            async def indexed() -> bool:
+                found, _ = await cluster.index.nearest_documents(*CENTER, 800.0, count=50)
+                return found == 5
+
+            await wait_for(indexed, 10, "the worker's index write", [log])
     finally:
         await scheduler.stop()
         await broker.shutdown()
-    # The worker's sync wrote the index on the cluster: this process finds its vehicles.
-    found, _ = await cluster.index.nearest_documents(*CENTER, 800.0, count=50)
-    assert found == 5
     # The stream lives in the cluster under its own key, every task acknowledged.
     pending: Any = await cluster.redis.xpending(cluster.keys.task_stream, "sync-workers")
     assert pending["pending"] == 0
@@ -493,8 +535,7 @@ async def test_an_unreachable_cluster_degrades_like_an_unreachable_server(
     """Search answers from PostGIS, limits and the breaker fail open, persisted queries are
     not found: what a single server's outage does (tests/graphql/test_redis_outage.py)."""
     slug, _ = await _synced(cluster, *feed_server)
-    assert _port_free(UNUSED_PORT)
-    down = cluster_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{UNUSED_PORT}"})
+    down = cluster_settings.model_copy(update={"redis_url": UNREACHABLE_URL})
     async with open_runtime(down) as runtime:
         hits = await runtime.search.vehicles(
             area=Area(Near(*CENTER, 800.0), None), flt=VehicleFilter(), first=20
@@ -509,3 +550,65 @@ async def test_an_unreachable_cluster_degrades_like_an_unreachable_server(
         # A live subscriber is told to start from a snapshot, as the hub cannot listen.
         async with runtime.live_updates.subscribe(ready_timeout=0.5) as subscriber:
             assert await subscriber.next_batch(0, 1, idle_seconds=2.0) == [RESYNC]
+
+
+async def test_a_failover_of_the_index_node_is_followed(
+    cluster: Runtime,
+    feed_server: tuple[FeedServer, str],
+    redis_processes: ClusterProcesses,
+) -> None:
+    """The master holding the index dies; its replica takes over. Search, the sync's bulk
+    writes and the delta subscription find the new master by themselves. (Last in the module:
+    the cluster it leaves has the old master back as a replica.)"""
+    server, base_url = feed_server
+    slug, documents = await _synced(cluster, server, base_url)
+    client = cluster.redis
+    assert isinstance(client, RedisCluster)
+    owner = client.get_node_from_key(cluster.keys.index_tag)
+    assert owner is not None
+    port = int(owner.port)
+    async with Redis(host="127.0.0.1", port=port) as master:
+        assert await master.wait(1, 5000) == 1  # the replica has everything written so far
+
+    _, before = await cluster.index.nearest_documents(*CENTER, 800.0, count=50)
+
+    async with cluster.live_updates.subscribe(ready_timeout=5.0) as subscriber:
+        redis_processes.kill(port)
+        await asyncio.to_thread(redis_processes.wait_ok, 30)
+
+        # The bulk writer's first batch meets the dead node (nothing has told this client of
+        # the failover yet); it reads the slot map again, so its next batch reaches the new
+        # master without any other command in between.
+        with pytest.raises(RedisError):
+            await cluster.index.apply(slug, [before[0]], ())
+        await cluster.index.apply(slug, [before[0]], ())
+
+        async def searchable() -> bool:
+            try:
+                found, _ = await cluster.index.nearest_documents(*CENTER, 800.0, count=50)
+            except RedisError:
+                return False
+            return found == 5
+
+        await wait_for(searchable, 20, "a search on the promoted replica", [])
+        new_owner = client.get_node_from_key(cluster.keys.index_tag)
+        assert new_owner is not None and int(new_owner.port) != port
+
+        # The hub's node died under it: its subscribers are told to start over, once it
+        # listens on the new master.
+        items = await subscriber.next_batch(0, 10, idle_seconds=30.0)
+        assert RESYNC in items, items
+
+        # The next sync writes the index (the bulk writer, on the slot map the searches above
+        # refreshed) on the new master, and its delta reaches the subscriber.
+        bikes = documents["free_bike_status"]["data"]["bikes"]
+        bikes[0] = {**bikes[0], "lat": CENTER[0] + 0.02}
+        report = await cluster.sync.sync(slug)
+        assert report.ok and report.index_updated, report
+        delta = await _next_delta(subscriber)
+        assert [d.id for d in delta.updated] == [f"{slug}:s1"]
+        found, docs = await cluster.index.nearest_documents(*CENTER, 800.0, count=50)
+        assert (found, f"{slug}:s1" in {d.id for d in docs}) == (4, False)
+
+    redis_processes.start(port)  # back, as the new master's replica
+    await asyncio.to_thread(redis_processes.wait_ok, 30)
