@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError, ResponseError
@@ -28,6 +29,7 @@ from sqlalchemy import text
 from taskiq import AckableMessage
 
 from app.live_updates import RESYNC
+from app.main import create_app
 from app.persisted_queries import PersistedQueries, PersistedQueryError
 from app.platform.redis import cluster_seeds, create_redis
 from app.platform.settings import Settings
@@ -187,10 +189,14 @@ async def cluster_session_runtime(
 @pytest.fixture
 async def cluster(cluster_session_runtime: Runtime) -> Runtime:
     """The cluster runtime with an empty database and none of this suite's keys."""
-    await reset_state(cluster_session_runtime)
-    cluster_session_runtime.sync._caches.clear()
-    cluster_session_runtime.reference.invalidate()
-    return cluster_session_runtime
+    runtime = cluster_session_runtime
+    await reset_state(runtime)
+    # Per-process caches and circuits start fresh, as tests/conftest.py's runtime fixture does.
+    runtime.sync._caches.clear()
+    runtime.search._index_retry_at = -math.inf
+    runtime.search._enabled_at = -math.inf
+    runtime.reference.invalidate()
+    return runtime
 
 
 @pytest.fixture
@@ -509,12 +515,20 @@ async def test_a_queued_sync_is_run_by_a_worker_on_the_cluster(
                 return found == 5
 
             await wait_for(indexed, 10, "the worker's index write", [log])
+
+            # The stream lives in the cluster under its own key; the worker acknowledges the
+            # task once it returned.
+            async def acknowledged() -> bool:
+                stream = cluster.keys.task_stream
+                pending: Any = await cluster.redis.xpending(stream, "sync-workers")
+                delivered: Any = await cluster.redis.xinfo_groups(stream)
+                # Delivered (the group's position moved past its start) and nothing pending.
+                return bool(pending["pending"] == 0 and delivered[0]["last-delivered-id"] != b"0-0")
+
+            await wait_for(acknowledged, 10, "the worker to acknowledge the task", [log])
     finally:
         await scheduler.stop()
         await broker.shutdown()
-    # The stream lives in the cluster under its own key, every task acknowledged.
-    pending: Any = await cluster.redis.xpending(cluster.keys.task_stream, "sync-workers")
-    assert pending["pending"] == 0
 
 
 def test_cluster_urls_name_their_seeds() -> None:
@@ -550,6 +564,34 @@ async def test_an_unreachable_cluster_degrades_like_an_unreachable_server(
         # A live subscriber is told to start from a snapshot, as the hub cannot listen.
         async with runtime.live_updates.subscribe(ready_timeout=0.5) as subscriber:
             assert await subscriber.next_batch(0, 1, idle_seconds=2.0) == [RESYNC]
+
+
+async def test_the_api_answers_searches_and_persisted_queries_on_the_cluster(
+    cluster: Runtime, feed_server: tuple[FeedServer, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The app over ASGI on the cluster runtime: a search sent as an automatic persisted
+    query (stored in the cluster by the first request, found there by the second)."""
+    slug, _ = await _synced(cluster, *feed_server)
+    lat, lon = CENTER
+    query = (
+        f"{{ vehicles(near: {{lat: {lat}, lon: {lon}, radiusMeters: 800}}, first: 20) {{ id }} }}"
+    )
+    persisted = {
+        "persistedQuery": {"version": 1, "sha256Hash": hashlib.sha256(query.encode()).hexdigest()}
+    }
+    app = create_app(cluster.settings)
+    app.state.runtime = cluster
+    transport = httpx.ASGITransport(app=app, client=("192.0.2.44", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+        unknown = (await api.post("/graphql", json={"extensions": persisted})).json()
+        assert [e["extensions"]["code"] for e in unknown["errors"]] == ["PERSISTED_QUERY_NOT_FOUND"]
+        first = (await api.post("/graphql", json={"query": query, "extensions": persisted})).json()
+        by_hash = (await api.post("/graphql", json={"extensions": persisted})).json()
+    expected = [f"{slug}:s{i}" for i in range(1, 6)]  # 150 ... 750 m, nearest first
+    assert [v["id"] for v in first["data"]["vehicles"]] == expected
+    assert by_hash == first
+    # Answered from the index: the search service logs each fall back to PostGIS.
+    assert not [r for r in caplog.records if r.name == "app.search.service"]
 
 
 async def test_a_failover_of_the_index_node_is_followed(
