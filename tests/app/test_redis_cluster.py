@@ -1,10 +1,11 @@
-"""Every Redis use against a real three-master Redis Cluster (``MOBILITY_REDIS_CLUSTER``).
+"""Every Redis use against a real Redis Cluster (``MOBILITY_REDIS_CLUSTER``).
 
-The session fixture starts three ``redis-server`` processes in cluster mode on ports 7101-7103,
-joins them with ``redis-cli --cluster create`` and stops them at the end. The tests then run the
-production code paths on a runtime built for the cluster: a sync writing the index, searches
-through its script, rate limits, the breaker, persisted queries, deltas and booking signals over
-sharded pub/sub, and the task stream consumed by a real ``mobility worker``.
+The session fixture starts six ``redis-server`` processes in cluster mode on ports 7101-7106,
+joins them with ``redis-cli --cluster create`` into three masters with a replica each, and stops
+them at the end. The tests run the production code paths on a runtime built for the cluster: a
+sync writing the index, searches through its script, rate limits, the breaker, persisted
+queries, deltas and booking signals over sharded pub/sub, the task stream consumed by a real
+``mobility worker``, the API; then an unreachable cluster, and a failover of the index's master.
 """
 
 from __future__ import annotations
@@ -320,6 +321,8 @@ async def test_a_sync_and_searches_run_on_the_cluster(
     # Multi-key removal and rebuild (one DEL of two keys, bulk writes over several keys).
     await cluster.index.remove_provider(slug)
     assert await cluster.index.nearest_documents(lat, lon, radius, count=50) == (0, [])
+    # Every vehicle of the provider is read from PostGIS (the reserved one too: it is kept
+    # out of the GEO sets), then the available ones are searchable again.
     assert await cluster.sync.rebuild_index(slug) == len(fleet) + 1
     assert (await cluster.index.nearest_documents(lat, lon, radius, count=50))[0] == 5
 
@@ -368,8 +371,10 @@ async def test_limits_breaker_and_persisted_queries_spread_over_the_nodes(
     # Another process (no local copy) finds it in the cluster.
     assert (await PersistedQueries(cluster.redis, prefix).resolve(None, persisted)).query == query
 
+    # 19 keys, each in its own slot (which slots depends on the run's prefix): all on one
+    # master would mean the names share a hash tag after all.
     by_node = await _keys_by_node(nodes, prefix)
-    assert len(by_node) == len(nodes), by_node  # 20 keys of their own slots: every master
+    assert len(by_node) >= 2, by_node
     everything = set().union(*by_node.values())
     assert {f"{prefix}:breaker:{p}" for p in providers[1:]} <= everything
     assert f"{prefix}:apq:{digest}" in everything
