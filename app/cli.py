@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -15,6 +14,12 @@ from app.commands.console import fail, say
 from app.platform.errors import DomainError
 from app.platform.logs import configure_logging
 from app.platform.settings import Settings, get_settings
+
+LONG_RUNNING = frozenset({"serve", "worker", "scheduler"})
+
+
+def _metrics_address(args: argparse.Namespace) -> tuple[str, int] | None:
+    return None if args.metrics_port is None else (args.metrics_host, args.metrics_port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,13 +32,32 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-sync", action="store_true", help="do not run background sync")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="API processes on this port (default 1); /metrics of any reports them all",
+    )
 
     worker = sub.add_parser("worker", help="run sync workers (taskiq, Redis stream queue)")
     worker.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
     worker.add_argument(
         "--concurrency", type=int, help="syncs at a time per process (MOBILITY_SYNC_CONCURRENCY)"
     )
-    sub.add_parser("scheduler", help="run the sync scheduler alone (queues syncs for workers)")
+    scheduler = sub.add_parser(
+        "scheduler", help="run the sync scheduler alone (queues syncs for workers)"
+    )
+    for command in (worker, scheduler):
+        command.add_argument(
+            "--metrics-port",
+            type=int,
+            help="serve Prometheus metrics of these processes on this port (default: none)",
+        )
+        command.add_argument(
+            "--metrics-host",
+            default="127.0.0.1",
+            help="the address the metrics port listens on (default 127.0.0.1: this host only)",
+        )
 
     providers = sub.add_parser("providers", help="manage providers")
     psub = providers.add_subparsers(dest="providers_command", required=True)
@@ -113,8 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(logging.WARNING)
     settings = get_settings()
+    # The long-running processes write lines for a log pipeline; a one-shot command's reader is
+    # a person, and its output is on stdout.
+    long_running = args.command in LONG_RUNNING
+    configure_logging(
+        settings.log_level or ("INFO" if long_running else "WARNING"),
+        settings.log_format or ("json" if long_running else "text"),
+    )
     # After the arguments parse: `mobility --help` and a usage error need none of what it
     # loads (SQLAlchemy, cryptography: a quarter of a second of start-up).
     from app.platform import secret_box
@@ -150,17 +180,27 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         from app.commands import serve
 
-        return serve.run(settings, args.host, args.port, args.no_sync)
+        if not 1 <= args.workers <= 64:
+            return fail("--workers must be between 1 and 64")
+        return serve.run(settings, args.host, args.port, args.no_sync, workers=args.workers)
+    port = getattr(args, "metrics_port", None)
+    if port is not None and not 0 < port < 65536:
+        return fail("--metrics-port must be a TCP port (1-65535)")
     if args.command == "worker":
         if args.processes < 1 or (args.concurrency is not None and args.concurrency < 1):
             return fail("--processes and --concurrency must be at least 1")
         from app.commands import worker
 
-        return worker.run(args.processes, args.concurrency, settings)
+        return worker.run(
+            args.processes,
+            args.concurrency,
+            settings,
+            metrics_at=_metrics_address(args),
+        )
     if args.command == "scheduler":
         from app.commands import scheduler
 
-        return asyncio.run(scheduler.run(settings))
+        return asyncio.run(scheduler.run(settings, metrics_at=_metrics_address(args)))
     if args.command == "providers":
         from app.commands import providers
 

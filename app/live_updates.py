@@ -34,6 +34,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
+from app.platform import metrics
 from app.platform.redis import create_cluster
 from app.vehicle_index import IndexUnavailable, VehicleDelta
 
@@ -235,6 +236,7 @@ class _ChannelListener:
             except (RedisError, RedisClusterException, OSError) as exc:
                 # (RedisClusterException: a cluster whose slot map has no node for the
                 # channel yet, as during a failover.)
+                metrics.redis_error("live_updates")
                 log.warning("%s subscription lost (%s); reconnecting", self._channel, exc)
             except Exception:
                 # Never let the listener die quietly: subscribers would wait forever.

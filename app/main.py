@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.requests import HTTPConnection
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -16,11 +16,19 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from app.accounts import check_settings
 from app.booking.maintenance import start_booking_maintenance
 from app.fleet.webhooks import start_webhook_dispatcher, webhook_http_client
-from app.platform import secret_box
+from app.platform import metrics, secret_box
 from app.platform.edge import BodyCap, RequestLimits
+from app.platform.pool_metrics import sampling_pools
+from app.platform.request_id import RequestIdMiddleware
+from app.platform.request_metrics import RequestMetrics
 from app.platform.settings import Settings, get_settings
+from app.platform.shutdown import GoingAway, Shutdown
+from app.platform.tracing import configure_tracing
+from app.probes import migration_heads
+from app.probes import router as probes_router
 from app.rest.gbfs import router as gbfs_router
 from app.rest.ingest import router as ingest_router
+from app.rest.metrics import router as metrics_router
 from app.rest.reports import router as reports_router
 from app.rest.tiles import router as tiles_router
 from app.rest.web_assets import WebAssets
@@ -53,17 +61,40 @@ async def _ensure_index(runtime: Runtime) -> None:
         log.warning("could not build the search index at start: %s", exc)
 
 
-def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> FastAPI:
-    """``fast_path=False`` leaves every request to Strawberry's view (tests compare the two)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    fast_path: bool = True,
+    shutdown: Shutdown | None = None,
+) -> FastAPI:
+    """``fast_path=False`` leaves every request to Strawberry's view (tests compare the two).
+    ``shutdown``: begun by the server on SIGTERM (app/server.py); ``/readyz`` and the
+    WebSockets follow it."""
     settings = settings or get_settings()
+    shutdown = shutdown or Shutdown()
     # Refuse a production configuration that could not sign or check tokens, before serving.
     check_settings(settings)
     secret_box.configure(settings)
+    # Before the runtime is opened, whose clients are traced if tracing is on; None: off, and
+    # nothing of OpenTelemetry is installed (app/platform/tracing.py).
+    tracing = configure_tracing(settings, role="api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime, contextlib.AsyncExitStack() as stack:
             app.state.runtime = runtime
+            migration_heads()  # read the migration files now, not in the first /readyz
+            # This process's pools, sampled for /metrics; its live gauges let go on the way out.
+            stack.callback(metrics.release_process)
+            await stack.enter_async_context(
+                sampling_pools(
+                    {
+                        "orm": runtime.engine,
+                        "search": runtime.search.pool,
+                        "ingest": runtime.push.pool,
+                    }
+                )
+            )
             if settings.demo_feeds:
                 await stack.enter_async_context(serve_demo_feeds(settings, required=False))
                 await stack.enter_async_context(run_demo_tomp_operators(settings))
@@ -81,6 +112,8 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
                 # Its own client, not runtime.http (which follows redirects and may reach any
                 # address): an organisation chose these URLs (app/platform/outbound.py).
                 webhook_http = await stack.enter_async_context(webhook_http_client(settings))
+                if tracing is not None:
+                    stack.callback(tracing.instrument_clients(http=[webhook_http]))
                 await stack.enter_async_context(
                     start_webhook_dispatcher(runtime.sessions, webhook_http, settings)
                 )
@@ -90,6 +123,10 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         title="Mobility aggregator",
         version="0.1.0",
         lifespan=lifespan,
+        # FastAPI's own request spans, outside the whole middleware stack, so the GraphQL fast
+        # path's answers are traced too; switched off with tracing (it would otherwise start
+        # on any global tracer provider some library installed).
+        telemetry=tracing.fastapi_telemetry() if tracing is not None else {"tracing": False},
     )
 
     async def get_context(request: HTTPConnection) -> Context:
@@ -103,6 +140,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             remember_viewer=request.scope["type"] != "websocket",
         )
 
+    app.state.shutdown = shutdown
     schema = build_schema(settings)
     app.state.graphql_schema = schema
     app.state.operation_plans = OperationPlans(schema)
@@ -135,6 +173,8 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         default_bytes=settings.max_request_bytes,
         caps=[BodyCap("/ingest/", PUSH_MAX_BODY_BYTES)],
     )
+    # WebSockets are closed with 1001 once shutdown begins (app/platform/shutdown.py).
+    app.add_middleware(GoingAway, shutdown=shutdown)
     if settings.cors_origins:
         # Outside the fast path, so its answers carry the CORS headers too, and a preflight
         # never reaches it. Credentials are tokens in a header, never cookies.
@@ -142,18 +182,23 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type", "accept"],
-            expose_headers=["retry-after"],
+            allow_headers=["authorization", "content-type", "accept", "x-request-id"],
+            expose_headers=["retry-after", "x-request-id"],
             max_age=600,
         )
+    # Outermost: every answer carries the request's id (the edge's refusals and CORS preflights
+    # too), and every line logged while a request is served has it (app/platform/request_id.py).
+    app.add_middleware(RequestIdMiddleware)
+
+    # Outermost: every request is timed, the edge's refusals and the fast path's answers too.
+    app.add_middleware(RequestMetrics, known_paths=("/graphql",))
 
     app.include_router(ingest_router)
+    app.include_router(metrics_router)
     app.include_router(gbfs_router)
     app.include_router(reports_router)
     app.include_router(tiles_router)
-
-    @app.get("/health")
-    async def health(request: Request) -> dict[str, str]:
-        return {"status": "ok"}
+    # /livez, /readyz, and /health (as /livez) for existing monitors.
+    app.include_router(probes_router)
 
     return app

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from app.platform import metrics
 from app.platform.redis import RedisClient
 from app.rate_limit import Limit, Subject, take
 
@@ -108,6 +109,7 @@ class PersistedQueries:
             raw = await self._redis.get(self._prefix + digest)
         except (RedisError, OSError) as exc:
             # Without Redis the client simply sends the full query again.
+            metrics.redis_error("persisted_queries")
             log.warning("persisted query lookup failed: %s", exc)
             return None
         if raw is None:
@@ -121,6 +123,7 @@ class PersistedQueries:
         try:
             await self._redis.set(self._prefix + digest, query, ex=_TTL_SECONDS)
         except (RedisError, OSError) as exc:
+            metrics.redis_error("persisted_queries")
             log.warning("persisted query not stored: %s", exc)
 
     def _remember(self, digest: str, query: str) -> None:

@@ -29,6 +29,7 @@ from redis.exceptions import NoScriptError, RedisError
 from app.accounts import rider_for_token
 from app.fleet.api_keys import is_api_key, verify_api_key
 from app.fleet.principal import ApiKeyPrincipal
+from app.platform import metrics
 from app.platform.errors import DomainError
 from app.platform.redis import RedisClient
 from app.staff_auth import TOKEN_PREFIX
@@ -180,6 +181,7 @@ async def take(redis: RedisClient, prefix: str, subject: Subject, *, cost: int =
         except NoScriptError:  # a Redis restarted (or flushed) since: load it again
             raw = await redis.eval(_TOKEN_BUCKET, 1, key, *args)
     except (RedisError, OSError, TimeoutError) as exc:
+        metrics.redis_error("rate_limit")
         _warn_unchecked(exc)
         return Decision(allowed=True, remaining=0, retry_after_seconds=0, unchecked=True)
     allowed, remaining, wait_ms = (int(v) for v in raw)

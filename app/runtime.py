@@ -6,6 +6,7 @@ talks to PostgreSQL, Redis and operators exactly the way production does.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -27,7 +28,9 @@ from app.platform import secret_box
 from app.platform.db import create_engine, plain_url, session_factory
 from app.platform.redis import RedisClient, RedisKeys, create_redis
 from app.platform.redis_pipelined import Endpoint, PipelinedRedis
+from app.platform.request_id import outbound_event_hooks
 from app.platform.settings import Settings
+from app.platform.tracing import active_tracing
 from app.provider_admin import ProviderAdmin
 from app.reference import ReferenceCache
 from app.search.service import SearchService
@@ -121,6 +124,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         timeout=httpx.Timeout(booking_timeout, connect=min(5.0, booking_timeout)),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
+        # Each operator call carries the request id out (X-Request-Id) and is logged with it.
+        event_hooks=outbound_event_hooks(logging.getLogger("app.booking.operator_calls")),
     )
     # The search's own pool: single reads on the hot path, without the ORM's session and
     # transaction round trips (app/search/repository.py: search_vehicles_near).
@@ -141,6 +146,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         max_inactive_connection_lifetime=300,
     )
     search = SearchService(settings, index, search_pool, sessions)
+    # Traced only when this process switched tracing on (app/platform/tracing.py); asyncpg's
+    # connections, the engine's and both pools', are traced process-wide there.
+    tracing = active_tracing()
+    untrace = (
+        tracing.instrument_clients(redis=[redis], http=[http, booking_http])
+        if tracing is not None
+        else None
+    )
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -188,6 +201,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     try:
         yield runtime
     finally:
+        if untrace is not None:
+            untrace()
         await runtime.bookings.aclose()
         await runtime.live_updates.aclose()
         await runtime.booking_signals.aclose()

@@ -13,21 +13,29 @@ On a Redis Cluster (``MOBILITY_REDIS_CLUSTER``) the broker is :class:`ClusterStr
 taskiq-redis 1.2.4's ``RedisStreamClusterBroker`` with what its single-server broker has and it
 lacks, one message per read and the reclaiming of a dead worker's pending tasks (XAUTOCLAIM).
 The stream is one key, so it lives on whichever node holds its slot.
+
+Every task carries a request id (:class:`RequestIdMiddleware`): the one current where it was
+kicked, in a message label, or a new one if none was; the worker runs the task with it, so
+every line the task logs has it (docs/operations-logs.md).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode
-from taskiq import AckableMessage, AsyncBroker
+from taskiq import AckableMessage, AsyncBroker, TaskiqMessage, TaskiqMiddleware, TaskiqResult
 from taskiq_redis import RedisStreamBroker, RedisStreamClusterBroker
 
 from app.fleet.tasks import register_webhook_tasks
+from app.platform import metrics
 from app.platform.redis import RedisKeys, cluster_seeds
+from app.platform.request_id import REQUEST_ID, new_request_id, well_formed
 from app.platform.settings import Settings, get_settings
+from app.platform.tracing import TaskTracing, active_tracing, configure_tracing
 from app.runtime import Runtime, open_runtime
 from providers.dispatch import claim_lease_seconds
 from providers.scheduler import Scheduler, start_scheduler
@@ -35,7 +43,10 @@ from providers.tasks import kicker, register_sync_tasks
 
 __all__ = [
     "CONSUMER_GROUP",
+    "REQUEST_ID_LABEL",
     "ClusterStreamBroker",
+    "RequestIdMiddleware",
+    "TaskMetrics",
     "build_broker",
     "running_broker",
     "scheduling",
@@ -43,11 +54,39 @@ __all__ = [
 ]
 
 CONSUMER_GROUP = "sync-workers"
+REQUEST_ID_LABEL = "request_id"
+
+
+class RequestIdMiddleware(TaskiqMiddleware):
+    """The request id across the queue: put in a label when a task is kicked, restored in the
+    worker for the task's run (each message is run in an asyncio task of its own, so the id
+    set here is that run's alone)."""
+
+    def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            message.labels[REQUEST_ID_LABEL] = request_id
+        return message
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        # A label is checked like a header: anyone who can write to the stream can write one.
+        carried = well_formed(str(message.labels.get(REQUEST_ID_LABEL, "")))
+        REQUEST_ID.set(carried or new_request_id())
+        return message
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[object]) -> None:
+        REQUEST_ID.set(None)
 
 
 def build_broker(settings: Settings) -> AsyncBroker:
     """The broker with every task registered (not started)."""
     broker = _stream_broker(settings)
+    broker.add_middlewares(RequestIdMiddleware())
+    broker.add_middlewares(TaskMetrics())
+    tracing = active_tracing()
+    if tracing is not None:
+        # The kicking side puts its trace in each task's labels; the worker continues it.
+        broker.add_middlewares(TaskTracing(tracing))
     register_sync_tasks(broker, settings, open_runtime)
     # Webhook deliveries ride the same queue: `mobility scheduler` kicks a round every few
     # seconds and any worker runs it.
@@ -56,8 +95,11 @@ def build_broker(settings: Settings) -> AsyncBroker:
 
 
 def worker_broker() -> AsyncBroker:
-    """The broker ``mobility worker`` runs (taskiq imports it by name), from the environment."""
-    return build_broker(get_settings())
+    """The broker ``mobility worker`` runs (taskiq imports it by name, in each worker process),
+    from the environment; tracing is switched on here first if it is configured."""
+    settings = get_settings()
+    configure_tracing(settings, role="worker")
+    return build_broker(settings)
 
 
 @asynccontextmanager
@@ -85,6 +127,31 @@ async def scheduling(runtime: Runtime) -> AsyncIterator[Scheduler]:
         start_scheduler(runtime, kick=kicker(broker)) as scheduler,
     ):
         yield scheduler
+
+
+# The label a task carries from the process that sent it: when it was queued (epoch seconds).
+QUEUED_AT = "mobility_queued_at"
+
+
+class TaskMetrics(TaskiqMiddleware):
+    """Each task's wait on the queue and its run, by task name (ours: a closed set) and
+    outcome (``mobility_task_wait_seconds``, ``mobility_task_duration_seconds``)."""
+
+    def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+        message.labels[QUEUED_AT] = f"{time.time():.6f}"
+        return message
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        try:
+            queued_at = float(message.labels.get(QUEUED_AT, ""))
+        except ValueError:
+            return message  # sent by a version that did not say
+        metrics.TASK_WAIT.labels(message.task_name).observe(max(0.0, time.time() - queued_at))
+        return message
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        outcome = "error" if result.is_err else "ok"
+        metrics.TASKS.labels(message.task_name, outcome).observe(result.execution_time)
 
 
 class ClusterStreamBroker(RedisStreamClusterBroker):

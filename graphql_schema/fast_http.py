@@ -14,6 +14,7 @@ answers stay exactly Strawberry's.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -29,6 +30,7 @@ from graphql_schema import media, rate_limits
 from graphql_schema.context import Context, client_address, header
 from graphql_schema.errors import document_checked
 from graphql_schema.input_guard import refuse_variables
+from graphql_schema.observe import observe
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,10 @@ class GraphQLFastPath:
             query = resolved.query
         if query is None:
             return None
+        started = time.perf_counter()
         result = await self._run(scope, context, query, variables, operation_name, extensions)
+        if result is not None:
+            observe(query, operation_name, result.errors, time.perf_counter() - started)
         if result is not None and resolved is not None and document_checked(result):
             await context.persisted_queries.register(resolved, context.client_address)
         return result

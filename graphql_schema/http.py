@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,10 +30,12 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.persisted_queries import PersistedQueryError
+from app.platform import metrics
 from app.rest.web_assets import WebAssets
 from graphql_schema import media
 from graphql_schema.context import Context
 from graphql_schema.errors import OPERATION_NOT_FOUND, assign_code, document_checked
+from graphql_schema.observe import observe
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,22 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 await self.send_message({"type": "ping", "payload": {"keepAlive": True}})
             except Exception:  # the socket is gone: the handler's own loop ends it
                 return
+
+    async def handle(self) -> None:
+        connections = metrics.WEBSOCKET_CONNECTIONS.labels("graphql-transport-ws")
+        connections.inc()
+        try:
+            await super().handle()
+        finally:
+            connections.dec()
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        running = metrics.SUBSCRIPTIONS.labels(metrics.operation_label(operation.operation_name))
+        running.inc()
+        try:
+            await super().run_operation(operation)
+        finally:
+            running.dec()
 
     async def _handle_pre_execution_error(
         self, operation: Operation[Context, None], result: PreExecutionError
@@ -232,8 +251,15 @@ class MobilityGraphQLRouter(GraphQLRouter[Context, None]):
             except PersistedQueryError as exc:
                 return _error(exc.code, exc.message)
             request_data = dataclasses.replace(request_data, query=resolved.query)
+        started = time.perf_counter()
         result = await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
+        )
+        observe(
+            request_data.query,
+            request_data.operation_name,
+            result.errors,
+            time.perf_counter() - started,
         )
         if resolved is not None and document_checked(result):
             await context.persisted_queries.register(resolved, context.client_address)

@@ -21,6 +21,7 @@ from enum import StrEnum
 
 from redis.exceptions import RedisError
 
+from app.platform import metrics
 from app.platform.redis import RedisClient, RedisKeys
 from app.platform.settings import Settings
 
@@ -108,6 +109,7 @@ class CircuitBreaker:
                 keys=[self._keys.provider_breaker(provider_id)], args=[self._trial_lease]
             )
         except RedisError as exc:
+            metrics.redis_error("breaker")
             log.warning("circuit breaker unavailable, allowing %s: %s", provider_id, exc)
             return BreakerDecision(True, BreakerState.CLOSED)
         return BreakerDecision(
@@ -118,6 +120,7 @@ class CircuitBreaker:
         try:
             await self._redis.delete(self._keys.provider_breaker(provider_id))
         except RedisError as exc:
+            metrics.redis_error("breaker")
             log.warning("could not close the circuit breaker of %s: %s", provider_id, exc)
 
     async def record_failure(self, provider_id: str) -> BreakerDecision:
@@ -128,6 +131,7 @@ class CircuitBreaker:
                 args=[self._threshold, self._cooldown, self._max_cooldown, self._ttl],
             )
         except RedisError as exc:
+            metrics.redis_error("breaker")
             log.warning("could not record a failure of %s: %s", provider_id, exc)
             return BreakerDecision(True, BreakerState.CLOSED)
         breaker_state = BreakerState(_text(state))

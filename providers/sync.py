@@ -28,6 +28,7 @@ from adapters.credentials import OperatorAuth, OperatorCredentials
 from adapters.dto import Finding, Snapshot
 from adapters.http import FeedCache, redact_urls
 from app.models import ACTIVE_BOOKING_STATES
+from app.platform import metrics
 from app.platform.advisory_locks import INDEX_XACT_LOCK, SYNC_LOCK, SYNC_UNLOCK, VEHICLES_XACT_LOCK
 from app.platform.db import transaction
 from app.platform.settings import Settings
@@ -164,6 +165,17 @@ class SyncEngine:
         return await self._locked(provider_id, snapshot, progress)
 
     async def _locked(
+        self, provider_id: str, supplied: Snapshot | None, progress: Progress | None
+    ) -> SyncReport:
+        started = time.perf_counter()
+        report = await self._locked_run(provider_id, supplied, progress)
+        outcome = "skipped" if report.skipped else "ok" if report.ok else "failed"
+        metrics.PROVIDER_SYNCS.labels(provider_id, outcome).observe(time.perf_counter() - started)
+        if report.error_count:
+            metrics.PROVIDER_RECORDS_SKIPPED.labels(provider_id).inc(report.error_count)
+        return report
+
+    async def _locked_run(
         self, provider_id: str, supplied: Snapshot | None, progress: Progress | None
     ) -> SyncReport:
         say = progress or (lambda _msg: None)
@@ -428,6 +440,7 @@ class SyncEngine:
         except (RedisError, OSError) as exc:
             # PostGIS has the truth; search falls back to it, and the next sync rebuilds
             # (the marker above no longer matches).
+            metrics.redis_error("sync")
             log.warning("redis index update failed for %s: %s", provider_id, exc)
 
     async def _fail(

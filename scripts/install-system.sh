@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System prerequisites: PostGIS for PostgreSQL 15, the two services running, and Debian's
-# Chromium for the browser tests (Playwright drives it; its own browser download is not used).
+# Chromium for the browser tests (Playwright drives it; its own browser download is not used),
+# and Prometheus (its server and promtool) for the metrics tests.
 # Idempotent: installs only what is missing, starts only what is stopped.
 set -euo pipefail
 
@@ -8,6 +9,8 @@ missing=()
 dpkg -s postgresql-15-postgis-3 >/dev/null 2>&1 || missing+=(postgresql-15-postgis-3)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# A real Prometheus scrapes the API in the tests, and promtool checks ops/prometheus/.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}..."
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -69,6 +69,20 @@ def mobility_process(
         kill_group(proc)
 
 
+@contextmanager
+def external_process(args: Sequence[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A program that is not a `mobility` command (Prometheus, say), in its own process
+    group, killed on exit; output appended to log."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            list(args), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield proc
+    finally:
+        kill_group(proc)
+
+
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)

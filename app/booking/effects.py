@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.booking.schemas import OrgBooking
 from app.booking.states import BookingState
 from app.fleet.outbox import EventType, emit
+from app.platform import metrics
 from app.platform.redis import RedisClient, RedisKeys, publish
 from app.search import repository as search_repository
 from app.vehicle_index import VehicleDoc, VehicleIndex
@@ -87,6 +88,7 @@ class SideEffects:
         try:
             await self.index.apply(doc.provider_id, [doc], ())
         except (RedisError, OSError) as exc:
+            metrics.redis_error("booking")
             log.warning("index update for %s failed, retried until written: %s", vehicle_id, exc)
             self._owe_index(vehicle_id)
             return False
@@ -94,6 +96,7 @@ class SideEffects:
             await self.index.publish_delta(doc.provider_id, [], [doc], [])
         except (RedisError, OSError) as exc:
             # Subscribers resynchronise when their Redis subscription comes back.
+            metrics.redis_error("booking")
             log.warning("live update for %s not published: %s", vehicle_id, exc)
         return True
 
@@ -135,6 +138,7 @@ class SideEffects:
         try:
             await publish(self.redis, self.keys.booking_changes, str(booking_id).encode())
         except (RedisError, OSError) as exc:
+            metrics.redis_error("booking")
             log.warning("booking update for %s not published: %s", booking_id, exc)
 
 

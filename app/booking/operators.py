@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 
 from adapters.base import AdapterConfigError
 from adapters.booking import (
+    BookingCapability,
     BookingContext,
     BookingNotFoundAtOperator,
     BookingOperator,
     OperatorBooking,
     OperatorBookingState,
+    OperatorOffer,
+    Position,
+    ReservationRequest,
     load_booking_operator,
 )
 from adapters.booking import OperatorRejected as OperatorSaidNo
@@ -34,12 +39,15 @@ from app.booking import repository
 from app.booking.core import BookingCore
 from app.booking.states import BookingEvent
 from app.models import Provider
+from app.platform import metrics
 from app.platform.db import transaction
 from providers.admin import credentials_for
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Operators"]
+__all__ = ["MeteredOperator", "Operators"]
+
+_T = TypeVar("_T")
 
 
 class Operators:
@@ -60,8 +68,11 @@ class Operators:
         cached = self._operators.get(provider.id)
         if cached is not None and cached[0] == signature:
             return cached[1]
-        operator = load_booking_operator(
-            str(provider.booking.get("operator", "")), provider.booking.get("config") or {}
+        operator = MeteredOperator(
+            load_booking_operator(
+                str(provider.booking.get("operator", "")), provider.booking.get("config") or {}
+            ),
+            provider.id,
         )
         self._operators[provider.id] = (signature, operator)
         return operator
@@ -151,3 +162,90 @@ class Operators:
             ok, detail = False, f"cancel failed: {exc.message}; reconciliation will retry"
         log.info("booking %s: compensation: %s", booking_id, detail)
         return ok
+
+
+class MeteredOperator:
+    """A provider's booking operator with every call timed and counted by outcome
+    (``mobility_operator_call_duration_seconds``): the one place all booking calls pass."""
+
+    name: ClassVar[str] = "metered"
+
+    def __init__(self, inner: BookingOperator, provider_id: str) -> None:
+        self.inner = inner
+        self.provider_id = provider_id
+
+    @property
+    def capabilities(self) -> frozenset[BookingCapability]:
+        return self.inner.capabilities
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> BookingOperator:
+        raise TypeError("a metered operator wraps a loaded operator; it is not configured")
+
+    async def _timed(self, action: str, call: Awaitable[_T]) -> _T:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await call
+            outcome = "ok"
+            return result
+        except OperatorSaidNo:
+            outcome = "rejected"
+            raise
+        except BookingNotFoundAtOperator:
+            outcome = "not_found"
+            raise
+        except (OperatorDown, asyncio.CancelledError):
+            # Cancelled: the booking deadline (Operators.call) ran out while waiting.
+            outcome = "unavailable"
+            raise
+        finally:
+            metrics.OPERATOR_CALLS.labels(self.provider_id, action, outcome).observe(
+                time.perf_counter() - started
+            )
+
+    async def prepare(self, ctx: BookingContext, request: ReservationRequest) -> OperatorOffer:
+        return await self._timed("prepare", self.inner.prepare(ctx, request))
+
+    async def reserve(
+        self, ctx: BookingContext, offer: OperatorOffer, request: ReservationRequest
+    ) -> OperatorBooking:
+        return await self._timed("reserve", self.inner.reserve(ctx, offer, request))
+
+    async def start(
+        self, ctx: BookingContext, booking: OperatorBooking, *, idempotency_key: str
+    ) -> OperatorBooking:
+        return await self._timed(
+            "start", self.inner.start(ctx, booking, idempotency_key=idempotency_key)
+        )
+
+    async def pause(
+        self, ctx: BookingContext, booking: OperatorBooking, *, idempotency_key: str
+    ) -> OperatorBooking:
+        return await self._timed(
+            "pause", self.inner.pause(ctx, booking, idempotency_key=idempotency_key)
+        )
+
+    async def resume(
+        self, ctx: BookingContext, booking: OperatorBooking, *, idempotency_key: str
+    ) -> OperatorBooking:
+        return await self._timed(
+            "resume", self.inner.resume(ctx, booking, idempotency_key=idempotency_key)
+        )
+
+    async def end(
+        self, ctx: BookingContext, booking: OperatorBooking, *, idempotency_key: str, at: Position
+    ) -> OperatorBooking:
+        return await self._timed(
+            "end", self.inner.end(ctx, booking, idempotency_key=idempotency_key, at=at)
+        )
+
+    async def cancel(
+        self, ctx: BookingContext, booking: OperatorBooking, *, idempotency_key: str
+    ) -> OperatorBooking:
+        return await self._timed(
+            "cancel", self.inner.cancel(ctx, booking, idempotency_key=idempotency_key)
+        )
+
+    async def status(self, ctx: BookingContext, reference: str) -> OperatorBooking:
+        return await self._timed("status", self.inner.status(ctx, reference))

@@ -20,12 +20,14 @@ goes through :func:`app.booking.states.transition` and the transition writer
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.booking import outcomes as out
 from app.booking import repository
 from app.booking.actions import TripActions
 from app.booking.core import BookingCore
@@ -34,9 +36,11 @@ from app.booking.eligibility import rules_from_settings
 from app.booking.operators import Operators
 from app.booking.reserve import Reservations
 from app.booking.schemas import BookingChanged, BookingNotFound, OrgBooking, RiderLike
+from app.platform import metrics
 from app.platform.db import in_session
 from app.platform.redis import RedisClient, RedisKeys
 from app.platform.settings import Settings
+from app.platform.shutdown import RunToEnd
 from app.vehicle_index import VehicleIndex
 
 __all__ = ["BookingChanged", "BookingNotFound", "BookingService", "OrgBooking", "RiderLike"]
@@ -73,14 +77,66 @@ class BookingService:
         reservations = Reservations(
             self.core, self.operators, rules_from_settings(settings.eligibility_rules)
         )
-        self.reserve = reservations.reserve
-        self.reserve_for_organisation = reservations.reserve_for_organisation
-        self.act = TripActions(self.core, self.operators).act
+        # A reservation or trip action runs to its end even if its request is cancelled (a
+        # shutdown's grace ran out, the client left): stopped between the operator's answer
+        # and our commit it would leave the booking PENDING until reconciliation.
+        # open_runtime waits for them (aclose) before it closes the pools.
+        self._operations = RunToEnd("booking")
+        self.reserve = self._operations.wrap(counted("reserve", reservations.reserve))
+        self.reserve_for_organisation = self._operations.wrap(
+            counted("reserve", reservations.reserve_for_organisation)
+        )
+        self.act = self._operations.wrap(counted_act(TripActions(self.core, self.operators).act))
         self.booking_for = in_session(sessions, repository.booking_for)
         self.booking_by_id = in_session(sessions, repository.booking_by_id)
         self.bookings_of = in_session(sessions, repository.bookings_of)
         self.events_of = in_session(sessions, repository.events_of)
-        self.aclose = self.effects.aclose
 
     def now(self) -> datetime:
         return self.clock()
+
+    async def aclose(self) -> None:
+        """Wait for the booking operations still running, then stop the side effects' retries
+        (the process is shutting down)."""
+        await self._operations.wait()
+        await self.effects.aclose()
+
+
+_P = ParamSpec("_P")
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def outcome_label(outcome: out.Outcome) -> str:
+    """``ok``, or the answer's kind in snake case (``vehicle_unavailable``): a closed set."""
+    if isinstance(outcome, out.BookingDone):
+        return "ok"
+    return _CAMEL.sub("_", type(outcome).__name__).lower()
+
+
+def counted(
+    action: str, flow: Callable[_P, Coroutine[Any, Any, out.Outcome]]
+) -> Callable[_P, Coroutine[Any, Any, out.Outcome]]:
+    """``flow`` with each answer counted in ``mobility_bookings_total`` under ``action``."""
+
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> out.Outcome:
+        outcome = await flow(*args, **kwargs)
+        metrics.BOOKINGS.labels(action, outcome_label(outcome)).inc()
+        return outcome
+
+    return run
+
+
+def counted_act(
+    act: Callable[_P, Coroutine[Any, Any, out.Outcome]],
+) -> Callable[_P, Coroutine[Any, Any, out.Outcome]]:
+    """The trip actions, counted under the event's name (start, pause, resume, finish,
+    cancel)."""
+
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> out.Outcome:
+        outcome = await act(*args, **kwargs)
+        event = kwargs.get("event")
+        action = str(getattr(event, "value", event)).lower()
+        metrics.BOOKINGS.labels(action, outcome_label(outcome)).inc()
+        return outcome
+
+    return run

@@ -9,7 +9,9 @@ import signal
 from app.booking.maintenance import start_booking_maintenance
 from app.commands.console import say
 from app.fleet.tasks import kick_webhook_rounds
+from app.platform import metrics
 from app.platform.settings import Settings
+from app.platform.tracing import configure_tracing
 from app.runtime import open_runtime
 from app.task_queue import running_broker
 from providers.scheduler import start_scheduler
@@ -18,10 +20,15 @@ from providers.tasks import kicker
 __all__ = ["run"]
 
 
-async def run(settings: Settings) -> int:
+async def run(settings: Settings, *, metrics_at: tuple[str, int] | None = None) -> int:
     """The scheduler alone: claims due providers and queues their syncs for the workers, and
-    runs booking upkeep and webhook deliveries."""
+    runs booking upkeep and webhook deliveries; its metrics on ``metrics_at`` if given."""
+    if metrics_at is not None:
+        metrics.serve_metrics(metrics_at)
+        say(f"metrics at http://{metrics_at[0]}:{metrics_at[1]}/metrics")
     queued = settings.model_copy(update={"sync_dispatch": "queue"})
+    # Before the runtime and the broker: their clients and tasks are traced if it is on.
+    configure_tracing(queued, role="scheduler")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

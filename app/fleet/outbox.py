@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import OutboxEvent
+from app.platform.request_id import current as current_request_id
 
 __all__ = ["EventType", "emit"]
 
@@ -31,8 +32,14 @@ async def emit(
     event_type: EventType,
     payload: dict[str, Any],
 ) -> None:
-    """Add the event to the caller's transaction (it commits or rolls back with it)."""
+    """Add the event to the caller's transaction (it commits or rolls back with it), with the
+    id of the request being served, if any: its deliveries log with it."""
     session.add(
-        OutboxEvent(organisation_id=organisation_id, event_type=event_type.value, payload=payload)
+        OutboxEvent(
+            organisation_id=organisation_id,
+            event_type=event_type.value,
+            payload=payload,
+            request_id=current_request_id(),
+        )
     )
     await session.flush()

@@ -208,6 +208,9 @@ class OutboxEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The API request whose change this reports (app/platform/request_id.py), if one did: its
+    # webhook deliveries log with it (migration 0015).
+    request_id: Mapped[str | None] = mapped_column(Text)
 
 
 class WebhookDelivery(Base):

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.health import is_fresh
 from app.models import Provider
+from app.platform import metrics
 from app.platform.db import in_session
 from app.platform.errors import InvalidInput
 from app.platform.settings import Settings
@@ -117,12 +118,18 @@ class SearchService:
             and abs(ranked.lat) + ranked.reach_meters / _MIN_METERS_PER_DEGREE_LAT <= GEO_MAX_LAT
         ):
             try:
-                return await self._vehicles_from_index(ranked, flt, first, after, viewer_orgs)
+                hits = await self._vehicles_from_index(ranked, flt, first, after, viewer_orgs)
             except (RedisError, OSError, IndexUnavailable) as exc:
                 # Do not knock on a dead Redis with every request: PostGIS answers for a
                 # moment, then the index is tried again (no restart needed when it is back).
                 self._index_retry_at = time.monotonic() + INDEX_RETRY_SECONDS
+                if not isinstance(exc, IndexUnavailable):
+                    metrics.redis_error("search")
                 log.warning("redis search unavailable, answering from PostGIS: %s", exc)
+            else:
+                metrics.SEARCHES.labels("redis").inc()
+                return hits
+        metrics.SEARCHES.labels("postgis").inc()
         return await repository.search_vehicles(
             self.pool, area=ranked, flt=flt, first=first, after=after
         )

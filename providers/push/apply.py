@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from adapters.dto import UNSPECIFIED_VEHICLE_TYPE_ID, placeholder_vehicle_type
 from app.models import ACTIVE_BOOKING_STATES
-from app.platform import secret_box
+from app.platform import metrics, secret_box
 from app.platform.advisory_locks import INDEX_LOCK_SHARED
 from app.reference import ReferenceData
 from app.vehicle import PUSH_UPSERT, VehicleDoc, push_columns, with_kept
@@ -231,6 +231,7 @@ async def _write_batch(
                 outcome.removed,
             )
         except (RedisError, OSError):
+            metrics.redis_error("push")
             outcome.index_updated = False
 
 

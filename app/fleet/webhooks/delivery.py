@@ -22,8 +22,9 @@ from app.fleet.webhooks.destinations import DESTINATION_REFUSED, UNUSABLE_URL
 from app.fleet.webhooks.signing import SIGNATURE_HEADER, sign
 from app.fleet.webhooks.states import DeliveryStatus
 from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from app.platform import outbound, secret_box
+from app.platform import metrics, outbound, secret_box
 from app.platform.db import transaction
+from app.platform.request_id import REQUEST_ID
 
 # The package's one logger, named as before the split: docs/webhooks.md tells operators to
 # look for refused destinations under it.
@@ -68,6 +69,8 @@ class _Claimed:
     event_type: str
     event_created_at: datetime
     payload: dict[str, Any]
+    # The request whose change the event reports (None when none did): the attempt logs with it.
+    request_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,7 @@ async def _claim(
                     OutboxEvent.event_type,
                     OutboxEvent.created_at,
                     OutboxEvent.payload,
+                    OutboxEvent.request_id,
                 )
                 .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
                 .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
@@ -260,6 +264,13 @@ async def _record(
     return DeliveryOutcome(claimed.id, status, status_code, error)
 
 
+_OUTCOME_LABELS = {
+    DeliveryStatus.DELIVERED: "delivered",
+    DeliveryStatus.PENDING: "retrying",
+    DeliveryStatus.FAILED: "failed",
+}
+
+
 async def deliver_due(
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
@@ -273,8 +284,28 @@ async def deliver_due(
     gate = asyncio.Semaphore(DELIVERY_CONCURRENCY)
 
     async def attempt(one: _Claimed) -> DeliveryOutcome:
+        # Each attempt runs in a task of its own (gather), so this id is its lines' alone: the
+        # id of the request that caused the event, or else the round's (its task's).
+        if one.request_id is not None:
+            REQUEST_ID.set(one.request_id)
         async with gate:
             result = await _send(http, one, now)
-        return await _record(sessions, one, now, result, rng)
+        outcome = await _record(sessions, one, now, result, rng)
+        log.info(
+            "webhook delivery %s (%s) attempt %d: %s",
+            one.id,
+            one.event_type,
+            one.attempts + 1,
+            outcome.error or outcome.status.value,
+            extra={
+                "delivery_id": str(one.id),
+                "event_type": one.event_type,
+                "attempt": one.attempts + 1,
+                "status": outcome.status.value,
+                "status_code": outcome.status_code,
+            },
+        )
+        metrics.WEBHOOK_DELIVERIES.labels(_OUTCOME_LABELS[outcome.status]).inc()
+        return outcome
 
     return list(await asyncio.gather(*(attempt(c) for c in claimed)))

@@ -21,16 +21,20 @@ from app.platform.settings.freshness import FreshnessSettings
 from app.platform.settings.graphql import GraphQLSettings
 from app.platform.settings.http import HttpSettings
 from app.platform.settings.live_updates import LiveUpdateSettings
+from app.platform.settings.logs import LogSettings
 from app.platform.settings.mail import MailSettings
+from app.platform.settings.metrics import MetricsSettings
 from app.platform.settings.passwords import PasswordSettings
 from app.platform.settings.paths import PROJECT_ROOT, PathSettings
 from app.platform.settings.quotes import QuoteSettings
 from app.platform.settings.rate_limits import RateLimitSettings
 from app.platform.settings.sealing import SealingSettings
 from app.platform.settings.search import SearchSettings
+from app.platform.settings.shutdown import ShutdownSettings
 from app.platform.settings.stores import StoreSettings
 from app.platform.settings.sync import SyncSettings
 from app.platform.settings.tiles import TileSettings
+from app.platform.settings.tracing import TracingSettings
 from app.platform.settings.web import WebSettings
 
 __all__ = [
@@ -43,7 +47,9 @@ __all__ = [
     "GraphQLSettings",
     "HttpSettings",
     "LiveUpdateSettings",
+    "LogSettings",
     "MailSettings",
+    "MetricsSettings",
     "MobilityBaseSettings",
     "PasswordSettings",
     "PathSettings",
@@ -52,9 +58,11 @@ __all__ = [
     "SealingSettings",
     "SearchSettings",
     "Settings",
+    "ShutdownSettings",
     "StoreSettings",
     "SyncSettings",
     "TileSettings",
+    "TracingSettings",
     "WebSettings",
     "get_settings",
 ]
@@ -65,6 +73,10 @@ __all__ = [
 # (environment, stores, search, … rate limits): repr(), model_dump() and the order of several
 # validation errors keep that order.
 class Settings(
+    ShutdownSettings,
+    MetricsSettings,
+    LogSettings,
+    TracingSettings,
     WebSettings,
     TileSettings,
     RateLimitSettings,

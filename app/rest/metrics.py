@@ -1,0 +1,203 @@
+"""``GET /metrics``: Prometheus's text format. What every process counted
+(app/platform/metrics.py), then the system's state read at scrape time (app/system_state.py).
+
+Not for everyone (app/platform/settings/metrics.py): a bearer token when
+``MOBILITY_METRICS_TOKEN`` is set, otherwise loopback scrapers only. A refusal is the usual
+JSON error (``METRICS_TOKEN_REQUIRED`` 401, ``METRICS_FORBIDDEN`` 403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+from collections.abc import Coroutine, Iterable, Iterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from app.health import HealthStatus
+from app.platform import metrics
+from app.rest.responses import refusal
+from app.runtime import Runtime
+from app.system_state import (
+    Backlogs,
+    ProviderState,
+    QueueState,
+    read_backlogs,
+    read_providers,
+    read_queue,
+    with_breakers,
+)
+from app.task_queue import CONSUMER_GROUP
+from providers.breaker import BreakerState
+
+__all__ = ["router"]
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+
+@router.get("/metrics", include_in_schema=False)
+async def scrape(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    settings = runtime.settings
+    if not settings.metrics_enabled:
+        return refusal(404, "NOT_FOUND", "metrics are not served here")
+    denied = _denied(request, settings.metrics_token)
+    if denied is not None:
+        return denied
+    state = await _read_state(runtime, settings.metrics_state_timeout_seconds)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(state)
+    body = generate_latest(metrics.process_registry()) + generate_latest(registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _denied(request: Request, token: str | None) -> Response | None:
+    if token is not None:
+        given = request.headers.get("authorization", "")
+        scheme, _, credentials = given.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            credentials.strip().encode(), token.encode()
+        ):
+            return None
+        return refusal(401, "METRICS_TOKEN_REQUIRED", "send the metrics token as a bearer token")
+    if _is_loopback(request.client.host if request.client else None):
+        return None
+    return refusal(
+        403,
+        "METRICS_FORBIDDEN",
+        "metrics are served to this host only; set MOBILITY_METRICS_TOKEN to scrape from elsewhere",
+    )
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _State(Collector):
+    """The state read for one scrape, as gauges."""
+
+    def __init__(self) -> None:
+        self.providers: list[ProviderState] | None = None
+        self.queue: QueueState | None = None
+        self.backlogs: Backlogs | None = None
+        self.database_up = False
+        self.redis_up = False
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "mobility_state_up",
+            "Whether this scrape could read the system's state from the store (1) or not (0)",
+            labels=["store"],
+        )
+        up.add_metric(["database"], 1.0 if self.database_up else 0.0)
+        up.add_metric(["redis"], 1.0 if self.redis_up else 0.0)
+        yield up
+        if self.providers is not None:
+            yield from _provider_metrics(self.providers)
+        if self.queue is not None:
+            depth = GaugeMetricFamily(
+                "mobility_task_queue_depth",
+                "Tasks on the queue: waiting for a worker, or running (taken, not yet done)",
+                labels=["state"],
+            )
+            depth.add_metric(["waiting"], self.queue.waiting)
+            depth.add_metric(["running"], self.queue.running)
+            yield depth
+        if self.backlogs is not None:
+            yield from _backlog_metrics(self.backlogs)
+
+    def describe(self) -> Iterable[Metric]:
+        return ()
+
+
+def _provider_metrics(providers: list[ProviderState]) -> Iterator[Metric]:
+    status = GaugeMetricFamily(
+        "mobility_provider_status",
+        "Each provider's health (app/health.py), 1 for the status it is in",
+        labels=["provider", "status"],
+    )
+    age = GaugeMetricFamily(
+        "mobility_provider_data_age_seconds",
+        "Seconds since each provider's last successful sync (absent: never synced)",
+        labels=["provider"],
+    )
+    failures = GaugeMetricFamily(
+        "mobility_provider_consecutive_failures",
+        "Failed syncs in a row, per provider",
+        labels=["provider"],
+    )
+    breaker = GaugeMetricFamily(
+        "mobility_provider_breaker_state",
+        "Each provider's circuit breaker, 1 for the state it is in",
+        labels=["provider", "state"],
+    )
+    for p in providers:
+        for s in HealthStatus:
+            status.add_metric([p.id, s.value], 1.0 if s is p.status else 0.0)
+        if p.data_age_seconds is not None:
+            age.add_metric([p.id], p.data_age_seconds)
+        failures.add_metric([p.id], p.consecutive_failures)
+        if p.breaker is not None:
+            for b in BreakerState:
+                breaker.add_metric([p.id, b.value.lower()], 1.0 if b is p.breaker else 0.0)
+    yield from (status, age, failures, breaker)
+
+
+def _backlog_metrics(b: Backlogs) -> Iterator[Metric]:
+    bookings = GaugeMetricFamily(
+        "mobility_bookings_pending",
+        "Bookings waiting on an operator (PENDING), and the age of the oldest in seconds",
+        labels=["measure"],
+    )
+    bookings.add_metric(["count"], b.bookings_pending)
+    bookings.add_metric(["oldest_seconds"], b.oldest_pending_booking_seconds)
+    webhooks = GaugeMetricFamily(
+        "mobility_webhook_backlog",
+        "Webhook deliveries not yet made (PENDING), and the age of the oldest in seconds",
+        labels=["measure"],
+    )
+    webhooks.add_metric(["count"], b.webhooks_pending)
+    webhooks.add_metric(["oldest_seconds"], b.oldest_pending_webhook_seconds)
+    yield from (bookings, webhooks)
+
+
+async def _read_state(runtime: Runtime, limit_seconds: float) -> _State:
+    state = _State()
+
+    async def database() -> None:
+        state.providers = await read_providers(runtime.sessions, runtime.settings)
+        state.backlogs = await read_backlogs(runtime.sessions)
+        state.database_up = True
+
+    async def redis() -> None:
+        state.queue = await read_queue(runtime.redis, runtime.keys, CONSUMER_GROUP)
+        state.redis_up = True
+
+    async def guarded(read: Coroutine[Any, Any, None], store: str) -> None:
+        try:
+            async with asyncio.timeout(limit_seconds):
+                await read
+        except Exception as exc:  # a store down or slow: the scrape says so, and goes on
+            log.warning("metrics: could not read the %s state: %s", store, type(exc).__name__)
+
+    await asyncio.gather(guarded(database(), "database"), guarded(redis(), "redis"))
+    if state.providers is not None and state.redis_up:
+        try:
+            async with asyncio.timeout(limit_seconds):
+                state.providers = await with_breakers(state.providers, runtime.breaker)
+        except Exception as exc:
+            log.warning("metrics: could not read the breakers: %s", type(exc).__name__)
+    return state

@@ -1,0 +1,152 @@
+"""What the whole system is doing right now, read from the database and Redis when metrics are
+scraped: each provider's health, data age and circuit breaker, the task queue's depth, and the
+backlogs that should stay short (bookings waiting on an operator, webhook deliveries).
+
+These are states, not events: every API process reads the same truth, so a scrape of any of
+them reports it (alert rules take ``max`` over instances). Counted events are
+app/platform/metrics.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.health import HealthStatus, SyncRecord, data_age_seconds, health_status
+from app.platform.redis import RedisKeys
+from app.platform.settings import Settings
+from providers.breaker import BreakerState, CircuitBreaker
+
+__all__ = [
+    "Backlogs",
+    "ProviderState",
+    "QueueState",
+    "read_backlogs",
+    "read_providers",
+    "read_queue",
+    "with_breakers",
+]
+
+# The latest finished run's error count beside each provider: one statement for all of them.
+_PROVIDERS = text(
+    """
+    SELECT p.id, p.enabled, p.last_success_at, p.consecutive_failures,
+           coalesce(r.error_count, 0) AS latest_errors
+    FROM providers p
+    LEFT JOIN LATERAL (
+        SELECT error_count FROM sync_runs
+        WHERE provider_id = p.id AND finished_at IS NOT NULL
+        ORDER BY id DESC LIMIT 1
+    ) r ON true
+    ORDER BY p.id
+    """
+)
+
+_BACKLOGS = text(
+    """
+    SELECT
+      (SELECT count(*) FROM bookings WHERE state = 'PENDING') AS bookings_pending,
+      (SELECT extract(epoch FROM now() - min(created_at)) FROM bookings
+        WHERE state = 'PENDING') AS oldest_pending_booking,
+      (SELECT count(*) FROM webhook_deliveries WHERE status = 'PENDING') AS webhooks_pending,
+      (SELECT extract(epoch FROM now() - min(window_opened_at)) FROM webhook_deliveries
+        WHERE status = 'PENDING') AS oldest_pending_webhook
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderState:
+    id: str
+    status: HealthStatus
+    data_age_seconds: float | None  # None: never synced successfully
+    consecutive_failures: int
+    breaker: BreakerState | None = None  # None: not read (Redis unreachable)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    # Queued and not yet handed to a worker; handed to a worker and not yet acknowledged.
+    waiting: int
+    running: int
+
+
+@dataclass(slots=True)
+class Backlogs:
+    bookings_pending: int = 0
+    oldest_pending_booking_seconds: float = 0.0
+    webhooks_pending: int = 0
+    oldest_pending_webhook_seconds: float = 0.0
+
+
+async def read_providers(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> list[ProviderState]:
+    now = datetime.now(UTC)
+    async with sessions() as session:
+        rows = (await session.execute(_PROVIDERS)).all()
+    states = []
+    for row in rows:
+        record = SyncRecord(
+            enabled=row.enabled,
+            last_success_at=row.last_success_at,
+            consecutive_failures=row.consecutive_failures,
+            latest_errors=row.latest_errors,
+        )
+        states.append(
+            ProviderState(
+                id=row.id,
+                status=health_status(record, settings, now),
+                data_age_seconds=data_age_seconds(row.last_success_at, now),
+                consecutive_failures=row.consecutive_failures,
+            )
+        )
+    return states
+
+
+async def with_breakers(
+    providers: list[ProviderState], breaker: CircuitBreaker
+) -> list[ProviderState]:
+    out = []
+    for state in providers:
+        decision = await breaker.state(state.id)
+        out.append(
+            ProviderState(
+                state.id,
+                state.status,
+                state.data_age_seconds,
+                state.consecutive_failures,
+                decision.state,
+            )
+        )
+    return out
+
+
+async def read_queue(redis: Redis, keys: RedisKeys, group: str) -> QueueState:
+    """The task stream's consumer group: ``lag`` (entries not yet delivered to the group) and
+    ``pending`` (delivered, not acknowledged). Before any worker created the group, every
+    entry of the stream is waiting."""
+    stream = keys.task_stream
+    if not await redis.exists(stream):
+        return QueueState(0, 0)
+    for info in await redis.xinfo_groups(stream):
+        name = info.get("name")
+        if (name.decode() if isinstance(name, bytes) else name) == group:
+            lag = info.get("lag")
+            return QueueState(int(lag or 0), int(info.get("pending") or 0))
+    return QueueState(int(await redis.xlen(stream)), 0)
+
+
+async def read_backlogs(sessions: async_sessionmaker[AsyncSession]) -> Backlogs:
+    async with sessions() as session:
+        row = (await session.execute(_BACKLOGS)).one()
+    return Backlogs(
+        bookings_pending=int(row.bookings_pending),
+        oldest_pending_booking_seconds=float(row.oldest_pending_booking or 0.0),
+        webhooks_pending=int(row.webhooks_pending),
+        oldest_pending_webhook_seconds=float(row.oldest_pending_webhook or 0.0),
+    )
