@@ -13,6 +13,11 @@ snapshot. The hub reconnects by itself, with backoff.
 
 Booking changes travel the same way (:class:`ChangeSignals`): one subscription per process to
 one channel whose messages are booking ids, handed to the sockets following those bookings.
+
+On a Redis Cluster (``MOBILITY_REDIS_CLUSTER``) the channels are sharded (SPUBLISH /
+SSUBSCRIBE, :class:`_ShardedSubscription`): a message goes to the node that holds the
+channel's hash slot only, rather than over the cluster bus to every node as a classic PUBLISH
+would, and the listener subscribes on that node (redis-py's cluster pub/sub finds it).
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from app.platform import metrics
+from app.platform.redis import create_cluster
 from app.vehicle_index import IndexUnavailable, VehicleDelta
 
 log = logging.getLogger(__name__)
@@ -86,6 +94,75 @@ class Subscriber:
         return items
 
 
+class _ClassicSubscription:
+    """SUBSCRIBE on one Redis server."""
+
+    def __init__(self, redis_url: str, channel: str, client_name: str) -> None:
+        self._channel = channel
+        # Not the shared client: a pub/sub connection blocks on reads, and must not carry
+        # the short command timeouts search relies on.
+        self._redis = Redis.from_url(redis_url, health_check_interval=15, client_name=client_name)
+        self._pubsub: PubSub = self._redis.pubsub(ignore_subscribe_messages=True)
+
+    async def subscribe(self) -> None:
+        await self._pubsub.subscribe(self._channel)
+
+    async def next_message(self) -> bytes | None:
+        message = await self._pubsub.get_message(timeout=5.0)
+        return None if message is None else message["data"]
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(Exception):
+            await self._redis.aclose()
+
+
+class _ShardedSubscription:
+    """SSUBSCRIBE on the cluster node that holds the channel's hash slot."""
+
+    def __init__(self, redis_url: str, channel: str, client_name: str) -> None:
+        self._channel = channel
+        self._redis: RedisCluster = create_cluster(
+            redis_url, health_check_interval=15, client_name=client_name
+        )
+        self._pubsub: ClusterPubSub = self._redis.pubsub()
+
+    async def subscribe(self) -> None:
+        await self._redis.initialize()  # the slot map: which node holds the channel
+        await self._pubsub.ssubscribe(self._channel)
+        # Listening once the node confirmed it, not merely once it was sent: which node holds
+        # the channel is the client's guess from its slot map until then.
+        while True:
+            message = await self._next()
+            if message is not None and _text(message["type"]) == "ssubscribe":
+                return
+
+    async def next_message(self) -> bytes | None:
+        message = await self._next()
+        if message is None or _text(message["type"]) != "smessage":
+            return None
+        data: bytes = message["data"]
+        return data
+
+    async def _next(self) -> dict[str, Any] | None:
+        if not self._pubsub.node_pubsub_mapping:
+            # No node connection left (redis-py drops it when the channel's slot moved and it
+            # could not follow): polling nothing would return at once, forever; start over.
+            raise RedisError("the sharded subscription lost its node")
+        return await self._pubsub.get_sharded_message(timeout=5.0)
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()
+        with contextlib.suppress(Exception):
+            await self._redis.aclose()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class _ChannelListener:
     """One Redis pub/sub subscription to one channel, for the whole process: started with the
     first local subscriber, reconnecting by itself with backoff, never dying quietly.
@@ -93,9 +170,16 @@ class _ChannelListener:
     may have been missed (:meth:`_on_gap`: while disconnected, pub/sub keeps nothing)."""
 
     def __init__(
-        self, redis_url: str, channel: str, *, client_name: str, reconnect_max_seconds: float
+        self,
+        redis_url: str,
+        channel: str,
+        *,
+        client_name: str,
+        reconnect_max_seconds: float,
+        cluster: bool = False,
     ) -> None:
         self._redis_url = redis_url
+        self._cluster = cluster
         self._channel = channel
         self._client_name = client_name
         self._reconnect_max = reconnect_max_seconds
@@ -133,14 +217,10 @@ class _ChannelListener:
     async def _run(self) -> None:
         delay = 0.2
         while True:
-            # Not the shared client: a pub/sub connection blocks on reads, and must not carry
-            # the short command timeouts search relies on.
-            redis = Redis.from_url(
-                self._redis_url, health_check_interval=15, client_name=self._client_name
-            )
-            pubsub = redis.pubsub(ignore_subscribe_messages=True)
+            kind = _ShardedSubscription if self._cluster else _ClassicSubscription
+            subscription = kind(self._redis_url, self._channel, self._client_name)
             try:
-                await pubsub.subscribe(self._channel)
+                await subscription.subscribe()
                 if delay > 0.2:
                     # Reconnected: whatever was published meanwhile is lost to pub/sub.
                     self._on_gap()
@@ -148,12 +228,14 @@ class _ChannelListener:
                 self._on_listening()
                 delay = 0.2
                 while True:
-                    message = await pubsub.get_message(timeout=5.0)
-                    if message is not None:
-                        self._on_message(message["data"])
+                    data = await subscription.next_message()
+                    if data is not None:
+                        self._on_message(data)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
+                # (RedisClusterException: a cluster whose slot map has no node for the
+                # channel yet, as during a failover.)
                 metrics.redis_error("live_updates")
                 log.warning("%s subscription lost (%s); reconnecting", self._channel, exc)
             except Exception:
@@ -161,10 +243,7 @@ class _ChannelListener:
                 log.exception("%s listener failed; reconnecting", self._channel)
             finally:
                 self._listening.clear()
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await redis.aclose()
+                await subscription.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._reconnect_max)
 
@@ -177,12 +256,14 @@ class DeltaHub(_ChannelListener):
         *,
         max_pending: int = 1_000,
         reconnect_max_seconds: float = 10.0,
+        cluster: bool = False,
     ) -> None:
         super().__init__(
             redis_url,
             channel,
             client_name=CLIENT_NAME,
             reconnect_max_seconds=reconnect_max_seconds,
+            cluster=cluster,
         )
         self._max_pending = max_pending
         self._subscribers: set[Subscriber] = set()
@@ -265,12 +346,14 @@ class ChangeSignals(_ChannelListener):
         *,
         client_name: str = BOOKING_SIGNALS_CLIENT_NAME,
         reconnect_max_seconds: float = 10.0,
+        cluster: bool = False,
     ) -> None:
         super().__init__(
             redis_url,
             channel,
             client_name=client_name,
             reconnect_max_seconds=reconnect_max_seconds,
+            cluster=cluster,
         )
         self._watches: dict[str, set[Watch]] = {}
 

@@ -19,10 +19,10 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.platform import metrics
+from app.platform.redis import RedisClient
 from app.rate_limit import Limit, Subject, take
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ NOT_FOUND = PersistedQueryError("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotF
 
 
 class PersistedQueries:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self._key_prefix = prefix
         self._prefix = f"{prefix}:apq:"

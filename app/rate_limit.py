@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from fastapi import HTTPException, Request
-from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from app.accounts import rider_for_token
@@ -32,6 +31,7 @@ from app.fleet.api_keys import is_api_key, verify_api_key
 from app.fleet.principal import ApiKeyPrincipal
 from app.platform import metrics
 from app.platform.errors import DomainError
+from app.platform.redis import RedisClient
 from app.staff_auth import TOKEN_PREFIX
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ def _warn_unchecked(exc: BaseException) -> None:
         log.warning("rate limits not enforced: Redis unavailable (%s)", exc)
 
 
-async def take(redis: Redis, prefix: str, subject: Subject, *, cost: int = 1) -> Decision:
+async def take(redis: RedisClient, prefix: str, subject: Subject, *, cost: int = 1) -> Decision:
     """Take ``cost`` tokens from the subject's bucket if it has them."""
     burst, per_second = subject.limit
     args = (burst, per_second, cost)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 
 import asyncpg
 import httpx
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.accounts.facade import Accounts
@@ -27,7 +26,7 @@ from app.live_updates import ChangeSignals, DeltaHub
 from app.persisted_queries import PersistedQueries
 from app.platform import secret_box
 from app.platform.db import create_engine, plain_url, session_factory
-from app.platform.redis import RedisKeys, create_redis
+from app.platform.redis import RedisClient, RedisKeys, create_redis
 from app.platform.redis_pipelined import Endpoint, PipelinedRedis
 from app.platform.request_id import outbound_event_hooks
 from app.platform.settings import Settings
@@ -59,7 +58,7 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    redis: Redis
+    redis: RedisClient
     keys: RedisKeys
     index: VehicleIndex
     http: httpx.AsyncClient
@@ -103,9 +102,12 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     secret_box.configure(settings)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
-    redis = create_redis(settings.redis_url)
+    redis = create_redis(settings.redis_url, cluster=settings.redis_cluster)
     keys = RedisKeys(settings.redis_prefix)
-    endpoint = Endpoint.from_url(settings.redis_url)
+    # On a cluster, searches go through the cluster client, which follows the index's slot
+    # to whichever node holds it (MOVED, failover); the pipelined client speaks to one
+    # server (docs/operations-redis-cluster.md).
+    endpoint = None if settings.redis_cluster else Endpoint.from_url(settings.redis_url)
     search_client = PipelinedRedis(endpoint) if endpoint is not None else None
     index = VehicleIndex(redis, keys, search_client=search_client)
     timeout = settings.sync_http_timeout_seconds
@@ -174,8 +176,12 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         persisted_queries=PersistedQueries(redis, settings.redis_prefix),
         push=PushIngest(ingest_pool, index),
         breaker=CircuitBreaker(redis, keys, settings),
-        live_updates=DeltaHub(settings.redis_url, keys.vehicle_deltas),
-        booking_signals=ChangeSignals(settings.redis_url, keys.booking_changes),
+        live_updates=DeltaHub(
+            settings.redis_url, keys.vehicle_deltas, cluster=settings.redis_cluster
+        ),
+        booking_signals=ChangeSignals(
+            settings.redis_url, keys.booking_changes, cluster=settings.redis_cluster
+        ),
         bookings=BookingService(
             sessions=sessions,
             settings=settings,

@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.health import HealthStatus, SyncRecord, data_age_seconds, health_status
-from app.platform.redis import RedisKeys
+from app.platform.redis import RedisClient, RedisKeys
 from app.platform.settings import Settings
 from providers.breaker import BreakerState, CircuitBreaker
 
@@ -126,7 +125,7 @@ async def with_breakers(
     return out
 
 
-async def read_queue(redis: Redis, keys: RedisKeys, group: str) -> QueueState:
+async def read_queue(redis: RedisClient, keys: RedisKeys, group: str) -> QueueState:
     """The task stream's consumer group: ``lag`` (entries not yet delivered to the group) and
     ``pending`` (delivered, not acknowledged). Before any worker created the group, every
     entry of the stream is waiting."""

@@ -9,6 +9,11 @@ it. A task is acknowledged only after it ran (taskiq's default ``WHEN_SAVED``): 
 mid-task leaves its message pending in the stream, and another worker claims it once it has
 been idle for a sync claim's lease.
 
+On a Redis Cluster (``MOBILITY_REDIS_CLUSTER``) the broker is :class:`ClusterStreamBroker`:
+taskiq-redis 1.2.4's ``RedisStreamClusterBroker`` with what its single-server broker has and it
+lacks, one message per read and the reclaiming of a dead worker's pending tasks (XAUTOCLAIM).
+The stream is one key, so it lives on whichever node holds its slot.
+
 Every task carries a request id (:class:`RequestIdMiddleware`): the one current where it was
 kicked, in a message label, or a new one if none was; the worker runs the task with it, so
 every line the task logs has it (docs/operations-logs.md).
@@ -17,16 +22,17 @@ every line the task logs has it (docs/operations-logs.md).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from taskiq import AsyncBroker, TaskiqMessage, TaskiqMiddleware, TaskiqResult
-from taskiq_redis import RedisStreamBroker
+from redis.asyncio.cluster import ClusterNode
+from taskiq import AckableMessage, AsyncBroker, TaskiqMessage, TaskiqMiddleware, TaskiqResult
+from taskiq_redis import RedisStreamBroker, RedisStreamClusterBroker
 
 from app.fleet.tasks import register_webhook_tasks
 from app.platform import metrics
-from app.platform.redis import RedisKeys
+from app.platform.redis import RedisKeys, cluster_seeds
 from app.platform.request_id import REQUEST_ID, new_request_id, well_formed
 from app.platform.settings import Settings, get_settings
 from app.platform.tracing import TaskTracing, active_tracing, configure_tracing
@@ -38,6 +44,7 @@ from providers.tasks import kicker, register_sync_tasks
 __all__ = [
     "CONSUMER_GROUP",
     "REQUEST_ID_LABEL",
+    "ClusterStreamBroker",
     "RequestIdMiddleware",
     "TaskMetrics",
     "build_broker",
@@ -147,8 +154,80 @@ class TaskMetrics(TaskiqMiddleware):
         metrics.TASKS.labels(message.task_name, outcome).observe(result.execution_time)
 
 
+class ClusterStreamBroker(RedisStreamClusterBroker):
+    """The stream broker on a Redis Cluster, reading as ``RedisStreamBroker`` does on one
+    server: at most ``xread_count`` messages per read, and after each read (with or without
+    news) the messages another consumer left pending longer than ``idle_timeout`` ms claimed
+    for this one. XAUTOCLAIM is atomic, so two workers never claim one message at once (the
+    single-server broker's extra lock key is not needed)."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        idle_timeout: int,
+        xread_count: int,
+        unacknowledged_batch_size: int = 100,
+        **options: Any,
+    ) -> None:
+        first, seeds = cluster_seeds(url)
+        super().__init__(
+            url=first,
+            startup_nodes=[ClusterNode(host, port) for host, port in seeds[1:]],
+            **options,
+        )
+        self.idle_timeout = idle_timeout
+        self.count = xread_count
+        self.unacknowledged_batch_size = unacknowledged_batch_size
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        while True:
+            # redis-py types stream replies loosely (Any or str); these are the client's
+            # bytes replies: [(stream, [(id, {field: value})])] and [next, [(id, fields)], ...].
+            fetched: Any = await self.redis.xreadgroup(
+                self.consumer_group_name,
+                self.consumer_name,
+                {self.queue_name: ">"},
+                block=self.block,
+                count=self.count,
+                noack=False,
+            )
+            for stream, messages in fetched or ():
+                for message_id, fields in messages:
+                    yield AckableMessage(
+                        data=fields[b"data"],
+                        ack=self._ack_generator(id=message_id, queue_name=stream),
+                    )
+            reclaimed: Any = await self.redis.xautoclaim(
+                self.queue_name,
+                self.consumer_group_name,
+                self.consumer_name,
+                min_idle_time=self.idle_timeout,
+                count=self.unacknowledged_batch_size,
+            )
+            for message_id, fields in reclaimed[1]:
+                if fields is None:  # trimmed from the stream while pending: nothing to run
+                    continue
+                yield AckableMessage(
+                    data=fields[b"data"],
+                    ack=self._ack_generator(id=message_id, queue_name=self.queue_name),
+                )
+
+
 def _stream_broker(settings: Settings) -> AsyncBroker:
     keys = RedisKeys(settings.redis_prefix)
+    if settings.redis_cluster:
+        return ClusterStreamBroker(
+            url=settings.redis_url,
+            queue_name=keys.task_stream,
+            consumer_group_name=CONSUMER_GROUP,
+            consumer_id="0",
+            idle_timeout=int(claim_lease_seconds(settings) * 1000),
+            xread_block=1000,
+            xread_count=1,
+            maxlen=100_000,
+        )
+    # The same choices on a cluster above (ClusterStreamBroker): keep them alike.
     broker = RedisStreamBroker(
         url=settings.redis_url,
         queue_name=keys.task_stream,

@@ -8,17 +8,20 @@ rebuilt from it (``rebuild_provider``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import hiredis
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
+from redis.exceptions import AskError, MovedError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters.dto import FormFactor
-from app.platform.redis import RedisKeys
+from app.platform.redis import RedisClient, RedisKeys
 from app.platform.redis_pipelined import PipelinedRedis, Script
 from app.vehicle import (
     GEO_MAX_LAT,
@@ -160,15 +163,34 @@ class _BulkWriter:
     here Redis works on what was sent while the caller builds the next batch. The replies are
     counts nobody needs, but an error reply is raised, and any failure drops the connection so
     unread replies can never reach the next user of it.
+
+    On a Redis Cluster the connection is one to the node that holds ``slot_key``'s hash slot:
+    every key the commands name must share that slot (the index's keys share one hash tag,
+    app/platform/redis.RedisKeys). A MOVED or ASK reply (the slot is being moved to another
+    node) or a lost node (a failover) fails the batch like any error, and has the client read
+    the cluster's slot map again, so the caller's retry goes to the slot's new owner.
     """
 
-    def __init__(self, redis: Redis) -> None:
-        self._pool = redis.connection_pool
+    def __init__(self, redis: RedisClient, slot_key: str) -> None:
+        self._redis = redis
+        self._slot_key = slot_key
         self._conn: Any = None
+        self._release: Any = None
         self._pending = 0
 
     async def __aenter__(self) -> _BulkWriter:
-        self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        redis = self._redis
+        if isinstance(redis, RedisCluster):
+            await redis.initialize()  # the slot map, once per client (a no-op after)
+            node = redis.get_node_from_key(self._slot_key)
+            if node is None:
+                raise RedisConnectionError("no cluster node holds the index's slot")
+            self._conn = node.acquire_connection()
+            self._release = node.release
+        else:
+            pool = redis.connection_pool
+            self._conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            self._release = pool.release
         return self
 
     async def send(self, commands: Sequence[tuple[Any, ...]]) -> None:
@@ -176,8 +198,11 @@ class _BulkWriter:
             await self._conn.send_packed_command([hiredis.pack_command(c) for c in commands])
             self._pending += len(commands)
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, *_: object
+    ) -> None:
         conn, self._conn = self._conn, None
+        failure = exc
         try:
             if exc_type is None:
                 while self._pending:
@@ -185,22 +210,46 @@ class _BulkWriter:
                     await conn.read_response()
             else:
                 await conn.disconnect()
-        except BaseException:
+        except BaseException as error:
             await conn.disconnect()
+            failure = error
             raise
         finally:
-            await self._pool.release(conn)
+            release = self._release
+            self._release = None
+            result = release(conn)
+            if result is not None:  # the pool's release is a coroutine, a node's is not
+                await result
+            if failure is not None:
+                await self._after_failure(failure)
+
+    async def _after_failure(self, error: BaseException) -> None:
+        # The slot moved (MOVED, ASK) or its node went away (a failover): read the slot map
+        # again, so the next writer goes to the slot's owner now. redis-py does this for its
+        # own commands; this connection is taken past them.
+        redis = self._redis
+        if isinstance(redis, RedisCluster) and isinstance(
+            error, (MovedError, AskError, RedisConnectionError, RedisTimeoutError, OSError)
+        ):
+            with contextlib.suppress(RedisError, RedisClusterException, OSError):
+                await redis.nodes_manager.initialize()
 
 
 class VehicleIndex:
     def __init__(
-        self, redis: Redis, keys: RedisKeys, *, search_client: PipelinedRedis | None = None
+        self,
+        redis: RedisClient,
+        keys: RedisKeys,
+        *,
+        search_client: PipelinedRedis | None = None,
     ) -> None:
         """``search_client``: the hot path's shared pipelined connection
         (app/platform/redis_pipelined.py); without it, searches go through ``redis``."""
         self.redis = redis
         self.keys = keys
         self.search_client = search_client
+        # A cluster publishes deltas on a sharded channel (the index's slot: RedisKeys).
+        self._publish = "SPUBLISH" if isinstance(redis, RedisCluster) else "PUBLISH"
         self._nearest = redis.register_script(_NEAREST_LUA)
         self._nearest_script = Script.of(_NEAREST_LUA)
 
@@ -215,7 +264,7 @@ class VehicleIndex:
         (docs/performance.md, ingest)."""
         k = self.keys
         members = k.provider_members(provider_id)
-        async with _BulkWriter(self.redis) as writer:
+        async with _BulkWriter(self.redis, k.index_tag) as writer:
             for start in range(0, len(upserted), _BATCH):
                 points: list[Any] = []
                 by_form_factor: dict[str, list[Any]] = {}
@@ -261,7 +310,7 @@ class VehicleIndex:
         members_key = self.keys.provider_members(provider_id)
         members: set[bytes] = await self.redis.smembers(members_key)  # type: ignore[assignment]
         ids = [m.decode() for m in members]
-        async with _BulkWriter(self.redis) as writer:
+        async with _BulkWriter(self.redis, members_key) as writer:
             for start in range(0, len(ids), _BATCH):
                 await writer.send(self._unindex_commands(members_key, ids[start : start + _BATCH]))
         await self.redis.delete(members_key, self.keys.provider_indexed_run(provider_id))
@@ -292,7 +341,7 @@ class VehicleIndex:
         # (a tuple per vehicle cost more than the serialisation, in allocation and GC).
         c_end, u_end = len(created), len(created) + len(updated)
         messages = 0
-        async with _BulkWriter(self.redis) as writer:
+        async with _BulkWriter(self.redis, self.keys.vehicle_deltas) as writer:
             for start in range(0, total, batch_size):
                 stop = min(start + batch_size, total)
                 message = {
@@ -304,7 +353,7 @@ class VehicleIndex:
                     "removed": removed_ids[max(start, u_end) - u_end : max(stop, u_end) - u_end],
                 }
                 payload = orjson.dumps(message, default=_as_list)
-                await writer.send([("PUBLISH", self.keys.vehicle_deltas, payload)])
+                await writer.send([(self._publish, self.keys.vehicle_deltas, payload)])
                 messages += 1
         return messages
 

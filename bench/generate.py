@@ -271,11 +271,12 @@ async def _clear_index(redis: Redis) -> None:
     """Drop every key under the bench prefix (any index format): the db and prefix are the
     benchmark's alone, so this also clears what an interrupted fill or an older format left."""
     batch: list[bytes] = []
-    async for key in redis.scan_iter(match=f"{config.REDIS_PREFIX}:*", count=1_000):
-        batch.append(key)
-        if len(batch) >= 1_000:
-            await redis.unlink(*batch)
-            batch.clear()
+    for pattern in RedisKeys(config.REDIS_PREFIX).patterns:
+        async for key in redis.scan_iter(match=pattern, count=1_000):
+            batch.append(key)
+            if len(batch) >= 1_000:
+                await redis.unlink(*batch)
+                batch.clear()
     if batch:
         await redis.unlink(*batch)
 

@@ -215,7 +215,11 @@ async def _reset(conn: asyncpg.Connection, engine: SyncEngine) -> None:
     await conn.execute("DELETE FROM vehicles WHERE provider_id = $1", PROVIDER_ID)
     await conn.execute("VACUUM (ANALYZE) vehicles")
     redis = engine.index.redis
-    keys = [k async for k in redis.scan_iter(match=f"{_redis_prefix()}:*", count=1000)]
+    keys = [
+        k
+        for pattern in RedisKeys(_redis_prefix()).patterns
+        async for k in redis.scan_iter(match=pattern, count=1000)
+    ]
     if keys:
         await redis.delete(*keys)
 

@@ -175,7 +175,11 @@ async def _setup() -> None:
         report = await runtime.sync.sync(PROVIDER_ID)
         if not report.ok:
             raise RuntimeError(f"could not sync {PROVIDER_ID}: {report.error}")
-        keys = [k async for k in runtime.redis.scan_iter(match=f"{_redis_prefix()}:*")]
+        keys = [
+            k
+            for pattern in runtime.keys.patterns
+            async for k in runtime.redis.scan_iter(match=pattern)
+        ]
         if keys:
             await runtime.redis.delete(*keys)
         # Only this operator's vehicles belong under this prefix: marked ready, so the API
@@ -192,7 +196,13 @@ async def _teardown() -> None:
         await conn.close()
     redis = create_redis(config.REDIS_URL)
     try:
-        keys = [k async for k in redis.scan_iter(match=f"{_redis_prefix()}*")]
+        # Both prefixes this benchmark writes under ("<prefix>" and "<prefix>-bare"), the
+        # index's keys with their hash tag's brace in front.
+        keys = [
+            k
+            for pattern in (f"{_redis_prefix()}*", f"{{{_redis_prefix()}*")
+            async for k in redis.scan_iter(match=pattern)
+        ]
         if keys:
             await redis.delete(*keys)
     finally:

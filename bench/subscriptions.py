@@ -149,7 +149,11 @@ async def _engine() -> AsyncIterator[_CommitClock]:
 
 async def _clear_redis(engine: SyncEngine) -> None:
     redis = engine.index.redis
-    keys = [k async for k in redis.scan_iter(match=f"{redis_prefix()}:*", count=1000)]
+    keys = [
+        k
+        for pattern in RedisKeys(redis_prefix()).patterns
+        async for k in redis.scan_iter(match=pattern, count=1000)
+    ]
     for start in range(0, len(keys), 1000):
         await redis.unlink(*keys[start : start + 1000])
 

@@ -20,13 +20,13 @@ from contextvars import ContextVar
 from typing import Any
 
 from graphql import GraphQLError
-from redis.asyncio import Redis
 from strawberry.schema.schema import StreamResult
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
 from app.platform.errors import DomainError
+from app.platform.redis import RedisClient
 from app.rate_limit import RateLimited, Subject, api_key_subject, rider_subject, take
 from graphql_schema.context import Context
 from graphql_schema.errors import MobilitySchema
@@ -48,7 +48,7 @@ def charged(context: Context) -> Iterator[None]:
         _charged.reset(token)
 
 
-def _redis_of(context: Context) -> tuple[Redis, str] | None:
+def _redis_of(context: Context) -> tuple[RedisClient, str] | None:
     # The context carries no Redis client of its own; the booking service's is the runtime's.
     try:
         bookings = context.bookings

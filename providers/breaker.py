@@ -19,11 +19,10 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.platform import metrics
-from app.platform.redis import RedisKeys
+from app.platform.redis import RedisClient, RedisKeys
 from app.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,7 +89,7 @@ return {failures, state, tostring(retry_in)}
 
 
 class CircuitBreaker:
-    def __init__(self, redis: Redis, keys: RedisKeys, settings: Settings) -> None:
+    def __init__(self, redis: RedisClient, keys: RedisKeys, settings: Settings) -> None:
         self._redis = redis
         self._keys = keys
         self._threshold = settings.breaker_failure_threshold

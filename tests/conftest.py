@@ -105,7 +105,11 @@ async def reset_state(runtime: Runtime) -> None:
             )
         )
     # Only this suite's keys: whatever else shares the Redis server is left alone.
-    keys = [k async for k in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}:*", count=1000)]
+    keys = [
+        k
+        for pattern in runtime.keys.patterns
+        async for k in runtime.redis.scan_iter(match=pattern, count=1000)
+    ]
     if keys:
         await runtime.redis.delete(*keys)
     # An empty database's index is complete: mark it ready, as the API's start-up would.

@@ -27,6 +27,7 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
             "MOBILITY_DATABASE_URL": settings.database_url,
             "MOBILITY_REDIS_URL": settings.redis_url,
             "MOBILITY_REDIS_PREFIX": settings.redis_prefix,
+            "MOBILITY_REDIS_CLUSTER": "true" if settings.redis_cluster else "false",
             "MOBILITY_DEMO_FEEDS": "false",
             "MOBILITY_BACKGROUND_SYNC": "false",
             "MOBILITY_SYNC_MIN_INTERVAL_SECONDS": str(settings.sync_min_interval_seconds),

@@ -8,12 +8,12 @@ from __future__ import annotations
 from datetime import date
 from functools import partial
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts import throttle
 from app.accounts.schemas import AuthSession
 from app.accounts.service import log_in, log_out, refresh_session, set_licence_status, sign_up
+from app.platform.redis import RedisClient
 from app.platform.settings import Settings
 
 __all__ = ["Accounts"]
@@ -29,7 +29,7 @@ class Accounts:
         self,
         sessions: async_sessionmaker[AsyncSession],
         settings: Settings,
-        redis: Redis,
+        redis: RedisClient,
         redis_prefix: str,
     ) -> None:
         self._sessions = sessions

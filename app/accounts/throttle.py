@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import hashlib
 
-from redis.asyncio import Redis
-
+from app.platform.redis import RedisClient
 from app.platform.settings import Settings
 from app.rate_limit import Limit, RateLimited, Subject, take
 
@@ -28,7 +27,7 @@ def _account(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
 
 
-async def _admit(redis: Redis, prefix: str, subject: Subject) -> None:
+async def _admit(redis: RedisClient, prefix: str, subject: Subject) -> None:
     decision = await take(redis, prefix, subject)
     if not decision.allowed:
         raise RateLimited(decision.retry_after_seconds)
@@ -40,7 +39,7 @@ def _per_address(settings: Settings, client: str | None) -> Subject:
 
 
 async def admit_log_in(
-    redis: Redis, prefix: str, settings: Settings, *, email: str, client: str | None
+    redis: RedisClient, prefix: str, settings: Settings, *, email: str, client: str | None
 ) -> None:
     await _admit(redis, prefix, _per_address(settings, client))
     burst, rate = settings.password_attempts_per_account
@@ -49,6 +48,6 @@ async def admit_log_in(
 
 
 async def admit_sign_up(
-    redis: Redis, prefix: str, settings: Settings, *, client: str | None
+    redis: RedisClient, prefix: str, settings: Settings, *, client: str | None
 ) -> None:
     await _admit(redis, prefix, _per_address(settings, client))

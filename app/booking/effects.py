@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,7 +28,7 @@ from app.booking.schemas import OrgBooking
 from app.booking.states import BookingState
 from app.fleet.outbox import EventType, emit
 from app.platform import metrics
-from app.platform.redis import RedisKeys
+from app.platform.redis import RedisClient, RedisKeys, publish
 from app.search import repository as search_repository
 from app.vehicle_index import VehicleDoc, VehicleIndex
 
@@ -59,7 +58,7 @@ class SideEffects:
         self,
         *,
         sessions: async_sessionmaker[AsyncSession],
-        redis: Redis,
+        redis: RedisClient,
         keys: RedisKeys,
         index: VehicleIndex,
     ) -> None:
@@ -137,7 +136,7 @@ class SideEffects:
     async def publish(self, booking_id: uuid.UUID) -> None:
         """The live signal: ``bookingUpdates`` subscribers re-read the booking."""
         try:
-            await self.redis.publish(self.keys.booking_changes, str(booking_id).encode())
+            await publish(self.redis, self.keys.booking_changes, str(booking_id).encode())
         except (RedisError, OSError) as exc:
             metrics.redis_error("booking")
             log.warning("booking update for %s not published: %s", booking_id, exc)

@@ -25,7 +25,6 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, ParamSpec
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.booking import outcomes as out
@@ -39,7 +38,7 @@ from app.booking.reserve import Reservations
 from app.booking.schemas import BookingChanged, BookingNotFound, OrgBooking, RiderLike
 from app.platform import metrics
 from app.platform.db import in_session
-from app.platform.redis import RedisKeys
+from app.platform.redis import RedisClient, RedisKeys
 from app.platform.settings import Settings
 from app.platform.shutdown import RunToEnd
 from app.vehicle_index import VehicleIndex
@@ -56,7 +55,7 @@ class BookingService:
         *,
         sessions: async_sessionmaker[AsyncSession],
         settings: Settings,
-        redis: Redis,
+        redis: RedisClient,
         keys: RedisKeys,
         index: VehicleIndex,
         http: Any,

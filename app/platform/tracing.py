@@ -57,7 +57,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from taskiq import TaskiqMessage, TaskiqMiddleware, TaskiqResult
 
 from app.platform.settings.tracing import TracingSettings
@@ -202,7 +202,7 @@ class Tracing:
         }
 
     def instrument_clients(
-        self, *, redis: Iterable[Redis] = (), http: Iterable[httpx.AsyncClient] = ()
+        self, *, redis: Iterable[Redis | RedisCluster] = (), http: Iterable[httpx.AsyncClient] = ()
     ) -> Callable[[], None]:
         """Trace these clients (the runtime's); the returned function undoes it."""
         # Loaded only when tracing is on (the module docstring says why).

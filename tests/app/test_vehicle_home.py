@@ -327,7 +327,10 @@ def test_index_keys_and_delta_channel_carry_the_document_format() -> None:
     keys = RedisKeys("p")
     assert len(DOC_FORMAT) == 8
     for key in (keys.vehicle_docs, keys.vehicle_geo, keys.index_ready, keys.vehicle_deltas):
-        assert f"-{DOC_FORMAT}:" in key, key
+        # In the hash tag (the part a Redis Cluster hashes): "{p:v3-<DOC_FORMAT>}:...".
+        tag, _, rest = key.partition("}")
+        assert tag.startswith("{p:") and tag.endswith(f"-{DOC_FORMAT}"), key
+        assert rest.startswith(":"), key
 
 
 # Record fields GBFS's vehicle_status does not have, or that publishing writes differently.

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from app.runtime import Runtime
 from app.vehicle_index import VehicleDelta, VehicleDoc, VehicleIndex
@@ -73,6 +74,7 @@ async def test_apply_writes_every_key_across_batches(runtime: Runtime) -> None:
 async def test_apply_error_reply_is_raised_and_connection_not_reused(runtime: Runtime) -> None:
     # The docs hash key holding a string makes HSET fail on the server.
     await runtime.redis.set(runtime.keys.vehicle_docs, "not a hash")
+    assert isinstance(runtime.redis, Redis)  # the suite runs on one server
     pool = runtime.redis.connection_pool
     released: list[Any] = []
     release = pool.release

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from redis.asyncio import Redis
 
 from app.live_updates import BOOKING_SIGNALS_CLIENT_NAME
 from app.runtime import Runtime
@@ -122,6 +123,7 @@ async def test_the_subscription_ends_when_the_booking_is_over(
 
 async def _signal_connections(runtime: Runtime) -> list[dict[str, Any]]:
     """The booking signals' pub/sub connections to this suite's Redis db."""
+    assert isinstance(runtime.redis, Redis)  # the suite runs on one server
     db = str(runtime.redis.connection_pool.connection_kwargs.get("db", 0))
     return [
         c

@@ -16,6 +16,7 @@ import orjson
 import pytest
 import websockets
 from geographiclib.geodesic import Geodesic
+from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
 from app.live_updates import RESYNC, DeltaHub, Subscriber
@@ -132,6 +133,7 @@ async def push(base_url: str, secret: str, vehicles: list[dict[str, Any]]) -> No
 
 async def _hub_connections(runtime: Runtime) -> list[dict[str, Any]]:
     """The live-update hubs' pub/sub connections to this suite's Redis db."""
+    assert isinstance(runtime.redis, Redis)  # the suite runs on one server
     db = str(runtime.redis.connection_pool.connection_kwargs.get("db", 0))
     return [
         c

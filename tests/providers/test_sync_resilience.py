@@ -44,7 +44,9 @@ async def _indexed(runtime: Runtime) -> set[str]:
 
 async def _forget_index(runtime: Runtime) -> None:
     """What a Redis restart without persistence does to our keys."""
-    keys = [k async for k in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}:*")]
+    keys = [
+        k for pattern in runtime.keys.patterns async for k in runtime.redis.scan_iter(match=pattern)
+    ]
     if keys:
         await runtime.redis.delete(*keys)
 
