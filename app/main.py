@@ -39,6 +39,7 @@ from app.task_queue import scheduling
 from graphql_schema.context import Context, client_address
 from graphql_schema.fast_http import GraphQLFastPath
 from graphql_schema.http import MobilityGraphQLRouter
+from graphql_schema.observe import know_schema
 from graphql_schema.operation import OperationPlans
 from graphql_schema.schema import build_schema
 from providers.demo_runtime import run_demo_tomp_operators, serve_demo_feeds
@@ -142,6 +143,9 @@ def create_app(
 
     app.state.shutdown = shutdown
     schema = build_schema(settings)
+    # What the GraphQL metrics may name: the schema's root fields, the operator's names.
+    know_schema(schema)
+    metrics.allow_operation_names(settings.metrics_operation_names)
     app.state.graphql_schema = schema
     app.state.operation_plans = OperationPlans(schema)
     graphql = MobilityGraphQLRouter(

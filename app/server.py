@@ -38,6 +38,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import multiprocess
 
 from app.main import create_app
+from app.platform import metrics
 from app.platform.logs import configure_logging
 from app.platform.settings import Settings
 from app.platform.shutdown import Shutdown
@@ -140,7 +141,17 @@ class GracefulServer(uvicorn.Server):
         self.grace_seconds = grace_seconds
         self._signalled_at: float | None = None
 
+    #: A worker of ``--workers``: a second SIGTERM is its supervisor passing on the signal
+    #: the whole process group already got (systemd, Ctrl-C), not a request to hurry.
+    ignore_repeated_sigterm: bool = False
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if (
+            self._signalled_at is not None
+            and self.ignore_repeated_sigterm
+            and sig == signal.SIGTERM
+        ):
+            return
         if self._signalled_at is None and sig in (signal.SIGTERM, signal.SIGINT):
             # A signal handler: only note the time. on_tick, on the event loop, does the rest.
             # Not recorded as captured, so uvicorn does not re-raise it once done and the
@@ -191,7 +202,9 @@ class _GracefulWorker(multiprocess.Process):
             # In the worker, which starts with nothing configured (spawned, not forked): the
             # log format and level `mobility serve` has (app/cli.py).
             configure_logging(self.settings.log_level or "INFO", self.settings.log_format or "json")
-            self._server = _graceful_server(self.config, self.settings)
+            server = _graceful_server(self.config, self.settings)
+            server.ignore_repeated_sigterm = True
+            self._server = server
         return self._server
 
 
@@ -220,6 +233,18 @@ class _Supervisor(multiprocess.Multiprocess):
             super().run()
         finally:
             multiprocess.Process = original  # type: ignore[misc]
+            for process in self.processes:
+                if process.pid is not None:
+                    metrics.release_process(process.pid)
+
+    def keep_subprocess_alive(self) -> None:
+        # A worker that died (killed, out of memory) never ran its lifespan's exit: its live
+        # gauges (connections, pool use) would be summed into every scrape from now on.
+        before = {p.pid for p in self.processes}
+        super().keep_subprocess_alive()
+        for pid in before - {p.pid for p in self.processes}:
+            if pid is not None:
+                metrics.release_process(pid)
 
 
 def _graceful_server(config: uvicorn.Config, settings: Settings) -> GracefulServer:

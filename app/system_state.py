@@ -9,6 +9,7 @@ app/platform/metrics.py.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,6 +32,9 @@ __all__ = [
 ]
 
 # The latest finished run's error count beside each provider: one statement for all of them.
+# Ordered by started_at, which ix_sync_runs_provider_started serves (a provider's syncs never
+# overlap, so it is also the latest by id): a read of one index entry or two per provider,
+# however many runs the table keeps.
 _PROVIDERS = text(
     """
     SELECT p.id, p.enabled, p.last_success_at, p.consecutive_failures,
@@ -39,7 +43,7 @@ _PROVIDERS = text(
     LEFT JOIN LATERAL (
         SELECT error_count FROM sync_runs
         WHERE provider_id = p.id AND finished_at IS NOT NULL
-        ORDER BY id DESC LIMIT 1
+        ORDER BY started_at DESC LIMIT 1
     ) r ON true
     ORDER BY p.id
     """
@@ -69,8 +73,9 @@ class ProviderState:
 
 @dataclass(frozen=True, slots=True)
 class QueueState:
-    # Queued and not yet handed to a worker; handed to a worker and not yet acknowledged.
-    waiting: int
+    # Queued and not yet handed to a worker (None: Redis cannot tell); handed to a worker and
+    # not yet acknowledged.
+    waiting: int | None
     running: int
 
 
@@ -110,9 +115,10 @@ async def read_providers(
 async def with_breakers(
     providers: list[ProviderState], breaker: CircuitBreaker
 ) -> list[ProviderState]:
+    """Each provider's breaker, read together (one round trip's wait, not one per provider)."""
+    decisions = await asyncio.gather(*(breaker.state(p.id) for p in providers))
     out = []
-    for state in providers:
-        decision = await breaker.state(state.id)
+    for state, decision in zip(providers, decisions, strict=True):
         out.append(
             ProviderState(
                 state.id,
@@ -135,8 +141,17 @@ async def read_queue(redis: RedisClient, keys: RedisKeys, group: str) -> QueueSt
     for info in await redis.xinfo_groups(stream):
         name = info.get("name")
         if (name.decode() if isinstance(name, bytes) else name) == group:
+            pending = int(info.get("pending") or 0)
             lag = info.get("lag")
-            return QueueState(int(lag or 0), int(info.get("pending") or 0))
+            if lag is not None:
+                return QueueState(int(lag), pending)
+            # Redis cannot always say (after trimming, which a full queue does): entries
+            # added to the stream minus entries the group has read, or unknown.
+            read = info.get("entries-read")
+            added = (await redis.xinfo_stream(stream)).get("entries-added")
+            if read is None or added is None:
+                return QueueState(None, pending)
+            return QueueState(max(0, int(added) - int(read)), pending)
     return QueueState(int(await redis.xlen(stream)), 0)
 
 

@@ -30,7 +30,7 @@ from graphql_schema import media, rate_limits
 from graphql_schema.context import Context, client_address, header
 from graphql_schema.errors import document_checked
 from graphql_schema.input_guard import refuse_variables
-from graphql_schema.observe import observe
+from graphql_schema.observe import count_error, observe
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ class GraphQLFastPath:
             try:
                 resolved = await context.persisted_queries.resolve(query, persisted)
             except PersistedQueryError as exc:
+                count_error(exc.code)
                 error = GraphQLError(exc.message, extensions={"code": exc.code})
                 return ExecutionResult(data=None, errors=[error])
             query = resolved.query

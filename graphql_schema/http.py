@@ -35,7 +35,7 @@ from app.rest.web_assets import WebAssets
 from graphql_schema import media
 from graphql_schema.context import Context
 from graphql_schema.errors import OPERATION_NOT_FOUND, assign_code, document_checked
-from graphql_schema.observe import observe
+from graphql_schema.observe import count_error, observe
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +249,7 @@ class MobilityGraphQLRouter(GraphQLRouter[Context, None]):
             try:
                 resolved = await context.persisted_queries.resolve(request_data.query, persisted)
             except PersistedQueryError as exc:
+                count_error(exc.code)
                 return _error(exc.code, exc.message)
             request_data = dataclasses.replace(request_data, query=resolved.query)
         started = time.perf_counter()
@@ -304,6 +305,7 @@ def _http_error(exc: HTTPException, request: Any) -> Response:
         message = SUBSCRIPTIONS_OVER_WEBSOCKET
     headers = {"Allow": "POST"} if code == "MUTATION_OVER_GET" else None
     wanted = media.prefers_graphql_response_json(request.headers.get("accept"))
+    count_error(code)
     body = {"errors": [{"message": message, "extensions": {"code": code}}]}
     return Response(
         orjson.dumps(body),

@@ -1,60 +1,99 @@
-"""GraphQL operations counted for /metrics: each answer over HTTP by operation name and type
-(``mobility_graphql_operation_duration_seconds``) and each error by its stable code
+"""GraphQL operations counted for /metrics: each answer over HTTP by operation name, root field
+and type (``mobility_graphql_operation_duration_seconds``) and each error by its stable code
 (``mobility_graphql_errors_total``), whichever path served it (the fast path or Strawberry's
 view).
 
-The type comes from the document's text, not a parse: the fast path's compiled plans answer
-without parsing, and a parse only for a label would cost more than the search. A small
-scanner reads the top level of the document (strings, block strings and comments skipped) for
-the definition the operation name selects; its answer is cached per document.
+Every label is bounded whatever a client sends: the operation name only if the operator
+listed it (app/platform/metrics.py), the root field only if the schema has it at the root of
+that operation type, else ``other``.
+
+The type and the root field come from the document's text, not a parse: the fast path's
+compiled plans answer without parsing, and a parse only for a label would cost more than the
+search. A small scanner reads the top level of the document (strings, block strings and
+comments skipped) up to the definition the operation name selects; its answer is cached per
+document. A document longer than :data:`MAX_SCANNED_CHARS` is not scanned (type ``unknown``,
+field ``other``): a client must not make the counting cost more than the answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 
+import strawberry
 from graphql import GraphQLError
 
 from app.platform import metrics
 from app.platform.metrics import OperationType
 
-__all__ = ["describe", "observe", "operation_type"]
+__all__ = [
+    "MAX_SCANNED_CHARS",
+    "count_error",
+    "describe",
+    "know_root_fields",
+    "know_schema",
+    "observe",
+]
+
+MAX_SCANNED_CHARS = 16_384
+# Documents up to this size are remembered (the few a client sends over and over).
+_CACHED_DOCUMENT_CHARS = 8192
 
 _KEYWORDS: dict[str, OperationType] = {
     "query": "query",
     "mutation": "mutation",
     "subscription": "subscription",
 }
+# The schema's root fields per operation type (know_root_fields, from the app factory).
+_root_fields: dict[str, frozenset[str]] = {}
+
+
+def know_root_fields(fields: Mapping[str, frozenset[str]]) -> None:
+    """The root fields a ``field`` label may name, per operation type."""
+    _root_fields.clear()
+    _root_fields.update(fields)
+
+
+def know_schema(schema: strawberry.Schema) -> None:
+    """The root fields of ``schema`` (graphql-core's schema behind Strawberry's; the fast path
+    relies on it too, and tests/graphql/test_fast_path_canary.py watches it)."""
+    core = schema._schema
+    roots = (
+        ("query", core.query_type),
+        ("mutation", core.mutation_type),
+        ("subscription", core.subscription_type),
+    )
+    know_root_fields({kind: frozenset(t.fields) for kind, t in roots if t is not None})
 
 
 def observe(
     query: str | None,
-    operation_name: str | None,
+    operation_name: object,
     errors: Sequence[GraphQLError] | None,
     seconds: float,
 ) -> None:
-    kind, name = describe(query, operation_name) if query else ("query", operation_name)
+    name = operation_name if isinstance(operation_name, str) else None
+    kind, named, field = describe(query, name) if query else ("query", name, None)
     outcome = "error" if errors else "ok"
-    metrics.GRAPHQL_OPERATIONS.labels(metrics.operation_label(name), kind, outcome).observe(seconds)
+    known = field is not None and field in _root_fields.get(kind, frozenset())
+    metrics.GRAPHQL_OPERATIONS.labels(
+        metrics.operation_label(named), field if known else "other", kind, outcome
+    ).observe(seconds)
     for error in errors or ():
-        code = (error.extensions or {}).get("code")
-        metrics.GRAPHQL_ERRORS.labels(metrics.error_code_label(code)).inc()
+        count_error((error.extensions or {}).get("code"))
 
 
-# Documents up to this size are remembered (the few a client sends over and over); a larger
-# one is scanned each time, so the cache holds at most 1,024 times this.
-_CACHED_DOCUMENT_CHARS = 8192
+def count_error(code: object) -> None:
+    metrics.GRAPHQL_ERRORS.labels(metrics.error_code_label(code)).inc()
 
 
-def operation_type(document: str, operation_name: str | None) -> OperationType:
-    return describe(document, operation_name)[0]
-
-
-def describe(document: str, operation_name: str | None) -> tuple[OperationType, str | None]:
-    """The type and name of the operation ``operation_name`` picks (without one: the first
-    operation, whose name the document may give); ``query`` for the shorthand ``{ ... }`` and
-    for anything the scanner cannot place."""
+def describe(
+    document: str, operation_name: str | None
+) -> tuple[OperationType, str | None, str | None]:
+    """The type, name and first root field of the operation ``operation_name`` picks
+    (without one: the first operation, whose name the document may give)."""
+    if len(document) > MAX_SCANNED_CHARS:
+        return "unknown", operation_name, None
     if len(document) <= _CACHED_DOCUMENT_CHARS:
         return _cached_description(document, operation_name)
     return _description(document, operation_name)
@@ -63,24 +102,27 @@ def describe(document: str, operation_name: str | None) -> tuple[OperationType, 
 @lru_cache(maxsize=1024)
 def _cached_description(
     document: str, operation_name: str | None
-) -> tuple[OperationType, str | None]:
+) -> tuple[OperationType, str | None, str | None]:
     return _description(document, operation_name)
 
 
-def _description(document: str, operation_name: str | None) -> tuple[OperationType, str | None]:
-    for keyword, name in _top_level_definitions(document):
+def _description(
+    document: str, operation_name: str | None
+) -> tuple[OperationType, str | None, str | None]:
+    for keyword, name, field in _definitions(document):
         if keyword == "fragment":
             continue
         if operation_name is None or name == operation_name:
-            return _KEYWORDS.get(keyword, "query"), name
-    return "query", operation_name
+            return _KEYWORDS.get(keyword, "query"), name, field
+    return "query", operation_name, None
 
 
-def _top_level_definitions(document: str) -> list[tuple[str, str | None]]:
-    """(keyword, name) of each top-level definition: the words before each ``{`` at depth 0."""
-    out: list[tuple[str, str | None]] = []
+def _definitions(document: str) -> Iterator[tuple[str, str | None, str | None]]:
+    """(keyword, name, first root field) of each top-level definition, one at a time: the
+    words before each ``{`` at depth 0, and the first field name inside it."""
     words: list[str] = []
     depth = 0
+    pending: tuple[str, str | None] | None = None  # a definition whose first field is next
     i, n = 0, len(document)
     while i < n:
         c = document[i]
@@ -91,26 +133,43 @@ def _top_level_definitions(document: str) -> list[tuple[str, str | None]]:
         if c == '"':
             i = _skip_string(document, i)
             continue
-        if c in "{(":
-            if depth == 0 and c == "{":
+        if c == "(":
+            i = _skip_parens(document, i)
+            continue
+        if c == "{":
+            if depth == 0:
                 keyword = words[0] if words else "query"
                 name = words[1] if len(words) > 1 and words[0] in _KEYWORDS else None
-                out.append((keyword, name))
+                pending = (keyword, name)
                 words = []
-            depth += 1 if c == "{" else 0
-            if c == "(":
-                i = _skip_parens(document, i)
-                continue
+            depth += 1
         elif c == "}":
             depth = max(depth - 1, 0)
-        elif depth == 0 and (c.isalpha() or c == "_"):
+            if depth == 0 and pending is not None:  # a selection set without a field
+                yield pending[0], pending[1], None
+                pending = None
+        elif c.isalpha() or c == "_":
             start = i
             while i < n and (document[i].isalnum() or document[i] == "_"):
                 i += 1
-            words.append(document[start:i])
+            word = document[start:i]
+            if depth == 0:
+                words.append(word)
+            elif depth == 1 and pending is not None:
+                # `alias: field`: the field is the name after the colon.
+                j = i
+                while j < n and document[j] in " \t\r\n,":
+                    j += 1
+                if j < n and document[j] == ":":
+                    i = j + 1
+                    continue
+                yield pending[0], pending[1], word
+                pending = None
             continue
+        elif c == "." and depth == 1 and pending is not None and document.startswith("...", i):
+            yield pending[0], pending[1], None  # a fragment spread first: no field to name
+            pending = None
         i += 1
-    return out
 
 
 def _skip_string(document: str, i: int) -> int:
@@ -131,7 +190,8 @@ def _skip_string(document: str, i: int) -> int:
 
 
 def _skip_parens(document: str, i: int) -> int:
-    """Past the variable definitions ``( ... )`` (they may hold strings and default objects)."""
+    """Past the variable definitions or arguments ``( ... )`` (they may hold strings and
+    default objects)."""
     level = 0
     while i < len(document):
         c = document[i]

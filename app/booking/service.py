@@ -119,7 +119,11 @@ def counted(
     """``flow`` with each answer counted in ``mobility_bookings_total`` under ``action``."""
 
     async def run(*args: _P.args, **kwargs: _P.kwargs) -> out.Outcome:
-        outcome = await flow(*args, **kwargs)
+        try:
+            outcome = await flow(*args, **kwargs)
+        except Exception:
+            metrics.BOOKINGS.labels(action, "error").inc()  # an answer the caller never got
+            raise
         metrics.BOOKINGS.labels(action, outcome_label(outcome)).inc()
         return outcome
 
@@ -133,9 +137,13 @@ def counted_act(
     cancel)."""
 
     async def run(*args: _P.args, **kwargs: _P.kwargs) -> out.Outcome:
-        outcome = await act(*args, **kwargs)
         event = kwargs.get("event")
         action = str(getattr(event, "value", event)).lower()
+        try:
+            outcome = await act(*args, **kwargs)
+        except Exception:
+            metrics.BOOKINGS.labels(action, "error").inc()
+            raise
         metrics.BOOKINGS.labels(action, outcome_label(outcome)).inc()
         return outcome
 

@@ -8,8 +8,8 @@ import signal
 
 from app.booking.maintenance import start_booking_maintenance
 from app.commands.console import say
+from app.commands.metrics_port import serve_metrics_or_say_why
 from app.fleet.tasks import kick_webhook_rounds
-from app.platform import metrics
 from app.platform.settings import Settings
 from app.platform.tracing import configure_tracing
 from app.runtime import open_runtime
@@ -24,8 +24,9 @@ async def run(settings: Settings, *, metrics_at: tuple[str, int] | None = None) 
     """The scheduler alone: claims due providers and queues their syncs for the workers, and
     runs booking upkeep and webhook deliveries; its metrics on ``metrics_at`` if given."""
     if metrics_at is not None:
-        metrics.serve_metrics(metrics_at)
-        say(f"metrics at http://{metrics_at[0]}:{metrics_at[1]}/metrics")
+        refused = serve_metrics_or_say_why(metrics_at, settings)
+        if refused is not None:
+            return refused
     queued = settings.model_copy(update={"sync_dispatch": "queue"})
     # Before the runtime and the broker: their clients and tasks are traced if it is on.
     configure_tracing(queued, role="scheduler")

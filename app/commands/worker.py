@@ -9,6 +9,7 @@ from taskiq.cli.worker.args import WorkerArgs
 from taskiq.cli.worker.run import run_worker
 
 from app.commands.console import say
+from app.commands.metrics_port import serve_metrics_or_say_why
 from app.platform import metrics
 from app.platform.settings import Settings
 
@@ -26,9 +27,11 @@ def run(
     stopped. With ``metrics_at``, the processes count into one directory and this (the
     supervising) process serves their metrics."""
     directory = metrics.use_multiprocess_dir() if metrics_at is not None else None
-    if metrics_at is not None:
-        metrics.serve_metrics(metrics_at)
-        say(f"metrics at http://{metrics_at[0]}:{metrics_at[1]}/metrics")
+    if metrics_at is not None and directory is not None:
+        refused = serve_metrics_or_say_why(metrics_at, settings)
+        if refused is not None:
+            metrics.remove_multiprocess_dir(directory)
+            return refused
     say(
         f"sync worker: {processes} process(es), {concurrency or settings.sync_concurrency} "
         f"sync(s) at a time each, queue {settings.redis_prefix}:tasks (Ctrl-C to stop)"

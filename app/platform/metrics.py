@@ -12,10 +12,10 @@ The rules the definitions below keep:
   one would create it at import and count in the process only. ``tests/app/test_metrics.py``
   checks this.
 - **Label sets are bounded**: no ids of vehicles, bookings, riders or organisations, no hosts.
-  Labels are our own codes and names (error codes, booking actions, task names), provider ids
-  (staff register a few dozen), and GraphQL operation names, which come from clients and are
-  therefore kept to :data:`MAX_OPERATION_NAMES` well-formed names per process
-  (:func:`operation_label`).
+  Labels are our own codes and names (error codes, booking actions, task names, the schema's
+  root fields), provider ids (staff register a few dozen), and GraphQL operation names, which
+  come from clients and are therefore labelled only when they are among the names the
+  operator listed (:func:`operation_label`).
 - Values that are a state of the whole system (data age, breaker state, queue depth, webhook
   backlog) are not counted here but read when scraped (``app/rest/metrics.py``), from the
   database and Redis, so every process reports the same truth.
@@ -23,15 +23,20 @@ The rules the definitions below keep:
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import os
 import re
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final, Literal
+from socketserver import ThreadingMixIn
+from typing import Any, Final, Literal
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     REGISTRY,
@@ -39,7 +44,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    start_http_server,
+    make_wsgi_app,
     values,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
@@ -51,7 +56,6 @@ __all__ = [
     "GRAPHQL_ERRORS",
     "GRAPHQL_OPERATIONS",
     "HTTP_REQUESTS",
-    "MAX_OPERATION_NAMES",
     "OPERATOR_CALLS",
     "PROVIDER_RECORDS_SKIPPED",
     "PROVIDER_SYNCS",
@@ -62,7 +66,9 @@ __all__ = [
     "TASK_WAIT",
     "WEBHOOK_DELIVERIES",
     "WEBSOCKET_CONNECTIONS",
+    "MetricsPortRefused",
     "OperationType",
+    "allow_operation_names",
     "error_code_label",
     "multiprocess_dir",
     "operation_label",
@@ -94,8 +100,9 @@ HTTP_REQUESTS = Histogram(
 )
 GRAPHQL_OPERATIONS = Histogram(
     "mobility_graphql_operation_duration_seconds",
-    "GraphQL operations over HTTP by operation name and type, with whether errors were returned",
-    ["operation", "type", "outcome"],
+    "GraphQL operations over HTTP by operation name (allowed names only), root field, type "
+    "and whether errors were returned",
+    ["operation", "field", "type", "outcome"],
     buckets=_FAST,
 )
 GRAPHQL_ERRORS = Counter(
@@ -190,25 +197,29 @@ REDIS_ERRORS = Counter(
 
 # ------------------------------------------------------------------ bounded labels
 
-MAX_OPERATION_NAMES = 100
-_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,63}")
 _CODE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
-_seen_operations: set[str] = set()
+# The operation names counted under their own label (MOBILITY_METRICS_OPERATION_NAMES): the
+# names an operator's own apps send. Any other name is a client's choice, so it is counted as
+# "other": a label value an outsider picks would let them grow every scrape without bound.
+_allowed_operations: frozenset[str] = frozenset()
 
-OperationType = Literal["query", "mutation", "subscription"]
+OperationType = Literal["query", "mutation", "subscription", "unknown"]
 
 
-def operation_label(name: str | None) -> str:
-    """The label for a client's operation name: ``anonymous`` without one, ``other`` for a
-    malformed one or past the first :data:`MAX_OPERATION_NAMES` names this process saw."""
-    if not name:
+def allow_operation_names(names: Iterable[str]) -> None:
+    global _allowed_operations  # one setting for the process, set at start
+    _allowed_operations = frozenset(names)
+
+
+def operation_label(name: object) -> str:
+    """The label for a client's operation name: ``anonymous`` without one, the name itself
+    if it is one of the allowed names, ``other`` for anything else (a name, or not even a
+    string: the label never fails on what a client sent)."""
+    if name is None or name == "":
         return "anonymous"
-    if name in _seen_operations:
+    if isinstance(name, str) and name in _allowed_operations:
         return name
-    if len(_seen_operations) >= MAX_OPERATION_NAMES or _NAME.fullmatch(name) is None:
-        return "other"
-    _seen_operations.add(name)
-    return name
+    return "other"
 
 
 def error_code_label(code: object) -> str:
@@ -258,19 +269,80 @@ def remove_multiprocess_dir(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def release_process() -> None:
-    """This process is ending: its live gauges (connections, subscriptions, pools) stop
-    counting. Its counters stay in the files: a scrape after it exited still adds them."""
+def release_process(pid: int | None = None) -> None:
+    """A process (this one by default) is ending or has died: its live gauges (connections,
+    subscriptions, pools) stop counting. Its counters stay in the files: a scrape after it
+    exited still adds them."""
     if multiprocess_dir() is not None:
-        prometheus_multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+        prometheus_multiprocess.mark_process_dead(  # type: ignore[no-untyped-call]
+            os.getpid() if pid is None else pid
+        )
 
 
-def serve_metrics(address: tuple[str, int]) -> None:
+class MetricsPortRefused(ValueError):
+    """A metrics port that would serve other hosts without a token."""
+
+
+def serve_metrics(address: tuple[str, int], token: str | None) -> None:
     """Serve /metrics of this process (and, under multiprocess mode, of its siblings) on its
     own port, from a thread: for the commands that serve no HTTP of their own (``mobility
-    worker``, ``mobility scheduler``)."""
+    worker``, ``mobility scheduler``). With ``token``, a scrape must send it as a bearer
+    token; without one, only a loopback address may be listened on (the port would otherwise
+    hand provider ids, private fleets' included, to anyone who can reach it)."""
     host, port = address
-    start_http_server(port, addr=host, registry=process_registry())
+    if token is None and not _is_loopback_host(host):
+        raise MetricsPortRefused(
+            f"--metrics-host {host} would serve metrics beyond this host: set "
+            "MOBILITY_METRICS_TOKEN (scrapes then send it as a bearer token), or listen on "
+            "127.0.0.1"
+        )
+    app = make_wsgi_app(process_registry())
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if token is not None:
+            scheme, _, given = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), token.encode()
+            ):
+                start_response(
+                    "401 Unauthorized",
+                    [("Content-Type", "application/json"), ("WWW-Authenticate", "Bearer")],
+                )
+                return [_TOKEN_REQUIRED]
+        body: Iterable[bytes] = app(environ, start_response)
+        return body
+
+    server = make_server(
+        host, port, guarded, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+    )
+    # `mobility worker` forks its worker processes after this: none of them may hold the
+    # listening socket (an orphaned child would keep the port, and scrapes would hang).
+    os.register_at_fork(after_in_child=server.socket.close)
+    threading.Thread(target=server.serve_forever, name="metrics-port", daemon=True).start()
+
+
+_TOKEN_REQUIRED = (
+    b'{"error":{"code":"METRICS_TOKEN_REQUIRED","message":"send the metrics token as a '
+    b'bearer token"}}'
+)
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # the base's name
+        return  # a line per scrape would only be noise
 
 
 def process_registry() -> CollectorRegistry:

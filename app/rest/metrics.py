@@ -2,8 +2,12 @@
 (app/platform/metrics.py), then the system's state read at scrape time (app/system_state.py).
 
 Not for everyone (app/platform/settings/metrics.py): a bearer token when
-``MOBILITY_METRICS_TOKEN`` is set, otherwise loopback scrapers only. A refusal is the usual
-JSON error (``METRICS_TOKEN_REQUIRED`` 401, ``METRICS_FORBIDDEN`` 403).
+``MOBILITY_METRICS_TOKEN`` is set; without one, nobody in production and loopback scrapers
+only elsewhere. A refusal is the usual JSON error (``METRICS_TOKEN_REQUIRED`` 401,
+``METRICS_FORBIDDEN`` 403).
+
+The text is rendered off the event loop: under multiprocess mode it reads every process's
+files, which must not hold up the requests this process serves.
 """
 
 from __future__ import annotations
@@ -49,17 +53,21 @@ async def scrape(request: Request) -> Response:
     settings = runtime.settings
     if not settings.metrics_enabled:
         return refusal(404, "NOT_FOUND", "metrics are not served here")
-    denied = _denied(request, settings.metrics_token)
+    denied = _denied(request, settings.metrics_token, settings.environment == "production")
     if denied is not None:
         return denied
     state = await _read_state(runtime, settings.metrics_state_timeout_seconds)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(state)
-    body = generate_latest(metrics.process_registry()) + generate_latest(registry)
+    body = await asyncio.to_thread(_render, registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-def _denied(request: Request, token: str | None) -> Response | None:
+def _render(state: CollectorRegistry) -> bytes:
+    return generate_latest(metrics.process_registry()) + generate_latest(state)
+
+
+def _denied(request: Request, token: str | None, production: bool) -> Response | None:
     if token is not None:
         given = request.headers.get("authorization", "")
         scheme, _, credentials = given.partition(" ")
@@ -68,6 +76,14 @@ def _denied(request: Request, token: str | None) -> Response | None:
         ):
             return None
         return refusal(401, "METRICS_TOKEN_REQUIRED", "send the metrics token as a bearer token")
+    if production:
+        return refusal(
+            403,
+            "METRICS_FORBIDDEN",
+            "metrics are served with a token only: set MOBILITY_METRICS_TOKEN",
+        )
+    # Development: a peer on this host (uvicorn may have taken the address from a local
+    # proxy's X-Forwarded-For; acceptable where nothing private is at stake).
     if _is_loopback(request.client.host if request.client else None):
         return None
     return refusal(
@@ -113,7 +129,8 @@ class _State(Collector):
                 "Tasks on the queue: waiting for a worker, or running (taken, not yet done)",
                 labels=["state"],
             )
-            depth.add_metric(["waiting"], self.queue.waiting)
+            if self.queue.waiting is not None:
+                depth.add_metric(["waiting"], self.queue.waiting)
             depth.add_metric(["running"], self.queue.running)
             yield depth
         if self.backlogs is not None:
@@ -193,10 +210,12 @@ async def _read_state(runtime: Runtime, limit_seconds: float) -> _State:
         except Exception as exc:  # a store down or slow: the scrape says so, and goes on
             log.warning("metrics: could not read the %s state: %s", store, type(exc).__name__)
 
+    # One budget for all the reads: the breakers get what the stores left of it.
+    deadline = asyncio.get_running_loop().time() + limit_seconds
     await asyncio.gather(guarded(database(), "database"), guarded(redis(), "redis"))
     if state.providers is not None and state.redis_up:
         try:
-            async with asyncio.timeout(limit_seconds):
+            async with asyncio.timeout_at(deadline):
                 state.providers = await with_breakers(state.providers, runtime.breaker)
         except Exception as exc:
             log.warning("metrics: could not read the breakers: %s", type(exc).__name__)

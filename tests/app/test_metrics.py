@@ -23,11 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from taskiq import InMemoryBroker
 
 from app.main import create_app
-from app.platform import metrics
+from app.platform import metrics, secret_box
 from app.platform.db import create_engine, plain_url
 from app.platform.pool_metrics import pool_use
 from app.runtime import Runtime
 from app.task_queue import TaskMetrics
+from graphql_schema.observe import MAX_SCANNED_CHARS, describe
 from providers.simulators.feed_server import FeedServer
 from tests.booking_support import CANCEL, RESERVE, bookable_operator, gql, key, sign_up
 from tests.conftest import make_settings
@@ -63,29 +64,56 @@ def test_every_metric_is_labelled() -> None:
 
 
 def test_operation_names_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A set of its own: the names other tests use stay countable.
-    monkeypatch.setattr(metrics, "_seen_operations", set())
+    """Only the names the operator listed are labels; a client's other names, and values
+    that are not names at all, are "other" (a WebSocket's operationName may be anything)."""
+    monkeypatch.setattr(metrics, "_allowed_operations", frozenset())
+    metrics.allow_operation_names(["NearbyVehicles"])
     assert metrics.operation_label(None) == "anonymous"
     assert metrics.operation_label("") == "anonymous"
-    assert metrics.operation_label("bad name\n") == "other"
-    assert metrics.operation_label("x" * 65) == "other"
-    # Past the cap, new names are "other"; names seen before keep their label.
-    first = metrics.operation_label("NearbyVehicles")
-    assert first == "NearbyVehicles"
-    for i in range(metrics.MAX_OPERATION_NAMES + 5):
-        metrics.operation_label(f"Flood{i}")
-    assert metrics.operation_label("NeverSeenBefore") == "other"
     assert metrics.operation_label("NearbyVehicles") == "NearbyVehicles"
+    for chosen in ("Flood1", "bad name\n", "x" * 65, ["a"], 5, {"a": 1}):
+        assert metrics.operation_label(chosen) == "other"
     assert metrics.error_code_label("VEHICLE_NOT_FOUND") == "VEHICLE_NOT_FOUND"
     assert metrics.error_code_label("<script>") == "UNKNOWN"
     assert metrics.error_code_label(None) == "UNKNOWN"
 
 
+def test_operation_type_and_root_field_come_from_the_document() -> None:
+    cases = [
+        ("{ vehicles { id } }", None, ("query", None, "vehicles")),
+        (
+            'query Q($s: String = "{") { v: vehicles(first: 1) { id } }',
+            None,
+            ("query", "Q", "vehicles"),
+        ),
+        (
+            "query A { stations { id } } mutation B { reserveVehicle { id } }",
+            "B",
+            ("mutation", "B", "reserveVehicle"),
+        ),
+        (
+            "fragment F on V { id } subscription S { vehicleUpdates { ...F } }",
+            None,
+            ("subscription", "S", "vehicleUpdates"),
+        ),
+        ('# mutation {\n{ a(s: "mutation {") }', None, ("query", None, "a")),
+        ('"""mutation"""\nmutation { ...F }', None, ("mutation", None, None)),
+    ]
+    for document, name, expected in cases:
+        assert describe(document, name) == expected, document
+    # A document past the scanner's limit is not read: a client cannot make counting costly.
+    assert describe(" " * (MAX_SCANNED_CHARS + 1) + "mutation { x }", None)[0] == "unknown"
+
+
 async def test_searches_count_by_source_and_operation(
-    runtime: Runtime, api: httpx.AsyncClient, feed_server: tuple[FeedServer, str]
+    runtime: Runtime,
+    api: httpx.AsyncClient,
+    feed_server: tuple[FeedServer, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await synced_conformance_provider(runtime, feed_server, "getaround-stavanger")
     name = f"Near{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(metrics, "_allowed_operations", frozenset({name}))
     where = {"lat": 58.97, "lon": 5.73}
     before_redis = sample("mobility_searches_total", source="redis")
     before_postgis = sample("mobility_searches_total", source="postgis")
@@ -103,6 +131,7 @@ async def test_searches_count_by_source_and_operation(
     count = sample(
         "mobility_graphql_operation_duration_seconds_count",
         operation=name,
+        field="vehicles",
         type="query",
         outcome="ok",
     )
@@ -120,12 +149,16 @@ async def test_searches_count_by_source_and_operation(
     assert sample("mobility_redis_errors_total", component="search") == errors_before
 
 
-async def test_errors_count_by_code_and_operation_type(api: httpx.AsyncClient) -> None:
+async def test_errors_count_by_code_and_operation_type(
+    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     name = f"Bad{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(metrics, "_allowed_operations", frozenset({name}))
     before = sample("mobility_graphql_errors_total", code="GRAPHQL_VALIDATION_FAILED")
     mutation_before = sample(
         "mobility_graphql_operation_duration_seconds_count",
         operation=name,
+        field="other",
         type="mutation",
         outcome="error",
     )
@@ -137,10 +170,24 @@ async def test_errors_count_by_code_and_operation_type(api: httpx.AsyncClient) -
         sample(
             "mobility_graphql_operation_duration_seconds_count",
             operation=name,
+            field="other",  # not a field of the schema's root
             type="mutation",
             outcome="error",
         )
         == mutation_before + 1
+    )
+    # Refusals made before execution count by their code too.
+    refused_before = sample("mobility_graphql_errors_total", code="PERSISTED_QUERY_NOT_FOUND")
+    body = (
+        await api.post(
+            "/graphql",
+            json={"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}},
+        )
+    ).json()
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["PERSISTED_QUERY_NOT_FOUND"]
+    assert (
+        sample("mobility_graphql_errors_total", code="PERSISTED_QUERY_NOT_FOUND")
+        == refused_before + 1
     )
 
 
@@ -337,6 +384,8 @@ async def test_tasks_count_their_wait_and_run() -> None:
         (None, ("127.0.0.1", 4000), {}, 200, None),
         (None, ("::1", 4000), {}, 200, None),
         (None, ("203.0.113.9", 4000), {}, 403, "METRICS_FORBIDDEN"),
+        # Production without a token: nobody, not even an address that looks local.
+        ("production", ("127.0.0.1", 4000), {}, 403, "METRICS_FORBIDDEN"),
         ("s3cret-metrics-token-0123", ("203.0.113.9", 4000), {}, 401, "METRICS_TOKEN_REQUIRED"),
         (
             "s3cret-metrics-token-0123",
@@ -362,7 +411,10 @@ async def test_who_may_scrape(
     status: int,
     code: str | None,
 ) -> None:
-    settings = make_settings(metrics_token=token)
+    if token == "production":
+        settings = make_settings(environment="production", secrets_keys=secret_box.new_key())
+    else:
+        settings = make_settings(metrics_token=token)
     app = create_app(settings)
     app.state.runtime = runtime.with_settings(settings)
     transport = httpx.ASGITransport(app=app, client=client)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 from sqlalchemy import text
 
@@ -266,12 +267,15 @@ async def test_a_reservation_outliving_the_grace_is_still_settled(
         assert {b["state"] for b in sim.bookings_view()} == {"CONFIRMED"}
 
 
+@pytest.mark.parametrize("whole_group", [False, True], ids=["supervisor", "process-group"])
 async def test_every_worker_of_serve_workers_shuts_down_gracefully(
-    runtime: Runtime, feed_server: tuple[FeedServer, str], tmp_path: Path
+    runtime: Runtime, feed_server: tuple[FeedServer, str], tmp_path: Path, whole_group: bool
 ) -> None:
-    """``mobility serve --workers 2``: SIGTERM to the supervisor reaches each worker, which
-    drains as a single process does: WebSockets on either worker closed with 1001, searches
-    started before the signal answered, and the whole process group gone within the bound."""
+    """``mobility serve --workers 2``: SIGTERM to the supervisor (a process manager's stop)
+    or to the whole process group (systemd's default, Ctrl-C in a terminal: each worker then
+    gets it twice, once more from the supervisor) makes each worker drain as a single process
+    does: WebSockets on either worker closed with 1001, searches started before the signal
+    answered, and the whole process group gone within the bound."""
     await synced_conformance_provider(runtime, feed_server, "getaround-stavanger")
     lat, lon = 58.97, 5.73
     port = free_port()
@@ -293,7 +297,10 @@ async def test_every_worker_of_serve_workers_shuts_down_gracefully(
             clients = [asyncio.create_task(load.client()) for _ in range(3)]
             await asyncio.sleep(0.5)
             load.signalled.set()
-            os.kill(proc.pid, signal.SIGTERM)  # the supervisor only, as a process manager does
+            if whole_group:
+                os.killpg(proc.pid, signal.SIGTERM)
+            else:
+                os.kill(proc.pid, signal.SIGTERM)
             codes = await asyncio.gather(*(_close_code(ws) for ws in sockets))
             load.stop.set()
             await asyncio.gather(*clients)

@@ -7,8 +7,10 @@ rules in ops/prometheus/ pass ``promtool check rules`` and their unit tests.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,7 @@ def test_alert_rules_are_valid_and_pass_their_unit_tests() -> None:
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 8 rules found" in checked.stdout
+    assert "SUCCESS: 9 rules found" in checked.stdout
     tested = subprocess.run(
         [promtool, "test", "rules", "alerts_test.yml"],
         cwd=RULES,
@@ -99,6 +101,7 @@ scrape_configs:
         runtime.settings,
         logs[0],
         MOBILITY_METRICS_TOKEN=TOKEN,
+        MOBILITY_METRICS_OPERATION_NAMES="PromProbe,SomeOtherName",
     ):
         async with httpx.AsyncClient(timeout=10) as client:
 
@@ -136,7 +139,7 @@ scrape_configs:
             ):
                 probe = (
                     'sum(mobility_graphql_operation_duration_seconds_count{operation="PromProbe",'
-                    'type="query",outcome="ok"})'
+                    'field="vehicles",type="query",outcome="ok"})'
                 )
 
                 async def counted() -> bool:
@@ -161,8 +164,9 @@ scrape_configs:
                     client, prom, f'mobility_provider_status{{provider="{slug}",status="ok"}}'
                 )
                 assert _value(provider) == 1
+                # One series per pool (orm, search, ingest), the processes' values summed.
                 pools = await _query(client, prom, "count(mobility_db_pool_connections_in_use)")
-                assert _value(pools) == 3  # orm, search, ingest, summed over the processes
+                assert _value(pools) == 3
 
 
 async def _succeeded_syncs(runtime: Runtime, provider: str) -> int:
@@ -196,11 +200,15 @@ async def test_worker_and_scheduler_metrics_count_every_worker_process(
     worker_metrics = f"http://127.0.0.1:{worker_port}/metrics"
     with (
         mobility_process(
-            ["worker", "--processes", "2", "--metrics-port", str(worker_port)], settings, logs[0]
+            ["worker", "--processes", "2", "--metrics-port", str(worker_port)],
+            settings,
+            logs[0],
+            MOBILITY_METRICS_TOKEN=TOKEN,
         ),
         mobility_process(["scheduler", "--metrics-port", str(scheduler_port)], settings, logs[1]),
     ):
-        async with httpx.AsyncClient(timeout=10) as client:
+        headers = {"authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(timeout=10, headers=headers) as client:
 
             async def scrape(url: str) -> str | None:
                 try:
@@ -217,9 +225,15 @@ async def test_worker_and_scheduler_metrics_count_every_worker_process(
                 )
 
             await wait_for(synced_thrice, 60, "three syncs through the workers", logs)
+            # Without the token, the worker's port refuses.
+            async with httpx.AsyncClient(timeout=10) as anonymous:
+                refused = await anonymous.get(worker_metrics)
+            assert refused.status_code == 401
+            assert refused.json()["error"]["code"] == "METRICS_TOKEN_REQUIRED"
             # The counts and the database agree (read the metrics on both sides of the
-            # database read, so a sync finishing in between is seen).
-            while True:
+            # database read, so a sync finishing in between is seen; syncs come once a
+            # second, so a few tries find a quiet moment).
+            for _ in range(20):
                 first = await scrape(worker_metrics)
                 recorded = await _succeeded_syncs(runtime, slug)
                 second = await scrape(worker_metrics)
@@ -237,6 +251,8 @@ async def test_worker_and_scheduler_metrics_count_every_worker_process(
                     outcome="ok",
                 ):
                     break
+            else:
+                pytest.fail("the syncs never paused between two scrapes")
             assert counted == recorded
             tasks = _samples(second, "mobility_task_duration_seconds_count", outcome="ok")
             assert tasks >= counted
@@ -244,3 +260,20 @@ async def test_worker_and_scheduler_metrics_count_every_worker_process(
             assert scheduler_body is not None
             # The scheduler's own process: prometheus-client's process metrics are there.
             assert "process_cpu_seconds_total" in scheduler_body
+
+
+def test_a_metrics_port_beyond_this_host_needs_a_token(tmp_path: Path) -> None:
+    """`mobility worker --metrics-host 0.0.0.0` without MOBILITY_METRICS_TOKEN would hand
+    provider ids to anyone who reaches the port: it refuses to start, and says why."""
+    env = {k: v for k, v in os.environ.items() if k != "MOBILITY_METRICS_TOKEN"}
+    command = [sys.executable, "-m", "app.cli", "worker", "--metrics-host", "0.0.0.0"]
+    done = subprocess.run(
+        [*command, "--metrics-port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "MOBILITY_METRICS_TOKEN" in done.stderr
