@@ -131,6 +131,9 @@ async def with_breakers(
     return out
 
 
+QUEUE_COUNT_CAP = 10_000
+
+
 async def read_queue(redis: RedisClient, keys: RedisKeys, group: str) -> QueueState:
     """The task stream's consumer group: ``lag`` (entries not yet delivered to the group) and
     ``pending`` (delivered, not acknowledged). Before any worker created the group, every
@@ -145,13 +148,15 @@ async def read_queue(redis: RedisClient, keys: RedisKeys, group: str) -> QueueSt
             lag = info.get("lag")
             if lag is not None:
                 return QueueState(int(lag), pending)
-            # Redis cannot always say (after trimming, which a full queue does): entries
-            # added to the stream minus entries the group has read, or unknown.
-            read = info.get("entries-read")
-            added = (await redis.xinfo_stream(stream)).get("entries-added")
-            if read is None or added is None:
-                return QueueState(None, pending)
-            return QueueState(max(0, int(added) - int(read)), pending)
+            # Redis cannot always say (entries deleted or trimmed before the group read
+            # them, which a full queue's trimming does): count the entries after the last one
+            # delivered, up to QUEUE_COUNT_CAP (past it, the cap: still far over any alert).
+            last = info.get("last-delivered-id")
+            last_id = last.decode() if isinstance(last, bytes) else str(last)
+            if last_id == "0-0":
+                return QueueState(int(await redis.xlen(stream)), pending)
+            ahead = await redis.xrange(stream, min=f"({last_id}", max="+", count=QUEUE_COUNT_CAP)
+            return QueueState(len(ahead or ()), pending)
     return QueueState(int(await redis.xlen(stream)), 0)
 
 

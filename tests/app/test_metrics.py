@@ -22,11 +22,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncConnection
 from taskiq import InMemoryBroker
 
+from app.booking.service import counted
 from app.main import create_app
 from app.platform import metrics, secret_box
 from app.platform.db import create_engine, plain_url
 from app.platform.pool_metrics import pool_use
 from app.runtime import Runtime
+from app.system_state import QueueState, read_queue
 from app.task_queue import TaskMetrics
 from graphql_schema.observe import MAX_SCANNED_CHARS, describe
 from providers.simulators.feed_server import FeedServer
@@ -427,3 +429,38 @@ async def test_who_may_scrape(
         assert response.json()["error"]["code"] == code
         # A refusal says nothing of what the metrics hold.
         assert "mobility_" not in response.text
+
+
+async def test_queue_depth_when_redis_cannot_give_the_lag(runtime: Runtime) -> None:
+    """Entries deleted before the group read them (a full queue's trimming) make Redis answer
+    no lag: the depth is then worked out, not reported as an empty queue."""
+    stream = runtime.keys.task_stream
+    for _ in range(5):
+        await runtime.redis.xadd(stream, {"task": "x"})
+    await runtime.redis.xgroup_create(stream, "depth-probe", id="0")
+    entries = await runtime.redis.xrange(stream)
+    assert entries is not None
+    ids = [entry_id for entry_id, _ in entries if isinstance(entry_id, bytes)]
+    assert len(ids) == 5
+    await runtime.redis.xdel(stream, ids[2])
+    groups = {g["name"]: g for g in await runtime.redis.xinfo_groups(stream)}
+    assert groups[b"depth-probe"]["lag"] is None  # the case itself
+    never_read = await read_queue(runtime.redis, runtime.keys, "depth-probe")
+    assert never_read == QueueState(4, 0)  # the four entries left, none read yet
+
+    # Two read (and not acknowledged), then one more unread entry deleted.
+    await runtime.redis.xreadgroup("depth-probe", "c1", {stream: ">"}, count=2)
+    await runtime.redis.xdel(stream, ids[4])
+    state = await read_queue(runtime.redis, runtime.keys, "depth-probe")
+    # Read: ids[0], ids[1] (ids[2] was deleted); left: ids[3] (ids[4] deleted too).
+    assert state == QueueState(1, 2)
+
+
+async def test_a_booking_request_that_fails_counts_as_an_error() -> None:
+    async def broken(*, vehicle_id: str) -> Any:
+        raise RuntimeError(f"on purpose: {vehicle_id}")
+
+    before = sample("mobility_bookings_total", action="reserve", outcome="error")
+    with pytest.raises(RuntimeError):
+        await counted("reserve", broken)(vehicle_id="v1")
+    assert sample("mobility_bookings_total", action="reserve", outcome="error") == before + 1
