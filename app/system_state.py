@@ -10,7 +10,7 @@ app/platform/metrics.py.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import text
@@ -117,18 +117,10 @@ async def with_breakers(
 ) -> list[ProviderState]:
     """Each provider's breaker, read together (one round trip's wait, not one per provider)."""
     decisions = await asyncio.gather(*(breaker.state(p.id) for p in providers))
-    out = []
-    for state, decision in zip(providers, decisions, strict=True):
-        out.append(
-            ProviderState(
-                state.id,
-                state.status,
-                state.data_age_seconds,
-                state.consecutive_failures,
-                decision.state,
-            )
-        )
-    return out
+    return [
+        replace(state, breaker=decision.state)
+        for state, decision in zip(providers, decisions, strict=True)
+    ]
 
 
 QUEUE_COUNT_CAP = 10_000

@@ -216,19 +216,9 @@ class ClusterStreamBroker(RedisStreamClusterBroker):
 
 def _stream_broker(settings: Settings) -> AsyncBroker:
     keys = RedisKeys(settings.redis_prefix)
-    if settings.redis_cluster:
-        return ClusterStreamBroker(
-            url=settings.redis_url,
-            queue_name=keys.task_stream,
-            consumer_group_name=CONSUMER_GROUP,
-            consumer_id="0",
-            idle_timeout=int(claim_lease_seconds(settings) * 1000),
-            xread_block=1000,
-            xread_count=1,
-            maxlen=100_000,
-        )
-    # The same choices on a cluster above (ClusterStreamBroker): keep them alike.
-    broker = RedisStreamBroker(
+    # One set of choices, whichever Redis: a single server's broker or the cluster's.
+    broker_class = ClusterStreamBroker if settings.redis_cluster else RedisStreamBroker
+    broker: AsyncBroker = broker_class(
         url=settings.redis_url,
         queue_name=keys.task_stream,
         consumer_group_name=CONSUMER_GROUP,

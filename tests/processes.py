@@ -55,27 +55,21 @@ def mobility_process(
     args: Sequence[str], settings: Settings, log: Path, **extra_env: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`mobility ARGS...` as a child process group, killed on exit; output appended to log."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *args],
-            env=process_env(settings, **extra_env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    with external_process(
+        [sys.executable, "-m", "app.cli", *args], log, env=process_env(settings, **extra_env)
+    ) as proc:
         yield proc
-    finally:
-        kill_group(proc)
 
 
 @contextmanager
-def external_process(args: Sequence[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A program that is not a `mobility` command (Prometheus, say), in its own process
-    group, killed on exit; output appended to log."""
+def external_process(
+    args: Sequence[str], log: Path, *, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A program (Prometheus, say, or a `mobility` command) in its own process group, killed
+    on exit; output appended to log."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            list(args), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            list(args), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         yield proc

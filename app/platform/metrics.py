@@ -69,7 +69,9 @@ __all__ = [
     "MetricsPortRefused",
     "OperationType",
     "allow_operation_names",
+    "bearer_matches",
     "error_code_label",
+    "is_loopback_host",
     "multiprocess_dir",
     "operation_label",
     "process_registry",
@@ -290,7 +292,7 @@ def serve_metrics(address: tuple[str, int], token: str | None) -> None:
     token; without one, only a loopback address may be listened on (the port would otherwise
     hand provider ids, private fleets' included, to anyone who can reach it)."""
     host, port = address
-    if token is None and not _is_loopback_host(host):
+    if token is None and not is_loopback_host(host):
         raise MetricsPortRefused(
             f"--metrics-host {host} would serve metrics beyond this host: set "
             "MOBILITY_METRICS_TOKEN (scrapes then send it as a bearer token), or listen on "
@@ -299,16 +301,12 @@ def serve_metrics(address: tuple[str, int], token: str | None) -> None:
     app = make_wsgi_app(process_registry())
 
     def guarded(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        if token is not None:
-            scheme, _, given = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), token.encode()
-            ):
-                start_response(
-                    "401 Unauthorized",
-                    [("Content-Type", "application/json"), ("WWW-Authenticate", "Bearer")],
-                )
-                return [_TOKEN_REQUIRED]
+        if token is not None and not bearer_matches(environ.get("HTTP_AUTHORIZATION"), token):
+            start_response(
+                "401 Unauthorized",
+                [("Content-Type", "application/json"), ("WWW-Authenticate", "Bearer")],
+            )
+            return [_TOKEN_REQUIRED]
         body: Iterable[bytes] = app(environ, start_response)
         return body
 
@@ -327,7 +325,18 @@ _TOKEN_REQUIRED = (
 )
 
 
-def _is_loopback_host(host: str) -> bool:
+def bearer_matches(authorization: object, token: str) -> bool:
+    """Whether an ``Authorization`` header carries ``token`` as a bearer token (compared in
+    constant time)."""
+    scheme, _, given = str(authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if host is None:
+        return False
     if host == "localhost":
         return True
     try:

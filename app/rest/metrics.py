@@ -13,8 +13,6 @@ files, which must not hold up the requests this process serves.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import logging
 from collections.abc import Coroutine, Iterable, Iterator
 from typing import Any
@@ -69,11 +67,7 @@ def _render(state: CollectorRegistry) -> bytes:
 
 def _denied(request: Request, token: str | None, production: bool) -> Response | None:
     if token is not None:
-        given = request.headers.get("authorization", "")
-        scheme, _, credentials = given.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            credentials.strip().encode(), token.encode()
-        ):
+        if metrics.bearer_matches(request.headers.get("authorization"), token):
             return None
         return refusal(401, "METRICS_TOKEN_REQUIRED", "send the metrics token as a bearer token")
     if production:
@@ -84,22 +78,13 @@ def _denied(request: Request, token: str | None, production: bool) -> Response |
         )
     # Development: a peer on this host (uvicorn may have taken the address from a local
     # proxy's X-Forwarded-For; acceptable where nothing private is at stake).
-    if _is_loopback(request.client.host if request.client else None):
+    if metrics.is_loopback_host(request.client.host if request.client else None):
         return None
     return refusal(
         403,
         "METRICS_FORBIDDEN",
         "metrics are served to this host only; set MOBILITY_METRICS_TOKEN to scrape from elsewhere",
     )
-
-
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _State(Collector):
@@ -174,21 +159,25 @@ def _provider_metrics(providers: list[ProviderState]) -> Iterator[Metric]:
 
 
 def _backlog_metrics(b: Backlogs) -> Iterator[Metric]:
-    bookings = GaugeMetricFamily(
+    yield _backlog(
         "mobility_bookings_pending",
         "Bookings waiting on an operator (PENDING), and the age of the oldest in seconds",
-        labels=["measure"],
+        b.bookings_pending,
+        b.oldest_pending_booking_seconds,
     )
-    bookings.add_metric(["count"], b.bookings_pending)
-    bookings.add_metric(["oldest_seconds"], b.oldest_pending_booking_seconds)
-    webhooks = GaugeMetricFamily(
+    yield _backlog(
         "mobility_webhook_backlog",
         "Webhook deliveries not yet made (PENDING), and the age of the oldest in seconds",
-        labels=["measure"],
+        b.webhooks_pending,
+        b.oldest_pending_webhook_seconds,
     )
-    webhooks.add_metric(["count"], b.webhooks_pending)
-    webhooks.add_metric(["oldest_seconds"], b.oldest_pending_webhook_seconds)
-    yield from (bookings, webhooks)
+
+
+def _backlog(name: str, documentation: str, count: int, oldest_seconds: float) -> Metric:
+    family = GaugeMetricFamily(name, documentation, labels=["measure"])
+    family.add_metric(["count"], count)
+    family.add_metric(["oldest_seconds"], oldest_seconds)
+    return family
 
 
 async def _read_state(runtime: Runtime, limit_seconds: float) -> _State:
