@@ -35,6 +35,19 @@ from app.models.providers import (
     Vehicle,
     VehicleType,
 )
+from app.models.transit import (
+    TransitAgency,
+    TransitCalendar,
+    TransitCalendarDate,
+    TransitFeed,
+    TransitFeedVersion,
+    TransitFootpath,
+    TransitFrequency,
+    TransitRoute,
+    TransitStop,
+    TransitTrip,
+    transit_stop_times,
+)
 
 __all__ = [
     "ACTIVE_BOOKING_STATES",
@@ -58,9 +71,20 @@ __all__ = [
     "Station",
     "SyncRun",
     "SystemRegion",
+    "TransitAgency",
+    "TransitCalendar",
+    "TransitCalendarDate",
+    "TransitFeed",
+    "TransitFeedVersion",
+    "TransitFootpath",
+    "TransitFrequency",
+    "TransitRoute",
+    "TransitStop",
+    "TransitTrip",
     "User",
     "Vehicle",
     "VehicleType",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "transit_stop_times",
 ]
