@@ -10,7 +10,8 @@ every request of a process until the feed's version changes.
 Times. GTFS gives stop times as ``H:MM:SS`` since "noon minus 12 h" of the service day, in the
 agency's time zone; that reference is midnight except on the two days a year the clocks change,
 and times may run past 24:00:00 for a trip that runs after midnight. `service_day_start` is
-that reference as an aware instant, so an instant is always ``service_day_start(d) + seconds``.
+that reference as an instant in UTC, so an instant is always ``service_day_start(d) +
+timedelta(seconds=s)`` (UTC arithmetic: see there).
 
 Frequencies. A trip in ``frequencies.txt`` is a template: it is expanded here into one
 `TransitTrip` per departure (same GTFS trip id, `start_time` set), its times shifted, so the
@@ -22,7 +23,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 # ---------------------------------------------------------------------------- rows
@@ -261,10 +262,12 @@ class Timetable:
 
 
 def service_day_start(day: date, zone: ZoneInfo) -> datetime:
-    """GTFS's reference for a service day's times: noon minus 12 hours, local time."""
+    """GTFS's reference for a service day's times: noon minus 12 hours, local time, returned
+    in UTC. In UTC on purpose: Python adds a timedelta to an aware datetime on the wall clock
+    of its zone, which is wrong across a daylight-saving change; ``start + timedelta(seconds=
+    s)`` is right only in UTC. Convert to the agency's zone (`Timetable.zone`) to show it."""
     noon = datetime.combine(day, time(12), tzinfo=zone)
-    # Through UTC: arithmetic on an aware datetime in one zone ignores a DST change between.
-    return (noon.astimezone(ZoneInfo("UTC")) - timedelta(hours=12)).astimezone(zone)
+    return noon.astimezone(UTC) - timedelta(hours=12)
 
 
 def service_dates(
