@@ -292,26 +292,34 @@ def service_dates(
     return {service: frozenset(run) for service, run in days.items()}
 
 
-def interpolate(times: list[int | None]) -> list[int]:
-    """Times between timepoints, linearly by position (GTFS lets a feed leave them empty;
-    the first and last stop of a trip must have times: the parser's findings reject a trip
-    that does not)."""
-    out: list[int] = []
-    known = [i for i, t in enumerate(times) if t is not None]
-    if not known:
-        raise ValueError("a trip has no times")
-    for i, t in enumerate(times):
-        if t is not None:
-            out.append(t)
+def interpolate(
+    times: list[tuple[int | None, int | None]],
+) -> tuple[list[int], list[int]]:
+    """Arrivals and departures of a trip's stops from the (arrival, departure) pairs of the
+    file, where a stop between timepoints may have neither: it gets a time linearly by
+    position between the previous timepoint's departure and the next one's arrival (GTFS
+    leaves the rule to the consumer). A stop with one of the two has it for both. The first
+    and last stop must have times (the parser reports a trip that does not)."""
+    given = [(a if a is not None else d, d if d is not None else a) for a, d in times]
+    known = [i for i, (a, _) in enumerate(given) if a is not None]
+    if not known or known[0] != 0 or known[-1] != len(given) - 1:
+        raise ValueError("a trip's first and last stop need times")
+    arrivals: list[int] = []
+    departures: list[int] = []
+    before = 0
+    for i, (a, d) in enumerate(given):
+        if a is not None and d is not None:
+            arrivals.append(a)
+            departures.append(d)
+            before = i
             continue
-        before = max((k for k in known if k < i), default=None)
-        after = min((k for k in known if k > i), default=None)
-        if before is None or after is None:
-            raise ValueError("a trip's first and last stop need times")
-        t0, t1 = times[before], times[after]
+        after = next(k for k in known if k > i)
+        t0, t1 = given[before][1], given[after][0]
         assert t0 is not None and t1 is not None
-        out.append(t0 + round((t1 - t0) * (i - before) / (after - before)))
-    return out
+        t = t0 + round((t1 - t0) * (i - before) / (after - before))
+        arrivals.append(t)
+        departures.append(t)
+    return arrivals, departures
 
 
 def build_timetable(
@@ -395,12 +403,7 @@ def build_timetable(
             continue
         rows.sort(key=lambda r: r.stop_sequence)
         try:
-            arrivals = interpolate(
-                [r.arrival if r.arrival is not None else r.departure for r in rows]
-            )
-            departures = interpolate(
-                [r.departure if r.departure is not None else r.arrival for r in rows]
-            )
+            arrivals, departures = interpolate([(r.arrival, r.departure) for r in rows])
         except ValueError:
             continue
         template = TransitTrip(
