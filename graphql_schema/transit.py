@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import strawberry
 
@@ -73,10 +74,10 @@ class Departure:
     trip: TransitTripType
 
     @classmethod
-    def from_domain(cls, d: DepartureData) -> Departure:
+    def from_domain(cls, d: DepartureData, zone: ZoneInfo) -> Departure:
         return cls(
-            scheduled_time=d.scheduled_time,
-            expected_time=d.expected_time,
+            scheduled_time=d.scheduled_time.astimezone(zone),
+            expected_time=d.expected_time.astimezone(zone) if d.expected_time else None,
             delay_seconds=d.delay_seconds,
             cancelled=d.cancelled,
             headsign=d.headsign,
@@ -136,7 +137,8 @@ class Stop:
         if after.tzinfo is None:
             after = after.replace(tzinfo=UTC)
         found = info.context.transit.departures(self.hit, after=after, first=first)
-        return [Departure.from_domain(d) for d in found]
+        zone = self.hit.timetable.zone
+        return [Departure.from_domain(d, zone) for d in found]
 
 
 @strawberry.type

@@ -123,9 +123,11 @@ def departures(
                     route=timetable.routes[trip.route],
                     service_date=day,
                     position=position,
-                    # Shown with the agency's offset; computed in UTC (service_day_start).
-                    scheduled_time=scheduled.astimezone(zone),
-                    expected_time=expected_time.astimezone(zone) if expected_time else None,
+                    # In UTC: wall times in one zone compare without their fold, so an
+                    # hour that repeats when the clocks go back would sort wrongly. The API
+                    # shows them with the agency's offset.
+                    scheduled_time=scheduled,
+                    expected_time=expected_time,
                     cancelled=cancelled,
                     headsign=trip.stop_headsigns[position] or trip.headsign,
                 )
