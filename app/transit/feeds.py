@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import httpx
-from sqlalchemy import delete, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.models import TransitFeed
@@ -19,7 +20,13 @@ from app.platform.db import transaction
 from app.platform.errors import InvalidInput
 from app.platform.names import forbidden_character
 from app.platform.settings import Settings
-from app.transit.loader import LoadResult, Progress, UnknownTransitFeed, load_feed
+from app.transit.loader import (
+    LoadResult,
+    Progress,
+    UnknownTransitFeed,
+    delete_versions,
+    load_feed,
+)
 
 __all__ = [
     "REALTIME_KINDS",
@@ -185,8 +192,20 @@ class TransitFeeds:
     async def remove(self, slug: str) -> bool:
         """Remove the feed and every version of it; False when there was none."""
         async with transaction(self._sessions) as session:
-            result = await session.execute(delete(TransitFeed).where(TransitFeed.slug == slug))
-        return bool(getattr(result, "rowcount", 0))
+            conn = await session.connection()
+            await conn.execute(text("SELECT 1"))  # opens the driver's transaction
+            raw = await conn.get_raw_connection()
+            pg: asyncpg.Connection = raw.driver_connection
+            # Locked first, as a load does: a load running now finishes before this removes.
+            found = await pg.fetchval(
+                "SELECT slug FROM transit_feeds WHERE slug = $1 FOR UPDATE", slug
+            )
+            if found is None:
+                return False
+            await pg.execute("UPDATE transit_feeds SET active_version = NULL WHERE slug = $1", slug)
+            await delete_versions(pg, slug, keep=None)
+            await pg.execute("DELETE FROM transit_feeds WHERE slug = $1", slug)
+        return True
 
     async def exists(self, slug: str) -> bool:
         async with self._sessions() as session:

@@ -44,6 +44,7 @@ __all__ = [
     "LoadResult",
     "Progress",
     "UnknownTransitFeed",
+    "delete_versions",
     "fetch_source",
     "load_feed",
     "write_version",
@@ -373,6 +374,9 @@ async def write_version(
             "exact_times",
         ],
     )
+    # The planner's statistics predate this version's stops: without fresh ones it joins them
+    # by scanning (0.3 s for Cairns' 416 stops instead of 10 ms through the geography index).
+    await pg.execute("ANALYZE transit_stops")
     say("footpaths between nearby stops")
     footpaths = await _footpaths(pg, v, gtfs, settings)
     await pg.copy_records_to_table(
@@ -388,9 +392,9 @@ async def write_version(
         v,
         gtfs.timezone,
     )
-    # The older versions' rows go with them (ON DELETE CASCADE); a reader already inside a
-    # snapshot of the old version keeps reading it until its transaction ends.
-    await pg.execute("DELETE FROM transit_feed_versions WHERE feed = $1 AND id <> $2", slug, v)
+    # A reader already inside a snapshot of the old version keeps reading it until its
+    # transaction ends.
+    await delete_versions(pg, slug, keep=v)
     return LoadResult(
         slug,
         gtfs.sha256,
@@ -399,6 +403,20 @@ async def write_version(
         counts=counts,
         footpaths=len(footpaths),
         findings=list(gtfs.findings),
+    )
+
+
+async def delete_versions(pg: asyncpg.Connection, slug: str, *, keep: int | None) -> None:
+    """Delete the feed's versions but ``keep``: their stop times first (they have no foreign
+    key, migration 0016 says why), the other tables' rows by ``ON DELETE CASCADE``."""
+    await pg.execute(
+        "DELETE FROM transit_stop_times WHERE version_id IN (SELECT id FROM "
+        "transit_feed_versions WHERE feed = $1 AND id IS DISTINCT FROM $2)",
+        slug,
+        keep,
+    )
+    await pg.execute(
+        "DELETE FROM transit_feed_versions WHERE feed = $1 AND id IS DISTINCT FROM $2", slug, keep
     )
 
 
