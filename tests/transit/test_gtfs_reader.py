@@ -91,15 +91,13 @@ def test_cairns_without_agency_id_or_feed_info() -> None:
 
 
 def _with(**changes: str | None) -> bytes:
-    files: dict[str, str | bytes] = {}
-    for name, body in BASE.items():
-        files[name] = body
-    for key, body in changes.items():
+    files: dict[str, str | bytes] = dict(BASE)
+    for key, change in changes.items():
         name = key.replace("__", ".")
-        if body is None:
+        if change is None:
             files.pop(name, None)
         else:
-            files[name] = body
+            files[name] = change
     return make_zip(files)
 
 
