@@ -35,6 +35,7 @@ from app.provider_admin import ProviderAdmin
 from app.reference import ReferenceCache
 from app.search.service import SearchService
 from app.tiles.service import TileService
+from app.transit.service import DatabaseSource, TransitService
 from app.vehicle_index import VehicleIndex
 from providers.breaker import CircuitBreaker
 from providers.push import PushIngest
@@ -81,6 +82,8 @@ class Runtime:
     organisations: OrganisationAdmin
     policies: PolicyAdmin
     webhooks: WebhookAdmin
+    # Public transport: stops, departures (timetables held per process; app/transit/).
+    transit: TransitService
 
     def with_settings(self, settings: Settings) -> Runtime:
         """The same connections under other settings, with the services that read settings
@@ -197,6 +200,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         organisations=OrganisationAdmin(sessions, settings),
         policies=PolicyAdmin(sessions),
         webhooks=WebhookAdmin(sessions, settings),
+        transit=TransitService(DatabaseSource(sessions)),
     )
     try:
         yield runtime

@@ -16,7 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from app.platform.errors import InvalidInput, NotFound
+from app.transit import repository
 from app.transit.departures import Departure, ExpectedLookup, departures
 from app.transit.timetable import Timetable, TransitStop
 from geo.areas import BBox, Near
@@ -50,6 +54,39 @@ class TimetableSource(Protocol):
     async def stops_within(self, bbox: BBox, first: int) -> Sequence[StopRef]: ...
 
 
+class DatabaseSource:
+    """The loaded feeds in PostgreSQL (app/transit/repository.py): a `TimetableSource`."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def active_versions(self) -> dict[str, str]:
+        async with self.sessions() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT slug, active_version FROM transit_feeds "
+                    "WHERE enabled AND active_version IS NOT NULL"
+                )
+            )
+            return {slug: str(version) for slug, version in rows}
+
+    async def timetable(self, slug: str) -> Timetable | None:
+        return await repository.active_timetable(self.sessions, slug)
+
+    async def stops_near(self, near: Near, first: int) -> Sequence[StopRef]:
+        async with self.sessions() as session:
+            found = await repository.stops_near(
+                session, near.lat, near.lon, near.radius_meters, first
+            )
+        return [StopRef(n.feed, n.stop.stop_id, n.distance_m) for n in found]
+
+    async def stops_within(self, bbox: BBox, first: int) -> Sequence[StopRef]:
+        box = (bbox.min_lon, bbox.min_lat, bbox.max_lon, bbox.max_lat)
+        async with self.sessions() as session:
+            found = await repository.stops_within(session, box, first)
+        return [StopRef(n.feed, n.stop.stop_id, None) for n in found]
+
+
 RealtimeLookup = Callable[[Timetable], ExpectedLookup | None]
 
 
@@ -79,6 +116,12 @@ class TransitService:
         self._checked_at = float("-inf")
         self._timetables: dict[str, Timetable] = {}
         self._lock = asyncio.Lock()
+
+    def forget(self) -> None:
+        """Drop what this process holds (tests; a new process starts so)."""
+        self._timetables = {}
+        self._versions = {}
+        self._checked_at = float("-inf")
 
     async def timetables(self) -> dict[str, Timetable]:
         """Every enabled feed's active timetable, rebuilt where its version changed."""
