@@ -18,3 +18,17 @@ class TransitSettings(MobilityBaseSettings):
     # this many seconds for the whole download.
     transit_max_feed_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     transit_download_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Journeys (app/transit/journeys.py, docs/transit.md "Journeys"): stops this far from the
+    # origin or destination are walked to or from; a shared vehicle may take the rider to or
+    # from stops this far away; at most this many vehicles (the nearest of each operator and
+    # form factor) are tried for the first and for the last mile.
+    transit_access_walk_meters: float = Field(default=1_000.0, gt=0, le=5_000)
+    transit_vehicle_access_meters: float = Field(default=3_000.0, gt=0, le=20_000)
+    transit_vehicle_options: int = Field(default=4, ge=0, le=10)
+    # A vehicle for the last mile is one parked at most this far from the stop alighted at.
+    transit_egress_vehicle_walk_meters: float = Field(default=250.0, gt=0, le=2_000)
+    transit_max_transfers: int = Field(default=4, ge=0, le=8)
+    transit_horizon_minutes: int = Field(default=360, ge=10, le=1_440)
+    # Shared vehicles are offered only for a journey departing within this many minutes of
+    # now: where they will be later is not known.
+    transit_vehicles_within_minutes: int = Field(default=15, ge=0, le=120)
