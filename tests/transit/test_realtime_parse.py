@@ -122,7 +122,7 @@ def _header(message: pb.FeedMessage, *, version: str = "2.0") -> None:
 def test_unknown_versions_and_differential_feeds_are_refused() -> None:
     message = pb.FeedMessage()
     _header(message, version="9.9")
-    with pytest.raises(RealtimeFeedError, match="9.9"):
+    with pytest.raises(RealtimeFeedError, match=r"9\.9"):
         parse_feed(message.SerializeToString())
     _header(message)
     message.header.incrementality = pb.FeedHeader.DIFFERENTIAL
