@@ -35,6 +35,7 @@ from app.platform.settings.stores import StoreSettings
 from app.platform.settings.sync import SyncSettings
 from app.platform.settings.tiles import TileSettings
 from app.platform.settings.tracing import TracingSettings
+from app.platform.settings.transit_realtime import TransitRealtimeSettings
 from app.platform.settings.web import WebSettings
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "SyncSettings",
     "TileSettings",
     "TracingSettings",
+    "TransitRealtimeSettings",
     "WebSettings",
     "get_settings",
 ]
@@ -73,6 +75,7 @@ __all__ = [
 # (environment, stores, search, … rate limits): repr(), model_dump() and the order of several
 # validation errors keep that order.
 class Settings(
+    TransitRealtimeSettings,
     ShutdownSettings,
     MetricsSettings,
     LogSettings,
