@@ -35,6 +35,7 @@ from app.platform.settings.stores import StoreSettings
 from app.platform.settings.sync import SyncSettings
 from app.platform.settings.tiles import TileSettings
 from app.platform.settings.tracing import TracingSettings
+from app.platform.settings.transit import TransitSettings
 from app.platform.settings.transit_realtime import TransitRealtimeSettings
 from app.platform.settings.web import WebSettings
 
@@ -65,6 +66,7 @@ __all__ = [
     "TileSettings",
     "TracingSettings",
     "TransitRealtimeSettings",
+    "TransitSettings",
     "WebSettings",
     "get_settings",
 ]
@@ -76,6 +78,7 @@ __all__ = [
 # validation errors keep that order.
 class Settings(
     TransitRealtimeSettings,
+    TransitSettings,
     ShutdownSettings,
     MetricsSettings,
     LogSettings,
