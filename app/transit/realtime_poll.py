@@ -49,6 +49,7 @@ __all__ = [
     "RealtimeFeedState",
     "RealtimePoller",
     "breaker_id",
+    "realtime_states",
     "realtime_urls",
 ]
 
@@ -404,42 +405,8 @@ class RealtimePoller:
     # -- health --------------------------------------------------------------------------------
 
     async def states(self) -> list[RealtimeFeedState]:
-        """Every feed with live data URLs, by app/health.py's rules (data that never came, or
-        older than ``transit_realtime_max_age_seconds``, is stale; stale with repeated failures,
-        down)."""
-        now = datetime.now(UTC)
-        # Live data is stale when it would no longer be served (realtime_store.py).
-        rules = self.settings.model_copy(
-            update={"stale_after_seconds": self.settings.transit_realtime_max_age_seconds}
-        )
-        async with self.sessions() as session:
-            rows = (await session.execute(_STATES)).all()
-        states = []
-        for row in rows:
-            record = SyncRecord(
-                enabled=row.enabled,
-                last_success_at=row.last_success_at,
-                consecutive_failures=row.failures,
-                latest_errors=0,
-            )
-            breaker = None
-            if self.breaker is not None:
-                breaker = (await self.breaker.state(breaker_id(row.slug))).state
-            stats = dict(row.stats)
-            states.append(
-                RealtimeFeedState(
-                    feed=row.slug,
-                    status=health_status(record, rules, now),
-                    last_success_at=row.last_success_at,
-                    data_age_seconds=data_age_seconds(row.last_success_at, now),
-                    consecutive_failures=row.failures,
-                    last_error=row.last_error,
-                    unknown_trips=int(stats.get("unknown_trips", 0)),
-                    stats=stats,
-                    breaker=breaker,
-                )
-            )
-        return states
+        """Every feed with live data URLs and its health (`realtime_states`), breakers read."""
+        return await realtime_states(self.sessions, self.settings, self.breaker)
 
     async def request_poll(self, feed: str) -> bool:
         """Make a feed due now (staff's "poll now"); False if it has no live data URLs."""
@@ -454,3 +421,44 @@ class RealtimePoller:
                 {"f": feed},
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def realtime_states(
+    sessions: Sessions, settings: Settings, breaker: CircuitBreaker | None = None
+) -> list[RealtimeFeedState]:
+    """Every feed with live data URLs, by app/health.py's rules (data that never came, or older
+    than ``transit_realtime_max_age_seconds``, is stale; stale with repeated failures, down);
+    each breaker's state when ``breaker`` is given."""
+    now = datetime.now(UTC)
+    # Live data is stale when it would no longer be served (realtime_store.py).
+    rules = settings.model_copy(
+        update={"stale_after_seconds": settings.transit_realtime_max_age_seconds}
+    )
+    async with sessions() as session:
+        rows = (await session.execute(_STATES)).all()
+    states = []
+    for row in rows:
+        record = SyncRecord(
+            enabled=row.enabled,
+            last_success_at=row.last_success_at,
+            consecutive_failures=row.failures,
+            latest_errors=0,
+        )
+        state = None
+        if breaker is not None:
+            state = (await breaker.state(breaker_id(row.slug))).state
+        stats = dict(row.stats)
+        states.append(
+            RealtimeFeedState(
+                feed=row.slug,
+                status=health_status(record, rules, now),
+                last_success_at=row.last_success_at,
+                data_age_seconds=data_age_seconds(row.last_success_at, now),
+                consecutive_failures=row.failures,
+                last_error=row.last_error,
+                unknown_trips=int(stats.get("unknown_trips", 0)),
+                stats=stats,
+                breaker=state,
+            )
+        )
+    return states
