@@ -8,9 +8,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import httpx
 import orjson
 import pytest
 from google.transit import gtfs_realtime_pb2 as pb
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from app.health import HealthStatus
@@ -282,3 +284,26 @@ async def test_queued_dispatch_kicks_the_job_task(
     ((kind, key, token),) = kicked
     assert await runtime.transit_realtime.run(Claim(key, token, kind=kind)) == "ok"
     assert await runtime.transit_realtime.outstanding() == 0
+
+
+async def test_metrics_report_each_feeds_live_data(
+    runtime: Runtime, api: httpx.AsyncClient, caltrain_rt: tuple[FeedServer, str]
+) -> None:
+    server, _ = caltrain_rt
+    assert (await runtime.transit_realtime.poll(FEED)).ok
+    server.fail(POSITIONS, 500)
+    assert not (await runtime.transit_realtime.poll(FEED)).ok
+    response = await api.get("/metrics")
+    assert response.status_code == 200
+    values = {
+        (family.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+    feed = (("feed", FEED),)
+    assert values["mobility_transit_realtime_consecutive_failures", feed] == 1
+    assert values["mobility_transit_realtime_unknown_trips", feed] == 1
+    assert 0 <= values["mobility_transit_realtime_data_age_seconds", feed] < 60
+    # Fresh data and a failure since: degraded, by the providers' rules.
+    assert values["mobility_transit_realtime_status", (*feed, ("status", "degraded"))] == 1
+    assert values["mobility_transit_realtime_status", (*feed, ("status", "ok"))] == 0
