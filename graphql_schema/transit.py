@@ -122,7 +122,7 @@ class Stop:
         "`from` (default: now), soonest first by expected time where live data has one, at "
         f"most `first` (default 10, at most {MAX_DEPARTURES}), within three days."
     )
-    def departures(
+    async def departures(
         self,
         info: Info,
         from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
@@ -136,7 +136,7 @@ class Stop:
         after = from_ or datetime.now(UTC)
         if after.tzinfo is None:
             after = after.replace(tzinfo=UTC)
-        found = info.context.transit.departures(self.hit, after=after, first=first)
+        found = await info.context.transit.departures(self.hit, after=after, first=first)
         zone = self.hit.timetable.zone
         return [Departure.from_domain(d, zone) for d in found]
 

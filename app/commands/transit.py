@@ -18,6 +18,7 @@ from app.platform.settings import Settings
 from app.transit.feeds import TransitFeeds
 from app.transit.gtfs import GtfsFinding
 from app.transit.loader import FeedLoadFailed, LoadResult, Progress, UnknownTransitFeed
+from app.transit.realtime_poll import RealtimeFeedState, realtime_states
 
 __all__ = ["add", "list_feeds", "remove", "sync"]
 
@@ -114,6 +115,7 @@ async def sync(settings: Settings, slug: str, force: bool) -> int:
 async def list_feeds(settings: Settings) -> int:
     async with database(settings) as sessions:
         rows = await TransitFeeds(sessions, settings).list()
+        live = {s.feed: s for s in await realtime_states(sessions, settings)}
     if not rows:
         say("no transit feeds yet: add one with `mobility transit add SLUG --gtfs PATH_OR_URL`")
         return 0
@@ -134,7 +136,23 @@ async def list_feeds(settings: Settings) -> int:
             say(f"{'':<20} findings: {shown or 'none'}")
         if f.last_error:
             say(f"{'':<20} last error: {f.last_error}")
+        state = live.get(f.slug)
+        if state is not None:
+            say(f"{'':<20} live data: {_live_summary(state)}")
     return 0
+
+
+def _live_summary(state: RealtimeFeedState) -> str:
+    polled = (
+        state.last_success_at.strftime("%Y-%m-%d %H:%M:%S") if state.last_success_at else "never"
+    )
+    text = (
+        f"{state.status.value}, last good poll {polled}, "
+        f"{state.consecutive_failures} failure(s) since, {state.unknown_trips} unknown trip(s)"
+    )
+    if state.last_error:
+        text += f"; last error: {state.last_error}"
+    return text
 
 
 async def remove(settings: Settings, slug: str) -> int:

@@ -129,7 +129,9 @@ class PlannedJourney:
 
     @property
     def providers(self) -> frozenset[str]:
-        return frozenset(p.hit.vehicle.provider_id for p in self.parts if isinstance(p, VehiclePart))
+        return frozenset(
+            p.hit.vehicle.provider_id for p in self.parts if isinstance(p, VehiclePart)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,9 +269,7 @@ class JourneyService:
         check_point(destination.lat, destination.lon, "to")
         cap = self.settings.max_trip_distance_meters
         if geodesic_meters(origin.lat, origin.lon, destination.lat, destination.lon) > cap:
-            raise InvalidInput(
-                f"from and to are more than {cap:g} m apart", code="TRIP_TOO_LONG"
-            )
+            raise InvalidInput(f"from and to are more than {cap:g} m apart", code="TRIP_TOO_LONG")
         limit = validate_first(self.settings, first)
         now = self.clock()
         depart = now if depart_at is None else depart_at
@@ -301,9 +301,7 @@ class JourneyService:
 
     # ------------------------------------------------------------------ shared vehicles
 
-    async def _vehicles(
-        self, ctx: _Context, viewer_orgs: frozenset[uuid.UUID]
-    ) -> list[VehicleHit]:
+    async def _vehicles(self, ctx: _Context, viewer_orgs: frozenset[uuid.UUID]) -> list[VehicleHit]:
         """The nearest vehicle of each operator and form factor near the origin (first mile
         and the whole way), and vehicles near the destination's stops (last mile)."""
         s = self.settings
@@ -341,7 +339,12 @@ class JourneyService:
             v.plan = PlanTerms.from_plan(plan) if plan is not None else None
 
     def _vehicle_part(
-        self, ctx: _Context, v: _Vehicle, start: Place, end: LatLon, end_place: Place,
+        self,
+        ctx: _Context,
+        v: _Vehicle,
+        start: Place,
+        end: LatLon,
+        end_place: Place,
         departure: datetime,
     ) -> VehiclePart:
         ride = ride_to(self.model, v.hit.vehicle.form_factor, v.at, end)
@@ -565,7 +568,11 @@ class JourneyService:
             )
             parts.append(
                 WalkPart(
-                    _stop_place(last_stop), destination, j.egress.departure, j.egress.arrival, meters
+                    _stop_place(last_stop),
+                    destination,
+                    j.egress.departure,
+                    j.egress.arrival,
+                    meters,
                 )
             )
         else:
@@ -576,7 +583,11 @@ class JourneyService:
             vehicle_place = _place(last_vehicle.at)
             parts.append(
                 WalkPart(
-                    _stop_place(last_stop), vehicle_place, j.egress.departure, at_vehicle, to_vehicle
+                    _stop_place(last_stop),
+                    vehicle_place,
+                    j.egress.departure,
+                    at_vehicle,
+                    to_vehicle,
                 )
             )
             parts.append(

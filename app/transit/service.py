@@ -22,6 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.platform.errors import InvalidInput, NotFound
 from app.transit import repository
 from app.transit.departures import Departure, ExpectedLookup, departures
+from app.transit.realtime import RealtimeSnapshot
+from app.transit.realtime_store import RealtimeStore
+from app.transit.realtime_times import RealtimeView
 from app.transit.timetable import Timetable, TransitStop
 from geo.areas import BBox, Near
 
@@ -87,9 +90,6 @@ class DatabaseSource:
         return [StopRef(n.feed, n.stop.stop_id, None) for n in found]
 
 
-RealtimeLookup = Callable[[Timetable], ExpectedLookup | None]
-
-
 @dataclass(frozen=True, slots=True)
 class StopHit:
     stop: TransitStop
@@ -104,13 +104,15 @@ class TransitService:
         *,
         refresh_seconds: float = 5.0,
         horizon_days: int = 3,
-        realtime: RealtimeLookup | None = None,
+        live: RealtimeStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
         self.refresh_seconds = refresh_seconds
         self.horizon_days = horizon_days
-        self.realtime = realtime
+        self.live = live
+        # The live view of each feed, kept while its timetable and snapshot are the same.
+        self._views: dict[str, tuple[Timetable, RealtimeSnapshot, RealtimeView]] = {}
         self.clock = clock
         self._versions: dict[str, str] = {}
         self._checked_at = float("-inf")
@@ -121,6 +123,7 @@ class TransitService:
         """Drop what this process holds (tests; a new process starts so)."""
         self._timetables = {}
         self._versions = {}
+        self._views = {}
         self._checked_at = float("-inf")
 
     async def timetables(self) -> dict[str, Timetable]:
@@ -177,8 +180,24 @@ class TransitService:
                 hits.append(StopHit(timetable.stops[index], timetable, ref.distance_meters))
         return hits
 
-    def departures(self, hit: StopHit, *, after: datetime, first: int) -> list[Departure]:
-        expected = self.realtime(hit.timetable) if self.realtime is not None else None
+    async def realtime_view(self, timetable: Timetable) -> RealtimeView | None:
+        """The feed's live data over its timetable (app/transit/realtime_times.py), or None
+        when there is none fresh (the timetable stands)."""
+        if self.live is None:
+            return None
+        snapshot = await self.live.snapshot(timetable.feed)
+        if snapshot is None:
+            return None
+        kept = self._views.get(timetable.feed)
+        if kept is not None and kept[0] is timetable and kept[1] is snapshot:
+            return kept[2]
+        view = RealtimeView(timetable, snapshot)
+        self._views[timetable.feed] = (timetable, snapshot, view)
+        return view
+
+    async def departures(self, hit: StopHit, *, after: datetime, first: int) -> list[Departure]:
+        view = await self.realtime_view(hit.timetable)
+        expected: ExpectedLookup | None = view.expected if view is not None else None
         return departures(
             hit.timetable,
             hit.stop,

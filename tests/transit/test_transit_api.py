@@ -74,9 +74,9 @@ async def test_departures_over_graphql_match_the_files(
             want = reference.departures(stop_id, instant, 5)
             got = stop["departures"]
             context = f"seed {seed}: {slug}:{stop_id} from {instant.isoformat()}"
-            assert [
-                (datetime.fromisoformat(d["scheduledTime"]), d["trip"]["id"]) for d in got
-            ] == [(w.instant, f"{slug}:{w.trip_id}") for w in want], context
+            assert [(datetime.fromisoformat(d["scheduledTime"]), d["trip"]["id"]) for d in got] == [
+                (w.instant, f"{slug}:{w.trip_id}") for w in want
+            ], context
             for d, w in zip(got, want, strict=True):
                 # ISO 8601 with the agency's offset at that instant.
                 shown = datetime.fromisoformat(d["scheduledTime"])

@@ -36,6 +36,7 @@ from app.platform.settings.sync import SyncSettings
 from app.platform.settings.tiles import TileSettings
 from app.platform.settings.tracing import TracingSettings
 from app.platform.settings.transit import TransitSettings
+from app.platform.settings.transit_realtime import TransitRealtimeSettings
 from app.platform.settings.web import WebSettings
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "SyncSettings",
     "TileSettings",
     "TracingSettings",
+    "TransitRealtimeSettings",
     "TransitSettings",
     "WebSettings",
     "get_settings",
@@ -75,6 +77,7 @@ __all__ = [
 # (environment, stores, search, … rate limits): repr(), model_dump() and the order of several
 # validation errors keep that order.
 class Settings(
+    TransitRealtimeSettings,
     TransitSettings,
     ShutdownSettings,
     MetricsSettings,
