@@ -155,7 +155,10 @@ def brute_force(
                     continue
                 times = override
             instances.append(
-                [(s, a + off, d + off, p, o) for (s, _, _, p, o), (a, d) in zip(visits, times)]
+                [
+                    (s, a + off, d + off, p, o)
+                    for (s, _, _, p, o), (a, d) in zip(visits, times, strict=True)
+                ]
             )
     # level[(stop, by_vehicle)] = earliest arrival with exactly this many legs.
     level: dict[tuple[str, bool], int] = {}
