@@ -10,7 +10,8 @@ every request of a process until the feed's version changes.
 Times. GTFS gives stop times as ``H:MM:SS`` since "noon minus 12 h" of the service day, in the
 agency's time zone; that reference is midnight except on the two days a year the clocks change,
 and times may run past 24:00:00 for a trip that runs after midnight. `service_day_start` is
-that reference as an aware instant, so an instant is always ``service_day_start(d) + seconds``.
+that reference as an instant in UTC, so an instant is always ``service_day_start(d) +
+timedelta(seconds=s)`` (UTC arithmetic: see there).
 
 Frequencies. A trip in ``frequencies.txt`` is a template: it is expanded here into one
 `TransitTrip` per departure (same GTFS trip id, `start_time` set), its times shifted, so the
@@ -22,7 +23,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 # ---------------------------------------------------------------------------- rows
@@ -261,10 +262,12 @@ class Timetable:
 
 
 def service_day_start(day: date, zone: ZoneInfo) -> datetime:
-    """GTFS's reference for a service day's times: noon minus 12 hours, local time."""
+    """GTFS's reference for a service day's times: noon minus 12 hours, local time, returned
+    in UTC. In UTC on purpose: Python adds a timedelta to an aware datetime on the wall clock
+    of its zone, which is wrong across a daylight-saving change; ``start + timedelta(seconds=
+    s)`` is right only in UTC. Convert to the agency's zone (`Timetable.zone`) to show it."""
     noon = datetime.combine(day, time(12), tzinfo=zone)
-    # Through UTC: arithmetic on an aware datetime in one zone ignores a DST change between.
-    return (noon.astimezone(ZoneInfo("UTC")) - timedelta(hours=12)).astimezone(zone)
+    return noon.astimezone(UTC) - timedelta(hours=12)
 
 
 def service_dates(
@@ -289,26 +292,34 @@ def service_dates(
     return {service: frozenset(run) for service, run in days.items()}
 
 
-def interpolate(times: list[int | None]) -> list[int]:
-    """Times between timepoints, linearly by position (GTFS lets a feed leave them empty;
-    the first and last stop of a trip must have times: the parser's findings reject a trip
-    that does not)."""
-    out: list[int] = []
-    known = [i for i, t in enumerate(times) if t is not None]
-    if not known:
-        raise ValueError("a trip has no times")
-    for i, t in enumerate(times):
-        if t is not None:
-            out.append(t)
+def interpolate(
+    times: list[tuple[int | None, int | None]],
+) -> tuple[list[int], list[int]]:
+    """Arrivals and departures of a trip's stops from the (arrival, departure) pairs of the
+    file, where a stop between timepoints may have neither: it gets a time linearly by
+    position between the previous timepoint's departure and the next one's arrival (GTFS
+    leaves the rule to the consumer). A stop with one of the two has it for both. The first
+    and last stop must have times (the parser reports a trip that does not)."""
+    given = [(a if a is not None else d, d if d is not None else a) for a, d in times]
+    known = [i for i, (a, _) in enumerate(given) if a is not None]
+    if not known or known[0] != 0 or known[-1] != len(given) - 1:
+        raise ValueError("a trip's first and last stop need times")
+    arrivals: list[int] = []
+    departures: list[int] = []
+    before = 0
+    for i, (a, d) in enumerate(given):
+        if a is not None and d is not None:
+            arrivals.append(a)
+            departures.append(d)
+            before = i
             continue
-        before = max((k for k in known if k < i), default=None)
-        after = min((k for k in known if k > i), default=None)
-        if before is None or after is None:
-            raise ValueError("a trip's first and last stop need times")
-        t0, t1 = times[before], times[after]
+        after = next(k for k in known if k > i)
+        t0, t1 = given[before][1], given[after][0]
         assert t0 is not None and t1 is not None
-        out.append(t0 + round((t1 - t0) * (i - before) / (after - before)))
-    return out
+        t = t0 + round((t1 - t0) * (i - before) / (after - before))
+        arrivals.append(t)
+        departures.append(t)
+    return arrivals, departures
 
 
 def build_timetable(
@@ -392,12 +403,7 @@ def build_timetable(
             continue
         rows.sort(key=lambda r: r.stop_sequence)
         try:
-            arrivals = interpolate(
-                [r.arrival if r.arrival is not None else r.departure for r in rows]
-            )
-            departures = interpolate(
-                [r.departure if r.departure is not None else r.arrival for r in rows]
-            )
+            arrivals, departures = interpolate([(r.arrival, r.departure) for r in rows])
         except ValueError:
             continue
         template = TransitTrip(
