@@ -29,6 +29,7 @@ import zipfile
 from bisect import bisect_left
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -142,9 +143,7 @@ class ConnectionScan:
                     continue
                 self._instances += 1
                 key = self._instances
-                for (s, _, dep, pick, _), (s2, arr, _, _, drop) in zip(
-                    visits, visits[1:], strict=False
-                ):
+                for (s, _, dep, pick, _), (s2, arr, _, _, drop) in pairwise(visits):
                     out.append((dep + off, arr + off, s, s2, key, pick, drop))
             # Stable sort: a trip's own connections keep their order among equal times.
             out.sort(key=lambda c: (c[0], c[1]))
