@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from adapters.gbfs.pricing import PriceBreakdown
+from app.admission import COSTLY, slots
 from app.booking.estimates import LatLon, Leg, PlanTerms, RideModel, ride_to, walk_to
 from app.booking.offers import Offer, issue_offer, offer_signing_key
 from app.platform.errors import InvalidInput
@@ -47,8 +48,6 @@ from app.transit.service import StopHit, TransitService
 from app.transit.timetable import Timetable, TransitRoute, TransitStop, TransitTrip
 from geo.areas import Near
 from geo.distance import geodesic_meters
-
-RealtimeFor = Callable[[Timetable, datetime], raptor.Realtime | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,14 +244,12 @@ class JourneyService:
         search: SearchService,
         reference: ReferenceCache,
         *,
-        realtime: RealtimeFor | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.transit = transit
         self.search = search
         self.reference = reference
-        self.realtime = realtime
         self.clock = clock
         self.model = RideModel.from_settings(settings)
 
@@ -271,6 +268,18 @@ class JourneyService:
         if geodesic_meters(origin.lat, origin.lon, destination.lat, destination.lon) > cap:
             raise InvalidInput(f"from and to are more than {cap:g} m apart", code="TRIP_TOO_LONG")
         limit = validate_first(self.settings, first)
+        # An expensive operation: a few at a time per process, waiting without a connection.
+        async with slots(COSTLY, self.settings.max_concurrent_costly_operations):
+            return await self._plan(origin, destination, depart_at, limit, viewer_orgs)
+
+    async def _plan(
+        self,
+        origin: LatLon,
+        destination: LatLon,
+        depart_at: datetime | None,
+        limit: int,
+        viewer_orgs: frozenset[uuid.UUID],
+    ) -> JourneyPlan:
         now = self.clock()
         depart = now if depart_at is None else depart_at
         if depart.tzinfo is None:
@@ -282,7 +291,7 @@ class JourneyService:
             destination,
             depart,
             now,
-            now + timedelta(seconds=self.settings.offer_ttl_seconds),
+            now + timedelta(seconds=self.settings.quote_ttl_seconds),
             offer_signing_key(self.settings),
         )
         hits: list[VehicleHit] = []
@@ -335,8 +344,8 @@ class JourneyService:
     def _attach_plans(self, ctx: _Context, ref: ReferenceData) -> None:
         for v in [*ctx.access_vehicles, *ctx.egress_vehicles]:
             plan_id = v.hit.vehicle.pricing_plan_id
-            plan = ref.plans.get(plan_id) if plan_id is not None else None
-            v.plan = PlanTerms.from_plan(plan) if plan is not None else None
+            plan = ref.pricing_plans.get(plan_id) if plan_id is not None else None
+            v.plan = PlanTerms.from_model(plan) if plan is not None else None
 
     def _vehicle_part(
         self,
@@ -406,7 +415,8 @@ class JourneyService:
             if not access_hits or not egress_hits:
                 continue
             timetable = access_hits[0].timetable
-            realtime = self.realtime(timetable, ctx.depart) if self.realtime else None
+            view = await self.transit.realtime_view(timetable)
+            realtime = view.trip_times() if view is not None else None
             # RAPTOR is CPU work: off the event loop, as the loader's parsing is.
             found += await asyncio.to_thread(
                 self._transit_in_feed, ctx, timetable, access_hits, egress_hits, realtime
@@ -633,5 +643,3 @@ __all__ = [
     "dominates",
     "pareto",
 ]
-
-_ = Mapping  # re-exported types only

@@ -294,6 +294,9 @@ class RealtimeView:
         self.timetable = timetable
         self.snapshot = snapshot
         self._expected: dict[tuple[int, date], ExpectedTimes] = {}
+        self._trip_times: (
+            dict[tuple[int, date], tuple[tuple[int, ...], tuple[int, ...]] | None] | None
+        ) = None
         for update in snapshot.trip_updates:
             trip_id = update.trip.trip_id
             if trip_id is None or update.trip.schedule_relationship in _NOT_IN_SCHEDULE:
@@ -310,6 +313,22 @@ class RealtimeView:
 
     def expected(self, trip_index: int, service_date: date) -> ExpectedTimes | None:
         return self._expected.get((trip_index, service_date))
+
+    def trip_times(self) -> dict[tuple[int, date], tuple[tuple[int, ...], tuple[int, ...]] | None]:
+        """The journey planner's override (app/transit/raptor.py ``Realtime``): each trip and
+        day the live data speaks of, with its expected (arrivals, departures), or None when
+        it is cancelled. Built once per view."""
+        if self._trip_times is None:
+            self._trip_times = {
+                key: None
+                if times.cancelled
+                else (
+                    tuple(s.arrival for s in times.stops),
+                    tuple(s.departure for s in times.stops),
+                )
+                for key, times in self._expected.items()
+            }
+        return self._trip_times
 
     def alerts(
         self,
