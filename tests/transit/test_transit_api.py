@@ -7,12 +7,16 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
+from google.transit import gtfs_realtime_pb2 as pb
 
 from app.runtime import Runtime
 from app.transit.feeds import TransitFeeds
 from geo.distance import geodesic_meters
+from providers.simulators.feed_server import FeedServer
+from tests.transit.caltrain import caltrain_dir
 from tests.transit.gtfs_reference import GtfsReference
 from tests.transit.gtfs_support import raw_rows, real_feed
 
@@ -129,3 +133,66 @@ async def test_bad_stop_arguments_get_clear_errors(
     assert [e["extensions"]["code"] for e in too_many["errors"]] == ["INVALID_FIRST"]
     no_area = await _gql(api, "{ stops { id } }")
     assert [e["extensions"]["code"] for e in no_area["errors"]] == ["INVALID_AREA"]
+
+
+async def test_caltrains_live_data_moves_the_affected_departures(
+    runtime: Runtime, api: httpx.AsyncClient, feed_server: tuple[FeedServer, str]
+) -> None:
+    """The real trip updates, polled over HTTP by the realtime poller: each departure they
+    predict shows the predicted instant, and its delay against the timetable's own time."""
+    server, base = feed_server
+    body = (caltrain_dir() / "ct-trip-updates.pb").read_bytes()
+    server.set_body("/ct/trip-updates.pb", body, content_type="application/x-protobuf")
+    feeds = TransitFeeds(runtime.sessions, runtime.settings)
+    await feeds.add(
+        "caltrain",
+        str(real_feed("caltrain")),
+        allow_path=True,
+        realtime={"trip_updates": base + "/ct/trip-updates.pb"},
+    )
+    await feeds.sync("caltrain")
+    report = await runtime.transit_realtime.poll("caltrain")
+    assert report.ok, report
+
+    # Expected from the protobuf (decoded here) and the raw stop_times.txt.
+    message = pb.FeedMessage()
+    message.ParseFromString(body)
+    zone = ZoneInfo("America/Los_Angeles")
+    times = {
+        (r["trip_id"], int(r["stop_sequence"])): r
+        for r in raw_rows(real_feed("caltrain"), "stop_times.txt")
+    }
+    checked = moved = 0
+    for entity in message.entity:
+        update = entity.trip_update
+        day = datetime.strptime(update.trip.start_date, "%Y%m%d").date()
+        noon = datetime(day.year, day.month, day.day, 12, tzinfo=zone).astimezone(UTC)
+        day_start = noon - timedelta(hours=12)
+        for stu in update.stop_time_update:
+            if not stu.HasField("departure") or not stu.departure.time:
+                continue
+            row = times[(update.trip.trip_id, stu.stop_sequence)]
+            h, m, s = (int(x) for x in row["departure_time"].split(":"))
+            scheduled = day_start + timedelta(seconds=h * 3600 + m * 60 + s)
+            expected = datetime.fromtimestamp(stu.departure.time, UTC)
+            found = await _gql(
+                api,
+                STOP_QUERY,
+                id=f"caltrain:{stu.stop_id}",
+                **{"from": (min(scheduled, expected) - timedelta(minutes=1)).isoformat()},
+                first=20,
+            )
+            (departure,) = [
+                d
+                for d in found["data"]["stop"]["departures"]
+                if d["trip"]["id"] == f"caltrain:{update.trip.trip_id}"
+                and d["trip"]["serviceDate"] == day.isoformat()
+            ]
+            assert datetime.fromisoformat(departure["scheduledTime"]) == scheduled
+            assert datetime.fromisoformat(departure["expectedTime"]) == expected
+            delay = round((expected - scheduled).total_seconds())
+            assert departure["delaySeconds"] == delay
+            assert departure["cancelled"] is False
+            checked += 1
+            moved += delay != 0
+    assert checked >= 20 and moved >= 5, (checked, moved)
