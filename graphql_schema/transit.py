@@ -15,6 +15,7 @@ from app.reference import ReferenceData
 from app.search.validation import validate_area, validate_first
 from app.transit import journeys
 from app.transit.departures import Departure as DepartureData
+from app.transit.realtime import Alert, translated
 from app.transit.service import StopHit, UnknownStop
 from app.transit.timetable import RouteMode, TransitRoute
 from graphql_schema.context import Context
@@ -58,6 +59,32 @@ class TransitTripType:
 
 
 @strawberry.type(
+    description="A live service alert (GTFS-Realtime ServiceAlerts) in force. Texts in the "
+    "requested language where the feed has it, else its default."
+)
+class ServiceAlert:
+    id: strawberry.ID = strawberry.field(description="The feed entity's id.")
+    header: str | None
+    description: str | None
+    url: str | None
+    cause: str = strawberry.field(description="GTFS-Realtime Cause, e.g. CONSTRUCTION.")
+    effect: str = strawberry.field(description="GTFS-Realtime Effect, e.g. DETOUR.")
+    severity: str
+
+    @classmethod
+    def from_domain(cls, alert: Alert, language: str | None) -> ServiceAlert:
+        return cls(
+            id=strawberry.ID(alert.entity_id),
+            header=translated(alert.header, language),
+            description=translated(alert.description, language),
+            url=translated(alert.url, language),
+            cause=alert.cause,
+            effect=alert.effect,
+            severity=alert.severity,
+        )
+
+
+@strawberry.type(
     description="A departure from a stop. Times are ISO 8601 with the agency's UTC offset."
 )
 class Departure:
@@ -79,6 +106,15 @@ class Departure:
     )
     route: TransitRouteType
     trip: TransitTripType
+    data: strawberry.Private[DepartureData]
+
+    @strawberry.field(
+        description="Live alerts in force when it departs that inform its route, its trip or "
+        "its stop."
+    )
+    async def alerts(self, info: Info, language: str | None = None) -> list[ServiceAlert]:
+        found = await info.context.transit.departure_alerts(self.data)
+        return [ServiceAlert.from_domain(a, language) for a in found]
 
     @classmethod
     def from_domain(cls, d: DepartureData, zone: ZoneInfo) -> Departure:
@@ -94,6 +130,7 @@ class Departure:
             trip=TransitTripType(
                 id=strawberry.ID(d.trip.id), service_date=d.service_date.isoformat()
             ),
+            data=d,
         )
 
 
@@ -123,6 +160,19 @@ class Stop:
             distance_meters=hit.distance_meters,
             hit=hit,
         )
+
+    @strawberry.field(
+        description="Live alerts in force at `at` (default now) that inform this stop, its "
+        "station or its platforms."
+    )
+    async def alerts(
+        self, info: Info, at: datetime | None = None, language: str | None = None
+    ) -> list[ServiceAlert]:
+        when = at or datetime.now(UTC)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        found = await info.context.transit.stop_alerts(self.hit, when)
+        return [ServiceAlert.from_domain(a, language) for a in found]
 
     @strawberry.field(
         description="Departures from this stop (a station: from its platforms) at or after "
@@ -262,52 +312,38 @@ class JourneyPlan:
 
 
 def _leg(part: journeys.Part, ref: ReferenceData) -> JourneyLeg:
-    seconds = round((part.arrival - part.departure).total_seconds())
-    common = dict(
+    leg = JourneyLeg(
+        mode=JourneyLegMode.WALK,
         from_=JourneyPlace.from_domain(part.start),
         to=JourneyPlace.from_domain(part.end),
         departure_time=part.departure.astimezone(UTC),
         arrival_time=part.arrival.astimezone(UTC),
-        duration_seconds=seconds,
-    )
-    if isinstance(part, journeys.WalkPart):
-        return JourneyLeg(
-            mode=JourneyLegMode.WALK,
-            distance_meters=part.meters,
-            vehicle=None,
-            offer=None,
-            route=None,
-            trip=None,
-            headsign=None,
-            realtime=False,
-            **common,  # type: ignore[arg-type]
-        )
-    if isinstance(part, journeys.VehiclePart):
-        vehicle = Vehicle.from_hit(part.hit, ref)
-        return JourneyLeg(
-            mode=JourneyLegMode.VEHICLE,
-            distance_meters=part.ride.meters,
-            vehicle=vehicle,
-            offer=Offer.from_domain(part.offer, vehicle),
-            route=None,
-            trip=None,
-            headsign=None,
-            realtime=False,
-            **common,  # type: ignore[arg-type]
-        )
-    return JourneyLeg(
-        mode=JourneyLegMode.TRANSIT,
+        duration_seconds=round((part.arrival - part.departure).total_seconds()),
         distance_meters=None,
         vehicle=None,
         offer=None,
-        route=TransitRouteType.from_domain(part.route),
-        trip=TransitTripType(
-            id=strawberry.ID(part.trip.id), service_date=part.service_date.isoformat()
-        ),
-        headsign=part.headsign,
-        realtime=part.realtime,
-        **common,  # type: ignore[arg-type]
+        route=None,
+        trip=None,
+        headsign=None,
+        realtime=False,
     )
+    if isinstance(part, journeys.WalkPart):
+        leg.distance_meters = part.meters
+    elif isinstance(part, journeys.VehiclePart):
+        vehicle = Vehicle.from_hit(part.hit, ref)
+        leg.mode = JourneyLegMode.VEHICLE
+        leg.distance_meters = part.ride.meters
+        leg.vehicle = vehicle
+        leg.offer = Offer.from_domain(part.offer, vehicle)
+    else:
+        leg.mode = JourneyLegMode.TRANSIT
+        leg.route = TransitRouteType.from_domain(part.route)
+        leg.trip = TransitTripType(
+            id=strawberry.ID(part.trip.id), service_date=part.service_date.isoformat()
+        )
+        leg.headsign = part.headsign
+        leg.realtime = part.realtime
+    return leg
 
 
 def _journey(j: journeys.PlannedJourney, ref: ReferenceData) -> Journey:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from app.transit.realtime_times import ExpectedTimes
@@ -35,6 +35,7 @@ ExpectedLookup = Callable[[int, date], ExpectedTimes | None]
 
 @dataclass(frozen=True, slots=True)
 class Departure:
+    timetable: Timetable = field(repr=False)
     stop: TransitStop  # the platform it leaves from (a station's child, or the stop asked for)
     trip: TransitTrip
     route: TransitRoute
@@ -109,6 +110,7 @@ def departures(
                     if at.departure_delay is not None or at.arrival_delay is not None:
                         expected_time = start + timedelta(seconds=at.departure)
                 departure = Departure(
+                    timetable=timetable,
                     stop=platform,
                     trip=trip,
                     route=timetable.routes[trip.route],

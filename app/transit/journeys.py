@@ -47,7 +47,7 @@ from app.transit import raptor
 from app.transit.service import StopHit, TransitService
 from app.transit.timetable import Timetable, TransitRoute, TransitStop, TransitTrip
 from geo.areas import Near
-from geo.distance import geodesic_meters
+from geo.distance import geodesic_meters, sphere_meters
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,8 +462,13 @@ class JourneyService:
             if (h.distance_meters or 0.0) <= s.transit_access_walk_meters
         }
         by_vehicle: dict[int, tuple[int, _Vehicle]] = {}
+        # The sphere first (a microsecond), the ellipsoid (sixty) only for the pairs near
+        # enough: hundreds of stops times a hundred vehicles.
+        rough = s.transit_egress_vehicle_walk_meters * 1.01
         for h in egress_hits:
             for v in ctx.egress_vehicles:
+                if sphere_meters(h.stop.lat, h.stop.lon, v.at.lat, v.at.lon) > rough:
+                    continue
                 to_vehicle = geodesic_meters(h.stop.lat, h.stop.lon, v.at.lat, v.at.lon)
                 if to_vehicle > s.transit_egress_vehicle_walk_meters:
                     continue

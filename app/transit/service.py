@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.errors import InvalidInput, NotFound
 from app.transit import repository
-from app.transit.departures import Departure, ExpectedLookup, departures
-from app.transit.realtime import RealtimeSnapshot
+from app.transit.departures import Departure, ExpectedLookup, departures, platforms_of
+from app.transit.realtime import Alert, RealtimeSnapshot
 from app.transit.realtime_store import RealtimeStore
 from app.transit.realtime_times import RealtimeView
 from app.transit.timetable import Timetable, TransitStop
@@ -194,6 +194,36 @@ class TransitService:
         view = RealtimeView(timetable, snapshot)
         self._views[timetable.feed] = (timetable, snapshot, view)
         return view
+
+    async def stop_alerts(self, hit: StopHit, at: datetime) -> list[Alert]:
+        """The live alerts in force at `at` that inform the stop, its station or its platforms
+        (an alert on a route or a trip is a departure's, not the stop's)."""
+        view = await self.realtime_view(hit.timetable)
+        if view is None:
+            return []
+        stop = hit.stop
+        ids = {stop.gtfs_id} | {p.gtfs_id for p in platforms_of(hit.timetable, stop)}
+        if stop.parent_station:
+            ids.add(stop.parent_station)
+        return [
+            a
+            for a in view.alerts(at.timestamp(), stop_ids=ids)
+            if any(e.stop_id is not None for e in a.informed_entities)
+        ]
+
+    async def departure_alerts(self, departure: Departure) -> list[Alert]:
+        """The live alerts in force when it departs that inform its route, its trip, or its
+        stop (alone or with the route)."""
+        view = await self.realtime_view(departure.timetable)
+        if view is None:
+            return []
+        return view.alerts(
+            departure.sort_time.timestamp(),
+            stop_ids=(departure.stop.gtfs_id,),
+            route_id=departure.route.gtfs_id,
+            trip_id=departure.trip.gtfs_id,
+            service_date=departure.service_date,
+        )
 
     async def departures(self, hit: StopHit, *, after: datetime, first: int) -> list[Departure]:
         view = await self.realtime_view(hit.timetable)

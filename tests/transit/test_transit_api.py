@@ -196,3 +196,62 @@ async def test_caltrains_live_data_moves_the_affected_departures(
             checked += 1
             moved += delay != 0
     assert checked >= 20 and moved >= 5, (checked, moved)
+
+
+def _alerts_feed(now: int) -> bytes:
+    message = pb.FeedMessage()
+    message.header.gtfs_realtime_version = "2.0"
+    message.header.timestamp = now
+
+    def alert(entity_id: str, start: int, end: int, **informed: str) -> None:
+        entity = message.entity.add()
+        entity.id = entity_id
+        entity.alert.active_period.add(start=start, end=end)
+        entity.alert.informed_entity.add(**informed)
+        text = entity.alert.header_text.translation.add()
+        text.text, text.language = f"header of {entity_id}", "en"
+        entity.alert.effect = pb.Alert.Effect.Value("DETOUR")
+
+    alert("on-route", now - 3600, now + 7200, route_id="L1")
+    alert("at-stop", now - 3600, now + 7200, stop_id="70021")
+    alert("over", now - 7200, now - 3600, route_id="L1")  # ended an hour ago
+    return bytes(message.SerializeToString())
+
+
+async def test_alerts_that_apply_to_a_stop_and_its_departures(
+    runtime: Runtime, api: httpx.AsyncClient, feed_server: tuple[FeedServer, str]
+) -> None:
+    server, base = feed_server
+    at = datetime(2023, 11, 8, 16, 0, tzinfo=UTC)
+    server.set_body(
+        "/ct/alerts.pb", _alerts_feed(int(at.timestamp())), content_type="application/x-protobuf"
+    )
+    feeds = TransitFeeds(runtime.sessions, runtime.settings)
+    await feeds.add(
+        "caltrain",
+        str(real_feed("caltrain")),
+        allow_path=True,
+        realtime={"service_alerts": base + "/ct/alerts.pb"},
+    )
+    await feeds.sync("caltrain")
+    assert (await runtime.transit_realtime.poll("caltrain")).ok
+    body = await _gql(
+        api,
+        """query ($from: DateTime) { stop(id: "caltrain:70021") {
+             alerts(at: $from, language: "en") { id header effect }
+             departures(from: $from, first: 10) {
+               scheduledTime route { id } alerts { id } } } }""",
+        **{"from": (at + timedelta(minutes=30)).isoformat()},
+    )
+    assert "errors" not in body, body
+    stop = body["data"]["stop"]
+    assert stop["alerts"] == [{"id": "at-stop", "header": "header of at-stop", "effect": "DETOUR"}]
+    routes = {d["route"]["id"] for d in stop["departures"]}
+    assert "caltrain:L1" in routes and len(routes) > 1  # both kinds of departure are checked
+    until = at + timedelta(hours=2)  # both alerts in force end then
+    assert any(datetime.fromisoformat(d["scheduledTime"]) < until for d in stop["departures"])
+    for d in stop["departures"]:
+        expected = set()
+        if datetime.fromisoformat(d["scheduledTime"]) < until:
+            expected = {"at-stop"} | ({"on-route"} if d["route"]["id"] == "caltrain:L1" else set())
+        assert {a["id"] for a in d["alerts"]} == expected, d
