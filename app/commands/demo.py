@@ -40,11 +40,11 @@ async def run(settings: Settings, sync: bool) -> int:
                 report = await rt.sync.sync(slug, progress=progress(prefix))
                 print_report(report)
                 failures += 0 if report.ok else 1
-        failures += await _load_demo_transit(rt.sessions, settings)
+        failures += await load_demo_transit(rt.sessions, settings)
     return 1 if failures else 0
 
 
-async def _load_demo_transit(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> int:
+async def load_demo_transit(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> int:
     """The demo transit network (providers/demo/transit.py), generated for today and loaded
     as the feed ``demo-transit``; unchanged since the last run, it is not reloaded."""
     path = Path(tempfile.gettempdir()) / "mobility-demo-transit.zip"

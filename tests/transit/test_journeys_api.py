@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -185,7 +186,7 @@ async def test_a_scooter_to_the_train_then_a_walk(
     assert (transit["from"]["stopId"], transit["to"]["stopId"]) == ("express:A", "express:B")
     assert transit["route"] == {"id": "express:L1", "shortName": "S1", "mode": "RAIL"}
     # Legs follow each other: none starts before the previous one ended.
-    for leg, following in zip(j["legs"], j["legs"][1:], strict=False):
+    for leg, following in pairwise(j["legs"]):
         assert leg["arrivalTime"] <= following["departureTime"]
 
     # Nothing returned is beaten by another answer.
