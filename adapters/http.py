@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
@@ -170,8 +171,35 @@ async def _fetch_once(
     cached = cache.entries.get(url)
     if cached is not None and cached.fresh_until > time.monotonic():
         return FetchedFeed(url, orjson.loads(cached.body), not_modified=True, body=cached.body)
+    got = await _conditional_get(
+        client, url, cached, "application/json", headers, max_bytes, _check_content_type
+    )
+    if got is None:
+        assert cached is not None
+        return FetchedFeed(url, orjson.loads(cached.body), not_modified=True, body=cached.body)
+    body, etag, last_modified = got
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise FeedFetchError(f"unparseable JSON from {url}: {exc}", url=url) from exc
+    cache.entries[url] = CachedFeed(
+        body=body, etag=etag, last_modified=last_modified, fresh_until=0.0
+    )
+    return FetchedFeed(url, document, not_modified=False, body=body)
 
-    request_headers = {"Accept": "application/json", **(headers or {})}
+
+async def _conditional_get(
+    client: httpx.AsyncClient,
+    url: str,
+    cached: CachedFeed | None,
+    accept: str,
+    headers: dict[str, str] | None,
+    max_bytes: int,
+    check_content_type: Callable[[httpx.Response, str], None],
+) -> tuple[bytes, str | None, str | None] | None:
+    """GET with the validators of ``cached``: the body with its ETag and Last-Modified, or
+    None when the server answered 304 (what is cached still holds)."""
+    request_headers = {"Accept": accept, **(headers or {})}
     if cached is not None:
         if cached.etag:
             request_headers["If-None-Match"] = cached.etag
@@ -189,20 +217,17 @@ async def _fetch_once(
                 if response.is_redirect and response.next_request is not None:
                     following = str(response.next_request.url)
                     if _origin(following) != _origin(url):
-                        request_headers = {"Accept": "application/json"}
+                        request_headers = {"Accept": accept}
                     target = following
                     continue
                 if response.status_code == 304 and cached is not None:
-                    return FetchedFeed(
-                        url, orjson.loads(cached.body), not_modified=True, body=cached.body
-                    )
+                    return None
                 if response.status_code != 200:
                     raise _status_error(response, url)
-                _check_content_type(response, url)
+                check_content_type(response, url)
                 body = await _read_capped(response, url, max_bytes)
-                break
-        else:
-            raise FeedFetchError(f"more than {MAX_REDIRECTS} redirects from {url}", url=url)
+                return body, response.headers.get("ETag"), response.headers.get("Last-Modified")
+        raise FeedFetchError(f"more than {MAX_REDIRECTS} redirects from {url}", url=url)
     except httpx.TimeoutException as exc:
         raise FeedFetchError(f"timed out fetching {url}", url=url) from exc
     except httpx.HTTPError as exc:
@@ -212,17 +237,59 @@ async def _fetch_once(
             transient=isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError)),
         ) from exc
 
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise FeedFetchError(f"unparseable JSON from {url}: {exc}", url=url) from exc
-    cache.entries[url] = CachedFeed(
-        body=body,
-        etag=response.headers.get("ETag"),
-        last_modified=response.headers.get("Last-Modified"),
-        fresh_until=0.0,
+
+@dataclass(slots=True)
+class FetchedBody:
+    url: str
+    body: bytes
+    not_modified: bool  # 304: the body is the one fetched before
+
+
+# What a binary feed (GTFS-Realtime's protobuf) may come as: anything but a document meant
+# for people or another format (an HTML error page, a JSON or XML error answered with 200).
+_NOT_BINARY = re.compile(r"html|json|xml", re.IGNORECASE)
+
+
+def _check_binary_content_type(response: httpx.Response, url: str) -> None:
+    media_type = (response.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+    if media_type and _NOT_BINARY.search(media_type):
+        raise FeedFetchError(
+            f"{url} answered with content type {media_type}, not a binary feed", url=url
+        )
+
+
+async def fetch_bytes(
+    client: httpx.AsyncClient,
+    url: str,
+    cache: FeedCache,
+    *,
+    accept: str = "application/x-protobuf, application/octet-stream;q=0.9, */*;q=0.1",
+    headers: dict[str, str] | None = None,
+    max_bytes: int = DEFAULT_MAX_FEED_BYTES,
+    attempts: int = DEFAULT_ATTEMPTS,
+) -> FetchedBody:
+    """GET a binary feed (GTFS-Realtime) as ``fetch_json`` gets a JSON one: conditional GET,
+    the size cap read as a stream, redirects kept to the caller's origin for its headers,
+    transient failures retried, every failure a :class:`FeedFetchError`."""
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(max(1, attempts)),
+        wait=wait_random_exponential(multiplier=RETRY_BASE_SECONDS, max=RETRY_MAX_SECONDS),
+        retry=retry_if_exception(lambda exc: isinstance(exc, FeedFetchError) and exc.transient),
+        reraise=True,
     )
-    return FetchedFeed(url, document, not_modified=False, body=body)
+    async for attempt in retrying:
+        with attempt:
+            cached = cache.entries.get(url)
+            got = await _conditional_get(
+                client, url, cached, accept, headers, max_bytes, _check_binary_content_type
+            )
+            if got is None:
+                assert cached is not None
+                return FetchedBody(url, cached.body, not_modified=True)
+            body, etag, last_modified = got
+            cache.entries[url] = CachedFeed(body, etag, last_modified, fresh_until=0.0)
+            return FetchedBody(url, body, not_modified=False)
+    raise AssertionError("unreachable: tenacity re-raises the last failure")
 
 
 def _status_error(response: httpx.Response, url: str) -> FeedFetchError:

@@ -115,6 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
     creds.add_argument("--oauth2-client-secret-file", metavar="FILE")
     creds.add_argument("--oauth2-scope")
 
+    transit = sub.add_parser("transit", help="public transport: GTFS feeds (docs/transit.md)")
+    xsub = transit.add_subparsers(dest="transit_command", required=True)
+    xadd = xsub.add_parser("add", help="add (or update) a GTFS feed and load it")
+    xadd.add_argument("slug", help="feed id, e.g. caltrain (stop ids become SLUG:stop_id)")
+    xadd.add_argument("--gtfs", required=True, metavar="PATH_OR_URL", help="the GTFS zip")
+    xadd.add_argument("--name", help="display name")
+    xadd.add_argument("--trip-updates", metavar="URL", help="GTFS-Realtime TripUpdates")
+    xadd.add_argument("--vehicle-positions", metavar="URL", help="GTFS-Realtime VehiclePositions")
+    xadd.add_argument("--service-alerts", metavar="URL", help="GTFS-Realtime ServiceAlerts")
+    xadd.add_argument("--no-load", action="store_true", help="only register it")
+    xsync = xsub.add_parser("sync", help="load a feed from its source now (if it changed)")
+    xsync.add_argument("slug")
+    xsync.add_argument("--force", action="store_true", help="load even if unchanged")
+    xsub.add_parser("list", help="list transit feeds, their loaded version and findings")
+    xsub.add_parser("remove", help="remove a feed and every version of it").add_argument("slug")
+
     tokens = sub.add_parser("staff-token", help="staff API tokens (the ADMIN role)")
     tsub = tokens.add_subparsers(dest="token_command", required=True)
     tsub.add_parser("create", help="create a token (shown once)").add_argument("name")
@@ -223,6 +239,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return asyncio.run(providers.manage(settings, args))
         except (ValueError, OSError) as exc:
             return fail(str(exc))
+    if args.command == "transit":
+        from app.commands import transit
+
+        if args.transit_command == "add":
+            return asyncio.run(transit.add(settings, args))
+        if args.transit_command == "sync":
+            return asyncio.run(transit.sync(settings, args.slug, args.force))
+        if args.transit_command == "list":
+            return asyncio.run(transit.list_feeds(settings))
+        return asyncio.run(transit.remove(settings, args.slug))
     if args.command == "staff-token":
         from app.commands import staff_tokens
 

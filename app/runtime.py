@@ -35,8 +35,12 @@ from app.provider_admin import ProviderAdmin
 from app.reference import ReferenceCache
 from app.search.service import SearchService
 from app.tiles.service import TileService
+from app.transit.realtime_poll import RealtimePoller
+from app.transit.realtime_store import RealtimeStore
+from app.transit.service import DatabaseSource, TransitService
 from app.vehicle_index import VehicleIndex
 from providers.breaker import CircuitBreaker
+from providers.dispatch import JobKind
 from providers.push import PushIngest
 from providers.sync import SyncEngine
 
@@ -81,6 +85,17 @@ class Runtime:
     organisations: OrganisationAdmin
     policies: PolicyAdmin
     webhooks: WebhookAdmin
+    # Public transport: stops, departures (timetables held per process; app/transit/).
+    transit: TransitService
+    # Public transport's live data: the latest GTFS-Realtime per feed (every process reads it)
+    # and its poller, a job kind of the sync scheduler.
+    transit_live: RealtimeStore
+    transit_realtime: RealtimePoller
+
+    @property
+    def job_kinds(self) -> tuple[JobKind, ...]:
+        """The scheduler's jobs beside provider syncs (providers/dispatch.JobKind)."""
+        return (self.transit_realtime,)
 
     def with_settings(self, settings: Settings) -> Runtime:
         """The same connections under other settings, with the services that read settings
@@ -154,6 +169,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         if tracing is not None
         else None
     )
+    transit_live = RealtimeStore(redis, keys, settings)
+    breaker = CircuitBreaker(redis, keys, settings)
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -175,7 +192,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         reference=reference,
         persisted_queries=PersistedQueries(redis, settings.redis_prefix),
         push=PushIngest(ingest_pool, index),
-        breaker=CircuitBreaker(redis, keys, settings),
+        breaker=breaker,
         live_updates=DeltaHub(
             settings.redis_url, keys.vehicle_deltas, cluster=settings.redis_cluster
         ),
@@ -197,6 +214,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         organisations=OrganisationAdmin(sessions, settings),
         policies=PolicyAdmin(sessions),
         webhooks=WebhookAdmin(sessions, settings),
+        transit=TransitService(DatabaseSource(sessions), live=transit_live),
+        transit_live=transit_live,
+        transit_realtime=RealtimePoller(
+            sessions=sessions, store=transit_live, http=http, settings=settings, breaker=breaker
+        ),
     )
     try:
         yield runtime

@@ -39,7 +39,7 @@ from app.platform.tracing import TaskTracing, active_tracing, configure_tracing
 from app.runtime import Runtime, open_runtime
 from providers.dispatch import claim_lease_seconds
 from providers.scheduler import Scheduler, start_scheduler
-from providers.tasks import kicker, register_sync_tasks
+from providers.tasks import job_kicker, kicker, register_sync_tasks
 
 __all__ = [
     "CONSUMER_GROUP",
@@ -124,7 +124,7 @@ async def scheduling(runtime: Runtime) -> AsyncIterator[Scheduler]:
         return
     async with (
         running_broker(runtime.settings) as broker,
-        start_scheduler(runtime, kick=kicker(broker)) as scheduler,
+        start_scheduler(runtime, kick=kicker(broker), kick_job=job_kicker(broker)) as scheduler,
     ):
         yield scheduler
 

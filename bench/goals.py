@@ -272,7 +272,29 @@ def evaluate(result: dict[str, Any]) -> list[Outcome]:
     )
     out.extend(tile_outcomes(result.get("tiles")))
     out.extend(_subscription_outcomes(result.get("subscriptions")))
+    out.append(_transit_outcome(result.get("transit")))
     return out
+
+
+def _transit_outcome(transit: dict[str, Any] | None) -> Outcome:
+    """Target 14 (bench/transit.py): the Cairns GTFS feed loaded ÷ a raw COPY of its stop
+    times; met only if the loaded version holds every stop time of the zip."""
+    if not transit:
+        problems = ["transit load benchmark not run"]
+    elif transit.get("error"):
+        problems = [f"transit load benchmark failed: {transit['error']}"]
+    else:
+        problems = []
+    return _outcome(
+        14,
+        "transit_feed_load_vs_copy",
+        (transit or {}).get("ratio"),
+        2.0,
+        "the Cairns GTFS feed loaded (read, validated, every table, footpaths, version switch) "
+        "÷ a raw binary COPY of its 37,790 stop_times rows; medians of the rounds",
+        problems,
+        at_most=True,
+    )
 
 
 def _p99(load: dict[str, Any] | None) -> float | None:

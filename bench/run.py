@@ -85,6 +85,8 @@ from bench.targets import (
     Target,
 )
 from bench.tiles import measure_tiles
+from bench.transit import DEFAULT_REPEAT as transit_repeat
+from bench.transit import measure as transit_measure
 from bench.verify import check_apq, check_filtered, verify
 
 # Per mode: (vehicles, seconds per load, warm-up, sweep seconds per level, outage phase s).
@@ -538,6 +540,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Target 13: its own database, API server and subscriber processes (bench/subscriptions.py).
     subscriptions = subscriptions_step(args.mode, seed=args.seed, run_dir=run_dir)
 
+    time.sleep(args.settle)
+    say("transit: the Cairns GTFS feed loaded against a raw COPY of its stop times")
+    try:
+        transit: dict[str, Any] = asyncio.run(
+            transit_measure(1 if args.mode == "smoke" else transit_repeat)
+        )
+    except Exception as exc:  # a result to report (target 14 missed), not a crashed run
+        say(f"transit benchmark failed: {exc!r}")
+        transit = {"error": f"{exc.__class__.__name__}: {exc}"}
+
     finished_at = datetime.now(UTC)
     command = "python -m bench.run" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:])
@@ -587,6 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ingest": ingest,
         "push": push,
         "subscriptions": subscriptions,
+        "transit": transit,
     }
     goals = evaluate(result)
     result["goals"] = [g.to_json() for g in goals]

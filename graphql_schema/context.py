@@ -112,6 +112,7 @@ class Context(BaseContext):
         self.organisations = runtime.organisations
         self.policies = runtime.policies
         self.webhooks = runtime.webhooks
+        self.transit = runtime.transit
         # The raw Authorization header; resolved to a viewer only when a field needs a role,
         # so the search hot path never reads the token table.
         self.authorization = authorization

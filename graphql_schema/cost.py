@@ -28,6 +28,8 @@ __all__ = ["DEFAULT_COST", "ROOT_FIELD_COSTS", "cost_limit"]
 DEFAULT_COST = 1
 ROOT_FIELD_COSTS: Mapping[str, int] = {
     "tripOptions": 10,  # a search of up to max_first vehicles, an estimate and offer each
+    # Two vehicle searches, two stop searches and a RAPTOR run per first and last mile.
+    "journeys": 10,
     "usageReport": 10,  # a month of an organisation's bookings, aggregated
     "quote": 3,
     "rideEndCheck": 3,

@@ -26,6 +26,7 @@ from graphql_schema.policies import PolicyQuery
 from graphql_schema.provider_types import Provider
 from graphql_schema.quotes import QuoteQuery
 from graphql_schema.reports import ReportQuery
+from graphql_schema.transit import JourneyQuery, TransitQuery
 from graphql_schema.types import (
     GeofencingZone,
     RideEndCheck,
@@ -57,6 +58,8 @@ class Query(
     ApiKeyQuery,
     PolicyQuery,
     ReportQuery,
+    TransitQuery,
+    JourneyQuery,
 ):
     @strawberry.field(description="Every operator this service aggregates.")
     async def providers(self, info: Info) -> list[Provider]:

@@ -10,7 +10,7 @@ import strawberry
 from adapters.gbfs.pricing import PriceBreakdown as PriceBreakdownData
 from app.booking import offers, quotes
 from app.booking.estimates import LatLon, TripRanking
-from app.booking.quotes import QuoteService
+from app.booking.quotes import QuoteService, TripMode
 from app.reference import ReferenceData
 from graphql_schema.context import Context
 from graphql_schema.enums import FormFactor
@@ -22,9 +22,17 @@ Info = strawberry.Info[Context, None]
 strawberry.enum(
     TripRanking,
     name="TripOptionRanking",
-    description="TOTAL_PRICE: cheapest first (unpriced last, ties by arrival); ARRIVAL_TIME: "
-    "earliest arrival first (ties by price). Prices in another currency than most options' "
-    "rank after them: amounts are not compared across currencies.",
+    description="TOTAL_PRICE: cheapest first (walking is free; unpriced last; ties by "
+    "arrival); ARRIVAL_TIME: earliest arrival first (ties by price). Prices in another "
+    "currency than most options' rank after them: amounts are not compared across currencies.",
+)
+
+
+strawberry.enum(
+    TripMode,
+    name="TripOptionMode",
+    description="WALK: the whole way on foot (no vehicle, no offer, free); VEHICLE: walk to a "
+    "shared vehicle and ride it.",
 )
 
 
@@ -96,34 +104,58 @@ class Offer:
         )
 
 
-@strawberry.type(description="One way to make the trip: walk to this vehicle, then ride it.")
+@strawberry.type(
+    description="One way to make the trip: walk the whole way (mode WALK), or walk to this "
+    "vehicle and ride it (mode VEHICLE)."
+)
 class TripOption:
-    offer: Offer
-    vehicle: Vehicle
+    mode: TripMode
+    offer: Offer | None = strawberry.field(description="Null when walking.")
+    vehicle: Vehicle | None = strawberry.field(description="Null when walking.")
     walk_distance_meters: float = strawberry.field(
-        description="Geodesic distance from the start point to the vehicle."
+        description="Geodesic distance from the start point to the vehicle (walking: to the "
+        "destination)."
     )
     walk_minutes: int = strawberry.field(description="Walking time, rounded up.")
-    ride_minutes: int = strawberry.field(description="Ride time, rounded up (what is priced).")
-    ride_distance_meters: int
+    ride_minutes: int = strawberry.field(
+        description="Ride time, rounded up (what is priced); 0 when walking."
+    )
+    ride_distance_meters: int = strawberry.field(description="0 when walking.")
     arrival_time: datetime = strawberry.field(
         description="Now plus the unrounded walking and riding times."
     )
-    price: Money | None = strawberry.field(description="Null when the vehicle is unpriced.")
+    price: Money | None = strawberry.field(
+        description="Null when the vehicle is unpriced. Walking: zero, in the currency most "
+        "options are priced in (null when none is)."
+    )
 
     @classmethod
     def from_domain(cls, option: quotes.TripOption, ref: ReferenceData) -> TripOption:
+        price = option.price
+        money = _money(price.total_minor, price.currency) if price is not None else None
+        if option.offer is None or option.hit is None:  # walking the whole way
+            return cls(
+                mode=TripMode.WALK,
+                offer=None,
+                vehicle=None,
+                walk_distance_meters=option.walk.meters,
+                walk_minutes=option.walk.whole_minutes,
+                ride_minutes=0,
+                ride_distance_meters=0,
+                arrival_time=option.arrival_time,
+                price=money,
+            )
         vehicle = Vehicle.from_hit(option.hit, ref)
-        offer = Offer.from_domain(option.offer, vehicle)
         return cls(
-            offer=offer,
+            mode=TripMode.VEHICLE,
+            offer=Offer.from_domain(option.offer, vehicle),
             vehicle=vehicle,
             walk_distance_meters=option.walk.meters,
             walk_minutes=option.walk.whole_minutes,
             ride_minutes=option.offer.ride_minutes,
             ride_distance_meters=option.offer.ride_meters,
             arrival_time=option.arrival_time,
-            price=offer.price,
+            price=money,
         )
 
 
@@ -135,9 +167,12 @@ def _service(info: Info) -> QuoteService:
 @strawberry.type
 class QuoteQuery:
     @strawberry.field(
-        description="Ways to go from `from` to `to`: one option per available vehicle near "
-        "`from`, with walk, ride and price estimates and an offer to book it, ranked by "
-        "`rankBy`. Estimates and their rounding: docs/quotes.md."
+        description="Ways to go from `from` to `to`: walking the whole way (mode WALK), and "
+        "available vehicles near `from`, each with walk, ride and price estimates and an offer "
+        "to book it. Options that walking or another option beats (no earlier, no cheaper, no "
+        "fewer transfers) are left out; the rest are chosen so every mode and operator appears "
+        "before a second option of one operator's form factor, and ranked by `rankBy`. "
+        "Estimates and the rules: docs/quotes.md."
     )
     async def trip_options(
         self,

@@ -1,7 +1,9 @@
-"""Public transport: `stops`, `stop`, a stop's `departures`, over app/transit/service.py."""
+"""Public transport: `stops`, `stop`, a stop's `departures` (app/transit/service.py) and
+`journeys` (app/transit/journeys.py)."""
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -9,12 +11,17 @@ from zoneinfo import ZoneInfo
 import strawberry
 
 from app.platform.errors import InvalidInput
+from app.reference import ReferenceData
 from app.search.validation import validate_area, validate_first
+from app.transit import journeys
 from app.transit.departures import Departure as DepartureData
 from app.transit.service import StopHit, UnknownStop
 from app.transit.timetable import RouteMode, TransitRoute
 from graphql_schema.context import Context
 from graphql_schema.inputs import NearInput, WithinInput
+from graphql_schema.quotes import LatLonInput, Offer
+from graphql_schema.scalars import Long
+from graphql_schema.types import Money, Vehicle
 
 Info = strawberry.Info[Context, None]
 
@@ -122,7 +129,7 @@ class Stop:
         "`from` (default: now), soonest first by expected time where live data has one, at "
         f"most `first` (default 10, at most {MAX_DEPARTURES}), within three days."
     )
-    def departures(
+    async def departures(
         self,
         info: Info,
         from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
@@ -136,7 +143,7 @@ class Stop:
         after = from_ or datetime.now(UTC)
         if after.tzinfo is None:
             after = after.replace(tzinfo=UTC)
-        found = info.context.transit.departures(self.hit, after=after, first=first)
+        found = await info.context.transit.departures(self.hit, after=after, first=first)
         zone = self.hit.timetable.zone
         return [Departure.from_domain(d, zone) for d in found]
 
@@ -169,3 +176,197 @@ class TransitQuery:
         except UnknownStop:
             return None
         return Stop.from_hit(hit)
+
+
+# --------------------------------------------------------------------------- journeys
+
+
+@strawberry.enum(description="What a journey's leg is.")
+class JourneyLegMode(enum.Enum):
+    WALK = "WALK"
+    VEHICLE = "VEHICLE"  # a shared vehicle, bookable with its offer
+    TRANSIT = "TRANSIT"
+
+
+@strawberry.type(description="Where a leg starts or ends: a point, and the stop if it is one.")
+class JourneyPlace:
+    lat: float
+    lon: float
+    name: str | None
+    stop_id: strawberry.ID | None = strawberry.field(description="FEED:stop_id of a stop.")
+
+    @classmethod
+    def from_domain(cls, p: journeys.Place) -> JourneyPlace:
+        return cls(
+            lat=p.lat,
+            lon=p.lon,
+            name=p.name,
+            stop_id=strawberry.ID(p.stop.id) if p.stop is not None else None,
+        )
+
+
+@strawberry.type(
+    description="One part of a journey. WALK: on foot. VEHICLE: a shared vehicle, with its "
+    "`offer` to book it through reserveVehicle. TRANSIT: a public transport trip, with its "
+    "route and trip. Times are ISO 8601 in UTC."
+)
+class JourneyLeg:
+    mode: JourneyLegMode
+    from_: JourneyPlace = strawberry.field(name="from")
+    to: JourneyPlace
+    departure_time: datetime
+    arrival_time: datetime
+    duration_seconds: int
+    distance_meters: float | None = strawberry.field(
+        description="Walking: geodesic; a vehicle: the ride estimate; null for transit."
+    )
+    vehicle: Vehicle | None
+    offer: Offer | None = strawberry.field(
+        description="The priced ride to book (a last-mile vehicle: valid while the offer "
+        "lasts; ask `quote` again on arrival)."
+    )
+    route: TransitRouteType | None
+    trip: TransitTripType | None
+    headsign: str | None
+    realtime: bool = strawberry.field(description="Transit times from live data.")
+
+
+@strawberry.type(
+    description="A way from `from` to `to`. `price` is the shared vehicles' (transit fares "
+    "are not included: `transitFaresIncluded` is false whenever a transit leg is used)."
+)
+class Journey:
+    departure_time: datetime
+    arrival_time: datetime
+    duration_seconds: int
+    boardings: int = strawberry.field(description="Vehicles and transit trips boarded.")
+    transfers: int = strawberry.field(description="boardings - 1 (0 at least).")
+    price: Money | None = strawberry.field(
+        description="The shared vehicles' estimated total; null when no shared vehicle is "
+        "used, when one has no pricing plan, or when they are priced in several currencies."
+    )
+    transit_fares_included: bool
+    modes: list[str] = strawberry.field(
+        description="Form factors of the shared vehicles and 'transit'; ['walk'] on foot."
+    )
+    legs: list[JourneyLeg]
+
+
+@strawberry.type(description="The journeys found, earliest arrival first.")
+class JourneyPlan:
+    journeys: list[Journey]
+    vehicles_considered: bool = strawberry.field(
+        description="False when the departure is not soon: shared vehicles are offered only "
+        "for journeys departing within MOBILITY_TRANSIT_VEHICLES_WITHIN_MINUTES of now."
+    )
+
+
+def _leg(part: journeys.Part, ref: ReferenceData) -> JourneyLeg:
+    seconds = round((part.arrival - part.departure).total_seconds())
+    common = dict(
+        from_=JourneyPlace.from_domain(part.start),
+        to=JourneyPlace.from_domain(part.end),
+        departure_time=part.departure.astimezone(UTC),
+        arrival_time=part.arrival.astimezone(UTC),
+        duration_seconds=seconds,
+    )
+    if isinstance(part, journeys.WalkPart):
+        return JourneyLeg(
+            mode=JourneyLegMode.WALK,
+            distance_meters=part.meters,
+            vehicle=None,
+            offer=None,
+            route=None,
+            trip=None,
+            headsign=None,
+            realtime=False,
+            **common,  # type: ignore[arg-type]
+        )
+    if isinstance(part, journeys.VehiclePart):
+        vehicle = Vehicle.from_hit(part.hit, ref)
+        return JourneyLeg(
+            mode=JourneyLegMode.VEHICLE,
+            distance_meters=part.ride.meters,
+            vehicle=vehicle,
+            offer=Offer.from_domain(part.offer, vehicle),
+            route=None,
+            trip=None,
+            headsign=None,
+            realtime=False,
+            **common,  # type: ignore[arg-type]
+        )
+    return JourneyLeg(
+        mode=JourneyLegMode.TRANSIT,
+        distance_meters=None,
+        vehicle=None,
+        offer=None,
+        route=TransitRouteType.from_domain(part.route),
+        trip=TransitTripType(
+            id=strawberry.ID(part.trip.id), service_date=part.service_date.isoformat()
+        ),
+        headsign=part.headsign,
+        realtime=part.realtime,
+        **common,  # type: ignore[arg-type]
+    )
+
+
+def _journey(j: journeys.PlannedJourney, ref: ReferenceData) -> Journey:
+    price = None
+    if not j.unpriced_vehicles and len(j.prices) <= 1:
+        p = j.prices[0] if j.prices else None
+        price = (
+            Money(amount_minor=Long(p.total_minor), currency=p.currency) if p is not None else None
+        )
+    uses_transit = any(isinstance(p, journeys.TransitPart) for p in j.parts)
+    return Journey(
+        departure_time=j.departure.astimezone(UTC),
+        arrival_time=j.arrival.astimezone(UTC),
+        duration_seconds=round((j.arrival - j.departure).total_seconds()),
+        boardings=j.boardings,
+        transfers=j.transfers,
+        price=price,
+        transit_fares_included=not uses_transit,
+        modes=sorted(j.modes),
+        legs=[_leg(p, ref) for p in j.parts],
+    )
+
+
+@strawberry.type
+class JourneyQuery:
+    @strawberry.field(
+        description="Journeys from `from` to `to` departing at `departAt` (default now): "
+        "walking the whole way, a shared vehicle the whole way, and public transport with "
+        "the first and last mile on foot or on a shared vehicle. The Pareto set over arrival, "
+        "price and boardings, diverse across modes and operators, earliest arrival first, at "
+        "most `first`. docs/transit.md, 'Journeys'."
+    )
+    async def journeys(
+        self,
+        info: Info,
+        from_: Annotated[LatLonInput, strawberry.argument(name="from")],
+        to: LatLonInput,
+        depart_at: datetime | None = None,
+        arrive_by: datetime | None = None,
+        first: int = 5,
+    ) -> JourneyPlan:
+        ctx = info.context
+        if arrive_by is not None:
+            raise InvalidInput(
+                "arriveBy is not supported yet; ask with departAt",
+                code="ARRIVE_BY_UNSUPPORTED",
+            )
+        if depart_at is not None and depart_at.tzinfo is None:
+            depart_at = depart_at.replace(tzinfo=UTC)
+        await ctx.require_vehicles_read()
+        service = journeys.JourneyService(ctx.settings, ctx.transit, ctx.search, ctx.reference)
+        plan = await service.plan(
+            origin=from_.to_domain(),
+            destination=to.to_domain(),
+            depart_at=depart_at,
+            first=first,
+            viewer_orgs=await ctx.search_viewer_organisations(),
+        )
+        return JourneyPlan(
+            journeys=[_journey(j, plan.reference) for j in plan.journeys],
+            vehicles_considered=plan.vehicles_considered,
+        )

@@ -26,6 +26,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -44,12 +45,42 @@ Sessions = async_sessionmaker[AsyncSession]
 
 #: Queues one sync task (the taskiq task's ``kiq``, providers/tasks.py).
 KickSync = Callable[[str, str], Awaitable[object]]
+#: Queues one job of another kind: (kind, id, token) (providers/tasks.py's ``run_job``).
+KickJob = Callable[[str, str, str], Awaitable[object]]
+
+
+#: ``Claim.kind`` of a provider's GBFS sync, the scheduler's first kind of job.
+PROVIDER_SYNC = "provider"
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    provider_id: str
+    provider_id: str  # the claimed thing's id: a provider's, or another kind's (a feed slug)
     token: str
+    kind: str = PROVIDER_SYNC
+
+
+class JobKind(Protocol):
+    """Another kind of polled job the scheduler claims and dispatches beside provider syncs
+    (GTFS-Realtime feeds: app/transit/realtime_poll.py), with claim rows of its own and the
+    same protocol: claim atomically with a token and a lease, run only while the token holds,
+    complete by scheduling the next run. The runtime assembles the kinds (``Runtime.job_kinds``),
+    so providers/ knows none of them."""
+
+    @property
+    def kind(self) -> str: ...
+
+    async def claim_due(self, limit: int) -> list[Claim]: ...
+
+    async def run(self, claim: Claim) -> str:
+        """Run a claimed job and schedule the next; never raises for the job's problems."""
+        ...
+
+    async def release(self, claim: Claim, *, retry_in_seconds: float) -> None: ...
+
+    async def outstanding(self) -> int:
+        """Claims given out and not completed or lapsed (queued or running)."""
+        ...
 
 
 def next_interval(settings: Settings, ttl: int | None, consecutive_failures: int) -> float:

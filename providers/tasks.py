@@ -22,12 +22,14 @@ from taskiq import AsyncBroker, TaskiqEvents, TaskiqState
 
 from app.platform.settings import Settings
 from providers.breaker import CircuitBreaker
-from providers.dispatch import Claim, KickSync, run_claim
+from providers.dispatch import Claim, JobKind, KickJob, KickSync, run_claim
 from providers.sync import SyncEngine
 
 log = logging.getLogger(__name__)
 
 SYNC_TASK = "mobility.sync_provider"
+#: Runs a claimed job of another kind (providers/dispatch.JobKind): (kind, id, token).
+JOB_TASK = "mobility.run_job"
 
 
 class SyncRuntime(Protocol):
@@ -39,6 +41,9 @@ class SyncRuntime(Protocol):
 
     @property
     def breaker(self) -> CircuitBreaker: ...
+
+    @property
+    def job_kinds(self) -> tuple[JobKind, ...]: ...
 
 
 OpenRuntime = Callable[[Settings], AbstractAsyncContextManager[SyncRuntime]]
@@ -84,9 +89,22 @@ def register_sync_tasks(broker: AsyncBroker, settings: Settings, open_runtime: O
             )
         return outcome.note or ("ok" if outcome.report and outcome.report.ok else "failed")
 
+    async def run_job(kind: str, key: str, token: str) -> str:
+        runtime = resources.runtime
+        if runtime is None:
+            raise RuntimeError("the worker's runtime is not open")
+        job = next((k for k in runtime.job_kinds if k.kind == kind), None)
+        if job is None:  # queued by a newer version that knows a kind this one does not
+            log.warning("job of unknown kind %r dropped (%s)", kind, key)
+            return "unknown kind"
+        note = await job.run(Claim(key, token, kind=kind))
+        log.info("%s job %s: %s", kind, key, note)
+        return note
+
     broker.add_event_handler(TaskiqEvents.WORKER_STARTUP, startup)
     broker.add_event_handler(TaskiqEvents.WORKER_SHUTDOWN, shutdown)
     broker.register_task(sync_provider, task_name=SYNC_TASK)
+    broker.register_task(run_job, task_name=JOB_TASK)
 
 
 def kicker(broker: AsyncBroker) -> KickSync:
@@ -96,5 +114,16 @@ def kicker(broker: AsyncBroker) -> KickSync:
 
     async def kick(provider_id: str, token: str) -> object:
         return await task.kiq(provider_id, token)
+
+    return kick
+
+
+def job_kicker(broker: AsyncBroker) -> KickJob:
+    task = broker.find_task(JOB_TASK)
+    if task is None:
+        raise RuntimeError(f"{JOB_TASK} is not registered on this broker")
+
+    async def kick(kind: str, key: str, token: str) -> object:
+        return await task.kiq(kind, key, token)
 
     return kick

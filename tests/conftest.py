@@ -101,7 +101,7 @@ async def reset_state(runtime: Runtime) -> None:
         await conn.execute(
             text(
                 "TRUNCATE providers, staff_tokens, users, bookings, idempotency_keys, "
-                "organisations CASCADE"
+                "organisations, transit_feeds, transit_stop_times CASCADE"
             )
         )
     # Only this suite's keys: whatever else shares the Redis server is left alone.
@@ -127,6 +127,7 @@ async def runtime(session_runtime: Runtime) -> AsyncIterator[Runtime]:
     session_runtime.tiles._bounds.clear()
     session_runtime.tiles._cache.clear()  # another test's tiles, within their few seconds
     session_runtime.reference.invalidate()
+    session_runtime.transit.forget()
     # Secrets are sealed with the runtime's keys, whatever keys a previous test used.
     secret_box.configure(session_runtime.settings)
     yield session_runtime

@@ -4,7 +4,8 @@ Three layers, so the rules unit-test without a database:
 
 * **Estimates** (pure, :mod:`app.booking.estimates`): walk to the vehicle, ride to the
   destination, the price of that ride under the operator's GBFS pricing plan (computed by
-  :mod:`adapters.gbfs.pricing`, the one price computation), and the ranking of options.
+  :mod:`adapters.gbfs.pricing`, the one price computation), and the choice and ranking of
+  options (walking the whole way, a Pareto set over arrival, price and transfers, diverse).
 * **Offers** (pure, given a key, :mod:`app.booking.offers`): stateless signed tokens carrying
   what was quoted, so the booking service can accept an offer id without any storage
   (:func:`app.booking.offers.verify_offer`).
@@ -22,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 
 from adapters.gbfs.pricing import PriceBreakdown
 from app.admission import COSTLY, slots
@@ -30,9 +32,12 @@ from app.booking.estimates import (
     Leg,
     PlanTerms,
     RideModel,
+    TripEstimate,
     TripRanking,
+    choose_trip_estimates,
     estimate_trip,
-    rank_trip_estimates,
+    estimate_walk,
+    local_currency,
     ride_for_minutes,
     ride_to,
 )
@@ -49,6 +54,7 @@ from geo.distance import geodesic_meters
 __all__ = [
     "Quote",
     "QuoteService",
+    "TripMode",
     "TripOption",
     "TripOptions",
     "VehicleNotAvailable",
@@ -84,17 +90,25 @@ class Quote:
     reference: ReferenceData  # the snapshot the price was read from, to show the vehicle
 
 
+class TripMode(Enum):
+    WALK = "walk"  # the whole way on foot: no vehicle, no offer
+    VEHICLE = "vehicle"  # walk to a shared vehicle, ride it
+
+
 @dataclass(frozen=True, slots=True)
 class TripOption:
-    offer: Offer
-    hit: VehicleHit
     walk: Leg
-    ride: Leg
+    ride: Leg  # empty when walking
     arrival_time: datetime
+    # A vehicle's: its offer's. Walking's: zero in the local currency (the one most options are
+    # priced in), None when no option is priced.
+    price: PriceBreakdown | None
+    offer: Offer | None = None  # None: walking
+    hit: VehicleHit | None = None  # None: walking
 
     @property
-    def price(self) -> PriceBreakdown | None:
-        return self.offer.price
+    def mode(self) -> TripMode:
+        return TripMode.WALK if self.offer is None else TripMode.VEHICLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +239,10 @@ class QuoteService:
         ranking: TripRanking = TripRanking.TOTAL_PRICE,
         viewer_orgs: frozenset[uuid.UUID] = frozenset(),
     ) -> TripOptions:
-        """One option per available vehicle within ``trip_options_radius_meters`` of
-        ``origin``, ranked, at most ``first``.
+        """Walking the whole way, and one option per available vehicle within
+        ``trip_options_radius_meters`` of ``origin`` that walking or another option does not
+        beat (:func:`~app.booking.estimates.choose_trip_estimates`), diverse across modes and
+        operators, ranked, at most ``first``.
 
         Candidates are the nearest ``max_first`` vehicles in that radius (search's own page
         cap): ranking is by price or arrival, not distance, so the cut comes after ranking;
@@ -266,7 +282,7 @@ class QuoteService:
         now = self.clock()
         by_id = {h.vehicle.id: h for h in hits}
         plans: dict[str | None, PlanTerms | None] = {}
-        estimates = []
+        estimates: list[TripEstimate] = [estimate_walk(self.model, origin, destination, now)]
         for hit in hits:
             v = hit.vehicle
             if v.pricing_plan_id not in plans:  # a fleet shares a handful of plans
@@ -284,26 +300,28 @@ class QuoteService:
                     destination=destination,
                     plan=plans[v.pricing_plan_id],
                     now=now,
+                    provider_id=v.provider_id,
                 )
             )
         key = offer_signing_key(self.settings)
         valid_until = self._valid_until(now)
-        options = [
-            TripOption(
-                offer=issue_offer(
-                    key,
-                    vehicle_id=e.vehicle_id,
-                    price=e.price,
-                    ride=e.ride,
-                    destination=destination,
-                    valid_until=valid_until,
-                ),
-                hit=by_id[e.vehicle_id],
-                walk=e.walk,
+        local = local_currency(estimates)
+        options = []
+        # Offers are signed only for the options returned.
+        for e in choose_trip_estimates(estimates, ranking, limit):
+            if e.vehicle_id is None:
+                free = PriceBreakdown(local, 0, 0, 0, 0) if local is not None else None
+                options.append(TripOption(e.walk, e.ride, e.arrival_time, free))
+                continue
+            offer = issue_offer(
+                key,
+                vehicle_id=e.vehicle_id,
+                price=e.price,
                 ride=e.ride,
-                arrival_time=e.arrival_time,
+                destination=destination,
+                valid_until=valid_until,
             )
-            # Offers are signed only for the options returned.
-            for e in rank_trip_estimates(estimates, ranking)[:limit]
-        ]
+            options.append(
+                TripOption(e.walk, e.ride, e.arrival_time, e.price, offer, by_id[e.vehicle_id])
+            )
         return TripOptions(options, ref)

@@ -15,7 +15,7 @@ from app.platform.tracing import configure_tracing
 from app.runtime import open_runtime
 from app.task_queue import running_broker
 from providers.scheduler import start_scheduler
-from providers.tasks import kicker
+from providers.tasks import job_kicker, kicker
 
 __all__ = ["run"]
 
@@ -37,7 +37,7 @@ async def run(settings: Settings, *, metrics_at: tuple[str, int] | None = None) 
     async with (
         open_runtime(queued) as rt,
         running_broker(queued) as broker,
-        start_scheduler(rt, kick=kicker(broker)),
+        start_scheduler(rt, kick=kicker(broker), kick_job=job_kicker(broker)),
         # The periodic upkeep `mobility serve` runs in process: here for multi-process setups
         # (API processes then run with MOBILITY_BACKGROUND_SYNC=false).
         start_booking_maintenance(rt.bookings),

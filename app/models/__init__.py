@@ -48,6 +48,7 @@ from app.models.transit import (
     TransitTrip,
     transit_stop_times,
 )
+from app.models.transit_realtime import TransitRealtimePoll
 
 __all__ = [
     "ACTIVE_BOOKING_STATES",
@@ -78,6 +79,7 @@ __all__ = [
     "TransitFeedVersion",
     "TransitFootpath",
     "TransitFrequency",
+    "TransitRealtimePoll",
     "TransitRoute",
     "TransitStop",
     "TransitTrip",

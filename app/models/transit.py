@@ -150,12 +150,9 @@ class TransitTrip(Base):
 transit_stop_times = Table(
     "transit_stop_times",
     Base.metadata,
-    Column(
-        "version_id",
-        BigInteger,
-        ForeignKey("transit_feed_versions.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    # No foreign key to the version (the migration says why): app/transit/loader.py deletes a
+    # version's stop times with it.
+    Column("version_id", BigInteger, nullable=False),
     Column("trip_id", Text, nullable=False),
     Column("stop_sequence", Integer, nullable=False),
     Column("stop_id", Text, nullable=False),

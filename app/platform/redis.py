@@ -213,6 +213,11 @@ class RedisKeys:
         """Hash: the provider's circuit breaker (providers/breaker.py), shared by all workers."""
         return f"{self.prefix}:breaker:{provider_id}"
 
+    def transit_realtime(self, feed: str) -> str:
+        """Hash: a transit feed's latest GTFS-Realtime bodies and when each was fetched
+        (app/transit/realtime_poll.py), read by every API process."""
+        return f"{self.prefix}:transit-rt:{feed}"
+
     @property
     def task_stream(self) -> str:
         """Redis stream of background tasks (providers/tasks.py: taskiq's RedisStreamBroker)."""

@@ -36,6 +36,7 @@ from app.system_state import (
     with_breakers,
 )
 from app.task_queue import CONSUMER_GROUP
+from app.transit.realtime_poll import RealtimeFeedState, realtime_states
 from providers.breaker import BreakerState
 
 __all__ = ["router"]
@@ -92,6 +93,7 @@ class _State(Collector):
 
     def __init__(self) -> None:
         self.providers: list[ProviderState] | None = None
+        self.transit_realtime: list[RealtimeFeedState] | None = None
         self.queue: QueueState | None = None
         self.backlogs: Backlogs | None = None
         self.database_up = False
@@ -108,6 +110,8 @@ class _State(Collector):
         yield up
         if self.providers is not None:
             yield from _provider_metrics(self.providers)
+        if self.transit_realtime is not None:
+            yield from _transit_realtime_metrics(self.transit_realtime)
         if self.queue is not None:
             depth = GaugeMetricFamily(
                 "mobility_task_queue_depth",
@@ -158,6 +162,37 @@ def _provider_metrics(providers: list[ProviderState]) -> Iterator[Metric]:
     yield from (status, age, failures, breaker)
 
 
+def _transit_realtime_metrics(feeds: list[RealtimeFeedState]) -> Iterator[Metric]:
+    status = GaugeMetricFamily(
+        "mobility_transit_realtime_status",
+        "Each transit feed's live data health (app/health.py's rules), 1 for its status",
+        labels=["feed", "status"],
+    )
+    age = GaugeMetricFamily(
+        "mobility_transit_realtime_data_age_seconds",
+        "Seconds since each transit feed's last good GTFS-Realtime poll (absent: never)",
+        labels=["feed"],
+    )
+    failures = GaugeMetricFamily(
+        "mobility_transit_realtime_consecutive_failures",
+        "Failed GTFS-Realtime polls in a row, per transit feed",
+        labels=["feed"],
+    )
+    unknown = GaugeMetricFamily(
+        "mobility_transit_realtime_unknown_trips",
+        "Trip ids in the last good poll's trip updates that the active timetable does not have",
+        labels=["feed"],
+    )
+    for f in feeds:
+        for s in HealthStatus:
+            status.add_metric([f.feed, s.value], 1.0 if s is f.status else 0.0)
+        if f.data_age_seconds is not None:
+            age.add_metric([f.feed], f.data_age_seconds)
+        failures.add_metric([f.feed], f.consecutive_failures)
+        unknown.add_metric([f.feed], f.unknown_trips)
+    yield from (status, age, failures, unknown)
+
+
 def _backlog_metrics(b: Backlogs) -> Iterator[Metric]:
     yield _backlog(
         "mobility_bookings_pending",
@@ -185,6 +220,7 @@ async def _read_state(runtime: Runtime, limit_seconds: float) -> _State:
 
     async def database() -> None:
         state.providers = await read_providers(runtime.sessions, runtime.settings)
+        state.transit_realtime = await realtime_states(runtime.sessions, runtime.settings)
         state.backlogs = await read_backlogs(runtime.sessions)
         state.database_up = True
 

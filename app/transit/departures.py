@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from app.transit.realtime_times import ExpectedTimes
 from app.transit.timetable import Timetable, TransitRoute, TransitStop, TransitTrip
 
 DAY = 86_400
@@ -28,18 +29,8 @@ DAY = 86_400
 MAX_DELAY_SECONDS = 3 * 3600
 
 
-@dataclass(frozen=True, slots=True)
-class ExpectedTimes:
-    """A trip's live state on one service day, in the timetable's seconds; None: no
-    prediction at that stop."""
-
-    cancelled: bool
-    arrivals: tuple[int | None, ...]
-    departures: tuple[int | None, ...]
-    skipped: tuple[bool, ...]
-
-
-ExpectedLookup = Callable[[TransitTrip, date], ExpectedTimes | None]
+# A trip (its index) on a service day with the live data applied, or None: nothing known.
+ExpectedLookup = Callable[[int, date], ExpectedTimes | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +101,13 @@ def departures(
                 scheduled = start + timedelta(seconds=trip.departures[position])
                 if scheduled < earliest:
                     continue
-                live = expected(trip, day) if expected is not None else None
-                cancelled = live is not None and (live.cancelled or live.skipped[position])
+                live = expected(trip_index, day) if expected is not None else None
+                cancelled = live is not None and (live.cancelled or live.stops[position].skipped)
                 expected_time = None
                 if live is not None and not cancelled:
-                    seconds = live.departures[position]
-                    if seconds is not None:
-                        expected_time = start + timedelta(seconds=seconds)
+                    at = live.stops[position]
+                    if at.departure_delay is not None or at.arrival_delay is not None:
+                        expected_time = start + timedelta(seconds=at.departure)
                 departure = Departure(
                     stop=platform,
                     trip=trip,

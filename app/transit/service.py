@@ -16,8 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from app.platform.errors import InvalidInput, NotFound
+from app.transit import repository
 from app.transit.departures import Departure, ExpectedLookup, departures
+from app.transit.realtime import RealtimeSnapshot
+from app.transit.realtime_store import RealtimeStore
+from app.transit.realtime_times import RealtimeView
 from app.transit.timetable import Timetable, TransitStop
 from geo.areas import BBox, Near
 
@@ -50,7 +57,37 @@ class TimetableSource(Protocol):
     async def stops_within(self, bbox: BBox, first: int) -> Sequence[StopRef]: ...
 
 
-RealtimeLookup = Callable[[Timetable], ExpectedLookup | None]
+class DatabaseSource:
+    """The loaded feeds in PostgreSQL (app/transit/repository.py): a `TimetableSource`."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def active_versions(self) -> dict[str, str]:
+        async with self.sessions() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT slug, active_version FROM transit_feeds "
+                    "WHERE enabled AND active_version IS NOT NULL"
+                )
+            )
+            return {slug: str(version) for slug, version in rows}
+
+    async def timetable(self, slug: str) -> Timetable | None:
+        return await repository.active_timetable(self.sessions, slug)
+
+    async def stops_near(self, near: Near, first: int) -> Sequence[StopRef]:
+        async with self.sessions() as session:
+            found = await repository.stops_near(
+                session, near.lat, near.lon, near.radius_meters, first
+            )
+        return [StopRef(n.feed, n.stop.stop_id, n.distance_m) for n in found]
+
+    async def stops_within(self, bbox: BBox, first: int) -> Sequence[StopRef]:
+        box = (bbox.min_lon, bbox.min_lat, bbox.max_lon, bbox.max_lat)
+        async with self.sessions() as session:
+            found = await repository.stops_within(session, box, first)
+        return [StopRef(n.feed, n.stop.stop_id, None) for n in found]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,18 +104,27 @@ class TransitService:
         *,
         refresh_seconds: float = 5.0,
         horizon_days: int = 3,
-        realtime: RealtimeLookup | None = None,
+        live: RealtimeStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
         self.refresh_seconds = refresh_seconds
         self.horizon_days = horizon_days
-        self.realtime = realtime
+        self.live = live
+        # The live view of each feed, kept while its timetable and snapshot are the same.
+        self._views: dict[str, tuple[Timetable, RealtimeSnapshot, RealtimeView]] = {}
         self.clock = clock
         self._versions: dict[str, str] = {}
         self._checked_at = float("-inf")
         self._timetables: dict[str, Timetable] = {}
         self._lock = asyncio.Lock()
+
+    def forget(self) -> None:
+        """Drop what this process holds (tests; a new process starts so)."""
+        self._timetables = {}
+        self._versions = {}
+        self._views = {}
+        self._checked_at = float("-inf")
 
     async def timetables(self) -> dict[str, Timetable]:
         """Every enabled feed's active timetable, rebuilt where its version changed."""
@@ -134,8 +180,24 @@ class TransitService:
                 hits.append(StopHit(timetable.stops[index], timetable, ref.distance_meters))
         return hits
 
-    def departures(self, hit: StopHit, *, after: datetime, first: int) -> list[Departure]:
-        expected = self.realtime(hit.timetable) if self.realtime is not None else None
+    async def realtime_view(self, timetable: Timetable) -> RealtimeView | None:
+        """The feed's live data over its timetable (app/transit/realtime_times.py), or None
+        when there is none fresh (the timetable stands)."""
+        if self.live is None:
+            return None
+        snapshot = await self.live.snapshot(timetable.feed)
+        if snapshot is None:
+            return None
+        kept = self._views.get(timetable.feed)
+        if kept is not None and kept[0] is timetable and kept[1] is snapshot:
+            return kept[2]
+        view = RealtimeView(timetable, snapshot)
+        self._views[timetable.feed] = (timetable, snapshot, view)
+        return view
+
+    async def departures(self, hit: StopHit, *, after: datetime, first: int) -> list[Departure]:
+        view = await self.realtime_view(hit.timetable)
+        expected: ExpectedLookup | None = view.expected if view is not None else None
         return departures(
             hit.timetable,
             hit.stop,

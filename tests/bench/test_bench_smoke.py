@@ -43,6 +43,7 @@ TARGETS = [
     (12, "tiles_vs_tipg_city_bytes"),
     (13, "subscriptions_p99_delivery_seconds"),
     (13, "subscriptions_missed_or_phantom"),
+    (14, "transit_feed_load_vs_copy"),
 ]
 # Counts of things that must not happen: zero is the figure when all is well.
 ZERO_GOALS = {"subscriptions_missed_or_phantom"}
@@ -119,6 +120,9 @@ def test_smoke_run_produces_every_target_figure(tmp_path: Path) -> None:
     assert "error" not in ingest, ingest
     assert ingest["count"] > 0 and len(ingest["rounds"]) == ingest["repeat"]
     assert ingest["moved"] == round(ingest["count"] * 0.10)
+    transit = result["transit"]
+    assert "error" not in transit, transit
+    assert transit["stop_times"] > 0 and len(transit["rounds"]) == transit["repeat"]
     push = result["push"]
     assert "error" not in push, push
     assert push["push_updates"] > 0 and push["bare_updates"] > 0

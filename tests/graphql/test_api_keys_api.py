@@ -4,11 +4,13 @@ invisible to everyone outside the organisation."""
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from geopy.distance import geodesic
 from sqlalchemy import update
 
 from app.fleet.api_keys import SHOWN_CHARS, TEST_PREFIX, well_formed
@@ -32,6 +34,8 @@ VEHICLE = 'query { vehicle(id: "nobody:nothing") { id } }'
 TRIPS = """query { tripOptions(from: {lat: 52.42, lon: 10.78}, to: {lat: 52.43, lon: 10.79}) {
   walkMinutes } }"""
 QUOTE = 'query { quote(vehicleId: "nobody:nothing", minutes: 10) { rideMinutes } }'
+# TRIPS's walk, worked out here: the geodesic distance at the default walking speed.
+WALK_MINUTES = math.ceil(geodesic((52.42, 10.78), (52.43, 10.79)).meters / 1000 / 4.8 * 60)
 
 
 async def _organisation(runtime: Runtime, members: dict[str, Role]) -> str:
@@ -110,7 +114,10 @@ async def test_searching_with_a_key_needs_the_vehicles_read_scope(
             assert codes(refused) == ["MISSING_SCOPE"], (query, refused)
         assert await gql(api, VEHICLES, token=reader) == {"data": {"vehicles": []}}
         assert await gql(api, VEHICLE, token=reader) == {"data": {"vehicle": None}}
-        assert await gql(api, TRIPS, token=reader) == {"data": {"tripOptions": []}}
+        # No vehicle there: walking alone (1.3 km at 4.8 km/h, rounded up).
+        assert await gql(api, TRIPS, token=reader) == {
+            "data": {"tripOptions": [{"walkMinutes": WALK_MINUTES}]}
+        }
         # Anonymous search is untouched.
         assert await gql(api, VEHICLES) == {"data": {"vehicles": []}}
 

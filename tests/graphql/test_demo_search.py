@@ -67,6 +67,13 @@ def _available_vehicles(
 async def _synced_demo(runtime: Runtime) -> dict[str, tuple[float, float, str, list[str] | None]]:
     """The demo operators registered and synced from their own feed server at a frozen
     moment; what their feeds served, vehicle by vehicle (:func:`_available_vehicles`)."""
+    return _available_vehicles(*await sync_demo(runtime))
+
+
+async def sync_demo(runtime: Runtime) -> tuple[float, str]:
+    """The demo operators registered and synced from their own feed server at a frozen
+    moment: that moment, and the server's base URL (what demo_documents needs to give the
+    same documents again)."""
     now = time.time()  # frozen: the server and the expectation see the same moment
     base_url = ""
     server = build_demo_feed_server(lambda: base_url, clock=lambda: now)
@@ -83,7 +90,7 @@ async def _synced_demo(runtime: Runtime) -> dict[str, tuple[float, float, str, l
                 )
             report = await runtime.sync.sync(provider.slug)
             assert report.ok, report.error
-        return _available_vehicles(now, base_url)
+    return now, base_url
 
 
 async def test_within_the_demo_area_shows_cars_scooters_and_bikes_nearest_its_centre(

@@ -48,6 +48,7 @@ from tests.booking_support import (
 )
 from tests.graphql.test_fleet_booking import PRIVATE, Org
 from tests.helpers import scooter, serve_documents, synthetic_scooter_feeds, v23_envelope
+from tests.trip_support import FREE, Candidate, pareto_front
 
 CENTER = (59.9139, 10.7522)
 RADIUS = 1000.0
@@ -316,30 +317,64 @@ async def test_vehicle_updates_show_a_private_fleet_and_its_changes_to_its_organ
 # ---------------------------------------------------------------- tripOptions, stations
 
 
+def _unbeaten(
+    runtime: Runtime, world: World, visible: set[str], to: tuple[float, float]
+) -> set[str]:
+    """Which of the ``visible`` vehicles trip options from CENTER to ``to`` keep: those
+    neither walking nor another visible vehicle beats (tests/trip_support.py), worked out from
+    the positions and the synthetic plan (1 EUR, 0.25 EUR per started minute)."""
+    settings = runtime.settings
+
+    def meters(a: tuple[float, float], b: tuple[float, float]) -> float:
+        distance: float = Geodesic.WGS84.Inverse(a[0], a[1], b[0], b[1])["s12"]
+        return distance
+
+    candidates = [
+        Candidate("walk", meters(CENTER, to) / 1000 / settings.walking_speed_kmh * 60, 0, FREE)
+    ]
+    for provider, vehicles in world.vehicles.items():
+        for vid, at in vehicles.items():
+            if f"{provider}:{vid}" not in visible:
+                continue
+            walk = meters(CENTER, at) / 1000 / settings.walking_speed_kmh * 60
+            ride_m = meters(at, to) * settings.detour_factor
+            ride = ride_m / 1000 / settings.ride_speed_kmh["scooter_standing"] * 60
+            price = ("EUR", 100 + 25 * math.ceil(round(ride, 6)))
+            candidates.append(Candidate(f"{provider}:{vid}", walk + ride, 1, price))
+    return pareto_front(candidates) - {"walk"}
+
+
 async def test_trip_options_and_stations_show_a_private_fleet_to_its_organisation_only(
-    api: httpx.AsyncClient, world: World
+    api: httpx.AsyncClient, world: World, runtime: Runtime
 ) -> None:
     await world.make_private(api)
     pool, public = world.ids(POOL), world.ids(PUBLIC)
+    destination = _offset(1500, -800)
+    # Trip options keep only what walking or another option does not beat, among what the
+    # viewer may see: a hidden vehicle must not crowd out a visible one either. Towards this
+    # destination a pool scooter beats the public ones, which outsiders are offered instead.
+    for_insiders = _unbeaten(runtime, world, pool | public, destination)
+    for_outsiders = _unbeaten(runtime, world, public, destination)
+    assert for_insiders & pool and for_outsiders - for_insiders
     pool_stations, public_stations = world.station_ids(POOL), world.station_ids(PUBLIC)
     trip = {
         "from": {"lat": CENTER[0], "lon": CENTER[1]},
-        "to": dict(zip(("lat", "lon"), _offset(1500, 800), strict=True)),
+        "to": dict(zip(("lat", "lon"), destination, strict=True)),
     }
     here = {"lat": CENTER[0], "lon": CENTER[1]}
     viewers: dict[str, str | None] = {**world.outsiders(), **world.insiders()}
     for name, token in viewers.items():
         options = await gql(api, TRIP_OPTIONS, trip, token)
         assert "errors" not in options, (name, options)
-        offered = {o["vehicle"]["id"] for o in options["data"]["tripOptions"]}
+        offered = {o["vehicle"]["id"] for o in options["data"]["tripOptions"] if o["vehicle"]}
         found = await gql(api, STATIONS, here, token)
         assert "errors" not in found, (name, found)
         listed = {s["id"] for s in found["data"]["stations"]}
         if name in world.insiders():
-            assert offered == pool | public, name
+            assert offered == for_insiders, name
             assert listed == pool_stations | public_stations, name
         else:
-            assert offered == public, name
+            assert offered == for_outsiders, name
             assert listed == public_stations, name
 
 

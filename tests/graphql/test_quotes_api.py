@@ -1,6 +1,7 @@
 """`tripOptions` and `quote` over a provider synced from the local feed server, against real
 PostgreSQL and Redis. Expected figures are worked out here from the feed itself: geopy for
-distances, a walk over the GBFS segments for prices."""
+distances, a walk over the GBFS segments for prices, and which options are kept by comparing
+every pair (tests/trip_support.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.helpers import (
     serve_documents,
     synthetic_scooter_feeds,
 )
+from tests.trip_support import FREE, Candidate, pareto_front
 
 ORIGIN = (52.5200, 13.4050)
 DESTINATION = (52.5330, 13.4260)
@@ -142,11 +144,50 @@ def expected_option(runtime: Runtime, vid: str, now: datetime) -> dict[str, Any]
     }
 
 
+def expected_walk(runtime: Runtime, now: datetime) -> dict[str, Any]:
+    """Walking from ORIGIN to DESTINATION: the geodesic distance at the walking speed."""
+    walk_m = geodesic(ORIGIN, DESTINATION).meters
+    walk_min = walk_m / 1000 / runtime.settings.walking_speed_kmh * 60
+    return {
+        "id": None,
+        "walk_m": walk_m,
+        "walk_min": math.ceil(walk_min),
+        "ride_m": 0.0,
+        "ride_min": 0,
+        "price": 0,
+        "arrival": now + timedelta(minutes=walk_min),
+    }
+
+
+def expected_front(runtime: Runtime, vids: list[str], now: datetime) -> list[dict[str, Any]]:
+    """Walking and the options of ``vids`` nothing beats (every pair compared), in no order."""
+    options = [expected_walk(runtime, now)] + [expected_option(runtime, v, now) for v in vids]
+    candidates = [
+        Candidate(
+            key=o["id"] or "walk",
+            arrival=(o["arrival"] - now).total_seconds(),
+            transfers=0 if o["id"] is None else 1,
+            price=FREE if o["id"] is None else None if o["price"] is None else ("EUR", o["price"]),
+        )
+        for o in options
+    ]
+    kept = pareto_front(candidates)
+    return [o for o in options if (o["id"] or "walk") in kept]
+
+
+def by_price(e: dict[str, Any]) -> tuple[bool, int, datetime]:
+    return (e["price"] is None, e["price"] or 0, e["arrival"])
+
+
+def ids(body: dict[str, Any]) -> list[str | None]:
+    return [o["vehicle"]["id"] if o["vehicle"] else None for o in body["data"]["tripOptions"]]
+
+
 TRIP_OPTIONS = """
 query($from: LatLonInput!, $to: LatLonInput!, $ff: [FormFactor!], $first: Int!,
       $rank: TripOptionRanking!) {
   tripOptions(from: $from, to: $to, formFactors: $ff, first: $first, rankBy: $rank) {
-    vehicle { id formFactor }
+    mode vehicle { id formFactor }
     walkDistanceMeters walkMinutes rideMinutes rideDistanceMeters arrivalTime
     price { amountMinor currency amount }
     offer {
@@ -183,7 +224,7 @@ async def trip_options(
     )
 
 
-async def test_trip_options_are_ranked_by_total_price_with_unpriced_last(
+async def test_trip_options_are_walking_and_the_unbeaten_by_total_price_with_unpriced_last(
     runtime: Runtime, api: httpx.AsyncClient, fleet: str
 ) -> None:
     before = datetime.now(UTC)
@@ -192,14 +233,16 @@ async def test_trip_options_are_ranked_by_total_price_with_unpriced_last(
 
     assert "errors" not in body, body
     options = body["data"]["tripOptions"]
-    expected = {vid: expected_option(runtime, vid, before) for vid in RENTABLE}
-    order = sorted(
-        expected.values(), key=lambda e: (e["price"] is None, e["price"] or 0, e["arrival"])
-    )
-    assert [o["vehicle"]["id"] for o in options] == [e["id"] for e in order]
+    expected = expected_front(runtime, RENTABLE, before)
+    # b2 arrives sooner than b1 at the same price: b1 is beaten, and left out.
+    assert {e["id"] for e in expected} == {None, "syn:s1", "syn:s2", "syn:b2", "syn:c1"}
+    order = sorted(expected, key=by_price)
+    assert ids(body) == [e["id"] for e in order]
+    assert options[0]["mode"] == "WALK"  # free: the cheapest
     assert options[-1]["vehicle"]["id"] == "syn:c1"  # the car has no plan
+    by_id = {e["id"]: e for e in expected}
     for option in options:
-        e = expected[option["vehicle"]["id"].removeprefix("syn:")]
+        e = by_id[option["vehicle"]["id"] if option["vehicle"] else None]
         assert option["walkDistanceMeters"] == pytest.approx(e["walk_m"], abs=0.01)
         assert option["walkMinutes"] == e["walk_min"]
         assert option["rideMinutes"] == e["ride_min"]
@@ -207,6 +250,11 @@ async def test_trip_options_are_ranked_by_total_price_with_unpriced_last(
         arrival = datetime.fromisoformat(option["arrivalTime"])
         assert e["arrival"] - timedelta(seconds=1) <= arrival
         assert arrival <= e["arrival"] + (after - before) + timedelta(seconds=1)
+        if option["mode"] == "WALK":
+            assert option["vehicle"] is None and option["offer"] is None
+            assert option["price"] == {"amountMinor": 0, "currency": "EUR", "amount": "0.00"}
+            continue
+        assert option["mode"] == "VEHICLE"
         offer = option["offer"]
         assert offer["vehicle"]["id"] == option["vehicle"]["id"]
         assert (offer["rideMinutes"], offer["rideDistanceMeters"]) == (
@@ -237,7 +285,7 @@ async def test_trip_options_are_ranked_by_total_price_with_unpriced_last(
         assert verified.price_minor == (e["price"])
         assert verified.destination == DESTINATION
     # The bike plan's per-km segment is exercised, or the test would not show it is summed.
-    bike = next(o for o in options if o["vehicle"]["id"] == "syn:b2")
+    bike = next(o for o in options if o["vehicle"] and o["vehicle"]["id"] == "syn:b2")
     assert bike["offer"]["priceBreakdown"]["distancePrice"]["amountMinor"] > 0
 
 
@@ -248,42 +296,63 @@ async def test_trip_options_by_arrival_time_leave_reserved_and_disabled_vehicles
     body = await trip_options(api, rank="ARRIVAL_TIME")
 
     assert "errors" not in body, body
-    ids = [o["vehicle"]["id"] for o in body["data"]["tripOptions"]]
-    expected = sorted(
-        (expected_option(runtime, vid, now) for vid in RENTABLE), key=lambda e: e["arrival"]
-    )
-    assert ids == [e["id"] for e in expected]
-    assert not {"syn:r1", "syn:d1", "syn:far"} & set(ids)
+    expected = sorted(expected_front(runtime, RENTABLE, now), key=lambda e: e["arrival"])
+    assert ids(body) == [e["id"] for e in expected]
+    assert ids(body)[-1] is None  # every option kept arrives before walking does
+    assert not {"syn:r1", "syn:d1", "syn:far"} & set(ids(body))
     arrivals = [o["arrivalTime"] for o in body["data"]["tripOptions"]]
     assert arrivals == sorted(arrivals)
 
 
-async def test_first_keeps_the_best_options_and_form_factors_filter(
+async def test_first_keeps_every_mode_before_a_second_of_one_and_form_factors_filter(
     runtime: Runtime, api: httpx.AsyncClient, fleet: str
 ) -> None:
     now = datetime.now(UTC)
-    cheapest = sorted(
-        (expected_option(runtime, vid, now) for vid in RENTABLE if vid != "c1"),
-        key=lambda e: (e["price"], e["arrival"]),
-    )
+    cheapest = sorted(expected_front(runtime, RENTABLE, now), key=by_price)
+    # One operator here: the first of each form factor (walking is one) by price, in order.
+    firsts: dict[str | None, dict[str, Any]] = {}
+    for e in cheapest:
+        form_factor = FORM_FACTORS[_type(e["id"])] if e["id"] else None
+        firsts.setdefault(form_factor, e)
+    diverse = sorted(firsts.values(), key=by_price)
+    # The test shows something only if a cheaper scooter is passed over for the car.
+    assert len(diverse) == 4 and [e["id"] for e in cheapest[:4]] != [e["id"] for e in diverse]
 
     two = await trip_options(api, first=2)
+    four = await trip_options(api, first=4)
     bikes = await trip_options(api, ff=["BICYCLE"])
     cars = await trip_options(api, ff=["CAR", "MOPED"], rank="ARRIVAL_TIME")
 
-    assert [o["vehicle"]["id"] for o in two["data"]["tripOptions"]] == [
-        e["id"] for e in cheapest[:2]
+    assert ids(two) == [e["id"] for e in cheapest[:2]]
+    assert ids(four) == [e["id"] for e in diverse]
+    # Walking is an option whatever the filter; b1 is beaten by b2.
+    assert ids(bikes) == [
+        e["id"] for e in sorted(expected_front(runtime, ["b1", "b2"], now), key=by_price)
     ]
-    assert {o["vehicle"]["id"] for o in bikes["data"]["tripOptions"]} == {"syn:b1", "syn:b2"}
-    assert {o["vehicle"]["formFactor"] for o in bikes["data"]["tripOptions"]} == {"BICYCLE"}
-    assert [o["vehicle"]["id"] for o in cars["data"]["tripOptions"]] == ["syn:c1"]
+    assert [o["vehicle"]["formFactor"] for o in bikes["data"]["tripOptions"][1:]] == ["BICYCLE"]
+    assert ids(cars) == ["syn:c1", None]
 
 
-async def test_trip_options_far_from_every_vehicle_are_empty(
-    api: httpx.AsyncClient, fleet: str
+def _type(vehicle_id: str) -> str:
+    vid = vehicle_id.removeprefix("syn:")
+    return next(v[3] for v in FLEET if v[0] == vid)
+
+
+async def test_trip_options_far_from_every_vehicle_are_walking_alone(
+    runtime: Runtime, api: httpx.AsyncClient, fleet: str
 ) -> None:
     body = await trip_options(api, origin=(52.60, 13.40))
-    assert body == {"data": {"tripOptions": []}}
+    assert "errors" not in body, body
+    [walk] = body["data"]["tripOptions"]
+    assert (walk["mode"], walk["vehicle"], walk["offer"], walk["price"]) == (
+        "WALK",
+        None,
+        None,
+        None,
+    )
+    meters = geodesic((52.60, 13.40), DESTINATION).meters
+    assert walk["walkDistanceMeters"] == pytest.approx(meters, abs=0.01)
+    assert walk["walkMinutes"] == math.ceil(meters / 1000 / runtime.settings.walking_speed_kmh * 60)
 
 
 @pytest.mark.parametrize(
@@ -393,4 +462,4 @@ async def test_a_vehicle_of_a_provider_with_stale_data_cannot_be_quoted_or_offer
     options = await trip_options(api)
 
     assert codes(quote) == ["VEHICLE_UNAVAILABLE"]
-    assert options == {"data": {"tripOptions": []}}
+    assert ids(options) == [None]  # walking alone

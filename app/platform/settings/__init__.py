@@ -35,6 +35,8 @@ from app.platform.settings.stores import StoreSettings
 from app.platform.settings.sync import SyncSettings
 from app.platform.settings.tiles import TileSettings
 from app.platform.settings.tracing import TracingSettings
+from app.platform.settings.transit import TransitSettings
+from app.platform.settings.transit_realtime import TransitRealtimeSettings
 from app.platform.settings.web import WebSettings
 
 __all__ = [
@@ -63,6 +65,8 @@ __all__ = [
     "SyncSettings",
     "TileSettings",
     "TracingSettings",
+    "TransitRealtimeSettings",
+    "TransitSettings",
     "WebSettings",
     "get_settings",
 ]
@@ -73,6 +77,8 @@ __all__ = [
 # (environment, stores, search, … rate limits): repr(), model_dump() and the order of several
 # validation errors keep that order.
 class Settings(
+    TransitRealtimeSettings,
+    TransitSettings,
     ShutdownSettings,
     MetricsSettings,
     LogSettings,

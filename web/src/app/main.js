@@ -187,12 +187,17 @@ async function tripOptions(to) {
     const { tripOptions: options } = await gql(
       `query T($from: LatLonInput!, $to: LatLonInput!) {
          tripOptions(from: $from, to: $to, first: 5) {
-           vehicle { id formFactor provider { name } } walkMinutes rideMinutes arrivalTime
+           mode vehicle { id formFactor provider { name } } walkMinutes rideMinutes arrivalTime
            price { amount currency } } }`,
       { from: state.map.youAreHere(), to: { lat: to.lat, lon: to.lng } },
     );
     const list = el("ol", { id: "trip-list" });
     for (const option of options) {
+      // Walking the whole way has no vehicle to show: a line, not a button.
+      if (option.mode === "WALK") {
+        list.append(el("li", {}, `Walk all the way: ${option.walkMinutes} min, free`));
+        continue;
+      }
       list.append(
         el(
           "li",

@@ -1,0 +1,645 @@
+"""Journeys from a point to a point: walking, shared vehicles and public transport combined.
+
+The candidates, for one departure instant:
+
+- walking the whole way, and riding a shared vehicle the whole way (the trip options of
+  app/booking/quotes.py: walk to it, ride it);
+- public transport, per loaded feed, from RAPTOR (app/transit/raptor.py), with
+  - a first mile on foot (stops within ``transit_access_walk_meters``), or on one of the
+    nearest shared vehicles (the nearest of each operator and form factor, at most
+    ``transit_vehicle_options``), ridden to any stop within ``transit_vehicle_access_meters``;
+  - a last mile on foot, or on a vehicle parked near the stop alighted at (within
+    ``transit_egress_vehicle_walk_meters``), ridden to the destination, when that is sooner.
+
+Every vehicle leg is estimated and priced as trip options are (walking model, ride speeds,
+the operator's GBFS plan) and carries a signed offer the app can book with, through the
+existing flow. Shared vehicles are offered only when the journey departs soon
+(``transit_vehicles_within_minutes``): where they will be later is not known.
+
+The answer is the Pareto set over (arrival, price, boardings): a journey is dropped when
+another one arrives no later, costs no more and boards no more vehicles, and is better in one.
+Boardings rather than transfers, so walking (no boarding, free) is never dropped. Prices are
+the shared vehicles' only: transit fares are not modelled (GTFS fares are optional and rarely
+complete), so a transit leg counts as free; the answer says so. Prices in different currencies
+do not compare. From the front, at most ``first`` are chosen, diverse: each combination of
+modes (walk, each form factor, transit) and each operator first, then by arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from adapters.gbfs.pricing import PriceBreakdown
+from app.admission import COSTLY, slots
+from app.booking.estimates import LatLon, Leg, PlanTerms, RideModel, ride_to, walk_to
+from app.booking.offers import Offer, issue_offer, offer_signing_key
+from app.platform.errors import InvalidInput
+from app.platform.settings import Settings
+from app.reference import ReferenceCache, ReferenceData
+from app.search.schemas import VehicleFilter, VehicleHit
+from app.search.service import SearchService
+from app.search.validation import Area, check_point, validate_first
+from app.transit import raptor
+from app.transit.service import StopHit, TransitService
+from app.transit.timetable import Timetable, TransitRoute, TransitStop, TransitTrip
+from geo.areas import Near
+from geo.distance import geodesic_meters
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    lat: float
+    lon: float
+    name: str | None = None
+    stop: TransitStop | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WalkPart:
+    start: Place
+    end: Place
+    departure: datetime
+    arrival: datetime
+    meters: float
+
+
+@dataclass(frozen=True, slots=True)
+class VehiclePart:
+    start: Place
+    end: Place
+    departure: datetime
+    arrival: datetime
+    hit: VehicleHit
+    ride: Leg
+    price: PriceBreakdown | None
+    offer: Offer
+
+
+@dataclass(frozen=True, slots=True)
+class TransitPart:
+    start: Place
+    end: Place
+    departure: datetime
+    arrival: datetime
+    route: TransitRoute
+    trip: TransitTrip
+    service_date: date
+    headsign: str | None
+    realtime: bool
+    feed: str
+
+
+Part = WalkPart | VehiclePart | TransitPart
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedJourney:
+    parts: tuple[Part, ...]
+    departure: datetime
+    arrival: datetime
+    # The shared vehicles' prices, summed per currency (one entry in practice); transit fares
+    # are not included.
+    prices: tuple[PriceBreakdown, ...]
+    unpriced_vehicles: bool  # a vehicle leg has no price (no plan): the total is not known
+
+    @property
+    def boardings(self) -> int:
+        return sum(1 for p in self.parts if not isinstance(p, WalkPart))
+
+    @property
+    def transfers(self) -> int:
+        return max(0, self.boardings - 1)
+
+    @property
+    def modes(self) -> frozenset[str]:
+        out = set()
+        for p in self.parts:
+            if isinstance(p, WalkPart):
+                continue
+            if isinstance(p, VehiclePart):
+                out.add(p.hit.vehicle.form_factor)
+            else:
+                out.add("transit")
+        return frozenset(out) or frozenset({"walk"})
+
+    @property
+    def providers(self) -> frozenset[str]:
+        return frozenset(
+            p.hit.vehicle.provider_id for p in self.parts if isinstance(p, VehiclePart)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyPlan:
+    journeys: list[PlannedJourney]
+    reference: ReferenceData
+    vehicles_considered: bool  # False: the departure is not soon, so vehicles were left out
+
+
+@dataclass(slots=True)
+class _Vehicle:
+    hit: VehicleHit
+    at: LatLon
+    plan: PlanTerms | None
+    walk_meters: float  # from where the rider starts using it (origin, or the egress stop)
+
+
+@dataclass(slots=True)
+class _Context:
+    origin: LatLon
+    destination: LatLon
+    depart: datetime
+    now: datetime
+    valid_until: datetime
+    key: bytes
+    access_vehicles: list[_Vehicle] = field(default_factory=list)
+    egress_vehicles: list[_Vehicle] = field(default_factory=list)
+
+
+def _place(p: LatLon, name: str | None = None) -> Place:
+    return Place(p.lat, p.lon, name)
+
+
+def _stop_place(stop: TransitStop) -> Place:
+    return Place(stop.lat, stop.lon, stop.name, stop)
+
+
+def _at(instant: datetime, minutes: float) -> datetime:
+    return instant + timedelta(minutes=minutes)
+
+
+def _costs_no_more(a: PlannedJourney, b: PlannedJourney) -> bool:
+    """Known to cost no more: free beats everything; otherwise one currency, both priced."""
+    if not a.prices and not a.unpriced_vehicles:
+        return True
+    if a.unpriced_vehicles or b.unpriced_vehicles or len(a.prices) != 1 or len(b.prices) > 1:
+        return False
+    if not b.prices:
+        return a.prices[0].total_minor == 0
+    return (
+        a.prices[0].currency == b.prices[0].currency
+        and a.prices[0].total_minor <= b.prices[0].total_minor
+    )
+
+
+def dominates(a: PlannedJourney, b: PlannedJourney) -> bool:
+    if not (a.arrival <= b.arrival and a.boardings <= b.boardings and _costs_no_more(a, b)):
+        return False
+    return a.arrival < b.arrival or a.boardings < b.boardings or not _costs_no_more(b, a)
+
+
+def pareto(journeys: Sequence[PlannedJourney]) -> list[PlannedJourney]:
+    """The journeys no other one dominates; of identical ones (same arrival, price, boardings
+    and modes), the one departing latest (least waiting), then the first."""
+    front = [j for j in journeys if not any(dominates(o, j) for o in journeys if o is not j)]
+    seen: dict[tuple[object, ...], PlannedJourney] = {}
+    for j in front:
+        key = (j.arrival, j.boardings, tuple(p.total_minor for p in j.prices), j.modes, j.providers)
+        kept = seen.get(key)
+        if kept is None or j.departure > kept.departure:
+            seen[key] = j
+    return [j for j in front if seen.get(_key(j)) is j]
+
+
+def _key(j: PlannedJourney) -> tuple[object, ...]:
+    return (j.arrival, j.boardings, tuple(p.total_minor for p in j.prices), j.modes, j.providers)
+
+
+def choose(journeys: Sequence[PlannedJourney], limit: int) -> list[PlannedJourney]:
+    """At most `limit` of the front, earliest arrival first: each combination of modes and
+    each operator is represented before a second journey of the same kind."""
+    ranked = sorted(
+        pareto(journeys),
+        key=lambda j: (j.arrival, sum(p.total_minor for p in j.prices), j.boardings),
+    )
+    if len(ranked) <= limit:
+        return ranked
+    taken: list[PlannedJourney] = []
+    kinds: set[frozenset[str]] = set()
+    providers: set[str] = set()
+    for j in ranked:
+        if len(taken) == limit:
+            break
+        if j.modes not in kinds or not j.providers <= providers:
+            taken.append(j)
+            kinds.add(j.modes)
+            providers |= j.providers
+    for j in ranked:
+        if len(taken) == limit:
+            break
+        if all(j is not t for t in taken):
+            taken.append(j)
+    return sorted(taken, key=lambda j: (j.arrival, sum(p.total_minor for p in j.prices)))
+
+
+class JourneyService:
+    def __init__(
+        self,
+        settings: Settings,
+        transit: TransitService,
+        search: SearchService,
+        reference: ReferenceCache,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.transit = transit
+        self.search = search
+        self.reference = reference
+        self.clock = clock
+        self.model = RideModel.from_settings(settings)
+
+    async def plan(
+        self,
+        *,
+        origin: LatLon,
+        destination: LatLon,
+        depart_at: datetime | None = None,
+        first: int | None = None,
+        viewer_orgs: frozenset[uuid.UUID] = frozenset(),
+    ) -> JourneyPlan:
+        check_point(origin.lat, origin.lon, "from")
+        check_point(destination.lat, destination.lon, "to")
+        cap = self.settings.max_trip_distance_meters
+        if geodesic_meters(origin.lat, origin.lon, destination.lat, destination.lon) > cap:
+            raise InvalidInput(f"from and to are more than {cap:g} m apart", code="TRIP_TOO_LONG")
+        limit = validate_first(self.settings, first)
+        # An expensive operation: a few at a time per process, waiting without a connection.
+        async with slots(COSTLY, self.settings.max_concurrent_costly_operations):
+            return await self._plan(origin, destination, depart_at, limit, viewer_orgs)
+
+    async def _plan(
+        self,
+        origin: LatLon,
+        destination: LatLon,
+        depart_at: datetime | None,
+        limit: int,
+        viewer_orgs: frozenset[uuid.UUID],
+    ) -> JourneyPlan:
+        now = self.clock()
+        depart = now if depart_at is None else depart_at
+        if depart.tzinfo is None:
+            raise InvalidInput("departAt needs a UTC offset", code="INVALID_TIME")
+        depart = depart.astimezone(UTC)
+        live = abs(depart - now) <= timedelta(minutes=self.settings.transit_vehicles_within_minutes)
+        ctx = _Context(
+            origin,
+            destination,
+            depart,
+            now,
+            now + timedelta(seconds=self.settings.quote_ttl_seconds),
+            offer_signing_key(self.settings),
+        )
+        hits: list[VehicleHit] = []
+        if live:
+            hits = await self._vehicles(ctx, viewer_orgs)
+        ref = await self.reference.covering(
+            providers={h.vehicle.provider_id for h in hits},
+            types={h.vehicle.vehicle_type_id for h in hits},
+            plans={h.vehicle.pricing_plan_id for h in hits},
+        )
+        self._attach_plans(ctx, ref)
+        candidates = [self._walk_all_the_way(ctx)]
+        candidates += [self._ride_all_the_way(ctx, v) for v in ctx.access_vehicles]
+        candidates += await self._transit(ctx)
+        return JourneyPlan(choose(candidates, limit), ref, live)
+
+    # ------------------------------------------------------------------ shared vehicles
+
+    async def _vehicles(self, ctx: _Context, viewer_orgs: frozenset[uuid.UUID]) -> list[VehicleHit]:
+        """The nearest vehicle of each operator and form factor near the origin (first mile
+        and the whole way), and vehicles near the destination's stops (last mile)."""
+        s = self.settings
+        near_origin = await self.search.vehicles(
+            area=Area(Near(ctx.origin.lat, ctx.origin.lon, s.trip_options_radius_meters), None),
+            flt=VehicleFilter(),
+            first=s.max_first,
+            viewer_orgs=viewer_orgs,
+        )
+        picked: dict[tuple[str, str], VehicleHit] = {}
+        for hit in near_origin:  # nearest first
+            picked.setdefault((hit.vehicle.provider_id, hit.vehicle.form_factor), hit)
+        firsts = sorted(picked.values(), key=lambda h: h.distance_meters or 0.0)
+        firsts = firsts[: s.transit_vehicle_options]
+        ctx.access_vehicles = [
+            _Vehicle(h, LatLon(h.vehicle.lat, h.vehicle.lon), None, h.distance_meters or 0.0)
+            for h in firsts
+        ]
+        radius = s.transit_vehicle_access_meters + s.transit_egress_vehicle_walk_meters
+        near_destination = await self.search.vehicles(
+            area=Area(Near(ctx.destination.lat, ctx.destination.lon, radius), None),
+            flt=VehicleFilter(),
+            first=s.max_first,
+            viewer_orgs=viewer_orgs,
+        )
+        ctx.egress_vehicles = [
+            _Vehicle(h, LatLon(h.vehicle.lat, h.vehicle.lon), None, 0.0) for h in near_destination
+        ]
+        return firsts + list(near_destination)
+
+    def _attach_plans(self, ctx: _Context, ref: ReferenceData) -> None:
+        for v in [*ctx.access_vehicles, *ctx.egress_vehicles]:
+            plan_id = v.hit.vehicle.pricing_plan_id
+            plan = ref.pricing_plans.get(plan_id) if plan_id is not None else None
+            v.plan = PlanTerms.from_model(plan) if plan is not None else None
+
+    def _vehicle_part(
+        self,
+        ctx: _Context,
+        v: _Vehicle,
+        start: Place,
+        end: LatLon,
+        end_place: Place,
+        departure: datetime,
+    ) -> VehiclePart:
+        ride = ride_to(self.model, v.hit.vehicle.form_factor, v.at, end)
+        price = v.plan.price(ride) if v.plan is not None else None
+        offer = issue_offer(
+            ctx.key,
+            vehicle_id=v.hit.vehicle.id,
+            price=price,
+            ride=ride,
+            destination=end,
+            valid_until=ctx.valid_until,
+        )
+        return VehiclePart(
+            start, end_place, departure, _at(departure, ride.minutes), v.hit, ride, price, offer
+        )
+
+    # ------------------------------------------------------------------ direct
+
+    def _walk_all_the_way(self, ctx: _Context) -> PlannedJourney:
+        meters = geodesic_meters(
+            ctx.origin.lat, ctx.origin.lon, ctx.destination.lat, ctx.destination.lon
+        )
+        walk = walk_to(self.model, meters)
+        arrival = _at(ctx.depart, walk.minutes)
+        part = WalkPart(_place(ctx.origin), _place(ctx.destination), ctx.depart, arrival, meters)
+        return PlannedJourney((part,), ctx.depart, arrival, (), False)
+
+    def _ride_all_the_way(self, ctx: _Context, v: _Vehicle) -> PlannedJourney:
+        walk = walk_to(self.model, v.walk_meters)
+        at_vehicle = _at(ctx.depart, walk.minutes)
+        vehicle_place = _place(v.at)
+        parts: list[Part] = [
+            WalkPart(_place(ctx.origin), vehicle_place, ctx.depart, at_vehicle, v.walk_meters)
+        ]
+        ride = self._vehicle_part(
+            ctx, v, vehicle_place, ctx.destination, _place(ctx.destination), at_vehicle
+        )
+        parts.append(ride)
+        return _journey(parts)
+
+    # ------------------------------------------------------------------ transit
+
+    async def _transit(self, ctx: _Context) -> list[PlannedJourney]:
+        s = self.settings
+        reach = max(s.transit_access_walk_meters, s.transit_vehicle_access_meters)
+        starts = await self.transit.stops(
+            near=Near(ctx.origin.lat, ctx.origin.lon, reach), bbox=None, first=500
+        )
+        ends = await self.transit.stops(
+            near=Near(ctx.destination.lat, ctx.destination.lon, reach), bbox=None, first=500
+        )
+        by_feed: dict[str, tuple[list[StopHit], list[StopHit]]] = {}
+        for hit in starts:
+            by_feed.setdefault(hit.timetable.feed, ([], []))[0].append(hit)
+        for hit in ends:
+            by_feed.setdefault(hit.timetable.feed, ([], []))[1].append(hit)
+        found: list[PlannedJourney] = []
+        for access_hits, egress_hits in by_feed.values():
+            if not access_hits or not egress_hits:
+                continue
+            timetable = access_hits[0].timetable
+            view = await self.transit.realtime_view(timetable)
+            realtime = view.trip_times() if view is not None else None
+            # RAPTOR is CPU work: off the event loop, as the loader's parsing is.
+            found += await asyncio.to_thread(
+                self._transit_in_feed, ctx, timetable, access_hits, egress_hits, realtime
+            )
+        return found
+
+    def _transit_in_feed(
+        self,
+        ctx: _Context,
+        timetable: Timetable,
+        access_hits: list[StopHit],
+        egress_hits: list[StopHit],
+        realtime: raptor.Realtime | None,
+    ) -> list[PlannedJourney]:
+        s = self.settings
+        planner = raptor.planner_for(timetable)
+        # First miles: on foot, or on each nearby vehicle (ridden to the stop).
+        firsts: list[tuple[_Vehicle | None, dict[int, datetime]]] = []
+        on_foot = {
+            h.stop.index: _at(ctx.depart, walk_to(self.model, h.distance_meters or 0.0).minutes)
+            for h in access_hits
+            if (h.distance_meters or 0.0) <= s.transit_access_walk_meters
+        }
+        if on_foot:
+            firsts.append((None, on_foot))
+        for v in ctx.access_vehicles:
+            at_vehicle = walk_to(self.model, v.walk_meters).minutes
+            ride_access = {
+                h.stop.index: _at(
+                    ctx.depart,
+                    at_vehicle
+                    + ride_to(
+                        self.model, v.hit.vehicle.form_factor, v.at, LatLon(h.stop.lat, h.stop.lon)
+                    ).minutes,
+                )
+                for h in access_hits
+            }
+            firsts.append((v, ride_access))
+        # Last miles: on foot, or (where sooner) a vehicle parked near the stop.
+        walk_egress = {
+            h.stop.index: round(walk_to(self.model, h.distance_meters or 0.0).minutes * 60)
+            for h in egress_hits
+            if (h.distance_meters or 0.0) <= s.transit_access_walk_meters
+        }
+        by_vehicle: dict[int, tuple[int, _Vehicle]] = {}
+        for h in egress_hits:
+            for v in ctx.egress_vehicles:
+                to_vehicle = geodesic_meters(h.stop.lat, h.stop.lon, v.at.lat, v.at.lon)
+                if to_vehicle > s.transit_egress_vehicle_walk_meters:
+                    continue
+                seconds = round(
+                    (
+                        walk_to(self.model, to_vehicle).minutes
+                        + ride_to(
+                            self.model, v.hit.vehicle.form_factor, v.at, ctx.destination
+                        ).minutes
+                    )
+                    * 60
+                )
+                best = by_vehicle.get(h.stop.index)
+                if seconds < walk_egress.get(h.stop.index, 1 << 30) and (
+                    best is None or seconds < best[0]
+                ):
+                    by_vehicle[h.stop.index] = (seconds, v)
+        lasts: list[dict[int, int]] = [walk_egress] if walk_egress else []
+        if by_vehicle:
+            mixed = dict(walk_egress)
+            mixed.update({stop: seconds for stop, (seconds, _) in by_vehicle.items()})
+            lasts.append(mixed)
+        out: list[PlannedJourney] = []
+        for vehicle, access in firsts:
+            for egress in lasts:
+                for j in planner.journeys(
+                    access=access,
+                    egress=egress,
+                    depart_at=ctx.depart,
+                    max_transfers=s.transit_max_transfers,
+                    horizon=timedelta(minutes=s.transit_horizon_minutes),
+                    realtime=realtime,
+                ):
+                    egress_vehicle = by_vehicle.get(j.egress.stop)
+                    use_vehicle = egress_vehicle is not None and egress is not walk_egress
+                    out.append(
+                        self._from_raptor(
+                            ctx,
+                            timetable,
+                            j,
+                            vehicle,
+                            egress_vehicle[1] if use_vehicle and egress_vehicle else None,
+                        )
+                    )
+        return out
+
+    def _from_raptor(
+        self,
+        ctx: _Context,
+        timetable: Timetable,
+        j: raptor.Journey,
+        first_vehicle: _Vehicle | None,
+        last_vehicle: _Vehicle | None,
+    ) -> PlannedJourney:
+        parts: list[Part] = []
+        first_stop = timetable.stops[j.access.stop]
+        origin = _place(ctx.origin)
+        if first_vehicle is None:
+            meters = geodesic_meters(ctx.origin.lat, ctx.origin.lon, first_stop.lat, first_stop.lon)
+            parts.append(
+                WalkPart(origin, _stop_place(first_stop), ctx.depart, j.access.arrival, meters)
+            )
+        else:
+            at_vehicle = _at(ctx.depart, walk_to(self.model, first_vehicle.walk_meters).minutes)
+            vehicle_place = _place(first_vehicle.at)
+            parts.append(
+                WalkPart(origin, vehicle_place, ctx.depart, at_vehicle, first_vehicle.walk_meters)
+            )
+            parts.append(
+                self._vehicle_part(
+                    ctx,
+                    first_vehicle,
+                    vehicle_place,
+                    LatLon(first_stop.lat, first_stop.lon),
+                    _stop_place(first_stop),
+                    at_vehicle,
+                )
+            )
+        for leg in j.legs[1:-1]:
+            if isinstance(leg, raptor.TransitLeg):
+                trip = timetable.trips[leg.trip]
+                parts.append(
+                    TransitPart(
+                        _stop_place(timetable.stops[leg.board_stop]),
+                        _stop_place(timetable.stops[leg.alight_stop]),
+                        leg.departure,
+                        leg.arrival,
+                        timetable.routes[leg.route],
+                        trip,
+                        leg.service_date,
+                        trip.stop_headsigns[leg.board_position] or trip.headsign,
+                        leg.realtime,
+                        timetable.feed,
+                    )
+                )
+            elif isinstance(leg, raptor.WalkLeg):
+                a, b = timetable.stops[leg.from_stop], timetable.stops[leg.to_stop]
+                parts.append(
+                    WalkPart(
+                        _stop_place(a),
+                        _stop_place(b),
+                        leg.departure,
+                        leg.arrival,
+                        geodesic_meters(a.lat, a.lon, b.lat, b.lon),
+                    )
+                )
+        last_stop = timetable.stops[j.egress.stop]
+        destination = _place(ctx.destination)
+        if last_vehicle is None:
+            meters = geodesic_meters(
+                last_stop.lat, last_stop.lon, ctx.destination.lat, ctx.destination.lon
+            )
+            parts.append(
+                WalkPart(
+                    _stop_place(last_stop),
+                    destination,
+                    j.egress.departure,
+                    j.egress.arrival,
+                    meters,
+                )
+            )
+        else:
+            to_vehicle = geodesic_meters(
+                last_stop.lat, last_stop.lon, last_vehicle.at.lat, last_vehicle.at.lon
+            )
+            at_vehicle = _at(j.egress.departure, walk_to(self.model, to_vehicle).minutes)
+            vehicle_place = _place(last_vehicle.at)
+            parts.append(
+                WalkPart(
+                    _stop_place(last_stop),
+                    vehicle_place,
+                    j.egress.departure,
+                    at_vehicle,
+                    to_vehicle,
+                )
+            )
+            parts.append(
+                self._vehicle_part(
+                    ctx, last_vehicle, vehicle_place, ctx.destination, destination, at_vehicle
+                )
+            )
+        return _journey(parts)
+
+
+def _journey(parts: Sequence[Part]) -> PlannedJourney:
+    totals: dict[str, list[PriceBreakdown]] = {}
+    unpriced = False
+    for p in parts:
+        if isinstance(p, VehiclePart):
+            if p.price is None:
+                unpriced = True
+            else:
+                totals.setdefault(p.price.currency, []).append(p.price)
+    prices = tuple(_sum(currency, items) for currency, items in sorted(totals.items()))
+    return PlannedJourney(tuple(parts), parts[0].departure, parts[-1].arrival, prices, unpriced)
+
+
+def _sum(currency: str, items: Sequence[PriceBreakdown]) -> PriceBreakdown:
+    return PriceBreakdown(
+        currency,
+        sum(p.base_minor for p in items),
+        sum(p.time_minor for p in items),
+        sum(p.distance_minor for p in items),
+        sum(p.total_minor for p in items),
+    )
+
+
+__all__ = [
+    "JourneyPlan",
+    "JourneyService",
+    "Part",
+    "PlannedJourney",
+    "TransitPart",
+    "VehiclePart",
+    "WalkPart",
+    "choose",
+    "dominates",
+    "pareto",
+]
