@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from itertools import pairwise
 from threading import Lock
-from typing import Final
+from typing import Any, Final
 
 from app.transit.timetable import Timetable
 
@@ -240,7 +240,8 @@ class JourneyPlanner:
         self._day_starts: dict[date, int] = {}
         self._day_services: OrderedDict[date, frozenset[int]] = OrderedDict()
         self._active_at_stops: OrderedDict[
-            tuple[frozenset[int], ...], list[tuple[tuple[int, int], ...]]
+            tuple[frozenset[int], ...],
+            tuple[list[tuple[tuple[int, int], ...]], list[tuple[int, ...]]],
         ] = OrderedDict()
 
     def _add_pattern(
@@ -271,17 +272,19 @@ class JourneyPlanner:
 
     def active_at_stops(
         self, signature: tuple[frozenset[int], ...]
-    ) -> list[tuple[tuple[int, int], ...]]:
-        """Per stop, the (pattern, position) pairs of the patterns whose service runs on one
-        of the days (`signature`: each day's active services): the others are never queued.
-        Cached: most windows of a feed share a few signatures (weekday, Saturday, ...)."""
+    ) -> tuple[list[tuple[tuple[int, int], ...]], list[tuple[int, ...]]]:
+        """For a window's days (`signature`: each day's active services): per stop, the
+        (pattern, position) pairs of the patterns that run on one of them (the others are
+        never queued), and per pattern the indices of the days it runs. Cached: most windows
+        of a feed share a few signatures (weekdays, Saturday, ...)."""
         found = self._active_at_stops.get(signature)
         if found is None:
-            running = set().union(*signature)
-            found = [
-                tuple(x for x in at if self.pattern_service[x[0]] in running)
-                for at in self.stop_patterns
+            days = [
+                tuple(di for di, active in enumerate(signature) if service in active)
+                for service in self.pattern_service
             ]
+            at_stop = [tuple(x for x in at if days[x[0]]) for at in self.stop_patterns]
+            found = (at_stop, days)
             with self._lock:
                 self._active_at_stops[signature] = found
                 while len(self._active_at_stops) > 16:
@@ -456,11 +459,13 @@ class _Search:
             default=0,
         )
         self.days = planner._service_days(start, limit, max(reach, planner.max_trip_seconds))
-        self.at_stop = planner.active_at_stops(tuple(active for _, _, active in self.days))
+        self.at_stop, self.day_indices = planner.active_at_stops(
+            tuple(active for _, _, active in self.days)
+        )
         n = planner.base_patterns
         # Per pattern: the days it runs inside the window, as (day index, day start, skipped
         # ranks or None); computed when the pattern is first scanned.
-        self.pattern_days: list[list[tuple[int, int, frozenset[int] | None]] | None] = [None] * n
+        self.pattern_days: list[list[list[Any]] | None] = [None] * n
         self.excluded: dict[tuple[int, int], set[int]] = {}
         self.stops = planner.pattern_stops
         self.pickup = planner.pattern_pickup
@@ -520,19 +525,24 @@ class _Search:
             for position, stop in enumerate(stops[:-1]):
                 self.extra_at_stop.setdefault(stop, []).append((index, position))
 
-    def _days_of(self, pattern: int) -> list[tuple[int, int, frozenset[int] | None]]:
+    def _days_of(self, pattern: int) -> list[list[Any]]:
+        """The pattern's days in the window: [day index, day start, skipped ranks or None,
+        cover], cover being filled by the scan: cover[rank] is the earliest position where
+        this trip or an earlier one of the pattern was boarded in any round so far. Riding
+        the trip past it is useless (an earlier round's labels are as early, and bounds only
+        shrink), and FIFO makes it so for every later trip too (trip-based routing's R(t))."""
         p = self.p
-        out: list[tuple[int, int, frozenset[int] | None]] = []
+        out: list[list[Any]] = []
         if pattern >= p.base_patterns:
             di = self.extra_days[pattern]
-            out.append((di, self.days[di][1], None))
+            out.append([di, self.days[di][1], None, None])
         else:
-            service = p.pattern_service[pattern]
             first, last = p.pattern_first_departure[pattern], p.pattern_last_arrival[pattern]
-            for di, (_, off, active) in enumerate(self.days):
-                if service in active and off + first <= self.limit and off + last >= self.start:
+            for di in self.day_indices[pattern]:
+                off = self.days[di][1]
+                if off + first <= self.limit and off + last >= self.start:
                     skipped = self.excluded.get((pattern, di))
-                    out.append((di, off, frozenset(skipped) if skipped else None))
+                    out.append([di, off, frozenset(skipped) if skipped else None, None])
         self.pattern_days[pattern] = out
         return out
 
@@ -598,11 +608,6 @@ class _Search:
         # _INF elsewhere. Boarding where the label is older finds nothing new: that round's
         # successor already boarded there (the stop was marked then) with the same label.
         ready = [_INF] * n
-        # Per (pattern, day): covered[rank] is the earliest position where this trip or an
-        # earlier one of the pattern was boarded in any round so far. Riding the trip past
-        # it is useless (an earlier round's labels are as early, and bounds only shrink), and
-        # FIFO makes it so for every later trip too (Witt's trip-based routing's R(t)).
-        covered: dict[tuple[int, int], list[int]] = {}
         for k in range(1, max_rounds + 1):
             if not marked:
                 break
@@ -649,20 +654,21 @@ class _Search:
                 monotone = all_monotone[pattern]
                 n_pos = len(stops)
                 n_trips = len(trip_arr)
-                for di, off, skipped in days:
-                    cover = covered.get((pattern, di))
+                marks.append(n_pos - 1)  # then ride on to the end
+                for entry in days:
+                    di, off, skipped, cover = entry
                     if cover is None:
-                        cover = covered[(pattern, di)] = [n_pos] * n_trips
+                        cover = entry[3] = [n_pos - 1] * n_trips
                     rank = -1  # the trip ridden, its rank in the pattern; -1: none yet
                     board = 0
                     tarr: tuple[int, ...] = ()
                     tdep: tuple[int, ...] = ()
                     done = -1  # positions up to here are dealt with
                     until = -1  # the ridden trip is worth riding up to this position
-                    for b in (*marks, n_pos - 1):
+                    for b in marks:
                         # Ride the current trip from the last position dealt with up to b.
                         if rank >= 0 and done < until:
-                            for i in range(done + 1, min(b, until) + 1):
+                            for i in range(done + 1, (b if b < until else until) + 1):
                                 t = tarr[i] + off
                                 if t >= bound:
                                     if monotone:
@@ -698,7 +704,7 @@ class _Search:
                             continue
                         rank, board = j, b
                         tarr, tdep = trip_arr[j], trip_dep[j]
-                        until = min(cover[j], n_pos - 1)
+                        until = cover[j]
                         while j < n_trips and cover[j] > b:
                             cover[j] = b
                             j += 1
