@@ -18,6 +18,8 @@ run, and every search target of the issue measured around it.
    checked, then loaded at street zooms (z15, z16) and city zoom (z11) in interleaved rounds;
 6. snapshot ingest (``bench.ingest``), push ingest (``bench.push``) and live updates to
    thousands of subscribers (``bench.subscriptions``), each with servers and stores of its own;
+   then the Cairns feed's load (``bench.transit``) and journey queries against an independent
+   Connection Scan (``bench.journeys``, in this process);
 7. writes ``result.json`` and the charts, replaces this mode's block in ``docs/benchmarks.md``
    and prints one ``target <n> <name> <measured> <goal> <met|missed>`` line per target on
    stdout (progress goes to stderr).
