@@ -42,7 +42,14 @@ sequence, the same pickup/drop-off flags and the same ``service_id`` (so a patte
 a date or not as a whole), split further until no trip of a pattern overtakes another (then the
 first trip departing after an instant at a stop is found by binary search and is also the first
 to arrive everywhere after it). Each pattern keeps, per stop position, the list of its trips'
-departures and arrivals: plain ``list[int]``, scanned without allocating.
+departures (for the binary search), and each trip's own arrival and departure tuples.
+
+Per query, the scan does as little as it can: only the patterns of the services running in the
+window are queued (cached per combination of services); a pattern is boarded only at the
+stops improved in the round before (boarding from an older label was done in an earlier
+round); a ride stops where this trip or an earlier one of the pattern was already boarded in
+an earlier round (trip-based routing's R(t): nothing past it can improve), or once it arrives
+past the bound (the destination's best arrival so far less the smallest egress).
 
 Realtime: a trip with changed times is taken out of its pattern for that date and scanned as a
 pattern of its own (delays may break the no-overtaking order); a cancelled one is only taken
