@@ -273,7 +273,41 @@ def evaluate(result: dict[str, Any]) -> list[Outcome]:
     out.extend(tile_outcomes(result.get("tiles")))
     out.extend(_subscription_outcomes(result.get("subscriptions")))
     out.append(_transit_outcome(result.get("transit")))
+    out.append(_journeys_outcome(result.get("journeys")))
     return out
+
+
+def _journeys_outcome(journeys: dict[str, Any] | None) -> Outcome:
+    """Target 15 (bench/journeys.py): RAPTOR's journey queries/s on the Cairns feed ÷ the
+    independent Connection Scan's; met only if every earliest arrival is the same."""
+    notes: tuple[str, ...] = ()
+    if not journeys:
+        problems = ["journey benchmark not run"]
+    elif journeys.get("error"):
+        problems = [f"journey benchmark failed: {journeys['error']}"]
+    else:
+        problems = [
+            f"{run['mismatches']} earliest arrivals differ{' (one day)' if one else ''}: "
+            f"{run['examples'][0]}"
+            for run, one in ((journeys, False), (journeys["one_day"], True))
+            if run["mismatches"]
+        ]
+        day = journeys["one_day"]
+        notes = (
+            f"{journeys['queries']:,} queries, {journeys['reachable']:,} reachable; the same "
+            f"pairs and times on one weekday (the reference's connections built once): "
+            f"{day['ratio']:.2f}x",
+        )
+    return _outcome(
+        15,
+        "journeys_vs_reference_throughput",
+        (journeys or {}).get("ratio"),
+        5.0,
+        "journey queries/s on the Cairns feed (random stop pairs, random weekday times), "
+        "RAPTOR ÷ the independent Connection Scan of the correctness test",
+        problems,
+        notes=notes,
+    )
 
 
 def _transit_outcome(transit: dict[str, Any] | None) -> Outcome:

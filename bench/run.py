@@ -18,6 +18,8 @@ run, and every search target of the issue measured around it.
    checked, then loaded at street zooms (z15, z16) and city zoom (z11) in interleaved rounds;
 6. snapshot ingest (``bench.ingest``), push ingest (``bench.push``) and live updates to
    thousands of subscribers (``bench.subscriptions``), each with servers and stores of its own;
+   then the Cairns feed's load (``bench.transit``) and journey queries against an independent
+   Connection Scan (``bench.journeys``, in this process);
 7. writes ``result.json`` and the charts, replaces this mode's block in ``docs/benchmarks.md``
    and prints one ``target <n> <name> <measured> <goal> <met|missed>`` line per target on
    stdout (progress goes to stderr).
@@ -65,6 +67,7 @@ from bench.generate import (
 )
 from bench.goals import evaluate
 from bench.ingest import measure as ingest_measure
+from bench.journeys import measure as journeys_measure
 from bench.load import SAMPLE_EVERY, ensure_wrk, wrk_version
 from bench.measure import LoadPlan, error_total, measure, merge_rounds
 from bench.outage import redis_down_server, resume
@@ -97,6 +100,8 @@ _MODES: dict[str, tuple[int, float, float, float, float]] = {
 }
 SWEEP_LEVELS = (1, 4, 16, 32)
 # Per mode: the ingest benchmark's (snapshot size, rounds); the issue's figure is at 100,000.
+# Per mode: the journey benchmark's queries (each implementation answers all of them).
+_JOURNEY_QUERIES: dict[str, int] = {"full": 1000, "quick": 300, "smoke": 40}
 _INGEST: dict[str, tuple[int, int]] = {
     "full": (100_000, 3),
     "quick": (20_000, 2),
@@ -550,6 +555,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"transit benchmark failed: {exc!r}")
         transit = {"error": f"{exc.__class__.__name__}: {exc}"}
 
+    # Target 15: pure computation in this process, no server (bench/journeys.py).
+    try:
+        journeys: dict[str, Any] = journeys_measure(_JOURNEY_QUERIES[args.mode], args.seed)
+    except Exception as exc:  # a result to report (target 15 missed), not a crashed run
+        say(f"journey benchmark failed: {exc!r}")
+        journeys = {"error": f"{exc.__class__.__name__}: {exc}"}
+
     finished_at = datetime.now(UTC)
     command = "python -m bench.run" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:])
@@ -600,6 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "push": push,
         "subscriptions": subscriptions,
         "transit": transit,
+        "journeys": journeys,
     }
     goals = evaluate(result)
     result["goals"] = [g.to_json() for g in goals]

@@ -42,7 +42,14 @@ sequence, the same pickup/drop-off flags and the same ``service_id`` (so a patte
 a date or not as a whole), split further until no trip of a pattern overtakes another (then the
 first trip departing after an instant at a stop is found by binary search and is also the first
 to arrive everywhere after it). Each pattern keeps, per stop position, the list of its trips'
-departures and arrivals: plain ``list[int]``, scanned without allocating.
+departures (for the binary search), and each trip's own arrival and departure tuples.
+
+Per query, the scan does as little as it can: only the patterns of the services running in the
+window are queued (cached per combination of services); a pattern is boarded only at the
+stops improved in the round before (boarding from an older label was done in an earlier
+round); a ride stops where this trip or an earlier one of the pattern was already boarded in
+an earlier round (trip-based routing's R(t): nothing past it can improve), or once it arrives
+past the bound (the destination's best arrival so far less the smallest egress).
 
 Realtime: a trip with changed times is taken out of its pattern for that date and scanned as a
 pattern of its own (delays may break the no-overtaking order); a cancelled one is only taken
@@ -59,8 +66,9 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 from threading import Lock
-from typing import Final
+from typing import Any, Final
 
 from app.transit.timetable import Timetable
 
@@ -158,6 +166,10 @@ class Journey:
 # ---------------------------------------------------------------------------- preparation
 
 
+def _monotone(times: tuple[int, ...]) -> bool:
+    return all(a <= b for a, b in pairwise(times))
+
+
 class JourneyPlanner:
     """A timetable prepared for RAPTOR: build once per timetable (about 0.1 s for a city bus
     network), then `journeys` is safe to call from any thread; it never mutates the planner
@@ -183,8 +195,13 @@ class JourneyPlanner:
         self.pattern_drop_off: list[tuple[bool, ...]] = []
         self.pattern_service: list[int] = []
         self.pattern_trips: list[list[int]] = []
-        self.pattern_departures: list[list[list[int]]] = []  # [position][trip in pattern]
-        self.pattern_arrivals: list[list[list[int]]] = []
+        # Departures by position (for the binary search), then each trip's own times.
+        self.pattern_departures: list[list[list[int]]] = []  # [position][rank]
+        self.pattern_trip_arrivals: list[list[tuple[int, ...]]] = []  # [rank][position]
+        self.pattern_trip_departures: list[list[tuple[int, ...]]] = []
+        # Every trip's arrivals never decrease along its stops: a scan may stop once the
+        # ridden trip arrives past the bound (bad data only disables that shortcut).
+        self.pattern_monotone: list[bool] = []
         self.pattern_first_departure: list[int] = []
         self.pattern_last_arrival: list[int] = []
         self.trip_pattern: dict[int, tuple[int, int]] = {}  # trip -> (pattern, rank in it)
@@ -212,8 +229,8 @@ class JourneyPlanner:
                     drop_off,
                     services[service],
                     chain,
-                    [[trips[t].departures[i] for t in chain] for i in range(len(stops))],
-                    [[trips[t].arrivals[i] for t in chain] for i in range(len(stops))],
+                    [trips[t].arrivals for t in chain],
+                    [trips[t].departures for t in chain],
                 )
         self.base_patterns = len(self.pattern_stops)
 
@@ -229,6 +246,10 @@ class JourneyPlanner:
         self._lock = Lock()
         self._day_starts: dict[date, int] = {}
         self._day_services: OrderedDict[date, frozenset[int]] = OrderedDict()
+        self._active_at_stops: OrderedDict[
+            tuple[frozenset[int], ...],
+            tuple[list[tuple[tuple[int, int], ...]], list[tuple[int, ...]]],
+        ] = OrderedDict()
 
     def _add_pattern(
         self,
@@ -237,8 +258,8 @@ class JourneyPlanner:
         drop_off: tuple[bool, ...],
         service: int,
         trips: list[int],
-        departures: list[list[int]],
-        arrivals: list[list[int]],
+        arrivals: list[tuple[int, ...]],
+        departures: list[tuple[int, ...]],
     ) -> int:
         index = len(self.pattern_stops)
         self.pattern_stops.append(stops)
@@ -246,13 +267,36 @@ class JourneyPlanner:
         self.pattern_drop_off.append(drop_off)
         self.pattern_service.append(service)
         self.pattern_trips.append(trips)
-        self.pattern_departures.append(departures)
-        self.pattern_arrivals.append(arrivals)
-        self.pattern_first_departure.append(min(departures[0]))
-        self.pattern_last_arrival.append(max(arrivals[-1]))
+        self.pattern_departures.append([[d[i] for d in departures] for i in range(len(stops))])
+        self.pattern_trip_arrivals.append(arrivals)
+        self.pattern_trip_departures.append(departures)
+        self.pattern_monotone.append(all(_monotone(a) for a in arrivals))
+        self.pattern_first_departure.append(min(d[0] for d in departures))
+        self.pattern_last_arrival.append(max(a[-1] for a in arrivals))
         for rank, t in enumerate(trips):
             self.trip_pattern[t] = (index, rank)
         return index
+
+    def active_at_stops(
+        self, signature: tuple[frozenset[int], ...]
+    ) -> tuple[list[tuple[tuple[int, int], ...]], list[tuple[int, ...]]]:
+        """For a window's days (`signature`: each day's active services): per stop, the
+        (pattern, position) pairs of the patterns that run on one of them (the others are
+        never queued), and per pattern the indices of the days it runs. Cached: most windows
+        of a feed share a few signatures (weekdays, Saturday, ...)."""
+        found = self._active_at_stops.get(signature)
+        if found is None:
+            days = [
+                tuple(di for di, active in enumerate(signature) if service in active)
+                for service in self.pattern_service
+            ]
+            at_stop = [tuple(x for x in at if days[x[0]]) for at in self.stop_patterns]
+            found = (at_stop, days)
+            with self._lock:
+                self._active_at_stops[signature] = found
+                while len(self._active_at_stops) > 16:
+                    self._active_at_stops.popitem(last=False)
+        return found
 
     # -- service days
 
@@ -422,16 +466,21 @@ class _Search:
             default=0,
         )
         self.days = planner._service_days(start, limit, max(reach, planner.max_trip_seconds))
+        self.at_stop, self.day_indices = planner.active_at_stops(
+            tuple(active for _, _, active in self.days)
+        )
         n = planner.base_patterns
         # Per pattern: the days it runs inside the window, as (day index, day start, skipped
         # ranks or None); computed when the pattern is first scanned.
-        self.pattern_days: list[list[tuple[int, int, frozenset[int] | None]] | None] = [None] * n
+        self.pattern_days: list[list[list[Any]] | None] = [None] * n
         self.excluded: dict[tuple[int, int], set[int]] = {}
         self.stops = planner.pattern_stops
         self.pickup = planner.pattern_pickup
         self.drop_off = planner.pattern_drop_off
         self.departures = planner.pattern_departures
-        self.arrivals = planner.pattern_arrivals
+        self.trip_arrivals = planner.pattern_trip_arrivals
+        self.trip_departures = planner.pattern_trip_departures
+        self.monotone = planner.pattern_monotone
         self.trips = planner.pattern_trips
         self.extra_at_stop: dict[int, list[tuple[int, int]]] = {}
         self.extra_days: dict[int, int] = {}  # realtime pattern -> its day index
@@ -450,7 +499,9 @@ class _Search:
         self.pickup = list(self.pickup)
         self.drop_off = list(self.drop_off)
         self.departures = list(self.departures)
-        self.arrivals = list(self.arrivals)
+        self.trip_arrivals = list(self.trip_arrivals)
+        self.trip_departures = list(self.trip_departures)
+        self.monotone = list(self.monotone)
         self.trips = list(self.trips)
         for (trip, day), times in realtime.items():
             located = p.trip_pattern.get(trip)
@@ -463,7 +514,7 @@ class _Search:
             self.excluded.setdefault((pattern, di), set()).add(rank)
             if times is None:
                 continue
-            arrivals, departures = times
+            arrivals, departures = (tuple(x) for x in times)
             stops = p.pattern_stops[pattern]
             if len(arrivals) != len(stops) or len(departures) != len(stops):
                 raise ValueError(f"realtime times of trip {trip} do not match its stops")
@@ -472,26 +523,33 @@ class _Search:
             self.pickup.append(p.pattern_pickup[pattern])
             self.drop_off.append(p.pattern_drop_off[pattern])
             self.departures.append([[d] for d in departures])
-            self.arrivals.append([[a] for a in arrivals])
+            self.trip_arrivals.append([arrivals])
+            self.trip_departures.append([departures])
+            self.monotone.append(_monotone(arrivals))
             self.trips.append([trip])
             self.pattern_days.append(None)
             self.extra_days[index] = di
             for position, stop in enumerate(stops[:-1]):
                 self.extra_at_stop.setdefault(stop, []).append((index, position))
 
-    def _days_of(self, pattern: int) -> list[tuple[int, int, frozenset[int] | None]]:
+    def _days_of(self, pattern: int) -> list[list[Any]]:
+        """The pattern's days in the window: [day index, day start, skipped ranks or None,
+        cover], cover being filled by the scan: cover[rank] is the earliest position where
+        this trip or an earlier one of the pattern was boarded in any round so far. Riding
+        the trip past it is useless (an earlier round's labels are as early, and bounds only
+        shrink), and FIFO makes it so for every later trip too (trip-based routing's R(t))."""
         p = self.p
-        out: list[tuple[int, int, frozenset[int] | None]] = []
+        out: list[list[Any]] = []
         if pattern >= p.base_patterns:
             di = self.extra_days[pattern]
-            out.append((di, self.days[di][1], None))
+            out.append([di, self.days[di][1], None, None])
         else:
-            service = p.pattern_service[pattern]
             first, last = p.pattern_first_departure[pattern], p.pattern_last_arrival[pattern]
-            for di, (_, off, active) in enumerate(self.days):
-                if service in active and off + first <= self.limit and off + last >= self.start:
+            for di in self.day_indices[pattern]:
+                off = self.days[di][1]
+                if off + first <= self.limit and off + last >= self.start:
                     skipped = self.excluded.get((pattern, di))
-                    out.append((di, off, frozenset(skipped) if skipped else None))
+                    out.append([di, off, frozenset(skipped) if skipped else None, None])
         self.pattern_days[pattern] = out
         return out
 
@@ -543,25 +601,42 @@ class _Search:
                 found.append((k, where))
 
         settle(0)
-        stop_patterns = p.stop_patterns
+        at_stop = self.at_stop
         extra_at_stop = self.extra_at_stop
         pattern_days = self.pattern_days
         all_stops, all_pickup, all_drop = self.stops, self.pickup, self.drop_off
-        all_dep, all_arr = self.departures, self.arrivals
+        all_dep, all_trip_arr, all_trip_dep = (
+            self.departures,
+            self.trip_arrivals,
+            self.trip_departures,
+        )
+        all_monotone = self.monotone
+        # ready[stop]: the arrival to board from, for the stops marked in the round before;
+        # _INF elsewhere. Boarding where the label is older finds nothing new: that round's
+        # successor already boarded there (the stop was marked then) with the same label.
+        ready = [_INF] * n
         for k in range(1, max_rounds + 1):
             if not marked:
                 break
-            prev = arr[:]
-            queue: dict[int, int] = {}
+            # Per pattern: the positions of its stops marked in the round before.
+            queue: dict[int, list[int]] = {}
             get = queue.get
             for stop in marked:
-                for pattern, position in stop_patterns[stop]:
-                    if position < get(pattern, _INF):
-                        queue[pattern] = position
+                ready[stop] = arr[stop]
+                for pattern, position in at_stop[stop]:
+                    positions = get(pattern)
+                    if positions is None:
+                        queue[pattern] = [position]
+                    else:
+                        positions.append(position)
                 if extra_at_stop:
                     for pattern, position in extra_at_stop.get(stop, ()):
-                        if position < get(pattern, _INF):
-                            queue[pattern] = position
+                        positions = get(pattern)
+                        if positions is None:
+                            queue[pattern] = [position]
+                        else:
+                            positions.append(position)
+            previous_marked = marked
             lab: dict[int, tuple[int, ...]] = {}
             vlab: dict[int, tuple[int, ...]] = {}
             labels.append(lab)
@@ -569,49 +644,79 @@ class _Search:
             marked = set()
             reached: list[int] = []  # stops improved by vehicle this round
 
-            for pattern, first in queue.items():
+            for pattern, marks in queue.items():
                 days = pattern_days[pattern]
                 if days is None:
                     days = self._days_of(pattern)
                 if not days:
                     continue
+                if len(marks) > 1:
+                    marks.sort()
                 stops = all_stops[pattern]
                 pickup = all_pickup[pattern]
                 drop_off = all_drop[pattern]
                 deps = all_dep[pattern]
-                arrs = all_arr[pattern]
+                trip_arr = all_trip_arr[pattern]
+                trip_dep = all_trip_dep[pattern]
+                monotone = all_monotone[pattern]
                 n_pos = len(stops)
-                for di, off, skipped in days:
+                n_trips = len(trip_arr)
+                marks.append(n_pos - 1)  # then ride on to the end
+                for entry in days:
+                    di, off, skipped, cover = entry
+                    if cover is None:
+                        cover = entry[3] = [n_pos - 1] * n_trips
                     rank = -1  # the trip ridden, its rank in the pattern; -1: none yet
                     board = 0
-                    for i in range(first, n_pos):
-                        stop = stops[i]
-                        if rank >= 0 and drop_off[i]:
-                            t = arrs[i][rank] + off
-                            if t < by_vehicle[stop] and t < bound:
-                                by_vehicle[stop] = t
-                                label = (_TRIP, pattern, di, rank, board, i)
-                                if stop not in vlab:
-                                    reached.append(stop)
-                                vlab[stop] = label
-                                if t < arr[stop]:
-                                    arr[stop] = t
-                                    lab[stop] = label
-                                    marked.add(stop)
-                                    if stop in targets and t + targets[stop] < best_dest:
-                                        best_dest = t + targets[stop]
-                                        bound = min(self.limit + 1, best_dest - min_egress)
-                        ready = prev[stop]
-                        if ready < bound and pickup[i] and i + 1 < n_pos:
-                            row = deps[i]
-                            if rank < 0 or ready < row[rank] + off:
-                                j = bisect_left(row, ready - off)
-                                if skipped is not None:
-                                    while j in skipped:
-                                        j += 1
-                                if j < len(row) and (rank < 0 or j < rank):
-                                    rank = j
-                                    board = i
+                    tarr: tuple[int, ...] = ()
+                    tdep: tuple[int, ...] = ()
+                    done = -1  # positions up to here are dealt with
+                    until = -1  # the ridden trip is worth riding up to this position
+                    for b in marks:
+                        # Ride the current trip from the last position dealt with up to b.
+                        if rank >= 0 and done < until:
+                            for i in range(done + 1, (b if b < until else until) + 1):
+                                t = tarr[i] + off
+                                if t >= bound:
+                                    if monotone:
+                                        until = i  # later stops: later still
+                                        break
+                                    continue
+                                stop = stops[i]
+                                if drop_off[i] and t < by_vehicle[stop]:
+                                    by_vehicle[stop] = t
+                                    label = (_TRIP, pattern, di, rank, board, i)
+                                    if stop not in vlab:
+                                        reached.append(stop)
+                                    vlab[stop] = label
+                                    if t < arr[stop]:
+                                        arr[stop] = t
+                                        lab[stop] = label
+                                        marked.add(stop)
+                                        if stop in targets and t + targets[stop] < best_dest:
+                                            best_dest = t + targets[stop]
+                                            bound = min(self.limit + 1, best_dest - min_egress)
+                        done = b
+                        # Board an earlier trip at b?
+                        stop = stops[b]
+                        r = ready[stop]
+                        if r >= bound or not pickup[b] or (rank >= 0 and r >= tdep[b] + off):
+                            continue
+                        row = deps[b]
+                        j = bisect_left(row, r - off)
+                        if skipped is not None:
+                            while j in skipped:
+                                j += 1
+                        if j >= n_trips or (rank >= 0 and j >= rank):
+                            continue
+                        rank, board = j, b
+                        tarr, tdep = trip_arr[j], trip_dep[j]
+                        until = cover[j]
+                        while j < n_trips and cover[j] > b:
+                            cover[j] = b
+                            j += 1
+            for stop in previous_marked:
+                ready[stop] = _INF
 
             for stop in reached:
                 t = by_vehicle[stop]
@@ -672,10 +777,10 @@ class _Search:
                     service_date=day,
                     board_stop=board_stop,
                     board_position=board,
-                    departure=instant(self.departures[pattern][board][rank] + off),
+                    departure=instant(self.trip_departures[pattern][rank][board] + off),
                     alight_stop=stop,
                     alight_position=alight,
-                    arrival=instant(self.arrivals[pattern][alight][rank] + off),
+                    arrival=instant(self.trip_arrivals[pattern][rank][alight] + off),
                     realtime=pattern >= self.p.base_patterns,
                 )
             )
@@ -702,4 +807,4 @@ class _Search:
         if label[0] == _ACCESS:
             return self.sources[stop]
         _, pattern, di, rank, _, alight = label
-        return self.arrivals[pattern][alight][rank] + self.days[di][1]
+        return self.trip_arrivals[pattern][rank][alight] + self.days[di][1]

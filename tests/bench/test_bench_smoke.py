@@ -44,6 +44,7 @@ TARGETS = [
     (13, "subscriptions_p99_delivery_seconds"),
     (13, "subscriptions_missed_or_phantom"),
     (14, "transit_feed_load_vs_copy"),
+    (15, "journeys_vs_reference_throughput"),
 ]
 # Counts of things that must not happen: zero is the figure when all is well.
 ZERO_GOALS = {"subscriptions_missed_or_phantom"}
@@ -123,6 +124,10 @@ def test_smoke_run_produces_every_target_figure(tmp_path: Path) -> None:
     transit = result["transit"]
     assert "error" not in transit, transit
     assert transit["stop_times"] > 0 and len(transit["rounds"]) == transit["repeat"]
+    journeys = result["journeys"]
+    assert "error" not in journeys, journeys
+    assert journeys["queries"] > 0 and journeys["mismatches"] == 0, journeys["examples"]
+    assert journeys["one_day"]["mismatches"] == 0, journeys["one_day"]["examples"]
     push = result["push"]
     assert "error" not in push, push
     assert push["push_updates"] > 0 and push["bare_updates"] > 0

@@ -27,13 +27,15 @@ import heapq
 import io
 import zipfile
 from bisect import bisect_left
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 INF = 1 << 62
+KEPT_DAYS = 6
+KEPT_WINDOWS = 2
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 # (departure, arrival, from stop, to stop, trip instance, pickup at from, drop-off at to)
@@ -126,8 +128,12 @@ class ConnectionScan:
                 ],
             )
         self.max_seconds = max(v[-1][1] for _, v in self.trips.values())
-        self._days: dict[date, list[Connection]] = {}
-        self._merged: dict[tuple[date, ...], tuple[list[Connection], list[int]]] = {}
+        # The last few days' and windows' connections (a day's are about 6 MB for Cairns:
+        # every date of a feed's validity would take gigabytes).
+        self._days: OrderedDict[date, list[Connection]] = OrderedDict()
+        self._merged: OrderedDict[tuple[date, ...], tuple[list[Connection], list[int]]] = (
+            OrderedDict()
+        )
         self._instances = 0
 
     def day_start(self, day: date) -> int:
@@ -148,6 +154,9 @@ class ConnectionScan:
             # Stable sort: a trip's own connections keep their order among equal times.
             out.sort(key=lambda c: (c[0], c[1]))
             self._days[day] = out
+            while len(self._days) > KEPT_DAYS:
+                self._days.popitem(last=False)
+        self._days.move_to_end(day)
         return self._days[day]
 
     def _window(self, start: int, limit: int) -> tuple[list[Connection], list[int]]:
@@ -165,6 +174,9 @@ class ConnectionScan:
                 heapq.merge(*(self._connections_of(d) for d in days), key=lambda c: (c[0], c[1]))
             )
             self._merged[key] = (merged, [c[0] for c in merged])
+            while len(self._merged) > KEPT_WINDOWS:
+                self._merged.popitem(last=False)
+        self._merged.move_to_end(key)
         return self._merged[key]
 
     def earliest_arrival(
