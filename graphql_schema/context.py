@@ -131,6 +131,8 @@ class Context(BaseContext):
         self._api_key: ApiKeyPrincipal | None = None
         self._api_key_lock = asyncio.Lock()
         self.loaders = Loaders(runtime.search, runtime.provider_admin, runtime.bookings)
+        # Stops whose departures were computed, per operation (graphql_schema/transit.py).
+        self.departure_boards: dict[int, int] = {}
 
     @classmethod
     def of(

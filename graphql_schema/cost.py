@@ -30,10 +30,17 @@ ROOT_FIELD_COSTS: Mapping[str, int] = {
     "tripOptions": 10,  # a search of up to max_first vehicles, an estimate and offer each
     # Two vehicle searches, two stop searches and a RAPTOR run per first and last mile.
     "journeys": 10,
+    # A PostGIS search; each stop's departures are counted apart (at most 20 per operation).
+    "stops": 2,
     "usageReport": 10,  # a month of an organisation's bookings, aggregated
     "quote": 3,
     "rideEndCheck": 3,
 }
+
+# What the refusal tells the caller, from the table itself (dearest first).
+_COSTS_TOLD = ", ".join(
+    f"{name} {cost}" for name, cost in sorted(ROOT_FIELD_COSTS.items(), key=lambda i: (-i[1], i[0]))
+)
 
 
 def _root_cost(selection_set: SelectionSetNode, context: Any, seen: set[str]) -> int:
@@ -60,8 +67,8 @@ def cost_limit(max_cost: int) -> type[ValidationRule]:
                 self.report_error(
                     GraphQLError(
                         f"this operation costs {cost}, more than the {max_cost} one request may "
-                        f"spend (tripOptions and usageReport cost 10 each, quote and "
-                        f"rideEndCheck 3, other fields 1): split it into several requests",
+                        f"spend ({_COSTS_TOLD}, other fields {DEFAULT_COST}): split it into "
+                        "several requests",
                         node,
                         extensions={"code": "QUERY_TOO_COSTLY"},
                     )

@@ -27,6 +27,7 @@ from graphql_schema.types import Money, Vehicle
 Info = strawberry.Info[Context, None]
 
 MAX_DEPARTURES = 100
+MAX_DEPARTURE_BOARDS = 20
 
 strawberry.enum(RouteMode, name="TransitMode", description="GTFS route_type, by name.")
 
@@ -185,6 +186,18 @@ class Stop:
         from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
         first: int = 10,
     ) -> list[Departure]:
+        # Departure boards per operation are few on a map or a stop page; an operation that
+        # asks for hundreds (aliased `stops` with nested `departures`) is refused, as the
+        # cost budget refuses aliased root fields (graphql_schema/cost.py).
+        boards = info.context.departure_boards
+        key = id(info.operation)
+        boards[key] = boards.get(key, 0) + 1
+        if boards[key] > MAX_DEPARTURE_BOARDS:
+            raise InvalidInput(
+                f"at most {MAX_DEPARTURE_BOARDS} stops' departures in one operation; ask for "
+                "fewer stops, or their departures in several requests",
+                code="TOO_MANY_DEPARTURE_BOARDS",
+            )
         if not 0 < first <= MAX_DEPARTURES:
             raise InvalidInput(
                 f"first must be between 1 and {MAX_DEPARTURES}; got {first}",

@@ -128,6 +128,7 @@ async def runtime(session_runtime: Runtime) -> AsyncIterator[Runtime]:
     session_runtime.tiles._cache.clear()  # another test's tiles, within their few seconds
     session_runtime.reference.invalidate()
     session_runtime.transit.forget()
+    session_runtime.transit_live.forget()
     # Secrets are sealed with the runtime's keys, whatever keys a previous test used.
     secret_box.configure(session_runtime.settings)
     yield session_runtime

@@ -16,6 +16,7 @@ their scheduled time, so a rider sees that the train they meant to take will not
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -61,10 +62,8 @@ def platforms_of(timetable: Timetable, stop: TransitStop) -> list[TransitStop]:
     """The stop itself, and for a station its platforms (children by ``parent_station``)."""
     if stop.location_type != 1:
         return [stop]
-    children = [
-        s for s in timetable.stops if s.parent_station == stop.gtfs_id and s.location_type in (0, 4)
-    ]
-    return children or [stop]
+    children = timetable.platforms.get(stop.gtfs_id, ())
+    return [timetable.stops[i] for i in children] or [stop]
 
 
 def departures(
@@ -80,28 +79,38 @@ def departures(
     within `horizon_days` days; ties by route then trip id, so the order is stable."""
     if after.tzinfo is None:
         raise ValueError("`after` must be an aware datetime")
-    zone = timetable.zone
-    local_day = after.astimezone(zone).date()
+    local_day = after.astimezone(timetable.zone).date()
     back = math.ceil(timetable.max_trip_seconds() / DAY)
     found: list[Departure] = []
     earliest = after - timedelta(seconds=MAX_DELAY_SECONDS)
-    for platform in platforms_of(timetable, stop):
-        visits = timetable.trips_at_stop.get(platform.index, ())
-        for offset in range(-back, horizon_days + 1):
-            day = local_day + timedelta(days=offset)
-            running = timetable.services_on(day)
-            if not running:
-                continue
-            start = timetable.service_day_start(day)
-            for trip_index, position in visits:
+    platforms = platforms_of(timetable, stop)
+    # Day by day, earliest first: once `first` departures are in hand and the next day's
+    # service starts after the latest of them, no later day can bring a sooner one (a trip
+    # leaves at or after its service day's start, and is late by at most MAX_DELAY_SECONDS
+    # from the scheduled time the filter above uses).
+    for offset in range(-back, horizon_days + 1):
+        day = local_day + timedelta(days=offset)
+        start = timetable.service_day_start(day)
+        if len(found) >= first:
+            found.sort(key=_order)
+            del found[first:]
+            if start - timedelta(seconds=MAX_DELAY_SECONDS) > found[-1].sort_time:
+                break
+        running = timetable.services_on(day)
+        if not running:
+            continue
+        floor = (earliest - start).total_seconds()
+        for platform in platforms:
+            visits = timetable.trips_at_stop.get(platform.index, ())
+            # Visits are sorted by departure time: skip those leaving before the window.
+            lo = bisect_left(visits, floor, key=lambda v: timetable.trips[v[0]].departures[v[1]])
+            for trip_index, position in visits[lo:]:
                 trip = timetable.trips[trip_index]
                 if position == len(trip.stops) - 1 or not trip.pickup[position]:
                     continue
                 if trip.service_id not in running:
                     continue
                 scheduled = start + timedelta(seconds=trip.departures[position])
-                if scheduled < earliest:
-                    continue
                 live = expected(trip_index, day) if expected is not None else None
                 cancelled = live is not None and (live.cancelled or live.stops[position].skipped)
                 expected_time = None
@@ -126,5 +135,9 @@ def departures(
                 )
                 if departure.sort_time >= after:
                     found.append(departure)
-    found.sort(key=lambda d: (d.sort_time, d.route.id, d.trip.id, d.trip.start_time or 0))
+    found.sort(key=_order)
     return found[:first]
+
+
+def _order(d: Departure) -> tuple[datetime, str, str, int]:
+    return (d.sort_time, d.route.id, d.trip.id, d.trip.start_time or 0)

@@ -44,7 +44,7 @@ from app.search.schemas import VehicleFilter, VehicleHit
 from app.search.service import SearchService
 from app.search.validation import Area, check_point, validate_first
 from app.transit import raptor
-from app.transit.service import StopHit, TransitService
+from app.transit.service import StopHit, TransitService, check_instant
 from app.transit.timetable import Timetable, TransitRoute, TransitStop, TransitTrip
 from geo.areas import Near
 from geo.distance import geodesic_meters, sphere_meters
@@ -285,6 +285,7 @@ class JourneyService:
         if depart.tzinfo is None:
             raise InvalidInput("departAt needs a UTC offset", code="INVALID_TIME")
         depart = depart.astimezone(UTC)
+        check_instant(depart, now, "departAt")
         live = abs(depart - now) <= timedelta(minutes=self.settings.transit_vehicles_within_minutes)
         ctx = _Context(
             origin,
@@ -336,8 +337,12 @@ class JourneyService:
             first=s.max_first,
             viewer_orgs=viewer_orgs,
         )
+        # A vehicle taken for the first mile cannot wait at the far end for the last one.
+        taken = {h.vehicle.id for h in firsts}
         ctx.egress_vehicles = [
-            _Vehicle(h, LatLon(h.vehicle.lat, h.vehicle.lon), None, 0.0) for h in near_destination
+            _Vehicle(h, LatLon(h.vehicle.lat, h.vehicle.lon), None, 0.0)
+            for h in near_destination
+            if h.vehicle.id not in taken
         ]
         return firsts + list(near_destination)
 

@@ -66,6 +66,11 @@ class RealtimeStore:
         self._parsed: dict[tuple[str, str], tuple[str, RealtimeSnapshot]] = {}
         self._merged: dict[str, tuple[float, tuple[str, ...], RealtimeSnapshot | None]] = {}
 
+    def forget(self) -> None:
+        """Drop what this process holds (tests; a new process starts so)."""
+        self._parsed.clear()
+        self._merged.clear()
+
     @property
     def max_age_seconds(self) -> float:
         return self._max_age

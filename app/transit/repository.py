@@ -9,6 +9,7 @@ each, over the active versions of the enabled feeds, with the geography index
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -200,7 +201,10 @@ async def active_timetable(
         rows = await read_version_rows(session, slug)
     if rows is None:
         return None
-    return build_timetable(
+    # CPU work of a fraction of a second for a city, seconds for a country: off the event
+    # loop (the GIL still shares the core, but the loop keeps answering between slices).
+    return await asyncio.to_thread(
+        build_timetable,
         feed=slug,
         version=str(rows.version),
         agencies=rows.agencies,

@@ -10,10 +10,11 @@ version within that time, and never a mix (a timetable is built from one version
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import text
@@ -28,9 +29,23 @@ from app.transit.realtime_times import RealtimeView
 from app.transit.timetable import Timetable, TransitStop
 from geo.areas import BBox, Near
 
+log = logging.getLogger(__name__)
+
 
 class UnknownStop(NotFound):
     code = "STOP_NOT_FOUND"
+
+
+# Any instant can be asked for (answers are testable against a feed of years ago), within
+# reason: the calendar arithmetic of a year 1 or 9999 overflows.
+MAX_YEARS_AWAY = 100
+
+
+def check_instant(at: datetime, now: datetime, what: str) -> None:
+    if abs(at - now) > timedelta(days=365 * MAX_YEARS_AWAY):
+        raise InvalidInput(
+            f"{what} must be within {MAX_YEARS_AWAY} years of now", code="INVALID_TIME"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,20 +142,36 @@ class TransitService:
         self._checked_at = float("-inf")
 
     async def timetables(self) -> dict[str, Timetable]:
-        """Every enabled feed's active timetable, rebuilt where its version changed."""
+        """Every enabled feed's active timetable, rebuilt where its version changed.
+
+        While one request rebuilds, the others are answered from the timetables held (a
+        reload is seen once built, never half). A feed that fails to build keeps its last
+        good timetable (or stays out) and is retried after `refresh_seconds`, logged; one
+        bad feed never fails the others' answers."""
         if self.clock() - self._checked_at < self.refresh_seconds:
+            return self._timetables
+        if self._lock.locked() and self._timetables:
             return self._timetables
         async with self._lock:
             if self.clock() - self._checked_at < self.refresh_seconds:
                 return self._timetables
-            versions = await self.source.active_versions()
+            try:
+                versions = await self.source.active_versions()
+            except Exception:
+                log.exception("transit: reading the feeds' active versions failed")
+                self._checked_at = self.clock()
+                return self._timetables
             current: dict[str, Timetable] = {}
             for slug, version in versions.items():
                 kept = self._timetables.get(slug)
                 if kept is not None and kept.version == version:
                     current[slug] = kept
                     continue
-                built = await self.source.timetable(slug)
+                try:
+                    built = await self.source.timetable(slug)
+                except Exception:
+                    log.exception("transit: building the timetable of %s failed", slug)
+                    built = kept
                 if built is not None:
                     current[slug] = built
             self._timetables = current
@@ -213,19 +244,23 @@ class TransitService:
 
     async def departure_alerts(self, departure: Departure) -> list[Alert]:
         """The live alerts in force when it departs that inform its route, its trip, or its
-        stop (alone or with the route)."""
+        stop or the stop's station (alone or with the route)."""
         view = await self.realtime_view(departure.timetable)
         if view is None:
             return []
+        stop = departure.stop
         return view.alerts(
             departure.sort_time.timestamp(),
-            stop_ids=(departure.stop.gtfs_id,),
+            stop_ids=(stop.gtfs_id, stop.parent_station)
+            if stop.parent_station
+            else (stop.gtfs_id,),
             route_id=departure.route.gtfs_id,
             trip_id=departure.trip.gtfs_id,
             service_date=departure.service_date,
         )
 
     async def departures(self, hit: StopHit, *, after: datetime, first: int) -> list[Departure]:
+        check_instant(after, datetime.now(UTC), "from")
         view = await self.realtime_view(hit.timetable)
         expected: ExpectedLookup | None = view.expected if view is not None else None
         return departures(

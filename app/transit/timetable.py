@@ -237,6 +237,11 @@ class Timetable:
     trips_by_gtfs_id: Mapping[str, tuple[int, ...]] = field(repr=False)
     trips_at_stop: Mapping[int, tuple[tuple[int, int], ...]] = field(repr=False)
     # stop -> ((trip, position in the trip), ...), by departure time there
+    # Derived once at build, so a departures board does not rescan the timetable: the latest
+    # time of any trip, each station's platforms, and the services of each day asked for.
+    latest_seconds: int = 0
+    platforms: Mapping[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
+    _services_by_day: dict[date, frozenset[str]] = field(default_factory=dict, repr=False)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -246,12 +251,18 @@ class Timetable:
         return service_day_start(day, self.zone)
 
     def services_on(self, day: date) -> frozenset[str]:
-        return frozenset(s for s, days in self.services.items() if day in days)
+        found = self._services_by_day.get(day)
+        if found is None:
+            found = frozenset(s for s, days in self.services.items() if day in days)
+            if len(self._services_by_day) > 4_096:  # dates asked for are the caller's
+                self._services_by_day.clear()
+            self._services_by_day[day] = found
+        return found
 
     def max_trip_seconds(self) -> int:
         """The latest time of any trip: how many service days back an instant can be served
         from (a trip of yesterday's service day at 25:30 runs today)."""
-        return max((t.arrivals[-1] for t in self.trips if t.arrivals), default=0)
+        return self.latest_seconds
 
     def stop(self, scoped_id: str) -> TransitStop | None:
         prefix = self.feed + ":"
@@ -461,7 +472,13 @@ def build_timetable(
             continue
         walks.setdefault(a, []).append((b, fp.seconds))
 
+    children: dict[str, list[int]] = {}
+    for platform in stop_list:
+        if platform.parent_station and platform.location_type in (0, 4):
+            children.setdefault(platform.parent_station, []).append(platform.index)
     return Timetable(
+        latest_seconds=max((t.arrivals[-1] for t in trip_list), default=0),
+        platforms={k: tuple(v) for k, v in children.items()},
         feed=feed,
         version=version,
         timezone=zone_name,

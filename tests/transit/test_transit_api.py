@@ -133,6 +133,16 @@ async def test_bad_stop_arguments_get_clear_errors(
     assert [e["extensions"]["code"] for e in too_many["errors"]] == ["INVALID_FIRST"]
     no_area = await _gql(api, "{ stops { id } }")
     assert [e["extensions"]["code"] for e in no_area["errors"]] == ["INVALID_AREA"]
+    ancient = await _gql(api, STOP_QUERY, id="caltrain:70021", **{"from": "0001-01-01T00:00:00Z"})
+    assert [e["extensions"]["code"] for e in ancient["errors"]] == ["INVALID_TIME"]
+    # Twenty departure boards in one operation, then no more: the 21st is refused.
+    boards = " ".join(
+        f'b{i}: stop(id: "caltrain:70021") {{ departures(first: 1) {{ trip {{ id }} }} }}'
+        for i in range(21)
+    )
+    many = await _gql(api, f"{{ {boards} }}")
+    assert [e["extensions"]["code"] for e in many["errors"]] == ["TOO_MANY_DEPARTURE_BOARDS"]
+    assert sum(1 for v in many["data"].values() if v is not None) == 20
 
 
 async def test_caltrains_live_data_moves_the_affected_departures(
@@ -214,6 +224,7 @@ def _alerts_feed(now: int) -> bytes:
 
     alert("on-route", now - 3600, now + 7200, route_id="L1")
     alert("at-stop", now - 3600, now + 7200, stop_id="70021")
+    alert("at-station", now - 3600, now + 7200, stop_id="22nd_street")  # 70021's parent
     alert("over", now - 7200, now - 3600, route_id="L1")  # ended an hour ago
     return bytes(message.SerializeToString())
 
@@ -245,7 +256,10 @@ async def test_alerts_that_apply_to_a_stop_and_its_departures(
     )
     assert "errors" not in body, body
     stop = body["data"]["stop"]
-    assert stop["alerts"] == [{"id": "at-stop", "header": "header of at-stop", "effect": "DETOUR"}]
+    assert sorted(stop["alerts"], key=lambda a: a["id"]) == [
+        {"id": f"at-{where}", "header": f"header of at-{where}", "effect": "DETOUR"}
+        for where in ("station", "stop")
+    ]
     routes = {d["route"]["id"] for d in stop["departures"]}
     assert "caltrain:L1" in routes and len(routes) > 1  # both kinds of departure are checked
     until = at + timedelta(hours=2)  # both alerts in force end then
@@ -253,5 +267,6 @@ async def test_alerts_that_apply_to_a_stop_and_its_departures(
     for d in stop["departures"]:
         expected = set()
         if datetime.fromisoformat(d["scheduledTime"]) < until:
-            expected = {"at-stop"} | ({"on-route"} if d["route"]["id"] == "caltrain:L1" else set())
+            expected = {"at-stop", "at-station"}
+            expected |= {"on-route"} if d["route"]["id"] == "caltrain:L1" else set()
         assert {a["id"] for a in d["alerts"]} == expected, d
