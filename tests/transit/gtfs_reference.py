@@ -51,11 +51,13 @@ class GtfsReference:
             self.calendar = _rows(archive, "calendar.txt")
             self.calendar_dates = _rows(archive, "calendar_dates.txt")
             self.stop_times = _rows(archive, "stop_times.txt")
+            frequencies = _rows(archive, "frequencies.txt")
         self.last_sequence: dict[str, int] = defaultdict(int)
         for r in self.stop_times:
             seq = int(r["stop_sequence"])
             self.last_sequence[r["trip_id"]] = max(self.last_sequence[r["trip_id"]], seq)
         self._fill_times()
+        self._expand(frequencies)
         self.max_seconds = max(
             _seconds(r["arrival_time"]) for r in self.stop_times if r["arrival_time"]
         )
@@ -82,6 +84,36 @@ class GtfsReference:
                 r["departure_time"] = r["arrival_time"] = (
                     f"{t // 3600}:{t // 60 % 60:02d}:{t % 60:02d}"
                 )
+
+    def _expand(self, frequencies: list[dict[str, str]]) -> None:
+        """A trip in frequencies.txt is a template: one run starts at each start_time +
+        k * headway_secs before end_time, its times shifted by that start less the template's
+        first departure. Each run is a trip of its own here (id "T@start")."""
+        by_trip: dict[str, list[dict[str, str]]] = defaultdict(list)
+        for r in self.stop_times:
+            by_trip[r["trip_id"]].append(r)
+        for f in frequencies:
+            template = sorted(by_trip.pop(f["trip_id"], []), key=lambda r: int(r["stop_sequence"]))
+            if not template:
+                continue
+            first = _seconds(template[0]["departure_time"])
+            start, end = _seconds(f["start_time"]), _seconds(f["end_time"])
+            while start < end:
+                run = f"{f['trip_id']}@{start}"
+                self.trips[run] = self.trips[f["trip_id"]]
+                self.last_sequence[run] = self.last_sequence[f["trip_id"]]
+                for r in template:
+                    shifted = dict(r, trip_id=run)
+                    for column in ("arrival_time", "departure_time"):
+                        t = _seconds(r[column]) + start - first
+                        shifted[column] = f"{t // 3600}:{t // 60 % 60:02d}:{t % 60:02d}"
+                    self.stop_times.append(shifted)
+                start += int(f["headway_secs"])
+        templates = {f["trip_id"] for f in frequencies}
+        self.stop_times = [r for r in self.stop_times if r["trip_id"] not in templates]
+        self.max_seconds = max(
+            _seconds(r["arrival_time"]) for r in self.stop_times if r["arrival_time"]
+        )
 
     def runs(self, service_id: str, day: date) -> bool:
         for r in self.calendar_dates:

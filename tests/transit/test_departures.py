@@ -14,6 +14,7 @@ import pytest
 from app.transit.departures import departures
 from app.transit.gtfs import timetable_from_zip
 from app.transit.timetable import Timetable
+from providers.demo.transit import demo_gtfs
 from tests.conftest import require_conformance
 from tests.transit.gtfs_reference import GtfsReference
 
@@ -88,3 +89,23 @@ def test_a_station_answers_for_its_platforms() -> None:
     assert [(d.scheduled_time, d.trip.gtfs_id) for d in got] == [
         (w.instant, w.trip_id) for w in reference.departures(station.gtfs_id, instant, 10)
     ]
+
+
+def test_frequency_based_trips_match_the_files(tmp_path: Path) -> None:
+    """The demo network is written as frequencies.txt templates (exact times, runs past
+    midnight): every run's departures, against the reference's own expansion."""
+    path = tmp_path / "demo.zip"
+    day = date(2026, 3, 29)  # Europe/Berlin's clocks go forward that night
+    path.write_bytes(demo_gtfs(day))
+    timetable = timetable_from_zip(path, feed="demo")
+    reference = GtfsReference(path)
+    zone = ZoneInfo("Europe/Berlin")
+    start = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+    for stop in timetable.stops:
+        for hours in (-2, 0, 1, 2, 4, 5, 12, 23, 24, 25):
+            instant = start + timedelta(hours=hours, minutes=7)
+            got = departures(timetable, stop, after=instant, first=6)
+            want = reference.departures(stop.gtfs_id, instant, 6)
+            assert [(d.scheduled_time, d.trip.gtfs_id) for d in got] == [
+                (w.instant, w.trip_id.split("@")[0]) for w in want
+            ], f"{stop.gtfs_id} at {instant.isoformat()}"
