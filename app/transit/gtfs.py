@@ -1,7 +1,12 @@
 """Reading a GTFS zip into the typed rows of `app/transit/timetable.py`, with findings.
 
-The zip's members are streamed through the ``csv`` module (``utf-8-sig``, so a byte-order mark
-is dropped, and reported); nothing but the parsed rows is held. Like the GBFS side
+The zip's members are read a block of lines at a time (UTF-8; a byte-order mark is dropped,
+and reported); nothing but the parsed rows is held. A block without quotes is split on commas
+whole, the ``csv`` module reads the rest (`_Table`). The stop times, the large file, are checked
+column by column (`_Reader._clean_block`: sets and maps over distinct values, no Python step
+per row), and, only when some row breaks a rule, row by row (`_Reader._stop_time_rows`, where
+the rules and their findings live); a listener may be handed the blocks as they are read
+(`read_gtfs`), which the loader copies into PostgreSQL meanwhile. Like the GBFS side
 (`adapters/gbfs/findings.py`), what deviates from the spec is reported as *findings*, tallied
 per (severity, code, file, description) with a count and a few example ids, so a feed that
 repeats one deviation on 100,000 rows stays readable:
@@ -25,12 +30,15 @@ needs no database.
 
 from __future__ import annotations
 
+import collections
 import csv
 import hashlib
 import io
+import itertools
 import math
+import operator
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -57,8 +65,12 @@ __all__ = [
     "DEFAULT_WALKING_SPEED_KMH",
     "GtfsFeed",
     "GtfsFinding",
+    "GtfsHead",
+    "Listener",
     "Severity",
+    "StopTimeColumns",
     "TransferRow",
+    "feed_sha256",
     "footpath_rows",
     "nearby_stop_pairs",
     "read_gtfs",
@@ -202,6 +214,121 @@ class TransferRow:
     min_transfer_time: int | None
 
 
+class StopTimeColumns:
+    """A feed's stop times column by column, in the order of `GtfsFeed.stop_times`: what the
+    loader copies (`records`, tuples made by C loops), and the typed rows, built on first use
+    for the callers that want them (`rows`)."""
+
+    __slots__ = (
+        "_rows",
+        "arrival",
+        "departure",
+        "drop_off_type",
+        "headsign",
+        "pickup_type",
+        "stop_id",
+        "stop_sequence",
+        "trip_id",
+    )
+
+    def __init__(
+        self,
+        trip_id: list[str],
+        stop_sequence: list[int],
+        stop_id: list[str],
+        arrival: list[int | None],
+        departure: list[int | None],
+        headsign: list[str | None],
+        pickup_type: list[int],
+        drop_off_type: list[int],
+    ) -> None:
+        self.trip_id = trip_id
+        self.stop_sequence = stop_sequence
+        self.stop_id = stop_id
+        self.arrival = arrival
+        self.departure = departure
+        self.headsign = headsign
+        self.pickup_type = pickup_type
+        self.drop_off_type = drop_off_type
+        self._rows: tuple[StopTimeRow, ...] | None = None
+
+    @classmethod
+    def of(cls, rows: Iterable[StopTimeRow]) -> StopTimeColumns:
+        kept = tuple(rows)
+        out = cls(
+            [r.trip_id for r in kept],
+            [r.stop_sequence for r in kept],
+            [r.stop_id for r in kept],
+            [r.arrival for r in kept],
+            [r.departure for r in kept],
+            [r.headsign for r in kept],
+            [r.pickup_type for r in kept],
+            [r.drop_off_type for r in kept],
+        )
+        out._rows = kept
+        return out
+
+    @classmethod
+    def joined(cls, parts: list[StopTimeColumns]) -> StopTimeColumns:
+        if len(parts) == 1:
+            return parts[0]
+        columns = [
+            list(itertools.chain.from_iterable(c))
+            for c in zip(*(p._columns() for p in parts), strict=True)
+        ]
+        return cls(*columns)
+
+    def arranged(self, order: list[int]) -> StopTimeColumns:
+        """The rows in the given order (indices)."""
+        return StopTimeColumns(*(list(map(c.__getitem__, order)) for c in self._columns()))
+
+    def __len__(self) -> int:
+        return len(self.trip_id)
+
+    def _columns(self) -> tuple[list[Any], ...]:
+        return (
+            self.trip_id,
+            self.stop_sequence,
+            self.stop_id,
+            self.arrival,
+            self.departure,
+            self.headsign,
+            self.pickup_type,
+            self.drop_off_type,
+        )
+
+    def rows(self) -> tuple[StopTimeRow, ...]:
+        if self._rows is None:
+            self._rows = tuple(map(StopTimeRow, *self._columns()))
+        return self._rows
+
+    def records(self, *leading: Any) -> Iterator[tuple[Any, ...]]:
+        """Each stop time as a tuple of its columns in `StopTimeRow`'s order, after the
+        ``leading`` values (the loader's version id)."""
+        # The repeated values are endless: the columns end the tuples.
+        return zip(*(itertools.repeat(v) for v in leading), *self._columns(), strict=False)
+
+
+@dataclass(frozen=True, slots=True)
+class GtfsHead:
+    """What `read_gtfs` has read before the stop times, handed to its listener: final, but for
+    the trips (those that end up with fewer than two usable stop times are dropped)."""
+
+    feed_version: str | None
+    agencies: tuple[AgencyRow, ...]
+    stops: tuple[StopRow, ...]
+    routes: tuple[RouteRow, ...]
+    trips: tuple[TripRow, ...]
+    calendars: tuple[CalendarRow, ...]
+    calendar_dates: tuple[CalendarDateRow, ...]
+    transfers: tuple[TransferRow, ...]
+
+
+# Told, from the reader's thread, the head of the feed, then blocks of stop times in the
+# final order (while the feed's rows stay clean and in that order; see `read_gtfs`).
+Listener = Callable[[GtfsHead | StopTimeColumns], None]
+
+
 @dataclass(frozen=True, slots=True)
 class GtfsFeed:
     """A feed's usable rows (those skipped are in `findings`), checked and cross-referenced:
@@ -215,12 +342,18 @@ class GtfsFeed:
     stops: tuple[StopRow, ...]
     routes: tuple[RouteRow, ...]
     trips: tuple[TripRow, ...]
-    stop_times: tuple[StopTimeRow, ...]
+    stop_time_columns: StopTimeColumns
     calendars: tuple[CalendarRow, ...]
     calendar_dates: tuple[CalendarDateRow, ...]
     frequencies: tuple[FrequencyRow, ...]
     transfers: tuple[TransferRow, ...]
     findings: tuple[GtfsFinding, ...]
+    # Every stop time was handed to the listener, in this order, and nothing else was.
+    stop_times_streamed: bool = False
+
+    @property
+    def stop_times(self) -> tuple[StopTimeRow, ...]:
+        return self.stop_time_columns.rows()
 
     @property
     def fatal(self) -> bool:
@@ -236,7 +369,7 @@ class GtfsFeed:
             "stops": len(self.stops),
             "routes": len(self.routes),
             "trips": len(self.trips),
-            "stop_times": len(self.stop_times),
+            "stop_times": len(self.stop_time_columns),
             "calendars": len(self.calendars),
             "calendar_dates": len(self.calendar_dates),
             "frequencies": len(self.frequencies),
@@ -336,80 +469,222 @@ class _Zip:
         member = self.members.get(name)
         if member is None:
             return None
-        with self.archive.open(member) as raw:
-            if raw.read(3) == _BOM:
-                self.findings.add(
-                    "info", "BYTE_ORDER_MARK", name, "starts with a byte-order mark (ignored)"
-                )
-        stream = io.TextIOWrapper(self.archive.open(member), encoding="utf-8-sig", newline="")
-        reader = csv.reader(stream)
+        raw = self.archive.open(member)
+        blocks = _text_blocks(raw)
         try:
-            header = next(reader, None)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            self._unreadable(name, stream, required, f"cannot be read ({exc.__class__.__name__})")
+            first = next(blocks, "")
+        except _Malformed:
+            raw.close()
+            self._unreadable(name, required, "cannot be read (UnicodeDecodeError)")
             return None
-        if header is None:
-            self._unreadable(name, stream, required, "is empty (no header)")
+        if first.startswith("\ufeff"):
+            self.findings.add(
+                "info", "BYTE_ORDER_MARK", name, "starts with a byte-order mark (ignored)"
+            )
+            first = first[1:]
+        if not first:
+            raw.close()
+            self._unreadable(name, required, "is empty (no header)")
+            return None
+        line, _, rest = first.partition("\n")
+        try:
+            header = next(csv.reader([line]), [])
+        except csv.Error as exc:
+            raw.close()
+            self._unreadable(name, required, f"cannot be read ({exc.__class__.__name__})")
             return None
         index = {h.strip(): i for i, h in enumerate(header)}
         missing = [c for c in _REQUIRED_COLUMNS.get(name, ()) if c not in index]
         if missing:
-            self._unreadable(
-                name, stream, required, f"lacks the required column(s) {', '.join(missing)}"
-            )
+            raw.close()
+            self._unreadable(name, required, f"lacks the required column(s) {', '.join(missing)}")
             return None
-        return _Table(name, stream, reader, [index.get(c, -1) for c in columns], self.findings)
+        return _Table(
+            name,
+            itertools.chain((rest,), blocks),
+            raw,
+            [index.get(c, -1) for c in columns],
+            self.findings,
+        )
 
-    def _unreadable(self, name: str, stream: IO[str], required: bool, why: str) -> None:
-        stream.close()
+    def _unreadable(self, name: str, required: bool, why: str) -> None:
         if required:
             self.findings.add("fatal", "UNREADABLE_FILE", name, f"{name} {why}")
             raise _Fatal(name)
         self.findings.add("error", "UNREADABLE_FILE", name, f"{name} {why}; the file is ignored")
 
 
+# A member is decoded and split this many bytes at a time (then to the end of the line): big
+# enough that splitting is done by C loops over long strings, small enough that a large
+# stop_times.txt is never held whole.
+_BLOCK = 1 << 18
+_CHUNK_ROWS = 1 << 14  # rows per chunk on the csv module's path
+
+
+class _Malformed(Exception):
+    """The member is not UTF-8 from some line on."""
+
+
+def _text_blocks(raw: IO[bytes]) -> Iterator[str]:
+    """The member's text in blocks of whole lines (a byte-order mark kept, for the caller to
+    report). At a line that is not UTF-8: the lines before it, then _Malformed."""
+    while True:
+        data = raw.read(_BLOCK)
+        if not data:
+            return
+        if not data.endswith(b"\n"):
+            data += raw.readline()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            good = data[: data.rfind(b"\n", 0, exc.start) + 1]
+            if good:
+                yield good.decode("utf-8")
+            raise _Malformed from None
+        yield text
+
+
+def _plain(block: str) -> bool:
+    """Whether splitting the block on newlines and commas reads it as the ``csv`` module
+    would: no quote, no NUL, every carriage return part of a CRLF."""
+    if '"' in block or "\x00" in block:
+        return False
+    return "\r" not in block or block.count("\r") == block.count("\r\n")
+
+
 class _Table:
-    """One file's rows, each a list of the asked-for columns' values (stripped; "" when the
-    column is absent or the row short)."""
+    """One file's rows: the asked-for columns' values (stripped; "" when the column is absent
+    or the row short), one row at a time, or column by column (`column_chunks`, large files).
+
+    While the text has no quote (every feed seen so far) and each line of a block has as many
+    fields, the block is split on commas whole and each column taken as a slice: C loops and
+    no object per row (a list per row wakes the garbage collector thousands of times). From
+    the first block with a quote, the ``csv`` module reads the rest. Both read the same rows;
+    either way a malformed line stops the reading with a finding."""
 
     def __init__(
         self,
         name: str,
-        stream: IO[str],
-        reader: Any,
+        blocks: Iterator[str],
+        raw: IO[bytes],
         positions: list[int],
         findings: _Findings,
     ) -> None:
         self.name = name
-        self._stream = stream
-        self._reader = reader
+        self._blocks = blocks
+        self._raw = raw
         self._positions = positions
         self._findings = findings
 
-    def __iter__(self) -> Iterator[list[str]]:
-        positions = self._positions
+    def _chunks(self) -> Iterator[list[list[str]]]:
+        """The rows' fields, a chunk of rows at a time, as that chunk's columns (as many as its
+        widest row has; a shorter row's missing fields are "")."""
         try:
-            for row in self._reader:
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue  # blank line
-                n = len(row)
-                yield [row[p].strip() if 0 <= p < n else "" for p in positions]
-        except (UnicodeDecodeError, csv.Error) as exc:
+            blocks = self._blocks
+            for block in blocks:
+                if not _plain(block):
+                    reader = csv.reader(
+                        itertools.chain(
+                            io.StringIO(block, newline=""),
+                            (line for b in blocks for line in io.StringIO(b, newline="")),
+                        )
+                    )
+                    while chunk := list(itertools.islice(reader, _CHUNK_ROWS)):
+                        yield _transposed(chunk)
+                    return
+                if "\r" in block:
+                    block = block.replace("\r\n", "\n")
+                if block.endswith("\n"):
+                    block = block[:-1]
+                if not block:
+                    continue
+                lines = block.split("\n")
+                commas = set(map(str.count, lines, itertools.repeat(",")))
+                if len(commas) == 1 and (commas != {0} or all(map(str.strip, lines))):
+                    width = commas.pop() + 1
+                    fields = block.replace("\n", ",").split(",")
+                    columns = [fields[i::width] for i in range(width)]
+                    # No field to strip (none has a space): as they are, not one by one.
+                    yield _Bare(columns) if _no_spaces(block) else columns
+                else:  # rows of different widths, or blank lines
+                    yield _transposed([line.split(",") for line in lines])
+        except (_Malformed, csv.Error) as exc:
             self._findings.add(
                 "error",
                 "UNREADABLE_FILE",
                 self.name,
-                f"reading stopped at a malformed line ({exc.__class__.__name__}); "
+                "reading stopped at a malformed line "
+                f"({'UnicodeDecodeError' if isinstance(exc, _Malformed) else 'Error'}); "
                 "the rows after it are ignored",
             )
         finally:
-            self._stream.close()
+            self._raw.close()
+
+    def column_chunks(self) -> Iterator[list[list[str]]]:
+        """The asked-for columns, a chunk of rows at a time (never an empty chunk)."""
+        for chunk in self._chunks():
+            if not chunk:
+                continue
+            rows = len(chunk[0])
+            bare = isinstance(chunk, _Bare)
+            yield [
+                (chunk[p] if bare else list(_stripped(chunk[p])))
+                if 0 <= p < len(chunk)
+                else [""] * rows
+                for p in self._positions
+            ]
+
+    def __iter__(self) -> Iterator[tuple[str, ...]]:
+        for chunk in self._chunks():
+            if not chunk:
+                continue
+            rows = len(chunk[0])
+            yield from zip(
+                *(
+                    _stripped(chunk[p]) if 0 <= p < len(chunk) else itertools.repeat("", rows)
+                    for p in self._positions
+                ),
+                strict=False,  # an absent column is an endless "" beside the others
+            )
+
+
+# What str.strip removes, in ASCII (Unicode has more; a column that is not ASCII is stripped).
+_ASCII_SPACES = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
+
+
+class _Bare(list[list[str]]):
+    """A chunk's columns whose values have no surrounding whitespace."""
+
+
+def _no_spaces(text: str) -> bool:
+    return text.isascii() and not any(c in text for c in _ASCII_SPACES if c != "\n")
+
+
+def _stripped(values: list[str]) -> Iterable[str]:
+    """The values stripped of surrounding whitespace: as they are when the column has none
+    (one C scan of the column instead of a call per value)."""
+    joined = "".join(values)
+    if joined.isascii() and not any(c in joined for c in _ASCII_SPACES):
+        return values
+    return map(str.strip, values)
+
+
+def _transposed(rows: list[list[str]]) -> list[list[str]]:
+    """Rows to columns, blank lines dropped (a line of nothing or spaces is no row, as for the
+    csv module) and short rows padded with ""."""
+    rows = [r for r in rows if len(r) > 1 or (r and r[0].strip())]
+    if not rows:
+        return []
+    width = max(map(len, rows))
+    padded = (r + [""] * (width - len(r)) if len(r) < width else r for r in rows)
+    return [list(column) for column in zip(*padded, strict=True)]
 
 
 # ---------------------------------------------------------------------------- the reader
 
 
-def _sha256_of(source: str | Path | bytes) -> str:
+def feed_sha256(source: str | Path | bytes) -> str:
+    """The zip's sha256 (hex): what tells a feed's versions apart."""
     if isinstance(source, bytes):
         return hashlib.sha256(source).hexdigest()
     digest = hashlib.sha256()
@@ -419,35 +694,56 @@ def _sha256_of(source: str | Path | bytes) -> str:
     return digest.hexdigest()
 
 
-def read_gtfs(source: str | Path | bytes) -> GtfsFeed:
-    """Read a GTFS zip (a path or its bytes). Never raises for what is in the zip: a feed that
-    cannot be used comes back with a ``fatal`` finding and no rows. An unreadable path
-    raises OSError."""
-    sha256 = _sha256_of(source)
+def read_gtfs(
+    source: str | Path | bytes, *, sha256: str | None = None, listener: Listener | None = None
+) -> GtfsFeed:
+    """Read a GTFS zip (a path or its bytes; ``sha256``, its digest when the caller has it).
+    Never raises for what is in the zip: a feed that cannot be used comes back with a
+    ``fatal`` finding and no rows. An unreadable path raises OSError.
+
+    ``listener``, when given, is told as soon as they are read the `GtfsHead` (everything but
+    the stop times and frequencies), then the stop times in blocks, while they are clean and
+    in the order of the result: a loader writes them while the rest is read. Whether the
+    blocks were the whole stop times: `GtfsFeed.stop_times_streamed`."""
+    digest = sha256 or feed_sha256(source)
     findings = _Findings()
     try:
         archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except zipfile.BadZipFile:
         findings.add("fatal", "NOT_A_ZIP", "", "the source is not a zip file")
-        return _empty(sha256, findings)
+        return _empty(digest, findings)
     with archive:
         try:
-            return _Reader(_Zip(archive, findings), findings, sha256).read()
+            return _Reader(_Zip(archive, findings), findings, digest, listener).read()
         except _Fatal:
-            return _empty(sha256, findings)
+            return _empty(digest, findings)
 
 
 def _empty(sha256: str, findings: _Findings) -> GtfsFeed:
     return GtfsFeed(
-        sha256, None, (), (), (), (), (), (), (), (), (), findings=tuple(findings.all())
+        sha256,
+        None,
+        (),
+        (),
+        (),
+        (),
+        StopTimeColumns.of(()),
+        (),
+        (),
+        (),
+        (),
+        findings=tuple(findings.all()),
     )
 
 
 class _Reader:
-    def __init__(self, zf: _Zip, findings: _Findings, sha256: str) -> None:
+    def __init__(
+        self, zf: _Zip, findings: _Findings, sha256: str, listener: Listener | None
+    ) -> None:
         self.zf = zf
         self.f = findings
         self.sha256 = sha256
+        self.listener = listener
 
     def read(self) -> GtfsFeed:
         missing = [n for n in _REQUIRED_FILES if not self.zf.has(n)]
@@ -469,23 +765,38 @@ class _Reader:
         services = {c.service_id for c in calendars} | {d.service_id for d in calendar_dates}
         trips = self._trips({r.route_id for r in routes}, services)
         stop_ids = {s.stop_id for s in stops}
-        stop_times, trips = self._stop_times(trips, stop_ids)
+        transfers = self._transfers(stop_ids)
+        feed_version = self._feed_version()
+        if self.listener is not None:
+            self.listener(
+                GtfsHead(
+                    feed_version,
+                    tuple(agencies),
+                    tuple(stops),
+                    tuple(routes),
+                    tuple(trips),
+                    tuple(calendars),
+                    tuple(calendar_dates),
+                    tuple(transfers),
+                )
+            )
+        stop_times, trips, streamed = self._stop_times(trips, stop_ids)
         trip_ids = {t.trip_id for t in trips}
         frequencies = self._frequencies(trip_ids)
-        transfers = self._transfers(stop_ids)
         return GtfsFeed(
             sha256=self.sha256,
-            feed_version=self._feed_version(),
+            feed_version=feed_version,
             agencies=tuple(agencies),
             stops=tuple(stops),
             routes=tuple(routes),
             trips=tuple(trips),
-            stop_times=tuple(stop_times),
+            stop_time_columns=stop_times,
             calendars=tuple(calendars),
             calendar_dates=tuple(calendar_dates),
             frequencies=tuple(frequencies),
             transfers=tuple(transfers),
             findings=tuple(self.f.all()),
+            stop_times_streamed=streamed,
         )
 
     def _table(self, name: str, columns: tuple[str, ...], *, required: bool) -> _Table | None:
@@ -780,7 +1091,9 @@ class _Reader:
 
     def _stop_times(
         self, trips: list[TripRow], stop_ids: set[str]
-    ) -> tuple[list[StopTimeRow], list[TripRow]]:
+    ) -> tuple[StopTimeColumns, list[TripRow], bool]:
+        """The stop times kept, the trips kept, and whether the blocks handed to the listener
+        were all of them (see `_clean_block`)."""
         table = self._table(
             "stop_times.txt",
             (
@@ -796,6 +1109,43 @@ class _Reader:
             required=True,
         )
         assert table is not None
+        positions = {t.trip_id: i for i, t in enumerate(trips)}
+        texts: list[list[str]] = [[] for _ in range(8)]
+        blocks: list[StopTimeColumns] = []
+        caches = _Caches()
+        clean = True  # no row so far breaks a rule
+        ordered = True  # and the rows so far are in the result's order: told to the listener
+        last: tuple[int, int] = (-1, 0)
+        for chunk in table.column_chunks():
+            for column, part in zip(texts, chunk, strict=True):
+                column.extend(part)
+            block = self._clean_block(chunk, positions, stop_ids, caches) if clean else None
+            if block is None:
+                clean = False
+                continue
+            blocks.append(block)
+            if ordered:
+                bounds = _increasing(block, positions)
+                ordered = bounds is not None and bounds[0] > last
+                if bounds is not None and ordered:
+                    last = bounds[1]
+                    if self.listener is not None:
+                        self.listener(block)
+        if clean:
+            whole = StopTimeColumns.joined(blocks) if blocks else StopTimeColumns.of(())
+            arranged = self._arranged(whole, trips, positions, ordered)
+            if arranged is not None:
+                self._note_late(caches.late)
+                return arranged, trips, ordered
+        # Some row breaks a rule: the rules, row by row, say which and skip it.
+        rows, kept = self._stop_time_rows(zip(*texts, strict=True), trips, stop_ids)
+        return StopTimeColumns.of(rows), kept, False
+
+    def _stop_time_rows(
+        self, table: Iterable[tuple[str, ...]], trips: list[TripRow], stop_ids: set[str]
+    ) -> tuple[list[StopTimeRow], list[TripRow]]:
+        """The stop times' rules, row by row: the rows kept, in trip then sequence order, and
+        the trips kept."""
         name = "stop_times.txt"
         by_trip: dict[str, dict[int, StopTimeRow]] = {t.trip_id: {} for t in trips}
         cache: dict[str, int | None] = {}
@@ -845,12 +1195,7 @@ class _Reader:
                 pickup_type,
                 drop_off_type,
             )
-        if late:
-            # Allowed (a trip that runs past midnight of its service day): noted once per trip.
-            for trip_id in sorted(late)[:_EXAMPLES]:
-                self.f.add("info", "TIME_PAST_MIDNIGHT", name, "a trip runs past 24:00:00", trip_id)
-            for _ in range(len(late) - min(len(late), _EXAMPLES)):
-                self.f.add("info", "TIME_PAST_MIDNIGHT", name, "a trip runs past 24:00:00")
+        self._note_late(late)
         rows: list[StopTimeRow] = []
         kept: list[TripRow] = []
         for trip in trips:
@@ -880,6 +1225,87 @@ class _Reader:
             kept.append(trip)
             rows.extend(ordered)
         return rows, kept
+
+    def _note_late(self, late: set[str]) -> None:
+        # Allowed (a trip that runs past midnight of its service day): noted once per trip.
+        name = "stop_times.txt"
+        for trip_id in sorted(late)[:_EXAMPLES]:
+            self.f.add("info", "TIME_PAST_MIDNIGHT", name, "a trip runs past 24:00:00", trip_id)
+        for _ in range(len(late) - min(len(late), _EXAMPLES)):
+            self.f.add("info", "TIME_PAST_MIDNIGHT", name, "a trip runs past 24:00:00")
+
+    def _clean_block(
+        self,
+        chunk: list[list[str]],
+        positions: dict[str, int],
+        stop_ids: set[str],
+        caches: _Caches,
+    ) -> StopTimeColumns | None:
+        """A block of stop times (in the file's order) when none of its rows breaks a rule of
+        `_stop_time_rows` that one row shows (known trip and stop, numbers, times), else
+        None. Each rule is asked of whole columns: sets, and maps over the distinct values
+        (C loops, no Python step per row); any doubt and the rules run row by row."""
+        trip_col, seq_col, stop_col, arr_col, dep_col, head_col, pickup_col, drop_col = chunk
+        if not positions.keys() >= set(trip_col) or not stop_ids >= set(stop_col):
+            return None
+        times, kinds, headsigns = caches.times, caches.kinds, caches.headsigns
+        distinct = {*arr_col, *dep_col}
+        try:
+            seqs = list(map(int, seq_col))
+            for text in distinct - times.keys():
+                times[text] = parse_time(text)
+            for text in {*pickup_col, *drop_col} - kinds.keys():
+                kinds[text] = _int(text, 0)
+        except ValueError:
+            return None
+        for text in set(head_col) - headsigns.keys():
+            headsigns[text] = text or None
+        late = {
+            t for t in distinct if (seconds := times[t]) is not None and seconds >= _DAY_SECONDS
+        }
+        if late:  # the trips with a time past 24:00:00 (few blocks have one)
+            caches.late |= set(itertools.compress(trip_col, map(late.__contains__, arr_col)))
+            caches.late |= set(itertools.compress(trip_col, map(late.__contains__, dep_col)))
+        return StopTimeColumns(
+            trip_col,
+            seqs,
+            stop_col,
+            list(map(times.__getitem__, arr_col)),
+            list(map(times.__getitem__, dep_col)),
+            list(map(headsigns.__getitem__, head_col)),
+            list(map(kinds.__getitem__, pickup_col)),
+            list(map(kinds.__getitem__, drop_col)),
+        )
+
+    def _arranged(
+        self,
+        rows: StopTimeColumns,
+        trips: list[TripRow],
+        positions: dict[str, int],
+        ordered: bool,
+    ) -> StopTimeColumns | None:
+        """Clean blocks put together, when the rules over several rows hold too (no
+        (trip, stop_sequence) twice; every trip with two stop times or more, the first and
+        last with a time): in trip then stop-sequence order. Else None."""
+        n = len(rows)
+        if not ordered:  # in order, the keys increase: none is repeated
+            keys = _keys(rows, positions)
+            if len(set(keys)) != n:
+                return None
+            rows = rows.arranged(sorted(range(n), key=keys.__getitem__))
+        per_trip = collections.Counter(rows.trip_id)
+        if len(per_trip) != len(trips) or min(per_trip.values(), default=2) < 2:
+            return None
+        arrivals, departures = rows.arrival, rows.departure
+        start = 0
+        for trip in trips:
+            end = start + per_trip[trip.trip_id] - 1
+            if (arrivals[start] is None and departures[start] is None) or (
+                arrivals[end] is None and departures[end] is None
+            ):
+                return None
+            start = end + 1
+        return rows
 
     def _frequencies(self, trip_ids: set[str]) -> list[FrequencyRow]:
         table = self._table(
@@ -964,6 +1390,47 @@ class _Reader:
         for (value,) in table or ():
             version = version or _optional(value)
         return version
+
+
+class _Caches:
+    """The stop times' distinct texts, parsed once each (a feed repeats them thousands of
+    times)."""
+
+    __slots__ = ("headsigns", "kinds", "late", "times")
+
+    def __init__(self) -> None:
+        self.late: set[str] = set()  # trips with a time past 24:00:00
+        self.times: dict[str, int | None] = {}
+        self.kinds: dict[str, int] = {}
+        self.headsigns: dict[str, str | None] = {}
+
+
+def _keys(rows: StopTimeColumns, positions: dict[str, int]) -> list[int]:
+    """Each row's (trip's rank, stop_sequence) as one integer, in the same order (ints: no
+    tuple per row)."""
+    seqs = rows.stop_sequence
+    low = min(seqs, default=0)
+    span = max(seqs, default=0) - low + 1
+    ranks = map(positions.__getitem__, rows.trip_id)
+    return list(
+        map(
+            operator.add,
+            map(operator.mul, ranks, itertools.repeat(span)),
+            map(operator.sub, seqs, itertools.repeat(low)),
+        )
+    )
+
+
+def _increasing(
+    rows: StopTimeColumns, positions: dict[str, int]
+) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The first and last rows' (trip's rank, stop_sequence) when the rows are in strictly
+    increasing order of it, else None."""
+    keys = _keys(rows, positions)
+    if not all(map(operator.lt, keys, itertools.islice(keys, 1, None))):
+        return None
+    first, last = rows.trip_id[0], rows.trip_id[-1]
+    return (positions[first], rows.stop_sequence[0]), (positions[last], rows.stop_sequence[-1])
 
 
 def _flag(text: str) -> bool:

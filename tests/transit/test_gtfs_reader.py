@@ -4,19 +4,26 @@ against a brute-force pass over every pair of stops."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+import random
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.transit.gtfs import (
     GtfsFeed,
     GtfsFeedUnusable,
+    GtfsHead,
+    StopTimeColumns,
     nearby_stop_pairs,
     read_gtfs,
     timetable_from_zip,
 )
 from geo.distance import geodesic_meters
-from tests.transit.gtfs_support import BASE, make_zip, raw_rows, real_feed
+from tests.transit.gtfs_support import BASE, make_zip, raw_rows, real_feed, rewrite_zip
 
 
 def _seconds(value: str) -> int | None:
@@ -260,3 +267,93 @@ def test_timetable_from_zip_footpaths_follow_the_rule() -> None:
                 assert given is not None or meters <= 400.0 + 0.01
             seen += 1
     assert seen > 0
+
+
+def _expected_stop_times(path: Path | bytes) -> list[tuple[str, int, str, int | None, int | None]]:
+    """Cairns' stop times as the reader must give them, worked out with plain csv: grouped by
+    trip in trips.txt's order, each in stop-sequence order."""
+    trips = {r["trip_id"].strip(): i for i, r in enumerate(raw_rows(path, "trips.txt"))}
+    rows = [
+        (
+            r["trip_id"].strip(),
+            int(r["stop_sequence"]),
+            r["stop_id"].strip(),
+            _seconds(r["arrival_time"]),
+            _seconds(r["departure_time"]),
+        )
+        for r in raw_rows(path, "stop_times.txt")
+        if r["trip_id"].strip() in trips
+    ]
+    return sorted(rows, key=lambda r: (trips[r[0]], r[1]))
+
+
+def _as_tuples(feed: GtfsFeed) -> list[tuple[str, int, str, int | None, int | None]]:
+    return [
+        (s.trip_id, s.stop_sequence, s.stop_id, s.arrival, s.departure) for s in feed.stop_times
+    ]
+
+
+def _variant(path: Path, rows: list[dict[str, str]], **writer: Any) -> bytes:
+    buffer = io.StringIO()
+    out = csv.DictWriter(buffer, fieldnames=list(rows[0]), **writer)
+    out.writeheader()
+    out.writerows(rows)
+    return rewrite_zip(path, {"stop_times.txt": buffer.getvalue()})
+
+
+def test_every_way_of_reading_stop_times_gives_the_same_rows() -> None:
+    # The reader splits clean, quote-free text whole (columns as slices), hands blocks already
+    # in order to a listener, and falls back to the csv module (quotes), to sorting (rows out of
+    # order) and to the rules row by row (a row to skip): every path must give the same rows.
+    path = real_feed("cairns")
+    expected = _expected_stop_times(path)
+    raw = raw_rows(path, "stop_times.txt")
+    told: list[object] = []
+    plain = read_gtfs(path, listener=told.append)
+    assert _as_tuples(plain) == expected and plain.stop_times_streamed
+    assert isinstance(told[0], GtfsHead) and len(told[0].trips) == len(plain.trips)
+    blocks = [p for p in told[1:] if isinstance(p, StopTimeColumns)]
+    assert len(blocks) > 1  # several blocks, so their seams are crossed
+    assert [r for b in blocks for r in b.rows()] == list(plain.stop_times)
+
+    shuffled = list(raw)
+    random.Random(7).shuffle(shuffled)
+    quoted = _variant(path, raw, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    spaced = _variant(
+        path, [{k: f" {v} " for k, v in r.items()} for r in raw], lineterminator="\r\n"
+    )
+    unknown = _variant(path, [*raw, {**raw[0], "trip_id": "NOPE"}], lineterminator="\n")
+    for data, streamed in (
+        (_variant(path, shuffled, lineterminator="\n"), False),
+        (quoted, True),
+        (spaced, True),
+        (unknown, False),
+    ):
+        told.clear()
+        feed = read_gtfs(data, listener=told.append)
+        assert _as_tuples(feed) == expected
+        assert feed.stop_times_streamed is streamed
+        if not streamed:  # what was handed over is not taken for the rows
+            continue
+        assert [r for p in told[1:] if isinstance(p, StopTimeColumns) for r in p.rows()] == list(
+            feed.stop_times
+        )
+    assert _codes(read_gtfs(unknown))[("error", "UNKNOWN_REFERENCE", "stop_times.txt")] == 1
+
+
+def test_blank_short_and_crlf_lines() -> None:
+    stop_times = (
+        "trip_id,arrival_time,departure_time,stop_id,stop_sequence,stop_headsign\r\n"
+        "T1,08:00:00,08:00:00,S1,1,North\r\n"
+        "\r\n"
+        "   \r\n"
+        "T1,08:05:00,08:05:00,S2,2\r\n"  # short: no headsign
+        "T1,08:10:00,08:10:00,S3,3,\r\n"
+    )
+    feed = read_gtfs(_with(stop_times__txt=stop_times))
+    assert [(s.stop_id, s.headsign) for s in feed.stop_times] == [
+        ("S1", "North"),
+        ("S2", None),
+        ("S3", None),
+    ]
+    assert not [f for f in feed.findings if f.severity in ("error", "fatal")]

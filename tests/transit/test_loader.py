@@ -24,7 +24,9 @@ from app.transit.repository import (
 from geo.distance import geodesic_meters
 from tests.app.test_cli import mobility
 from tests.transit.gtfs_support import (
+    BASE,
     clear_transit,
+    make_zip,
     raw_rows,
     real_feed,
     rewrite_zip,
@@ -322,3 +324,39 @@ async def test_the_transit_command_end_to_end(
         left = await session.scalar(text("SELECT count(*) FROM transit_stop_times"))
         assert left == 0
         assert await active_version(session, "caltrain") is None
+
+
+@pytest.mark.parametrize("short_trip", [False, True])
+async def test_stop_times_copied_while_read(
+    runtime: Runtime, feeds: TransitFeeds, tmp_path: Path, short_trip: bool
+) -> None:
+    # The loader copies stop times while the reader still reads (as COPY text: headsigns
+    # with what it escapes). With a short trip the reader learns only at the end that trip
+    # ONE has a single stop time (it is dropped): what was copied ahead must go, and the trip.
+    headsigns = ["North\\bound", "via\ttab", "two\nlines"]
+    stop_times = (
+        "trip_id,arrival_time,departure_time,stop_id,stop_sequence,stop_headsign\n"
+        + "".join(
+            f'T1,08:0{i}:00,08:0{i}:00,S{i + 1},{i + 1},"{h}"\n' for i, h in enumerate(headsigns)
+        )
+        + ("ONE,09:00:00,09:00:00,S1,1,\n" if short_trip else "")
+    )
+    files: dict[str, str | bytes] = {
+        **BASE,
+        "trips.txt": BASE["trips.txt"] + "R1,WK,ONE\n" * short_trip,
+        "stop_times.txt": stop_times,
+    }
+    (tmp_path / "small.zip").write_bytes(make_zip(files))
+    await feeds.add("small", str(tmp_path / "small.zip"), allow_path=True)
+    result = await feeds.sync("small")
+    assert result.version_id is not None
+    errors = {(f.code, f.count) for f in result.findings if f.severity == "error"}
+    assert errors == ({("TRIP_TOO_SHORT", 1)} if short_trip else set())
+    async with runtime.sessions() as session:
+        rows = await read_version_rows(session, "small")
+    assert rows is not None
+    assert [t.trip_id for t in rows.trips] == ["T1"]
+    by_sequence = sorted(rows.stop_times, key=lambda s: s.stop_sequence)
+    assert [(s.trip_id, s.headsign) for s in by_sequence] == [("T1", h) for h in headsigns]
+    counts = await _table_counts(runtime, result.version_id)
+    assert (counts["trips"], counts["stop_times"]) == (1, 3)
