@@ -453,6 +453,7 @@ class JourneyService:
                 h.stop.index: _at(
                     ctx.depart,
                     at_vehicle
+                    + s.transit_vehicle_handover_minutes
                     + ride_to(
                         self.model, v.hit.vehicle.form_factor, v.at, LatLon(h.stop.lat, h.stop.lon)
                     ).minutes,
@@ -619,6 +620,9 @@ class JourneyService:
 
 
 def _journey(parts: Sequence[Part]) -> PlannedJourney:
+    # A walk of nothing (the destination is the stop itself) is no leg to show.
+    kept = [p for p in parts if not (isinstance(p, WalkPart) and p.meters < 1.0)]
+    parts = kept or list(parts[:1])
     totals: dict[str, list[PriceBreakdown]] = {}
     unpriced = False
     for p in parts:

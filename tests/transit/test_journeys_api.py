@@ -162,7 +162,10 @@ async def test_a_scooter_to_the_train_then_a_walk(
     to_scooter = _minutes(geodesic(ORIGIN, SCOOTER).meters, s.walking_speed_kmh)
     ride_m = geodesic(SCOOTER, A).meters * s.detour_factor
     ride_minutes = _minutes(ride_m, s.ride_speed_kmh["scooter_standing"])
-    at_a = depart + timedelta(minutes=to_scooter + ride_minutes)
+    # Parked and on the platform after the handover allowance.
+    handover = s.transit_vehicle_handover_minutes
+    assert handover > 0
+    at_a = depart + timedelta(minutes=to_scooter + ride_minutes + handover)
     train = _next_train(at_a)
     from_b = _minutes(geodesic(B, DESTINATION).meters, s.walking_speed_kmh)
     expected_arrival = train + timedelta(seconds=RUN) + timedelta(minutes=from_b)

@@ -27,6 +27,9 @@ class TransitSettings(MobilityBaseSettings):
     transit_vehicle_options: int = Field(default=4, ge=0, le=10)
     # A vehicle for the last mile is one parked at most this far from the stop alighted at.
     transit_egress_vehicle_walk_meters: float = Field(default=250.0, gt=0, le=2_000)
+    # Parking a shared vehicle at a stop and reaching the platform: added between the ride's
+    # end and the earliest boarding.
+    transit_vehicle_handover_minutes: float = Field(default=2.0, ge=0, le=30)
     transit_max_transfers: int = Field(default=4, ge=0, le=8)
     transit_horizon_minutes: int = Field(default=360, ge=10, le=1_440)
     # Shared vehicles are offered only for a journey departing within this many minutes of
