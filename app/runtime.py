@@ -35,6 +35,7 @@ from app.provider_admin import ProviderAdmin
 from app.reference import ReferenceCache
 from app.search.service import SearchService
 from app.tiles.service import TileService
+from app.transit.feeds import TransitFeeds
 from app.transit.realtime_poll import RealtimePoller
 from app.transit.realtime_store import RealtimeStore
 from app.transit.service import DatabaseSource, TransitService
@@ -87,6 +88,7 @@ class Runtime:
     webhooks: WebhookAdmin
     # Public transport: stops, departures (timetables held per process; app/transit/).
     transit: TransitService
+    transit_feeds: TransitFeeds  # staff's: add, sync, list (the CLI's and the admin API's)
     # Public transport's live data: the latest GTFS-Realtime per feed (every process reads it)
     # and its poller, a job kind of the sync scheduler.
     transit_live: RealtimeStore
@@ -108,6 +110,7 @@ class Runtime:
             accounts=Accounts(self.sessions, settings, self.redis, self.keys.prefix),
             organisations=OrganisationAdmin(self.sessions, settings),
             webhooks=WebhookAdmin(self.sessions, settings),
+            transit_feeds=TransitFeeds(self.sessions, settings),
         )
 
 
@@ -215,6 +218,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         policies=PolicyAdmin(sessions),
         webhooks=WebhookAdmin(sessions, settings),
         transit=TransitService(DatabaseSource(sessions), live=transit_live),
+        transit_feeds=TransitFeeds(sessions, settings),
         transit_live=transit_live,
         transit_realtime=RealtimePoller(
             sessions=sessions, store=transit_live, http=http, settings=settings, breaker=breaker

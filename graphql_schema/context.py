@@ -113,6 +113,7 @@ class Context(BaseContext):
         self.policies = runtime.policies
         self.webhooks = runtime.webhooks
         self.transit = runtime.transit
+        self.transit_feeds = runtime.transit_feeds
         # The raw Authorization header; resolved to a viewer only when a field needs a role,
         # so the search hot path never reads the token table.
         self.authorization = authorization

@@ -25,6 +25,7 @@ from graphql_schema.context import Context
 from graphql_schema.organisations import OrganisationMutation
 from graphql_schema.policies import PolicyMutation
 from graphql_schema.provider_types import Provider
+from graphql_schema.transit_admin import TransitAdminMutation
 from graphql_schema.webhooks import WebhookMutation
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class Mutation(
     WebhookMutation,
     ApiKeyMutation,
     PolicyMutation,
+    TransitAdminMutation,
 ):
     @strawberry.mutation(description="Add a provider (ADMIN). Its first sync is due at once.")
     async def add_provider(self, info: Info, input: ProviderInput) -> Provider:

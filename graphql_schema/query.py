@@ -27,6 +27,7 @@ from graphql_schema.provider_types import Provider
 from graphql_schema.quotes import QuoteQuery
 from graphql_schema.reports import ReportQuery
 from graphql_schema.transit import JourneyQuery, TransitQuery
+from graphql_schema.transit_admin import TransitAdminQuery
 from graphql_schema.types import (
     GeofencingZone,
     RideEndCheck,
@@ -60,6 +61,7 @@ class Query(
     ReportQuery,
     TransitQuery,
     JourneyQuery,
+    TransitAdminQuery,
 ):
     @strawberry.field(description="Every operator this service aggregates.")
     async def providers(self, info: Info) -> list[Provider]:
