@@ -10,9 +10,9 @@ each, over the active versions of the enabled feeds, with the geography index
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import text
@@ -100,6 +100,14 @@ async def _snapshot(session: AsyncSession) -> asyncpg.Connection:
     return pg
 
 
+R = TypeVar("R")
+
+
+async def _typed(pg: asyncpg.Connection, version: int, row: Callable[..., R], sql: str) -> list[R]:
+    """One table of a version, each row as the typed row its columns are in order of."""
+    return [row(*r) for r in await pg.fetch(sql, version)]
+
+
 async def read_version_rows(session: AsyncSession, slug: str) -> VersionRows | None:
     """The active version's rows, typed, all from one snapshot (the session must not have
     run a statement yet). None when the feed has no active version."""
@@ -107,46 +115,41 @@ async def read_version_rows(session: AsyncSession, slug: str) -> VersionRows | N
     v = await pg.fetchval("SELECT active_version FROM transit_feeds WHERE slug = $1", slug)
     if v is None:
         return None
-    agencies = [
-        AgencyRow(*r)
-        for r in await pg.fetch(
-            "SELECT agency_id, name, timezone FROM transit_agencies WHERE version_id = $1 "
-            "ORDER BY agency_id",
-            v,
-        )
-    ]
-    stops = [
-        StopRow(*r)
-        for r in await pg.fetch(
-            "SELECT stop_id, name, lat, lon, location_type, parent_station, platform_code, code "
-            "FROM transit_stops WHERE version_id = $1 ORDER BY stop_id",
-            v,
-        )
-    ]
-    routes = [
-        RouteRow(*r)
-        for r in await pg.fetch(
-            "SELECT route_id, agency_id, short_name, long_name, route_type, color, text_color "
-            "FROM transit_routes WHERE version_id = $1 ORDER BY route_id",
-            v,
-        )
-    ]
-    trips = [
-        TripRow(*r)
-        for r in await pg.fetch(
-            "SELECT trip_id, route_id, service_id, headsign, direction_id, short_name "
-            "FROM transit_trips WHERE version_id = $1 ORDER BY trip_id",
-            v,
-        )
-    ]
-    stop_times = [
-        StopTimeRow(*r)
-        for r in await pg.fetch(
-            "SELECT trip_id, stop_sequence, stop_id, arrival, departure, headsign, pickup_type, "
-            "drop_off_type FROM transit_stop_times WHERE version_id = $1",
-            v,
-        )
-    ]
+    agencies = await _typed(
+        pg,
+        v,
+        AgencyRow,
+        "SELECT agency_id, name, timezone FROM transit_agencies WHERE version_id = $1 "
+        "ORDER BY agency_id",
+    )
+    stops = await _typed(
+        pg,
+        v,
+        StopRow,
+        "SELECT stop_id, name, lat, lon, location_type, parent_station, platform_code, code "
+        "FROM transit_stops WHERE version_id = $1 ORDER BY stop_id",
+    )
+    routes = await _typed(
+        pg,
+        v,
+        RouteRow,
+        "SELECT route_id, agency_id, short_name, long_name, route_type, color, text_color "
+        "FROM transit_routes WHERE version_id = $1 ORDER BY route_id",
+    )
+    trips = await _typed(
+        pg,
+        v,
+        TripRow,
+        "SELECT trip_id, route_id, service_id, headsign, direction_id, short_name "
+        "FROM transit_trips WHERE version_id = $1 ORDER BY trip_id",
+    )
+    stop_times = await _typed(
+        pg,
+        v,
+        StopTimeRow,
+        "SELECT trip_id, stop_sequence, stop_id, arrival, departure, headsign, pickup_type, "
+        "drop_off_type FROM transit_stop_times WHERE version_id = $1",
+    )
     calendars = [
         CalendarRow(r[0], tuple(r[1]), r[2], r[3])
         for r in await pg.fetch(
@@ -155,29 +158,26 @@ async def read_version_rows(session: AsyncSession, slug: str) -> VersionRows | N
             v,
         )
     ]
-    calendar_dates = [
-        CalendarDateRow(*r)
-        for r in await pg.fetch(
-            "SELECT service_id, date, added FROM transit_calendar_dates WHERE version_id = $1 "
-            "ORDER BY service_id, date",
-            v,
-        )
-    ]
-    frequencies = [
-        FrequencyRow(*r)
-        for r in await pg.fetch(
-            "SELECT trip_id, start_time, end_time, headway_seconds, exact_times "
-            "FROM transit_frequencies WHERE version_id = $1 ORDER BY trip_id, start_time",
-            v,
-        )
-    ]
-    footpaths = [
-        FootpathRow(*r)
-        for r in await pg.fetch(
-            "SELECT from_stop_id, to_stop_id, seconds FROM transit_footpaths WHERE version_id = $1",
-            v,
-        )
-    ]
+    calendar_dates = await _typed(
+        pg,
+        v,
+        CalendarDateRow,
+        "SELECT service_id, date, added FROM transit_calendar_dates WHERE version_id = $1 "
+        "ORDER BY service_id, date",
+    )
+    frequencies = await _typed(
+        pg,
+        v,
+        FrequencyRow,
+        "SELECT trip_id, start_time, end_time, headway_seconds, exact_times "
+        "FROM transit_frequencies WHERE version_id = $1 ORDER BY trip_id, start_time",
+    )
+    footpaths = await _typed(
+        pg,
+        v,
+        FootpathRow,
+        "SELECT from_stop_id, to_stop_id, seconds FROM transit_footpaths WHERE version_id = $1",
+    )
     return VersionRows(
         int(v),
         agencies,
