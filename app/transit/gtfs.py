@@ -983,18 +983,7 @@ class _Reader:
     def _calendars(self) -> list[CalendarRow]:
         table = self._table(
             "calendar.txt",
-            (
-                "service_id",
-                "monday",
-                "tuesday",
-                "wednesday",
-                "thursday",
-                "friday",
-                "saturday",
-                "sunday",
-                "start_date",
-                "end_date",
-            ),
+            _REQUIRED_COLUMNS["calendar.txt"],
             required=False,
         )
         out: list[CalendarRow] = []

@@ -33,6 +33,22 @@ def raw_rows(path: Path | bytes, member: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(data)))
 
 
+def raw_counts(path: Path | bytes, *, frequencies: bool = True) -> dict[str, int]:
+    """Rows per file, counted with plain csv: what a clean feed loads."""
+    files = {
+        "agencies": "agency.txt",
+        "stops": "stops.txt",
+        "routes": "routes.txt",
+        "trips": "trips.txt",
+        "stop_times": "stop_times.txt",
+        "calendars": "calendar.txt",
+        "calendar_dates": "calendar_dates.txt",
+    }
+    if frequencies:
+        files["frequencies"] = "frequencies.txt"
+    return {key: len(raw_rows(path, member)) for key, member in files.items()}
+
+
 def make_zip(files: dict[str, str | bytes]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:

@@ -23,7 +23,7 @@ from app.transit.gtfs import (
     timetable_from_zip,
 )
 from geo.distance import geodesic_meters
-from tests.transit.gtfs_support import BASE, make_zip, raw_rows, real_feed, rewrite_zip
+from tests.transit.gtfs_support import BASE, make_zip, raw_counts, raw_rows, real_feed, rewrite_zip
 
 
 def _seconds(value: str) -> int | None:
@@ -44,16 +44,7 @@ def test_real_feeds_read_whole(name: str) -> None:
     assert not feed.fatal
     # Both feeds are clean: nothing is skipped, so every row of each file is kept.
     assert not [f for f in feed.findings if f.severity in ("error", "fatal")], feed.findings
-    expected = {
-        "agencies": len(raw_rows(path, "agency.txt")),
-        "stops": len(raw_rows(path, "stops.txt")),
-        "routes": len(raw_rows(path, "routes.txt")),
-        "trips": len(raw_rows(path, "trips.txt")),
-        "stop_times": len(raw_rows(path, "stop_times.txt")),
-        "calendars": len(raw_rows(path, "calendar.txt")),
-        "calendar_dates": len(raw_rows(path, "calendar_dates.txt")),
-        "frequencies": len(raw_rows(path, "frequencies.txt")),
-    }
+    expected = raw_counts(path)
     counts = feed.counts()
     assert {k: counts[k] for k in expected} == expected
     # Each stop time's times are its text's seconds, past 24:00:00 included.
