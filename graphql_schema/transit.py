@@ -383,7 +383,8 @@ def _journey(j: journeys.PlannedJourney, ref: ReferenceData) -> Journey:
 @strawberry.type
 class JourneyQuery:
     @strawberry.field(
-        description="Journeys from `from` to `to` departing at `departAt` (default now): "
+        description="Journeys from `from` to `to` departing at `departAt` (default now), or "
+        "arriving by `arriveBy` and leaving as late as they can (then latest departure first): "
         "walking the whole way, a shared vehicle the whole way, and public transport with "
         "the first and last mile on foot or on a shared vehicle. The Pareto set over arrival, "
         "price and boardings, diverse across modes and operators, earliest arrival first, at "
@@ -399,19 +400,17 @@ class JourneyQuery:
         first: int = 5,
     ) -> JourneyPlan:
         ctx = info.context
-        if arrive_by is not None:
-            raise InvalidInput(
-                "arriveBy is not supported yet; ask with departAt",
-                code="ARRIVE_BY_UNSUPPORTED",
-            )
         if depart_at is not None and depart_at.tzinfo is None:
             depart_at = depart_at.replace(tzinfo=UTC)
+        if arrive_by is not None and arrive_by.tzinfo is None:
+            arrive_by = arrive_by.replace(tzinfo=UTC)
         await ctx.require_vehicles_read()
         service = journeys.JourneyService(ctx.settings, ctx.transit, ctx.search, ctx.reference)
         plan = await service.plan(
             origin=from_.to_domain(),
             destination=to.to_domain(),
             depart_at=depart_at,
+            arrive_by=arrive_by,
             first=first,
             viewer_orgs=await ctx.search_viewer_organisations(),
         )

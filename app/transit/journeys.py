@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from adapters.gbfs.pricing import PriceBreakdown
@@ -186,36 +186,52 @@ def _costs_no_more(a: PlannedJourney, b: PlannedJourney) -> bool:
     )
 
 
-def dominates(a: PlannedJourney, b: PlannedJourney) -> bool:
-    if not (a.arrival <= b.arrival and a.boardings <= b.boardings and _costs_no_more(a, b)):
+def _when(j: PlannedJourney, arrive_by: bool) -> float:
+    """The time criterion, lower is better: the arrival, or for an arrive-by question the
+    departure (later is better: less time spent)."""
+    return -j.departure.timestamp() if arrive_by else j.arrival.timestamp()
+
+
+def dominates(a: PlannedJourney, b: PlannedJourney, *, arrive_by: bool = False) -> bool:
+    at, bt = _when(a, arrive_by), _when(b, arrive_by)
+    if not (at <= bt and a.boardings <= b.boardings and _costs_no_more(a, b)):
         return False
-    return a.arrival < b.arrival or a.boardings < b.boardings or not _costs_no_more(b, a)
+    return at < bt or a.boardings < b.boardings or not _costs_no_more(b, a)
 
 
-def pareto(journeys: Sequence[PlannedJourney]) -> list[PlannedJourney]:
-    """The journeys no other one dominates; of identical ones (same arrival, price, boardings
-    and modes), the one departing latest (least waiting), then the first."""
-    front = [j for j in journeys if not any(dominates(o, j) for o in journeys if o is not j)]
+def pareto(journeys: Sequence[PlannedJourney], *, arrive_by: bool = False) -> list[PlannedJourney]:
+    """The journeys no other one dominates; of identical ones (same time criterion, price,
+    boardings, modes and operators), the one departing latest (least waiting), then the
+    first."""
+    front = [
+        j
+        for j in journeys
+        if not any(dominates(o, j, arrive_by=arrive_by) for o in journeys if o is not j)
+    ]
     seen: dict[tuple[object, ...], PlannedJourney] = {}
     for j in front:
-        key = (j.arrival, j.boardings, tuple(p.total_minor for p in j.prices), j.modes, j.providers)
-        kept = seen.get(key)
+        kept = seen.get(_key(j, arrive_by))
         if kept is None or j.departure > kept.departure:
-            seen[key] = j
-    return [j for j in front if seen.get(_key(j)) is j]
+            seen[_key(j, arrive_by)] = j
+    return [j for j in front if seen.get(_key(j, arrive_by)) is j]
 
 
-def _key(j: PlannedJourney) -> tuple[object, ...]:
-    return (j.arrival, j.boardings, tuple(p.total_minor for p in j.prices), j.modes, j.providers)
+def _key(j: PlannedJourney, arrive_by: bool) -> tuple[object, ...]:
+    prices = tuple(p.total_minor for p in j.prices)
+    return (_when(j, arrive_by), j.boardings, prices, j.modes, j.providers)
 
 
-def choose(journeys: Sequence[PlannedJourney], limit: int) -> list[PlannedJourney]:
-    """At most `limit` of the front, earliest arrival first: each combination of modes and
-    each operator is represented before a second journey of the same kind."""
-    ranked = sorted(
-        pareto(journeys),
-        key=lambda j: (j.arrival, sum(p.total_minor for p in j.prices), j.boardings),
-    )
+def choose(
+    journeys: Sequence[PlannedJourney], limit: int, *, arrive_by: bool = False
+) -> list[PlannedJourney]:
+    """At most `limit` of the front, earliest arrival first (an arrive-by question: latest
+    departure first): each combination of modes and each operator is represented before a
+    second journey of the same kind."""
+
+    def rank(j: PlannedJourney) -> tuple[float, int, int]:
+        return (_when(j, arrive_by), sum(p.total_minor for p in j.prices), j.boardings)
+
+    ranked = sorted(pareto(journeys, arrive_by=arrive_by), key=rank)
     if len(ranked) <= limit:
         return ranked
     taken: list[PlannedJourney] = []
@@ -233,7 +249,23 @@ def choose(journeys: Sequence[PlannedJourney], limit: int) -> list[PlannedJourne
             break
         if all(j is not t for t in taken):
             taken.append(j)
-    return sorted(taken, key=lambda j: (j.arrival, sum(p.total_minor for p in j.prices)))
+    return sorted(taken, key=rank)
+
+
+def leave_late(j: PlannedJourney) -> PlannedJourney:
+    """The journey left as late as it can be: a first walk to the first transit trip starts
+    when it must to catch it (the search let the rider set off at the query's instant and
+    wait at the stop). Walking the whole way, or a vehicle first, is left as it is."""
+    if len(j.parts) < 2 or not isinstance(j.parts[0], WalkPart):
+        return j
+    walk, first = j.parts[0], j.parts[1]
+    if not isinstance(first, TransitPart):
+        return j
+    start = first.departure - (walk.arrival - walk.departure)
+    if start <= walk.departure:
+        return j
+    moved = replace(walk, departure=start, arrival=first.departure)
+    return replace(j, parts=(moved, *j.parts[1:]), departure=start)
 
 
 class JourneyService:
@@ -259,9 +291,12 @@ class JourneyService:
         origin: LatLon,
         destination: LatLon,
         depart_at: datetime | None = None,
+        arrive_by: datetime | None = None,
         first: int | None = None,
         viewer_orgs: frozenset[uuid.UUID] = frozenset(),
     ) -> JourneyPlan:
+        if depart_at is not None and arrive_by is not None:
+            raise InvalidInput("give departAt or arriveBy, not both", code="INVALID_TIME")
         check_point(origin.lat, origin.lon, "from")
         check_point(destination.lat, destination.lon, "to")
         cap = self.settings.max_trip_distance_meters
@@ -270,16 +305,67 @@ class JourneyService:
         limit = validate_first(self.settings, first)
         # An expensive operation: a few at a time per process, waiting without a connection.
         async with slots(COSTLY, self.settings.max_concurrent_costly_operations):
+            if arrive_by is not None:
+                return await self._arrive_by(origin, destination, arrive_by, limit, viewer_orgs)
             return await self._plan(origin, destination, depart_at, limit, viewer_orgs)
+
+    async def _arrive_by(
+        self,
+        origin: LatLon,
+        destination: LatLon,
+        deadline: datetime,
+        limit: int,
+        viewer_orgs: frozenset[uuid.UUID],
+    ) -> JourneyPlan:
+        """Journeys arriving by `deadline`, leaving as late as they can.
+
+        The forward search answers "leaving at d, when do I arrive?", and the earliest
+        arrival never decreases as d grows, so the latest d from which a journey that boards
+        something arrives in time is found by bisection (to the minute, within the search's
+        horizon, at most four hours back). The journeys of that departure and of the window's
+        start (which keep the ones with fewer transfers) that arrive in time, each left as
+        late as it can be, and walking the whole way (leaving just in time) make the
+        candidates; the answer is their Pareto set over (departure, price, boardings)."""
+        if deadline.tzinfo is None:
+            raise InvalidInput("arriveBy needs a UTC offset", code="INVALID_TIME")
+        deadline = deadline.astimezone(UTC)
+        check_instant(deadline, self.clock(), "arriveBy")
+        window = timedelta(minutes=min(self.settings.transit_horizon_minutes, 240))
+
+        async def in_time(depart: datetime) -> tuple[list[PlannedJourney], JourneyPlan]:
+            plan = await self._plan(origin, destination, depart, None, viewer_orgs)
+            return [j for j in plan.journeys if j.arrival <= deadline and j.boardings], plan
+
+        lo, hi = deadline - window, deadline
+        found, plan = await in_time(lo)
+        candidates = list(found)
+        if found:
+            while hi - lo > timedelta(minutes=1):
+                mid = lo + (hi - lo) / 2
+                later, later_plan = await in_time(mid)
+                if later:
+                    lo, found, plan = mid, later, later_plan
+                else:
+                    hi = mid
+            candidates += found
+        walk = self._walk_all_the_way(
+            _Context(origin, destination, deadline, deadline, deadline, b"")
+        )
+        duration = walk.arrival - walk.departure
+        candidates.append(_shifted(walk, -duration))
+        chosen = choose([leave_late(j) for j in candidates], limit, arrive_by=True)
+        return JourneyPlan(chosen, plan.reference, plan.vehicles_considered)
 
     async def _plan(
         self,
         origin: LatLon,
         destination: LatLon,
         depart_at: datetime | None,
-        limit: int,
+        limit: int | None,
         viewer_orgs: frozenset[uuid.UUID],
     ) -> JourneyPlan:
+        """The journeys leaving at `depart_at`: at most `limit` chosen (None: the whole
+        front, for `_arrive_by`)."""
         now = self.clock()
         depart = now if depart_at is None else depart_at
         if depart.tzinfo is None:
@@ -307,7 +393,8 @@ class JourneyService:
         candidates = [self._walk_all_the_way(ctx)]
         candidates += [self._ride_all_the_way(ctx, v) for v in ctx.access_vehicles]
         candidates += await self._transit(ctx)
-        return JourneyPlan(choose(candidates, limit), ref, live)
+        front = pareto(candidates) if limit is None else choose(candidates, limit)
+        return JourneyPlan(front, ref, live)
 
     # ------------------------------------------------------------------ shared vehicles
 
@@ -633,6 +720,16 @@ def _journey(parts: Sequence[Part]) -> PlannedJourney:
                 totals.setdefault(p.price.currency, []).append(p.price)
     prices = tuple(_sum(currency, items) for currency, items in sorted(totals.items()))
     return PlannedJourney(tuple(parts), parts[0].departure, parts[-1].arrival, prices, unpriced)
+
+
+def _shifted(j: PlannedJourney, by: timedelta) -> PlannedJourney:
+    """A walk-only journey moved in time (walking all the way leaves when it must)."""
+    parts = tuple(
+        replace(p, departure=p.departure + by, arrival=p.arrival + by)
+        for p in j.parts
+        if isinstance(p, WalkPart)
+    )
+    return replace(j, parts=parts, departure=j.departure + by, arrival=j.arrival + by)
 
 
 def _sum(currency: str, items: Sequence[PriceBreakdown]) -> PriceBreakdown:

@@ -206,9 +206,10 @@ async def test_journeys_refuse_what_they_cannot_answer(
         return [e["extensions"]["code"] for e in body.get("errors", [])]
 
     base = "from: {lat: 52.5, lon: 13.37}, to: {lat: 52.5, lon: 13.5}"
-    assert await codes(
-        f'{{ journeys({base}, arriveBy: "2026-01-01T10:00:00Z") {{ vehiclesConsidered }} }}'
-    ) == ["ARRIVE_BY_UNSUPPORTED"]
+    both = 'departAt: "2026-01-01T10:00:00Z", arriveBy: "2026-01-01T11:00:00Z"'
+    assert await codes(f"{{ journeys({base}, {both}) {{ vehiclesConsidered }} }}") == [
+        "INVALID_TIME"
+    ]
     assert await codes(
         "{ journeys(from: {lat: 95, lon: 13.37}, to: {lat: 52.5, lon: 13.5}) "
         "{ vehiclesConsidered } }"
@@ -216,3 +217,67 @@ async def test_journeys_refuse_what_they_cannot_answer(
     assert await codes(f"{{ journeys({base}, first: 0) {{ vehiclesConsidered }} }}") == [
         "INVALID_FIRST"
     ]
+
+
+NEAR_A = (52.5000, 13.3960)  # 270 m west of A: the station is walked to
+
+
+async def test_arrive_by_leaves_as_late_as_the_last_train_allows(
+    runtime: Runtime, api: httpx.AsyncClient, world: None
+) -> None:
+    """Arriving by noon tomorrow (no shared vehicles: that is not soon): the latest train
+    whose arrival plus the walk from B makes it, and walking the whole way leaving just in
+    time, both worked out here."""
+    s = runtime.settings
+    tomorrow = datetime.now(UTC).astimezone(ZONE).date() + timedelta(days=1)
+    deadline = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 12, 3, tzinfo=ZONE)
+    response = await api.post(
+        "/graphql",
+        json={
+            "query": QUERY.replace("first: 10", "arriveBy: $by, first: 10").replace(
+                "$to: LatLonInput!", "$to: LatLonInput!, $by: DateTime"
+            ),
+            "variables": {
+                "from": {"lat": NEAR_A[0], "lon": NEAR_A[1]},
+                "to": {"lat": DESTINATION[0], "lon": DESTINATION[1]},
+                "by": deadline.isoformat(),
+            },
+        },
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    plan = body["data"]["journeys"]
+    assert plan["vehiclesConsidered"] is False
+    found = plan["journeys"]
+    assert all(datetime.fromisoformat(j["arrivalTime"]) <= deadline for j in found)
+
+    to_a = _minutes(geodesic(NEAR_A, A).meters, s.walking_speed_kmh)
+    from_b = _minutes(geodesic(B, DESTINATION).meters, s.walking_speed_kmh)
+    # The latest train with arrival + the walk from B no later than the deadline: trains
+    # leave A every HEADWAY from the service day's start (noon minus 12 h, local).
+    noon = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 12, tzinfo=ZONE)
+    day_start = noon.astimezone(UTC) - timedelta(hours=12)
+    latest = max(
+        day_start + timedelta(seconds=k * HEADWAY)
+        for k in range(86_400 // HEADWAY)
+        if day_start + timedelta(seconds=k * HEADWAY + RUN, minutes=from_b) <= deadline
+    )
+    (by_train,) = [j for j in found if j["modes"] == ["transit"]]
+    assert [leg["mode"] for leg in by_train["legs"]] == ["WALK", "TRANSIT", "WALK"]
+    train = by_train["legs"][1]
+    assert datetime.fromisoformat(train["departureTime"]) == latest
+    leave = latest - timedelta(minutes=to_a)
+    assert abs(datetime.fromisoformat(by_train["departureTime"]) - leave) < timedelta(seconds=1)
+    assert abs(
+        datetime.fromisoformat(by_train["arrivalTime"])
+        - (latest + timedelta(seconds=RUN, minutes=from_b))
+    ) < timedelta(seconds=1)
+
+    (walk,) = [j for j in found if j["modes"] == ["walk"]]
+    walking = _minutes(geodesic(NEAR_A, DESTINATION).meters, s.walking_speed_kmh)
+    assert datetime.fromisoformat(walk["arrivalTime"]) == deadline
+    assert abs(
+        datetime.fromisoformat(walk["departureTime"]) - (deadline - timedelta(minutes=walking))
+    ) < timedelta(seconds=1)
+    # Latest departure first.
+    assert found == sorted(found, key=lambda j: j["departureTime"], reverse=True)
