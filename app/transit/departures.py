@@ -80,7 +80,7 @@ def departures(
     if after.tzinfo is None:
         raise ValueError("`after` must be an aware datetime")
     local_day = after.astimezone(timetable.zone).date()
-    back = math.ceil(timetable.max_trip_seconds() / DAY)
+    back = math.ceil(timetable.latest_seconds / DAY)
     found: list[Departure] = []
     earliest = after - timedelta(seconds=MAX_DELAY_SECONDS)
     platforms = platforms_of(timetable, stop)

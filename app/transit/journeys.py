@@ -168,6 +168,10 @@ def _stop_place(stop: TransitStop) -> Place:
     return Place(stop.lat, stop.lon, stop.name, stop)
 
 
+def _meters(a: LatLon, b: LatLon) -> float:
+    return geodesic_meters(a.lat, a.lon, b.lat, b.lon)
+
+
 def _at(instant: datetime, minutes: float) -> datetime:
     return instant + timedelta(minutes=minutes)
 
@@ -348,11 +352,10 @@ class JourneyService:
                 else:
                     hi = mid
             candidates += found
-        walk = self._walk_all_the_way(
-            _Context(origin, destination, deadline, deadline, deadline, b"")
-        )
-        duration = walk.arrival - walk.departure
-        candidates.append(_shifted(walk, -duration))
+        # Walking the whole way, leaving just in time.
+        on_foot = walk_to(self.model, _meters(origin, destination)).minutes
+        leave = deadline - timedelta(minutes=on_foot)
+        candidates.append(self._walk_all_the_way(origin, destination, leave))
         chosen = choose([leave_late(j) for j in candidates], limit, arrive_by=True)
         return JourneyPlan(chosen, plan.reference, plan.vehicles_considered)
 
@@ -390,7 +393,7 @@ class JourneyService:
             plans={h.vehicle.pricing_plan_id for h in hits},
         )
         self._attach_plans(ctx, ref)
-        candidates = [self._walk_all_the_way(ctx)]
+        candidates = [self._walk_all_the_way(origin, destination, depart)]
         candidates += [self._ride_all_the_way(ctx, v) for v in ctx.access_vehicles]
         candidates += await self._transit(ctx)
         front = pareto(candidates) if limit is None else choose(candidates, limit)
@@ -464,14 +467,13 @@ class JourneyService:
 
     # ------------------------------------------------------------------ direct
 
-    def _walk_all_the_way(self, ctx: _Context) -> PlannedJourney:
-        meters = geodesic_meters(
-            ctx.origin.lat, ctx.origin.lon, ctx.destination.lat, ctx.destination.lon
-        )
-        walk = walk_to(self.model, meters)
-        arrival = _at(ctx.depart, walk.minutes)
-        part = WalkPart(_place(ctx.origin), _place(ctx.destination), ctx.depart, arrival, meters)
-        return PlannedJourney((part,), ctx.depart, arrival, (), False)
+    def _walk_all_the_way(
+        self, origin: LatLon, destination: LatLon, depart: datetime
+    ) -> PlannedJourney:
+        meters = _meters(origin, destination)
+        arrival = _at(depart, walk_to(self.model, meters).minutes)
+        part = WalkPart(_place(origin), _place(destination), depart, arrival, meters)
+        return PlannedJourney((part,), depart, arrival, (), False)
 
     def _ride_all_the_way(self, ctx: _Context, v: _Vehicle) -> PlannedJourney:
         walk = walk_to(self.model, v.walk_meters)
@@ -720,16 +722,6 @@ def _journey(parts: Sequence[Part]) -> PlannedJourney:
                 totals.setdefault(p.price.currency, []).append(p.price)
     prices = tuple(_sum(currency, items) for currency, items in sorted(totals.items()))
     return PlannedJourney(tuple(parts), parts[0].departure, parts[-1].arrival, prices, unpriced)
-
-
-def _shifted(j: PlannedJourney, by: timedelta) -> PlannedJourney:
-    """A walk-only journey moved in time (walking all the way leaves when it must)."""
-    parts = tuple(
-        replace(p, departure=p.departure + by, arrival=p.arrival + by)
-        for p in j.parts
-        if isinstance(p, WalkPart)
-    )
-    return replace(j, parts=parts, departure=j.departure + by, arrival=j.arrival + by)
 
 
 def _sum(currency: str, items: Sequence[PriceBreakdown]) -> PriceBreakdown:

@@ -40,7 +40,7 @@ __all__ = [
     "NearbyStop",
     "VersionRows",
     "active_timetable",
-    "active_version",
+    "active_versions",
     "read_version_rows",
     "stops_near",
     "stops_within",
@@ -79,13 +79,16 @@ class VersionRows:
     footpaths: list[FootpathRow]
 
 
-async def active_version(session: AsyncSession, slug: str) -> int | None:
-    """The feed's active version id: the cheap check of whether a timetable held in memory is
-    still current. None for an unknown feed or one not loaded yet."""
-    found = await session.scalar(
-        text("SELECT active_version FROM transit_feeds WHERE slug = :s"), {"s": slug}
+async def active_versions(session: AsyncSession) -> dict[str, int]:
+    """Every enabled feed's active version id (feeds not loaded yet are left out): the cheap
+    check of whether the timetables held in memory are still current."""
+    rows = await session.execute(
+        text(
+            "SELECT slug, active_version FROM transit_feeds "
+            "WHERE enabled AND active_version IS NOT NULL"
+        )
     )
-    return None if found is None else int(found)
+    return {slug: int(version) for slug, version in rows}
 
 
 async def _snapshot(session: AsyncSession) -> asyncpg.Connection:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.errors import InvalidInput, NotFound
@@ -80,13 +79,8 @@ class DatabaseSource:
 
     async def active_versions(self) -> dict[str, str]:
         async with self.sessions() as session:
-            rows = await session.execute(
-                text(
-                    "SELECT slug, active_version FROM transit_feeds "
-                    "WHERE enabled AND active_version IS NOT NULL"
-                )
-            )
-            return {slug: str(version) for slug, version in rows}
+            found = await repository.active_versions(session)
+        return {slug: str(version) for slug, version in found.items()}
 
     async def timetable(self, slug: str) -> Timetable | None:
         return await repository.active_timetable(self.sessions, slug)
@@ -129,7 +123,6 @@ class TransitService:
         # The live view of each feed, kept while its timetable and snapshot are the same.
         self._views: dict[str, tuple[Timetable, RealtimeSnapshot, RealtimeView]] = {}
         self.clock = clock
-        self._versions: dict[str, str] = {}
         self._checked_at = float("-inf")
         self._timetables: dict[str, Timetable] = {}
         self._lock = asyncio.Lock()
@@ -137,7 +130,6 @@ class TransitService:
     def forget(self) -> None:
         """Drop what this process holds (tests; a new process starts so)."""
         self._timetables = {}
-        self._versions = {}
         self._views = {}
         self._checked_at = float("-inf")
 
@@ -175,7 +167,6 @@ class TransitService:
                 if built is not None:
                     current[slug] = built
             self._timetables = current
-            self._versions = versions
             self._checked_at = self.clock()
             return current
 

@@ -238,7 +238,9 @@ class Timetable:
     trips_at_stop: Mapping[int, tuple[tuple[int, int], ...]] = field(repr=False)
     # stop -> ((trip, position in the trip), ...), by departure time there
     # Derived once at build, so a departures board does not rescan the timetable: the latest
-    # time of any trip, each station's platforms, and the services of each day asked for.
+    # time of any trip (how many service days back an instant can be served from: a trip of
+    # yesterday's service day at 25:30 runs today), each station's platforms, and the
+    # services of each day asked for.
     latest_seconds: int = 0
     platforms: Mapping[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
     _services_by_day: dict[date, frozenset[str]] = field(default_factory=dict, repr=False)
@@ -258,11 +260,6 @@ class Timetable:
                 self._services_by_day.clear()
             self._services_by_day[day] = found
         return found
-
-    def max_trip_seconds(self) -> int:
-        """The latest time of any trip: how many service days back an instant can be served
-        from (a trip of yesterday's service day at 25:30 runs today)."""
-        return self.latest_seconds
 
     def stop(self, scoped_id: str) -> TransitStop | None:
         prefix = self.feed + ":"

@@ -16,7 +16,7 @@ from app.transit.feeds import TransitFeeds
 from app.transit.loader import FeedLoadFailed
 from app.transit.repository import (
     active_timetable,
-    active_version,
+    active_versions,
     read_version_rows,
     stops_near,
     stops_within,
@@ -84,7 +84,7 @@ async def test_real_feeds_load_and_read_back(
             {"v": result.version_id},
         )
         assert far == 0
-        assert await active_version(session, name) == result.version_id
+        assert (await active_versions(session)).get(name) == result.version_id
 
     timetable = await active_timetable(runtime.sessions, name)
     assert timetable is not None and timetable.version == str(result.version_id)
@@ -308,15 +308,15 @@ async def test_the_transit_command_end_to_end(
     )
     assert code == 3 and "NOT_A_ZIP" in out
     async with runtime.sessions() as session:
-        assert await active_version(session, "caltrain") is not None
-        assert await active_version(session, "empty") is None
+        assert (await active_versions(session)).get("caltrain") is not None
+        assert (await active_versions(session)).get("empty") is None
 
     code, out, err = await mobility(runtime, "transit", "remove", "caltrain")
     assert code == 0
     async with runtime.sessions() as session:
         left = await session.scalar(text("SELECT count(*) FROM transit_stop_times"))
         assert left == 0
-        assert await active_version(session, "caltrain") is None
+        assert (await active_versions(session)).get("caltrain") is None
 
 
 @pytest.mark.parametrize("short_trip", [False, True])
