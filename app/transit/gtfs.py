@@ -199,6 +199,21 @@ class _Findings:
     def all(self) -> list[GtfsFinding]:
         return list(self._by_key.values())
 
+    # The errors of a row skipped, in every file.
+
+    def duplicate(self, name: str, key: str) -> None:
+        self.add(
+            "error", "DUPLICATE_KEY", name, "a row repeats an earlier row's key (skipped)", key
+        )
+
+    def unknown(self, name: str, what: str, key: str) -> None:
+        self.add(
+            "error", "UNKNOWN_REFERENCE", name, f"refers to an unknown {what} (row skipped)", key
+        )
+
+    def invalid(self, name: str, what: str, key: str) -> None:
+        self.add("error", "INVALID_VALUE", name, f"invalid {what} (row skipped)", key)
+
 
 class _Fatal(Exception):
     """The feed cannot be used; the finding is already recorded."""
@@ -802,19 +817,6 @@ class _Reader:
     def _table(self, name: str, columns: tuple[str, ...], *, required: bool) -> _Table | None:
         return self.zf.table(name, columns, required=required)
 
-    def _duplicate(self, name: str, key: str) -> None:
-        self.f.add(
-            "error", "DUPLICATE_KEY", name, "a row repeats an earlier row's key (skipped)", key
-        )
-
-    def _unknown(self, name: str, what: str, key: str) -> None:
-        self.f.add(
-            "error", "UNKNOWN_REFERENCE", name, f"refers to an unknown {what} (row skipped)", key
-        )
-
-    def _invalid(self, name: str, what: str, key: str) -> None:
-        self.f.add("error", "INVALID_VALUE", name, f"invalid {what} (row skipped)", key)
-
     # -- files
 
     def _agencies(self) -> list[AgencyRow]:
@@ -826,7 +828,7 @@ class _Reader:
         seen: set[str] = set()
         for agency_id, name, zone in table:
             if agency_id in seen:
-                self._duplicate("agency.txt", agency_id)
+                self.f.duplicate("agency.txt", agency_id)
                 continue
             seen.add(agency_id)
             out.append(AgencyRow(agency_id, name, zone))
@@ -881,15 +883,15 @@ class _Reader:
         seen: set[str] = set()
         for stop_id, name, lat_text, lon_text, kind_text, parent, platform, code in table:
             if not stop_id:
-                self._invalid("stops.txt", "stop_id (empty)", "")
+                self.f.invalid("stops.txt", "stop_id (empty)", "")
                 continue
             if stop_id in seen:
-                self._duplicate("stops.txt", stop_id)
+                self.f.duplicate("stops.txt", stop_id)
                 continue
             try:
                 kind = _int(kind_text, 0)
             except ValueError:
-                self._invalid("stops.txt", "location_type", stop_id)
+                self.f.invalid("stops.txt", "location_type", stop_id)
                 continue
             try:
                 lat, lon = float(lat_text), float(lon_text)
@@ -954,17 +956,17 @@ class _Reader:
         seen: set[str] = set()
         for route_id, agency_id, short, long_, type_text, color, text_color in table:
             if route_id in seen:
-                self._duplicate("routes.txt", route_id)
+                self.f.duplicate("routes.txt", route_id)
                 continue
             if not agency_id and single is not None:
                 agency_id = single
             if agency_id not in agency_ids:
-                self._unknown("routes.txt", "agency", route_id)
+                self.f.unknown("routes.txt", "agency", route_id)
                 continue
             try:
                 route_type = int(type_text)
             except ValueError:
-                self._invalid("routes.txt", "route_type", route_id)
+                self.f.invalid("routes.txt", "route_type", route_id)
                 continue
             seen.add(route_id)
             out.append(
@@ -991,13 +993,13 @@ class _Reader:
         for row in table or ():
             service_id = row[0]
             if service_id in seen:
-                self._duplicate("calendar.txt", service_id)
+                self.f.duplicate("calendar.txt", service_id)
                 continue
             try:
                 days = tuple(_flag(v) for v in row[1:8])
                 start, end = _parse_date(row[8]), _parse_date(row[9])
             except ValueError:
-                self._invalid("calendar.txt", "weekday flag or date", service_id)
+                self.f.invalid("calendar.txt", "weekday flag or date", service_id)
                 continue
             seen.add(service_id)
             out.append(CalendarRow(service_id, days, start, end))  # type: ignore[arg-type]
@@ -1015,10 +1017,10 @@ class _Reader:
                 if kind not in ("1", "2"):
                     raise ValueError(kind)
             except ValueError:
-                self._invalid("calendar_dates.txt", "date or exception_type", service_id)
+                self.f.invalid("calendar_dates.txt", "date or exception_type", service_id)
                 continue
             if (service_id, day) in seen:
-                self._duplicate("calendar_dates.txt", f"{service_id} {day_text}")
+                self.f.duplicate("calendar_dates.txt", f"{service_id} {day_text}")
                 continue
             seen.add((service_id, day))
             out.append(CalendarDateRow(service_id, day, kind == "1"))
@@ -1042,18 +1044,18 @@ class _Reader:
         seen: set[str] = set()
         for trip_id, route_id, service_id, headsign, direction, short in table:
             if trip_id in seen:
-                self._duplicate("trips.txt", trip_id)
+                self.f.duplicate("trips.txt", trip_id)
                 continue
             if route_id not in route_ids:
-                self._unknown("trips.txt", "route", trip_id)
+                self.f.unknown("trips.txt", "route", trip_id)
                 continue
             if service_id not in services:
-                self._unknown("trips.txt", "service", trip_id)
+                self.f.unknown("trips.txt", "service", trip_id)
                 continue
             try:
                 direction_id = int(direction) if direction else None
             except ValueError:
-                self._invalid("trips.txt", "direction_id", trip_id)
+                self.f.invalid("trips.txt", "direction_id", trip_id)
                 continue
             seen.add(trip_id)
             out.append(
@@ -1142,16 +1144,16 @@ class _Reader:
         for trip_id, seq_text, stop_id, arr_text, dep_text, headsign, pickup, drop in table:
             run = by_trip.get(trip_id)
             if run is None:
-                self._unknown(name, "trip", trip_id)
+                self.f.unknown(name, "trip", trip_id)
                 continue
             record = f"{trip_id}#{seq_text}"
             if stop_id not in stop_ids:
-                self._unknown(name, "stop", record)
+                self.f.unknown(name, "stop", record)
                 continue
             try:
                 seq = int(seq_text)
             except ValueError:
-                self._invalid(name, "stop_sequence", record)
+                self.f.invalid(name, "stop_sequence", record)
                 continue
             try:
                 arrival = self._time(arr_text, cache)
@@ -1165,10 +1167,10 @@ class _Reader:
                 pickup_type = _int(pickup, 0)
                 drop_off_type = _int(drop, 0)
             except ValueError:
-                self._invalid(name, "pickup_type or drop_off_type", record)
+                self.f.invalid(name, "pickup_type or drop_off_type", record)
                 continue
             if seq in run:
-                self._duplicate(name, record)
+                self.f.duplicate(name, record)
                 continue
             if (arrival is not None and arrival >= _DAY_SECONDS) or (
                 departure is not None and departure >= _DAY_SECONDS
@@ -1306,7 +1308,7 @@ class _Reader:
         seen: set[tuple[str, int]] = set()
         for trip_id, start_text, end_text, headway_text, exact in table or ():
             if trip_id not in trip_ids:
-                self._unknown("frequencies.txt", "trip", trip_id)
+                self.f.unknown("frequencies.txt", "trip", trip_id)
                 continue
             try:
                 start, end = parse_time(start_text), parse_time(end_text)
@@ -1323,7 +1325,7 @@ class _Reader:
                 )
                 continue
             if (trip_id, start) in seen:
-                self._duplicate("frequencies.txt", f"{trip_id} {start_text}")
+                self.f.duplicate("frequencies.txt", f"{trip_id} {start_text}")
                 continue
             seen.add((trip_id, start))
             out.append(FrequencyRow(trip_id, start, end, headway, exact == "1"))
@@ -1357,7 +1359,7 @@ class _Reader:
                 )
                 continue
             if a not in stop_ids or b not in stop_ids:
-                self._unknown("transfers.txt", "stop", key)
+                self.f.unknown("transfers.txt", "stop", key)
                 continue
             try:
                 kind = _int(kind_text, 0)
@@ -1365,10 +1367,10 @@ class _Reader:
                 if minimum is not None and minimum < 0:
                     raise ValueError
             except ValueError:
-                self._invalid("transfers.txt", "transfer_type or min_transfer_time", key)
+                self.f.invalid("transfers.txt", "transfer_type or min_transfer_time", key)
                 continue
             if (a, b) in out:
-                self._duplicate("transfers.txt", key)
+                self.f.duplicate("transfers.txt", key)
                 continue
             out[(a, b)] = TransferRow(a, b, kind, minimum)
         return list(out.values())
