@@ -16,7 +16,7 @@ from app.commands.console import fail, say
 from app.commands.database import database
 from app.platform.settings import Settings
 from app.transit.feeds import TransitFeeds
-from app.transit.gtfs import GtfsFinding
+from app.transit.gtfs_feed import GtfsFinding
 from app.transit.loader import FeedLoadFailed, LoadResult, Progress, UnknownTransitFeed
 from app.transit.realtime_poll import RealtimeFeedState, realtime_states
 

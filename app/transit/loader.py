@@ -45,14 +45,10 @@ from app.platform import outbound
 from app.platform.db import transaction
 from app.platform.errors import DomainError, NotFound
 from app.platform.settings import Settings
-from app.transit.gtfs import (
-    GtfsFinding,
-    GtfsHead,
-    StopTimeColumns,
-    feed_sha256,
-    footpath_rows,
-    read_gtfs,
-)
+from app.transit.footpaths import footpath_rows
+from app.transit.gtfs import read_gtfs
+from app.transit.gtfs_feed import GtfsFinding, GtfsHead, StopTimeColumns
+from app.transit.gtfs_zip import feed_sha256
 from app.transit.timetable import FootpathRow
 
 __all__ = [

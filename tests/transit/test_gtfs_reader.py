@@ -13,15 +13,9 @@ from typing import Any
 
 import pytest
 
-from app.transit.gtfs import (
-    GtfsFeed,
-    GtfsFeedUnusable,
-    GtfsHead,
-    StopTimeColumns,
-    nearby_stop_pairs,
-    read_gtfs,
-    timetable_from_zip,
-)
+from app.transit.footpaths import nearby_stop_pairs
+from app.transit.gtfs import GtfsFeedUnusable, read_gtfs, timetable_from_zip
+from app.transit.gtfs_feed import GtfsFeed, GtfsHead, StopTimeColumns
 from geo.distance import geodesic_meters
 from tests.transit.gtfs_support import BASE, make_zip, raw_counts, raw_rows, real_feed, rewrite_zip
 
