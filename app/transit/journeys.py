@@ -43,7 +43,7 @@ from app.reference import ReferenceCache, ReferenceData
 from app.search.schemas import VehicleFilter, VehicleHit
 from app.search.service import SearchService
 from app.search.validation import Area, check_point, validate_first
-from app.transit import raptor
+from app.transit import raptor, raptor_journey
 from app.transit.service import StopHit, TransitService, check_instant
 from app.transit.timetable import Timetable, TransitRoute, TransitStop, TransitTrip
 from geo.areas import Near
@@ -523,7 +523,7 @@ class JourneyService:
         timetable: Timetable,
         access_hits: list[StopHit],
         egress_hits: list[StopHit],
-        realtime: raptor.Realtime | None,
+        realtime: raptor_journey.Realtime | None,
     ) -> list[PlannedJourney]:
         s = self.settings
         planner = raptor.planner_for(timetable)
@@ -614,7 +614,7 @@ class JourneyService:
         self,
         ctx: _Context,
         timetable: Timetable,
-        j: raptor.Journey,
+        j: raptor_journey.Journey,
         first_vehicle: _Vehicle | None,
         last_vehicle: _Vehicle | None,
     ) -> PlannedJourney:
@@ -643,7 +643,7 @@ class JourneyService:
                 )
             )
         for leg in j.legs[1:-1]:
-            if isinstance(leg, raptor.TransitLeg):
+            if isinstance(leg, raptor_journey.TransitLeg):
                 trip = timetable.trips[leg.trip]
                 parts.append(
                     TransitPart(
@@ -659,7 +659,7 @@ class JourneyService:
                         timetable.feed,
                     )
                 )
-            elif isinstance(leg, raptor.WalkLeg):
+            elif isinstance(leg, raptor_journey.WalkLeg):
                 a, b = timetable.stops[leg.from_stop], timetable.stops[leg.to_stop]
                 parts.append(
                     WalkPart(

@@ -21,16 +21,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.transit.raptor import (
-    AccessLeg,
-    EgressLeg,
-    Journey,
-    JourneyPlanner,
-    TransitLeg,
-    WalkLeg,
-    journeys,
-    planner_for,
-)
+from app.transit.raptor import JourneyPlanner, journeys, planner_for
+from app.transit.raptor_journey import AccessLeg, EgressLeg, Journey, TransitLeg, WalkLeg
 from app.transit.timetable import (
     AgencyRow,
     CalendarDateRow,

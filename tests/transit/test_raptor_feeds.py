@@ -12,14 +12,8 @@ from pathlib import Path
 import pytest
 
 from app.transit.gtfs import timetable_from_zip
-from app.transit.raptor import (
-    AccessLeg,
-    EgressLeg,
-    Journey,
-    TransitLeg,
-    WalkLeg,
-    planner_for,
-)
+from app.transit.raptor import planner_for
+from app.transit.raptor_journey import AccessLeg, EgressLeg, Journey, TransitLeg, WalkLeg
 from app.transit.timetable import Timetable
 from tests.conftest import require_conformance
 from tests.transit.reference_csa import ConnectionScan
