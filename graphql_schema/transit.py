@@ -13,7 +13,7 @@ import strawberry
 from app.platform.errors import InvalidInput
 from app.reference import ReferenceData
 from app.search.validation import validate_area, validate_first
-from app.transit import journeys
+from app.transit import journey_options, journeys
 from app.transit.departures import Departure as DepartureData
 from app.transit.realtime import Alert, translated
 from app.transit.service import StopHit, UnknownStop
@@ -259,7 +259,7 @@ class JourneyPlace:
     stop_id: strawberry.ID | None = strawberry.field(description="FEED:stop_id of a stop.")
 
     @classmethod
-    def from_domain(cls, p: journeys.Place) -> JourneyPlace:
+    def from_domain(cls, p: journey_options.Place) -> JourneyPlace:
         return cls(
             lat=p.lat,
             lon=p.lon,
@@ -324,7 +324,7 @@ class JourneyPlan:
     )
 
 
-def _leg(part: journeys.Part, ref: ReferenceData) -> JourneyLeg:
+def _leg(part: journey_options.Part, ref: ReferenceData) -> JourneyLeg:
     leg = JourneyLeg(
         mode=JourneyLegMode.WALK,
         from_=JourneyPlace.from_domain(part.start),
@@ -340,9 +340,9 @@ def _leg(part: journeys.Part, ref: ReferenceData) -> JourneyLeg:
         headsign=None,
         realtime=False,
     )
-    if isinstance(part, journeys.WalkPart):
+    if isinstance(part, journey_options.WalkPart):
         leg.distance_meters = part.meters
-    elif isinstance(part, journeys.VehiclePart):
+    elif isinstance(part, journey_options.VehiclePart):
         vehicle = Vehicle.from_hit(part.hit, ref)
         leg.mode = JourneyLegMode.VEHICLE
         leg.distance_meters = part.ride.meters
@@ -359,14 +359,14 @@ def _leg(part: journeys.Part, ref: ReferenceData) -> JourneyLeg:
     return leg
 
 
-def _journey(j: journeys.PlannedJourney, ref: ReferenceData) -> Journey:
+def _journey(j: journey_options.PlannedJourney, ref: ReferenceData) -> Journey:
     price = None
     if not j.unpriced_vehicles and len(j.prices) <= 1:
         p = j.prices[0] if j.prices else None
         price = (
             Money(amount_minor=Long(p.total_minor), currency=p.currency) if p is not None else None
         )
-    uses_transit = any(isinstance(p, journeys.TransitPart) for p in j.parts)
+    uses_transit = any(isinstance(p, journey_options.TransitPart) for p in j.parts)
     return Journey(
         departure_time=j.departure.astimezone(UTC),
         arrival_time=j.arrival.astimezone(UTC),
