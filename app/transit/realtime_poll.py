@@ -32,13 +32,8 @@ from adapters.http import FeedCache, FeedFetchError, fetch_bytes, redact_urls
 from app.health import HealthStatus, SyncRecord, data_age_seconds, health_status
 from app.platform.db import transaction
 from app.platform.settings import Settings
-from app.transit.realtime import (
-    RealtimeFeedError,
-    RealtimeSnapshot,
-    TripRelationship,
-    merge_snapshots,
-    parse_feed,
-)
+from app.transit.realtime import RealtimeSnapshot, TripRelationship, merge_snapshots
+from app.transit.realtime_parse import RealtimeFeedError, parse_feed
 from app.transit.realtime_store import REALTIME_KINDS, RealtimeStore, StoredBody
 from providers.breaker import BreakerState, CircuitBreaker
 from providers.dispatch import Claim, claim_lease_seconds, next_interval

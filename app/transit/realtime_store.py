@@ -26,7 +26,8 @@ from redis.exceptions import RedisError
 from app.platform import metrics
 from app.platform.redis import RedisClient, RedisKeys
 from app.platform.settings import Settings
-from app.transit.realtime import RealtimeFeedError, RealtimeSnapshot, merge_snapshots, parse_feed
+from app.transit.realtime import RealtimeSnapshot, merge_snapshots
+from app.transit.realtime_parse import RealtimeFeedError, parse_feed
 
 __all__ = ["REALTIME_KINDS", "RealtimeStore", "StoredBody"]
 

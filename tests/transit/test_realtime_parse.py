@@ -8,15 +8,8 @@ from datetime import date
 import pytest
 from google.transit import gtfs_realtime_pb2 as pb
 
-from app.transit.realtime import (
-    RealtimeFeedError,
-    StopRelationship,
-    TripRelationship,
-    merge_snapshots,
-    parse_feed,
-    parse_gtfs_time,
-    translated,
-)
+from app.transit.realtime import StopRelationship, TripRelationship, merge_snapshots, translated
+from app.transit.realtime_parse import RealtimeFeedError, parse_feed, parse_gtfs_time
 from tests.transit.caltrain import caltrain_dir
 
 

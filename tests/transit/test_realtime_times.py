@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from google.transit import gtfs_realtime_pb2 as pb
 
-from app.transit.realtime import RealtimeSnapshot, parse_feed
+from app.transit.realtime import RealtimeSnapshot
+from app.transit.realtime_parse import parse_feed
 from app.transit.realtime_times import (
     RealtimeView,
     alerts_for,
