@@ -7,7 +7,7 @@ own claim rows (``transit_realtime_polls``, migration 0017), with the syncs' HTT
 deadline, body size cap, backoff after failures (capped, full jitter), the operator's
 ``Retry-After`` and the shared circuit breaker (providers/breaker.py, keyed ``transit:SLUG``).
 
-One poll fetches the feed's kinds together, parses each (app/transit/realtime.py), stores the
+One poll fetches the feed's kinds together, parses each (app/transit/realtime_parse.py), stores the
 bodies that parsed in Redis (app/transit/realtime_store.py) and records the outcome on the row:
 a poll succeeds when every kind did; a kind that failed keeps its previous body until that ages
 out. Trip ids the active timetable does not have are counted on the row (``stats``), never
