@@ -315,9 +315,9 @@ class RealtimeView:
         return self._expected.get((trip_index, service_date))
 
     def trip_times(self) -> dict[tuple[int, date], tuple[tuple[int, ...], tuple[int, ...]] | None]:
-        """The journey planner's override (app/transit/raptor_journey.py ``Realtime``): each trip and
-        day the live data speaks of, with its expected (arrivals, departures), or None when
-        it is cancelled. Built once per view."""
+        """The journey planner's override (app/transit/raptor_journey.py ``Realtime``): each
+        trip and day the live data speaks of, with its expected (arrivals, departures), or
+        None when it is cancelled. Built once per view."""
         if self._trip_times is None:
             self._trip_times = {
                 key: None
