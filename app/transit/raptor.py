@@ -331,26 +331,3 @@ def planner_for(timetable: Timetable) -> JourneyPlanner:
         while len(_PLANNERS) > _PLANNERS_KEPT:
             _PLANNERS.popitem(last=False)
     return planner
-
-
-def journeys(
-    timetable: Timetable,
-    *,
-    access: Mapping[int, datetime],
-    egress: Mapping[int, int],
-    depart_at: datetime,
-    max_transfers: int = DEFAULT_MAX_TRANSFERS,
-    horizon: timedelta = DEFAULT_HORIZON,
-    realtime: Realtime | None = None,
-    include_walk_only: bool = False,
-) -> list[Journey]:
-    """`JourneyPlanner.journeys` on the cached planner of `timetable`."""
-    return planner_for(timetable).journeys(
-        access=access,
-        egress=egress,
-        depart_at=depart_at,
-        max_transfers=max_transfers,
-        horizon=horizon,
-        realtime=realtime,
-        include_walk_only=include_walk_only,
-    )

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.transit.raptor import JourneyPlanner, journeys, planner_for
+from app.transit.raptor import JourneyPlanner, planner_for
 from app.transit.raptor_journey import AccessLeg, EgressLeg, Journey, TransitLeg, WalkLeg
 from app.transit.timetable import (
     AgencyRow,
@@ -349,7 +349,7 @@ def test_simple_line_and_transfer() -> None:
     )
     zone = ZoneInfo(ZONE)
     at = datetime(2026, 6, 1, 7, 55, tzinfo=zone)
-    found = journeys(tt, access={0: at}, egress={2: 120}, depart_at=at)
+    found = planner_for(tt).journeys(access={0: at}, egress={2: 120}, depart_at=at)
     assert [(j.transit_legs, j.arrival) for j in found] == [
         (1, datetime(2026, 6, 1, 8, 52, tzinfo=zone)),
         (2, datetime(2026, 6, 1, 8, 27, tzinfo=zone)),
@@ -361,12 +361,12 @@ def test_simple_line_and_transfer() -> None:
     assert two[2].service_date == date(2026, 6, 1)
     # Trips past midnight: at 00:30 the day's 08:00 trips are the next ones (no night trips).
     night = datetime(2026, 6, 2, 0, 30, tzinfo=zone)
-    found = journeys(
-        tt, access={0: night}, egress={2: 0}, depart_at=night, horizon=timedelta(hours=12)
+    found = planner_for(tt).journeys(
+        access={0: night}, egress={2: 0}, depart_at=night, horizon=timedelta(hours=12)
     )
     assert found and found[-1].arrival == datetime(2026, 6, 2, 8, 25, tzinfo=zone)
     # ... and not within a 6-hour horizon.
-    assert journeys(tt, access={0: night}, egress={2: 0}, depart_at=night) == []
+    assert planner_for(tt).journeys(access={0: night}, egress={2: 0}, depart_at=night) == []
     assert planner_for(tt) is planner_for(tt)
     assert isinstance(planner_for(tt), JourneyPlanner)
 
@@ -376,13 +376,13 @@ def test_invalid_input_is_rejected() -> None:
     tt = random_network(rng).timetable
     at = datetime(2026, 3, 27, 8, 0, tzinfo=ZoneInfo(ZONE))
     with pytest.raises(ValueError):
-        journeys(tt, access={0: at.replace(tzinfo=None)}, egress={1: 0}, depart_at=at)
+        planner_for(tt).journeys(access={0: at.replace(tzinfo=None)}, egress={1: 0}, depart_at=at)
     with pytest.raises(ValueError):
-        journeys(tt, access={0: at}, egress={1: 0}, depart_at=at.replace(tzinfo=None))
+        planner_for(tt).journeys(access={0: at}, egress={1: 0}, depart_at=at.replace(tzinfo=None))
     with pytest.raises(ValueError):
-        journeys(tt, access={len(tt.stops): at}, egress={1: 0}, depart_at=at)
+        planner_for(tt).journeys(access={len(tt.stops): at}, egress={1: 0}, depart_at=at)
     with pytest.raises(ValueError):
-        journeys(tt, access={0: at}, egress={1: -1}, depart_at=at)
+        planner_for(tt).journeys(access={0: at}, egress={1: -1}, depart_at=at)
     with pytest.raises(ValueError):
-        journeys(tt, access={0: at}, egress={1: 0}, depart_at=at, max_transfers=-1)
-    assert journeys(tt, access={}, egress={1: 0}, depart_at=at) == []
+        planner_for(tt).journeys(access={0: at}, egress={1: 0}, depart_at=at, max_transfers=-1)
+    assert planner_for(tt).journeys(access={}, egress={1: 0}, depart_at=at) == []
