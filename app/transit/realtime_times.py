@@ -43,6 +43,7 @@ from app.transit.realtime import (
 from app.transit.timetable import Timetable, TransitTrip
 
 __all__ = [
+    "AlertContext",
     "ExpectedStop",
     "ExpectedTimes",
     "MatchReport",
@@ -355,74 +356,7 @@ class RealtimeView:
         return alerts_for(
             self.snapshot.alerts,
             at,
-            agency_id=agency_id,
-            route_id=route_id,
-            route_type=route_type,
-            direction_id=direction_id,
-            trip_id=trip_id,
-            service_date=service_date,
-            stop_ids=stop_ids,
-        )
-
-
-def _selects(
-    entity: InformedEntity,
-    *,
-    agency_id: str | None,
-    route_id: str | None,
-    route_type: int | None,
-    direction_id: int | None,
-    trip_id: str | None,
-    service_date: date | None,
-    stop_ids: Collection[str],
-) -> bool:
-    # Every field the selector gives must be one the caller's context has, and equal.
-    if entity.agency_id is not None and entity.agency_id != agency_id:
-        return False
-    if entity.route_id is not None and entity.route_id != route_id:
-        return False
-    if entity.route_type is not None and entity.route_type != route_type:
-        return False
-    if entity.direction_id is not None and entity.direction_id != direction_id:
-        return False
-    if entity.stop_id is not None and entity.stop_id not in stop_ids:
-        return False
-    if entity.trip is not None:
-        t = entity.trip
-        if t.trip_id is not None and t.trip_id != trip_id:
-            return False
-        if t.start_date is not None and t.start_date != service_date:
-            return False
-        if t.route_id is not None and t.route_id != route_id:
-            return False
-        if t.direction_id is not None and t.direction_id != direction_id:
-            return False
-    return True
-
-
-def alerts_for(
-    alerts: Iterable[Alert],
-    at: float,
-    *,
-    agency_id: str | None = None,
-    route_id: str | None = None,
-    route_type: int | None = None,
-    direction_id: int | None = None,
-    trip_id: str | None = None,
-    service_date: date | None = None,
-    stop_ids: Collection[str] = (),
-) -> list[Alert]:
-    """The alerts active at ``at`` (POSIX seconds) that inform the context given: a stop (its
-    ids: a platform and its station, say), a route, a trip. A selector naming a route and a
-    stop applies only where both are in the context; one naming only a stop applies to
-    everything at that stop."""
-    return [
-        alert
-        for alert in alerts
-        if alert.active_at(at)
-        and any(
-            _selects(
-                e,
+            AlertContext(
                 agency_id=agency_id,
                 route_id=route_id,
                 route_type=route_type,
@@ -430,7 +364,55 @@ def alerts_for(
                 trip_id=trip_id,
                 service_date=service_date,
                 stop_ids=stop_ids,
-            )
-            for e in alert.informed_entities
+            ),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class AlertContext:
+    """What the rider is looking at, as an alert's informed entities select it: a stop (its
+    ids: a platform and its station, say), a route (its agency and type), a trip (its
+    direction and service day)."""
+
+    agency_id: str | None = None
+    route_id: str | None = None
+    route_type: int | None = None
+    direction_id: int | None = None
+    trip_id: str | None = None
+    service_date: date | None = None
+    stop_ids: Collection[str] = ()
+
+    def selected_by(self, entity: InformedEntity) -> bool:
+        # Every field the selector gives must be one the context has, and equal.
+        if entity.agency_id is not None and entity.agency_id != self.agency_id:
+            return False
+        if entity.route_id is not None and entity.route_id != self.route_id:
+            return False
+        if entity.route_type is not None and entity.route_type != self.route_type:
+            return False
+        if entity.direction_id is not None and entity.direction_id != self.direction_id:
+            return False
+        if entity.stop_id is not None and entity.stop_id not in self.stop_ids:
+            return False
+        if entity.trip is not None:
+            t = entity.trip
+            if t.trip_id is not None and t.trip_id != self.trip_id:
+                return False
+            if t.start_date is not None and t.start_date != self.service_date:
+                return False
+            if t.route_id is not None and t.route_id != self.route_id:
+                return False
+            if t.direction_id is not None and t.direction_id != self.direction_id:
+                return False
+        return True
+
+
+def alerts_for(alerts: Iterable[Alert], at: float, context: AlertContext) -> list[Alert]:
+    """The alerts active at ``at`` (POSIX seconds) that inform the context given. A selector
+    naming a route and a stop applies only where both are in the context; one naming only a
+    stop applies to everything at that stop."""
+    return [
+        alert
+        for alert in alerts
+        if alert.active_at(at) and any(context.selected_by(e) for e in alert.informed_entities)
     ]

@@ -4,6 +4,7 @@ stop_times.txt, and the spec's propagation rules on small timetables built here.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,6 +13,7 @@ from google.transit import gtfs_realtime_pb2 as pb
 from app.transit.realtime import RealtimeSnapshot
 from app.transit.realtime_parse import parse_feed
 from app.transit.realtime_times import (
+    AlertContext,
     RealtimeView,
     alerts_for,
     expected_times,
@@ -393,17 +395,16 @@ def test_alerts_apply_where_every_field_of_a_selector_matches() -> None:
     snapshot = _alert_feed()
     now = 1_800_000_000
 
-    def ids(**context: object) -> set[str]:
-        return {a.entity_id for a in alerts_for(snapshot.alerts, now, **context)}  # type: ignore[arg-type]
+    def ids(**context: Any) -> set[str]:
+        return {a.entity_id for a in alerts_for(snapshot.alerts, now, AlertContext(**context))}
 
     assert ids(stop_ids=["A"]) == {"stop"}
     assert ids(stop_ids=["B"]) == set()  # route R at B: not without the route
     assert ids(stop_ids=["B"], route_id="R") == {"route-at-stop", "route"}
     assert ids(route_id="R", agency_id="ag") == {"route", "agency"}
     assert ids(trip_id="T") == set()  # its period starts later
-    assert {a.entity_id for a in alerts_for(snapshot.alerts, 2_000_000_000, trip_id="T")} == {
-        "trip-later"
-    }
+    later = alerts_for(snapshot.alerts, 2_000_000_000, AlertContext(trip_id="T"))
+    assert {a.entity_id for a in later} == {"trip-later"}
     view = RealtimeView(_timetable(LINE), snapshot)
     assert {a.entity_id for a in view.alerts(now, stop_ids=["B"], trip_id="T")} == {
         "route-at-stop",
