@@ -105,43 +105,21 @@ class TransferRow:
     min_transfer_time: int | None
 
 
+@dataclass(slots=True, eq=False)
 class StopTimeColumns:
     """A feed's stop times column by column, in the order of `GtfsFeed.stop_times`: what the
     loader copies (`records`, tuples made by C loops), and the typed rows, built on first use
     for the callers that want them (`rows`)."""
 
-    __slots__ = (
-        "_rows",
-        "arrival",
-        "departure",
-        "drop_off_type",
-        "headsign",
-        "pickup_type",
-        "stop_id",
-        "stop_sequence",
-        "trip_id",
-    )
-
-    def __init__(
-        self,
-        trip_id: list[str],
-        stop_sequence: list[int],
-        stop_id: list[str],
-        arrival: list[int | None],
-        departure: list[int | None],
-        headsign: list[str | None],
-        pickup_type: list[int],
-        drop_off_type: list[int],
-    ) -> None:
-        self.trip_id = trip_id
-        self.stop_sequence = stop_sequence
-        self.stop_id = stop_id
-        self.arrival = arrival
-        self.departure = departure
-        self.headsign = headsign
-        self.pickup_type = pickup_type
-        self.drop_off_type = drop_off_type
-        self._rows: tuple[StopTimeRow, ...] | None = None
+    trip_id: list[str]
+    stop_sequence: list[int]
+    stop_id: list[str]
+    arrival: list[int | None]
+    departure: list[int | None]
+    headsign: list[str | None]
+    pickup_type: list[int]
+    drop_off_type: list[int]
+    _rows: tuple[StopTimeRow, ...] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def of(cls, rows: Iterable[StopTimeRow]) -> StopTimeColumns:

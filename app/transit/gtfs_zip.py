@@ -12,6 +12,7 @@ import io
 import itertools
 import zipfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import IO
@@ -267,6 +268,7 @@ def _plain(block: str) -> bool:
     return "\r" not in block or block.count("\r") == block.count("\r\n")
 
 
+@dataclass(slots=True)
 class Table:
     """One file's rows: the asked-for columns' values (stripped; "" when the column is absent
     or the row short), one row at a time, or column by column (`column_chunks`, large files).
@@ -277,25 +279,17 @@ class Table:
     the first block with a quote, the ``csv`` module reads the rest. Both read the same rows;
     either way a malformed line stops the reading with a finding."""
 
-    def __init__(
-        self,
-        name: str,
-        blocks: Iterator[str],
-        raw: IO[bytes],
-        positions: list[int],
-        findings: Findings,
-    ) -> None:
-        self.name = name
-        self._blocks = blocks
-        self._raw = raw
-        self._positions = positions
-        self._findings = findings
+    name: str
+    blocks: Iterator[str]  # the member's text, a block of whole lines at a time
+    raw: IO[bytes]  # the member, closed when the blocks are read
+    positions: list[int]  # each asked-for column's position in the header, -1 when absent
+    findings: Findings
 
     def _chunks(self) -> Iterator[list[list[str]]]:
         """The rows' fields, a chunk of rows at a time, as that chunk's columns (as many as its
         widest row has; a shorter row's missing fields are "")."""
         try:
-            blocks = self._blocks
+            blocks = self.blocks
             for block in blocks:
                 if not _plain(block):
                     reader = csv.reader(
@@ -324,7 +318,7 @@ class Table:
                 else:  # rows of different widths, or blank lines
                     yield _transposed([line.split(",") for line in lines])
         except (_Malformed, csv.Error) as exc:
-            self._findings.add(
+            self.findings.add(
                 "error",
                 "UNREADABLE_FILE",
                 self.name,
@@ -333,7 +327,7 @@ class Table:
                 "the rows after it are ignored",
             )
         finally:
-            self._raw.close()
+            self.raw.close()
 
     def column_chunks(self) -> Iterator[list[list[str]]]:
         """The asked-for columns, a chunk of rows at a time (never an empty chunk)."""
@@ -346,7 +340,7 @@ class Table:
                 (chunk[p] if bare else list(_stripped(chunk[p])))
                 if 0 <= p < len(chunk)
                 else [""] * rows
-                for p in self._positions
+                for p in self.positions
             ]
 
     def __iter__(self) -> Iterator[tuple[str, ...]]:
@@ -357,7 +351,7 @@ class Table:
             yield from zip(
                 *(
                     _stripped(chunk[p]) if 0 <= p < len(chunk) else itertools.repeat("", rows)
-                    for p in self._positions
+                    for p in self.positions
                 ),
                 strict=False,  # an absent column is an endless "" beside the others
             )
