@@ -71,6 +71,7 @@ from app.transit.timetable import (
     RouteRow,
     StopRow,
     Timetable,
+    TimetableRows,
     TripRow,
     build_timetable,
 )
@@ -560,9 +561,7 @@ def timetable_from_feed(
         gtfs.stops,
         walking_speed_kmh,
     )
-    return build_timetable(
-        feed=feed,
-        version=gtfs.sha256[:12],
+    rows = TimetableRows(
         agencies=gtfs.agencies,
         stops=gtfs.stops,
         routes=gtfs.routes,
@@ -573,6 +572,7 @@ def timetable_from_feed(
         frequencies=gtfs.frequencies,
         footpaths=footpaths,
     )
+    return build_timetable(rows, feed=feed, version=gtfs.sha256[:12])
 
 
 def timetable_from_zip(

@@ -29,6 +29,7 @@ from app.transit.timetable import (
     StopRow,
     StopTimeRow,
     Timetable,
+    TimetableRows,
     TripRow,
     build_timetable,
 )
@@ -65,18 +66,9 @@ class NearbyStop:
         return f"{self.feed}:{self.stop.stop_id}"
 
 
-@dataclass(frozen=True, slots=True)
-class VersionRows:
-    version: int
-    agencies: list[AgencyRow]
-    stops: list[StopRow]
-    routes: list[RouteRow]
-    trips: list[TripRow]
-    stop_times: list[StopTimeRow]
-    calendars: list[CalendarRow]
-    calendar_dates: list[CalendarDateRow]
-    frequencies: list[FrequencyRow]
-    footpaths: list[FootpathRow]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionRows(TimetableRows):
+    version: int  # the version's id
 
 
 async def active_versions(session: AsyncSession) -> dict[str, int]:
@@ -118,80 +110,71 @@ async def read_version_rows(session: AsyncSession, slug: str) -> VersionRows | N
     v = await pg.fetchval("SELECT active_version FROM transit_feeds WHERE slug = $1", slug)
     if v is None:
         return None
-    agencies = await _typed(
-        pg,
-        v,
-        AgencyRow,
-        "SELECT agency_id, name, timezone FROM transit_agencies WHERE version_id = $1 "
-        "ORDER BY agency_id",
-    )
-    stops = await _typed(
-        pg,
-        v,
-        StopRow,
-        "SELECT stop_id, name, lat, lon, location_type, parent_station, platform_code, code "
-        "FROM transit_stops WHERE version_id = $1 ORDER BY stop_id",
-    )
-    routes = await _typed(
-        pg,
-        v,
-        RouteRow,
-        "SELECT route_id, agency_id, short_name, long_name, route_type, color, text_color "
-        "FROM transit_routes WHERE version_id = $1 ORDER BY route_id",
-    )
-    trips = await _typed(
-        pg,
-        v,
-        TripRow,
-        "SELECT trip_id, route_id, service_id, headsign, direction_id, short_name "
-        "FROM transit_trips WHERE version_id = $1 ORDER BY trip_id",
-    )
-    stop_times = await _typed(
-        pg,
-        v,
-        StopTimeRow,
-        "SELECT trip_id, stop_sequence, stop_id, arrival, departure, headsign, pickup_type, "
-        "drop_off_type FROM transit_stop_times WHERE version_id = $1",
-    )
-    calendars = [
-        CalendarRow(r[0], tuple(r[1]), r[2], r[3])
-        for r in await pg.fetch(
-            "SELECT service_id, weekdays, start_date, end_date FROM transit_calendars "
-            "WHERE version_id = $1 ORDER BY service_id",
-            v,
-        )
-    ]
-    calendar_dates = await _typed(
-        pg,
-        v,
-        CalendarDateRow,
-        "SELECT service_id, date, added FROM transit_calendar_dates WHERE version_id = $1 "
-        "ORDER BY service_id, date",
-    )
-    frequencies = await _typed(
-        pg,
-        v,
-        FrequencyRow,
-        "SELECT trip_id, start_time, end_time, headway_seconds, exact_times "
-        "FROM transit_frequencies WHERE version_id = $1 ORDER BY trip_id, start_time",
-    )
-    footpaths = await _typed(
-        pg,
-        v,
-        FootpathRow,
-        "SELECT from_stop_id, to_stop_id, seconds FROM transit_footpaths WHERE version_id = $1",
-    )
     return VersionRows(
-        int(v),
-        agencies,
-        stops,
-        routes,
-        trips,
-        stop_times,
-        calendars,
-        calendar_dates,
-        frequencies,
-        footpaths,
+        version=int(v),
+        agencies=await _typed(
+            pg,
+            v,
+            AgencyRow,
+            "SELECT agency_id, name, timezone FROM transit_agencies WHERE version_id = $1 "
+            "ORDER BY agency_id",
+        ),
+        stops=await _typed(
+            pg,
+            v,
+            StopRow,
+            "SELECT stop_id, name, lat, lon, location_type, parent_station, platform_code, code "
+            "FROM transit_stops WHERE version_id = $1 ORDER BY stop_id",
+        ),
+        routes=await _typed(
+            pg,
+            v,
+            RouteRow,
+            "SELECT route_id, agency_id, short_name, long_name, route_type, color, text_color "
+            "FROM transit_routes WHERE version_id = $1 ORDER BY route_id",
+        ),
+        trips=await _typed(
+            pg,
+            v,
+            TripRow,
+            "SELECT trip_id, route_id, service_id, headsign, direction_id, short_name "
+            "FROM transit_trips WHERE version_id = $1 ORDER BY trip_id",
+        ),
+        stop_times=await _typed(
+            pg,
+            v,
+            StopTimeRow,
+            "SELECT trip_id, stop_sequence, stop_id, arrival, departure, headsign, pickup_type, "
+            "drop_off_type FROM transit_stop_times WHERE version_id = $1",
+        ),
+        calendars=[
+            CalendarRow(r[0], tuple(r[1]), r[2], r[3])
+            for r in await pg.fetch(
+                "SELECT service_id, weekdays, start_date, end_date FROM transit_calendars "
+                "WHERE version_id = $1 ORDER BY service_id",
+                v,
+            )
+        ],
+        calendar_dates=await _typed(
+            pg,
+            v,
+            CalendarDateRow,
+            "SELECT service_id, date, added FROM transit_calendar_dates WHERE version_id = $1 "
+            "ORDER BY service_id, date",
+        ),
+        frequencies=await _typed(
+            pg,
+            v,
+            FrequencyRow,
+            "SELECT trip_id, start_time, end_time, headway_seconds, exact_times "
+            "FROM transit_frequencies WHERE version_id = $1 ORDER BY trip_id, start_time",
+        ),
+        footpaths=await _typed(
+            pg,
+            v,
+            FootpathRow,
+            "SELECT from_stop_id, to_stop_id, seconds FROM transit_footpaths WHERE version_id = $1",
+        ),
     )
 
 
@@ -206,20 +189,7 @@ async def active_timetable(
         return None
     # CPU work of a fraction of a second for a city, seconds for a country: off the event
     # loop (the GIL still shares the core, but the loop keeps answering between slices).
-    return await asyncio.to_thread(
-        build_timetable,
-        feed=slug,
-        version=str(rows.version),
-        agencies=rows.agencies,
-        stops=rows.stops,
-        routes=rows.routes,
-        trips=rows.trips,
-        stop_times=rows.stop_times,
-        calendars=rows.calendars,
-        calendar_dates=rows.calendar_dates,
-        frequencies=rows.frequencies,
-        footpaths=rows.footpaths,
-    )
+    return await asyncio.to_thread(build_timetable, rows, feed=slug, version=str(rows.version))
 
 
 def _check_point(lat: float, lon: float) -> None:

@@ -21,7 +21,7 @@ planner and departures never need to know.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -330,24 +330,27 @@ def interpolate(
     return arrivals, departures
 
 
-def build_timetable(
-    *,
-    feed: str,
-    version: str,
-    agencies: Iterable[AgencyRow],
-    stops: Iterable[StopRow],
-    routes: Iterable[RouteRow],
-    trips: Iterable[TripRow],
-    stop_times: Iterable[StopTimeRow],
-    calendars: Iterable[CalendarRow] = (),
-    calendar_dates: Iterable[CalendarDateRow] = (),
-    frequencies: Iterable[FrequencyRow] = (),
-    footpaths: Iterable[FootpathRow] = (),
-) -> Timetable:
+@dataclass(frozen=True, slots=True)
+class TimetableRows:
+    """One feed version's rows, read from a zip (`app/transit/gtfs.py`) or from the database
+    (`app/transit/repository.py`): what `build_timetable` makes a `Timetable` of."""
+
+    agencies: Sequence[AgencyRow]
+    stops: Sequence[StopRow]
+    routes: Sequence[RouteRow]
+    trips: Sequence[TripRow]
+    stop_times: Sequence[StopTimeRow]
+    calendars: Sequence[CalendarRow] = ()
+    calendar_dates: Sequence[CalendarDateRow] = ()
+    frequencies: Sequence[FrequencyRow] = ()
+    footpaths: Sequence[FootpathRow] = ()
+
+
+def build_timetable(rows: TimetableRows, *, feed: str, version: str) -> Timetable:
     """One feed version's timetable from its rows. Rows that refer to something missing (a
     stop time of an unknown trip or stop, a trip of an unknown route) are skipped: the parser
     reports them as findings; here they cannot break the rest."""
-    agency_rows = list(agencies)
+    agency_rows = list(rows.agencies)
     if not agency_rows:
         raise ValueError("a feed needs an agency (its time zone)")
     zone_name = agency_rows[0].timezone
@@ -356,7 +359,7 @@ def build_timetable(
     prefix = feed + ":"
     stop_list: list[TransitStop] = []
     stop_index: dict[str, int] = {}
-    for s in stops:
+    for s in rows.stops:
         if s.stop_id in stop_index:
             continue
         stop_index[s.stop_id] = len(stop_list)
@@ -375,7 +378,7 @@ def build_timetable(
         )
     route_list: list[TransitRoute] = []
     route_index: dict[str, int] = {}
-    for r in routes:
+    for r in rows.routes:
         if r.route_id in route_index:
             continue
         route_index[r.route_id] = len(route_list)
@@ -395,23 +398,23 @@ def build_timetable(
         )
 
     times: dict[str, list[StopTimeRow]] = {}
-    for st in stop_times:
+    for st in rows.stop_times:
         if st.stop_id in stop_index:
             times.setdefault(st.trip_id, []).append(st)
     freq_by_trip: dict[str, list[FrequencyRow]] = {}
-    for f in frequencies:
+    for f in rows.frequencies:
         if f.headway_seconds > 0 and f.end_time > f.start_time:
             freq_by_trip.setdefault(f.trip_id, []).append(f)
 
     trip_list: list[TransitTrip] = []
-    for t in trips:
-        rows = times.get(t.trip_id)
+    for t in rows.trips:
+        calls = times.get(t.trip_id)
         route = route_index.get(t.route_id)
-        if not rows or len(rows) < 2 or route is None:
+        if not calls or len(calls) < 2 or route is None:
             continue
-        rows.sort(key=lambda r: r.stop_sequence)
+        calls.sort(key=lambda r: r.stop_sequence)
         try:
-            arrivals, departures = interpolate([(r.arrival, r.departure) for r in rows])
+            arrivals, departures = interpolate([(r.arrival, r.departure) for r in calls])
         except ValueError:
             continue
         template = TransitTrip(
@@ -423,14 +426,14 @@ def build_timetable(
             headsign=t.headsign,
             direction_id=t.direction_id,
             short_name=t.short_name,
-            stops=tuple(stop_index[r.stop_id] for r in rows),
-            stop_sequences=tuple(r.stop_sequence for r in rows),
+            stops=tuple(stop_index[r.stop_id] for r in calls),
+            stop_sequences=tuple(r.stop_sequence for r in calls),
             arrivals=tuple(arrivals),
             departures=tuple(departures),
-            stop_headsigns=tuple(r.headsign for r in rows),
-            pickup=tuple(r.pickup_type != 1 for r in rows),
-            drop_off=tuple(r.drop_off_type != 1 for r in rows),
-            timepoints=tuple(r.arrival is not None or r.departure is not None for r in rows),
+            stop_headsigns=tuple(r.headsign for r in calls),
+            pickup=tuple(r.pickup_type != 1 for r in calls),
+            drop_off=tuple(r.drop_off_type != 1 for r in calls),
+            timepoints=tuple(r.arrival is not None or r.departure is not None for r in calls),
         )
         windows = freq_by_trip.get(t.trip_id)
         if not windows:
@@ -463,7 +466,7 @@ def build_timetable(
         visits.sort(key=lambda v: trip_list[v[0]].departures[v[1]])
 
     walks: dict[int, list[tuple[int, int]]] = {}
-    for fp in footpaths:
+    for fp in rows.footpaths:
         a, b = stop_index.get(fp.from_stop_id), stop_index.get(fp.to_stop_id)
         if a is None or b is None or a == b:
             continue
@@ -482,7 +485,7 @@ def build_timetable(
         stops=tuple(stop_list),
         routes=tuple(route_list),
         trips=tuple(trip_list),
-        services=service_dates(calendars, calendar_dates),
+        services=service_dates(rows.calendars, rows.calendar_dates),
         footpaths={s: tuple(sorted(w, key=lambda x: x[1])) for s, w in walks.items()},
         stop_by_gtfs_id=stop_index,
         trips_by_gtfs_id={k: tuple(v) for k, v in by_gtfs.items()},

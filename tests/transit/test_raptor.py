@@ -32,6 +32,7 @@ from app.transit.timetable import (
     StopRow,
     StopTimeRow,
     Timetable,
+    TimetableRows,
     TripRow,
     build_timetable,
 )
@@ -107,16 +108,18 @@ def random_network(rng: random.Random) -> Network:
         if FIRST_DAY + timedelta(days=i) in days
     ]
     timetable = build_timetable(
+        TimetableRows(
+            agencies=[AgencyRow("a", "A", ZONE)],
+            stops=[StopRow(s, s, 52.5, 13.4) for s in stops],
+            routes=route_rows,
+            trips=trip_rows,
+            stop_times=time_rows,
+            calendars=[],
+            calendar_dates=calendar_dates,
+            footpaths=[FootpathRow(a, b, w) for a, ws in footpaths.items() for b, w in ws],
+        ),
         feed="test",
         version="1",
-        agencies=[AgencyRow("a", "A", ZONE)],
-        stops=[StopRow(s, s, 52.5, 13.4) for s in stops],
-        routes=route_rows,
-        trips=trip_rows,
-        stop_times=time_rows,
-        calendars=[],
-        calendar_dates=calendar_dates,
-        footpaths=[FootpathRow(a, b, w) for a, ws in footpaths.items() for b, w in ws],
     )
     return Network(stops, trips, services, footpaths, timetable)
 
@@ -331,21 +334,23 @@ def test_simple_line_and_transfer() -> None:
     """A hand-made case: A->B by line 1, B->C by line 2 (a 5-minute connection), and a
     slower direct line 3 A->C; the answer is both, the direct one first."""
     tt = build_timetable(
+        TimetableRows(
+            agencies=[AgencyRow("a", "A", ZONE)],
+            stops=[StopRow(s, s, 52.5, 13.4) for s in "ABC"],
+            routes=[RouteRow(r, "a", r, None, 3) for r in ("1", "2", "3")],
+            trips=[TripRow("t1", "1", "s"), TripRow("t2", "2", "s"), TripRow("t3", "3", "s")],
+            stop_times=[
+                StopTimeRow("t1", 1, "A", 8 * 3600, 8 * 3600),
+                StopTimeRow("t1", 2, "B", 8 * 3600 + 600, 8 * 3600 + 600),
+                StopTimeRow("t2", 1, "B", 8 * 3600 + 900, 8 * 3600 + 900),
+                StopTimeRow("t2", 2, "C", 8 * 3600 + 1500, 8 * 3600 + 1500),
+                StopTimeRow("t3", 1, "A", 8 * 3600 + 60, 8 * 3600 + 60),
+                StopTimeRow("t3", 2, "C", 8 * 3600 + 3000, 8 * 3600 + 3000),
+            ],
+            calendars=[CalendarRow("s", (True,) * 7, date(2026, 1, 1), date(2026, 12, 31))],
+        ),
         feed="t",
         version="1",
-        agencies=[AgencyRow("a", "A", ZONE)],
-        stops=[StopRow(s, s, 52.5, 13.4) for s in "ABC"],
-        routes=[RouteRow(r, "a", r, None, 3) for r in ("1", "2", "3")],
-        trips=[TripRow("t1", "1", "s"), TripRow("t2", "2", "s"), TripRow("t3", "3", "s")],
-        stop_times=[
-            StopTimeRow("t1", 1, "A", 8 * 3600, 8 * 3600),
-            StopTimeRow("t1", 2, "B", 8 * 3600 + 600, 8 * 3600 + 600),
-            StopTimeRow("t2", 1, "B", 8 * 3600 + 900, 8 * 3600 + 900),
-            StopTimeRow("t2", 2, "C", 8 * 3600 + 1500, 8 * 3600 + 1500),
-            StopTimeRow("t3", 1, "A", 8 * 3600 + 60, 8 * 3600 + 60),
-            StopTimeRow("t3", 2, "C", 8 * 3600 + 3000, 8 * 3600 + 3000),
-        ],
-        calendars=[CalendarRow("s", (True,) * 7, date(2026, 1, 1), date(2026, 12, 31))],
     )
     zone = ZoneInfo(ZONE)
     at = datetime(2026, 6, 1, 7, 55, tzinfo=zone)

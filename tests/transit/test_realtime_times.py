@@ -26,6 +26,7 @@ from app.transit.timetable import (
     StopRow,
     StopTimeRow,
     Timetable,
+    TimetableRows,
     TripRow,
     build_timetable,
 )
@@ -135,18 +136,20 @@ STOPS = ["A", "B", "C", "D", "E"]
 def _timetable(trips: dict[str, list[tuple[str, int]]]) -> Timetable:
     """Trips as (stop, time) lists, arrival = departure, every day of 2024."""
     return build_timetable(
+        TimetableRows(
+            agencies=[AgencyRow("ag", "Agency", ZONE)],
+            stops=[StopRow(s, s, 52.5, 13.4 + i / 100) for i, s in enumerate(STOPS)],
+            routes=[RouteRow("R", "ag", "R", None, 3)],
+            trips=[TripRow(t, "R", "all") for t in trips],
+            stop_times=[
+                StopTimeRow(t, seq, stop, at, at)
+                for t, calls in trips.items()
+                for seq, (stop, at) in enumerate(calls, start=1)
+            ],
+            calendars=[CalendarRow("all", (True,) * 7, date(2024, 1, 1), date(2024, 12, 31))],
+        ),
         feed="t",
         version="1",
-        agencies=[AgencyRow("ag", "Agency", ZONE)],
-        stops=[StopRow(s, s, 52.5, 13.4 + i / 100) for i, s in enumerate(STOPS)],
-        routes=[RouteRow("R", "ag", "R", None, 3)],
-        trips=[TripRow(t, "R", "all") for t in trips],
-        stop_times=[
-            StopTimeRow(t, seq, stop, at, at)
-            for t, calls in trips.items()
-            for seq, (stop, at) in enumerate(calls, start=1)
-        ],
-        calendars=[CalendarRow("all", (True,) * 7, date(2024, 1, 1), date(2024, 12, 31))],
     )
 
 
