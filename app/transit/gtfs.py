@@ -29,6 +29,7 @@ import io
 import math
 import zipfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -129,14 +130,12 @@ def _empty(sha256: str, findings: Findings) -> GtfsFeed:
     )
 
 
+@dataclass(slots=True)
 class _Reader:
-    def __init__(
-        self, zf: GtfsZip, findings: Findings, sha256: str, listener: Listener | None
-    ) -> None:
-        self.zf = zf
-        self.f = findings
-        self.sha256 = sha256
-        self.listener = listener
+    zf: GtfsZip
+    f: Findings
+    sha256: str
+    listener: Listener | None
 
     def read(self) -> GtfsFeed:
         missing = [n for n in REQUIRED_FILES if not self.zf.has(n)]

@@ -10,6 +10,7 @@ import collections
 import itertools
 import operator
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from app.transit.gtfs_feed import EXAMPLES, Findings, Listener, StopTimeColumns
 from app.transit.gtfs_zip import GtfsZip, int_or, parse_time
@@ -18,11 +19,11 @@ from app.transit.timetable import StopTimeRow, TripRow
 _DAY_SECONDS = 86_400
 
 
+@dataclass(slots=True)
 class StopTimesReader:
-    def __init__(self, zf: GtfsZip, findings: Findings, listener: Listener | None) -> None:
-        self.zf = zf
-        self.f = findings
-        self.listener = listener
+    zf: GtfsZip
+    f: Findings
+    listener: Listener | None
 
     def _time(self, text: str, cache: dict[str, int | None]) -> int | None:
         """A stop time's time, parsed once per distinct text (a feed repeats them)."""
@@ -253,17 +254,15 @@ class StopTimesReader:
         return rows
 
 
+@dataclass(slots=True)
 class _Caches:
     """The stop times' distinct texts, parsed once each (a feed repeats them thousands of
     times)."""
 
-    __slots__ = ("headsigns", "kinds", "late", "times")
-
-    def __init__(self) -> None:
-        self.late: set[str] = set()  # trips with a time past 24:00:00
-        self.times: dict[str, int | None] = {}
-        self.kinds: dict[str, int] = {}
-        self.headsigns: dict[str, str | None] = {}
+    late: set[str] = field(default_factory=set)  # trips with a time past 24:00:00
+    times: dict[str, int | None] = field(default_factory=dict)
+    kinds: dict[str, int] = field(default_factory=dict)
+    headsigns: dict[str, str | None] = field(default_factory=dict)
 
 
 def _keys(rows: StopTimeColumns, positions: dict[str, int]) -> list[int]:

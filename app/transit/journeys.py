@@ -92,22 +92,21 @@ def _at(instant: datetime, minutes: float) -> datetime:
     return instant + timedelta(minutes=minutes)
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(eq=False)
 class JourneyService:
-    def __init__(
-        self,
-        settings: Settings,
-        transit: TransitService,
-        search: SearchService,
-        reference: ReferenceCache,
-        *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.settings = settings
-        self.transit = transit
-        self.search = search
-        self.reference = reference
-        self.clock = clock
-        self.model = RideModel.from_settings(settings)
+    settings: Settings
+    transit: TransitService
+    search: SearchService
+    reference: ReferenceCache
+    clock: Callable[[], datetime] = field(default=_now, kw_only=True)
+    model: RideModel = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model = RideModel.from_settings(self.settings)
 
     async def plan(
         self,

@@ -148,26 +148,18 @@ _STATES = text(
 )
 
 
+@dataclass(eq=False, kw_only=True)
 class RealtimePoller:
     """The scheduler's job kind for GTFS-Realtime feeds (providers/dispatch.JobKind)."""
 
     kind = KIND
 
-    def __init__(
-        self,
-        *,
-        sessions: Sessions,
-        store: RealtimeStore,
-        http: httpx.AsyncClient,
-        settings: Settings,
-        breaker: CircuitBreaker | None,
-    ) -> None:
-        self.sessions = sessions
-        self.store = store
-        self.http = http
-        self.settings = settings
-        self.breaker = breaker
-        self._caches: dict[str, FeedCache] = {}
+    sessions: Sessions
+    store: RealtimeStore
+    http: httpx.AsyncClient
+    settings: Settings
+    breaker: CircuitBreaker | None
+    _caches: dict[str, FeedCache] = field(default_factory=dict, init=False, repr=False)
 
     # -- the claim protocol (as providers/dispatch.py's, on transit_realtime_polls) ----------
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -106,26 +106,21 @@ class StopHit:
     distance_meters: float | None
 
 
+@dataclass(eq=False)
 class TransitService:
-    def __init__(
-        self,
-        source: TimetableSource,
-        *,
-        refresh_seconds: float = 5.0,
-        horizon_days: int = 3,
-        live: RealtimeStore | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.source = source
-        self.refresh_seconds = refresh_seconds
-        self.horizon_days = horizon_days
-        self.live = live
-        # The live view of each feed, kept while its timetable and snapshot are the same.
-        self._views: dict[str, tuple[Timetable, RealtimeSnapshot, RealtimeView]] = {}
-        self.clock = clock
-        self._checked_at = float("-inf")
-        self._timetables: dict[str, Timetable] = {}
-        self._lock = asyncio.Lock()
+    source: TimetableSource
+    _: KW_ONLY
+    refresh_seconds: float = 5.0
+    horizon_days: int = 3
+    live: RealtimeStore | None = None
+    clock: Callable[[], float] = time.monotonic
+    # The live view of each feed, kept while its timetable and snapshot are the same.
+    _views: dict[str, tuple[Timetable, RealtimeSnapshot, RealtimeView]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _checked_at: float = field(default=float("-inf"), init=False, repr=False)
+    _timetables: dict[str, Timetable] = field(default_factory=dict, init=False, repr=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     def forget(self) -> None:
         """Drop what this process holds (tests; a new process starts so)."""
