@@ -384,27 +384,23 @@ class AlertContext:
 
     def selected_by(self, entity: InformedEntity) -> bool:
         # Every field the selector gives must be one the context has, and equal.
-        if entity.agency_id is not None and entity.agency_id != self.agency_id:
-            return False
-        if entity.route_id is not None and entity.route_id != self.route_id:
-            return False
-        if entity.route_type is not None and entity.route_type != self.route_type:
-            return False
-        if entity.direction_id is not None and entity.direction_id != self.direction_id:
-            return False
-        if entity.stop_id is not None and entity.stop_id not in self.stop_ids:
-            return False
+        given: list[tuple[object, object]] = [
+            (entity.agency_id, self.agency_id),
+            (entity.route_id, self.route_id),
+            (entity.route_type, self.route_type),
+            (entity.direction_id, self.direction_id),
+        ]
         if entity.trip is not None:
             t = entity.trip
-            if t.trip_id is not None and t.trip_id != self.trip_id:
-                return False
-            if t.start_date is not None and t.start_date != self.service_date:
-                return False
-            if t.route_id is not None and t.route_id != self.route_id:
-                return False
-            if t.direction_id is not None and t.direction_id != self.direction_id:
-                return False
-        return True
+            given += [
+                (t.trip_id, self.trip_id),
+                (t.start_date, self.service_date),
+                (t.route_id, self.route_id),
+                (t.direction_id, self.direction_id),
+            ]
+        if entity.stop_id is not None and entity.stop_id not in self.stop_ids:
+            return False
+        return all(wanted is None or wanted == have for wanted, have in given)
 
 
 def alerts_for(alerts: Iterable[Alert], at: float, context: AlertContext) -> list[Alert]:
