@@ -45,20 +45,22 @@ class Place:
 
 
 @dataclass(frozen=True, slots=True)
-class WalkPart:
+class Span:
+    """Where and when a part of a journey starts and ends: what every part has."""
+
     start: Place
     end: Place
     departure: datetime
     arrival: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WalkPart(Span):
     meters: float
 
 
 @dataclass(frozen=True, slots=True)
-class VehiclePart:
-    start: Place
-    end: Place
-    departure: datetime
-    arrival: datetime
+class VehiclePart(Span):
     hit: VehicleHit
     ride: Leg
     price: PriceBreakdown | None
@@ -66,11 +68,7 @@ class VehiclePart:
 
 
 @dataclass(frozen=True, slots=True)
-class TransitPart:
-    start: Place
-    end: Place
-    departure: datetime
-    arrival: datetime
+class TransitPart(Span):
     route: TransitRoute
     trip: TransitTrip
     service_date: date
