@@ -21,9 +21,10 @@ planner and departures never need to know.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 # ---------------------------------------------------------------------------- rows
@@ -346,6 +347,24 @@ class TimetableRows:
     footpaths: Sequence[FootpathRow] = ()
 
 
+_Row = TypeVar("_Row")
+_Record = TypeVar("_Record")
+
+
+def _first_of_each(
+    rows: Iterable[_Row], key: Callable[[_Row], str], record: Callable[[int, _Row], _Record]
+) -> tuple[list[_Record], dict[str, int]]:
+    """The records of the rows, the first row of each id kept (a later one repeats an id the
+    reader already reported), and each id's index among them."""
+    records: list[_Record] = []
+    index: dict[str, int] = {}
+    for row in rows:
+        if (k := key(row)) not in index:
+            index[k] = len(records)
+            records.append(record(len(records), row))
+    return records, index
+
+
 def build_timetable(rows: TimetableRows, *, feed: str, version: str) -> Timetable:
     """One feed version's timetable from its rows. Rows that refer to something missing (a
     stop time of an unknown trip or stop, a trip of an unknown route) are skipped: the parser
@@ -357,45 +376,37 @@ def build_timetable(rows: TimetableRows, *, feed: str, version: str) -> Timetabl
     ZoneInfo(zone_name)  # raises on an unknown zone
 
     prefix = feed + ":"
-    stop_list: list[TransitStop] = []
-    stop_index: dict[str, int] = {}
-    for s in rows.stops:
-        if s.stop_id in stop_index:
-            continue
-        stop_index[s.stop_id] = len(stop_list)
-        stop_list.append(
-            TransitStop(
-                index=len(stop_list),
-                id=prefix + s.stop_id,
-                gtfs_id=s.stop_id,
-                name=s.name,
-                lat=s.lat,
-                lon=s.lon,
-                location_type=s.location_type,
-                parent_station=s.parent_station,
-                platform_code=s.platform_code,
-            )
-        )
-    route_list: list[TransitRoute] = []
-    route_index: dict[str, int] = {}
-    for r in rows.routes:
-        if r.route_id in route_index:
-            continue
-        route_index[r.route_id] = len(route_list)
-        route_list.append(
-            TransitRoute(
-                index=len(route_list),
-                id=prefix + r.route_id,
-                gtfs_id=r.route_id,
-                agency_id=r.agency_id,
-                short_name=r.short_name,
-                long_name=r.long_name,
-                route_type=r.route_type,
-                mode=route_mode(r.route_type),
-                color=r.color,
-                text_color=r.text_color,
-            )
-        )
+    stop_list, stop_index = _first_of_each(
+        rows.stops,
+        lambda s: s.stop_id,
+        lambda i, s: TransitStop(
+            index=i,
+            id=prefix + s.stop_id,
+            gtfs_id=s.stop_id,
+            name=s.name,
+            lat=s.lat,
+            lon=s.lon,
+            location_type=s.location_type,
+            parent_station=s.parent_station,
+            platform_code=s.platform_code,
+        ),
+    )
+    route_list, route_index = _first_of_each(
+        rows.routes,
+        lambda r: r.route_id,
+        lambda i, r: TransitRoute(
+            index=i,
+            id=prefix + r.route_id,
+            gtfs_id=r.route_id,
+            agency_id=r.agency_id,
+            short_name=r.short_name,
+            long_name=r.long_name,
+            route_type=r.route_type,
+            mode=route_mode(r.route_type),
+            color=r.color,
+            text_color=r.text_color,
+        ),
+    )
 
     times: dict[str, list[StopTimeRow]] = {}
     for st in rows.stop_times:
