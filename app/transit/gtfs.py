@@ -29,7 +29,7 @@ import io
 import math
 import zipfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -193,24 +193,27 @@ class _Reader:
             stop_times_streamed=streamed,
         )
 
-    def _table(self, name: str, columns: tuple[str, ...], *, required: bool) -> Table | None:
-        return self.zf.table(name, columns, required=required)
+    def _table(self, name: str, columns: tuple[str, ...]) -> Table | None:
+        """An optional file's table; None when it is absent or cannot be read."""
+        return self.zf.table(name, columns, required=False)
+
+    def _required_table(self, name: str, columns: tuple[str, ...]) -> Table:
+        """A required file's table (its absence was checked; unreadable, it is fatal)."""
+        table = self.zf.table(name, columns, required=True)
+        assert table is not None
+        return table
 
     # -- files
 
     def _agencies(self) -> list[AgencyRow]:
-        table = self._table(
-            "agency.txt", ("agency_id", "agency_name", "agency_timezone"), required=True
-        )
-        assert table is not None
-        out: list[AgencyRow] = []
-        seen: set[str] = set()
+        table = self._required_table("agency.txt", ("agency_id", "agency_name", "agency_timezone"))
+        by_id: dict[str, AgencyRow] = {}
         for agency_id, name, zone in table:
-            if agency_id in seen:
+            if agency_id in by_id:
                 self.f.duplicate("agency.txt", agency_id)
                 continue
-            seen.add(agency_id)
-            out.append(AgencyRow(agency_id, name, zone))
+            by_id[agency_id] = AgencyRow(agency_id, name, zone)
+        out = list(by_id.values())
         if not out:
             self.f.add("fatal", "NO_AGENCY", "agency.txt", "agency.txt has no agency")
             raise Fatal("no agency")
@@ -243,7 +246,7 @@ class _Reader:
         return out
 
     def _stops(self) -> list[StopRow]:
-        table = self._table(
+        table = self._required_table(
             "stops.txt",
             (
                 "stop_id",
@@ -255,16 +258,13 @@ class _Reader:
                 "platform_code",
                 "stop_code",
             ),
-            required=True,
         )
-        assert table is not None
-        out: list[StopRow] = []
-        seen: set[str] = set()
+        out: dict[str, StopRow] = {}
         for stop_id, name, lat_text, lon_text, kind_text, parent, platform, code in table:
             if not stop_id:
                 self.f.invalid("stops.txt", "stop_id (empty)", "")
                 continue
-            if stop_id in seen:
+            if stop_id in out:
                 self.f.duplicate("stops.txt", stop_id)
                 continue
             try:
@@ -287,22 +287,18 @@ class _Reader:
                     stop_id,
                 )
                 continue
-            seen.add(stop_id)
-            out.append(
-                StopRow(
-                    stop_id,
-                    name,
-                    lat,
-                    lon,
-                    kind,
-                    optional(parent),
-                    optional(platform),
-                    optional(code),
-                )
+            out[stop_id] = StopRow(
+                stop_id,
+                name,
+                lat,
+                lon,
+                kind,
+                optional(parent),
+                optional(platform),
+                optional(code),
             )
-        parents = {s.stop_id for s in out}
-        for i, s in enumerate(out):
-            if s.parent_station is not None and s.parent_station not in parents:
+        for s in list(out.values()):
+            if s.parent_station is not None and s.parent_station not in out:
                 self.f.add(
                     "warning",
                     "UNKNOWN_PARENT_STATION",
@@ -310,13 +306,11 @@ class _Reader:
                     "parent_station is not a stop of the feed (dropped)",
                     s.stop_id,
                 )
-                out[i] = StopRow(
-                    s.stop_id, s.name, s.lat, s.lon, s.location_type, None, s.platform_code, s.code
-                )
-        return out
+                out[s.stop_id] = replace(s, parent_station=None)
+        return list(out.values())
 
     def _routes(self, agency_ids: set[str], agencies: list[AgencyRow]) -> list[RouteRow]:
-        table = self._table(
+        table = self._required_table(
             "routes.txt",
             (
                 "route_id",
@@ -327,14 +321,11 @@ class _Reader:
                 "route_color",
                 "route_text_color",
             ),
-            required=True,
         )
-        assert table is not None
         single = agencies[0].agency_id if len(agencies) == 1 else None
-        out: list[RouteRow] = []
-        seen: set[str] = set()
+        out: dict[str, RouteRow] = {}
         for route_id, agency_id, short, long_, type_text, color, text_color in table:
-            if route_id in seen:
+            if route_id in out:
                 self.f.duplicate("routes.txt", route_id)
                 continue
             if not agency_id and single is not None:
@@ -347,31 +338,26 @@ class _Reader:
             except ValueError:
                 self.f.invalid("routes.txt", "route_type", route_id)
                 continue
-            seen.add(route_id)
-            out.append(
-                RouteRow(
-                    route_id,
-                    agency_id,
-                    optional(short),
-                    optional(long_),
-                    route_type,
-                    optional(color.lstrip("#")),
-                    optional(text_color.lstrip("#")),
-                )
+            out[route_id] = RouteRow(
+                route_id,
+                agency_id,
+                optional(short),
+                optional(long_),
+                route_type,
+                optional(color.lstrip("#")),
+                optional(text_color.lstrip("#")),
             )
-        return out
+        return list(out.values())
 
     def _calendars(self) -> list[CalendarRow]:
         table = self._table(
             "calendar.txt",
             REQUIRED_COLUMNS["calendar.txt"],
-            required=False,
         )
-        out: list[CalendarRow] = []
-        seen: set[str] = set()
+        out: dict[str, CalendarRow] = {}
         for row in table or ():
             service_id = row[0]
-            if service_id in seen:
+            if service_id in out:
                 self.f.duplicate("calendar.txt", service_id)
                 continue
             try:
@@ -380,16 +366,12 @@ class _Reader:
             except ValueError:
                 self.f.invalid("calendar.txt", "weekday flag or date", service_id)
                 continue
-            seen.add(service_id)
-            out.append(CalendarRow(service_id, days, start, end))  # type: ignore[arg-type]
-        return out
+            out[service_id] = CalendarRow(service_id, days, start, end)  # type: ignore[arg-type]
+        return list(out.values())
 
     def _calendar_dates(self) -> list[CalendarDateRow]:
-        table = self._table(
-            "calendar_dates.txt", ("service_id", "date", "exception_type"), required=False
-        )
-        out: list[CalendarDateRow] = []
-        seen: set[tuple[str, date]] = set()
+        table = self._table("calendar_dates.txt", ("service_id", "date", "exception_type"))
+        out: dict[tuple[str, date], CalendarDateRow] = {}
         for service_id, day_text, kind in table or ():
             try:
                 day = parse_date(day_text)
@@ -398,15 +380,14 @@ class _Reader:
             except ValueError:
                 self.f.invalid("calendar_dates.txt", "date or exception_type", service_id)
                 continue
-            if (service_id, day) in seen:
+            if (service_id, day) in out:
                 self.f.duplicate("calendar_dates.txt", f"{service_id} {day_text}")
                 continue
-            seen.add((service_id, day))
-            out.append(CalendarDateRow(service_id, day, kind == "1"))
-        return out
+            out[(service_id, day)] = CalendarDateRow(service_id, day, kind == "1")
+        return list(out.values())
 
     def _trips(self, route_ids: set[str], services: set[str]) -> list[TripRow]:
-        table = self._table(
+        table = self._required_table(
             "trips.txt",
             (
                 "trip_id",
@@ -416,13 +397,10 @@ class _Reader:
                 "direction_id",
                 "trip_short_name",
             ),
-            required=True,
         )
-        assert table is not None
-        out: list[TripRow] = []
-        seen: set[str] = set()
+        out: dict[str, TripRow] = {}
         for trip_id, route_id, service_id, headsign, direction, short in table:
-            if trip_id in seen:
+            if trip_id in out:
                 self.f.duplicate("trips.txt", trip_id)
                 continue
             if route_id not in route_ids:
@@ -436,27 +414,22 @@ class _Reader:
             except ValueError:
                 self.f.invalid("trips.txt", "direction_id", trip_id)
                 continue
-            seen.add(trip_id)
-            out.append(
-                TripRow(
-                    trip_id,
-                    route_id,
-                    service_id,
-                    optional(headsign),
-                    direction_id,
-                    optional(short),
-                )
+            out[trip_id] = TripRow(
+                trip_id,
+                route_id,
+                service_id,
+                optional(headsign),
+                direction_id,
+                optional(short),
             )
-        return out
+        return list(out.values())
 
     def _frequencies(self, trip_ids: set[str]) -> list[FrequencyRow]:
         table = self._table(
             "frequencies.txt",
             ("trip_id", "start_time", "end_time", "headway_secs", "exact_times"),
-            required=False,
         )
-        out: list[FrequencyRow] = []
-        seen: set[tuple[str, int]] = set()
+        out: dict[tuple[str, int], FrequencyRow] = {}
         for trip_id, start_text, end_text, headway_text, exact in table or ():
             if trip_id not in trip_ids:
                 self.f.unknown("frequencies.txt", "trip", trip_id)
@@ -475,12 +448,11 @@ class _Reader:
                     trip_id,
                 )
                 continue
-            if (trip_id, start) in seen:
+            if (trip_id, start) in out:
                 self.f.duplicate("frequencies.txt", f"{trip_id} {start_text}")
                 continue
-            seen.add((trip_id, start))
-            out.append(FrequencyRow(trip_id, start, end, headway, exact == "1"))
-        return out
+            out[(trip_id, start)] = FrequencyRow(trip_id, start, end, headway, exact == "1")
+        return list(out.values())
 
     def _transfers(self, stop_ids: set[str]) -> list[TransferRow]:
         table = self._table(
@@ -495,7 +467,6 @@ class _Reader:
                 "from_trip_id",
                 "to_trip_id",
             ),
-            required=False,
         )
         out: dict[tuple[str, str], TransferRow] = {}
         for a, b, kind_text, min_text, *specific in table or ():
@@ -527,7 +498,7 @@ class _Reader:
         return list(out.values())
 
     def _feed_version(self) -> str | None:
-        table = self._table("feed_info.txt", ("feed_version",), required=False)
+        table = self._table("feed_info.txt", ("feed_version",))
         version: str | None = None
         for (value,) in table or ():
             version = version or optional(value)
