@@ -162,13 +162,19 @@ class Search:
             arr[stop] = by_vehicle[stop] = at
             lab0[stop] = vlab0[stop] = (_ACCESS,)
         marked = set(sources)
-        for stop, t in sources.items():  # not arr[stop]: a footpath may have lowered it
+
+        def walk(stop: int, t: int, lab: dict[int, tuple[int, ...]]) -> None:
+            # The footpaths from a stop reached at t: a stop they reach sooner is labelled
+            # and marked.
             for q, w in footpaths[stop]:
                 u = t + w
                 if u < arr[q] and u < bound:
                     arr[q] = u
-                    lab0[q] = (_WALK, stop, w)
+                    lab[q] = (_WALK, stop, w)
                     marked.add(q)
+
+        for stop, t in sources.items():  # not arr[stop]: a footpath may have lowered it
+            walk(stop, t, lab0)
 
         settled = INF  # the destination's arrival with the rounds before
 
@@ -305,13 +311,7 @@ class Search:
                 ready[stop] = INF
 
             for stop in reached:
-                t = by_vehicle[stop]
-                for q, w in footpaths[stop]:
-                    u = t + w
-                    if u < arr[q] and u < bound:
-                        arr[q] = u
-                        lab[q] = (_WALK, stop, w)
-                        marked.add(q)
+                walk(stop, by_vehicle[stop], lab)
             settle(k)
         return found
 
