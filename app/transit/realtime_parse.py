@@ -143,6 +143,13 @@ def _instant(value: int, dropped: Counter[str], what: str) -> int | None:
     return None
 
 
+def _delay(value: int, dropped: Counter[str], what: str) -> int | None:
+    if abs(value) <= MAX_DELAY_SECONDS:
+        return value
+    dropped[what] += 1
+    return None
+
+
 def _date(value: str) -> date | None:
     if len(value) != 8 or not value.isdigit():
         return None
@@ -208,15 +215,16 @@ def _vehicle_descriptor(message: pb.VehicleDescriptor) -> VehicleDescriptor | No
 
 
 def _event(message: pb.TripUpdate.StopTimeEvent, dropped: Counter[str]) -> StopTimeEvent | None:
-    delay: int | None = None
-    if message.HasField("delay"):
-        if abs(message.delay) <= MAX_DELAY_SECONDS:
-            delay = message.delay
-        else:
-            dropped["stop_time_event.delay"] += 1
-    time: int | None = None
-    if message.HasField("time"):
-        time = _instant(message.time, dropped, "stop_time_event.time")
+    delay = (
+        _delay(message.delay, dropped, "stop_time_event.delay")
+        if message.HasField("delay")
+        else None
+    )
+    time = (
+        _instant(message.time, dropped, "stop_time_event.time")
+        if message.HasField("time")
+        else None
+    )
     uncertainty: int | None = None
     if message.HasField("uncertainty"):
         if message.uncertainty >= 0:
@@ -279,12 +287,9 @@ def _trip_update(
         # The spec orders them by stop_sequence; a producer that does not is read as if it had.
         updates.sort(key=lambda u: u.stop_sequence or 0)
         dropped["trip_update.unordered"] += 1
-    delay: int | None = None
-    if message.HasField("delay"):
-        if abs(message.delay) <= MAX_DELAY_SECONDS:
-            delay = message.delay
-        else:
-            dropped["trip_update.delay"] += 1
+    delay = (
+        _delay(message.delay, dropped, "trip_update.delay") if message.HasField("delay") else None
+    )
     timestamp = (
         _instant(message.timestamp, dropped, "trip_update.timestamp")
         if message.HasField("timestamp")
