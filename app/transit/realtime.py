@@ -2,19 +2,21 @@
 VehiclePositions and ServiceAlerts may come in one feed or, as most agencies publish them, in
 three) as a `RealtimeSnapshot`, once parsed and validated (`app/transit/realtime_parse.py`);
 `merge_snapshots` joins the kinds of one transit feed into the one snapshot departures and
-journeys read (`app/transit/realtime_times.py` applies it to the timetable).
+journeys read (`app/transit/realtime_times.py` applies it to the timetable). Which alerts inform
+what a rider looks at (`alerts_for`) is the informed entities' rule, here beside them.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 
 __all__ = [
     "Alert",
+    "AlertContext",
     "InformedEntity",
     "RealtimeSnapshot",
     "StopRelationship",
@@ -27,6 +29,7 @@ __all__ = [
     "TripUpdate",
     "VehicleDescriptor",
     "VehiclePosition",
+    "alerts_for",
     "merge_snapshots",
 ]
 
@@ -173,6 +176,52 @@ def translated(texts: tuple[Translation, ...], language: str | None) -> str | No
         if t.language is None:
             return t.text
     return texts[0].text
+
+
+@dataclass(frozen=True, slots=True)
+class AlertContext:
+    """What the rider is looking at, as an alert's informed entities select it: a stop (its
+    ids: a platform and its station, say), a route (its agency and type), a trip (its
+    direction and service day)."""
+
+    agency_id: str | None = None
+    route_id: str | None = None
+    route_type: int | None = None
+    direction_id: int | None = None
+    trip_id: str | None = None
+    service_date: date | None = None
+    stop_ids: Collection[str] = ()
+
+    def selected_by(self, entity: InformedEntity) -> bool:
+        # Every field the selector gives must be one the context has, and equal.
+        given: list[tuple[object, object]] = [
+            (entity.agency_id, self.agency_id),
+            (entity.route_id, self.route_id),
+            (entity.route_type, self.route_type),
+            (entity.direction_id, self.direction_id),
+        ]
+        if entity.trip is not None:
+            t = entity.trip
+            given += [
+                (t.trip_id, self.trip_id),
+                (t.start_date, self.service_date),
+                (t.route_id, self.route_id),
+                (t.direction_id, self.direction_id),
+            ]
+        if entity.stop_id is not None and entity.stop_id not in self.stop_ids:
+            return False
+        return all(wanted is None or wanted == have for wanted, have in given)
+
+
+def alerts_for(alerts: Iterable[Alert], at: float, context: AlertContext) -> list[Alert]:
+    """The alerts active at ``at`` (POSIX seconds) that inform the context given. A selector
+    naming a route and a stop applies only where both are in the context; one naming only a
+    stop applies to everything at that stop."""
+    return [
+        alert
+        for alert in alerts
+        if alert.active_at(at) and any(context.selected_by(e) for e in alert.informed_entities)
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,29 +26,28 @@ The rules are GTFS-Realtime's (docs/transit.md, "Live data"):
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from app.transit.realtime import (
     Alert,
-    InformedEntity,
+    AlertContext,
     RealtimeSnapshot,
     StopRelationship,
     StopTimeEvent,
     StopTimeUpdate,
     TripRelationship,
     TripUpdate,
+    alerts_for,
 )
 from app.transit.timetable import Timetable, TransitTrip
 
 __all__ = [
-    "AlertContext",
     "ExpectedStop",
     "ExpectedTimes",
     "MatchReport",
     "RealtimeView",
-    "alerts_for",
     "expected_times",
     "match_report",
     "update_service_date",
@@ -366,49 +365,3 @@ class RealtimeView:
                 stop_ids=stop_ids,
             ),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class AlertContext:
-    """What the rider is looking at, as an alert's informed entities select it: a stop (its
-    ids: a platform and its station, say), a route (its agency and type), a trip (its
-    direction and service day)."""
-
-    agency_id: str | None = None
-    route_id: str | None = None
-    route_type: int | None = None
-    direction_id: int | None = None
-    trip_id: str | None = None
-    service_date: date | None = None
-    stop_ids: Collection[str] = ()
-
-    def selected_by(self, entity: InformedEntity) -> bool:
-        # Every field the selector gives must be one the context has, and equal.
-        given: list[tuple[object, object]] = [
-            (entity.agency_id, self.agency_id),
-            (entity.route_id, self.route_id),
-            (entity.route_type, self.route_type),
-            (entity.direction_id, self.direction_id),
-        ]
-        if entity.trip is not None:
-            t = entity.trip
-            given += [
-                (t.trip_id, self.trip_id),
-                (t.start_date, self.service_date),
-                (t.route_id, self.route_id),
-                (t.direction_id, self.direction_id),
-            ]
-        if entity.stop_id is not None and entity.stop_id not in self.stop_ids:
-            return False
-        return all(wanted is None or wanted == have for wanted, have in given)
-
-
-def alerts_for(alerts: Iterable[Alert], at: float, context: AlertContext) -> list[Alert]:
-    """The alerts active at ``at`` (POSIX seconds) that inform the context given. A selector
-    naming a route and a stop applies only where both are in the context; one naming only a
-    stop applies to everything at that stop."""
-    return [
-        alert
-        for alert in alerts
-        if alert.active_at(at) and any(context.selected_by(e) for e in alert.informed_entities)
-    ]

@@ -10,12 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from google.transit import gtfs_realtime_pb2 as pb
 
-from app.transit.realtime import RealtimeSnapshot
+from app.transit.realtime import AlertContext, RealtimeSnapshot, alerts_for
 from app.transit.realtime_parse import parse_feed
 from app.transit.realtime_times import (
-    AlertContext,
     RealtimeView,
-    alerts_for,
     expected_times,
     match_report,
 )
