@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import IO
 
+from adapters.gtfs_schedule import CALENDAR_WEEKDAYS
 from app.transit.gtfs_feed import Fatal, Findings
 
 REQUIRED_FILES = ("agency.txt", "stops.txt", "routes.txt", "trips.txt", "stop_times.txt")
@@ -62,18 +63,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "routes.txt": ("route_id", "route_type"),
     "trips.txt": ("route_id", "service_id", "trip_id"),
     "stop_times.txt": ("trip_id", "stop_id", "stop_sequence"),
-    "calendar.txt": (
-        "service_id",
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-        "start_date",
-        "end_date",
-    ),
+    "calendar.txt": ("service_id", *CALENDAR_WEEKDAYS, "start_date", "end_date"),
     "calendar_dates.txt": ("service_id", "date", "exception_type"),
     "frequencies.txt": ("trip_id", "start_time", "end_time", "headway_secs"),
     "transfers.txt": ("from_stop_id", "to_stop_id"),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final
 
+from adapters.gtfs_schedule import CALENDAR_WEEKDAYS
 from geo.distance import geodesic_meters
 
 SLUG: Final = "demo-transit"
@@ -178,18 +179,7 @@ def demo_gtfs(today: date) -> bytes:
         "frequencies.txt": _csv(frequencies),
         "calendar.txt": _csv(
             [
-                [
-                    "service_id",
-                    "monday",
-                    "tuesday",
-                    "wednesday",
-                    "thursday",
-                    "friday",
-                    "saturday",
-                    "sunday",
-                    "start_date",
-                    "end_date",
-                ],
+                ["service_id", *CALENDAR_WEEKDAYS, "start_date", "end_date"],
                 ["daily", 1, 1, 1, 1, 1, 1, 1, start.strftime("%Y%m%d"), end.strftime("%Y%m%d")],
             ]
         ),
