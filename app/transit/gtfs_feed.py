@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from app.transit.timetable import (
@@ -37,14 +37,7 @@ class GtfsFinding:
     examples: list[str] = field(default_factory=list)  # record ids
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "severity": self.severity,
-            "code": self.code,
-            "file": self.file,
-            "message": self.message,
-            "count": self.count,
-            "examples": list(self.examples),
-        }
+        return asdict(self)  # the examples copied, not shared
 
     def line(self) -> str:
         """One line for a terminal: severity, code, file, message, count, examples."""
