@@ -29,6 +29,14 @@ Info = strawberry.Info[Context, None]
 MAX_DEPARTURES = 100
 MAX_DEPARTURE_BOARDS = 20
 
+
+def _in_utc(instant: datetime | None) -> datetime | None:
+    """A time the caller gave without an offset is read as UTC."""
+    if instant is None or instant.tzinfo is not None:
+        return instant
+    return instant.replace(tzinfo=UTC)
+
+
 strawberry.enum(RouteMode, name="TransitMode", description="GTFS route_type, by name.")
 
 
@@ -169,9 +177,7 @@ class Stop:
     async def alerts(
         self, info: Info, at: datetime | None = None, language: str | None = None
     ) -> list[ServiceAlert]:
-        when = at or datetime.now(UTC)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
+        when = _in_utc(at) or datetime.now(UTC)
         found = await info.context.transit.stop_alerts(self.hit, when)
         return [ServiceAlert.from_domain(a, language) for a in found]
 
@@ -203,9 +209,7 @@ class Stop:
                 f"first must be between 1 and {MAX_DEPARTURES}; got {first}",
                 code="INVALID_FIRST",
             )
-        after = from_ or datetime.now(UTC)
-        if after.tzinfo is None:
-            after = after.replace(tzinfo=UTC)
+        after = _in_utc(from_) or datetime.now(UTC)
         found = await info.context.transit.departures(self.hit, after=after, first=first)
         zone = self.hit.timetable.zone
         return [Departure.from_domain(d, zone) for d in found]
@@ -400,17 +404,13 @@ class JourneyQuery:
         first: int = 5,
     ) -> JourneyPlan:
         ctx = info.context
-        if depart_at is not None and depart_at.tzinfo is None:
-            depart_at = depart_at.replace(tzinfo=UTC)
-        if arrive_by is not None and arrive_by.tzinfo is None:
-            arrive_by = arrive_by.replace(tzinfo=UTC)
         await ctx.require_vehicles_read()
         service = journeys.JourneyService(ctx.settings, ctx.transit, ctx.search, ctx.reference)
         plan = await service.plan(
             origin=from_.to_domain(),
             destination=to.to_domain(),
-            depart_at=depart_at,
-            arrive_by=arrive_by,
+            depart_at=_in_utc(depart_at),
+            arrive_by=_in_utc(arrive_by),
             first=first,
             viewer_orgs=await ctx.search_viewer_organisations(),
         )
