@@ -14,6 +14,14 @@ from app.transit.gtfs_feed import TransferRow
 from app.transit.timetable import FootpathRow, StopRow
 from geo.distance import short_geodesic_meters
 
+__all__ = [
+    "DEFAULT_FOOTPATH_RADIUS_M",
+    "DEFAULT_WALKING_SPEED_KMH",
+    "footpath_rows",
+    "nearby_stop_pairs",
+    "walking_seconds",
+]
+
 # The defaults of the settings the loader reads (app/platform/settings/transit.py).
 DEFAULT_FOOTPATH_RADIUS_M = 400.0
 DEFAULT_WALKING_SPEED_KMH = 4.8  # QuoteSettings.walking_speed_kmh, the walking model's speed

@@ -20,6 +20,19 @@ from app.transit.timetable import (
     TripRow,
 )
 
+__all__ = [
+    "EXAMPLES",
+    "Fatal",
+    "Findings",
+    "GtfsFeed",
+    "GtfsFinding",
+    "GtfsHead",
+    "Listener",
+    "Severity",
+    "StopTimeColumns",
+    "TransferRow",
+]
+
 Severity = Literal["fatal", "error", "warning", "info"]
 
 EXAMPLES = 3
