@@ -9,7 +9,10 @@ are not run at import time), resolved to the modules of the project.
   vehicle's pure record, app/vehicle.py);
 - ``providers/`` imports only the platform modules of ``app/``, never a domain package;
 - an import inside a function has its reason written beside it (a comment above it in the
-  function, or on its line).
+  function, or on its line);
+- no source file of the project's packages, its scripts or the web app's sources is over
+  ``MAX_LINES`` lines (issue 17: a file a newcomer can read through; tests, migrations and
+  benchmarks are exempt, and so is the generated ``schema.graphql``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("app", "adapters", "geo", "graphql_schema", "providers")
+MAX_LINES = 600
+# Where the size rule looks, besides the packages: hand-written code only (web/dist is built).
+SIZED_SOURCES = (("scripts", "*"), ("web/src", "*.*"), ("web/scripts", "*.mjs"))
 
 # What providers/ may import of app/: the platform, not the domains (search, booking, fleet,
 # accounts, live updates, GBFS publishing) nor the runtime that assembles them.
@@ -227,3 +233,21 @@ def test_an_import_inside_a_function_says_why() -> None:
                 if "#" not in line and not any(s.strip().startswith("#") for s in before):
                     unexplained.append(f"{module.path.relative_to(ROOT)}:{node.lineno}")
     assert unexplained == []
+
+
+def _sized_files() -> list[Path]:
+    files = [m.path for m in MODULES.values()]
+    for folder, pattern in SIZED_SOURCES:
+        files.extend(p for p in (ROOT / folder).rglob(pattern) if p.is_file())
+    return sorted(files)
+
+
+def test_no_source_file_is_over_the_size_limit() -> None:
+    files = _sized_files()
+    assert any(p.suffix == ".mjs" for p in files)  # the web sources were found too
+    oversized = {
+        str(p.relative_to(ROOT)): n
+        for p in files
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert oversized == {}
