@@ -81,10 +81,9 @@ def _timezone(value: str) -> str:
 
 
 def _require_admin(actor: OrgActor) -> None:
-    if actor.api_key is not None:
-        raise Forbidden("API keys cannot manage an organisation's members; sign in as an admin")
-    if not actor.is_admin:
-        raise Forbidden("this needs the OWNER or ADMIN role in the organisation")
+    actor.require_admin(
+        api_keys="API keys cannot manage an organisation's members; sign in as an admin"
+    )
 
 
 async def create_organisation(
