@@ -23,7 +23,7 @@ from app.fleet.principal import OrgActor, OrgNotFound, Role
 from app.models import CostCentre, Invitation, Organisation, OrganisationMember, User
 from app.platform.email_address import normalized_email
 from app.platform.errors import DomainError, InvalidInput
-from app.platform.names import forbidden_character
+from app.platform.names import refuse_forbidden_characters
 from app.staff_auth import Forbidden
 
 __all__ = [
@@ -60,12 +60,7 @@ def _name(value: str, what: str) -> str:
         raise InvalidInput(f"{what} must be 1-200 characters", code="INVALID_NAME")
     # Names go into emails' subjects, CSV reports and logs (app/platform/names.py says what is
     # refused).
-    bad = forbidden_character(value)
-    if bad is not None:
-        raise InvalidInput(
-            f"{what} cannot hold control or invisible formatting characters ({bad})",
-            code="INVALID_NAME",
-        )
+    refuse_forbidden_characters(value, what, code="INVALID_NAME")
     return value
 
 
