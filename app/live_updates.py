@@ -27,7 +27,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Any, Final, TypedDict, Unpack
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -163,6 +163,14 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class ListenerOptions(TypedDict, total=False):
+    """How a listener connects, the same for every kind: each subclass passes them through to
+    :class:`_ChannelListener`, which holds their defaults."""
+
+    reconnect_max_seconds: float  # the longest wait between reconnection attempts
+    cluster: bool  # a Redis Cluster: sharded pub/sub (:class:`_ShardedSubscription`)
+
+
 class _ChannelListener:
     """One Redis pub/sub subscription to one channel, for the whole process: started with the
     first local subscriber, reconnecting by itself with backoff, never dying quietly.
@@ -175,7 +183,7 @@ class _ChannelListener:
         channel: str,
         *,
         client_name: str,
-        reconnect_max_seconds: float,
+        reconnect_max_seconds: float = 10.0,
         cluster: bool = False,
     ) -> None:
         self._redis_url = redis_url
@@ -255,16 +263,9 @@ class DeltaHub(_ChannelListener):
         channel: str,
         *,
         max_pending: int = 1_000,
-        reconnect_max_seconds: float = 10.0,
-        cluster: bool = False,
+        **options: Unpack[ListenerOptions],
     ) -> None:
-        super().__init__(
-            redis_url,
-            channel,
-            client_name=CLIENT_NAME,
-            reconnect_max_seconds=reconnect_max_seconds,
-            cluster=cluster,
-        )
+        super().__init__(redis_url, channel, client_name=CLIENT_NAME, **options)
         self._max_pending = max_pending
         self._subscribers: set[Subscriber] = set()
 
@@ -345,16 +346,9 @@ class ChangeSignals(_ChannelListener):
         channel: str,
         *,
         client_name: str = BOOKING_SIGNALS_CLIENT_NAME,
-        reconnect_max_seconds: float = 10.0,
-        cluster: bool = False,
+        **options: Unpack[ListenerOptions],
     ) -> None:
-        super().__init__(
-            redis_url,
-            channel,
-            client_name=client_name,
-            reconnect_max_seconds=reconnect_max_seconds,
-            cluster=cluster,
-        )
+        super().__init__(redis_url, channel, client_name=client_name, **options)
         self._watches: dict[str, set[Watch]] = {}
 
     @property

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import httpx
@@ -27,31 +29,23 @@ ALGORITHMS = ("RS256", "ES256")
 LEEWAY_SECONDS = 30
 
 
+@dataclass(eq=False)
 class JwksCache:
     """One JWKS URL's keys, by key id."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        ttl_seconds: float = 600.0,
-        unknown_kid_refetch_seconds: float = 60.0,
-        failure_retry_seconds: float = 5.0,
-        timeout_seconds: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.url = url
-        self.ttl_seconds = ttl_seconds
-        self.unknown_kid_refetch_seconds = unknown_kid_refetch_seconds
-        self.failure_retry_seconds = failure_retry_seconds
-        self.timeout_seconds = timeout_seconds
-        self.clock = clock
-        self._keys: dict[str, jwt.PyJWK] | None = None
-        self._fetched_at = -float("inf")
-        self._failed_at = -float("inf")
-        # One fetch at a time: concurrent requests with a stale cache wait for the same fetch.
-        self._lock = asyncio.Lock()
-        self.fetches = 0
+    url: str
+    _: KW_ONLY
+    ttl_seconds: float = 600.0
+    unknown_kid_refetch_seconds: float = 60.0
+    failure_retry_seconds: float = 5.0
+    timeout_seconds: float = 5.0
+    clock: Callable[[], float] = time.monotonic
+    fetches: int = field(default=0, init=False)
+    _keys: dict[str, jwt.PyJWK] | None = field(default=None, init=False, repr=False)
+    _fetched_at: float = field(default=-math.inf, init=False, repr=False)
+    _failed_at: float = field(default=-math.inf, init=False, repr=False)
+    # One fetch at a time: concurrent requests with a stale cache wait for the same fetch.
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     async def key(self, kid: str) -> jwt.PyJWK:
         now = self.clock()

@@ -51,7 +51,7 @@ from app.models import User
 from app.platform.db import transaction
 from app.platform.email_address import normalized_email
 from app.platform.errors import InvalidInput
-from app.platform.names import forbidden_character
+from app.platform.names import refuse_forbidden_characters
 from app.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -96,12 +96,7 @@ def normalized_display_name(display_name: str | None) -> str | None:
             f"a display name has at most {MAX_DISPLAY_NAME_LENGTH} characters",
             code="INVALID_DISPLAY_NAME",
         )
-    bad = forbidden_character(display_name)
-    if bad is not None:
-        raise InvalidInput(
-            f"a display name cannot hold control or invisible formatting characters ({bad})",
-            code="INVALID_DISPLAY_NAME",
-        )
+    refuse_forbidden_characters(display_name, "a display name", code="INVALID_DISPLAY_NAME")
     return display_name
 
 

@@ -80,15 +80,12 @@ class TripActions:
         # Access first: a replayed answer is no way around it (a booker since removed from
         # the organisation must not read the booking through an old key).
         await self._booking_for(rider_id, booking_id, api_key=api_key)
-        claimed = await self.core.claim(owner, idempotency_key, operation, payload, now)
-        if isinstance(claimed, idem.Replay):
-            return out.from_json(claimed.response)
-        try:
+
+        async def run(claimed: idem.Claimed) -> out.Outcome:
             booking = await self._booking_for(rider_id, booking_id, api_key=api_key)
             return await self._act(booking, claimed, booking_id, event, lat, lon)
-        except BaseException:
-            await quietly(idem.release(self.core.sessions, claimed))
-            raise
+
+        return await self.core.once(owner, idempotency_key, operation, payload, now, run)
 
     async def _act(
         self,

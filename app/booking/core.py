@@ -1,8 +1,9 @@
 """What every booking flow shares: the session factory, the settings, the clock, the side
 effects, and the writes the flows all make the same way.
 
-- :meth:`BookingCore.claim` and :meth:`BookingCore.answer`: a mutation's idempotency key
-  claimed, and its answer stored (``app/booking/idempotency.py`` says how keys behave).
+- :meth:`BookingCore.once` and :meth:`BookingCore.answer`: a mutation run once per idempotency
+  key (claimed, replayed to a retry, released if the mutation fails), and its answer stored
+  (``app/booking/idempotency.py`` says how keys behave).
 - :meth:`BookingCore.settle`: an event applied to a booking by the transition writer
   (:func:`app.booking.repository.write_transition`) in a transaction of its own, then the
   vehicle's search entry and the live signal (``app/booking/effects.py``).
@@ -53,15 +54,19 @@ class BookingCore:
 
     # ------------------------------------------------------------------ idempotency
 
-    async def claim(
+    async def once(
         self,
         owner: str,
         key: str,
         operation: str,
         payload: Mapping[str, Any],
         now: datetime,
-    ) -> idem.Claimed | idem.Replay:
-        return await idem.claim(
+        run: Callable[[idem.Claimed], Awaitable[out.Outcome]],
+    ) -> out.Outcome:
+        """``run`` with the idempotency key claimed; a retry with the key gets the first
+        request's answer instead. If ``run`` raises, the key is released (the request may be
+        retried with it); ``run`` stores its answer itself (:meth:`answer`)."""
+        claimed = await idem.claim(
             self.sessions,
             owner=owner,
             key=key,
@@ -72,6 +77,13 @@ class BookingCore:
             lock_seconds=self.settings.booking_deadline_seconds * 3 + 30,
             ttl_seconds=self.settings.idempotency_ttl_seconds,
         )
+        if isinstance(claimed, idem.Replay):
+            return out.from_json(claimed.response)
+        try:
+            return await run(claimed)
+        except BaseException:
+            await quietly(idem.release(self.sessions, claimed))
+            raise
 
     async def answer(self, claimed: idem.Claimed, outcome: out.Outcome) -> out.Outcome:
         async with transaction(self.sessions) as session:

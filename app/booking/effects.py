@@ -18,6 +18,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
@@ -50,26 +51,19 @@ _WEBHOOK_EVENTS: dict[tuple[BookingState | None, BookingState], EventType] = {
 }
 
 
+@dataclass(kw_only=True, eq=False)
 class SideEffects:
     """What follows a committed booking change in Redis. One per booking service: it holds the
     index writes still owed."""
 
-    def __init__(
-        self,
-        *,
-        sessions: async_sessionmaker[AsyncSession],
-        redis: RedisClient,
-        keys: RedisKeys,
-        index: VehicleIndex,
-    ) -> None:
-        self.sessions = sessions
-        self.redis = redis
-        self.keys = keys
-        self.index = index
-        # Vehicles whose search-index entry a booking change could not write (Redis down or
-        # hung): retried every second by one task until written (see _owe_index).
-        self._index_debt: set[str] = set()
-        self._index_retry: asyncio.Task[None] | None = None
+    sessions: async_sessionmaker[AsyncSession]
+    redis: RedisClient
+    keys: RedisKeys
+    index: VehicleIndex
+    # Vehicles whose search-index entry a booking change could not write (Redis down or
+    # hung): retried every second by one task until written (see _owe_index).
+    _index_debt: set[str] = field(default_factory=set, init=False, repr=False)
+    _index_retry: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     async def after_change(self, vehicle_id: str, booking_id: uuid.UUID) -> None:
         await self.refresh_vehicle(vehicle_id)

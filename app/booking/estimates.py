@@ -16,11 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from adapters.dto import PricingSegment
 from adapters.gbfs.pricing import PriceBreakdown, estimate_price
 from app import models
+from app.booking.receipts import pricing_segments
 from app.platform.settings import Settings
 from geo.distance import geodesic_meters
 
@@ -148,8 +149,8 @@ class PlanTerms:
             plan_id=plan.id,
             currency=plan.currency.strip(),  # CHAR(3): stored padded if ever shorter
             price_minor=plan.price_minor,
-            per_min_pricing=_segments(plan.per_min_pricing),
-            per_km_pricing=_segments(plan.per_km_pricing),
+            per_min_pricing=pricing_segments(plan.per_min_pricing),
+            per_km_pricing=pricing_segments(plan.per_km_pricing),
         )
 
     def price(self, ride: Leg) -> PriceBreakdown:
@@ -161,18 +162,6 @@ class PlanTerms:
             minutes=ride.whole_minutes,
             kilometers=ride.whole_meters / 1000.0,
         )
-
-
-def _segments(raw: Sequence[Mapping[str, Any]]) -> tuple[PricingSegment, ...]:
-    return tuple(
-        PricingSegment(
-            start=int(s["start"]),
-            rate_minor=int(s["rate_minor"]),
-            interval=int(s["interval"]),
-            end=int(s["end"]) if s.get("end") is not None else None,
-        )
-        for s in raw
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -113,19 +113,16 @@ async def _expire_one(service: BookingService, booking: Booking, report: Mainten
                     if state is not None:
                         report.reconciled[booking.id] = state
                     return
-        async with transaction(service.sessions) as session:
-            expired = await repository.write_transition(
-                session,
-                booking.id,
-                now=service.now(),
-                expected=BookingState.CONFIRMED,
-                event=BookingEvent.EXPIRE,
-                cause="expiry",
-                detail={"reserved_until": str(booking.reserved_until)},
-                lease=lease,
-            )
+        expired = await _write_leased(
+            service,
+            booking,
+            lease,
+            expected=BookingState.CONFIRMED,
+            event=BookingEvent.EXPIRE,
+            cause="expiry",
+            detail={"reserved_until": str(booking.reserved_until)},
+        )
         if expired:
-            await service.effects.after_change(booking.vehicle_id, booking.id)
             report.expired.append(booking.id)
     finally:
         await service.core.drop_lease(booking.id, lease)
@@ -210,32 +207,21 @@ async def _converge(
     elif event is BookingEvent.FINISH:
         # Where the ride ended is not known here; the operator's own figures are billed.
         values.update(finish_values(booking, at_operator, None, None, now))
-    async with transaction(service.sessions) as session:
-        applied = await repository.write_transition(
-            session,
-            booking.id,
-            now=service.now(),
-            expected=state,
-            event=event,
-            cause="reconciliation",
-            detail={"operator_state": at_operator.raw_state or at_operator.state.value},
-            values=values,
-            lease=lease,
-        )
-        if applied and event is BookingEvent.CONFIRM and booking.idempotency_owner:
-            # The rider's request died with the process: its key answers with the booking,
-            # so their retry gets it (the booking was made at the instant the key was claimed).
-            assert booking.idempotency_key is not None
-            await idem.settle_orphan(
-                session,
-                idem.Claimed(booking.idempotency_owner, booking.idempotency_key),
-                claimed_at=booking.created_at,
-                response=out.to_json(out.BookingDone(booking.id)),
-            )
-    if not applied:
-        return None
-    await service.effects.after_change(booking.vehicle_id, booking.id)
-    return transition(state, event).value
+    applied = await _write_leased(
+        service,
+        booking,
+        lease,
+        expected=state,
+        event=event,
+        cause="reconciliation",
+        detail={"operator_state": at_operator.raw_state or at_operator.state.value},
+        values=values,
+        # A confirmed booking answers the rider's request that died with the process, so
+        # their retry gets it (the booking was made at the instant the key was claimed).
+        settle_request=event is BookingEvent.CONFIRM,
+        response=out.to_json(out.BookingDone(booking.id)),
+    )
+    return transition(state, event).value if applied else None
 
 
 async def _reconcile(service: BookingService, report: MaintenanceReport) -> None:
@@ -305,31 +291,64 @@ async def _fail(
         if at_operator
         else "unknown to the operator"
     }
+    failed = await _write_leased(
+        service,
+        booking,
+        lease,
+        expected=BookingState.PENDING,
+        event=BookingEvent.FAIL,
+        cause="compensation" if compensating else "reconciliation",
+        detail=detail,
+        failure_code=booking.failure_code if compensating else "RECONCILED",
+        # The rider's request died with the process: its key is forgotten, so their retry
+        # may run again, and a failed booking never keeps it locked.
+        settle_request=not compensating,
+        response=None,
+    )
+    return BookingState.FAILED.value if failed else None
+
+
+async def _write_leased(
+    service: BookingService,
+    booking: Booking,
+    lease: str,
+    *,
+    expected: BookingState,
+    event: BookingEvent,
+    cause: str,
+    detail: Mapping[str, Any],
+    values: Mapping[str, Any] | None = None,
+    failure_code: str | None = None,
+    settle_request: bool = False,
+    response: dict[str, Any] | None = None,
+) -> bool:
+    """Apply ``event`` to ``booking`` (in ``expected``, held by ``lease``) in a transaction of
+    its own, then its effects; False if it was no longer so. With ``settle_request``, the
+    idempotency key of the rider's request that made the booking is settled in the same
+    transaction (answered with ``response``, or forgotten when it is None)."""
     async with transaction(service.sessions) as session:
-        failed = await repository.write_transition(
+        applied = await repository.write_transition(
             session,
             booking.id,
             now=service.now(),
-            expected=BookingState.PENDING,
-            event=BookingEvent.FAIL,
-            cause="compensation" if compensating else "reconciliation",
+            expected=expected,
+            event=event,
+            cause=cause,
             detail=detail,
-            failure_code=booking.failure_code if compensating else "RECONCILED",
+            values=values,
+            failure_code=failure_code,
             lease=lease,
         )
-        if failed and booking.idempotency_owner and booking.idempotency_key and not compensating:
-            # The rider's request died with the process; their retry may run again. In the
-            # same transaction, so a failed booking never keeps its key locked.
+        if applied and settle_request and booking.idempotency_owner and booking.idempotency_key:
             await idem.settle_orphan(
                 session,
                 idem.Claimed(booking.idempotency_owner, booking.idempotency_key),
                 claimed_at=booking.created_at,
-                response=None,
+                response=response,
             )
-    if not failed:
-        return None
-    await service.effects.after_change(booking.vehicle_id, booking.id)
-    return BookingState.FAILED.value
+    if applied:
+        await service.effects.after_change(booking.vehicle_id, booking.id)
+    return applied
 
 
 @contextlib.asynccontextmanager

@@ -6,7 +6,7 @@ time is passed in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ from adapters.gbfs.pricing import PriceBreakdown, estimate_price
 from app.models import Booking, PricingPlan
 from geo.distance import geodesic_meters
 
-__all__ = ["finish_values", "plan_snapshot", "price_for", "receipt_for"]
+__all__ = ["finish_values", "plan_snapshot", "price_for", "pricing_segments", "receipt_for"]
 
 
 def plan_snapshot(plan: PricingPlan) -> dict[str, Any]:
@@ -30,13 +30,15 @@ def plan_snapshot(plan: PricingPlan) -> dict[str, Any]:
     }
 
 
-def _segments(raw: list[dict[str, Any]]) -> tuple[PricingSegment, ...]:
+def pricing_segments(raw: Sequence[Mapping[str, Any]]) -> tuple[PricingSegment, ...]:
+    """A plan's per-minute or per-kilometre segments as stored (a JSON list, written by
+    ``providers/rows.py``; snapshots keep the same form), read back."""
     return tuple(
         PricingSegment(
             start=int(s["start"]),
             rate_minor=int(s["rate_minor"]),
             interval=int(s["interval"]),
-            end=s.get("end"),
+            end=int(s["end"]) if s.get("end") is not None else None,
         )
         for s in raw
     )
@@ -46,8 +48,8 @@ def price_for(plan: Mapping[str, Any], *, minutes: float, kilometers: float) -> 
     return estimate_price(
         currency=str(plan["currency"]),
         price_minor=int(plan["price_minor"]),
-        per_min_pricing=_segments(plan.get("per_min_pricing") or []),
-        per_km_pricing=_segments(plan.get("per_km_pricing") or []),
+        per_min_pricing=pricing_segments(plan.get("per_min_pricing") or []),
+        per_km_pricing=pricing_segments(plan.get("per_km_pricing") or []),
         minutes=minutes,
         kilometers=kilometers,
     )

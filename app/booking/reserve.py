@@ -121,14 +121,8 @@ class Reservations:
             "organisation": str(org.organisation_id) if org else None,
             "costCentre": str(org.cost_centre_id) if org and org.cost_centre_id else None,
         }
-        claimed = await self.core.claim(
-            owner or owner_of(rider), idempotency_key, "reserveVehicle", payload, now
-        )
-        if isinstance(claimed, idem.Replay):
-            # Replayed whatever became of the offer since: a retry after a lost answer must
-            # learn of the booking it made, not that the offer has expired meanwhile.
-            return out.from_json(claimed.response)
-        try:
+
+        async def run(claimed: idem.Claimed) -> out.Outcome:
             estimated_price: tuple[int, str] | None = None
             if offer_id is not None:
                 offer = verify_offer(self.core.settings, offer_id, now)
@@ -157,9 +151,12 @@ class Reservations:
             return await self._reserve(
                 rider, claimed, vehicle_id, estimated_price, now, org=org, allowed_orgs=allowed
             )
-        except BaseException:
-            await quietly(idem.release(self.core.sessions, claimed))
-            raise
+
+        # A retry gets the first answer whatever became of the offer since: after a lost answer
+        # it must learn of the booking it made, not that the offer has expired meanwhile.
+        return await self.core.once(
+            owner or owner_of(rider), idempotency_key, "reserveVehicle", payload, now, run
+        )
 
     async def _reserve(
         self,

@@ -24,7 +24,6 @@ from app.fleet.principal import OrgActor, OrgNotFound, Scope
 from app.models import ApiKey
 from app.platform.db import in_session, in_transaction
 from app.platform.errors import InvalidInput
-from app.staff_auth import Forbidden
 
 __all__ = [
     "DEFAULT_OVERLAP_SECONDS",
@@ -45,10 +44,10 @@ MAX_OVERLAP_SECONDS = 7 * 24 * 3600
 
 
 def _require_key_admin(actor: OrgActor) -> None:
-    if actor.api_key is not None:
-        raise Forbidden("API keys cannot manage API keys; sign in as an OWNER or ADMIN")
-    if not actor.is_admin:
-        raise Forbidden("managing API keys needs the OWNER or ADMIN role in the organisation")
+    actor.require_admin(
+        api_keys="API keys cannot manage API keys; sign in as an OWNER or ADMIN",
+        members="managing API keys needs the OWNER or ADMIN role in the organisation",
+    )
 
 
 def _name(value: str) -> str:

@@ -12,6 +12,7 @@ import re
 import secrets
 import uuid
 from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
@@ -22,7 +23,7 @@ from app.fleet.principal import OrgActor, OrgNotFound, Role
 from app.models import CostCentre, Invitation, Organisation, OrganisationMember, User
 from app.platform.email_address import normalized_email
 from app.platform.errors import DomainError, InvalidInput
-from app.platform.names import forbidden_character
+from app.platform.names import refuse_forbidden_characters
 from app.staff_auth import Forbidden
 
 __all__ = [
@@ -59,12 +60,7 @@ def _name(value: str, what: str) -> str:
         raise InvalidInput(f"{what} must be 1-200 characters", code="INVALID_NAME")
     # Names go into emails' subjects, CSV reports and logs (app/platform/names.py says what is
     # refused).
-    bad = forbidden_character(value)
-    if bad is not None:
-        raise InvalidInput(
-            f"{what} cannot hold control or invisible formatting characters ({bad})",
-            code="INVALID_NAME",
-        )
+    refuse_forbidden_characters(value, what, code="INVALID_NAME")
     return value
 
 
@@ -80,10 +76,9 @@ def _timezone(value: str) -> str:
 
 
 def _require_admin(actor: OrgActor) -> None:
-    if actor.api_key is not None:
-        raise Forbidden("API keys cannot manage an organisation's members; sign in as an admin")
-    if not actor.is_admin:
-        raise Forbidden("this needs the OWNER or ADMIN role in the organisation")
+    actor.require_admin(
+        api_keys="API keys cannot manage an organisation's members; sign in as an admin"
+    )
 
 
 async def create_organisation(
@@ -133,10 +128,9 @@ async def cost_centres_of(session: AsyncSession, actor: OrgActor) -> list[CostCe
 async def cost_centre_of(
     session: AsyncSession, organisation_id: uuid.UUID, cost_centre_id: uuid.UUID
 ) -> CostCentre:
-    centre = await session.get(CostCentre, cost_centre_id)
-    if centre is None or centre.organisation_id != organisation_id:
-        raise OrgNotFound(f"no cost centre {cost_centre_id}")
-    return centre
+    return await _in_organisation(
+        session, CostCentre, cost_centre_id, organisation_id, "cost centre"
+    )
 
 
 async def add_cost_centre(
@@ -192,10 +186,30 @@ async def organisations_of(
 async def member_of(
     session: AsyncSession, organisation_id: uuid.UUID, member_id: uuid.UUID
 ) -> OrganisationMember:
-    member = await session.get(OrganisationMember, member_id)
-    if member is None or member.organisation_id != organisation_id:
-        raise OrgNotFound(f"no member {member_id}")
-    return member
+    return await _in_organisation(session, OrganisationMember, member_id, organisation_id, "member")
+
+
+class _InOrganisation(Protocol):
+    @property
+    def organisation_id(self) -> uuid.UUID: ...
+
+
+_Part = TypeVar("_Part", bound=_InOrganisation)
+
+
+async def _in_organisation(
+    session: AsyncSession,
+    kind: type[_Part],
+    part_id: uuid.UUID,
+    organisation_id: uuid.UUID,
+    what: str,
+) -> _Part:
+    """The ``kind`` row with this id if it belongs to the organisation: another organisation's
+    is "not found" too, like one that does not exist."""
+    part = await session.get(kind, part_id)
+    if part is None or part.organisation_id != organisation_id:
+        raise OrgNotFound(f"no {what} {part_id}")
+    return part
 
 
 def _token_hash(token: str) -> bytes:

@@ -1,6 +1,7 @@
 """Who is acting for an organisation: a member (a rider account with a role in it) or one of
 its API keys. The API resolves the caller to an :class:`OrgActor` once per operation; services
-take the actor and check its permission (:func:`require`)."""
+take the actor and check its permission (:meth:`OrgActor.require_admin`,
+:meth:`OrgActor.require_admin_or_scope`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from app.platform.errors import DomainError
+from app.staff_auth import Forbidden
 
 __all__ = [
     "ApiKeyPrincipal",
@@ -32,6 +34,10 @@ class Scope(StrEnum):
     BOOKINGS_WRITE = "bookings:write"
     REPORTS_READ = "reports:read"
     WEBHOOKS_MANAGE = "webhooks:manage"
+
+
+#: Why a member without the OWNER or ADMIN role is refused, unless the check says otherwise.
+ADMIN_ROLE_NEEDED = "this needs the OWNER or ADMIN role in the organisation"
 
 
 class OrgNotFound(DomainError):
@@ -73,3 +79,19 @@ class OrgActor:
     @property
     def is_admin(self) -> bool:
         return self.role in (Role.OWNER, Role.ADMIN)
+
+    def require_admin(self, *, api_keys: str, members: str = ADMIN_ROLE_NEEDED) -> None:
+        """Only a member with the OWNER or ADMIN role: an API key is refused with ``api_keys``
+        (what to do instead), another member with ``members``."""
+        if self.api_key is not None:
+            raise Forbidden(api_keys)
+        if not self.is_admin:
+            raise Forbidden(members)
+
+    def require_admin_or_scope(self, scope: Scope, *, members: str = ADMIN_ROLE_NEEDED) -> None:
+        """An API key holding ``scope``, or a member with the OWNER or ADMIN role (another member
+        is refused with ``members``)."""
+        if self.api_key is not None:
+            self.api_key.require_scope(scope)
+        elif not self.is_admin:
+            raise Forbidden(members)

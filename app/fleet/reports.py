@@ -41,7 +41,6 @@ from app.booking.states import BookingState
 from app.fleet.principal import OrgActor, OrgNotFound, Scope
 from app.models import Booking, CostCentre, Organisation, Provider, User
 from app.platform.errors import InvalidInput
-from app.staff_auth import Forbidden
 
 __all__ = ["NO_COST_CENTRE", "GroupBy", "UsageReport", "UsageRow", "parse_month", "usage_report"]
 
@@ -99,10 +98,9 @@ def parse_month(value: str) -> tuple[int, int]:
 def _require_reader(actor: OrgActor) -> None:
     # The API resolves the actor with these same rules; checked again here so that no caller
     # of the service can skip them.
-    if actor.api_key is not None:
-        actor.api_key.require_scope(Scope.REPORTS_READ)
-    elif not actor.is_admin:
-        raise Forbidden("reports need the OWNER or ADMIN role in the organisation")
+    actor.require_admin_or_scope(
+        Scope.REPORTS_READ, members="reports need the OWNER or ADMIN role in the organisation"
+    )
 
 
 def _group(group_by: GroupBy) -> tuple[ColumnElement[Any], ColumnElement[Any], list[Any]]:

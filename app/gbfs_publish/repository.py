@@ -3,7 +3,8 @@
 Vehicles and stations can number in the hundreds of thousands for one provider, so PostgreSQL
 renders each of their GBFS records as JSON text and the rows are read through a server-side
 cursor in batches (:func:`stream_json_records`): no ORM objects and no per-record dicts are
-built in Python. The small files (types, plans, regions, zones) come back as plain rows.
+built in Python. The small files (types, plans, regions, zones) come back as plain rows
+(:func:`provider_rows`).
 
 Published ids are the stored, provider-scoped ids (``<provider>:<external id>``). The one
 column stored unscoped is ``stations.region_id``; it is scoped here, in the query.
@@ -112,54 +113,34 @@ async def manifest_datasets(session: AsyncSession) -> Sequence[Row[Any]]:
     ).all()
 
 
-async def vehicle_types(session: AsyncSession, provider_id: str) -> Sequence[Row[Any]]:
-    return (
-        await session.execute(
-            text(
-                "SELECT t.id, t.form_factor, t.propulsion_type, t.name, t.max_range_meters, "
-                "t.rider_capacity, t.default_pricing_plan_id, t.return_constraint, "
-                "t.co2_grams_per_km, t.default_reserve_time_minutes "
-                f"FROM vehicle_types t WHERE t.provider_id = :p AND {_PUBLISHABLE_TYPE} "
-                "ORDER BY t.id"
-            ),
-            {"p": provider_id},
-        )
-    ).all()
+# The small files' queries, read whole by provider_rows (:p is the provider).
+VEHICLE_TYPES = f"""
+SELECT t.id, t.form_factor, t.propulsion_type, t.name, t.max_range_meters, t.rider_capacity,
+       t.default_pricing_plan_id, t.return_constraint, t.co2_grams_per_km,
+       t.default_reserve_time_minutes
+FROM vehicle_types t
+WHERE t.provider_id = :p AND {_PUBLISHABLE_TYPE}
+ORDER BY t.id
+"""
+
+PRICING_PLANS = """
+SELECT id, name, description, currency, price_minor, is_taxable, per_km_pricing,
+       per_min_pricing, surge_pricing, url
+FROM pricing_plans WHERE provider_id = :p ORDER BY id
+"""
+
+REGIONS = "SELECT id, name FROM system_regions WHERE provider_id = :p ORDER BY id"
+
+# Zones in feed order (earlier wins in GBFS 3.0); the geometry as GeoJSON text.
+ZONES = """
+SELECT ordinal, name, ST_AsGeoJSON(geom) AS geometry, rules, starts_at, ends_at
+FROM geofencing_zones WHERE provider_id = :p ORDER BY ordinal
+"""
 
 
-async def pricing_plans(session: AsyncSession, provider_id: str) -> Sequence[Row[Any]]:
-    return (
-        await session.execute(
-            text(
-                "SELECT id, name, description, currency, price_minor, is_taxable, "
-                "per_km_pricing, per_min_pricing, surge_pricing, url "
-                "FROM pricing_plans WHERE provider_id = :p ORDER BY id"
-            ),
-            {"p": provider_id},
-        )
-    ).all()
-
-
-async def regions(session: AsyncSession, provider_id: str) -> Sequence[Row[Any]]:
-    return (
-        await session.execute(
-            text("SELECT id, name FROM system_regions WHERE provider_id = :p ORDER BY id"),
-            {"p": provider_id},
-        )
-    ).all()
-
-
-async def zones(session: AsyncSession, provider_id: str) -> Sequence[Row[Any]]:
-    """Zones in feed order (earlier wins in GBFS 3.0); the geometry as GeoJSON text."""
-    return (
-        await session.execute(
-            text(
-                "SELECT ordinal, name, ST_AsGeoJSON(geom) AS geometry, rules, starts_at, ends_at "
-                "FROM geofencing_zones WHERE provider_id = :p ORDER BY ordinal"
-            ),
-            {"p": provider_id},
-        )
-    ).all()
+async def provider_rows(session: AsyncSession, query: str, provider_id: str) -> Sequence[Row[Any]]:
+    """The rows of one of a provider's small files (``query``: one of the queries above)."""
+    return (await session.execute(text(query), {"p": provider_id})).all()
 
 
 # Each record's JSON is built by PostgreSQL; json_strip_nulls leaves unknown fields out, as

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["forbidden_character"]
+from app.platform.errors import InvalidInput
+
+__all__ = ["forbidden_character", "refuse_forbidden_characters"]
 
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 _ALLOWED_FORMAT = frozenset({"\u200c", "\u200d"})  # ZWNJ, ZWJ: Persian, Indic scripts, emoji
@@ -25,3 +27,13 @@ def forbidden_character(value: str) -> str | None:
         if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
             return f"U+{ord(char):04X}"
     return None
+
+
+def refuse_forbidden_characters(value: str, what: str, *, code: str) -> None:
+    """:class:`InvalidInput` (with ``code``) when ``value`` holds a character a name may not;
+    ``what`` names the name in the message ("a display name")."""
+    bad = forbidden_character(value)
+    if bad is not None:
+        raise InvalidInput(
+            f"{what} cannot hold control or invisible formatting characters ({bad})", code=code
+        )

@@ -10,9 +10,9 @@ codes, as in the ingest API. docs/gbfs-publishing.md is the consumer-facing desc
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -145,66 +145,46 @@ async def _system_information(
     return documents.system_information(pub, settings)
 
 
-async def _vehicle_types(
-    session: AsyncSession, pub: Publication, settings: GbfsPublishSettings
-) -> bytes:
-    return documents.vehicle_types(pub, await repository.vehicle_types(session, pub.provider.id))
+def _small(query: str, document: Callable[[Publication, Iterable[Any]], bytes]) -> FileBuilder:
+    """A small file: its rows read whole (``query``: one of the repository's), then rendered."""
+
+    async def build(
+        session: AsyncSession, pub: Publication, settings: GbfsPublishSettings
+    ) -> bytes:
+        return document(pub, await repository.provider_rows(session, query, pub.provider.id))
+
+    return build
 
 
-async def _pricing_plans(
-    session: AsyncSession, pub: Publication, settings: GbfsPublishSettings
-) -> bytes:
-    return documents.pricing_plans(pub, await repository.pricing_plans(session, pub.provider.id))
+def _streamed(key: str, query: str) -> FileBuilder:
+    """A big file (its records under ``data.<key>``), joined batch by batch as they arrive, so
+    only the batch being read and the finished bytes are held, never a Python object per
+    record."""
 
+    async def build(
+        session: AsyncSession, pub: Publication, settings: GbfsPublishSettings
+    ) -> bytes:
+        params = {
+            "p": pub.provider.id,
+            "uri": documents.URI_PATTERN,
+            "language": pub.language,
+            "last_updated": pub.last_updated_text,
+        }
+        chunks: list[bytes] = []
+        async for batch in repository.stream_json_records(session, query, params):
+            chunks.append(",".join(batch).encode())
+        return documents.records_document(pub, key, chunks)
 
-async def _regions(session: AsyncSession, pub: Publication, settings: GbfsPublishSettings) -> bytes:
-    return documents.system_regions(pub, await repository.regions(session, pub.provider.id))
-
-
-async def _zones(session: AsyncSession, pub: Publication, settings: GbfsPublishSettings) -> bytes:
-    return documents.geofencing_zones(pub, await repository.zones(session, pub.provider.id))
-
-
-async def _streamed(session: AsyncSession, pub: Publication, key: str, query: str) -> bytes:
-    """The records of one big file, joined batch by batch as they arrive, so only the batch
-    being read and the finished bytes are held, never a Python object per record."""
-    params = {
-        "p": pub.provider.id,
-        "uri": documents.URI_PATTERN,
-        "language": pub.language,
-        "last_updated": pub.last_updated_text,
-    }
-    chunks: list[bytes] = []
-    async for batch in repository.stream_json_records(session, query, params):
-        chunks.append(",".join(batch).encode())
-    return documents.records_document(pub, key, chunks)
-
-
-async def _vehicle_status(
-    session: AsyncSession, pub: Publication, settings: GbfsPublishSettings
-) -> bytes:
-    return await _streamed(session, pub, "vehicles", repository.VEHICLE_STATUS)
-
-
-async def _station_information(
-    session: AsyncSession, pub: Publication, settings: GbfsPublishSettings
-) -> bytes:
-    return await _streamed(session, pub, "stations", repository.STATION_INFORMATION)
-
-
-async def _station_status(
-    session: AsyncSession, pub: Publication, settings: GbfsPublishSettings
-) -> bytes:
-    return await _streamed(session, pub, "stations", repository.STATION_STATUS)
+    return build
 
 
 _BUILDERS: dict[str, FileBuilder] = {
     documents.SYSTEM_INFORMATION: _system_information,
-    documents.VEHICLE_TYPES: _vehicle_types,
-    documents.STATION_INFORMATION: _station_information,
-    documents.STATION_STATUS: _station_status,
-    documents.VEHICLE_STATUS: _vehicle_status,
-    documents.SYSTEM_REGIONS: _regions,
-    documents.SYSTEM_PRICING_PLANS: _pricing_plans,
-    documents.GEOFENCING_ZONES: _zones,
+    documents.VEHICLE_TYPES: _small(repository.VEHICLE_TYPES, documents.vehicle_types),
+    documents.STATION_INFORMATION: _streamed("stations", repository.STATION_INFORMATION),
+    documents.STATION_STATUS: _streamed("stations", repository.STATION_STATUS),
+    documents.VEHICLE_STATUS: _streamed("vehicles", repository.VEHICLE_STATUS),
+    documents.SYSTEM_REGIONS: _small(repository.REGIONS, documents.system_regions),
+    documents.SYSTEM_PRICING_PLANS: _small(repository.PRICING_PLANS, documents.pricing_plans),
+    documents.GEOFENCING_ZONES: _small(repository.ZONES, documents.geofencing_zones),
 }

@@ -129,21 +129,45 @@ class _State(Collector):
         return ()
 
 
+class _HealthGauges:
+    """The gauges of anything whose health app/health.py's rules decide (a provider, a transit
+    feed's live data), one label naming it: its status (1 for the one it is in), its data's
+    age and its failures in a row, named ``<prefix>_status``, ``<prefix>_data_age_seconds``
+    and ``<prefix>_consecutive_failures``."""
+
+    def __init__(
+        self, prefix: str, label: str, *, status: str, data_age: str, failures: str
+    ) -> None:
+        self.status = GaugeMetricFamily(f"{prefix}_status", status, labels=[label, "status"])
+        self.age = GaugeMetricFamily(f"{prefix}_data_age_seconds", data_age, labels=[label])
+        self.failures = GaugeMetricFamily(
+            f"{prefix}_consecutive_failures", failures, labels=[label]
+        )
+
+    def add(
+        self,
+        key: str,
+        status: HealthStatus,
+        data_age_seconds: float | None,
+        consecutive_failures: int,
+    ) -> None:
+        for s in HealthStatus:
+            self.status.add_metric([key, s.value], 1.0 if s is status else 0.0)
+        if data_age_seconds is not None:  # absent: never a good read
+            self.age.add_metric([key], data_age_seconds)
+        self.failures.add_metric([key], consecutive_failures)
+
+    def families(self) -> tuple[Metric, ...]:
+        return (self.status, self.age, self.failures)
+
+
 def _provider_metrics(providers: list[ProviderState]) -> Iterator[Metric]:
-    status = GaugeMetricFamily(
-        "mobility_provider_status",
-        "Each provider's health (app/health.py), 1 for the status it is in",
-        labels=["provider", "status"],
-    )
-    age = GaugeMetricFamily(
-        "mobility_provider_data_age_seconds",
-        "Seconds since each provider's last successful sync (absent: never synced)",
-        labels=["provider"],
-    )
-    failures = GaugeMetricFamily(
-        "mobility_provider_consecutive_failures",
-        "Failed syncs in a row, per provider",
-        labels=["provider"],
+    health = _HealthGauges(
+        "mobility_provider",
+        "provider",
+        status="Each provider's health (app/health.py), 1 for the status it is in",
+        data_age="Seconds since each provider's last successful sync (absent: never synced)",
+        failures="Failed syncs in a row, per provider",
     )
     breaker = GaugeMetricFamily(
         "mobility_provider_breaker_state",
@@ -151,32 +175,20 @@ def _provider_metrics(providers: list[ProviderState]) -> Iterator[Metric]:
         labels=["provider", "state"],
     )
     for p in providers:
-        for s in HealthStatus:
-            status.add_metric([p.id, s.value], 1.0 if s is p.status else 0.0)
-        if p.data_age_seconds is not None:
-            age.add_metric([p.id], p.data_age_seconds)
-        failures.add_metric([p.id], p.consecutive_failures)
+        health.add(p.id, p.status, p.data_age_seconds, p.consecutive_failures)
         if p.breaker is not None:
             for b in BreakerState:
                 breaker.add_metric([p.id, b.value.lower()], 1.0 if b is p.breaker else 0.0)
-    yield from (status, age, failures, breaker)
+    yield from (*health.families(), breaker)
 
 
 def _transit_realtime_metrics(feeds: list[RealtimeFeedState]) -> Iterator[Metric]:
-    status = GaugeMetricFamily(
-        "mobility_transit_realtime_status",
-        "Each transit feed's live data health (app/health.py's rules), 1 for its status",
-        labels=["feed", "status"],
-    )
-    age = GaugeMetricFamily(
-        "mobility_transit_realtime_data_age_seconds",
-        "Seconds since each transit feed's last good GTFS-Realtime poll (absent: never)",
-        labels=["feed"],
-    )
-    failures = GaugeMetricFamily(
-        "mobility_transit_realtime_consecutive_failures",
-        "Failed GTFS-Realtime polls in a row, per transit feed",
-        labels=["feed"],
+    health = _HealthGauges(
+        "mobility_transit_realtime",
+        "feed",
+        status="Each transit feed's live data health (app/health.py's rules), 1 for its status",
+        data_age="Seconds since each transit feed's last good GTFS-Realtime poll (absent: never)",
+        failures="Failed GTFS-Realtime polls in a row, per transit feed",
     )
     unknown = GaugeMetricFamily(
         "mobility_transit_realtime_unknown_trips",
@@ -184,13 +196,9 @@ def _transit_realtime_metrics(feeds: list[RealtimeFeedState]) -> Iterator[Metric
         labels=["feed"],
     )
     for f in feeds:
-        for s in HealthStatus:
-            status.add_metric([f.feed, s.value], 1.0 if s is f.status else 0.0)
-        if f.data_age_seconds is not None:
-            age.add_metric([f.feed], f.data_age_seconds)
-        failures.add_metric([f.feed], f.consecutive_failures)
+        health.add(f.feed, f.status, f.data_age_seconds, f.consecutive_failures)
         unknown.add_metric([f.feed], f.unknown_trips)
-    yield from (status, age, failures, unknown)
+    yield from (*health.families(), unknown)
 
 
 def _backlog_metrics(b: Backlogs) -> Iterator[Metric]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +38,7 @@ from geo.areas import BBox, Near
 from geo.distance import ranking_meters
 
 _POINT = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"
+# Its parameters are named as a BBox's fields: the box's asdict() binds them.
 _ENVELOPE = "ST_MakeEnvelope(:min_lon, :min_lat, :max_lon, :max_lat, 4326)"
 
 
@@ -78,15 +80,7 @@ def _area(
             if shapes
             else f"{alias}.geom && {_ENVELOPE}"
         )
-        where.add(
-            test,
-            min_lon=bbox.min_lon,
-            min_lat=bbox.min_lat,
-            max_lon=bbox.max_lon,
-            max_lat=bbox.max_lat,
-            lat=lat,
-            lon=lon,
-        )
+        where.add(test, **asdict(bbox), lat=lat, lon=lon)
     return f"round(ST_Distance({alias}.geom::geography, {_POINT}::geography) * 1000) / 1000"
 
 

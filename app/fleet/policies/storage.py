@@ -26,7 +26,6 @@ from app.models import Policy
 from app.platform.errors import InvalidInput
 from app.platform.vocabulary import FormFactor, currency_exponent
 from app.records import PolicyRecord
-from app.staff_auth import Forbidden
 
 INVALID = "INVALID_POLICY"
 # A business area is a company's service region, not a coastline: this many vertices is plenty,
@@ -145,10 +144,9 @@ def _wkb(value: Any) -> bytes | None:
 
 
 def _require_admin(actor: OrgActor) -> None:
-    if actor.api_key is not None:
-        raise Forbidden("API keys cannot change policies; sign in as an organisation admin")
-    if not actor.is_admin:
-        raise Forbidden("this needs the OWNER or ADMIN role in the organisation")
+    actor.require_admin(
+        api_keys="API keys cannot change policies; sign in as an organisation admin"
+    )
 
 
 async def set_policy(

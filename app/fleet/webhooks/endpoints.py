@@ -23,7 +23,6 @@ from app.fleet.webhooks.states import DeliveryStatus
 from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from app.platform.errors import InvalidInput
 from app.platform.settings import Settings
-from app.staff_auth import Forbidden
 
 MAX_ENDPOINTS_PER_ORGANISATION = 20
 DELIVERIES_PAGE_DEFAULT = 50
@@ -35,10 +34,7 @@ class WebhookDisabled(InvalidInput):
 
 
 def _require_manager(actor: OrgActor) -> None:
-    if actor.api_key is not None:
-        actor.api_key.require_scope(Scope.WEBHOOKS_MANAGE)
-    elif not actor.is_admin:
-        raise Forbidden("this needs the OWNER or ADMIN role in the organisation")
+    actor.require_admin_or_scope(Scope.WEBHOOKS_MANAGE)
 
 
 def _checked_events(events: Collection[EventType | str]) -> list[str]:
