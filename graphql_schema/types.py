@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 import strawberry
@@ -91,11 +91,37 @@ def _segments(raw: list[dict[str, Any]], currency: str) -> list[PricingSegment]:
     ]
 
 
-@strawberry.type(description="A GBFS pricing plan; every amount is in minor units.")
-class PricingPlan:
+class _OfProvider(Protocol):
+    """What a provider relation resolves from: the request's reference snapshot and the id."""
+
+    @property
+    def ref(self) -> ReferenceData: ...
+    @property
+    def provider_id(self) -> str: ...
+
+
+def _provider_of(source: _OfProvider, context: Context) -> Provider | None:
+    return provider_view(source.ref, context.settings, source.provider_id)
+
+
+def _resolve_provider(root: _OfProvider, info: strawberry.Info[Context, None]) -> Provider | None:
+    return _provider_of(root, info.context)
+
+
+@strawberry.type
+class _ProviderRow:
+    """A provider's reference row in the API (pricing plan, vehicle type, station, zone): its
+    id, the reference snapshot its relations resolve from, its provider's id. No field returns
+    this type, so the schema holds only its subclasses, each with these fields first; each
+    declares its ``provider`` field last, where it stands in the schema."""
+
     id: strawberry.ID
     ref: strawberry.Private[ReferenceData]
     provider_id: strawberry.Private[str]
+
+
+@strawberry.type(description="A GBFS pricing plan; every amount is in minor units.")
+class PricingPlan(_ProviderRow):
     name: str
     description: str | None
     currency: str
@@ -124,16 +150,11 @@ class PricingPlan:
             url=p.url,
         )
 
-    @strawberry.field
-    def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
-        return provider_view(self.ref, info.context.settings, self.provider_id)
+    provider: Provider | None = strawberry.field(resolver=_resolve_provider)
 
 
 @strawberry.type
-class VehicleType:
-    id: strawberry.ID
-    ref: strawberry.Private[ReferenceData]
-    provider_id: strawberry.Private[str]
+class VehicleType(_ProviderRow):
     default_pricing_plan_id: strawberry.Private[str | None]
     form_factor: FormFactor
     propulsion_type: PropulsionType
@@ -161,9 +182,7 @@ class VehicleType:
             default_reserve_time_minutes=t.default_reserve_time_minutes,
         )
 
-    @strawberry.field
-    def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
-        return provider_view(self.ref, info.context.settings, self.provider_id)
+    provider: Provider | None = strawberry.field(resolver=_resolve_provider)
 
     @strawberry.field
     def default_pricing_plan(self) -> PricingPlan | None:
@@ -182,10 +201,7 @@ class VehicleTypeCount:
 
 
 @strawberry.type
-class Station:
-    id: strawberry.ID
-    ref: strawberry.Private[ReferenceData]
-    provider_id: strawberry.Private[str]
+class Station(_ProviderRow):
     name: str
     short_name: str | None
     lat: float
@@ -230,9 +246,7 @@ class Station:
             last_reported=s.last_reported,
         )
 
-    @strawberry.field
-    def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
-        return provider_view(self.ref, info.context.settings, self.provider_id)
+    provider: Provider | None = strawberry.field(resolver=_resolve_provider)
 
 
 @strawberry.type(description="A shared vehicle available (or, if asked, reserved/disabled).")
@@ -309,9 +323,11 @@ class Vehicle:
         }
         return vehicle
 
+    # A method, not the shared field of the reference rows: declared fields come before
+    # resolver methods in the schema, and Vehicle's provider stands among its relations.
     @strawberry.field
     def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
-        return provider_view(self.ref, info.context.settings, self.provider_id)
+        return _provider_of(self, info.context)
 
     @strawberry.field
     def vehicle_type(self) -> VehicleType | None:
@@ -358,10 +374,7 @@ def rules_from_json(rules: list[dict[str, Any]]) -> list[GeofencingRule]:
 
 
 @strawberry.type(description="A geofencing zone; earlier zones (lower order) take precedence.")
-class GeofencingZone:
-    id: strawberry.ID
-    ref: strawberry.Private[ReferenceData]
-    provider_id: strawberry.Private[str]
+class GeofencingZone(_ProviderRow):
     order: int
     name: str | None
     geometry: JSON = strawberry.field(description="GeoJSON MultiPolygon (WGS84).")
@@ -389,9 +402,7 @@ class GeofencingZone:
             distance_meters=z.distance_meters,
         )
 
-    @strawberry.field
-    def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
-        return provider_view(self.ref, info.context.settings, self.provider_id)
+    provider: Provider | None = strawberry.field(resolver=_resolve_provider)
 
 
 @strawberry.type
@@ -446,27 +457,22 @@ def pricing_plan_view(ref: ReferenceData, plan_id: str | None) -> PricingPlan | 
     return view
 
 
-def _settings(context: Context) -> Settings:
-    return context.settings
-
-
 # For graphql_schema/execution.py: relation fields a compiled plan may resolve itself, with the
 # same functions as the resolvers above. (type name, field name) -> f(source, context).
 FAST_RELATIONS: dict[tuple[str, str], Callable[[Any, Any], Any]] = {
-    ("Vehicle", "provider"): lambda v, c: provider_view(v.ref, _settings(c), v.provider_id),
+    **{
+        (name, "provider"): _provider_of
+        for name in ("Vehicle", "VehicleType", "PricingPlan", "Station", "GeofencingZone")
+    },
     ("Vehicle", "rentalUris"): lambda v, _c: RentalUris.from_json(v.rental_uris_raw),
     ("Vehicle", "lastReported"): lambda v, _c: v.doc.reported_at(),
     ("Vehicle", "vehicleEquipment"): lambda v, _c: vehicle_equipment(v.doc.vehicle_equipment),
     ("Vehicle", "vehicleType"): lambda v, _c: vehicle_type_view(v.ref, v.vehicle_type_id),
     ("Vehicle", "pricingPlan"): lambda v, _c: pricing_plan_view(v.ref, v.pricing_plan_id),
-    ("VehicleType", "provider"): lambda t, c: provider_view(t.ref, _settings(c), t.provider_id),
     ("VehicleType", "defaultPricingPlan"): lambda t, _c: pricing_plan_view(
         t.ref, t.default_pricing_plan_id
     ),
-    ("PricingPlan", "provider"): lambda p, c: provider_view(p.ref, _settings(c), p.provider_id),
-    ("Station", "provider"): lambda s, c: provider_view(s.ref, _settings(c), s.provider_id),
     ("VehicleTypeCount", "vehicleType"): lambda n, _c: vehicle_type_view(n.ref, n.vehicle_type_id),
-    ("GeofencingZone", "provider"): lambda z, c: provider_view(z.ref, _settings(c), z.provider_id),
 }
 
 
