@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import orjson
 import strawberry
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 
 _new_object = object.__new__
+
+_Row = TypeVar("_Row")
+_Extra = TypeVar("_Extra")
+_View = TypeVar("_View")
 
 
 @strawberry.type(description="Money in integer minor units (cents) of an ISO 4217 currency.")
@@ -418,12 +422,19 @@ class RideEndCheck:
 
 
 def _view(
-    ref: ReferenceData, kind: str, key: str, rows: dict[str, Any], build: Any, extra: Any
-) -> Any:
-    """The API object for one reference row, built once per reference snapshot as
-    ``build(row, extra)``. Every search result asks for a view, so a memo hit does nothing
-    else: no builder closure, no cast."""
-    view = ref.views.get((kind, key))
+    ref: ReferenceData,
+    kind: str,
+    key: str | None,
+    rows: Mapping[str, _Row],
+    build: Callable[[_Row, _Extra], _View],
+    extra: _Extra,
+) -> _View | None:
+    """The API object for one reference row (None for no key or an unknown one), built once
+    per reference snapshot as ``build(row, extra)``. Every search result asks for a view, so
+    a memo hit does nothing else: no builder closure, no cast."""
+    if key is None:
+        return None
+    view: _View | None = ref.views.get((kind, key))
     if view is None:
         row = rows.get(key)
         if row is None:
@@ -433,28 +444,15 @@ def _view(
 
 
 def provider_view(ref: ReferenceData, settings: Settings, provider_id: str) -> Provider | None:
-    view: Provider | None = _view(
-        ref, "provider", provider_id, ref.providers, Provider.from_model, settings
-    )
-    return view
+    return _view(ref, "provider", provider_id, ref.providers, Provider.from_model, settings)
 
 
 def vehicle_type_view(ref: ReferenceData, type_id: str | None) -> VehicleType | None:
-    if type_id is None:
-        return None
-    view: VehicleType | None = _view(
-        ref, "vehicle_type", type_id, ref.vehicle_types, VehicleType.from_model, ref
-    )
-    return view
+    return _view(ref, "vehicle_type", type_id, ref.vehicle_types, VehicleType.from_model, ref)
 
 
 def pricing_plan_view(ref: ReferenceData, plan_id: str | None) -> PricingPlan | None:
-    if plan_id is None:
-        return None
-    view: PricingPlan | None = _view(
-        ref, "pricing_plan", plan_id, ref.pricing_plans, PricingPlan.from_model, ref
-    )
-    return view
+    return _view(ref, "pricing_plan", plan_id, ref.pricing_plans, PricingPlan.from_model, ref)
 
 
 # For graphql_schema/execution.py: relation fields a compiled plan may resolve itself, with the
