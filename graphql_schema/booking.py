@@ -37,7 +37,6 @@ from graphql_schema.context import Context
 from graphql_schema.org_access import org_uuid
 from graphql_schema.policies import PolicyViolation
 from graphql_schema.provider_types import Provider
-from graphql_schema.scalars import Long
 from graphql_schema.types import Money
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ strawberry.enum(BookingEvent, name="BookingAction", description="What can happen
 def _money(amount: int | None, currency: str | None) -> Money | None:
     if amount is None or currency is None:
         return None
-    return Money(amount_minor=Long(amount), currency=currency)
+    return Money.of(amount, currency)
 
 
 def _rider_actions(state: BookingState) -> list[BookingEvent]:
@@ -89,11 +88,11 @@ class Receipt:
                 ReceiptLine(
                     kind=line["kind"],
                     label=line["label"],
-                    amount=Money(amount_minor=Long(line["amount_minor"]), currency=currency),
+                    amount=Money.of(line["amount_minor"], currency),
                 )
                 for line in data["lines"]
             ],
-            total=Money(amount_minor=Long(data["total_minor"]), currency=currency),
+            total=Money.of(data["total_minor"], currency),
             minutes=data.get("minutes"),
             kilometers=data.get("kilometers"),
             pricing_plan_name=data.get("plan_name"),

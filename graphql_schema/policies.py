@@ -60,7 +60,7 @@ def policy_violations(found: Iterable[Violation]) -> list[PolicyViolation]:
 def _money(limit: domain.MoneyLimit | None) -> Money | None:
     if limit is None:
         return None
-    return Money(amount_minor=Long(limit.amount_minor), currency=limit.currency)
+    return Money.of(limit.amount_minor, limit.currency)
 
 
 def _rule_fields(rules: domain.EffectivePolicy) -> dict[str, Any]:

@@ -46,6 +46,10 @@ class Money:
     amount_minor: Long = strawberry.field(description="Amount in minor units (e.g. cents).")
     currency: str = strawberry.field(description="ISO 4217 currency code.")
 
+    @classmethod
+    def of(cls, amount_minor: int, currency: str) -> Money:
+        return cls(amount_minor=Long(amount_minor), currency=currency)
+
     @strawberry.field(description='Decimal amount in major units, as a string, e.g. "1.50".')
     def amount(self) -> str:
         exponent = currency_exponent(self.currency)
@@ -87,7 +91,7 @@ def _segments(raw: list[dict[str, Any]], currency: str) -> list[PricingSegment]:
     return [
         PricingSegment(
             start=s["start"],
-            rate=Money(amount_minor=Long(s["rate_minor"]), currency=currency),
+            rate=Money.of(s["rate_minor"], currency),
             interval=s["interval"],
             end=s.get("end"),
         )
@@ -146,7 +150,7 @@ class PricingPlan(_ProviderRow):
             name=p.name,
             description=p.description,
             currency=currency,
-            price=Money(amount_minor=Long(p.price_minor), currency=currency),
+            price=Money.of(p.price_minor, currency),
             is_taxable=p.is_taxable,
             per_km_pricing=_segments(p.per_km_pricing, currency),
             per_min_pricing=_segments(p.per_min_pricing, currency),
