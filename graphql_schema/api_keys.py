@@ -18,7 +18,7 @@ from app.fleet.access import ADMINS
 from app.fleet.principal import OrgActor, Scope
 from app.records import ApiKeyRecord
 from graphql_schema.context import Context
-from graphql_schema.org_access import actor_for_item, org_uuid
+from graphql_schema.org_access import actor_for_item, org_admin, org_uuid
 
 __all__ = ["ApiKey", "ApiKeyMutation", "ApiKeyQuery", "NewApiKey"]
 
@@ -69,10 +69,6 @@ class NewApiKey:
     secret: str
 
 
-async def _admin_of_org(info: Info, organisation_id: strawberry.ID) -> OrgActor:
-    return await info.context.org_actor(org_uuid(organisation_id, "organisation"), roles=ADMINS)
-
-
 async def _admin_of_key(info: Info, id: strawberry.ID) -> tuple[uuid.UUID, OrgActor]:
     """The key's id, and the caller as an admin of its organisation. Unknown key, or a key
     of an organisation the caller is not in: the same ``NOT_FOUND``, naming only the key."""
@@ -90,7 +86,7 @@ def _live(info: Info) -> bool:
 class ApiKeyQuery:
     @strawberry.field(description="An organisation's API keys, newest first (OWNER or ADMIN).")
     async def api_keys(self, info: Info, organisation_id: strawberry.ID) -> list[ApiKey]:
-        actor = await _admin_of_org(info, organisation_id)
+        actor = await org_admin(info.context, organisation_id)
         return [ApiKey.from_row(k) for k in await info.context.api_keys.of_organisation(actor)]
 
 
@@ -108,7 +104,7 @@ class ApiKeyMutation:
         scopes: list[Scope],
         expires_at: datetime | None = None,
     ) -> NewApiKey:
-        actor = await _admin_of_org(info, organisation_id)
+        actor = await org_admin(info.context, organisation_id)
         row, secret = await info.context.api_keys.create(
             actor, name=name, scopes=scopes, expires_at=expires_at, live=_live(info)
         )

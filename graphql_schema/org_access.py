@@ -14,10 +14,11 @@ from collections.abc import Awaitable, Callable, Collection
 
 import strawberry
 
+from app.fleet.access import ADMINS
 from app.fleet.principal import OrgActor, OrgNotFound, Role, Scope
 from graphql_schema.context import Context
 
-__all__ = ["actor_for_item", "optional_org_uuid", "org_uuid"]
+__all__ = ["actor_for_item", "optional_org_uuid", "org_admin", "org_uuid"]
 
 
 def org_uuid(raw: strawberry.ID, what: str) -> uuid.UUID:
@@ -31,6 +32,11 @@ def org_uuid(raw: strawberry.ID, what: str) -> uuid.UUID:
 def optional_org_uuid(raw: strawberry.ID | None, what: str) -> uuid.UUID | None:
     """:func:`org_uuid` of an optional argument: None when it was left out."""
     return None if raw is None else org_uuid(raw, what)
+
+
+async def org_admin(ctx: Context, organisation_id: strawberry.ID) -> OrgActor:
+    """The caller as an OWNER or ADMIN of the organisation (its API keys act as it)."""
+    return await ctx.org_actor(org_uuid(organisation_id, "organisation"), roles=ADMINS)
 
 
 async def actor_for_item(
