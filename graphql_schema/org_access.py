@@ -35,7 +35,8 @@ def optional_org_uuid(raw: strawberry.ID | None, what: str) -> uuid.UUID | None:
 
 
 async def org_admin(ctx: Context, organisation_id: strawberry.ID) -> OrgActor:
-    """The caller as an OWNER or ADMIN of the organisation (its API keys act as it)."""
+    """The caller acting for the organisation: an OWNER or ADMIN member, or one of its API
+    keys (what a key may then do is the service's rule)."""
     return await ctx.org_actor(org_uuid(organisation_id, "organisation"), roles=ADMINS)
 
 
