@@ -15,9 +15,10 @@ import strawberry
 
 from app.fleet import api_key_admin as admin
 from app.fleet.access import ADMINS
-from app.fleet.principal import OrgActor, OrgNotFound, Scope
+from app.fleet.principal import OrgActor, Scope
 from app.records import ApiKeyRecord
 from graphql_schema.context import Context
+from graphql_schema.org_access import actor_for_item, org_admin, org_uuid
 
 __all__ = ["ApiKey", "ApiKeyMutation", "ApiKeyQuery", "NewApiKey"]
 
@@ -28,13 +29,6 @@ strawberry.enum(
     name="ApiKeyScope",
     description="What an API key may do: VEHICLES_READ is `vehicles:read`, and so on.",
 )
-
-
-def _uuid(raw: strawberry.ID, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(raw))
-    except ValueError:
-        raise OrgNotFound(f"no {what} {raw}") from None
 
 
 @strawberry.type(description="An organisation's API key. Its secret is never shown again.")
@@ -75,24 +69,13 @@ class NewApiKey:
     secret: str
 
 
-async def _admin_of_org(info: Info, organisation_id: strawberry.ID) -> OrgActor:
-    return await info.context.org_actor(_uuid(organisation_id, "organisation"), roles=ADMINS)
-
-
-async def _admin_of_key(info: Info, key_id: uuid.UUID) -> OrgActor:
-    """The caller as an admin of the key's organisation. Unknown key, or a key of an
-    organisation the caller is not in: the same ``NOT_FOUND``, naming only the key."""
+async def _admin_of_key(info: Info, id: strawberry.ID) -> tuple[uuid.UUID, OrgActor]:
+    """The key's id, and the caller as an admin of its organisation. Unknown key, or a key
+    of an organisation the caller is not in: the same ``NOT_FOUND``, naming only the key."""
     ctx = info.context
-    # Who is calling is settled first: an anonymous caller learns nothing about key ids.
-    if await ctx.api_key() is None:
-        await ctx.require_rider()
-    organisation_id = await ctx.api_keys.organisation_of(key_id)
-    if organisation_id is None:
-        raise OrgNotFound(f"no API key {key_id}")
-    try:
-        return await ctx.org_actor(organisation_id, roles=ADMINS)
-    except OrgNotFound:
-        raise OrgNotFound(f"no API key {key_id}") from None
+    key_id = org_uuid(id, "API key")
+    actor = await actor_for_item(ctx, key_id, "API key", ctx.api_keys.organisation_of, roles=ADMINS)
+    return key_id, actor
 
 
 def _live(info: Info) -> bool:
@@ -103,7 +86,7 @@ def _live(info: Info) -> bool:
 class ApiKeyQuery:
     @strawberry.field(description="An organisation's API keys, newest first (OWNER or ADMIN).")
     async def api_keys(self, info: Info, organisation_id: strawberry.ID) -> list[ApiKey]:
-        actor = await _admin_of_org(info, organisation_id)
+        actor = await org_admin(info.context, organisation_id)
         return [ApiKey.from_row(k) for k in await info.context.api_keys.of_organisation(actor)]
 
 
@@ -121,7 +104,7 @@ class ApiKeyMutation:
         scopes: list[Scope],
         expires_at: datetime | None = None,
     ) -> NewApiKey:
-        actor = await _admin_of_org(info, organisation_id)
+        actor = await org_admin(info.context, organisation_id)
         row, secret = await info.context.api_keys.create(
             actor, name=name, scopes=scopes, expires_at=expires_at, live=_live(info)
         )
@@ -135,14 +118,12 @@ class ApiKeyMutation:
     async def rotate_api_key(
         self, info: Info, id: strawberry.ID, overlap_seconds: int | None = None
     ) -> NewApiKey:
-        key_id = _uuid(id, "API key")
-        actor = await _admin_of_key(info, key_id)
+        key_id, actor = await _admin_of_key(info, id)
         overlap = admin.DEFAULT_OVERLAP_SECONDS if overlap_seconds is None else overlap_seconds
         row, secret = await info.context.api_keys.rotate(actor, key_id, overlap)
         return NewApiKey(api_key=ApiKey.from_row(row), secret=secret)
 
     @strawberry.mutation(description="Stop a key now (OWNER or ADMIN): its next request fails.")
     async def revoke_api_key(self, info: Info, id: strawberry.ID) -> ApiKey:
-        key_id = _uuid(id, "API key")
-        actor = await _admin_of_key(info, key_id)
+        key_id, actor = await _admin_of_key(info, id)
         return ApiKey.from_row(await info.context.api_keys.revoke(actor, key_id))

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 
+from app.accounts import Rider
 from app.booking import outcomes as out
 from app.booking.schemas import BookingNotFound
 from app.booking.states import (
@@ -29,13 +30,13 @@ from app.booking.states import (
     allowed_events,
 )
 from app.fleet.policies import PolicyRule
-from app.fleet.principal import OrgNotFound, Scope
+from app.fleet.principal import ApiKeyPrincipal, Scope
 from app.platform.errors import InvalidInput
 from app.records import BookingRecord
 from graphql_schema.context import Context
+from graphql_schema.org_access import org_uuid
 from graphql_schema.policies import PolicyViolation
 from graphql_schema.provider_types import Provider
-from graphql_schema.scalars import Long
 from graphql_schema.types import Money
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,12 @@ strawberry.enum(BookingEvent, name="BookingAction", description="What can happen
 def _money(amount: int | None, currency: str | None) -> Money | None:
     if amount is None or currency is None:
         return None
-    return Money(amount_minor=Long(amount), currency=currency)
+    return Money.of(amount, currency)
+
+
+def _rider_actions(state: BookingState) -> list[BookingEvent]:
+    """What the rider may do to a booking in this state, in a stable order."""
+    return sorted(allowed_events(state) & RIDER_EVENTS, key=lambda e: e.value)
 
 
 @strawberry.type(description="One line of a receipt.")
@@ -82,11 +88,11 @@ class Receipt:
                 ReceiptLine(
                     kind=line["kind"],
                     label=line["label"],
-                    amount=Money(amount_minor=Long(line["amount_minor"]), currency=currency),
+                    amount=Money.of(line["amount_minor"], currency),
                 )
                 for line in data["lines"]
             ],
-            total=Money(amount_minor=Long(data["total_minor"]), currency=currency),
+            total=Money.of(data["total_minor"], currency),
             minutes=data.get("minutes"),
             kilometers=data.get("kilometers"),
             pricing_plan_name=data.get("plan_name"),
@@ -143,7 +149,7 @@ class Booking:
             final_price=_money(row.final_price_minor, row.currency),
             receipt=Receipt.from_json(row.receipt) if row.receipt else None,
             failure_code=row.failure_code,
-            allowed_actions=sorted(allowed_events(state) & RIDER_EVENTS, key=lambda e: e.value),
+            allowed_actions=_rider_actions(state),
         )
 
     @strawberry.field(description="Every transition so far, oldest first.")
@@ -346,19 +352,22 @@ async def _map(info: Info, outcome: out.Outcome) -> Any:
     raise AssertionError(f"unmapped outcome {outcome!r}")
 
 
-def _org_uuid(raw: strawberry.ID, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(raw))
-    except ValueError:
-        raise OrgNotFound(f"no {what} {raw}") from None
-
-
 def _booking_id(raw: strawberry.ID) -> uuid.UUID:
     try:
         return uuid.UUID(str(raw))
     except ValueError:
         # Not a UUID cannot be anyone's booking; the same answer as any unknown id.
         raise BookingNotFound(f"no booking {raw} of yours") from None
+
+
+async def _booking_caller(info: Info) -> tuple[ApiKeyPrincipal | None, Rider | None]:
+    """Who acts on bookings: an organisation's API key (it needs ``bookings:write``), else the
+    signed-in rider (``UNAUTHENTICATED`` without one). Exactly one of the two is set."""
+    api_key = await info.context.api_key()
+    if api_key is not None:
+        api_key.require_scope(Scope.BOOKINGS_WRITE)
+        return api_key, None
+    return None, await info.context.require_rider()
 
 
 async def _act(
@@ -369,10 +378,7 @@ async def _act(
     lat: float | None = None,
     lon: float | None = None,
 ) -> Any:
-    api_key = await info.context.api_key()
-    if api_key is not None:
-        api_key.require_scope(Scope.BOOKINGS_WRITE)
-    rider = None if api_key is not None else await info.context.require_rider()
+    api_key, rider = await _booking_caller(info)
     try:
         outcome = await info.context.bookings.act(
             rider,
@@ -388,7 +394,7 @@ async def _act(
             code=exc.code,
             message=exc.message,
             state=exc.state,
-            allowed_actions=sorted(allowed_events(exc.state) & RIDER_EVENTS, key=lambda e: e.value),
+            allowed_actions=_rider_actions(exc.state),
         )
     return await _map(info, outcome)
 
@@ -400,10 +406,7 @@ class BookingQuery:
         "key) one of the organisation's. Anyone else's is BOOKING_NOT_FOUND."
     )
     async def booking(self, info: Info, id: strawberry.ID) -> Booking:
-        api_key = await info.context.api_key()
-        if api_key is not None:
-            api_key.require_scope(Scope.BOOKINGS_WRITE)
-        rider = None if api_key is not None else await info.context.require_rider()
+        api_key, rider = await _booking_caller(info)
         row = await info.context.bookings.booking_for(
             rider.id if rider else None, _booking_id(id), api_key=api_key
         )
@@ -452,13 +455,13 @@ class BookingMutation:
             # For an organisation: its policy applies, the booking is the member's and the
             # organisation's.
             actor = await ctx.org_actor(
-                _org_uuid(organisation_id, "organisation") if organisation_id else None,
+                org_uuid(organisation_id, "organisation") if organisation_id else None,
                 scope=Scope.BOOKINGS_WRITE,
             )
             outcome = await ctx.bookings.reserve_for_organisation(
                 actor,
-                member_id=_org_uuid(on_behalf_of, "member") if on_behalf_of else None,
-                cost_centre_id=_org_uuid(cost_centre, "cost centre") if cost_centre else None,
+                member_id=org_uuid(on_behalf_of, "member") if on_behalf_of else None,
+                cost_centre_id=org_uuid(cost_centre, "cost centre") if cost_centre else None,
                 vehicle_id=str(vehicle_id),
                 idempotency_key=idempotency_key,
                 offer_id=offer_id,
@@ -540,7 +543,7 @@ class BookingAdminMutation:
         self, info: Info, id: strawberry.ID, organisation_id: strawberry.ID | None
     ) -> Provider:
         viewer = await info.context.require_admin()
-        org = _org_uuid(organisation_id, "organisation") if organisation_id else None
+        org = org_uuid(organisation_id, "organisation") if organisation_id else None
         provider = await info.context.provider_admin.set_private_to(str(id), org)
         answer = Provider.from_model(provider, info.context.settings)
         log.info("provider %s private to %s, by %s", id, org, viewer.name)
@@ -557,10 +560,7 @@ class BookingSubscription:
     async def booking_updates(
         self, info: Info, booking_id: strawberry.ID
     ) -> AsyncGenerator[Booking, None]:
-        api_key = await info.context.api_key()
-        if api_key is not None:
-            api_key.require_scope(Scope.BOOKINGS_WRITE)
-        rider = None if api_key is not None else await info.context.require_rider()
+        api_key, rider = await _booking_caller(info)
         rider_id = rider.id if rider is not None else None
         bookings = info.context.bookings
         wanted = _booking_id(booking_id)

@@ -83,6 +83,44 @@ class StationFilterInput:
 
 
 @dataclass(frozen=True, slots=True)
+class AreaSearch:
+    """The validated arguments every map search takes (`vehicles`, `vehiclesConnection`,
+    `vehicleUpdates`, `stations`, `geofencingZones`): the area, the page size and the providers
+    asked for, with the organisations whose private fleets the caller sees."""
+
+    area: Area
+    first: int
+    providers: frozenset[str] | None
+    viewer_orgs: frozenset[uuid.UUID]
+
+
+async def area_search(
+    ctx: Context,
+    near: NearInput | None,
+    within: WithinInput | None,
+    providers: list[strawberry.ID] | None,
+    first: int | None,
+    *,
+    required: bool = True,
+) -> AreaSearch:
+    """The arguments validated; without ``required``, no area at all is allowed too."""
+    settings = ctx.settings
+    area = validate_area(
+        settings,
+        near.to_domain() if near else None,
+        within.to_domain() if within else None,
+        required=required,
+    )
+    limit = validate_first(settings, first)
+    viewer_orgs = await ctx.search_viewer_organisations()
+    # A private fleet the caller may not see is an unknown provider here too.
+    wanted = await ctx.search.validate_providers(
+        [str(p) for p in providers] if providers is not None else None, viewer_orgs
+    )
+    return AreaSearch(area, limit, wanted, viewer_orgs)
+
+
+@dataclass(frozen=True, slots=True)
 class VehicleSearch:
     """The validated arguments of a vehicle search (`vehicles`, `vehiclesConnection`,
     `vehicleUpdates`), with the organisations whose private fleets the caller sees."""
@@ -102,15 +140,8 @@ async def vehicle_search(
 ) -> VehicleSearch:
     """Who may search (an API key needs ``vehicles:read``), then the arguments validated."""
     await ctx.require_vehicles_read()
-    viewer_orgs = await ctx.search_viewer_organisations()
-    settings = ctx.settings
-    area = validate_area(
-        settings, near.to_domain() if near else None, within.to_domain() if within else None
-    )
-    limit = validate_first(settings, first)
     flt = filter or VehicleFilterInput()
-    # A private fleet the caller may not see is an unknown provider here too.
-    providers = await ctx.search.validate_providers(
-        [str(p) for p in flt.providers] if flt.providers is not None else None, viewer_orgs
+    search = await area_search(ctx, near, within, flt.providers, first)
+    return VehicleSearch(
+        search.area, flt.to_domain(search.providers), search.first, search.viewer_orgs
     )
-    return VehicleSearch(area, flt.to_domain(providers), limit, viewer_orgs)

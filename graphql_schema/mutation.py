@@ -116,6 +116,12 @@ def _changed(info: Info) -> None:
     info.context.search.invalidate()
 
 
+async def _changed_provider(info: Info, slug: str) -> Provider:
+    """A changed provider as it now is, once this process's caches have let the old go."""
+    _changed(info)
+    return await _provider(info, slug)
+
+
 @strawberry.type
 class Mutation(
     AccountMutation,
@@ -138,8 +144,7 @@ class Mutation(
             enabled=input.enabled,
         )
         log.info("provider %s added by %s", input.id, viewer.name)
-        _changed(info)
-        return await _provider(info, str(input.id))
+        return await _changed_provider(info, str(input.id))
 
     @strawberry.mutation(description="Change a provider's name, adapter or config (ADMIN).")
     async def update_provider(
@@ -153,8 +158,7 @@ class Mutation(
         )
         await info.context.provider_admin.update(str(id), changes)
         log.info("provider %s updated by %s", id, viewer.name)
-        _changed(info)
-        return await _provider(info, str(id))
+        return await _changed_provider(info, str(id))
 
     @strawberry.mutation(
         description="Replace a provider's feed overrides, keeping the rest of its config "
@@ -170,8 +174,7 @@ class Mutation(
             raise InvalidInput("overrides must be a JSON object", code="INVALID_PROVIDER_CONFIG")
         await info.context.provider_admin.set_overrides(str(id), overrides or None)
         log.info("overrides of provider %s set by %s", id, viewer.name)
-        _changed(info)
-        return await _provider(info, str(id))
+        return await _changed_provider(info, str(id))
 
     @strawberry.mutation(
         description="Enable or disable a provider (ADMIN). A disabled provider is not synced "
@@ -181,8 +184,7 @@ class Mutation(
         viewer = await info.context.require_admin()
         await info.context.provider_admin.set_enabled(str(id), enabled)
         log.info("provider %s %s by %s", id, "enabled" if enabled else "disabled", viewer.name)
-        _changed(info)
-        return await _provider(info, str(id))
+        return await _changed_provider(info, str(id))
 
     @strawberry.mutation(description="Delete a provider and all its data (ADMIN).")
     async def delete_provider(self, info: Info, id: strawberry.ID) -> strawberry.ID:

@@ -12,23 +12,17 @@ from datetime import UTC, datetime
 import strawberry
 
 from app.fleet.access import ADMINS
-from app.fleet.principal import OrgActor, OrgNotFound, Role
+from app.fleet.principal import OrgActor, Role
 from app.platform.errors import InvalidInput
 from app.rate_limit import plan_limits
 from app.records import CostCentreRecord, MemberRecord, OrganisationRecord, UserRecord
 from app.staff_auth import Forbidden
 from graphql_schema.context import Context
+from graphql_schema.org_access import org_admin, org_uuid
 
 Info = strawberry.Info[Context, None]
 
 strawberry.enum(Role, name="OrganisationRole", description="A member's role in an organisation.")
-
-
-def _uuid(raw: strawberry.ID, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(raw))
-    except ValueError:
-        raise OrgNotFound(f"no {what} {raw}") from None
 
 
 @strawberry.type
@@ -126,7 +120,7 @@ class NewInvitation:
 class OrganisationQuery:
     @strawberry.field(description="An organisation you belong to (or your API key's).")
     async def organisation(self, info: Info, id: strawberry.ID) -> Organisation:
-        actor = await info.context.org_actor(_uuid(id, "organisation"))
+        actor = await info.context.org_actor(org_uuid(id, "organisation"))
         return Organisation.from_row(await info.context.organisations.get(actor), actor)
 
     @strawberry.field(description="The organisations you are a member of.")
@@ -154,7 +148,7 @@ class OrganisationMutation:
     async def add_cost_centre(
         self, info: Info, organisation_id: strawberry.ID, code: str, name: str
     ) -> CostCentre:
-        actor = await info.context.org_actor(_uuid(organisation_id, "organisation"), roles=ADMINS)
+        actor = await org_admin(info.context, organisation_id)
         return CostCentre.from_row(
             await info.context.organisations.add_cost_centre(actor, code=code, name=name)
         )
@@ -171,8 +165,8 @@ class OrganisationMutation:
         role: Role,
         cost_centre_id: strawberry.ID | None = None,
     ) -> NewInvitation:
-        actor = await info.context.org_actor(_uuid(organisation_id, "organisation"), roles=ADMINS)
-        centre = _uuid(cost_centre_id, "cost centre") if cost_centre_id else None
+        actor = await org_admin(info.context, organisation_id)
+        centre = org_uuid(cost_centre_id, "cost centre") if cost_centre_id else None
         new = await info.context.organisations.invite(
             actor, email=email, role=role, cost_centre_id=centre, now=datetime.now(UTC)
         )
@@ -207,14 +201,14 @@ class OrganisationMutation:
         cost_centre_id: strawberry.ID | None = None,
         clear_cost_centre: bool = False,
     ) -> OrganisationMemberType:
-        actor = await info.context.org_actor(_uuid(organisation_id, "organisation"), roles=ADMINS)
+        actor = await org_admin(info.context, organisation_id)
         if cost_centre_id is not None and clear_cost_centre:
             raise InvalidInput("give costCentreId or clearCostCentre, not both")
         member, user = await info.context.organisations.update_member(
             actor,
-            _uuid(member_id, "member"),
+            org_uuid(member_id, "member"),
             role=role,
-            cost_centre_id=_uuid(cost_centre_id, "cost centre") if cost_centre_id else None,
+            cost_centre_id=org_uuid(cost_centre_id, "cost centre") if cost_centre_id else None,
             clear_cost_centre=clear_cost_centre,
         )
         return OrganisationMemberType.from_rows(member, user)
@@ -229,7 +223,7 @@ class OrganisationMutation:
         await info.context.require_admin()
         known = set(plan_limits(info.context.settings))
         org = await info.context.organisations.set_plan(
-            _uuid(organisation_id, "organisation"), plan, known
+            org_uuid(organisation_id, "organisation"), plan, known
         )
         return Organisation.from_row(org, OrgActor(org.id))
 
@@ -237,6 +231,6 @@ class OrganisationMutation:
     async def remove_member(
         self, info: Info, organisation_id: strawberry.ID, member_id: strawberry.ID
     ) -> strawberry.ID:
-        actor = await info.context.org_actor(_uuid(organisation_id, "organisation"), roles=ADMINS)
-        await info.context.organisations.remove_member(actor, _uuid(member_id, "member"))
+        actor = await org_admin(info.context, organisation_id)
+        await info.context.organisations.remove_member(actor, org_uuid(member_id, "member"))
         return member_id

@@ -8,7 +8,6 @@ Anyone else gets ``NOT_FOUND``. Rules and the cost-centre merge: docs/policies-a
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from datetime import datetime, time
 from typing import Any
@@ -19,11 +18,11 @@ from strawberry.scalars import JSON
 from app.fleet import policies as domain
 from app.fleet.access import ADMINS
 from app.fleet.policies import PolicyRule, Violation
-from app.fleet.principal import OrgNotFound
 from app.platform.errors import InvalidInput
 from app.records import PolicyRecord
 from graphql_schema.context import Context
 from graphql_schema.enums import FormFactor
+from graphql_schema.org_access import optional_org_uuid
 from graphql_schema.scalars import Long
 from graphql_schema.types import Money
 
@@ -58,21 +57,10 @@ def policy_violations(found: Iterable[Violation]) -> list[PolicyViolation]:
     return [PolicyViolation.from_domain(v) for v in found]
 
 
-def _uuid(raw: strawberry.ID, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(raw))
-    except ValueError:
-        raise OrgNotFound(f"no {what} {raw}") from None
-
-
-def _optional_uuid(raw: strawberry.ID | None, what: str) -> uuid.UUID | None:
-    return None if raw is None else _uuid(raw, what)
-
-
 def _money(limit: domain.MoneyLimit | None) -> Money | None:
     if limit is None:
         return None
-    return Money(amount_minor=Long(limit.amount_minor), currency=limit.currency)
+    return Money.of(limit.amount_minor, limit.currency)
 
 
 def _rule_fields(rules: domain.EffectivePolicy) -> dict[str, Any]:
@@ -174,9 +162,9 @@ class PolicyQuery:
         organisation_id: strawberry.ID | None = None,
         cost_centre_id: strawberry.ID | None = None,
     ) -> Policy | None:
-        actor = await info.context.org_actor(_optional_uuid(organisation_id, "organisation"))
+        actor = await info.context.org_actor(optional_org_uuid(organisation_id, "organisation"))
         row = await info.context.policies.get(
-            actor, cost_centre_id=_optional_uuid(cost_centre_id, "cost centre")
+            actor, cost_centre_id=optional_org_uuid(cost_centre_id, "cost centre")
         )
         return Policy.from_row(row) if row is not None else None
 
@@ -190,8 +178,8 @@ class PolicyQuery:
         organisation_id: strawberry.ID | None = None,
         cost_centre_id: strawberry.ID | None = None,
     ) -> EffectivePolicy:
-        actor = await info.context.org_actor(_optional_uuid(organisation_id, "organisation"))
-        centre = _optional_uuid(cost_centre_id, "cost centre")
+        actor = await info.context.org_actor(optional_org_uuid(organisation_id, "organisation"))
+        centre = optional_org_uuid(cost_centre_id, "cost centre")
         rules = await info.context.policies.effective(actor, centre)
         return EffectivePolicy.from_domain(rules)
 
@@ -210,14 +198,14 @@ class PolicyMutation:
         cost_centre_id: strawberry.ID | None = None,
     ) -> Policy:
         actor = await info.context.org_actor(
-            _optional_uuid(organisation_id, "organisation"), roles=ADMINS
+            optional_org_uuid(organisation_id, "organisation"), roles=ADMINS
         )
         area = input.business_area
         if area is not None and not isinstance(area, dict):
             raise InvalidInput("businessArea must be a GeoJSON object", code=domain.INVALID)
         row = await info.context.policies.set(
             actor,
-            cost_centre_id=_optional_uuid(cost_centre_id, "cost centre"),
+            cost_centre_id=optional_org_uuid(cost_centre_id, "cost centre"),
             allowed_form_factors=(
                 [f.value for f in input.allowed_form_factors]
                 if input.allowed_form_factors is not None

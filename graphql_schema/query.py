@@ -7,7 +7,6 @@ from typing import Annotated
 import strawberry
 
 from app.search.ride_end import RideEndQuestion
-from app.search.validation import validate_area, validate_first
 from graphql_schema.accounts import AccountQuery
 from graphql_schema.api_keys import ApiKeyQuery
 from graphql_schema.booking import BookingQuery
@@ -18,6 +17,7 @@ from graphql_schema.inputs import (
     StationFilterInput,
     VehicleFilterInput,
     WithinInput,
+    area_search,
     vehicle_search,
 )
 from graphql_schema.organisations import OrganisationQuery
@@ -132,12 +132,8 @@ class Query(
         hit = await info.context.search.vehicle(str(id), viewer_orgs=orgs)
         if hit is None:
             return None
-        ref = await info.context.reference.covering(
-            providers=[hit.vehicle.provider_id],
-            types=[hit.vehicle.vehicle_type_id],
-            plans=[hit.vehicle.pricing_plan_id],
-        )
-        return Vehicle.from_hit(hit, ref)
+        [vehicle] = await vehicles_from_hits(info.context.reference, [hit])
+        return vehicle
 
     @strawberry.field(
         description="Stations near a point or inside a box, nearest to the point or the box's "
@@ -152,17 +148,13 @@ class Query(
         first: int | None = None,
     ) -> list[Station]:
         ctx = info.context
-        area = validate_area(
-            ctx.settings, near.to_domain() if near else None, within.to_domain() if within else None
-        )
-        limit = validate_first(ctx.settings, first)
         flt = filter or StationFilterInput()
-        orgs = await ctx.search_viewer_organisations()
-        providers = await ctx.search.validate_providers(
-            [str(p) for p in flt.providers] if flt.providers is not None else None, orgs
-        )
+        search = await area_search(ctx, near, within, flt.providers, first)
         rows = await ctx.search.stations(
-            area=area, flt=flt.to_domain(providers), first=limit, viewer_orgs=orgs
+            area=search.area,
+            flt=flt.to_domain(search.providers),
+            first=search.first,
+            viewer_orgs=search.viewer_orgs,
         )
         ref = await ctx.reference.covering(
             providers={s.provider_id for s in rows},
@@ -184,18 +176,13 @@ class Query(
         first: int | None = None,
     ) -> list[GeofencingZone]:
         ctx = info.context
-        area = validate_area(
-            ctx.settings,
-            near.to_domain() if near else None,
-            within.to_domain() if within else None,
-            required=providers is None,
+        search = await area_search(ctx, near, within, providers, first, required=providers is None)
+        rows = await ctx.search.zones(
+            area=search.area,
+            providers=search.providers,
+            first=search.first,
+            viewer_orgs=search.viewer_orgs,
         )
-        limit = validate_first(ctx.settings, first)
-        orgs = await ctx.search_viewer_organisations()
-        wanted = await ctx.search.validate_providers(
-            [str(p) for p in providers] if providers is not None else None, orgs
-        )
-        rows = await ctx.search.zones(area=area, providers=wanted, first=limit, viewer_orgs=orgs)
         ref = await ctx.reference.covering(providers={z.provider_id for z in rows})
         return [GeofencingZone.from_row(z, ref) for z in rows]
 

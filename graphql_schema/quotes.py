@@ -14,7 +14,6 @@ from app.booking.quotes import QuoteService, TripMode
 from app.reference import ReferenceData
 from graphql_schema.context import Context
 from graphql_schema.enums import FormFactor
-from graphql_schema.scalars import Long
 from graphql_schema.types import Money, Vehicle
 
 Info = strawberry.Info[Context, None]
@@ -45,10 +44,6 @@ class LatLonInput:
         return LatLon(self.lat, self.lon)
 
 
-def _money(amount_minor: int, currency: str) -> Money:
-    return Money(amount_minor=Long(amount_minor), currency=currency)
-
-
 @strawberry.type(
     name="PriceBreakdown",
     description="An estimate's parts under the operator's GBFS pricing plan; total = unlock "
@@ -63,10 +58,10 @@ class PriceBreakdownType:
     @classmethod
     def from_domain(cls, p: PriceBreakdownData) -> PriceBreakdownType:
         return cls(
-            unlock_fee=_money(p.base_minor, p.currency),
-            time_price=_money(p.time_minor, p.currency),
-            distance_price=_money(p.distance_minor, p.currency),
-            total=_money(p.total_minor, p.currency),
+            unlock_fee=Money.of(p.base_minor, p.currency),
+            time_price=Money.of(p.time_minor, p.currency),
+            distance_price=Money.of(p.distance_minor, p.currency),
+            total=Money.of(p.total_minor, p.currency),
         )
 
 
@@ -96,7 +91,7 @@ class Offer:
         return cls(
             id=strawberry.ID(offer.id),
             vehicle=vehicle,
-            price=_money(price.total_minor, price.currency) if price is not None else None,
+            price=Money.of(price.total_minor, price.currency) if price is not None else None,
             price_breakdown=PriceBreakdownType.from_domain(price) if price is not None else None,
             ride_minutes=offer.ride_minutes,
             ride_distance_meters=offer.ride_meters,
@@ -132,7 +127,7 @@ class TripOption:
     @classmethod
     def from_domain(cls, option: quotes.TripOption, ref: ReferenceData) -> TripOption:
         price = option.price
-        money = _money(price.total_minor, price.currency) if price is not None else None
+        money = Money.of(price.total_minor, price.currency) if price is not None else None
         if option.offer is None or option.hit is None:  # walking the whole way
             return cls(
                 mode=TripMode.WALK,

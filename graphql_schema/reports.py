@@ -7,15 +7,14 @@ members get ``FORBIDDEN``, a key without the scope ``MISSING_SCOPE``, anyone els
 
 from __future__ import annotations
 
-import uuid
-
 import strawberry
 
 from app.fleet import reports as domain
 from app.fleet.access import ADMINS
-from app.fleet.principal import OrgNotFound, Scope
+from app.fleet.principal import Scope
 from app.fleet.reports import GroupBy
 from graphql_schema.context import Context
+from graphql_schema.org_access import optional_org_uuid
 from graphql_schema.scalars import Long
 
 __all__ = ["ReportQuery", "UsageReport", "UsageRow"]
@@ -84,13 +83,11 @@ class ReportQuery:
         group_by: GroupBy,
         organisation_id: strawberry.ID | None = None,
     ) -> UsageReport:
-        wanted: uuid.UUID | None = None
-        if organisation_id is not None:
-            try:
-                wanted = uuid.UUID(str(organisation_id))
-            except ValueError:
-                raise OrgNotFound(f"no organisation {organisation_id}") from None
-        actor = await info.context.org_actor(wanted, roles=ADMINS, scope=Scope.REPORTS_READ)
+        actor = await info.context.org_actor(
+            optional_org_uuid(organisation_id, "organisation"),
+            roles=ADMINS,
+            scope=Scope.REPORTS_READ,
+        )
         report = await info.context.policies.usage_report(actor, month=month, group_by=group_by)
         return UsageReport(
             organisation_id=strawberry.ID(str(report.organisation_id)),

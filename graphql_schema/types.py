@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import orjson
 import strawberry
@@ -36,11 +36,19 @@ if TYPE_CHECKING:
 
 _new_object = object.__new__
 
+_Row = TypeVar("_Row")
+_Extra = TypeVar("_Extra")
+_View = TypeVar("_View")
+
 
 @strawberry.type(description="Money in integer minor units (cents) of an ISO 4217 currency.")
 class Money:
     amount_minor: Long = strawberry.field(description="Amount in minor units (e.g. cents).")
     currency: str = strawberry.field(description="ISO 4217 currency code.")
+
+    @classmethod
+    def of(cls, amount_minor: int, currency: str) -> Money:
+        return cls(amount_minor=Long(amount_minor), currency=currency)
 
     @strawberry.field(description='Decimal amount in major units, as a string, e.g. "1.50".')
     def amount(self) -> str:
@@ -83,7 +91,7 @@ def _segments(raw: list[dict[str, Any]], currency: str) -> list[PricingSegment]:
     return [
         PricingSegment(
             start=s["start"],
-            rate=Money(amount_minor=Long(s["rate_minor"]), currency=currency),
+            rate=Money.of(s["rate_minor"], currency),
             interval=s["interval"],
             end=s.get("end"),
         )
@@ -91,11 +99,37 @@ def _segments(raw: list[dict[str, Any]], currency: str) -> list[PricingSegment]:
     ]
 
 
-@strawberry.type(description="A GBFS pricing plan; every amount is in minor units.")
-class PricingPlan:
+class _OfProvider(Protocol):
+    """What a provider relation resolves from: the request's reference snapshot and the id."""
+
+    @property
+    def ref(self) -> ReferenceData: ...
+    @property
+    def provider_id(self) -> str: ...
+
+
+def _provider_of(source: _OfProvider, context: Context) -> Provider | None:
+    return provider_view(source.ref, context.settings, source.provider_id)
+
+
+def _resolve_provider(root: _OfProvider, info: strawberry.Info[Context, None]) -> Provider | None:
+    return _provider_of(root, info.context)
+
+
+@strawberry.type
+class _ProviderRow:
+    """A provider's reference row in the API (pricing plan, vehicle type, station, zone): its
+    id, the reference snapshot its relations resolve from, its provider's id. No field returns
+    this type, so the schema holds only its subclasses, each with these fields first; each
+    declares its ``provider`` field last, where it stands in the schema."""
+
     id: strawberry.ID
     ref: strawberry.Private[ReferenceData]
     provider_id: strawberry.Private[str]
+
+
+@strawberry.type(description="A GBFS pricing plan; every amount is in minor units.")
+class PricingPlan(_ProviderRow):
     name: str
     description: str | None
     currency: str
@@ -116,7 +150,7 @@ class PricingPlan:
             name=p.name,
             description=p.description,
             currency=currency,
-            price=Money(amount_minor=Long(p.price_minor), currency=currency),
+            price=Money.of(p.price_minor, currency),
             is_taxable=p.is_taxable,
             per_km_pricing=_segments(p.per_km_pricing, currency),
             per_min_pricing=_segments(p.per_min_pricing, currency),
@@ -124,16 +158,11 @@ class PricingPlan:
             url=p.url,
         )
 
-    @strawberry.field
-    def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
-        return provider_view(self.ref, info.context.settings, self.provider_id)
+    provider: Provider | None = strawberry.field(resolver=_resolve_provider)
 
 
 @strawberry.type
-class VehicleType:
-    id: strawberry.ID
-    ref: strawberry.Private[ReferenceData]
-    provider_id: strawberry.Private[str]
+class VehicleType(_ProviderRow):
     default_pricing_plan_id: strawberry.Private[str | None]
     form_factor: FormFactor
     propulsion_type: PropulsionType
@@ -161,9 +190,7 @@ class VehicleType:
             default_reserve_time_minutes=t.default_reserve_time_minutes,
         )
 
-    @strawberry.field
-    def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
-        return provider_view(self.ref, info.context.settings, self.provider_id)
+    provider: Provider | None = strawberry.field(resolver=_resolve_provider)
 
     @strawberry.field
     def default_pricing_plan(self) -> PricingPlan | None:
@@ -182,10 +209,7 @@ class VehicleTypeCount:
 
 
 @strawberry.type
-class Station:
-    id: strawberry.ID
-    ref: strawberry.Private[ReferenceData]
-    provider_id: strawberry.Private[str]
+class Station(_ProviderRow):
     name: str
     short_name: str | None
     lat: float
@@ -230,9 +254,7 @@ class Station:
             last_reported=s.last_reported,
         )
 
-    @strawberry.field
-    def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
-        return provider_view(self.ref, info.context.settings, self.provider_id)
+    provider: Provider | None = strawberry.field(resolver=_resolve_provider)
 
 
 @strawberry.type(description="A shared vehicle available (or, if asked, reserved/disabled).")
@@ -309,9 +331,11 @@ class Vehicle:
         }
         return vehicle
 
+    # A method, not the shared field of the reference rows: declared fields come before
+    # resolver methods in the schema, and Vehicle's provider stands among its relations.
     @strawberry.field
     def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
-        return provider_view(self.ref, info.context.settings, self.provider_id)
+        return _provider_of(self, info.context)
 
     @strawberry.field
     def vehicle_type(self) -> VehicleType | None:
@@ -358,10 +382,7 @@ def rules_from_json(rules: list[dict[str, Any]]) -> list[GeofencingRule]:
 
 
 @strawberry.type(description="A geofencing zone; earlier zones (lower order) take precedence.")
-class GeofencingZone:
-    id: strawberry.ID
-    ref: strawberry.Private[ReferenceData]
-    provider_id: strawberry.Private[str]
+class GeofencingZone(_ProviderRow):
     order: int
     name: str | None
     geometry: JSON = strawberry.field(description="GeoJSON MultiPolygon (WGS84).")
@@ -389,9 +410,7 @@ class GeofencingZone:
             distance_meters=z.distance_meters,
         )
 
-    @strawberry.field
-    def provider(self, info: strawberry.Info[Context, None]) -> Provider | None:
-        return provider_view(self.ref, info.context.settings, self.provider_id)
+    provider: Provider | None = strawberry.field(resolver=_resolve_provider)
 
 
 @strawberry.type
@@ -407,12 +426,19 @@ class RideEndCheck:
 
 
 def _view(
-    ref: ReferenceData, kind: str, key: str, rows: dict[str, Any], build: Any, extra: Any
-) -> Any:
-    """The API object for one reference row, built once per reference snapshot as
-    ``build(row, extra)``. Every search result asks for a view, so a memo hit does nothing
-    else: no builder closure, no cast."""
-    view = ref.views.get((kind, key))
+    ref: ReferenceData,
+    kind: str,
+    key: str | None,
+    rows: Mapping[str, _Row],
+    build: Callable[[_Row, _Extra], _View],
+    extra: _Extra,
+) -> _View | None:
+    """The API object for one reference row (None for no key or an unknown one), built once
+    per reference snapshot as ``build(row, extra)``. Every search result asks for a view, so
+    a memo hit does nothing else: no builder closure, no cast."""
+    if key is None:
+        return None
+    view: _View | None = ref.views.get((kind, key))
     if view is None:
         row = rows.get(key)
         if row is None:
@@ -422,51 +448,33 @@ def _view(
 
 
 def provider_view(ref: ReferenceData, settings: Settings, provider_id: str) -> Provider | None:
-    view: Provider | None = _view(
-        ref, "provider", provider_id, ref.providers, Provider.from_model, settings
-    )
-    return view
+    return _view(ref, "provider", provider_id, ref.providers, Provider.from_model, settings)
 
 
 def vehicle_type_view(ref: ReferenceData, type_id: str | None) -> VehicleType | None:
-    if type_id is None:
-        return None
-    view: VehicleType | None = _view(
-        ref, "vehicle_type", type_id, ref.vehicle_types, VehicleType.from_model, ref
-    )
-    return view
+    return _view(ref, "vehicle_type", type_id, ref.vehicle_types, VehicleType.from_model, ref)
 
 
 def pricing_plan_view(ref: ReferenceData, plan_id: str | None) -> PricingPlan | None:
-    if plan_id is None:
-        return None
-    view: PricingPlan | None = _view(
-        ref, "pricing_plan", plan_id, ref.pricing_plans, PricingPlan.from_model, ref
-    )
-    return view
-
-
-def _settings(context: Context) -> Settings:
-    return context.settings
+    return _view(ref, "pricing_plan", plan_id, ref.pricing_plans, PricingPlan.from_model, ref)
 
 
 # For graphql_schema/execution.py: relation fields a compiled plan may resolve itself, with the
 # same functions as the resolvers above. (type name, field name) -> f(source, context).
 FAST_RELATIONS: dict[tuple[str, str], Callable[[Any, Any], Any]] = {
-    ("Vehicle", "provider"): lambda v, c: provider_view(v.ref, _settings(c), v.provider_id),
+    **{
+        (name, "provider"): _provider_of
+        for name in ("Vehicle", "VehicleType", "PricingPlan", "Station", "GeofencingZone")
+    },
     ("Vehicle", "rentalUris"): lambda v, _c: RentalUris.from_json(v.rental_uris_raw),
     ("Vehicle", "lastReported"): lambda v, _c: v.doc.reported_at(),
     ("Vehicle", "vehicleEquipment"): lambda v, _c: vehicle_equipment(v.doc.vehicle_equipment),
     ("Vehicle", "vehicleType"): lambda v, _c: vehicle_type_view(v.ref, v.vehicle_type_id),
     ("Vehicle", "pricingPlan"): lambda v, _c: pricing_plan_view(v.ref, v.pricing_plan_id),
-    ("VehicleType", "provider"): lambda t, c: provider_view(t.ref, _settings(c), t.provider_id),
     ("VehicleType", "defaultPricingPlan"): lambda t, _c: pricing_plan_view(
         t.ref, t.default_pricing_plan_id
     ),
-    ("PricingPlan", "provider"): lambda p, c: provider_view(p.ref, _settings(c), p.provider_id),
-    ("Station", "provider"): lambda s, c: provider_view(s.ref, _settings(c), s.provider_id),
     ("VehicleTypeCount", "vehicleType"): lambda n, _c: vehicle_type_view(n.ref, n.vehicle_type_id),
-    ("GeofencingZone", "provider"): lambda z, c: provider_view(z.ref, _settings(c), z.provider_id),
 }
 
 

@@ -19,9 +19,10 @@ import strawberry
 from app.fleet import webhooks as service
 from app.fleet.access import ADMINS
 from app.fleet.outbox import EventType
-from app.fleet.principal import OrgActor, OrgNotFound, Scope
+from app.fleet.principal import OrgActor, Scope
 from app.records import WebhookEndpointRecord
 from graphql_schema.context import Context
+from graphql_schema.org_access import actor_for_item, optional_org_uuid, org_uuid
 
 Info = strawberry.Info[Context, None]
 
@@ -121,46 +122,26 @@ class WebhookDelivery:
         )
 
 
-def _uuid(value: strawberry.ID | None, what: str) -> uuid.UUID | None:
-    if value is None:
-        return None
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        # A malformed id names nothing, whoever asks: the same answer as someone else's.
-        raise OrgNotFound(f"no {what} {value!r}") from None
-
-
-def _required_uuid(value: strawberry.ID, what: str) -> uuid.UUID:
-    parsed = _uuid(value, what)
-    assert parsed is not None
-    return parsed
-
-
-async def _manager(info: Info, organisation_id: uuid.UUID | None) -> OrgActor:
-    return await info.context.org_actor(organisation_id, roles=ADMINS, scope=Scope.WEBHOOKS_MANAGE)
+async def _manager(info: Info, organisation_id: strawberry.ID | None) -> OrgActor:
+    return await info.context.org_actor(
+        optional_org_uuid(organisation_id, "organisation"),
+        roles=ADMINS,
+        scope=Scope.WEBHOOKS_MANAGE,
+    )
 
 
 async def _manager_of(
     info: Info,
-    item_id: uuid.UUID,
+    raw_id: strawberry.ID,
     what: str,
     lookup: Callable[[uuid.UUID], Awaitable[uuid.UUID | None]],
-) -> OrgActor:
-    """The caller acting for the organisation an endpoint or delivery belongs to."""
-    ctx = info.context
-    # Authenticate before looking: an anonymous caller must not learn which ids exist.
-    if await ctx.api_key() is None:
-        await ctx.require_rider()
-    organisation_id = await lookup(item_id)
-    if organisation_id is None:
-        raise OrgNotFound(f"no {what} {item_id}")
-    try:
-        return await _manager(info, organisation_id)
-    except OrgNotFound:
-        # The same answer as for an id that does not exist: neither the item's existence nor
-        # its organisation is told to an outsider.
-        raise OrgNotFound(f"no {what} {item_id}") from None
+) -> tuple[uuid.UUID, OrgActor]:
+    """The id of an endpoint or delivery, and the caller acting for its organisation."""
+    item_id = org_uuid(raw_id, what)
+    actor = await actor_for_item(
+        info.context, item_id, what, lookup, roles=ADMINS, scope=Scope.WEBHOOKS_MANAGE
+    )
+    return item_id, actor
 
 
 @strawberry.type
@@ -173,7 +154,7 @@ class WebhookQuery:
     async def webhook_endpoints(
         self, info: Info, organisation_id: strawberry.ID | None = None
     ) -> list[WebhookEndpoint]:
-        actor = await _manager(info, _uuid(organisation_id, "organisation"))
+        actor = await _manager(info, organisation_id)
         rows = await info.context.webhooks.endpoints(actor)
         return [WebhookEndpoint.from_model(r) for r in rows]
 
@@ -190,9 +171,12 @@ class WebhookQuery:
         status: service.DeliveryStatus | None = None,
         first: int | None = None,
     ) -> list[WebhookDelivery]:
-        actor = await _manager(info, _uuid(organisation_id, "organisation"))
+        actor = await _manager(info, organisation_id)
         records = await info.context.webhooks.deliveries(
-            actor, endpoint_id=_uuid(endpoint_id, "webhook endpoint"), status=status, first=first
+            actor,
+            endpoint_id=optional_org_uuid(endpoint_id, "webhook endpoint"),
+            status=status,
+            first=first,
         )
         return [WebhookDelivery.from_record(r) for r in records]
 
@@ -210,7 +194,7 @@ class WebhookMutation:
         events: list[WebhookEventType],
         organisation_id: strawberry.ID | None = None,
     ) -> RegisteredWebhook:
-        actor = await _manager(info, _uuid(organisation_id, "organisation"))
+        actor = await _manager(info, organisation_id)
         row, secret = await info.context.webhooks.register(
             actor, url, [EventType(e.value) for e in events]
         )
@@ -223,18 +207,16 @@ class WebhookMutation:
     async def set_webhook_enabled(
         self, info: Info, id: strawberry.ID, enabled: bool
     ) -> WebhookEndpoint:
-        endpoint_id = _required_uuid(id, "webhook endpoint")
-        actor = await _manager_of(
-            info, endpoint_id, "webhook endpoint", info.context.webhooks.endpoint_organisation
+        endpoint_id, actor = await _manager_of(
+            info, id, "webhook endpoint", info.context.webhooks.endpoint_organisation
         )
         row = await info.context.webhooks.set_enabled(actor, endpoint_id, enabled)
         return WebhookEndpoint.from_model(row)
 
     @strawberry.mutation(description="Delete an endpoint and its delivery log; returns its id.")
     async def delete_webhook(self, info: Info, id: strawberry.ID) -> strawberry.ID:
-        endpoint_id = _required_uuid(id, "webhook endpoint")
-        actor = await _manager_of(
-            info, endpoint_id, "webhook endpoint", info.context.webhooks.endpoint_organisation
+        endpoint_id, actor = await _manager_of(
+            info, id, "webhook endpoint", info.context.webhooks.endpoint_organisation
         )
         await info.context.webhooks.delete(actor, endpoint_id)
         return id
@@ -244,9 +226,8 @@ class WebhookMutation:
         "window (its attempt count is kept)."
     )
     async def replay_webhook_delivery(self, info: Info, id: strawberry.ID) -> WebhookDelivery:
-        delivery_id = _required_uuid(id, "webhook delivery")
-        actor = await _manager_of(
-            info, delivery_id, "webhook delivery", info.context.webhooks.delivery_organisation
+        delivery_id, actor = await _manager_of(
+            info, id, "webhook delivery", info.context.webhooks.delivery_organisation
         )
         record = await info.context.webhooks.replay(actor, delivery_id, now=datetime.now(UTC))
         return WebhookDelivery.from_record(record)
