@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import (
+    DateTime,
     ForeignKey,
     Text,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import UUID
@@ -36,3 +39,9 @@ def _org_fk(*, index: bool = False) -> Mapped[uuid.UUID]:
         nullable=False,
         index=index,
     )
+
+
+def _now_by_default() -> Mapped[datetime]:
+    """A time the database stamps when the row is inserted (``created_at``, and an
+    ``updated_at`` the code moves on from there)."""
+    return mapped_column(DateTime(timezone=True), server_default=func.now())

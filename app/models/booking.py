@@ -15,13 +15,12 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     Text,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base
+from app.models.base import Base, _now_by_default, _uuid_pk
 
 #: The booking states that hold a vehicle, as the database knows them: migration 0008's unique
 #: partial index ``ux_bookings_active_vehicle`` is built over them. The booking domain's state
@@ -66,9 +65,7 @@ class Booking(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
-    )
+    id: Mapped[uuid.UUID] = _uuid_pk()
     user_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT"), nullable=False
     )
@@ -125,8 +122,8 @@ class Booking(Base):
     # Set when what the operator holds may differ from ours (an action's answer was lost, a
     # compensating cancel is still due): maintenance asks the operator after this time.
     reconcile_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = _now_by_default()
+    updated_at: Mapped[datetime] = _now_by_default()
 
 
 class BookingEventRow(Base):
@@ -161,7 +158,7 @@ class IdempotencyKey(Base):
     request_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     status: Mapped[str] = mapped_column(Text, nullable=False)  # IN_PROGRESS | DONE
     response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = _now_by_default()
     # An IN_PROGRESS key whose request died (process killed) is free again after this.
     locked_until: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -20,13 +20,12 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, _org_fk, _uuid_pk
+from app.models.base import Base, _now_by_default, _org_fk, _uuid_pk
 from app.platform.secret_box import (
     WEBHOOK_SECRET_PURPOSE,
     SealedText,
@@ -42,7 +41,7 @@ class Organisation(Base):
     name: Mapped[str] = mapped_column(Text, nullable=False)
     timezone: Mapped[str] = mapped_column(Text, nullable=False, default="UTC")
     plan: Mapped[str] = mapped_column(Text, nullable=False, default="STANDARD")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = _now_by_default()
 
 
 class CostCentre(Base):
@@ -53,7 +52,7 @@ class CostCentre(Base):
     organisation_id: Mapped[uuid.UUID] = _org_fk()
     code: Mapped[str] = mapped_column(Text, nullable=False)
     name: Mapped[str] = mapped_column(Text, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = _now_by_default()
 
 
 class OrganisationMember(Base):
@@ -72,7 +71,7 @@ class OrganisationMember(Base):
     cost_centre_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("cost_centres.id", ondelete="SET NULL")
     )
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = _now_by_default()
 
 
 class Invitation(Base):
@@ -92,7 +91,7 @@ class Invitation(Base):
     invited_by: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
     )
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = _now_by_default()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     accepted_by: Mapped[uuid.UUID | None] = mapped_column(
@@ -116,7 +115,7 @@ class ApiKey(Base):
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
     )
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = _now_by_default()
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -161,7 +160,7 @@ class Policy(Base):
         Geometry("MULTIPOLYGON", 4326, spatial_index=False), nullable=True
     )
     monthly_budget_minor: Mapped[int | None] = mapped_column(BigInteger)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = _now_by_default()
 
 
 class WebhookEndpoint(Base):
@@ -179,7 +178,7 @@ class WebhookEndpoint(Base):
     )
     events: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = _now_by_default()
 
     def __repr__(self) -> str:
         return f"WebhookEndpoint({self.id}, {self.url!r})"
@@ -206,7 +205,7 @@ class OutboxEvent(Base):
     organisation_id: Mapped[uuid.UUID] = _org_fk()
     event_type: Mapped[str] = mapped_column(Text, nullable=False)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = _now_by_default()
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The API request whose change this reports (app/platform/request_id.py), if one did: its
     # webhook deliveries log with it (migration 0015).
@@ -238,9 +237,7 @@ class WebhookDelivery(Base):
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_response: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = _now_by_default()
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Retries run for 24 h from here (migration 0012): creation, or the last replay.
-    window_opened_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
+    window_opened_at: Mapped[datetime] = _now_by_default()

@@ -18,13 +18,12 @@ from sqlalchemy import (
     Index,
     Integer,
     Text,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, _provider_fk
+from app.models.base import Base, _now_by_default, _provider_fk
 from app.platform.secret_box import (
     CREDENTIALS_PURPOSE,
     INGEST_SECRET_PURPOSE,
@@ -41,8 +40,8 @@ class Provider(Base):
     adapter: Mapped[str] = mapped_column(Text, nullable=False)
     config: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = _now_by_default()
+    updated_at: Mapped[datetime] = _now_by_default()
     # What the last good snapshot said about the system.
     gbfs_version: Mapped[str | None] = mapped_column(Text)
     system_info: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
@@ -133,7 +132,7 @@ class Station(Base):
     is_returning: Mapped[bool | None] = mapped_column(Boolean)
     vehicle_types_available: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
     last_reported: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = _now_by_default()
 
 
 class Vehicle(Base):
@@ -158,7 +157,7 @@ class Vehicle(Base):
     last_reported: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # GBFS vehicle_equipment values; None: not reported, []: none (app/vehicle.py).
     vehicle_equipment: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = _now_by_default()
 
 
 class GeofencingZone(Base):
@@ -215,7 +214,7 @@ class ProviderCredentials(Base):
     )
     kind: Mapped[str] = mapped_column(Text, nullable=False)
     secret: Mapped[dict[str, Any]] = mapped_column(SealedJSON(CREDENTIALS_PURPOSE), nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = _now_by_default()
 
     def __repr__(self) -> str:
         return f"ProviderCredentials({self.provider_id!r}, {self.kind!r})"
