@@ -32,6 +32,13 @@ from app.platform.secret_box import (
 )
 
 
+class OrganisationOwned:
+    """A row that belongs to one organisation and goes with it (the key cascades)."""
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organisation_id: Mapped[uuid.UUID] = _org_fk()
+
+
 class Organisation(Base):
     """A fleet client (migration 0010)."""
 
@@ -44,26 +51,22 @@ class Organisation(Base):
     created_at: Mapped[datetime] = _now_by_default()
 
 
-class CostCentre(Base):
+class CostCentre(OrganisationOwned, Base):
     __tablename__ = "cost_centres"
     __table_args__ = (UniqueConstraint("organisation_id", "code"),)
 
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organisation_id: Mapped[uuid.UUID] = _org_fk()
     code: Mapped[str] = mapped_column(Text, nullable=False)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = _now_by_default()
 
 
-class OrganisationMember(Base):
+class OrganisationMember(OrganisationOwned, Base):
     __tablename__ = "organisation_members"
     __table_args__ = (
         UniqueConstraint("organisation_id", "user_id"),
         Index("ix_organisation_members_user", "user_id"),
     )
 
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organisation_id: Mapped[uuid.UUID] = _org_fk()
     user_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
     )
@@ -74,14 +77,12 @@ class OrganisationMember(Base):
     created_at: Mapped[datetime] = _now_by_default()
 
 
-class Invitation(Base):
+class Invitation(OrganisationOwned, Base):
     """An invitation by email token: only the token's SHA-256 hash is stored."""
 
     __tablename__ = "invitations"
     __table_args__ = (Index("ix_invitations_organisation", "organisation_id"),)
 
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organisation_id: Mapped[uuid.UUID] = _org_fk()
     email: Mapped[str] = mapped_column(Text, nullable=False)
     role: Mapped[str] = mapped_column(Text, nullable=False)
     cost_centre_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -100,14 +101,12 @@ class Invitation(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class ApiKey(Base):
+class ApiKey(OrganisationOwned, Base):
     """A server-to-server key of one organisation: only its SHA-256 hash is stored."""
 
     __tablename__ = "api_keys"
     __table_args__ = (Index("ix_api_keys_organisation", "organisation_id"),)
 
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organisation_id: Mapped[uuid.UUID] = _org_fk()
     name: Mapped[str] = mapped_column(Text, nullable=False)
     prefix: Mapped[str] = mapped_column(Text, nullable=False)  # shown: "mob_live_ab12…"
     key_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, unique=True)
@@ -124,7 +123,7 @@ class ApiKey(Base):
     )
 
 
-class Policy(Base):
+class Policy(OrganisationOwned, Base):
     """An organisation's travel policy; with ``cost_centre_id`` the cost centre's override.
     A NULL rule is no restriction."""
 
@@ -144,8 +143,6 @@ class Policy(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organisation_id: Mapped[uuid.UUID] = _org_fk()
     cost_centre_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("cost_centres.id", ondelete="CASCADE")
     )
@@ -163,12 +160,10 @@ class Policy(Base):
     updated_at: Mapped[datetime] = _now_by_default()
 
 
-class WebhookEndpoint(Base):
+class WebhookEndpoint(OrganisationOwned, Base):
     __tablename__ = "webhook_endpoints"
     __table_args__ = (Index("ix_webhook_endpoints_organisation", "organisation_id"),)
 
-    id: Mapped[uuid.UUID] = _uuid_pk()
-    organisation_id: Mapped[uuid.UUID] = _org_fk()
     url: Mapped[str] = mapped_column(Text, nullable=False)
     # The signing secret (shown once at creation; needed to sign, so not hashed).
     # Deferred: only a delivery opens it (reading it sealed, per delivery); listing endpoints

@@ -32,6 +32,16 @@ from app.platform.secret_box import (
 )
 
 
+class FeedRecord:
+    """The key of what a provider's feed reports (a vehicle type, plan, station, vehicle,
+    region): the feed's own id, and the public ``id`` that scopes it by the provider
+    ("<provider>:<external id>", providers/rows.py) so two operators' ids never collide."""
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    provider_id: Mapped[str] = _provider_fk()
+    external_id: Mapped[str] = mapped_column(Text, nullable=False)
+
+
 class Provider(Base):
     __tablename__ = "providers"
 
@@ -76,12 +86,9 @@ class Provider(Base):
     )
 
 
-class VehicleType(Base):
+class VehicleType(FeedRecord, Base):
     __tablename__ = "vehicle_types"
 
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    provider_id: Mapped[str] = _provider_fk()
-    external_id: Mapped[str] = mapped_column(Text, nullable=False)
     form_factor: Mapped[str] = mapped_column(Text, nullable=False)
     propulsion_type: Mapped[str] = mapped_column(Text, nullable=False)
     name: Mapped[str | None] = mapped_column(Text)
@@ -94,12 +101,9 @@ class VehicleType(Base):
     raw_form_factor: Mapped[str | None] = mapped_column(Text)
 
 
-class PricingPlan(Base):
+class PricingPlan(FeedRecord, Base):
     __tablename__ = "pricing_plans"
 
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    provider_id: Mapped[str] = _provider_fk()
-    external_id: Mapped[str] = mapped_column(Text, nullable=False)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
     currency: Mapped[str] = mapped_column(CHAR(3), nullable=False)
@@ -111,12 +115,9 @@ class PricingPlan(Base):
     url: Mapped[str | None] = mapped_column(Text)
 
 
-class Station(Base):
+class Station(FeedRecord, Base):
     __tablename__ = "stations"
 
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    provider_id: Mapped[str] = _provider_fk()
-    external_id: Mapped[str] = mapped_column(Text, nullable=False)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     short_name: Mapped[str | None] = mapped_column(Text)
     geom: Mapped[Any] = mapped_column(Geometry("POINT", 4326, spatial_index=False), nullable=False)
@@ -135,14 +136,11 @@ class Station(Base):
     updated_at: Mapped[datetime] = _now_by_default()
 
 
-class Vehicle(Base):
+class Vehicle(FeedRecord, Base):
     """Current snapshot of one vehicle; ``pricing_plan_id`` is the effective plan."""
 
     __tablename__ = "vehicles"
 
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    provider_id: Mapped[str] = _provider_fk()
-    external_id: Mapped[str] = mapped_column(Text, nullable=False)
     vehicle_type_id: Mapped[str | None] = mapped_column(Text)
     pricing_plan_id: Mapped[str | None] = mapped_column(Text)
     station_id: Mapped[str | None] = mapped_column(Text)
@@ -175,12 +173,9 @@ class GeofencingZone(Base):
     ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class SystemRegion(Base):
+class SystemRegion(FeedRecord, Base):
     __tablename__ = "system_regions"
 
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    provider_id: Mapped[str] = _provider_fk()
-    external_id: Mapped[str] = mapped_column(Text, nullable=False)
     name: Mapped[str] = mapped_column(Text, nullable=False)
 
 
