@@ -52,17 +52,20 @@ async def start_run(session: AsyncSession, provider_id: str, started_at: datetim
 async def record_failure(
     session: AsyncSession, *, provider_id: str, run_id: int, error: str, at: datetime
 ) -> None:
-    await _end_run(
-        session,
-        provider_id=provider_id,
-        run_id=run_id,
-        at=at,
-        run={"status": "failed", "error": error, "error_count": 1},
-        health={
-            "last_error": error,
-            "stale": True,
-            "consecutive_failures": Provider.consecutive_failures + 1,
-        },
+    await session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id)
+        .values(status="failed", error=error, finished_at=at, error_count=1)
+    )
+    await session.execute(
+        update(Provider)
+        .where(Provider.id == provider_id)
+        .values(
+            last_sync_at=at,
+            last_error=error,
+            stale=True,
+            consecutive_failures=Provider.consecutive_failures + 1,
+        )
     )
 
 
@@ -78,42 +81,29 @@ async def record_success(
     warning_count: int,
     provider_values: dict[str, Any],
 ) -> None:
-    await _end_run(
-        session,
-        provider_id=provider_id,
-        run_id=run_id,
-        at=at,
-        run={
-            "status": "succeeded",
-            "counts": counts,
-            "findings": findings,
-            "error_count": error_count,
-            "warning_count": warning_count,
-        },
-        health={
-            "last_success_at": at,
-            "last_error": None,
-            "stale": False,
-            "consecutive_failures": 0,
-            **provider_values,
-        },
-    )
-
-
-async def _end_run(
-    session: AsyncSession,
-    *,
-    provider_id: str,
-    run_id: int,
-    at: datetime,
-    run: dict[str, Any],
-    health: dict[str, Any],
-) -> None:
-    """A sync attempt ends: its run closed at ``at``, which is also when the provider last
-    synced, with what each outcome says of the run and of the provider's health."""
-    await session.execute(update(SyncRun).where(SyncRun.id == run_id).values(finished_at=at, **run))
     await session.execute(
-        update(Provider).where(Provider.id == provider_id).values(last_sync_at=at, **health)
+        update(SyncRun)
+        .where(SyncRun.id == run_id)
+        .values(
+            status="succeeded",
+            finished_at=at,
+            counts=counts,
+            findings=findings,
+            error_count=error_count,
+            warning_count=warning_count,
+        )
+    )
+    await session.execute(
+        update(Provider)
+        .where(Provider.id == provider_id)
+        .values(
+            last_sync_at=at,
+            last_success_at=at,
+            last_error=None,
+            stale=False,
+            consecutive_failures=0,
+            **provider_values,
+        )
     )
 
 
