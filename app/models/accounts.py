@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Index, LargeBinary, Text, text
+from sqlalchemy import BigInteger, Date, DateTime, Index, LargeBinary, Text, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, _now_by_default, _uuid_pk
+from app.models.base import Base, _now_by_default, _uuid_pk, _uuid_ref
 
 
 class StaffToken(Base):
@@ -54,9 +54,7 @@ class RefreshToken(Base):
     __tablename__ = "refresh_tokens"
 
     id: Mapped[uuid.UUID] = _uuid_pk()
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
-    )
+    user_id: Mapped[uuid.UUID] = _uuid_ref("users.id", ondelete="CASCADE", index=True)
     family_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, index=True)
     token_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, unique=True)
     created_at: Mapped[datetime] = _now_by_default()

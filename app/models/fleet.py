@@ -22,10 +22,10 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, _now_by_default, _org_fk, _uuid_pk
+from app.models.base import Base, _now_by_default, _org_fk, _uuid_pk, _uuid_ref
 from app.platform.secret_box import (
     WEBHOOK_SECRET_PURPOSE,
     SealedText,
@@ -67,13 +67,9 @@ class OrganisationMember(OrganisationOwned, Base):
         Index("ix_organisation_members_user", "user_id"),
     )
 
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
-    )
+    user_id: Mapped[uuid.UUID] = _uuid_ref("users.id", ondelete="CASCADE")
     role: Mapped[str] = mapped_column(Text, nullable=False)  # OWNER, ADMIN, BOOKER, RIDER
-    cost_centre_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("cost_centres.id", ondelete="SET NULL")
-    )
+    cost_centre_id: Mapped[uuid.UUID | None] = _uuid_ref("cost_centres.id", ondelete="SET NULL")
     created_at: Mapped[datetime] = _now_by_default()
 
 
@@ -85,19 +81,13 @@ class Invitation(OrganisationOwned, Base):
 
     email: Mapped[str] = mapped_column(Text, nullable=False)
     role: Mapped[str] = mapped_column(Text, nullable=False)
-    cost_centre_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("cost_centres.id", ondelete="SET NULL")
-    )
+    cost_centre_id: Mapped[uuid.UUID | None] = _uuid_ref("cost_centres.id", ondelete="SET NULL")
     token_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, unique=True)
-    invited_by: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
-    )
+    invited_by: Mapped[uuid.UUID | None] = _uuid_ref("users.id", ondelete="SET NULL")
     created_at: Mapped[datetime] = _now_by_default()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    accepted_by: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
-    )
+    accepted_by: Mapped[uuid.UUID | None] = _uuid_ref("users.id", ondelete="SET NULL")
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -111,16 +101,12 @@ class ApiKey(OrganisationOwned, Base):
     prefix: Mapped[str] = mapped_column(Text, nullable=False)  # shown: "mob_live_ab12…"
     key_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, unique=True)
     scopes: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
-    created_by: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
-    )
+    created_by: Mapped[uuid.UUID | None] = _uuid_ref("users.id", ondelete="SET NULL")
     created_at: Mapped[datetime] = _now_by_default()
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    replaced_by: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="SET NULL")
-    )
+    replaced_by: Mapped[uuid.UUID | None] = _uuid_ref("api_keys.id", ondelete="SET NULL")
 
 
 class Policy(OrganisationOwned, Base):
@@ -143,9 +129,7 @@ class Policy(OrganisationOwned, Base):
         ),
     )
 
-    cost_centre_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("cost_centres.id", ondelete="CASCADE")
-    )
+    cost_centre_id: Mapped[uuid.UUID | None] = _uuid_ref("cost_centres.id", ondelete="CASCADE")
     allowed_form_factors: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     allowed_providers: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     max_price_minor: Mapped[int | None] = mapped_column(BigInteger)
@@ -219,9 +203,7 @@ class WebhookDelivery(Base):
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
-    endpoint_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False
-    )
+    endpoint_id: Mapped[uuid.UUID] = _uuid_ref("webhook_endpoints.id", ondelete="CASCADE")
     event_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("outbox_events.id", ondelete="CASCADE"), nullable=False
     )

@@ -20,10 +20,10 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, _now_by_default, _provider_fk
+from app.models.base import Base, _now_by_default, _provider_fk, _uuid_ref
 from app.platform.secret_box import (
     CREDENTIALS_PURPOSE,
     INGEST_SECRET_PURPOSE,
@@ -81,9 +81,7 @@ class Provider(Base):
     # NULL: no booking API (plain GBFS), riders are sent to the operator's own app.
     booking: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # A private fleet (migration 0010): only this organisation's members see and book it.
-    private_to: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("organisations.id", ondelete="RESTRICT")
-    )
+    private_to: Mapped[uuid.UUID | None] = _uuid_ref("organisations.id", ondelete="RESTRICT")
 
 
 class VehicleType(FeedRecord, Base):
