@@ -7,6 +7,7 @@ implements :class:`AvailabilityAdapter`. Core code never names a concrete adapte
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
@@ -45,6 +46,18 @@ class AdapterError(Exception):
 
 class AdapterConfigError(ValueError):
     """A provider's configuration is unusable (bad URL, missing feed, unknown option)."""
+
+
+def check_options(adapter: str, config: Mapping[str, Any], known: AbstractSet[str]) -> None:
+    """Refuse a stored config that is not an object, or that names an option ``adapter`` does
+    not know: a misspelt option would otherwise be ignored without a word."""
+    if not isinstance(config, Mapping):
+        raise AdapterConfigError(f"{adapter}: config must be an object")
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise AdapterConfigError(
+            f"{adapter}: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
 
 
 @dataclass(slots=True)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -24,6 +25,8 @@ from tenacity import (
 )
 
 _URL = re.compile(r"https?://[^\s'\"<>]+")
+
+_Fetched = TypeVar("_Fetched")
 
 
 def redact_url(url: str) -> str:
@@ -149,6 +152,13 @@ async def fetch_json(
     answer is not helped by more requests; the sync's deadline bounds everything anyway), nor
     is anything the operator meant (4xx, 429, ``Retry-After``, bad content).
     """
+    return await _retried(attempts, lambda: _fetch_once(client, url, cache, headers, max_bytes))
+
+
+async def _retried(attempts: int, fetch: Callable[[], Awaitable[_Fetched]]) -> _Fetched:
+    """``fetch()`` tried up to ``attempts`` times in all while it fails transiently
+    (``FeedFetchError.transient``), after exponential waits with full jitter; the last failure
+    is raised."""
     retrying = AsyncRetrying(
         stop=stop_after_attempt(max(1, attempts)),
         wait=wait_random_exponential(multiplier=RETRY_BASE_SECONDS, max=RETRY_MAX_SECONDS),
@@ -157,7 +167,7 @@ async def fetch_json(
     )
     async for attempt in retrying:
         with attempt:
-            return await _fetch_once(client, url, cache, headers, max_bytes)
+            return await fetch()
     raise AssertionError("unreachable: tenacity re-raises the last failure")
 
 
@@ -271,25 +281,20 @@ async def fetch_bytes(
     """GET a binary feed (GTFS-Realtime) as ``fetch_json`` gets a JSON one: conditional GET,
     the size cap read as a stream, redirects kept to the caller's origin for its headers,
     transient failures retried, every failure a :class:`FeedFetchError`."""
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(max(1, attempts)),
-        wait=wait_random_exponential(multiplier=RETRY_BASE_SECONDS, max=RETRY_MAX_SECONDS),
-        retry=retry_if_exception(lambda exc: isinstance(exc, FeedFetchError) and exc.transient),
-        reraise=True,
-    )
-    async for attempt in retrying:
-        with attempt:
-            cached = cache.entries.get(url)
-            got = await _conditional_get(
-                client, url, cached, accept, headers, max_bytes, _check_binary_content_type
-            )
-            if got is None:
-                assert cached is not None
-                return FetchedBody(url, cached.body, not_modified=True)
-            body, etag, last_modified = got
-            cache.entries[url] = CachedFeed(body, etag, last_modified, fresh_until=0.0)
-            return FetchedBody(url, body, not_modified=False)
-    raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    async def fetch_once() -> FetchedBody:
+        cached = cache.entries.get(url)
+        got = await _conditional_get(
+            client, url, cached, accept, headers, max_bytes, _check_binary_content_type
+        )
+        if got is None:
+            assert cached is not None
+            return FetchedBody(url, cached.body, not_modified=True)
+        body, etag, last_modified = got
+        cache.entries[url] = CachedFeed(body, etag, last_modified, fresh_until=0.0)
+        return FetchedBody(url, body, not_modified=False)
+
+    return await _retried(attempts, fetch_once)
 
 
 def _status_error(response: httpx.Response, url: str) -> FeedFetchError:

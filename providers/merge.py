@@ -114,9 +114,46 @@ async def merge_table(
     return outcome
 
 
-VEHICLE_TYPES = TableSpec(
-    table="vehicle_types",
-    stage_columns=(
+@dataclass(frozen=True, slots=True)
+class _Derived:
+    """A target column computed from staged ones: a geometry from its coordinates or GeoJSON."""
+
+    staged: tuple[tuple[str, str], ...]
+    expression: str
+
+
+_POINT = _Derived(
+    (("lat", "float8"), ("lon", "float8")), "ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326)"
+)
+_MULTIPOLYGON = _Derived(
+    (("geojson", "text"),), "ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON(s.geojson), 4326))"
+)
+
+
+def _table(
+    table: str, columns: tuple[tuple[str, str | _Derived], ...], *, touch_updated_at: bool = False
+) -> TableSpec:
+    """The spec of a table from its columns in staging order, each (name, its PostgreSQL type)
+    or (name, how it is derived): a column is staged as itself, but jsonb as its JSON text,
+    cast back in the select."""
+    stage: list[tuple[str, str]] = []
+    select: list[tuple[str, str]] = []
+    for name, kind in columns:
+        if isinstance(kind, _Derived):
+            stage.extend(kind.staged)
+            select.append((name, kind.expression))
+        elif kind == "jsonb":
+            stage.append((name, "text"))
+            select.append((name, f"s.{name}::jsonb"))
+        else:
+            stage.append((name, kind))
+            select.append((name, f"s.{name}"))
+    return TableSpec(table, tuple(stage), tuple(select), touch_updated_at)
+
+
+VEHICLE_TYPES = _table(
+    "vehicle_types",
+    (
         ("id", "text"),
         ("provider_id", "text"),
         ("external_id", "text"),
@@ -131,29 +168,11 @@ VEHICLE_TYPES = TableSpec(
         ("default_reserve_time_minutes", "int4"),
         ("raw_form_factor", "text"),
     ),
-    select=tuple(
-        (c, f"s.{c}")
-        for c in (
-            "id",
-            "provider_id",
-            "external_id",
-            "form_factor",
-            "propulsion_type",
-            "name",
-            "max_range_meters",
-            "rider_capacity",
-            "default_pricing_plan_id",
-            "return_constraint",
-            "co2_grams_per_km",
-            "default_reserve_time_minutes",
-            "raw_form_factor",
-        )
-    ),
 )
 
-PRICING_PLANS = TableSpec(
-    table="pricing_plans",
-    stage_columns=(
+PRICING_PLANS = _table(
+    "pricing_plans",
+    (
         ("id", "text"),
         ("provider_id", "text"),
         ("external_id", "text"),
@@ -162,69 +181,34 @@ PRICING_PLANS = TableSpec(
         ("currency", "text"),
         ("price_minor", "int8"),
         ("is_taxable", "bool"),
-        ("per_km_pricing", "text"),
-        ("per_min_pricing", "text"),
+        ("per_km_pricing", "jsonb"),
+        ("per_min_pricing", "jsonb"),
         ("surge_pricing", "bool"),
         ("url", "text"),
     ),
-    select=(
-        ("id", "s.id"),
-        ("provider_id", "s.provider_id"),
-        ("external_id", "s.external_id"),
-        ("name", "s.name"),
-        ("description", "s.description"),
-        ("currency", "s.currency"),
-        ("price_minor", "s.price_minor"),
-        ("is_taxable", "s.is_taxable"),
-        ("per_km_pricing", "s.per_km_pricing::jsonb"),
-        ("per_min_pricing", "s.per_min_pricing::jsonb"),
-        ("surge_pricing", "s.surge_pricing"),
-        ("url", "s.url"),
-    ),
 )
 
-STATIONS = TableSpec(
-    table="stations",
-    stage_columns=(
+STATIONS = _table(
+    "stations",
+    (
         ("id", "text"),
         ("provider_id", "text"),
         ("external_id", "text"),
         ("name", "text"),
         ("short_name", "text"),
-        ("lat", "float8"),
-        ("lon", "float8"),
+        ("geom", _POINT),
         ("capacity", "int4"),
         ("region_id", "text"),
         ("is_virtual", "bool"),
-        ("rental_uris", "text"),
+        ("rental_uris", "jsonb"),
         ("num_vehicles_available", "int4"),
         ("num_vehicles_disabled", "int4"),
         ("num_docks_available", "int4"),
         ("is_installed", "bool"),
         ("is_renting", "bool"),
         ("is_returning", "bool"),
-        ("vehicle_types_available", "text"),
+        ("vehicle_types_available", "jsonb"),
         ("last_reported", "timestamptz"),
-    ),
-    select=(
-        ("id", "s.id"),
-        ("provider_id", "s.provider_id"),
-        ("external_id", "s.external_id"),
-        ("name", "s.name"),
-        ("short_name", "s.short_name"),
-        ("geom", "ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326)"),
-        ("capacity", "s.capacity"),
-        ("region_id", "s.region_id"),
-        ("is_virtual", "s.is_virtual"),
-        ("rental_uris", "s.rental_uris::jsonb"),
-        ("num_vehicles_available", "s.num_vehicles_available"),
-        ("num_vehicles_disabled", "s.num_vehicles_disabled"),
-        ("num_docks_available", "s.num_docks_available"),
-        ("is_installed", "s.is_installed"),
-        ("is_renting", "s.is_renting"),
-        ("is_returning", "s.is_returning"),
-        ("vehicle_types_available", "s.vehicle_types_available::jsonb"),
-        ("last_reported", "s.last_reported"),
     ),
     touch_updated_at=True,
 )
@@ -234,42 +218,26 @@ VEHICLES = TableSpec(
     table="vehicles", stage_columns=STAGE_COLUMNS, select=MERGE_SELECT, touch_updated_at=True
 )
 
-ZONES = TableSpec(
-    table="geofencing_zones",
-    stage_columns=(
+ZONES = _table(
+    "geofencing_zones",
+    (
         ("id", "text"),
         ("provider_id", "text"),
         ("ordinal", "int4"),
         ("name", "text"),
-        ("geojson", "text"),
-        ("rules", "text"),
+        ("geom", _MULTIPOLYGON),
+        ("rules", "jsonb"),
         ("starts_at", "timestamptz"),
         ("ends_at", "timestamptz"),
     ),
-    select=(
-        ("id", "s.id"),
-        ("provider_id", "s.provider_id"),
-        ("ordinal", "s.ordinal"),
-        ("name", "s.name"),
-        ("geom", "ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON(s.geojson), 4326))"),
-        ("rules", "s.rules::jsonb"),
-        ("starts_at", "s.starts_at"),
-        ("ends_at", "s.ends_at"),
-    ),
 )
 
-REGIONS = TableSpec(
-    table="system_regions",
-    stage_columns=(
+REGIONS = _table(
+    "system_regions",
+    (
         ("id", "text"),
         ("provider_id", "text"),
         ("external_id", "text"),
         ("name", "text"),
-    ),
-    select=(
-        ("id", "s.id"),
-        ("provider_id", "s.provider_id"),
-        ("external_id", "s.external_id"),
-        ("name", "s.name"),
     ),
 )

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from adapters.base import AdapterConfigError, AdapterError, FetchContext
+from adapters.base import AdapterConfigError, AdapterError, FetchContext, check_options
 from adapters.dto import Finding, Snapshot
 from adapters.gbfs.documents import (
     ALL_GBFS_FEEDS,
@@ -112,14 +112,7 @@ class GbfsAdapter:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> GbfsAdapter:
-        if not isinstance(config, Mapping):
-            raise AdapterConfigError("gbfs: config must be an object")
-        unknown = sorted(set(config) - _OPTIONS)
-        if unknown:
-            raise AdapterConfigError(
-                f"gbfs: unknown option(s) {', '.join(unknown)} "
-                f"(known: {', '.join(sorted(_OPTIONS))})"
-            )
+        check_options("gbfs", config, _OPTIONS)
         for key in ("discovery_url", "system_id", "language"):
             if key in config and not isinstance(config[key], str):
                 raise AdapterConfigError(f"gbfs: `{key}` must be a string")

@@ -83,19 +83,15 @@ def _plan(plan_id: str, raw: Mapping[str, Any], reader: Reader) -> PricingPlan:
             "is_taxable",
             plan_id,
         ),
-        description=reader.optional(
-            reader.localized, raw.get("description"), "description", plan_id
-        ),
+        description=reader.optional_field(reader.localized, raw, "description", plan_id),
         per_km_pricing=_segments(
             raw.get("per_km_pricing"), "per_km_pricing", reader, plan_id, currency
         ),
         per_min_pricing=_segments(
             raw.get("per_min_pricing"), "per_min_pricing", reader, plan_id, currency
         ),
-        surge_pricing=bool(
-            reader.optional(reader.boolean, raw.get("surge_pricing"), "surge_pricing", plan_id)
-        ),
-        url=reader.optional(reader.link, raw.get("url"), "url", plan_id),
+        surge_pricing=bool(reader.optional_field(reader.boolean, raw, "surge_pricing", plan_id)),
+        url=reader.optional_field(reader.link, raw, "url", plan_id),
     )
 
 
@@ -180,9 +176,7 @@ def _vehicle_type(
     if propulsion is None:
         # No canonical "other" propulsion exists; guessing would mislabel range and emissions.
         raise RecordSkipped("INVALID_FIELD", f"unknown propulsion_type {propulsion_text!r:.30}")
-    max_range = reader.optional(
-        reader.non_negative, raw.get("max_range_meters"), "max_range_meters", type_id
-    )
+    max_range = reader.optional_field(reader.non_negative, raw, "max_range_meters", type_id)
     if max_range == 0 and propulsion is not PropulsionType.HUMAN:
         # A motor with no range at all is a placeholder, not a fact (myBuxi's minibus sends
         # it): stored as 0, it would hide the type from every range filter.
@@ -190,9 +184,7 @@ def _vehicle_type(
         max_range = None
     elif max_range is None and propulsion is not PropulsionType.HUMAN:
         reader.warn("MISSING_MAX_RANGE", "motorised type without max_range_meters", type_id)
-    default_plan = reader.optional(
-        reader.ident, raw.get("default_pricing_plan_id"), "default_pricing_plan_id", type_id
-    )
+    default_plan = reader.optional_field(reader.ident, raw, "default_pricing_plan_id", type_id)
     if default_plan is not None:
         default_plan = plan_map.get(default_plan, default_plan)
     if default_plan is not None and default_plan not in plan_ids:
@@ -200,35 +192,27 @@ def _vehicle_type(
             "UNKNOWN_PRICING_PLAN", "default_pricing_plan_id not in plans, dropped", type_id
         )
         default_plan = None
-    plan_list = reader.optional(
-        reader.id_list, raw.get("pricing_plan_ids"), "pricing_plan_ids", type_id
-    )
+    plan_list = reader.optional_field(reader.id_list, raw, "pricing_plan_ids", type_id)
     mapped_plans = tuple(dict.fromkeys(plan_map.get(plan, plan) for plan in plan_list or ()))
     known_plans = tuple(plan for plan in mapped_plans if plan in plan_ids)
     if len(known_plans) != len(mapped_plans):
         reader.warn("UNKNOWN_PRICING_PLAN", "pricing_plan_ids not in plans, dropped", type_id)
-    return_constraint = reader.optional(
-        reader.text, raw.get("return_constraint"), "return_constraint", type_id
-    )
+    return_constraint = reader.optional_field(reader.text, raw, "return_constraint", type_id)
     if return_constraint is not None and return_constraint not in RETURN_CONSTRAINTS:
         reader.warn("UNKNOWN_ENUM", "unknown return_constraint kept as sent", type_id)
     return VehicleType(
         external_id=type_id,
         form_factor=form_factor,
         propulsion_type=propulsion,
-        name=reader.optional(reader.localized, raw.get("name"), "name", type_id),
+        name=reader.optional_field(reader.localized, raw, "name", type_id),
         max_range_meters=max_range,
-        rider_capacity=reader.optional(
-            reader.count, raw.get("rider_capacity"), "rider_capacity", type_id
-        ),
+        rider_capacity=reader.optional_field(reader.count, raw, "rider_capacity", type_id),
         default_pricing_plan_id=default_plan,
         pricing_plan_ids=known_plans,
         return_constraint=return_constraint,
-        co2_grams_per_km=reader.optional(
-            reader.non_negative, raw.get("g_CO2_km"), "g_CO2_km", type_id
-        ),
-        default_reserve_time_minutes=reader.optional(
-            reader.count, raw.get("default_reserve_time"), "default_reserve_time", type_id
+        co2_grams_per_km=reader.optional_field(reader.non_negative, raw, "g_CO2_km", type_id),
+        default_reserve_time_minutes=reader.optional_field(
+            reader.count, raw, "default_reserve_time", type_id
         ),
         raw_form_factor=raw_form_factor,
     )

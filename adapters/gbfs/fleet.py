@@ -255,9 +255,9 @@ def _station(
     position = coordinates(reader, raw.get("lat"), raw.get("lon"), station_id)
     if position is None:
         raise RecordSkipped("COORDINATES_MISSING", "station has no lat/lon")
-    short_name = reader.optional(reader.localized, raw.get("short_name"), "short_name", station_id)
+    short_name = reader.optional_field(reader.localized, raw, "short_name", station_id)
     name = reader.localized(raw.get("name"), "name", station_id)
-    region_id = reader.optional(reader.ident, raw.get("region_id"), "region_id", station_id)
+    region_id = reader.optional_field(reader.ident, raw, "region_id", station_id)
     if region_id is not None:
         region_id = catalog.region(region_id, reader)
     return Station(
@@ -266,16 +266,12 @@ def _station(
         lat=position[0],
         lon=position[1],
         short_name=short_name,
-        capacity=reader.optional(reader.count, raw.get("capacity"), "capacity", station_id),
+        capacity=reader.optional_field(reader.count, raw, "capacity", station_id),
         region_id=region_id,
         is_virtual=bool(
-            reader.optional(
-                reader.boolean, raw.get("is_virtual_station"), "is_virtual_station", station_id
-            )
+            reader.optional_field(reader.boolean, raw, "is_virtual_station", station_id)
         ),
-        rental_uris=reader.optional(
-            reader.rental_uris, raw.get("rental_uris"), "rental_uris", station_id
-        ),
+        rental_uris=reader.optional_field(reader.rental_uris, raw, "rental_uris", station_id),
     )
 
 
@@ -320,16 +316,12 @@ def _with_status(
         station,
         num_vehicles_available=available,
         num_vehicles_disabled=disabled,
-        num_docks_available=reader.optional(
-            reader.count, raw.get("num_docks_available"), "num_docks_available", rid
-        ),
-        is_installed=reader.optional(reader.boolean, raw.get("is_installed"), "is_installed", rid),
-        is_renting=reader.optional(reader.boolean, raw.get("is_renting"), "is_renting", rid),
-        is_returning=reader.optional(reader.boolean, raw.get("is_returning"), "is_returning", rid),
+        num_docks_available=reader.optional_field(reader.count, raw, "num_docks_available", rid),
+        is_installed=reader.optional_field(reader.boolean, raw, "is_installed", rid),
+        is_renting=reader.optional_field(reader.boolean, raw, "is_renting", rid),
+        is_returning=reader.optional_field(reader.boolean, raw, "is_returning", rid),
         vehicle_types_available=_type_counts(raw, available, reader, catalog, rid),
-        last_reported=reader.optional(
-            reader.timestamp, raw.get("last_reported"), "last_reported", rid
-        ),
+        last_reported=reader.optional_field(reader.timestamp, raw, "last_reported", rid),
     )
 
 
@@ -355,10 +347,8 @@ def _type_counts(
         if not isinstance(entry, Mapping):
             reader.warn("INVALID_OPTIONAL_FIELD", "vehicle_types_available: bad entry", rid)
             continue
-        type_id = reader.optional(
-            reader.ident, entry.get("vehicle_type_id"), "vehicle_type_id", rid
-        )
-        count = reader.optional(reader.count, entry.get("count"), "count", rid)
+        type_id = reader.optional_field(reader.ident, entry, "vehicle_type_id", rid)
+        count = reader.optional_field(reader.count, entry, "count", rid)
         if type_id is None or count is None:
             reader.warn("INVALID_OPTIONAL_FIELD", "vehicle_types_available: bad entry", rid)
         else:
@@ -429,13 +419,13 @@ def _vehicle(
 ) -> Vehicle:
     rid = vehicle_id
     type_id = catalog.vehicle_type(
-        reader.optional(reader.ident, raw.get("vehicle_type_id"), "vehicle_type_id", rid),
+        reader.optional_field(reader.ident, raw, "vehicle_type_id", rid),
         reader,
         rid,
     )
     vehicle_type = catalog.types[type_id]
 
-    station_id = reader.optional(reader.ident, raw.get("station_id"), "station_id", rid)
+    station_id = reader.optional_field(reader.ident, raw, "station_id", rid)
     station = stations.get(station_id) if station_id is not None else None
     if station_id is not None and station is None:
         reader.warn("UNKNOWN_STATION", "station_id not in station_information, dropped", rid)
@@ -446,9 +436,7 @@ def _vehicle(
             raise RecordSkipped("COORDINATES_MISSING", "no lat/lon and no known station_id")
         position = (station.lat, station.lon)
 
-    current_range = reader.optional(
-        reader.non_negative, raw.get("current_range_meters"), "current_range_meters", rid
-    )
+    current_range = reader.optional_field(reader.non_negative, raw, "current_range_meters", rid)
     motorised = vehicle_type.propulsion_type is not PropulsionType.HUMAN
     if current_range is None and motorised:
         reader.warn("MISSING_CURRENT_RANGE", "motorised vehicle without current_range_meters", rid)
@@ -456,7 +444,7 @@ def _vehicle(
     if current_range is not None and max_range is not None and current_range > max_range:
         reader.warn("RANGE_ABOVE_MAX", "current_range_meters above the type's max, kept", rid)
 
-    plan_id = reader.optional(reader.ident, raw.get("pricing_plan_id"), "pricing_plan_id", rid)
+    plan_id = reader.optional_field(reader.ident, raw, "pricing_plan_id", rid)
     if plan_id is not None:
         plan_id = catalog.pricing_plan(plan_id, reader)
 
@@ -475,9 +463,7 @@ def _vehicle(
         station_id=station_id,
         current_range_meters=current_range,
         current_fuel_percent=_fuel_percent(raw.get("current_fuel_percent"), reader, rid),
-        rental_uris=reader.optional(reader.rental_uris, raw.get("rental_uris"), "rental_uris", rid),
-        last_reported=reader.optional(
-            reader.timestamp, raw.get("last_reported"), "last_reported", rid
-        ),
+        rental_uris=reader.optional_field(reader.rental_uris, raw, "rental_uris", rid),
+        last_reported=reader.optional_field(reader.timestamp, raw, "last_reported", rid),
         vehicle_equipment=_equipment(raw.get("vehicle_equipment"), reader, rid),
     )

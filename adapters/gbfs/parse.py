@@ -298,10 +298,8 @@ def _document_major(
 def _feed_meta(
     name: str, document: Mapping[str, Any], reader: Reader, urls: Mapping[str, str]
 ) -> FeedMeta:
-    last_updated = reader.optional(
-        reader.timestamp, document.get("last_updated"), "last_updated", None
-    )
-    ttl = reader.optional(reader.count, document.get("ttl"), "ttl", None)
+    last_updated = reader.optional_field(reader.timestamp, document, "last_updated", None)
+    ttl = reader.optional_field(reader.count, document, "ttl", None)
     for field in ("last_updated", "ttl"):
         if document.get(field) is None:
             reader.warn("MISSING_HEADER", f"header `{field}` missing", None)
@@ -343,10 +341,10 @@ def _system(data: Mapping[str, Any], reader: Reader, picker: LanguagePicker) -> 
     return SystemInfo(
         system_id=system_id,
         name=reader.defaulted(name, system_id, "name", system_id),
-        operator=reader.optional(reader.localized, data.get("operator"), "operator", system_id),
+        operator=reader.optional_field(reader.localized, data, "operator", system_id),
         timezone=_timezone(data.get("timezone"), reader, system_id),
         language=picker.chosen if picker.system_languages else None,
-        url=reader.optional(reader.link, data.get("url"), "url", system_id),
+        url=reader.optional_field(reader.link, data, "url", system_id),
         android_store_uri=store_uri("android"),
         ios_store_uri=store_uri("ios"),
     )

@@ -124,6 +124,16 @@ class Reader:
             self.warn("INVALID_OPTIONAL_FIELD", f"{field}: unreadable value dropped", record_id)
             return None
 
+    def optional_field(
+        self,
+        read: Callable[[object, str, str | None], T | None],
+        record: Mapping[str, object],
+        field: str,
+        record_id: str | None,
+    ) -> T | None:
+        """:meth:`optional` over the record's ``field``."""
+        return self.optional(read, record.get(field), field, record_id)
+
     @staticmethod
     def require(value: T | None, field: str) -> T:
         if value is None:

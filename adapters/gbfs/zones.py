@@ -79,7 +79,7 @@ def _zone(
     properties = feature.get("properties")
     if not isinstance(properties, Mapping):
         properties = {}
-    name = reader.optional(reader.localized, properties.get("name"), "name", record_id)
+    name = reader.optional_field(reader.localized, properties, "name", record_id)
     label = f"zone {record_id}" + (f" ({name!r})" if name else "")
     try:
         geometry = _geometry(feature.get("geometry"), reader, record_id)
@@ -103,8 +103,8 @@ def _zone(
         geometry=geometry,
         rules=tuple(rules),
         name=name,
-        start=reader.optional(reader.timestamp, properties.get("start"), "start", record_id),
-        end=reader.optional(reader.timestamp, properties.get("end"), "end", record_id),
+        start=reader.optional_field(reader.timestamp, properties, "start", record_id),
+        end=reader.optional_field(reader.timestamp, properties, "end", record_id),
     )
 
 
@@ -159,12 +159,8 @@ def _rule(raw: object, reader: Reader, record_id: str, map_type_id: TypeIdMap) -
         ride_start_allowed=start,
         ride_end_allowed=end,
         ride_through_allowed=through,
-        maximum_speed_kph=reader.optional(
-            reader.count, raw.get("maximum_speed_kph"), "maximum_speed_kph", record_id
-        ),
-        station_parking=reader.optional(
-            reader.boolean, raw.get("station_parking"), "station_parking", record_id
-        ),
+        maximum_speed_kph=reader.optional_field(reader.count, raw, "maximum_speed_kph", record_id),
+        station_parking=reader.optional_field(reader.boolean, raw, "station_parking", record_id),
     )
 
 

@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from adapters.base import AdapterConfigError, AdapterError, FetchContext
+from adapters.base import AdapterConfigError, AdapterError, FetchContext, check_options
 from adapters.dto import Snapshot
 from adapters.gbfs.documents import document_data
 from adapters.gbfs.parse import parse_snapshot
@@ -50,13 +50,7 @@ class PushAdapter:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> PushAdapter:
-        if not isinstance(config, Mapping):
-            raise AdapterConfigError("push: config must be an object")
-        unknown = sorted(set(config) - {"documents", "language"})
-        if unknown:
-            raise AdapterConfigError(
-                f"push: unknown option(s) {', '.join(unknown)} (known: documents, language)"
-            )
+        check_options("push", config, {"documents", "language"})
         documents = config.get("documents", {})
         if not isinstance(documents, Mapping):
             raise AdapterConfigError("push: `documents` must map GBFS file names to documents")

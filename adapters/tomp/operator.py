@@ -9,10 +9,8 @@ repeated event after the state moved answers 403; in both cases this module read
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
@@ -31,6 +29,7 @@ from adapters.booking import (
     Position,
     ReservationRequest,
 )
+from adapters.http import parse_retry_after
 from adapters.tomp.wire import (
     WireError,
     coordinates,
@@ -59,23 +58,6 @@ def _text(config: Mapping[str, Any], key: str, default: str) -> str:
     if not all(" " <= c <= "~" for c in value):
         raise AdapterConfigError(f"tomp: {key} must be printable ASCII (it is sent as a header)")
     return value.strip()
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _json(response: httpx.Response, what: str) -> Any:
@@ -181,7 +163,7 @@ class TompBookingOperator:
                 f"TOMP {what}: HTTP {status}"
                 + (f" ({error.describe()})" if error and error.describe() else ""),
                 operator_code=error.errorcode if error else None,
-                retry_after_seconds=_retry_after(response),
+                retry_after_seconds=parse_retry_after(response.headers.get("Retry-After")),
             )
         if status == 401:
             if ctx.auth is not None:

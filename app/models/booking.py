@@ -11,17 +11,15 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Float,
-    ForeignKey,
     Index,
     LargeBinary,
     Text,
-    func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base
+from app.models.base import Base, _now_by_default, _uuid_pk, _uuid_ref
 
 #: The booking states that hold a vehicle, as the database knows them: migration 0008's unique
 #: partial index ``ux_bookings_active_vehicle`` is built over them. The booking domain's state
@@ -66,12 +64,8 @@ class Booking(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
-    )
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT"), nullable=False
-    )
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = _uuid_ref("users.id", ondelete="RESTRICT")
     provider_id: Mapped[str] = mapped_column(Text, nullable=False)
     vehicle_id: Mapped[str] = mapped_column(Text, nullable=False)  # public "<provider>:<ext>"
     vehicle_external_id: Mapped[str] = mapped_column(Text, nullable=False)
@@ -106,18 +100,10 @@ class Booking(Base):
     idempotency_key: Mapped[str | None] = mapped_column(Text)
     # Booked for an organisation (migration 0010): the rider is the member it is for; who
     # booked it is the member (booker) or API key that asked.
-    organisation_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("organisations.id", ondelete="RESTRICT")
-    )
-    cost_centre_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("cost_centres.id", ondelete="SET NULL")
-    )
-    booked_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
-    )
-    booked_by_api_key_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="SET NULL")
-    )
+    organisation_id: Mapped[uuid.UUID | None] = _uuid_ref("organisations.id", ondelete="RESTRICT")
+    cost_centre_id: Mapped[uuid.UUID | None] = _uuid_ref("cost_centres.id", ondelete="SET NULL")
+    booked_by_user_id: Mapped[uuid.UUID | None] = _uuid_ref("users.id", ondelete="SET NULL")
+    booked_by_api_key_id: Mapped[uuid.UUID | None] = _uuid_ref("api_keys.id", ondelete="SET NULL")
     # The one change in flight (migration 0011): whoever holds an unexpired lease is the only
     # one who may call the operator for this booking or change its state.
     action_token: Mapped[str | None] = mapped_column(Text)
@@ -125,8 +111,8 @@ class Booking(Base):
     # Set when what the operator holds may differ from ours (an action's answer was lost, a
     # compensating cancel is still due): maintenance asks the operator after this time.
     reconcile_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = _now_by_default()
+    updated_at: Mapped[datetime] = _now_by_default()
 
 
 class BookingEventRow(Base):
@@ -136,9 +122,7 @@ class BookingEventRow(Base):
     __table_args__ = (Index("ix_booking_events_booking", "booking_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    booking_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("bookings.id", ondelete="CASCADE"), nullable=False
-    )
+    booking_id: Mapped[uuid.UUID] = _uuid_ref("bookings.id", ondelete="CASCADE")
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     event: Mapped[str] = mapped_column(Text, nullable=False)
     from_state: Mapped[str | None] = mapped_column(Text)
@@ -161,7 +145,7 @@ class IdempotencyKey(Base):
     request_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     status: Mapped[str] = mapped_column(Text, nullable=False)  # IN_PROGRESS | DONE
     response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = _now_by_default()
     # An IN_PROGRESS key whose request died (process killed) is free again after this.
     locked_until: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

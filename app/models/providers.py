@@ -18,19 +18,28 @@ from sqlalchemy import (
     Index,
     Integer,
     Text,
-    func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, _provider_fk
+from app.models.base import Base, _now_by_default, _provider_fk, _uuid_ref
 from app.platform.secret_box import (
     CREDENTIALS_PURPOSE,
     INGEST_SECRET_PURPOSE,
     SealedJSON,
     SealedText,
 )
+
+
+class FeedRecord:
+    """The key of what a provider's feed reports (a vehicle type, plan, station, vehicle,
+    region): the feed's own id, and the public ``id`` that scopes it by the provider
+    ("<provider>:<external id>", providers/rows.py) so two operators' ids never collide."""
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    provider_id: Mapped[str] = _provider_fk()
+    external_id: Mapped[str] = mapped_column(Text, nullable=False)
 
 
 class Provider(Base):
@@ -41,8 +50,8 @@ class Provider(Base):
     adapter: Mapped[str] = mapped_column(Text, nullable=False)
     config: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = _now_by_default()
+    updated_at: Mapped[datetime] = _now_by_default()
     # What the last good snapshot said about the system.
     gbfs_version: Mapped[str | None] = mapped_column(Text)
     system_info: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
@@ -72,17 +81,12 @@ class Provider(Base):
     # NULL: no booking API (plain GBFS), riders are sent to the operator's own app.
     booking: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # A private fleet (migration 0010): only this organisation's members see and book it.
-    private_to: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("organisations.id", ondelete="RESTRICT")
-    )
+    private_to: Mapped[uuid.UUID | None] = _uuid_ref("organisations.id", ondelete="RESTRICT")
 
 
-class VehicleType(Base):
+class VehicleType(FeedRecord, Base):
     __tablename__ = "vehicle_types"
 
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    provider_id: Mapped[str] = _provider_fk()
-    external_id: Mapped[str] = mapped_column(Text, nullable=False)
     form_factor: Mapped[str] = mapped_column(Text, nullable=False)
     propulsion_type: Mapped[str] = mapped_column(Text, nullable=False)
     name: Mapped[str | None] = mapped_column(Text)
@@ -95,12 +99,9 @@ class VehicleType(Base):
     raw_form_factor: Mapped[str | None] = mapped_column(Text)
 
 
-class PricingPlan(Base):
+class PricingPlan(FeedRecord, Base):
     __tablename__ = "pricing_plans"
 
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    provider_id: Mapped[str] = _provider_fk()
-    external_id: Mapped[str] = mapped_column(Text, nullable=False)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
     currency: Mapped[str] = mapped_column(CHAR(3), nullable=False)
@@ -112,12 +113,9 @@ class PricingPlan(Base):
     url: Mapped[str | None] = mapped_column(Text)
 
 
-class Station(Base):
+class Station(FeedRecord, Base):
     __tablename__ = "stations"
 
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    provider_id: Mapped[str] = _provider_fk()
-    external_id: Mapped[str] = mapped_column(Text, nullable=False)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     short_name: Mapped[str | None] = mapped_column(Text)
     geom: Mapped[Any] = mapped_column(Geometry("POINT", 4326, spatial_index=False), nullable=False)
@@ -133,17 +131,14 @@ class Station(Base):
     is_returning: Mapped[bool | None] = mapped_column(Boolean)
     vehicle_types_available: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
     last_reported: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = _now_by_default()
 
 
-class Vehicle(Base):
+class Vehicle(FeedRecord, Base):
     """Current snapshot of one vehicle; ``pricing_plan_id`` is the effective plan."""
 
     __tablename__ = "vehicles"
 
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    provider_id: Mapped[str] = _provider_fk()
-    external_id: Mapped[str] = mapped_column(Text, nullable=False)
     vehicle_type_id: Mapped[str | None] = mapped_column(Text)
     pricing_plan_id: Mapped[str | None] = mapped_column(Text)
     station_id: Mapped[str | None] = mapped_column(Text)
@@ -158,7 +153,7 @@ class Vehicle(Base):
     last_reported: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # GBFS vehicle_equipment values; None: not reported, []: none (app/vehicle.py).
     vehicle_equipment: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = _now_by_default()
 
 
 class GeofencingZone(Base):
@@ -176,12 +171,9 @@ class GeofencingZone(Base):
     ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class SystemRegion(Base):
+class SystemRegion(FeedRecord, Base):
     __tablename__ = "system_regions"
 
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    provider_id: Mapped[str] = _provider_fk()
-    external_id: Mapped[str] = mapped_column(Text, nullable=False)
     name: Mapped[str] = mapped_column(Text, nullable=False)
 
 
@@ -215,7 +207,7 @@ class ProviderCredentials(Base):
     )
     kind: Mapped[str] = mapped_column(Text, nullable=False)
     secret: Mapped[dict[str, Any]] = mapped_column(SealedJSON(CREDENTIALS_PURPOSE), nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = _now_by_default()
 
     def __repr__(self) -> str:
         return f"ProviderCredentials({self.provider_id!r}, {self.kind!r})"

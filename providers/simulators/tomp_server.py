@@ -57,6 +57,21 @@ _Handler: TypeAlias = Callable[[Request, Any, float], Reply]
 _JSON: Final = "application/json"
 SUPPORTED_API_VERSIONS: Final = ("1.6",)
 _ALL_HEADERS: Final = ("Accept-Language", "Api", "Api-Version", "maas-id")
+
+
+@dataclass(frozen=True, slots=True)
+class _SimRoute:
+    method: str
+    path: str  # Starlette's, with {id}
+    handler: _Handler
+    required: tuple[str, ...]  # headers a request is refused without
+
+    @property
+    def key(self) -> str:
+        """How faults and the journal name the route: ``"POST /bookings"``."""
+        return f"{self.method} {self.path}"
+
+
 # The module digit of TOMP error codes (x001 Missing, x008 Unsupported API-version, …).
 _MODULE: Final = {"operator": 1, "planning": 2, "bookings": 3, "legs": 4}
 # A hanging request gives up on its own after this long, so nothing outlives a forgotten test.
@@ -214,70 +229,50 @@ class TompSimulator:
 
     # -- HTTP ---------------------------------------------------------------------------------
 
-    def _routes_by_key(self) -> dict[str, tuple[str, str, _Handler, tuple[str, ...]]]:
-        """route key -> (method, Starlette path, handler, required headers)."""
+    def _routes_by_key(self) -> dict[str, _SimRoute]:
+        """The TOMP routes served, by their key."""
         s = self.state
 
         def param(request: Request) -> str:
             return str(request.path_params["id"])
 
-        return {
-            "GET /operator/ping": (
-                "GET",
-                "/operator/ping",
-                lambda r, b, now: Reply(200),
-                ("Accept-Language",),
-            ),
-            "GET /operator/meta": (
+        routes = (
+            _SimRoute("GET", "/operator/ping", lambda r, b, now: Reply(200), ("Accept-Language",)),
+            _SimRoute(
                 "GET",
                 "/operator/meta",
                 lambda r, b, now: Reply(200, self._meta(r)),
                 ("Accept-Language", "maas-id"),
             ),
-            "POST /planning/offers": (
-                "POST",
-                "/planning/offers",
-                lambda r, b, now: s.plan(b, now),
-                _ALL_HEADERS,
+            _SimRoute("POST", "/planning/offers", lambda r, b, now: s.plan(b, now), _ALL_HEADERS),
+            _SimRoute(
+                "POST", "/bookings", lambda r, b, now: s.create_booking(b, now), _ALL_HEADERS
             ),
-            "POST /bookings": (
-                "POST",
-                "/bookings",
-                lambda r, b, now: s.create_booking(b, now),
-                _ALL_HEADERS,
+            _SimRoute(
+                "GET", "/bookings/{id}", lambda r, b, now: s.get_booking(param(r)), _ALL_HEADERS
             ),
-            "GET /bookings/{id}": (
-                "GET",
-                "/bookings/{id}",
-                lambda r, b, now: s.get_booking(param(r)),
-                _ALL_HEADERS,
-            ),
-            "POST /bookings/{id}/events": (
+            _SimRoute(
                 "POST",
                 "/bookings/{id}/events",
                 lambda r, b, now: s.booking_event(param(r), b, now),
                 _ALL_HEADERS,
             ),
-            "GET /legs/{id}": (
-                "GET",
-                "/legs/{id}",
-                lambda r, b, now: s.get_leg(param(r)),
-                _ALL_HEADERS,
-            ),
-            "POST /legs/{id}/events": (
+            _SimRoute("GET", "/legs/{id}", lambda r, b, now: s.get_leg(param(r)), _ALL_HEADERS),
+            _SimRoute(
                 "POST",
                 "/legs/{id}/events",
                 lambda r, b, now: s.leg_event(param(r), b, now),
                 _ALL_HEADERS,
             ),
-        }
+        )
+        return {route.key: route for route in routes}
 
     @property
     def app(self) -> Starlette:
         if self._app is None:
             routes = [
-                Route(path, self._endpoint(key, handler, required), methods=[method])
-                for key, (method, path, handler, required) in self._routes_by_key().items()
+                Route(r.path, self._endpoint(key, r.handler, r.required), methods=[r.method])
+                for key, r in self._routes_by_key().items()
             ]
             routes += [
                 Route("/gbfs/{feed}.json", self._gbfs, methods=["GET"]),
