@@ -18,7 +18,7 @@ from app.fleet.access import ADMINS
 from app.fleet.principal import OrgActor, Scope
 from app.records import ApiKeyRecord
 from graphql_schema.context import Context
-from graphql_schema.org_access import actor_for_item, org_admin, org_uuid
+from graphql_schema.org_access import actor_for_item, admin_or_key, org_uuid
 
 __all__ = ["ApiKey", "ApiKeyMutation", "ApiKeyQuery", "NewApiKey"]
 
@@ -86,7 +86,7 @@ def _live(info: Info) -> bool:
 class ApiKeyQuery:
     @strawberry.field(description="An organisation's API keys, newest first (OWNER or ADMIN).")
     async def api_keys(self, info: Info, organisation_id: strawberry.ID) -> list[ApiKey]:
-        actor = await org_admin(info.context, organisation_id)
+        actor = await admin_or_key(info.context, organisation_id)
         return [ApiKey.from_row(k) for k in await info.context.api_keys.of_organisation(actor)]
 
 
@@ -104,7 +104,7 @@ class ApiKeyMutation:
         scopes: list[Scope],
         expires_at: datetime | None = None,
     ) -> NewApiKey:
-        actor = await org_admin(info.context, organisation_id)
+        actor = await admin_or_key(info.context, organisation_id)
         row, secret = await info.context.api_keys.create(
             actor, name=name, scopes=scopes, expires_at=expires_at, live=_live(info)
         )

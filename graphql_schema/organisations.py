@@ -18,7 +18,7 @@ from app.rate_limit import plan_limits
 from app.records import CostCentreRecord, MemberRecord, OrganisationRecord, UserRecord
 from app.staff_auth import Forbidden
 from graphql_schema.context import Context
-from graphql_schema.org_access import org_admin, org_uuid
+from graphql_schema.org_access import admin_or_key, org_uuid
 
 Info = strawberry.Info[Context, None]
 
@@ -148,7 +148,7 @@ class OrganisationMutation:
     async def add_cost_centre(
         self, info: Info, organisation_id: strawberry.ID, code: str, name: str
     ) -> CostCentre:
-        actor = await org_admin(info.context, organisation_id)
+        actor = await admin_or_key(info.context, organisation_id)
         return CostCentre.from_row(
             await info.context.organisations.add_cost_centre(actor, code=code, name=name)
         )
@@ -165,7 +165,7 @@ class OrganisationMutation:
         role: Role,
         cost_centre_id: strawberry.ID | None = None,
     ) -> NewInvitation:
-        actor = await org_admin(info.context, organisation_id)
+        actor = await admin_or_key(info.context, organisation_id)
         centre = org_uuid(cost_centre_id, "cost centre") if cost_centre_id else None
         new = await info.context.organisations.invite(
             actor, email=email, role=role, cost_centre_id=centre, now=datetime.now(UTC)
@@ -201,7 +201,7 @@ class OrganisationMutation:
         cost_centre_id: strawberry.ID | None = None,
         clear_cost_centre: bool = False,
     ) -> OrganisationMemberType:
-        actor = await org_admin(info.context, organisation_id)
+        actor = await admin_or_key(info.context, organisation_id)
         if cost_centre_id is not None and clear_cost_centre:
             raise InvalidInput("give costCentreId or clearCostCentre, not both")
         member, user = await info.context.organisations.update_member(
@@ -231,6 +231,6 @@ class OrganisationMutation:
     async def remove_member(
         self, info: Info, organisation_id: strawberry.ID, member_id: strawberry.ID
     ) -> strawberry.ID:
-        actor = await org_admin(info.context, organisation_id)
+        actor = await admin_or_key(info.context, organisation_id)
         await info.context.organisations.remove_member(actor, org_uuid(member_id, "member"))
         return member_id

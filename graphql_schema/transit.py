@@ -21,7 +21,6 @@ from app.transit.timetable import RouteMode, TransitRoute
 from graphql_schema.context import Context
 from graphql_schema.inputs import NearInput, WithinInput
 from graphql_schema.quotes import LatLonInput, Offer
-from graphql_schema.scalars import Long
 from graphql_schema.types import Money, Vehicle
 
 Info = strawberry.Info[Context, None]
@@ -367,9 +366,7 @@ def _journey(j: journey_options.PlannedJourney, ref: ReferenceData) -> Journey:
     price = None
     if not j.unpriced_vehicles and len(j.prices) <= 1:
         p = j.prices[0] if j.prices else None
-        price = (
-            Money(amount_minor=Long(p.total_minor), currency=p.currency) if p is not None else None
-        )
+        price = Money.of(p.total_minor, p.currency) if p is not None else None
     uses_transit = any(isinstance(p, journey_options.TransitPart) for p in j.parts)
     return Journey(
         departure_time=j.departure.astimezone(UTC),

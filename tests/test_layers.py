@@ -11,8 +11,8 @@ are not run at import time), resolved to the modules of the project.
 - an import inside a function has its reason written beside it (a comment above it in the
   function, or on its line);
 - no source file of the project's packages, its scripts or the web app's sources is over
-  ``MAX_LINES`` lines (issue 17: a file a newcomer can read through; tests, migrations and
-  benchmarks are exempt, and so is the generated ``schema.graphql``).
+  ``MAX_LINES`` lines (issue 17: a file a newcomer can read through). Tests, migrations and
+  benchmarks are not among them, nor is the generated ``schema.graphql``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from app.transit.timetable import StopTimeRow, TripRow
 _DAY_SECONDS = 86_400
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # a reader: compared by identity, like any object
 class StopTimesReader:
     zf: GtfsZip
     f: Findings
@@ -254,7 +254,7 @@ class StopTimesReader:
         return rows
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # caches: compared by identity, like any object
 class _Caches:
     """The stop times' distinct texts, parsed once each (a feed repeats them thousands of
     times)."""

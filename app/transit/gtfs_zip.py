@@ -258,7 +258,7 @@ def _plain(block: str) -> bool:
     return "\r" not in block or block.count("\r") == block.count("\r\n")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # a reader: compared by identity, like any object
 class Table:
     """One file's rows: the asked-for columns' values (stripped; "" when the column is absent
     or the row short), one row at a time, or column by column (`column_chunks`, large files).
