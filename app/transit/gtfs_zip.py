@@ -69,7 +69,6 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "transfers.txt": ("from_stop_id", "to_stop_id"),
     "feed_info.txt": (),
 }
-_BOM = b"\xef\xbb\xbf"
 
 
 # ---------------------------------------------------------------------------- values
